@@ -1,0 +1,593 @@
+"""Render a face from its parameters and a capture scene (pure: arrays in, arrays out).
+
+The model is 2.5-D. The head is an ellipsoid with half-axes (A, B*A, C*A) in a head frame
+(x right, y down, z towards the camera, unit A = the face half-width). Every feature
+(eyes, brows, nose, mouth, ears, hairline, moles) is a 3-D point on or near that surface;
+a pose (yaw, pitch, roll) rotates the points and an orthographic camera projects them.
+The flat colours (albedo) are drawn with OpenCV's anti-aliased primitives, then three
+single-channel maps multiply them: Lambertian shading of the ellipsoid under the scene's
+light, an occlusion/relief map (eye sockets, nose sides, cheekbones, creases) and the
+identity's own skin texture (blotches, freckles). The camera then adds defocus or motion
+blur, sensor noise and JPEG compression.
+
+The five landmarks (eye centres, nose tip, mouth corners) come from the same projected
+points, so they are exact ground truth for alignment.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from lab.synth._identity import P
+
+_SHIFT = 4  # sub-pixel bits for OpenCV drawing
+_ONE = 1 << _SHIFT
+_AA = cv2.LINE_AA
+_NEUTRAL = 200.0  # occlusion-map value that leaves the albedo unchanged
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Everything about one capture that is not the person."""
+
+    yaw: float = 0.0  # degrees, + turns the face to the image's right
+    pitch: float = 0.0  # degrees, + looks up
+    roll: float = 0.0  # degrees, + clockwise in the image
+    dx: float = 0.0  # head offset, fraction of the image size
+    dy: float = 0.0
+    scale: float = 1.0
+    light_azimuth: float = 0.0  # radians in the image plane, 0 = from the right
+    light_elevation: float = 0.0  # radians from the camera axis, 0 = frontal
+    ambient: float = 0.72
+    diffuse: float = 0.35
+    gain: float = 1.0
+    background: tuple[int, int, int] = (225, 226, 228)
+    background2: tuple[int, int, int] | None = None  # a second colour: a cluttered scene
+    clutter_seed: int = 0
+    clothing: tuple[int, int, int] = (60, 62, 70)
+    expression: float = 0.0  # 0 neutral, 1 broad smile, mouth open
+    glasses: bool = False
+    mask: bool = False
+    blur_sigma: float = 0.0  # Gaussian defocus, in output pixels
+    motion_length: float = 0.0  # motion blur, in output pixels
+    motion_angle: float = 0.0  # degrees
+    noise_sigma: float = 0.0  # sensor noise, in grey levels
+    jpeg_quality: int = 0  # 0: no JPEG round trip
+    noise_seed: int = 0
+
+
+def _rot(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    y, p, r = (math.radians(v) for v in (yaw, pitch, roll))
+    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
+    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
+    return rz @ rx @ ry
+
+
+def skin_rgb(lightness: float, warmth: float) -> np.ndarray:
+    """Skin albedo from a lightness in [0, 1] and a warmth (red-yellow undertone)."""
+    lo = np.array([58.0, 36.0, 26.0])
+    hi = np.array([246.0, 212.0, 190.0])
+    c = lo + (hi - lo) * np.array([lightness**0.85, lightness, lightness**1.1])
+    c += (warmth - 0.5) * np.array([34.0, 6.0, -40.0])
+    return np.clip(c, 0, 255)
+
+
+def hair_rgb(lightness: float, warmth: float) -> np.ndarray:
+    lo = np.array([22.0, 18.0, 16.0])
+    hi = np.array([232.0, 208.0, 160.0])
+    c = lo + (hi - lo) * lightness
+    c += (warmth - 0.4) * np.array([70.0, 10.0, -45.0]) * (0.3 + lightness)
+    return np.clip(c, 0, 255)
+
+
+def _iris_rgb(darkness: float) -> np.ndarray:
+    light = np.array([95.0, 140.0, 175.0])
+    dark = np.array([52.0, 34.0, 22.0])
+    return light + (dark - light) * darkness
+
+
+def _pts(a: np.ndarray) -> np.ndarray:
+    return np.round(a * _ONE).astype(np.int32)
+
+
+class _Canvas:
+    """Albedo (RGB uint8), occlusion (uint8, neutral 200) and the projection of one image."""
+
+    def __init__(self, size: int, p: np.ndarray, scene: Scene):
+        self.size = size
+        self.p = p
+        self.albedo = np.empty((size, size, 3), np.uint8)
+        self.occ = np.zeros((size, size), np.uint8)
+        self.a_px = float(0.235 * size * p[P["face_width"]] * scene.scale)
+        self.cx = size * (0.5 + scene.dx)
+        self.cy = size * (0.47 + scene.dy)
+        self.R = _rot(scene.yaw, scene.pitch, scene.roll)
+        # the two projecting rows of R, pre-scaled, as Python floats for single points
+        r = self.R * self.a_px
+        self._r = tuple(float(v) for v in (*r[0], *r[1]))
+        self._proj = np.ascontiguousarray(r[:2].T)  # (3, 2): head frame -> pixels
+        self._origin = np.array([self.cx, self.cy])
+        self.B = float(p[P["face_length"]])
+        self._by2 = 1.0 / (self.B * 1.05) ** 2
+        self.C = 0.95
+        self.yaw = math.radians(scene.yaw)
+        self.pitch = math.radians(scene.pitch)
+        self.roll = scene.roll
+
+    def surface_z(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        r = 1.0 - x**2 - (y / (self.B * 1.05)) ** 2
+        return self.C * np.sqrt(np.maximum(r, 0.04))
+
+    def project(self, pts: np.ndarray) -> np.ndarray:
+        """Head-frame points of shape (n, 3) to image pixels of shape (n, 2)."""
+        return pts @ self._proj + self._origin
+
+    def on_face(self, x: float, y: float, dz: float = 0.0) -> tuple[float, float]:
+        """Image position of the surface point above (x, y), raised by dz (scalar fast path)."""
+        z = self.C * math.sqrt(max(1.0 - x * x - y * y * self._by2, 0.04)) + dz
+        r00, r01, r02, r10, r11, r12 = self._r
+        return (self.cx + r00 * x + r01 * y + r02 * z, self.cy + r10 * x + r11 * y + r12 * z)
+
+    def foreshorten(self, x: float, y: float) -> tuple[float, float]:
+        """Apparent width and height factors of a small patch at (x, y) on the surface."""
+        a = math.asin(max(-0.95, min(0.95, x)))
+        b = math.asin(max(-0.95, min(0.95, y / (self.B * 1.05))))
+        fx = max(0.25, math.cos(a + self.yaw)) / math.cos(a)
+        fy = max(0.25, math.cos(b - self.pitch)) / math.cos(b)
+        return fx, fy
+
+    def ellipse(self, img: np.ndarray, center: np.ndarray, axes: tuple[float, float],
+                angle: float, color, thickness: int = -1, arc: tuple[int, int] = (0, 360)):
+        k = self.a_px * _ONE
+        ax = (max(1, int(axes[0] * k + 0.5)), max(1, int(axes[1] * k + 0.5)))
+        cv2.ellipse(img, (int(center[0] * _ONE + 0.5), int(center[1] * _ONE + 0.5)), ax,
+                    angle + self.roll, arc[0], arc[1], color, thickness, _AA, _SHIFT)
+
+    def feature(self, img: np.ndarray, x: float, y: float, axes: tuple[float, float],
+                color, angle: float = 0.0, dz: float = 0.0, thickness: int = -1,
+                arc: tuple[int, int] = (0, 360)):
+        fx, fy = self.foreshorten(x, y)
+        self.ellipse(img, self.on_face(x, y, dz), (axes[0] * fx, axes[1] * fy), angle, color,
+                     thickness, arc)
+
+    def poly(self, img: np.ndarray, pts2d: np.ndarray, color) -> None:
+        cv2.fillPoly(img, [_pts(pts2d)], color, _AA, _SHIFT)
+
+    def line(self, img: np.ndarray, pts2d: np.ndarray, color, thickness: int) -> None:
+        cv2.polylines(img, [_pts(pts2d)], False, color, thickness, _AA, _SHIFT)
+
+
+_OUTLINE_T = np.linspace(0.0, 2 * np.pi, 44, endpoint=False)
+_OUTLINE_SIN, _OUTLINE_COS = np.sin(_OUTLINE_T), np.cos(_OUTLINE_T)
+_BACK_T = np.linspace(np.pi, 2 * np.pi, 16)
+_TOP_T = np.linspace(np.pi + 0.15, 2 * np.pi - 0.15, 18)
+_HAIRLINE_X = np.linspace(0.86, -0.86, 11)
+_BROW_T = np.linspace(-1.0, 1.0, 6)
+_RIDGE_T = np.linspace(0.0, 1.0, 5)
+_MOUTH_T = np.linspace(-1.0, 1.0, 9)
+_RAMP = np.linspace(0.0, 1.0, 24, dtype=np.float32)
+
+
+def _face_outline(c: _Canvas) -> np.ndarray:
+    """The face contour in the head frame, shape (n, 3)."""
+    p = c.p
+    t, s, x = _OUTLINE_T, _OUTLINE_SIN, _OUTLINE_COS
+    y = c.B * s
+    lower = s > 0
+    narrowing = (1.0 - p[P["jaw_width"]]) * np.abs(s) ** p[P["chin_shape"]]
+    x = np.where(lower, x * (1.0 - 0.8 * narrowing), x * p[P["forehead_width"]])
+    x = x * (1.0 + 0.08 * (p[P["cheek_fullness"]] - 0.5) * np.sin(2 * t) ** 2)
+    y = np.where(lower, y * p[P["chin_length"]], y)
+    x = x + p[P["asymmetry"]] * np.maximum(y, 0)
+    z = np.where(lower, 0.62 * c.C * s**3, 0.25 * c.C * s**2)
+    return np.column_stack([x, y, z])
+
+
+def _hair_colour(p: np.ndarray) -> np.ndarray:
+    return hair_rgb(p[P["hair_lightness"]], p[P["hair_warmth"]])
+
+
+def _draw_body(c: _Canvas, skin: np.ndarray, scene: Scene) -> None:
+    s, a, cx, cy = c.size, c.a_px, c.cx, c.cy
+    neck_top = cy + 0.6 * a
+    neck = np.array([[cx - 0.52 * a, neck_top], [cx + 0.52 * a, neck_top],
+                     [cx + 0.6 * a, s + 2], [cx - 0.6 * a, s + 2]])
+    c.poly(c.albedo, neck, (skin * 0.93).tolist())
+    c.poly(c.occ, neck, _NEUTRAL - 25)
+    shoulder_y = cy + 1.75 * a
+    body = np.array([[cx - 2.6 * a, s + 2], [cx - 2.3 * a, shoulder_y + 0.45 * a],
+                     [cx - 1.2 * a, shoulder_y], [cx - 0.5 * a, shoulder_y - 0.1 * a],
+                     [cx, shoulder_y + 0.45 * a],
+                     [cx + 0.5 * a, shoulder_y - 0.1 * a], [cx + 1.2 * a, shoulder_y],
+                     [cx + 2.3 * a, shoulder_y + 0.45 * a], [cx + 2.6 * a, s + 2]])
+    c.poly(c.albedo, body, scene.clothing)
+    c.poly(c.occ, body, _NEUTRAL)
+
+
+def _draw_back_hair(c: _Canvas, hair: np.ndarray) -> None:
+    p = c.p
+    length, vol = p[P["hair_length"]], p[P["hair_volume"]]
+    if length < 0.55:
+        return
+    bottom = 0.2 + 2.2 * (length - 0.55)
+    t = _BACK_T
+    w = 1.1 + vol
+    arc = np.column_stack([w * np.cos(t), (c.B + vol) * np.sin(t), np.full_like(t, -0.3)])
+    sides = np.array([[w + 0.05, bottom, -0.3], [0.6, bottom + 0.15, -0.3],
+                      [-0.6, bottom + 0.15, -0.3], [-w - 0.05, bottom, -0.3]])
+    pts = c.project(np.concatenate([arc, sides]))
+    c.poly(c.albedo, pts, hair.tolist())
+    c.poly(c.occ, pts, _NEUTRAL - 30)
+
+
+def _draw_ears(c: _Canvas, skin: np.ndarray) -> None:
+    p = c.p
+    size, y = p[P["ear_size"]], p[P["ear_height"]]
+    for side in (-1.0, 1.0):
+        ctr = c.project(np.array([[side * 0.97, y, -0.05]]))[0]
+        c.ellipse(c.albedo, ctr, (0.15 * size, 0.29 * size), side * 8, (skin * 0.9).tolist())
+        c.ellipse(c.occ, ctr, (0.15 * size, 0.29 * size), side * 8, _NEUTRAL - 15)
+        c.ellipse(c.occ, ctr, (0.07 * size, 0.17 * size), side * 8, _NEUTRAL - 55)
+
+
+def _draw_top_hair(c: _Canvas, hair: np.ndarray) -> None:
+    p = c.p
+    length, vol = p[P["hair_length"]], p[P["hair_volume"]]
+    if length < 0.04:
+        return
+    hl = p[P["hairline"]] - 0.12 * max(0.0, 0.25 - length)  # receding when short
+    side_y = -0.15 + 0.5 * min(length, 0.6)
+    fringe = p[P["fringe"]] * 0.55
+    w = 1.03 + vol
+    t = _TOP_T
+    outer = np.column_stack([w * np.cos(t), (c.B * 0.98 + vol) * np.sin(t), np.zeros_like(t)])
+    outer = np.concatenate([[[-w, side_y, 0.0]], outer, [[w, side_y, 0.0]]])
+    xs = _HAIRLINE_X
+    ys = hl + fringe * (1 - (xs / 0.9) ** 2) + 0.06 * (xs / 0.9) ** 2
+    inner = np.column_stack([xs, ys, c.surface_z(xs, ys) + 0.02])
+    inner = np.concatenate([[[0.99, side_y, 0.0], [0.93, hl + 0.14, 0.2]], inner,
+                            [[-0.93, hl + 0.14, 0.2], [-0.99, side_y, 0.0]]])
+    pts = c.project(np.concatenate([outer, inner]))
+    c.poly(c.albedo, pts, hair.tolist())
+    c.poly(c.occ, pts, _NEUTRAL - 10)
+
+
+def _draw_eyes(c: _Canvas, skin: np.ndarray, scene: Scene) -> list[np.ndarray]:
+    p = c.p
+    ey = p[P["eye_height"]]
+    w = 0.125 * p[P["eye_size"]]
+    h = w * p[P["eye_openness"]]
+    iris = _iris_rgb(p[P["iris_darkness"]]).tolist()
+    brow = (_hair_colour(p) * 0.55 + np.array([10.0, 8.0, 6.0])).tolist()
+    bt = max(1, round(0.075 * c.a_px * p[P["brow_thickness"]] / 1.6))
+    centres = []
+    for side in (-1.0, 1.0):
+        ex = side * (p[P["eye_spacing"]] + side * p[P["asymmetry"]] * 0.3)
+        tilt = -side * p[P["eye_tilt"]]
+        # socket shadow: the dark band Haar-like detectors key on
+        c.feature(c.occ, ex, ey - 0.03, (w * 1.75, w * 1.15), _NEUTRAL - 70, tilt)
+        c.feature(c.occ, ex * 1.05, ey + 0.13, (w * 1.2, w * 0.35), _NEUTRAL - 25, tilt)
+        c.feature(c.albedo, ex, ey, (w, h), (222, 214, 208), tilt)
+        gaze = 0.25 * w * math.sin(c.yaw)
+        c.feature(c.albedo, ex + gaze, ey + 0.05 * h, (h * 0.92, h * 0.92), iris, 0, 0.01)
+        c.feature(c.albedo, ex + gaze, ey + 0.05 * h, (h * 0.42, h * 0.42), (12, 10, 10), 0,
+                  0.012)
+        lid = (skin * 0.3).tolist()
+        c.feature(c.albedo, ex, ey, (w * 1.05, h * 1.15), lid, tilt, 0.01,
+                  max(1, round(c.a_px / 28)), (180, 360))
+        centres.append(c.on_face(ex, ey))
+        # brow: a thick arched stroke above the eye
+        t = _BROW_T
+        bx = ex + side * t * w * 1.35
+        by = ey - p[P["brow_gap"]] - p[P["brow_arch"]] * (1 - t**2) + side * t * 0.02
+        bz = c.surface_z(bx, by) + 0.03
+        stroke = c.project(np.column_stack([bx, by, bz]))
+        c.line(c.albedo, stroke, brow, bt)
+        c.line(c.occ, stroke, _NEUTRAL - 30, bt)
+    if scene.glasses:
+        frame = (30, 28, 30)
+        th = max(1, round(c.a_px / 22))
+        for cx in centres:
+            c.ellipse(c.albedo, cx, (w * 2.0 * math.cos(c.yaw) ** 0.5, w * 1.5), 0, frame, th)
+        c.line(c.albedo, np.array(centres) + np.array([[0.17, 0.0], [-0.17, 0.0]]) * c.a_px
+               * w * 12, frame, th)
+    return centres
+
+
+def _draw_nose(c: _Canvas, skin: np.ndarray, scene: Scene) -> np.ndarray:
+    p = c.p
+    ey = p[P["eye_height"]]
+    ty = ey + p[P["nose_length"]]
+    nw = p[P["nose_width"]]
+    pro = p[P["nose_protrusion"]]
+    # ridge highlight and side shadows; the side away from the light is darker
+    lx = math.cos(scene.light_azimuth) * math.sin(scene.light_elevation)
+    ry = ey + 0.05 + _RIDGE_T * (ty - ey - 0.08)
+    ridge = np.column_stack([np.zeros(5), ry, c.surface_z(0.0, ry) + pro * (0.2 + 0.7 * _RIDGE_T)])
+    c.line(c.occ, c.project(ridge), _NEUTRAL + 40, max(1, round(c.a_px * 0.09)))
+    for side in (-1.0, 1.0):
+        dark = 35 + 35 * max(0.0, -side * lx)
+        side_pts = ridge.copy()
+        side_pts[:, 0] = side * (0.09 + (nw * 0.9 - 0.09) * _RIDGE_T)
+        side_pts[:, 2] -= 0.08
+        c.line(c.occ, c.project(side_pts), _NEUTRAL - dark, max(1, round(c.a_px * 0.07)))
+        c.feature(c.albedo, side * nw * 0.5, ty + 0.05, (0.05, 0.028), (skin * 0.35).tolist(),
+                  side * 20, pro * 0.5)
+        c.feature(c.occ, side * nw * 0.85, ty, (0.06, 0.08), _NEUTRAL - 35, 0, pro * 0.4)
+    c.feature(c.occ, 0.0, ty + 0.11, (nw * 0.9, 0.06), _NEUTRAL - 55, 0, pro * 0.3)
+    c.feature(c.occ, 0.0, ty - 0.02, (nw * 0.45, 0.06), _NEUTRAL + 35, 0, pro)
+    return c.on_face(0.0, ty, pro)
+
+
+def _draw_mouth(c: _Canvas, skin: np.ndarray, scene: Scene) -> list[np.ndarray]:
+    p = c.p
+    my = p[P["mouth_height"]]
+    mw = p[P["mouth_width"]] * (1 + 0.12 * scene.expression)
+    lt = p[P["lip_thickness"]]
+    red = np.array([190.0, 60.0, 70.0])
+    lip = (skin * 0.78 * (1 - p[P["lip_redness"]] * 0.5) + red * p[P["lip_redness"]] * 0.35)
+    c.feature(c.albedo, 0.0, my - 0.03 * lt, (mw * 0.92, 0.045 * lt), lip.tolist(), 0, 0.02)
+    c.feature(c.albedo, 0.0, my + 0.04 * lt, (mw * 0.82, 0.06 * lt), (lip * 1.06).tolist(), 0,
+              0.02)
+    c.feature(c.occ, 0.0, my + 0.16 * lt, (mw * 0.7, 0.06), _NEUTRAL - 40)
+    smile = 0.05 * scene.expression
+    xs = mw * _MOUTH_T
+    ys = my - smile * (xs / mw) ** 2 + smile * 0.5
+    zs = c.surface_z(xs, ys) + 0.03
+    line = c.project(np.column_stack([xs, ys, zs]))
+    if scene.expression > 0.55:
+        c.feature(c.albedo, 0.0, my + 0.01, (mw * 0.75, 0.05 * scene.expression), (40, 20, 22), 0,
+                  0.03)
+    c.line(c.albedo, line, (skin * 0.3).tolist(), max(1, round(c.a_px / 30)))
+    return [line[0], line[-1]]
+
+
+def _draw_relief(c: _Canvas) -> None:
+    """Cheekbones, chin, forehead highlights; cheek hollows; wrinkles with age."""
+    p = c.p
+    full = p[P["cheek_fullness"]]
+    for side in (-1.0, 1.0):
+        c.feature(c.occ, side * 0.55, 0.32, (0.22, 0.14), _NEUTRAL + 25)
+        c.feature(c.occ, side * 0.62, 0.72, (0.16, 0.25), _NEUTRAL - 45 * (1 - full), side * 15)
+    c.feature(c.occ, 0.0, 1.08 * c.B * p[P["chin_length"]] - 0.25, (0.18, 0.1), _NEUTRAL + 25)
+    c.feature(c.occ, 0.0, -0.55, (0.45, 0.18), _NEUTRAL + 20)
+    wr = p[P["wrinkles"]]
+    if wr > 0.15:
+        v = int(_NEUTRAL - 45 * wr)
+        th = max(1, round(c.a_px / 35))
+        for k in range(int(1 + 3 * wr)):
+            y = -0.42 - 0.1 * k
+            c.feature(c.occ, 0.0, y, (0.4, 0.05), v, 0, 0.0, th, (200, 340))
+        my, nw = p[P["mouth_height"]], p[P["nose_width"]]
+        ty = p[P["eye_height"]] + p[P["nose_length"]]
+        for side in (-1.0, 1.0):
+            xs = side * np.array([nw + 0.04, nw + 0.1, p[P["mouth_width"]] + 0.06])
+            ys = np.array([ty, (ty + my) / 2, my + 0.05])
+            pts = c.project(np.column_stack([xs, ys, c.surface_z(xs, ys)]))
+            c.line(c.occ, pts, v, th)
+
+
+def _draw_marks(c: _Canvas, skin: np.ndarray, rng: np.random.Generator) -> None:
+    """Moles and birthmarks: identity-specific positions on the face surface."""
+    for _ in range(int(rng.poisson(2.2))):
+        x, y = rng.uniform(-0.75, 0.75), rng.uniform(-0.5, 1.1)
+        r = rng.uniform(0.015, 0.04)
+        c.feature(c.albedo, x, y, (r, r), (skin * rng.uniform(0.45, 0.7)).tolist())
+    if rng.random() < 0.12:
+        x, y = rng.uniform(-0.6, 0.6), rng.uniform(-0.4, 0.9)
+        c.feature(c.occ, x, y, (rng.uniform(0.08, 0.2), rng.uniform(0.06, 0.15)), _NEUTRAL - 30,
+                  rng.uniform(0, 180))
+
+
+def _draw_beard(c: _Canvas, hair: np.ndarray, outline: np.ndarray) -> None:
+    p = c.p
+    b = p[P["beard"]]
+    if b < 0.12:
+        return
+    my, mw = p[P["mouth_height"]], p[P["mouth_width"]]
+    ty = p[P["eye_height"]] + p[P["nose_length"]]
+    low = outline[outline[:, 1] > ty + 0.05]
+    low = low[np.argsort(np.arctan2(low[:, 1], low[:, 0]))][::-1]
+    mst = np.array([[0.8, ty + 0.12, 0.6], [-0.8, ty + 0.12, 0.6]])
+    region = np.concatenate([low, mst])
+    region[:, 2] = np.maximum(region[:, 2], c.surface_z(region[:, 0], region[:, 1]) * 0.9)
+    mask = np.zeros(c.occ.shape, np.uint8)
+    c.poly(mask, c.project(region), int(255 * min(1.0, b)))
+    c.feature(mask, 0.0, my + 0.03, (mw * 0.95, 0.08), 0)
+    k = max(3, (c.size // 40) | 1)
+    m = cv2.GaussianBlur(mask, (k, k), 0).astype(np.float32) * (0.85 / 255)
+    beard = (hair * 0.6).astype(np.float32)
+    c.albedo[:] = (c.albedo * (1 - m[..., None]) + beard * m[..., None]).astype(np.uint8)
+
+
+def _draw_mask(c: _Canvas, outline: np.ndarray, seed: int) -> None:
+    p = c.p
+    top = p[P["eye_height"]] + p[P["nose_length"]] * 0.55
+    low = outline[outline[:, 1] > top]
+    low = low[np.argsort(np.arctan2(low[:, 1], low[:, 0]))][::-1]
+    edge = np.array([[-0.98, top, 0.2], [0.0, top - 0.05, 0.9], [0.98, top, 0.2]])
+    pts = c.project(np.concatenate([low, edge]))
+    colour = [(200, 215, 235), (235, 235, 235), (35, 35, 40)][seed % 3]
+    c.poly(c.albedo, pts, colour)
+    c.poly(c.occ, pts, _NEUTRAL)
+
+
+@functools.lru_cache(maxsize=256)
+def _texture_field(seed: int, amplitude: float, freckles: float) -> np.ndarray:
+    """The identity's skin texture on a 24x24 grid over the face: blotches and freckles."""
+    rng = np.random.default_rng(seed)
+    n = 24
+    low = rng.normal(0.0, amplitude, (6, 6)).astype(np.float32)
+    tex = np.exp(cv2.resize(low, (n, n), interpolation=cv2.INTER_CUBIC))
+    fr = rng.random((n, n)) < freckles * 0.35
+    tex *= np.where(fr, np.float32(0.8), np.float32(1.0))
+    tex.setflags(write=False)
+    return tex
+
+
+def _texture(c: _Canvas, seed: int, out: int) -> np.ndarray:
+    """The identity's skin texture warped onto the image through the pose, shape (out, out)."""
+    p = c.p
+    n = 24
+    tex = _texture_field(seed, round(float(p[P["skin_texture"]]), 3),
+                         round(float(p[P["freckles"]]), 3))
+    # texture square [-1.1, 1.1] x [-1.1B, 1.1B] of the head frame -> image, via the pose
+    sx = 2.2 / n
+    sy = 2.2 * c.B / n
+    r = c.R
+    zc = 0.7 * c.C
+    m = np.array([
+        [c.a_px * r[0, 0] * sx, c.a_px * r[0, 1] * sy,
+         c.cx + c.a_px * (r[0, 0] * -1.1 + r[0, 1] * -1.1 * c.B + r[0, 2] * zc)],
+        [c.a_px * r[1, 0] * sx, c.a_px * r[1, 1] * sy,
+         c.cy + c.a_px * (r[1, 0] * -1.1 + r[1, 1] * -1.1 * c.B + r[1, 2] * zc)],
+    ])
+    k = out / c.size
+    m = m * k
+    m[:, 2] += 0.5 * k - 0.5
+    return cv2.warpAffine(tex, m, (out, out), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
+
+
+def _background(size: int, scene: Scene) -> np.ndarray:
+    """A plain studio backdrop, or a defocused cluttered scene drawn small and upscaled."""
+    if scene.background2 is None:
+        bg = np.empty((size, size, 3), np.uint8)
+        bg[:] = scene.background
+        return bg
+    n = 24
+    rng = np.random.default_rng(scene.clutter_seed)
+    ramp = _RAMP
+    g = ramp[None, :, None] if rng.random() < 0.5 else ramp[:, None, None]
+    a = np.asarray(scene.background, np.float32)
+    b = np.asarray(scene.background2, np.float32)
+    small = np.ascontiguousarray(np.broadcast_to(a + (b - a) * g, (n, n, 3)).astype(np.uint8))
+    for _ in range(int(rng.integers(2, 6))):
+        x0, y0 = rng.integers(0, n, 2)
+        w, h = rng.integers(n // 8, n // 2, 2)
+        col = rng.integers(30, 230, 3).tolist()
+        cv2.rectangle(small, (int(x0), int(y0)), (int(x0 + w), int(y0 + h)), col, -1)
+    return cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def _shading(c: _Canvas, scene: Scene, out: int) -> np.ndarray:
+    """Lambertian shading of the head ellipsoid under the scene's light, shape (out, out)."""
+    k = out / c.size
+    ax = c.a_px * 1.05 * k
+    by = c.a_px * c.B * 1.05 * k
+    u = (np.arange(out, dtype=np.float32) - ((c.cx + 0.5) * k - 0.5)) / ax
+    v = (np.arange(out, dtype=np.float32) - ((c.cy + 0.5) * k - 0.5)) / by
+    v = np.maximum(v, -1.0) * np.where(v > 0.3, 0.6, 1.0).astype(np.float32)
+    r2 = np.minimum(u[None, :] ** 2 + v[:, None] ** 2, 0.97)
+    nz = np.sqrt(1.0 - r2)
+    le = scene.light_elevation
+    lx = math.cos(scene.light_azimuth) * math.sin(le)
+    ly = -math.sin(scene.light_azimuth) * math.sin(le)
+    lz = math.cos(le)
+    lam = np.maximum(u[None, :] * lx + v[:, None] * ly + nz * lz, 0.0)
+    scale = scene.gain / (scene.ambient + scene.diffuse)
+    return ((scene.ambient * scale) + (scene.diffuse * scale) * lam).astype(np.float32)
+
+
+@functools.cache
+def _noise_table() -> np.ndarray:
+    """A fixed table of N(0, 1) samples; an image's noise is a window at a seeded offset.
+
+    Drawing fresh normals costs more than the rest of the camera model; a window into a
+    2^21-sample table is as white and as deterministic, and costs a slice.
+    """
+    return np.random.default_rng(0x5EED).standard_normal(1 << 21, dtype=np.float32)
+
+
+def render(params: np.ndarray, texture_seed: int, scene: Scene, size: int,
+           supersample: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Render one image.
+
+    Parameters
+    ----------
+    params : ndarray of shape (n_params,)
+        Face parameters (see ``lab.synth.PARAM_NAMES``).
+    texture_seed : int
+        Seeds the identity's marks and skin texture, the same in every capture.
+    scene : Scene
+        Pose, light, background, accessories and camera degradations.
+    size : int
+        Output width and height in pixels.
+    supersample : int
+        Draw at ``size * supersample`` and downscale, for smooth edges.
+
+    Returns
+    -------
+    image : ndarray of shape (size, size, 3), uint8, RGB
+    landmarks : ndarray of shape (5, 2), float32
+        Left eye, right eye, nose tip, left and right mouth corner, in output pixels.
+    """
+    big = size * supersample
+    c = _Canvas(big, params, scene)
+    p = params
+    skin = skin_rgb(p[P["skin_lightness"]], p[P["skin_warmth"]])
+    hair = _hair_colour(p)
+    c.albedo[:] = _background(big, scene)
+
+    _draw_body(c, skin, scene)
+    _draw_back_hair(c, hair)
+    _draw_ears(c, skin)
+    outline = _face_outline(c)
+    face2d = c.project(outline)
+    c.poly(c.albedo, face2d, skin.tolist())
+    c.poly(c.occ, face2d, _NEUTRAL)
+    # chin shadow on the neck
+    c.feature(c.occ, 0.0, c.B * p[P["chin_length"]] + 0.12, (0.45, 0.12), _NEUTRAL - 60, 0, -0.4)
+    mark_rng = np.random.default_rng(texture_seed + 1)
+    tex = _texture(c, texture_seed, size)
+    _draw_relief(c)
+    _draw_marks(c, skin, mark_rng)
+    eyes = _draw_eyes(c, skin, scene)
+    nose = _draw_nose(c, skin, scene)
+    mouth = _draw_mouth(c, skin, scene)
+    _draw_beard(c, hair, outline)
+    _draw_top_hair(c, hair)
+    if scene.mask:
+        _draw_mask(c, outline, scene.noise_seed)
+
+    # light the image at the output size: the drawing was supersampled, the light is smooth
+    if supersample > 1:
+        albedo = cv2.resize(c.albedo, (size, size), interpolation=cv2.INTER_AREA)
+        occ8 = cv2.resize(c.occ, (size, size), interpolation=cv2.INTER_AREA)
+    else:
+        albedo, occ8 = c.albedo, c.occ
+    occ = cv2.GaussianBlur(occ8, (3, 3), 0).astype(np.float32) * np.float32(1.0 / _NEUTRAL)
+    light = _shading(c, scene, size) * occ * tex
+    background = np.float32(scene.gain if scene.background2 else 1.0)
+    light[occ8 == 0] = background
+    img = cv2.multiply(albedo, cv2.merge([light, light, light]), dtype=cv2.CV_8U)
+
+    if scene.blur_sigma > 0.05:
+        img = cv2.GaussianBlur(img, (0, 0), scene.blur_sigma)
+    if scene.motion_length >= 1.5:
+        n = math.ceil(scene.motion_length) | 1
+        kern = np.zeros((n, n), np.float32)
+        kern[n // 2, :] = 1.0
+        rot = cv2.getRotationMatrix2D((n / 2 - 0.5, n / 2 - 0.5), scene.motion_angle, 1.0)
+        kern = cv2.warpAffine(kern, rot, (n, n))
+        img = cv2.filter2D(img, -1, kern / kern.sum())
+    if scene.noise_sigma > 0:
+        table = _noise_table()
+        n = img.size
+        start = scene.noise_seed % (table.size - n)
+        noise = table[start : start + n].reshape(img.shape) * np.float32(scene.noise_sigma)
+        img = cv2.add(img, noise, dtype=cv2.CV_8U)  # saturating
+    if scene.jpeg_quality > 0:
+        bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+        _, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, scene.jpeg_quality])
+        img = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+    lms = np.array([eyes[0], eyes[1], nose, mouth[0], mouth[1]], np.float32)
+    lms = (lms + 0.5) / supersample - 0.5
+    return img, lms

@@ -1,0 +1,106 @@
+"""Realism checks shared by the tests and bench/synth_realism.py.
+
+They judge the synthetic faces with tools nobody here wrote: OpenCV's Haar cascade,
+dlib's HOG detector, and a plain eigenface (PCA) baseline on aligned grayscale.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# ArcFace's 112x112 five-point template (eyes, nose tip, mouth corners), scaled to 64.
+TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                         [41.5493, 92.3655], [70.7299, 92.2041]], np.float32)
+
+
+def load(dataset: Path) -> tuple[list[dict[str, str]], list[np.ndarray]]:
+    with open(dataset / "manifest.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    imgs = [cv2.imread(str(dataset / r["path"]), cv2.IMREAD_COLOR) for r in rows]
+    return rows, imgs
+
+
+def landmarks(row: dict[str, str]) -> np.ndarray:
+    return np.array([[float(row[f"lm{i}_x"]), float(row[f"lm{i}_y"])] for i in range(5)],
+                    np.float32)
+
+
+def align(img: np.ndarray, lm: np.ndarray, size: int = 64) -> np.ndarray:
+    """Similarity-align to the 5-point template (least squares), grayscale."""
+    m, _ = cv2.estimateAffinePartial2D(lm, TEMPLATE_112 * (size / 112.0), method=cv2.LMEDS)
+    g = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    return cv2.warpAffine(g, m, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def haar_one_face_rate(imgs: list[np.ndarray]) -> float:
+    casc = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    hits = 0
+    for im in imgs:
+        g = cv2.cvtColor(im, cv2.COLOR_BGR2GRAY)
+        hits += len(casc.detectMultiScale(g, scaleFactor=1.1, minNeighbors=3,
+                                          minSize=(30, 30))) == 1
+    return hits / len(imgs)
+
+
+def hog_one_face_rate(imgs: list[np.ndarray]) -> float:
+    import dlib
+
+    det = dlib.get_frontal_face_detector()
+    # dlib's HOG window is 80x80; upsample once, as dlib's own examples do for small faces
+    return sum(len(det(cv2.cvtColor(im, cv2.COLOR_BGR2RGB), 1)) == 1 for im in imgs) / len(imgs)
+
+
+def eer(genuine: np.ndarray, impostor: np.ndarray) -> float:
+    """Equal error rate by sorting (similarity scores: higher = same person)."""
+    s = np.concatenate([genuine, impostor])
+    y = np.concatenate([np.ones(len(genuine)), np.zeros(len(impostor))])
+    order = np.argsort(-s, kind="stable")
+    y = y[order]
+    tpr = np.cumsum(y) / len(genuine)
+    fpr = np.cumsum(1 - y) / len(impostor)
+    fnr = 1 - tpr
+    i = int(np.argmin(np.abs(fnr - fpr)))
+    return float((fnr[i] + fpr[i]) / 2)
+
+
+@dataclass(frozen=True)
+class PairScores:
+    genuine: np.ndarray
+    impostor: np.ndarray
+
+    @property
+    def eer(self) -> float:
+        return eer(self.genuine, self.impostor)
+
+
+def passport_gate_scores(rows, feats: np.ndarray) -> PairScores:
+    """Cosine scores: every passport against every gate capture."""
+    f = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    subj = np.array([r["subject_id"] for r in rows])
+    kind = np.array([r["kind"] for r in rows])
+    p, g = np.where(kind == "passport")[0], np.where(kind == "gate")[0]
+    s = f[p] @ f[g].T
+    same = subj[p][:, None] == subj[g][None, :]
+    return PairScores(s[same], s[~same])
+
+
+def pca_baseline(train_rows, train_imgs, test_rows, test_imgs, k: int = 60) -> PairScores:
+    """Eigenfaces: PCA on aligned, standardised grayscale of disjoint training identities."""
+
+    def vecs(rows, imgs):
+        x = np.stack([align(im, landmarks(r)).ravel() for r, im in zip(rows, imgs, strict=True)])
+        x = x.astype(np.float32)
+        return (x - x.mean(1, keepdims=True)) / (x.std(1, keepdims=True) + 1e-6)
+
+    tr = vecs(train_rows, train_imgs)
+    mu = tr.mean(0)
+    _, sv, vt = np.linalg.svd(tr - mu, full_matrices=False)
+    w = vt[:k] / sv[:k, None]  # whitened
+    te = (vecs(test_rows, test_imgs) - mu) @ w.T
+    return passport_gate_scores(test_rows, te)

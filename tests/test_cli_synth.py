@@ -1,0 +1,72 @@
+"""`facelab synth` and `facelab demo` from the command line: exit codes and messages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FACELAB = [sys.executable, "-m", "lab.cli"]
+
+
+def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*FACELAB, *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300, check=False)
+
+
+def _one_line_error(p: subprocess.CompletedProcess[str]) -> str:
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert "Traceback" not in p.stderr
+    return lines[0]
+
+
+def test_synth_writes_a_dataset(tmp_path: Path) -> None:
+    p = _run("synth", "--out", str(tmp_path / "d"), "--identities", "4", "--captures", "2",
+             "--seed", "3")
+    assert p.returncode == 0, p.stderr
+    assert "wrote 12 images of 4 identities" in p.stdout
+    assert p.stderr == ""  # no progress bar when not on a terminal
+    assert (tmp_path / "d" / "manifest.csv").exists()
+
+
+@pytest.mark.parametrize("args", [["--identities", "-1"], ["--identities", "3", "--captures", "-2"],
+                                  ["--identities", "many"]])
+def test_negative_or_malformed_counts_exit_2(tmp_path: Path, args: list[str]) -> None:
+    line = _one_line_error(_run("synth", "--out", str(tmp_path / "d"), *args))
+    assert "identities" in line or "captures" in line
+    assert not (tmp_path / "d").exists()
+
+
+def test_non_empty_out_without_force_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x").write_text("x")
+    line = _one_line_error(_run("synth", "--out", str(tmp_path / "d"), "--identities", "2"))
+    assert str(tmp_path / "d") in line and "not empty" in line
+    assert (tmp_path / "d" / "x").read_text() == "x"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
+def test_unwritable_out_exits_2() -> None:
+    line = _one_line_error(_run("synth", "--out", "/proc/facelab-test", "--identities", "2"))
+    assert "/proc/facelab-test" in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits")
+def test_read_only_parent_exits_2(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    line = _one_line_error(_run("synth", "--out", str(ro / "d"), "--identities", "2"))
+    assert "not writable" in line
+
+
+def test_demo_writes_a_contact_sheet(tmp_path: Path) -> None:
+    p = _run("demo", "--lab", str(tmp_path / "lab"))
+    assert p.returncode == 0, p.stderr
+    assert "identities per nationality" in p.stdout
+    sheet = tmp_path / "lab" / "contact_sheet.png"
+    assert sheet.read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,60 @@
+"""Identities: deterministic, within bounds, group-dependent (property-based)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lab.synth import NATIONALITY_CODES, PARAM_NAMES, sample_identity
+from lab.synth._identity import HI, LO, P
+
+seeds = st.integers(min_value=0, max_value=2**32 - 1)
+indices = st.integers(min_value=0, max_value=10**6)
+
+
+def test_an_identity_has_at_least_24_continuous_parameters() -> None:
+    assert len(PARAM_NAMES) >= 24
+    assert len(NATIONALITY_CODES) >= 6
+
+
+@settings(max_examples=200, deadline=None)
+@given(seeds, indices)
+def test_identity_is_a_pure_function_of_seed_and_index(seed: int, index: int) -> None:
+    a, b = sample_identity(seed, index), sample_identity(seed, index)
+    assert (a.name, a.passport_no, a.nationality, a.sex, a.birth_year) == (
+        b.name, b.passport_no, b.nationality, b.sex, b.birth_year)
+    assert np.array_equal(a.params, b.params)
+
+
+@settings(max_examples=300, deadline=None)
+@given(seeds, indices)
+def test_parameters_stay_within_their_bounds(seed: int, index: int) -> None:
+    ident = sample_identity(seed, index)
+    assert np.all(ident.params >= LO) and np.all(ident.params <= HI)
+    assert np.all(np.isfinite(ident.params))
+    assert ident.issue_year >= ident.birth_year + 16
+    assert ident.name.replace(" ", "").isalpha() and ident.name[0].isupper()
+
+
+def _group_means(key: str, param: str, n: int = 3000) -> dict[str, float]:
+    acc: dict[str, list[float]] = {}
+    for i in range(n):
+        ident = sample_identity(11, i)
+        acc.setdefault(getattr(ident, key), []).append(ident.params[P[param]])
+    return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
+def test_groups_differ_measurably() -> None:
+    skin = _group_means("nationality", "skin_lightness")
+    assert max(skin.values()) - min(skin.values()) > 0.3
+    jaw = _group_means("sex", "jaw_width")
+    assert jaw["M"] - jaw["F"] > 0.1
+
+
+def test_identities_are_spread_apart() -> None:
+    """Different identities differ in many parameters, not in one or two."""
+    a = np.array([sample_identity(3, i).params for i in range(400)])
+    z = (a - a.mean(0)) / (a.std(0) + 1e-9)
+    d = np.linalg.norm(z[:200] - z[200:], axis=1)
+    assert np.median(d) > 0.8 * np.sqrt(len(PARAM_NAMES))
