@@ -26,6 +26,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/synth_speed.py
+	$(BIN)/python -m pip install --quiet -e '.[dev,reference]'
+	$(BIN)/python bench/synth_realism.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

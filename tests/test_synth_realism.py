@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.synth import SynthConfig, write_dataset
-from tests import realism
+from lab.synth import _realism as realism
 
 
 @pytest.fixture(scope="module")

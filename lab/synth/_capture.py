@@ -42,39 +42,49 @@ def passport_scene(identity: Identity, rng: np.random.Generator) -> Scene:
     )
 
 
+def _clip(v: float, lo: float, hi: float) -> float:
+    return lo if v < lo else hi if v > hi else v
+
+
 def gate_scene(rng: np.random.Generator, difficulty: float) -> Scene:
-    """A live capture at an automated border gate, variation scaled by ``difficulty``."""
+    """A live capture at an automated border gate, variation scaled by ``difficulty``.
+
+    All the randomness of one scene comes from two vectorised draws (uniforms and
+    normals): a Generator call costs microseconds, and a scene needs thirty numbers.
+    """
     d = max(0.0, difficulty)
-    clip = np.clip
-    blur = float(rng.uniform(0.0, 0.9 * d)) if rng.random() < 0.6 else 0.0
-    motion = float(rng.uniform(1.5, 1.5 + 3.0 * d)) if rng.random() < 0.2 * d else 0.0
-    bg1 = tuple(int(v) for v in rng.integers(40, 220, 3))
-    bg2 = tuple(int(v) for v in rng.integers(40, 220, 3))
+    u = rng.random(24).tolist()
+    n = rng.standard_normal(7).tolist()
+    bg = rng.integers(40, 220, 6).tolist()
+    clothing = rng.integers(20, 200, 3).tolist()
+    seeds = rng.integers(0, 2**31, 2).tolist()
+    blur = u[1] * 0.9 * d if u[0] < 0.6 else 0.0
+    motion = 1.5 + u[3] * 3.0 * d if u[2] < 0.2 * d else 0.0
     return Scene(
-        yaw=float(clip(rng.normal(0, 9.0 * d), -35, 35)),
-        pitch=float(clip(rng.normal(0, 6.0 * d), -25, 25)),
-        roll=float(clip(rng.normal(0, 4.0 * d), -20, 20)),
-        dx=float(rng.normal(0, 0.025 * d)),
-        dy=float(rng.normal(0, 0.02 * d)),
-        scale=float(clip(rng.normal(1.0, 0.06 * d), 0.8, 1.2)),
-        light_azimuth=float(rng.uniform(0, 2 * math.pi)),
-        light_elevation=float(clip(rng.uniform(0.1, 0.9) * d, 0.0, 1.3)),
-        ambient=float(rng.uniform(0.4, 0.7)),
-        diffuse=float(rng.uniform(0.3, 0.7)),
-        gain=float(clip(rng.normal(1.0, 0.13 * d), 0.55, 1.45)),
-        background=bg1,
-        background2=bg2,
-        clutter_seed=int(rng.integers(2**31)),
-        clothing=tuple(int(v) for v in rng.integers(20, 200, 3)),
-        expression=float(clip(rng.exponential(0.2 * d), 0.0, 1.0)),
-        glasses=bool(rng.random() < 0.12 * d),
-        mask=bool(rng.random() < 0.05 * d),
+        yaw=_clip(n[0] * 9.0 * d, -35, 35),
+        pitch=_clip(n[1] * 6.0 * d, -25, 25),
+        roll=_clip(n[2] * 4.0 * d, -20, 20),
+        dx=n[3] * 0.025 * d,
+        dy=n[4] * 0.02 * d,
+        scale=_clip(1.0 + n[5] * 0.06 * d, 0.8, 1.2),
+        light_azimuth=u[4] * 2 * math.pi,
+        light_elevation=_clip((0.1 + 0.8 * u[5]) * d, 0.0, 1.3),
+        ambient=0.4 + 0.3 * u[6],
+        diffuse=0.3 + 0.4 * u[7],
+        gain=_clip(1.0 + n[6] * 0.13 * d, 0.55, 1.45),
+        background=tuple(bg[:3]),
+        background2=tuple(bg[3:]),
+        clutter_seed=seeds[0],
+        clothing=tuple(clothing),
+        expression=_clip(-math.log1p(-u[8]) * 0.2 * d, 0.0, 1.0),  # exponential, mean 0.2d
+        glasses=u[9] < 0.12 * d,
+        mask=u[10] < 0.05 * d,
         blur_sigma=blur,
         motion_length=motion,
-        motion_angle=float(rng.uniform(0, 180)),
-        noise_sigma=float(rng.uniform(1.0, 1.0 + 5.0 * d)),
-        jpeg_quality=int(clip(rng.integers(95 - int(45 * d), 96), 30, 95)),
-        noise_seed=int(rng.integers(2**31)),
+        motion_angle=u[11] * 180.0,
+        noise_sigma=1.0 + u[12] * 5.0 * d,
+        jpeg_quality=int(_clip(95 - int(45 * d) + int(u[13] * (1 + int(45 * d))), 30, 95)),
+        noise_seed=seeds[1],
     )
 
 

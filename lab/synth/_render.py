@@ -171,6 +171,7 @@ _HAIRLINE_X = np.linspace(0.86, -0.86, 11)
 _BROW_T = np.linspace(-1.0, 1.0, 6)
 _RIDGE_T = np.linspace(0.0, 1.0, 5)
 _MOUTH_T = np.linspace(-1.0, 1.0, 9)
+_BROW_TINT = np.array([10.0, 8.0, 6.0])
 _RAMP = np.linspace(0.0, 1.0, 24, dtype=np.float32)
 
 
@@ -264,7 +265,7 @@ def _draw_eyes(c: _Canvas, skin: np.ndarray, scene: Scene) -> list[np.ndarray]:
     w = 0.125 * p[P["eye_size"]]
     h = w * p[P["eye_openness"]]
     iris = _iris_rgb(p[P["iris_darkness"]]).tolist()
-    brow = (_hair_colour(p) * 0.55 + np.array([10.0, 8.0, 6.0])).tolist()
+    brow = (_hair_colour(p) * 0.55 + _BROW_TINT).tolist()
     bt = max(1, round(0.075 * c.a_px * p[P["brow_thickness"]] / 1.6))
     centres = []
     for side in (-1.0, 1.0):
@@ -397,13 +398,22 @@ def _draw_beard(c: _Canvas, hair: np.ndarray, outline: np.ndarray) -> None:
     mst = np.array([[0.8, ty + 0.12, 0.6], [-0.8, ty + 0.12, 0.6]])
     region = np.concatenate([low, mst])
     region[:, 2] = np.maximum(region[:, 2], c.surface_z(region[:, 0], region[:, 1]) * 0.9)
-    mask = np.zeros(c.occ.shape, np.uint8)
-    c.poly(mask, c.project(region), int(255 * min(1.0, b)))
-    c.feature(mask, 0.0, my + 0.03, (mw * 0.95, 0.08), 0)
+    pts = c.project(region)
     k = max(3, (c.size // 40) | 1)
-    m = cv2.GaussianBlur(mask, (k, k), 0).astype(np.float32) * (0.85 / 255)
-    beard = (hair * 0.6).astype(np.float32)
-    c.albedo[:] = (c.albedo * (1 - m[..., None]) + beard * m[..., None]).astype(np.uint8)
+    # work on the bounding box only: the blend is the costliest step of a bearded face
+    x0, y0 = np.maximum(np.floor(pts.min(0)).astype(int) - k, 0)
+    x1, y1 = np.minimum(np.ceil(pts.max(0)).astype(int) + k, c.size)
+    if x1 <= x0 or y1 <= y0:
+        return
+    mask = np.zeros(c.occ.shape, np.uint8)
+    c.poly(mask, pts, int(255 * min(1.0, b)))
+    c.feature(mask, 0.0, my + 0.03, (mw * 0.95, 0.08), 0)
+    roi = mask[y0:y1, x0:x1]
+    m = cv2.GaussianBlur(roi, (k, k), 0)
+    beard = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
+    beard[:] = (hair * 0.6).astype(np.uint8)
+    w = m.astype(np.float32) * np.float32(0.85 / 255)
+    c.albedo[y0:y1, x0:x1] = cv2.blendLinear(beard, c.albedo[y0:y1, x0:x1], w, 1.0 - w)
 
 
 def _draw_mask(c: _Canvas, outline: np.ndarray, seed: int) -> None:
@@ -463,16 +473,15 @@ def _background(size: int, scene: Scene) -> np.ndarray:
         return bg
     n = 24
     rng = np.random.default_rng(scene.clutter_seed)
-    ramp = _RAMP
-    g = ramp[None, :, None] if rng.random() < 0.5 else ramp[:, None, None]
+    u = rng.random(1 + 1 + 5 * 4)
+    boxes = (u[2:].reshape(5, 4) * [n, n, n / 2.5, n / 2.5]).astype(int).tolist()
+    colours = rng.integers(30, 230, (5, 3)).tolist()
+    g = _RAMP[None, :, None] if u[0] < 0.5 else _RAMP[:, None, None]
     a = np.asarray(scene.background, np.float32)
     b = np.asarray(scene.background2, np.float32)
     small = np.ascontiguousarray(np.broadcast_to(a + (b - a) * g, (n, n, 3)).astype(np.uint8))
-    for _ in range(int(rng.integers(2, 6))):
-        x0, y0 = rng.integers(0, n, 2)
-        w, h = rng.integers(n // 8, n // 2, 2)
-        col = rng.integers(30, 230, 3).tolist()
-        cv2.rectangle(small, (int(x0), int(y0)), (int(x0 + w), int(y0 + h)), col, -1)
+    for (x0, y0, w, h), col in zip(boxes[: 2 + int(u[1] * 4)], colours, strict=False):
+        cv2.rectangle(small, (x0, y0), (x0 + w + 2, y0 + h + 2), col, -1)
     return cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
@@ -506,7 +515,7 @@ def _noise_table() -> np.ndarray:
 
 
 def render(params: np.ndarray, texture_seed: int, scene: Scene, size: int,
-           supersample: int = 2) -> tuple[np.ndarray, np.ndarray]:
+           supersample: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Render one image.
 
     Parameters
@@ -586,7 +595,7 @@ def render(params: np.ndarray, texture_seed: int, scene: Scene, size: int,
     if scene.jpeg_quality > 0:
         bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
         _, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, scene.jpeg_quality])
-        img = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)
 
     lms = np.array([eyes[0], eyes[1], nose, mouth[0], mouth[1]], np.float32)
     lms = (lms + 0.5) / supersample - 0.5

@@ -1,7 +1,8 @@
-"""Realism checks shared by the tests and bench/synth_realism.py.
+"""Realism checks of the generator, shared by the tests and bench/synth_realism.py.
 
 They judge the synthetic faces with tools nobody here wrote: OpenCV's Haar cascade,
-dlib's HOG detector, and a plain eigenface (PCA) baseline on aligned grayscale.
+dlib's HOG detector and ResNet recogniser (optional extra ``reference``), and a plain
+eigenface (PCA) baseline on aligned grayscale.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-# ArcFace's 112x112 five-point template (eyes, nose tip, mouth corners), scaled to 64.
+# The 112x112 five-point template of ArcFace-style models (eyes, nose tip, mouth corners).
 TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                          [41.5493, 92.3655], [70.7299, 92.2041]], np.float32)
 
@@ -104,3 +105,38 @@ def pca_baseline(train_rows, train_imgs, test_rows, test_imgs, k: int = 60) -> P
     w = vt[:k] / sv[:k, None]  # whitened
     te = (vecs(test_rows, test_imgs) - mu) @ w.T
     return passport_gate_scores(test_rows, te)
+
+
+def dlib_resnet_scores(rows, imgs) -> PairScores:
+    """dlib's pre-trained ResNet (128-d): HOG detection, 5-point shape, 150x150 chip.
+
+    Scores are negated Euclidean distances, so higher means more alike and dlib's own
+    operating point (distance 0.6) is the score -0.6.
+    """
+    import dlib
+    import face_recognition_models as frm
+
+    det = dlib.get_frontal_face_detector()
+    sp = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
+    net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+    feats = []
+    for r, im in zip(rows, imgs, strict=True):
+        rgb = cv2.resize(cv2.cvtColor(im, cv2.COLOR_BGR2RGB), None, fx=2, fy=2,
+                         interpolation=cv2.INTER_CUBIC)
+        found = det(rgb, 0)
+        if len(found):
+            rect = found[0]
+        else:  # fall back on the ground-truth landmarks' box
+            lm = landmarks(r) * 2
+            (x0, y0), (x1, y1) = lm.min(0), lm.max(0)
+            w = x1 - x0
+            rect = dlib.rectangle(int(x0 - 0.6 * w), int(y0 - 0.8 * w), int(x1 + 0.6 * w),
+                                  int(y1 + 0.5 * w))
+        feats.append(np.array(net.compute_face_descriptor(rgb, sp(rgb, rect))))
+    f = np.array(feats)
+    subj = np.array([r["subject_id"] for r in rows])
+    kind = np.array([r["kind"] for r in rows])
+    p, g = np.where(kind == "passport")[0], np.where(kind == "gate")[0]
+    d = np.linalg.norm(f[p][:, None, :] - f[g][None, :, :], axis=2)
+    same = subj[p][:, None] == subj[g][None, :]
+    return PairScores(-d[same], -d[~same])
