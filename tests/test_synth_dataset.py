@@ -180,3 +180,13 @@ def test_out_whose_parent_is_missing_or_a_file(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     with pytest.raises(BadInputError, match="not a directory"):
         write_dataset(SynthConfig(identities=1), tmp_path / "f", workers=1)
+
+
+def test_pool_works_after_opencv_threads_ran(tmp_path: Path) -> None:
+    """Regression: a fork-based pool hung when OpenCV's thread pool had run before."""
+    cv2.setNumThreads(2)
+    big = np.zeros((512, 512), np.uint8)
+    for _ in range(20):
+        cv2.GaussianBlur(big, (31, 31), 0)
+    write_dataset(SynthConfig(identities=4, captures=1, seed=3), tmp_path / "d", workers=2)
+    assert len(_rows(tmp_path / "d")) == 8

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import sys
@@ -210,7 +211,12 @@ def write_dataset(
                 if progress:
                     progress(b - a)
         else:
-            with ProcessPoolExecutor(n_workers) as pool:
+            # forkserver, not fork: forking a process whose OpenCV or dlib threads hold
+            # a lock deadlocks the child (seen when synth runs after a detector).
+            ctx = multiprocessing.get_context(
+                "forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                else "spawn")
+            with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
                 for (a, b), r in zip(_chunks(cfg.identities, chunk), pool.map(_write_chunk, jobs),
                                      strict=True):
                     rows.extend(r)

@@ -101,7 +101,8 @@ class _Canvas:
 
     def __init__(self, size: int, p: np.ndarray, scene: Scene):
         self.size = size
-        self.p = p
+        # Python floats: scalar arithmetic on NumPy scalars costs several times more
+        self.p: list[float] = p.tolist()
         self.albedo = np.empty((size, size, 3), np.uint8)
         self.occ = np.zeros((size, size), np.uint8)
         self.a_px = float(0.235 * size * p[P["face_width"]] * scene.scale)
@@ -166,7 +167,9 @@ class _Canvas:
 _OUTLINE_T = np.linspace(0.0, 2 * np.pi, 44, endpoint=False)
 _OUTLINE_SIN, _OUTLINE_COS = np.sin(_OUTLINE_T), np.cos(_OUTLINE_T)
 _BACK_T = np.linspace(np.pi, 2 * np.pi, 16)
+_BACK_COS, _BACK_SIN = np.cos(_BACK_T), np.sin(_BACK_T)
 _TOP_T = np.linspace(np.pi + 0.15, 2 * np.pi - 0.15, 18)
+_TOP_COS, _TOP_SIN = np.cos(_TOP_T), np.sin(_TOP_T)
 _HAIRLINE_X = np.linspace(0.86, -0.86, 11)
 _BROW_T = np.linspace(-1.0, 1.0, 6)
 _RIDGE_T = np.linspace(0.0, 1.0, 5)
@@ -217,9 +220,8 @@ def _draw_back_hair(c: _Canvas, hair: np.ndarray) -> None:
     if length < 0.55:
         return
     bottom = 0.2 + 2.2 * (length - 0.55)
-    t = _BACK_T
     w = 1.1 + vol
-    arc = np.column_stack([w * np.cos(t), (c.B + vol) * np.sin(t), np.full_like(t, -0.3)])
+    arc = np.column_stack([w * _BACK_COS, (c.B + vol) * _BACK_SIN, np.full(16, -0.3)])
     sides = np.array([[w + 0.05, bottom, -0.3], [0.6, bottom + 0.15, -0.3],
                       [-0.6, bottom + 0.15, -0.3], [-w - 0.05, bottom, -0.3]])
     pts = c.project(np.concatenate([arc, sides]))
@@ -246,8 +248,7 @@ def _draw_top_hair(c: _Canvas, hair: np.ndarray) -> None:
     side_y = -0.15 + 0.5 * min(length, 0.6)
     fringe = p[P["fringe"]] * 0.55
     w = 1.03 + vol
-    t = _TOP_T
-    outer = np.column_stack([w * np.cos(t), (c.B * 0.98 + vol) * np.sin(t), np.zeros_like(t)])
+    outer = np.column_stack([w * _TOP_COS, (c.B * 0.98 + vol) * _TOP_SIN, np.zeros(18)])
     outer = np.concatenate([[[-w, side_y, 0.0]], outer, [[w, side_y, 0.0]]])
     xs = _HAIRLINE_X
     ys = hl + fringe * (1 - (xs / 0.9) ** 2) + 0.06 * (xs / 0.9) ** 2
@@ -450,13 +451,11 @@ def _texture(c: _Canvas, seed: int, out: int) -> np.ndarray:
     # texture square [-1.1, 1.1] x [-1.1B, 1.1B] of the head frame -> image, via the pose
     sx = 2.2 / n
     sy = 2.2 * c.B / n
-    r = c.R
+    r00, r01, r02, r10, r11, r12 = c._r  # already scaled by a_px
     zc = 0.7 * c.C
     m = np.array([
-        [c.a_px * r[0, 0] * sx, c.a_px * r[0, 1] * sy,
-         c.cx + c.a_px * (r[0, 0] * -1.1 + r[0, 1] * -1.1 * c.B + r[0, 2] * zc)],
-        [c.a_px * r[1, 0] * sx, c.a_px * r[1, 1] * sy,
-         c.cy + c.a_px * (r[1, 0] * -1.1 + r[1, 1] * -1.1 * c.B + r[1, 2] * zc)],
+        [r00 * sx, r01 * sy, c.cx - 1.1 * r00 - 1.1 * c.B * r01 + zc * r02],
+        [r10 * sx, r11 * sy, c.cy - 1.1 * r10 - 1.1 * c.B * r11 + zc * r12],
     ])
     k = out / c.size
     m = m * k
@@ -485,23 +484,35 @@ def _background(size: int, scene: Scene) -> np.ndarray:
     return cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
+@functools.lru_cache(maxsize=8)
+def _pixel_grid(out: int) -> np.ndarray:
+    return np.arange(out, dtype=np.float32)
+
+
 def _shading(c: _Canvas, scene: Scene, out: int) -> np.ndarray:
-    """Lambertian shading of the head ellipsoid under the scene's light, shape (out, out)."""
+    """Lambertian shading of the head ellipsoid under the scene's light, shape (out, out).
+
+    Below the cheeks the normals are flattened (v scaled by 0.6) so that the neck and
+    shoulders are lit like the lower face rather than like the rim of a sphere.
+    """
     k = out / c.size
-    ax = c.a_px * 1.05 * k
-    by = c.a_px * c.B * 1.05 * k
-    u = (np.arange(out, dtype=np.float32) - ((c.cx + 0.5) * k - 0.5)) / ax
-    v = (np.arange(out, dtype=np.float32) - ((c.cy + 0.5) * k - 0.5)) / by
-    v = np.maximum(v, -1.0) * np.where(v > 0.3, 0.6, 1.0).astype(np.float32)
-    r2 = np.minimum(u[None, :] ** 2 + v[:, None] ** 2, 0.97)
-    nz = np.sqrt(1.0 - r2)
+    grid = _pixel_grid(out)
+    u = (grid - np.float32((c.cx + 0.5) * k - 0.5)) * np.float32(1.0 / (c.a_px * 1.05 * k))
+    v = (grid - np.float32((c.cy + 0.5) * k - 0.5)) * np.float32(1.0 / (c.a_px * c.B * 1.05 * k))
+    v = np.where(v > 0.3, v * np.float32(0.6), np.maximum(v, np.float32(-1.0)))
+    r2 = np.minimum(u[None, :] ** 2 + v[:, None] ** 2, np.float32(0.97))
     le = scene.light_elevation
     lx = math.cos(scene.light_azimuth) * math.sin(le)
     ly = -math.sin(scene.light_azimuth) * math.sin(le)
     lz = math.cos(le)
-    lam = np.maximum(u[None, :] * lx + v[:, None] * ly + nz * lz, 0.0)
     scale = scene.gain / (scene.ambient + scene.diffuse)
-    return ((scene.ambient * scale) + (scene.diffuse * scale) * lam).astype(np.float32)
+    lam = np.sqrt(1.0 - r2) * np.float32(lz)
+    lam += (u * np.float32(lx))[None, :]
+    lam += (v * np.float32(ly))[:, None]
+    np.maximum(lam, 0.0, out=lam)
+    lam *= np.float32(scene.diffuse * scale)
+    lam += np.float32(scene.ambient * scale)
+    return lam
 
 
 @functools.cache
@@ -539,7 +550,7 @@ def render(params: np.ndarray, texture_seed: int, scene: Scene, size: int,
     """
     big = size * supersample
     c = _Canvas(big, params, scene)
-    p = params
+    p = c.p
     skin = skin_rgb(p[P["skin_lightness"]], p[P["skin_warmth"]])
     hair = _hair_colour(p)
     c.albedo[:] = _background(big, scene)
