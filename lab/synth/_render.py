@@ -93,7 +93,8 @@ def _iris_rgb(darkness: float) -> np.ndarray:
 
 
 def _pts(a: np.ndarray) -> np.ndarray:
-    return np.round(a * _ONE).astype(np.int32)
+    """Pixel coordinates to OpenCV's fixed point (``_SHIFT`` fractional bits)."""
+    return (a * _ONE + 0.5).astype(np.int32)
 
 
 class _Canvas:
@@ -120,6 +121,10 @@ class _Canvas:
         self.yaw = math.radians(scene.yaw)
         self.pitch = math.radians(scene.pitch)
         self.roll = scene.roll
+        self._iby = 1.0 / (self.B * 1.05)
+        self._cy, self._sy = math.cos(self.yaw), math.sin(self.yaw)
+        self._cp, self._sp = math.cos(self.pitch), math.sin(self.pitch)
+        self._k = self.a_px * _ONE
 
     def surface_z(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         r = 1.0 - x**2 - (y / (self.B * 1.05)) ** 2
@@ -136,26 +141,42 @@ class _Canvas:
         return (self.cx + r00 * x + r01 * y + r02 * z, self.cy + r10 * x + r11 * y + r12 * z)
 
     def foreshorten(self, x: float, y: float) -> tuple[float, float]:
-        """Apparent width and height factors of a small patch at (x, y) on the surface."""
-        a = math.asin(max(-0.95, min(0.95, x)))
-        b = math.asin(max(-0.95, min(0.95, y / (self.B * 1.05))))
-        fx = max(0.25, math.cos(a + self.yaw)) / math.cos(a)
-        fy = max(0.25, math.cos(b - self.pitch)) / math.cos(b)
+        """Apparent width and height factors of a small patch at (x, y) on the surface.
+
+        A patch whose normal leans by angle a (sin a = x) turned by the yaw appears
+        cos(a + yaw) / cos(a) as wide: cos(yaw) - x sin(yaw) / cos(a), floored at 0.25.
+        """
+        x = -0.95 if x < -0.95 else 0.95 if x > 0.95 else x
+        yb = y * self._iby
+        yb = -0.95 if yb < -0.95 else 0.95 if yb > 0.95 else yb
+        ca = math.sqrt(1.0 - x * x)
+        cb = math.sqrt(1.0 - yb * yb)
+        fx = max(0.25, ca * self._cy - x * self._sy) / ca
+        fy = max(0.25, cb * self._cp + yb * self._sp) / cb
         return fx, fy
 
-    def ellipse(self, img: np.ndarray, center: np.ndarray, axes: tuple[float, float],
+    def ellipse(self, img: np.ndarray, center, axes: tuple[float, float],
                 angle: float, color, thickness: int = -1, arc: tuple[int, int] = (0, 360)):
-        k = self.a_px * _ONE
-        ax = (max(1, int(axes[0] * k + 0.5)), max(1, int(axes[1] * k + 0.5)))
-        cv2.ellipse(img, (int(center[0] * _ONE + 0.5), int(center[1] * _ONE + 0.5)), ax,
+        k = self._k
+        a0, a1 = int(axes[0] * k + 0.5), int(axes[1] * k + 0.5)
+        cv2.ellipse(img, (int(center[0] * _ONE + 0.5), int(center[1] * _ONE + 0.5)),
+                    (a0 if a0 > 1 else 1, a1 if a1 > 1 else 1),
                     angle + self.roll, arc[0], arc[1], color, thickness, _AA, _SHIFT)
 
     def feature(self, img: np.ndarray, x: float, y: float, axes: tuple[float, float],
                 color, angle: float = 0.0, dz: float = 0.0, thickness: int = -1,
                 arc: tuple[int, int] = (0, 360)):
+        """An ellipse on the face surface at (x, y), foreshortened by the pose (hot path)."""
         fx, fy = self.foreshorten(x, y)
-        self.ellipse(img, self.on_face(x, y, dz), (axes[0] * fx, axes[1] * fy), angle, color,
-                     thickness, arc)
+        z = self.C * math.sqrt(max(1.0 - x * x - y * y * self._by2, 0.04)) + dz
+        r00, r01, r02, r10, r11, r12 = self._r
+        k = self._k
+        a0, a1 = int(axes[0] * fx * k + 0.5), int(axes[1] * fy * k + 0.5)
+        cv2.ellipse(img,
+                    (int((self.cx + r00 * x + r01 * y + r02 * z) * _ONE + 0.5),
+                     int((self.cy + r10 * x + r11 * y + r12 * z) * _ONE + 0.5)),
+                    (a0 if a0 > 1 else 1, a1 if a1 > 1 else 1),
+                    angle + self.roll, arc[0], arc[1], color, thickness, _AA, _SHIFT)
 
     def poly(self, img: np.ndarray, pts2d: np.ndarray, color) -> None:
         cv2.fillPoly(img, [_pts(pts2d)], color, _AA, _SHIFT)
