@@ -7,13 +7,14 @@ Exit codes (DESIGN.md): 0 success, 2 usage or bad input, 3 refused by a gate,
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from lab import __version__
-from lab.errors import FacelabError
+from lab.errors import BadInputError, FacelabError, NoteError, ProofError, TamperedError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,6 +45,160 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         close()
     print(f"wrote {s.images} images of {s.identities} identities to {s.out} "
           f"in {s.seconds:.2f} s ({s.images_per_second:.0f} images/s)")
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from lab.labdir import actor_name, init_and_record, read_passphrase
+
+    lab = init_and_record(args.lab, read_passphrase(), actor_name())
+    print(f"initialised lab {lab.lab_id} in {lab.paths.root} (audit origin {lab.origin})")
+    return 0
+
+
+def _open_lab(path: Path):
+    from lab.labdir import open_lab
+
+    return open_lab(path)
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from lab.audit import verify_log
+    from lab.labdir import load_public_key, public_key_from_b64
+
+    lab = _open_lab(args.lab)
+    trusted = None
+    if args.trusted_key:
+        trusted = public_key_from_b64(_read_text(args.trusted_key), args.trusted_key)
+    witness = _read_text(args.witness) if args.witness else None
+    rep = verify_log(lab.paths.audit, lab.origin, load_public_key(lab), trusted_key=trusted,
+                     witness=witness)
+    if args.json:
+        print(json.dumps(rep.to_json(), indent=2))
+    if rep.intact:
+        if not args.json:
+            print(f"audit log intact: {rep.entries} entries, {rep.checkpoints} signed "
+                  f"checkpoints (latest at size {rep.latest_size})")
+            for w in rep.warnings:
+                print(f"  warning: {w}")
+        return 0
+    first = rep.first()
+    assert first is not None
+    where = f" at entry {first.entry}" if first.entry is not None else ""
+    print(f"facelab: audit log TAMPERED: {first.kind}{where}: {first.message}", file=sys.stderr)
+    if not args.json:
+        for d in rep.damage[1:]:
+            where = f" at entry {d.entry}" if d.entry is not None else ""
+            print(f"  also: {d.kind}{where}: {d.message}")
+    return 4
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInputError(f"{path}: unreadable ({getattr(e, 'strerror', None) or e})") from e
+
+
+def _latest_checkpoint(lab):
+    from lab.audit import checkpoint as ckpt
+    from lab.audit.log import checkpoint_files
+    from lab.labdir import load_public_key
+
+    files = checkpoint_files(lab.paths.audit)
+    if not files:
+        raise BadInputError(f"{lab.paths.audit}: no checkpoint yet")
+    note = files[-1].read_text(encoding="utf-8")
+    try:
+        return note, ckpt.verify(note, load_public_key(lab), lab.origin)
+    except NoteError as e:
+        raise TamperedError(f"{files[-1]}: {e}") from e
+
+
+def _cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    note, _ = _latest_checkpoint(_open_lab(args.lab))
+    sys.stdout.write(note)
+    return 0
+
+
+def _cmd_audit_prove(args: argparse.Namespace) -> int:
+    from lab.audit import rfc9162
+    from lab.audit.proofs import prove_inclusion
+
+    lab = _open_lab(args.lab)
+    note, cp = _latest_checkpoint(lab)
+    size = args.size or cp.size
+    if size != cp.size:
+        raise BadInputError(f"--size {size}: only the latest checkpoint ({cp.size}) is served")
+    proof = prove_inclusion(lab.paths.audit, args.entry, size)
+    try:
+        rfc9162.verify_inclusion(proof.entry, size, proof.leaf_hash, proof.proof, cp.root)
+        ok = True
+    except ProofError:
+        ok = False
+    out = {**proof.to_json(), "root": cp.root.hex(), "checkpoint": note, "verified": ok}
+    print(json.dumps(out, indent=2))
+    return 0 if ok else 4
+
+
+def _cmd_audit_consistency(args: argparse.Namespace) -> int:
+    from lab.audit import checkpoint as ckpt
+    from lab.audit import rfc9162
+    from lab.audit.proofs import prove_consistency
+    from lab.labdir import load_public_key
+
+    lab = _open_lab(args.lab)
+    try:
+        old = ckpt.verify(_read_text(args.old), load_public_key(lab), lab.origin)
+    except NoteError as e:
+        raise TamperedError(f"{args.old}: {e}") from e
+    note, new = _latest_checkpoint(lab)
+    if old.size > new.size:
+        print(f"facelab: audit log TAMPERED: truncated: {args.old} has size {old.size}, "
+              f"the log's latest checkpoint {new.size}", file=sys.stderr)
+        return 4
+    proof = prove_consistency(lab.paths.audit, old.size, new.size)
+    ok, reason = True, ""
+    try:
+        rfc9162.verify_consistency(old.size, new.size, old.root, new.root, proof)
+    except ProofError as e:
+        ok, reason = False, str(e)
+    print(json.dumps({"old_size": old.size, "old_root": old.root.hex(),
+                      "new_size": new.size, "new_root": new.root.hex(),
+                      "proof": [p.hex() for p in proof], "consistent": ok,
+                      "checkpoint": note}, indent=2))
+    if not ok:
+        print(f"facelab: audit log TAMPERED: not consistent with {args.old}: {reason}",
+              file=sys.stderr)
+        return 4
+    return 0
+
+
+def _cmd_audit_show(args: argparse.Namespace) -> int:
+    from lab.audit.show import filter_entries, format_table
+
+    lab = _open_lab(args.lab)
+    rows = filter_entries(lab.paths.audit, tenant=args.tenant, action=args.action,
+                          since=args.since, until=args.until)
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def _cmd_audit_repair(args: argparse.Namespace) -> int:
+    from lab.labdir import actor_name, audit_writer, read_passphrase
+
+    lab = _open_lab(args.lab)
+    actor = actor_name()
+    with audit_writer(lab, read_passphrase(), repair_actor=actor) as log:
+        log.rebuild()
+        for r in log.recoveries:
+            print(f"cut {r.bytes_cut} bytes ({r.kind}) after entry {r.after_entry}, "
+                  f"sha256 {r.sha256}; recorded as audit.recovered")
+        if not log.recoveries:
+            print("nothing to cut; derived files rebuilt")
     return 0
 
 
@@ -82,6 +237,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None, help="worker processes (default: CPUs)")
     s.add_argument("--force", action="store_true", help="replace a non-empty --out")
     s.set_defaults(func=_cmd_synth)
+
+    i = sub.add_parser("init", help="create a lab directory: keys, audit log, policy copy")
+    i.add_argument("lab", type=Path)
+    i.set_defaults(func=_cmd_init)
+
+    a = sub.add_parser("audit", help="the tamper-evident audit log")
+    asub = a.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
+    v = asub.add_parser("verify", help="verify the whole log and every checkpoint")
+    v.add_argument("--lab", type=Path, required=True)
+    v.add_argument("--trusted-key", type=Path, help="the lab's public key, kept outside the lab")
+    v.add_argument("--witness", type=Path, help="a checkpoint kept by a witness")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=_cmd_audit_verify)
+    c = asub.add_parser("checkpoint", help="print the latest signed checkpoint")
+    c.add_argument("--lab", type=Path, required=True)
+    c.set_defaults(func=_cmd_audit_checkpoint)
+    pr = asub.add_parser("prove", help="inclusion proof of one entry (JSON)")
+    pr.add_argument("--lab", type=Path, required=True)
+    pr.add_argument("--entry", type=int, required=True)
+    pr.add_argument("--size", type=int, default=None,
+                    help="tree size (default: the latest checkpoint)")
+    pr.set_defaults(func=_cmd_audit_prove)
+    co = asub.add_parser("consistency", help="prove the log extends an older checkpoint")
+    co.add_argument("--lab", type=Path, required=True)
+    co.add_argument("--old", type=Path, required=True, help="an older checkpoint file")
+    co.set_defaults(func=_cmd_audit_consistency)
+    sh = asub.add_parser("show", help="list entries, filtered")
+    sh.add_argument("--lab", type=Path, required=True)
+    sh.add_argument("--tenant")
+    sh.add_argument("--action", help="exact action, or a prefix ending in '*'")
+    sh.add_argument("--since", help="ISO 8601 time, inclusive")
+    sh.add_argument("--until", help="ISO 8601 time, exclusive")
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=_cmd_audit_show)
+    rp = asub.add_parser("repair", help="cut a torn or garbage tail, on the record")
+    rp.add_argument("--lab", type=Path, required=True)
+    rp.set_defaults(func=_cmd_audit_repair)
 
     d = sub.add_parser("demo", help="the lab story end to end on small synthetic data")
     d.add_argument("--lab", type=Path, default=None,

@@ -19,4 +19,52 @@ class BadInputError(FacelabError):
     exit_code = 2
 
 
-__all__ = ["BadInputError", "FacelabError"]
+
+
+class PassphraseError(FacelabError):
+    """No operator passphrase available, or it does not open the lab's keys (exit 2)."""
+
+    exit_code = 2
+
+
+class ProofError(FacelabError):
+    """A Merkle inclusion or consistency proof does not verify (exit 4)."""
+
+    exit_code = 4
+
+
+class MalformedProofError(ProofError):
+    """A proof that breaks a precondition: sizes, index, length or hash width."""
+
+
+class RootMismatchError(ProofError):
+    """A proof computes a root other than the expected one; carries both."""
+
+    def __init__(self, computed: bytes, expected: bytes, what: str = "root"):
+        self.computed = computed
+        self.expected = expected
+        super().__init__(f"{what} mismatch: computed {computed.hex()}, expected {expected.hex()}")
+
+
+class TamperedError(FacelabError):
+    """The audit log or its checkpoints are damaged or were edited (exit 4)."""
+
+    exit_code = 4
+
+
+class NoteError(FacelabError):
+    """A signed note (checkpoint) is malformed or its signature does not verify (exit 4)."""
+
+    exit_code = 4
+
+
+__all__ = [
+    "BadInputError",
+    "FacelabError",
+    "MalformedProofError",
+    "NoteError",
+    "PassphraseError",
+    "ProofError",
+    "RootMismatchError",
+    "TamperedError",
+]

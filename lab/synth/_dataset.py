@@ -277,3 +277,18 @@ def _replace_dir(tmp: Path, out: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.rename(tmp, out)
+
+
+def dataset_digest(root: Path | str) -> str:
+    """``sha256:<hex>`` over every file of a dataset (relative path and content digest).
+
+    Stable across copies and file systems; the audit log and the vault name datasets by it.
+    """
+    import hashlib
+
+    root = Path(root)
+    h = hashlib.sha256()
+    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+        rel = p.relative_to(root).as_posix()
+        h.update(rel.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return "sha256:" + h.hexdigest()

@@ -1,0 +1,65 @@
+"""Proofs served from the log's stored hashes in O(log n) reads, never the whole log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.audit import rfc9162
+from lab.audit._store import HashFile, leaves_for_stored
+from lab.audit.log import ENTRIES, HASHES, INDEX
+from lab.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    entry: int
+    tree_size: int
+    leaf_hash: bytes
+    proof: list[bytes]
+    entry_line: bytes
+
+    def to_json(self) -> dict:
+        return {"entry": self.entry, "tree_size": self.tree_size,
+                "leaf_hash": self.leaf_hash.hex(), "proof": [p.hex() for p in self.proof],
+                "entry_json": self.entry_line.decode("utf-8")}
+
+
+def stored_size(audit_dir: Path) -> int:
+    """How many leaves hashes.bin covers."""
+    return leaves_for_stored((audit_dir / HASHES).stat().st_size // 32)
+
+
+def prove_inclusion(audit_dir: Path | str, entry: int, tree_size: int) -> InclusionProof:
+    """Inclusion proof of ``entry`` in the tree of ``tree_size`` leaves (RFC 9162 2.1.3)."""
+    d = Path(audit_dir)
+    if not 0 <= entry < tree_size:
+        raise BadInputError(f"--entry {entry} is outside the tree of size {tree_size}")
+    if tree_size > stored_size(d):
+        raise BadInputError(f"{d / HASHES}: covers fewer than {tree_size} entries")
+    hf = HashFile(d / HASHES)
+    try:
+        proof = rfc9162.inclusion_proof(entry, tree_size, hf.subtree)
+        leaf = hf.subtree(entry, entry + 1)
+    finally:
+        hf.close()
+    with open(d / INDEX, "rb") as f:
+        f.seek(max(0, entry - 1) * 8)
+        raw = f.read(16 if entry else 8)
+    ends = [int.from_bytes(raw[i:i + 8], "big") for i in range(0, len(raw), 8)]
+    start, stop = (0, ends[0]) if entry == 0 else (ends[0], ends[1])
+    with open(d / ENTRIES, "rb") as f:
+        f.seek(start)
+        line = f.read(stop - start).rstrip(b"\n")
+    return InclusionProof(entry, tree_size, leaf, proof, line)
+
+
+def prove_consistency(audit_dir: Path | str, old_size: int, new_size: int) -> list[bytes]:
+    d = Path(audit_dir)
+    if new_size > stored_size(d):
+        raise BadInputError(f"{d / HASHES}: covers fewer than {new_size} entries")
+    hf = HashFile(d / HASHES)
+    try:
+        return rfc9162.consistency_proof(old_size, new_size, hf.subtree)
+    finally:
+        hf.close()

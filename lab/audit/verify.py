@@ -1,0 +1,249 @@
+"""Verify a whole audit log from its files, independently of the writer.
+
+``verify_log`` recomputes every leaf hash and the whole stored-hash tree from
+entries.jsonl, checks each entry's form and sequence number, checks every checkpoint's
+signature against the trusted key and its root against the recomputed tree, and compares
+the derived files (index.bin, hashes.bin). It reports every damage found, each with its
+kind and the first entry it concerns:
+
+    signing-key-replaced   the lab's public key differs from the one the log was started
+                           with (entry 0 records it), or checkpoints verify only under it
+    forged-checkpoint      a checkpoint whose signature does not verify, or malformed
+    truncated              the log is shorter than a signed checkpoint
+    deleted-entry          a gap in the sequence numbers
+    reordered-entries      a sequence number lower than its position
+    edited-entry           an entry whose hash differs from the stored hash or from what
+                           the signed checkpoints commit to
+    corrupt-entry          a line that is not a canonical audit entry
+    torn-tail / garbage-tail  bytes after the last complete entry
+    hash-store-mismatch    derived files that disagree with the entries
+
+Trust: without an outside reference, someone who holds the lab key and rewrites
+everything consistently cannot be caught locally. ``trusted_key`` (a key kept outside
+the lab) and ``witness`` (a checkpoint a witness kept, see ``facelab audit checkpoint``)
+close that gap.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from lab.audit import checkpoint as ckpt
+from lab.audit import rfc9162
+from lab.audit._store import new_hashes, read_offsets, stored_count, stored_index
+from lab.audit.events import parse_entry
+from lab.audit.log import ENTRIES, HASHES, INDEX, checkpoint_files
+from lab.errors import BadInputError, NoteError
+
+
+@dataclass(frozen=True)
+class Damage:
+    kind: str
+    entry: int | None
+    message: str
+
+
+@dataclass
+class VerifyReport:
+    entries: int = 0
+    checkpoints: int = 0
+    latest_size: int = 0
+    unsigned_tail: int = 0
+    damage: list[Damage] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return not self.damage
+
+    def first(self) -> Damage | None:
+        return self.damage[0] if self.damage else None
+
+    def to_json(self) -> dict:
+        return {
+            "intact": self.intact, "entries": self.entries, "checkpoints": self.checkpoints,
+            "latest_checkpoint_size": self.latest_size, "unsigned_tail": self.unsigned_tail,
+            "damage": [d.__dict__ for d in self.damage], "warnings": self.warnings,
+        }
+
+
+class _Tree:
+    """The stored-hash array recomputed in memory; subtree() as in the on-disk store."""
+
+    def __init__(self, leaves: list[bytes]):
+        self.hashes: list[bytes] = []
+        frontier: list[tuple[int, bytes]] = []
+        for n, leaf in enumerate(leaves):
+            self.hashes.extend(new_hashes(n, leaf, frontier))
+
+    def subtree(self, lo: int, hi: int) -> bytes:
+        size = hi - lo
+        if size <= 0:
+            return rfc9162.EMPTY_ROOT
+        if size & (size - 1) == 0 and lo % size == 0:
+            return self.hashes[stored_index(size.bit_length() - 1, lo // size)]
+        k = rfc9162.split_point(size)
+        return rfc9162.node_hash(self.subtree(lo, lo + k), self.subtree(lo + k, hi))
+
+    def root(self, size: int) -> bytes:
+        return self.subtree(0, size)
+
+
+def _genesis_key(first_line: bytes | None) -> str | None:
+    if first_line is None:
+        return None
+    try:
+        obj = json.loads(first_line)
+        return obj["details"]["public_key"] if obj.get("action") == "lab.init" else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def verify_log(
+    audit_dir: Path | str,
+    origin: str,
+    lab_key: Ed25519PublicKey,
+    *,
+    trusted_key: Ed25519PublicKey | None = None,
+    witness: str | None = None,
+) -> VerifyReport:
+    """Verify everything under ``audit_dir``; see the module docstring for the checks."""
+    from lab.labdir import public_key_b64, public_key_from_b64
+
+    d = Path(audit_dir)
+    rep = VerifyReport()
+    damage = rep.damage
+    try:
+        data = (d / ENTRIES).read_bytes()
+    except FileNotFoundError as e:
+        raise BadInputError(f"{d / ENTRIES}: no audit log here") from e
+
+    # 1. entries: form and sequence
+    parts = data.split(b"\n")
+    tail = parts.pop()  # bytes after the last newline ("" when the file ends cleanly)
+    leaves: list[bytes] = []
+    seq_damage = None
+    for i, line in enumerate(parts):
+        leaves.append(rfc9162.leaf_hash(line))
+        try:
+            seq = parse_entry(line)["seq"]
+        except ValueError as e:
+            last = i == len(parts) - 1
+            kind = "garbage-tail" if last and not tail else "corrupt-entry"
+            damage.append(Damage(kind, i, f"line {i + 1} of {ENTRIES}: {e}"))
+            seq_damage = seq_damage if seq_damage is not None else i
+            continue
+        if seq != i and seq_damage is None:
+            seq_damage = i
+            if seq > i:
+                damage.append(Damage("deleted-entry", i, f"entry {i} is missing: position "
+                                     f"{i} holds seq {seq} ({seq - i} entries gone)"))
+            else:
+                damage.append(Damage("reordered-entries", i, f"position {i} holds seq {seq}: "
+                                     "entries were moved or duplicated"))
+    if tail:
+        kind = "torn-tail" if tail.startswith(b'{"') else "garbage-tail"
+        damage.append(Damage(kind, len(parts), f"{len(tail)} bytes after entry "
+                             f"{len(parts) - 1} are not a complete entry"))
+    n = rep.entries = len(leaves)
+
+    # 2. derived files: the stored leaf hashes localise an edited entry
+    tree = _Tree(leaves)
+    stored = (d / HASHES).read_bytes() if (d / HASHES).exists() else b""
+    first_edit = None
+    if len(stored) >= stored_count(n) * 32:
+        for i in range(n):
+            j = stored_index(0, i) * 32
+            if stored[j:j + 32] != leaves[i]:
+                first_edit = i
+                break
+        if first_edit is None and stored[: stored_count(n) * 32] != b"".join(tree.hashes):
+            damage.append(Damage("hash-store-mismatch", None,
+                                 f"{HASHES} disagrees with the entries' subtree hashes"))
+    else:
+        rep.warnings.append(f"{HASHES} covers fewer entries than the log (crash?); "
+                            "the writer rebuilds it on open")
+    offsets = read_offsets(d / INDEX)
+    ends, pos = [], 0
+    for line in parts:
+        pos += len(line) + 1
+        ends.append(pos)
+    if offsets != ends[: len(offsets)]:
+        damage.append(Damage("hash-store-mismatch", None, f"{INDEX} disagrees with the "
+                             "entries' positions"))
+
+    # 3. keys: the lab's key must be the one entry 0 recorded
+    genesis = _genesis_key(parts[0] if parts else None)
+    key = trusted_key
+    if genesis is not None:
+        if genesis != public_key_b64(lab_key):
+            damage.append(Damage("signing-key-replaced", 0, "the lab's public key is not the "
+                                 "one recorded in entry 0 (lab.init)"))
+        if key is None:
+            key = public_key_from_b64(genesis, f"{ENTRIES} entry 0")
+    elif n:
+        rep.warnings.append("entry 0 is not lab.init with the lab key: trusting keys/")
+    if key is None:
+        key = lab_key
+
+    # 4. checkpoints: signature, size, root
+    edited_below: int | None = None
+    for path in checkpoint_files(d):
+        note = path.read_bytes()
+        try:
+            cp = ckpt.verify(note, key, origin)
+        except NoteError as e:
+            other = None
+            if key is not lab_key:
+                try:
+                    other = ckpt.verify(note, lab_key, origin)
+                except NoteError:
+                    other = None
+            kind = "signing-key-replaced" if other is not None else "forged-checkpoint"
+            damage.append(Damage(kind, None, f"{path.name}: {e}"))
+            continue
+        rep.checkpoints += 1
+        if path.stem != f"{cp.size:012d}":
+            damage.append(Damage("forged-checkpoint", None,
+                                 f"{path.name} holds a checkpoint of size {cp.size}"))
+        rep.latest_size = max(rep.latest_size, cp.size)
+        if cp.size > n:
+            damage.append(Damage("truncated", n, f"the log has {n} entries but {path.name} "
+                                 f"was signed at size {cp.size}"))
+        elif tree.root(cp.size) != cp.root:
+            edited_below = cp.size if edited_below is None else min(edited_below, cp.size)
+    if edited_below is not None and (seq_damage is None or seq_damage >= edited_below):
+        if first_edit is not None and first_edit < edited_below:
+            damage.append(Damage("edited-entry", first_edit, f"entry {first_edit} differs "
+                                 "from its stored hash and from the signed checkpoints"))
+        else:
+            damage.append(Damage("edited-entry", None, "an entry below size "
+                                 f"{edited_below} differs from what the checkpoint signed "
+                                 "(hash store rewritten too)"))
+    elif first_edit is not None and (seq_damage is None or seq_damage > first_edit):
+        damage.append(Damage("edited-entry", first_edit,
+                             f"entry {first_edit} differs from its stored hash"))
+
+    # 5. an outside witness's checkpoint
+    if witness is not None:
+        try:
+            wcp = ckpt.verify(witness, key, origin)
+        except NoteError as e:
+            damage.append(Damage("forged-checkpoint", None, f"witness checkpoint: {e}"))
+        else:
+            if wcp.size > n:
+                damage.append(Damage("truncated", n, f"a witness holds size {wcp.size}"))
+            elif tree.root(wcp.size) != wcp.root:
+                damage.append(Damage("edited-entry", None, "the log is not consistent with "
+                                     f"the witness's checkpoint at size {wcp.size}"))
+
+    rep.unsigned_tail = max(0, n - rep.latest_size)
+    if rep.unsigned_tail:
+        rep.warnings.append(f"{rep.unsigned_tail} entries after the last signed checkpoint "
+                            "(a writer that did not close, or a crash)")
+    damage.sort(key=lambda x: (x.entry is not None, x.entry if x.entry is not None else 0))
+    return rep
