@@ -38,11 +38,28 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     cfg = SynthConfig(identities=args.identities, captures=args.captures, seed=args.seed,
                       difficulty=args.difficulty, size=args.size)
     cfg.validate()
+    log = None
+    if args.lab is not None:  # open the log first: a wrong passphrase fails before the work
+        from lab.labdir import audit_writer, open_lab, read_passphrase
+
+        log = audit_writer(open_lab(args.lab), read_passphrase())
     update, close = _progress_bar(cfg.identities, "synth")
     try:
         s = write_dataset(cfg, args.out, force=args.force, workers=args.workers, progress=update)
     finally:
         close()
+    if log is not None:
+        from lab.audit import Event
+        from lab.labdir import actor_name
+        from lab.synth import dataset_digest
+
+        with log:
+            log.record(Event(action="dataset.synth", actor=actor_name(), role="operator",
+                             object=dataset_digest(s.out),
+                             details={"identities": cfg.identities, "captures": cfg.captures,
+                                      "seed": cfg.seed, "difficulty": cfg.difficulty,
+                                      "size": cfg.size, "images": s.images,
+                                      "path": str(s.out)}))
     print(f"wrote {s.images} images of {s.identities} identities to {s.out} "
           f"in {s.seconds:.2f} s ({s.images_per_second:.0f} images/s)")
     return 0
@@ -203,22 +220,38 @@ def _cmd_audit_repair(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from lab.demo import run_demo
+    import os
 
+    from lab.demo import run_demo
+    from lab.labdir import PASSPHRASE_ENV
+
+    env_pw = os.environ.get(PASSPHRASE_ENV)
     update, close = _progress_bar(200, "demo synth")
     try:
-        r = run_demo(args.lab, progress=update)
+        r = run_demo(args.lab, passphrase=env_pw.encode() if env_pw else None, progress=update)
     finally:
         close()
     d = r.dataset
-    print(f"facelab demo in {r.root}")
+    print(f"facelab demo: lab in {r.root}")
+    if r.passphrase_generated:
+        print(f"  {PASSPHRASE_ENV} was not set: the demo lab is locked with a one-time "
+              "passphrase (set it to choose one)")
     print(f"  synthetic dataset: {d.identities} identities, {d.images} images, "
           f"{d.seconds:.2f} s ({d.images_per_second:.0f} images/s)")
     print("  identities per nationality: "
           + ", ".join(f"{k} {v}" for k, v in d.by_nationality.items()))
     print("  identities per sex: " + ", ".join(f"{k} {v}" for k, v in d.by_sex.items()))
     print(f"  contact sheet: {r.contact_sheet}")
-    return 0
+    a = r.audit
+    state = "intact" if a.intact else f"TAMPERED ({a.first()})"
+    print(f"  audit log: {a.entries} entries, {a.checkpoints} signed checkpoints, {state}")
+    rows = [("lab created, keys sealed under the passphrase", "ok"),
+            ("synthetic identities generated and recorded", "ok"),
+            ("audit log verified", "intact" if a.intact else "TAMPERED")]
+    print("\n  control                                          outcome")
+    for name, outcome in rows:
+        print(f"  {name:<48} {outcome}")
+    return 0 if a.intact else 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, default=112, help="image width and height in pixels")
     s.add_argument("--workers", type=int, default=None, help="worker processes (default: CPUs)")
     s.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    s.add_argument("--lab", type=Path, default=None,
+                   help="record the dataset (digest, arguments) in this lab's audit log")
     s.set_defaults(func=_cmd_synth)
 
     i = sub.add_parser("init", help="create a lab directory: keys, audit log, policy copy")
@@ -277,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the lab story end to end on small synthetic data")
     d.add_argument("--lab", type=Path, default=None,
-                   help="directory for the demo's files (default: a new temporary one)")
+                   help="the demo lab to create (default: a new temporary directory)")
     d.set_defaults(func=_cmd_demo)
     return p
 

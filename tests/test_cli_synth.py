@@ -64,9 +64,14 @@ def test_read_only_parent_exits_2(tmp_path: Path) -> None:
     assert "not writable" in line
 
 
-def test_demo_writes_a_contact_sheet(tmp_path: Path) -> None:
+def test_demo_builds_a_lab_with_a_contact_sheet_and_a_verified_log(tmp_path: Path) -> None:
     p = _run("demo", "--lab", str(tmp_path / "lab"))
     assert p.returncode == 0, p.stderr
     assert "identities per nationality" in p.stdout
-    sheet = tmp_path / "lab" / "contact_sheet.png"
+    assert "audit log: 2 entries, 2 signed checkpoints, intact" in p.stdout
+    sheet = tmp_path / "lab" / "demo" / "contact_sheet.png"
     assert sheet.read_bytes()[:4] == b"\x89PNG"
+    verify = _run("audit", "verify", "--lab", str(tmp_path / "lab"))
+    assert verify.returncode == 0, verify.stderr
+    shown = _run("audit", "show", "--lab", str(tmp_path / "lab"), "--action", "dataset.*")
+    assert "dataset.synth" in shown.stdout

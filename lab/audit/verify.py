@@ -126,25 +126,31 @@ def verify_log(
     parts = data.split(b"\n")
     tail = parts.pop()  # bytes after the last newline ("" when the file ends cleanly)
     leaves: list[bytes] = []
+    seqs: list[int | None] = []
     seq_damage = None
     for i, line in enumerate(parts):
         leaves.append(rfc9162.leaf_hash(line))
         try:
-            seq = parse_entry(line)["seq"]
+            seqs.append(parse_entry(line)["seq"])
         except ValueError as e:
+            seqs.append(None)
             last = i == len(parts) - 1
             kind = "garbage-tail" if last and not tail else "corrupt-entry"
             damage.append(Damage(kind, i, f"line {i + 1} of {ENTRIES}: {e}"))
-            seq_damage = seq_damage if seq_damage is not None else i
-            continue
-        if seq != i and seq_damage is None:
-            seq_damage = i
-            if seq > i:
-                damage.append(Damage("deleted-entry", i, f"entry {i} is missing: position "
-                                     f"{i} holds seq {seq} ({seq - i} entries gone)"))
-            else:
-                damage.append(Damage("reordered-entries", i, f"position {i} holds seq {seq}: "
-                                     "entries were moved or duplicated"))
+            seq_damage = i if seq_damage is None else seq_damage
+    first_off = next((i for i, s in enumerate(seqs) if s is not None and s != i), None)
+    if first_off is not None:
+        seq = seqs[first_off]
+        assert seq is not None
+        later = set(seqs[first_off + 1:])
+        if first_off in later or seq < first_off:
+            damage.append(Damage("reordered-entries", first_off, f"position {first_off} "
+                                 f"holds seq {seq}: entries were moved or duplicated"))
+        else:
+            damage.append(Damage("deleted-entry", first_off, f"entry {first_off} is missing: "
+                                 f"position {first_off} holds seq {seq} "
+                                 f"({seq - first_off} entries gone)"))
+        seq_damage = first_off if seq_damage is None else min(seq_damage, first_off)
     if tail:
         kind = "torn-tail" if tail.startswith(b'{"') else "garbage-tail"
         damage.append(Damage(kind, len(parts), f"{len(tail)} bytes after entry "
@@ -245,5 +251,11 @@ def verify_log(
     if rep.unsigned_tail:
         rep.warnings.append(f"{rep.unsigned_tail} entries after the last signed checkpoint "
                             "(a writer that did not close, or a crash)")
-    damage.sort(key=lambda x: (x.entry is not None, x.entry if x.entry is not None else 0))
+    damage.sort(key=lambda x: (_RANK.get(x.kind, 2), x.entry is None, x.entry or 0))
     return rep
+
+
+# The first damage reported is the most telling: keys and signatures, then the entries
+# in log order, then tails, then derived files (usually a consequence of the rest).
+_RANK = {"signing-key-replaced": 0, "forged-checkpoint": 1, "torn-tail": 3,
+         "garbage-tail": 3, "hash-store-mismatch": 4}

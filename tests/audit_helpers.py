@@ -1,0 +1,50 @@
+"""Helpers for the audit tests: a lab in tmp_path, tampering tools, a writer child."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lab.audit import Event
+from lab.labdir import Lab, audit_writer, init_and_record, load_public_key
+
+PASS = b"correct horse battery staple"
+
+
+def make_lab(root: Path, entries: int = 0, checkpoint_every: int | None = None) -> Lab:
+    lab = init_and_record(root, PASS, "tester")
+    if checkpoint_every is not None:
+        text = lab.paths.policy.read_text().replace(
+            "checkpoint_every = 256", f"checkpoint_every = {checkpoint_every}")
+        lab.paths.policy.write_text(text)
+        from lab.labdir import open_lab
+
+        lab = open_lab(root)
+    if entries:
+        with audit_writer(lab, PASS) as log:
+            for i in range(entries):
+                log.record(Event("test.event", "tester", tenant=f"t{i % 3}",
+                                 details={"i": i}))
+    return lab
+
+
+def entries_path(lab: Lab) -> Path:
+    return lab.paths.audit / "entries.jsonl"
+
+
+def lines(lab: Lab) -> list[bytes]:
+    return entries_path(lab).read_bytes().split(b"\n")[:-1]
+
+
+def write_lines(lab: Lab, ls: list[bytes]) -> None:
+    entries_path(lab).write_bytes(b"".join(x + b"\n" for x in ls))
+
+
+def seqs(lab: Lab) -> list[int]:
+    return [json.loads(x)["seq"] for x in lines(lab)]
+
+
+def verify(lab: Lab, **kw):
+    from lab.audit import verify_log
+
+    return verify_log(lab.paths.audit, lab.origin, load_public_key(lab), **kw)
