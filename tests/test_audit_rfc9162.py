@@ -40,8 +40,8 @@ def naive_path(i: int, data: list[bytes]) -> list[bytes]:
     while k * 2 < len(data):
         k *= 2
     if i < k:
-        return naive_path(i, data[:k]) + [naive_mth(data[k:])]
-    return naive_path(i - k, data[k:]) + [naive_mth(data[:k])]
+        return [*naive_path(i, data[:k]), naive_mth(data[k:])]
+    return [*naive_path(i - k, data[k:]), naive_mth(data[:k])]
 
 
 def naive_subproof(mm: int, data: list[bytes], b: bool) -> list[bytes]:
@@ -52,8 +52,8 @@ def naive_subproof(mm: int, data: list[bytes], b: bool) -> list[bytes]:
     while k * 2 < n:
         k *= 2
     if mm <= k:
-        return naive_subproof(mm, data[:k], b) + [naive_mth(data[k:])]
-    return naive_subproof(mm - k, data[k:], False) + [naive_mth(data[:k])]
+        return [*naive_subproof(mm, data[:k], b), naive_mth(data[k:])]
+    return [*naive_subproof(mm - k, data[k:], False), naive_mth(data[:k])]
 
 
 def data_of(n: int) -> list[bytes]:
