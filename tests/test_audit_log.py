@@ -142,24 +142,54 @@ def test_bad_events_are_refused_before_writing(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- processes and crashes
 _WRITER = r"""
-import sys, time
+import os, random, signal, sys
+import lab.audit.log as logmod
 from lab.labdir import open_lab, audit_writer
 from lab.audit import Event
 lab = open_lab(sys.argv[1]); tag = sys.argv[2]; n = int(sys.argv[3])
+mode = sys.argv[4] if len(sys.argv) > 4 else "run"
+rng = random.Random(int(sys.argv[5]) if len(sys.argv) > 5 else 0)
+crash_after = rng.randint(3, 40)  # batches before the injected crash
+batches = {"n": 0}
+real_write, real_pwrite = os.write, os.pwrite
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def torn_write(fd, data):  # the kernel wrote only part of the batch, then the kill
+    if batches["n"] >= crash_after and len(data) > 1:
+        real_write(fd, data[: rng.randint(1, len(data) - 1)])
+        die()
+    return real_write(fd, data)
+
+def lagging_pwrite(fd, data, off):  # entries are durable, derived files are not
+    if batches["n"] >= crash_after and fd == target["fd"]:
+        if mode.endswith("half"):
+            real_pwrite(fd, data[: len(data) // 2], off)
+        die()
+    return real_pwrite(fd, data, off)
+
 log = audit_writer(lab, b"correct horse battery staple")
+target = {"fd": log._index_fd if "index" in mode else log._hashes_fd}
+if mode == "tear":
+    logmod.os.write = torn_write
+elif mode.startswith("lag"):
+    logmod.os.pwrite = lagging_pwrite
 for i in range(n):
     k = 1 + (i * 7) % 5
     rs = log.record_many([Event("test.proc", tag, details={"i": i, "j": j}) for j in range(k)])
+    batches["n"] += 1
     print("ack", " ".join(str(r.seq) + ":" + r.leaf_hash.hex() for r in rs), flush=True)
 log.close()
 print("closed", flush=True)
 """
 
 
-def _writer(lab_root: Path, tag: str, n: int) -> subprocess.Popen:
+def _writer(lab_root: Path, tag: str, n: int, mode: str = "run",
+            seed: int = 0) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-c", _WRITER, str(lab_root), tag, str(n)],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen([sys.executable, "-c", _WRITER, str(lab_root), tag, str(n), mode,
+                             str(seed)], stdout=subprocess.PIPE, text=True, env=env)
 
 
 def test_two_processes_appending_at_once_lose_nothing(tmp_path: Path) -> None:
@@ -186,8 +216,27 @@ def test_two_processes_appending_at_once_lose_nothing(tmp_path: Path) -> None:
     assert verify(lab).intact
 
 
-@pytest.mark.parametrize("round_", range(12))
-def test_sigkill_at_random_points_loses_no_acknowledged_entry(tmp_path: Path, round_) -> None:
+def _acks(text: str, acked: dict[int, str]) -> None:
+    for line in text.splitlines():
+        if line.startswith("ack"):
+            for item in line.split()[1:]:
+                seq, h = item.split(":")
+                acked[int(seq)] = h
+
+
+def _check_after_crash(lab, acked: dict[int, str]) -> list:
+    with audit_writer(lab, PASS) as log:  # reopening recovers, on the record
+        recoveries = list(log.recoveries)
+    ls = lines(lab)
+    for seq, h in acked.items():
+        assert rfc9162.leaf_hash(ls[seq]).hex() == h, f"acknowledged entry {seq} lost"
+    rep = verify(lab)
+    assert rep.intact, rep.damage
+    return recoveries
+
+
+@pytest.mark.parametrize("round_", range(8))
+def test_sigkill_at_random_times_loses_no_acknowledged_entry(tmp_path: Path, round_) -> None:
     rng = random.Random(round_)
     lab = make_lab(tmp_path / "lab", checkpoint_every=8)
     p = _writer(lab.paths.root, "K", 10_000)
@@ -195,24 +244,33 @@ def test_sigkill_at_random_points_loses_no_acknowledged_entry(tmp_path: Path, ro
     acked: dict[int, str] = {}
     assert p.stdout is not None
     while time.monotonic() < deadline:
-        line = p.stdout.readline()
-        for item in line.split()[1:]:
-            seq, h = item.split(":")
-            acked[int(seq)] = h
+        _acks(p.stdout.readline(), acked)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    for line in p.stdout.read().splitlines():  # acks printed before the kill landed
-        for item in line.split()[1:]:
-            seq, h = item.split(":")
-            acked[int(seq)] = h
+    _acks(p.stdout.read(), acked)  # acks printed before the kill landed
     assert acked, "the writer acknowledged nothing before the kill"
-    with audit_writer(lab, PASS):  # reopening recovers a torn tail, on the record
-        pass
-    ls = lines(lab)
-    for seq, h in acked.items():
-        assert rfc9162.leaf_hash(ls[seq]).hex() == h, f"acknowledged entry {seq} lost"
-    rep = verify(lab)
-    assert rep.intact, rep.damage
+    _check_after_crash(lab, acked)
+
+
+@pytest.mark.parametrize("mode", ["tear", "lag-index", "lag-index-half", "lag-hashes",
+                                  "lag-hashes-half"])
+@pytest.mark.parametrize("seed", range(4))
+def test_sigkill_inside_an_append_recovers(tmp_path: Path, mode: str, seed: int) -> None:
+    """Kill the writer at injected points inside an append: mid-write of the entries (a
+    torn line at a random byte), or after the entries are durable but before the index
+    or the hash store is (fully) written."""
+    lab = make_lab(tmp_path / "lab", checkpoint_every=8)
+    p = _writer(lab.paths.root, "K", 1000, mode, seed)
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGKILL
+    acked: dict[int, str] = {}
+    _acks(out, acked)
+    recoveries = _check_after_crash(lab, acked)
+    assert all(r.kind == "torn-tail" for r in recoveries)
+    if recoveries:  # (a tear exactly at a line boundary leaves nothing to cut)
+        assert json.loads(lines(lab)[-1])["action"] == "audit.recovered"
+    if mode == "tear" and seed < 2:
+        assert recoveries, "the injected tear left no torn line"
 
 
 # ---------------------------------------------------------------- tails
