@@ -58,6 +58,15 @@ class NoteError(FacelabError):
     exit_code = 4
 
 
+class VaultError(FacelabError):
+    """A sealed value cannot be opened (wrong key, tampered, copied elsewhere); opaque.
+
+    The reason goes to the audit log, not to whoever asked (exit 2 at the CLI).
+    """
+
+    exit_code = 2
+
+
 __all__ = [
     "BadInputError",
     "FacelabError",
@@ -67,4 +76,5 @@ __all__ = [
     "ProofError",
     "RootMismatchError",
     "TamperedError",
+    "VaultError",
 ]

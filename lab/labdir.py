@@ -4,13 +4,15 @@ Layout::
 
     LAB/lab.json               format, lab id, creation time, the signing key's public half
     LAB/policy.toml            the policy in force (a copy of enclave_policy/default.toml)
-    LAB/keys/lab_signing.pem   Ed25519 private key, PKCS#8, encrypted under the operator
-                               passphrase (cryptography's BestAvailableEncryption)
+    LAB/keys/keystore.json     scrypt parameters and a check value (lab.vault.keystore)
+    LAB/keys/lab_signing.sealed  the Ed25519 lab key, sealed under a root subkey
     LAB/keys/lab_signing.pub   the public key, raw 32 bytes in base64, one line
     LAB/audit/                 the audit log (lab.audit)
+    LAB/vault.db               the encrypted records (lab.vault)
 
-The operator passphrase comes from FACELAB_PASSPHRASE when set (automation, CI),
-otherwise from the terminal; it is never stored.
+The operator secret comes from FACELAB_PASSPHRASE when set (automation, CI), or the
+bytes of the file named by FACELAB_KEY_FILE, otherwise from the terminal; it is never
+stored.
 """
 
 from __future__ import annotations
@@ -30,18 +32,19 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
-    BestAvailableEncryption,
     Encoding,
+    NoEncryption,
     PrivateFormat,
     PublicFormat,
-    load_pem_private_key,
 )
 
 from enclave_policy import DEFAULT_POLICY, Policy, load_policy
-from lab.errors import BadInputError, PassphraseError
+from lab.errors import BadInputError, PassphraseError, VaultError
+from lab.vault import keystore
 
 LAB_FORMAT = "facelab-lab/1"
 PASSPHRASE_ENV = "FACELAB_PASSPHRASE"
+KEY_FILE_ENV = "FACELAB_KEY_FILE"
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,16 @@ class LabPaths:
         return self.root / "policy.toml"
 
     @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    @property
     def signing_key(self) -> Path:
-        return self.root / "keys" / "lab_signing.pem"
+        return self.root / "keys" / "lab_signing.sealed"
+
+    @property
+    def vault(self) -> Path:
+        return self.root / "vault.db"
 
     @property
     def public_key(self) -> Path:
@@ -80,7 +91,16 @@ class Lab:
 
 
 def read_passphrase(env: Mapping[str, str] = os.environ, prompt: bool = True) -> bytes:
-    """The operator passphrase from FACELAB_PASSPHRASE, else the terminal."""
+    """The operator secret: FACELAB_PASSPHRASE, else FACELAB_KEY_FILE's bytes, else a prompt."""
+    if env.get(KEY_FILE_ENV) and not env.get(PASSPHRASE_ENV):
+        path = Path(env[KEY_FILE_ENV])
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise PassphraseError(f"{path}: cannot read key file ({e.strerror})") from e
+        if len(data) < 16:
+            raise PassphraseError(f"{path}: key file holds under 16 bytes")
+        return data
     value = env.get(PASSPHRASE_ENV)
     if value is None and prompt and sys.stdin.isatty():
         value = getpass.getpass("facelab operator passphrase: ")
@@ -124,15 +144,15 @@ def init_lab(
         paths = LabPaths(tmp)
         (tmp / "keys").mkdir(mode=0o700)
         paths.audit.mkdir()
+        lab_id = "lab-" + secrets.token_hex(6)
+        root_key = keystore.create(paths.keys, passphrase)
         key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
-                                BestAvailableEncryption(passphrase))
+        raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         fd = os.open(paths.signing_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
-            f.write(pem)
+            f.write(root_key.seal_signing_key(lab_id, raw))
         pub = public_key_b64(key.public_key())
         paths.public_key.write_text(pub + "\n")
-        lab_id = "lab-" + secrets.token_hex(6)
         meta = {"format": LAB_FORMAT, "lab_id": lab_id,
                 "created": clock().isoformat(timespec="seconds"), "public_key": pub}
         paths.meta.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -161,16 +181,23 @@ def open_lab(root: Path | str) -> Lab:
     return Lab(paths, meta["lab_id"], policy.audit.origin_prefix + meta["lab_id"], policy)
 
 
-def load_signing_key(lab: Lab, passphrase: bytes) -> Ed25519PrivateKey:
+def unlock(lab: Lab, passphrase: bytes) -> keystore.RootKey:
+    """The lab's root key (a wrong passphrase is a clear PassphraseError)."""
+    return keystore.unlock(lab.paths.keys, passphrase)
+
+
+def load_signing_key(lab: Lab, passphrase: bytes | keystore.RootKey) -> Ed25519PrivateKey:
+    root = passphrase if isinstance(passphrase, keystore.RootKey) else unlock(lab, passphrase)
     try:
-        key = load_pem_private_key(lab.paths.signing_key.read_bytes(), passphrase)
+        blob = lab.paths.signing_key.read_bytes()
     except FileNotFoundError as e:
         raise BadInputError(f"{lab.paths.signing_key}: missing") from e
-    except (ValueError, TypeError) as e:
-        raise PassphraseError(f"{lab.paths.signing_key}: wrong passphrase or damaged key") from e
-    if not isinstance(key, Ed25519PrivateKey):
-        raise BadInputError(f"{lab.paths.signing_key}: not an Ed25519 key")
-    return key
+    try:
+        raw = root.open_signing_key(lab.lab_id, blob)
+    except VaultError as e:
+        raise BadInputError(f"{lab.paths.signing_key}: does not open (damaged or "
+                            "from another lab)") from e
+    return Ed25519PrivateKey.from_private_bytes(raw)
 
 
 def load_public_key(lab: Lab) -> Ed25519PublicKey:
@@ -192,7 +219,7 @@ def actor_name(env: Mapping[str, str] = os.environ) -> str:
         return f"uid:{os.getuid()}"
 
 
-def audit_writer(lab: Lab, passphrase: bytes, *,
+def audit_writer(lab: Lab, passphrase: bytes | keystore.RootKey, *,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  repair_actor: str | None = None):
     """Open the lab's audit log for recording (needs the lab key, hence the passphrase)."""

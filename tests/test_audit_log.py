@@ -15,20 +15,22 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    BestAvailableEncryption,
-    Encoding,
-    PrivateFormat,
-)
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from lab.audit import Event, checkpoint, rfc9162
 from lab.audit.log import checkpoint_files
 from lab.audit.proofs import prove_consistency, prove_inclusion
 from lab.errors import TamperedError
-from lab.labdir import audit_writer, load_public_key, public_key_b64
+from lab.labdir import audit_writer, load_public_key, public_key_b64, unlock
 from tests.audit_helpers import PASS, lines, make_lab, seqs, verify, write_lines
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _install_key(lab, key: Ed25519PrivateKey) -> None:
+    """What an operator with the passphrase could do: seal another lab key in place."""
+    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    lab.paths.signing_key.write_bytes(unlock(lab, PASS).seal_signing_key(lab.lab_id, raw))
 
 
 def kinds(rep) -> list[tuple[str, int | None]]:
@@ -377,8 +379,7 @@ def test_checkpoint_signed_by_another_key(signed_lab) -> None:
 def test_replaced_signing_key(signed_lab) -> None:
     evil = Ed25519PrivateKey.generate()
     paths = signed_lab.paths
-    paths.signing_key.write_bytes(evil.private_bytes(
-        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(PASS)))
+    _install_key(signed_lab, evil)
     paths.public_key.write_text(public_key_b64(evil.public_key()) + "\n")
     for f in checkpoint_files(paths.audit):  # re-sign every checkpoint with the new key
         cp, _ = checkpoint.parse(f.read_text())
@@ -401,8 +402,7 @@ def test_trusted_key_from_outside_catches_a_full_rewrite(signed_lab) -> None:
         (signed_lab.paths.audit / f).unlink()
     for f in checkpoint_files(signed_lab.paths.audit):
         f.unlink()
-    signed_lab.paths.signing_key.write_bytes(evil.private_bytes(
-        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(PASS)))
+    _install_key(signed_lab, evil)
     with audit_writer(signed_lab, PASS):
         pass  # re-signs a checkpoint over the forged history
     assert verify(signed_lab).intact  # self-consistent: locally undetectable

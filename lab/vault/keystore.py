@@ -1,0 +1,91 @@
+"""The lab's key store: a root key from the operator secret, and the keys it protects.
+
+Files (``LAB/keys/``)::
+
+    keystore.json        {"format": "facelab-keystore/1", "kdf": "scrypt", "n", "r", "p",
+                          "salt": b64, "check": b64(seal(K_check, "facelab root key check"))}
+    lab_signing.sealed   seal(K_sign, Ed25519 private key (raw 32 bytes),
+                          aad = "facelab/v1|lab-signing-key|<lab id>")
+    lab_signing.pub      the public key (base64), for verifiers without the secret
+
+The root key is scrypt(secret, salt) and is never stored. Subkeys are HKDF with a purpose
+label: K_check = "check/v1", K_sign = "lab-signing-key/v1", K_wrap = "kek-wrap/v1",
+K_pseudonym = "pseudonym/v1", K_split = "split/v1". A tenant's key-encryption key (KEK)
+is random and stored only wrapped: seal(K_wrap, KEK, aad = "facelab/v1|kek|<tenant>"),
+so a wrapped KEK copied to another tenant does not open. The secret is the operator
+passphrase (FACELAB_PASSPHRASE or the terminal) or, for automation, the bytes of a key
+file named by FACELAB_KEY_FILE.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.errors import BadInputError, PassphraseError, VaultError
+from lab.vault import _primitives as pr
+
+FORMAT = "facelab-keystore/1"
+_CHECK = b"facelab root key check"
+
+
+@dataclass(frozen=True)
+class RootKey:
+    """The unlocked root key; everything else derives from it."""
+
+    _key: bytes
+
+    def subkey(self, label: str) -> bytes:
+        return pr.subkey(self._key, label)
+
+    def wrap_kek(self, tenant: str, kek: bytes) -> bytes:
+        return pr.seal(self.subkey("kek-wrap/v1"), kek, b"facelab/v1|kek|" + tenant.encode())
+
+    def unwrap_kek(self, tenant: str, wrapped: bytes) -> bytes:
+        return pr.open_(self.subkey("kek-wrap/v1"), wrapped,
+                        b"facelab/v1|kek|" + tenant.encode())
+
+    def seal_signing_key(self, lab_id: str, raw: bytes) -> bytes:
+        return pr.seal(self.subkey("lab-signing-key/v1"), raw,
+                       b"facelab/v1|lab-signing-key|" + lab_id.encode())
+
+    def open_signing_key(self, lab_id: str, blob: bytes) -> bytes:
+        return pr.open_(self.subkey("lab-signing-key/v1"), blob,
+                        b"facelab/v1|lab-signing-key|" + lab_id.encode())
+
+
+def create(keys_dir: Path, secret: bytes, *, n: int = pr.SCRYPT_N) -> RootKey:
+    """Write a new keystore.json under ``keys_dir`` and return the root key."""
+    salt = os.urandom(16)
+    root = RootKey(pr.derive_root(secret, salt, n=n))
+    doc = {"format": FORMAT, "kdf": "scrypt", "n": n, "r": pr.SCRYPT_R, "p": pr.SCRYPT_P,
+           "salt": base64.b64encode(salt).decode(),
+           "check": base64.b64encode(pr.seal(root.subkey("check/v1"), _CHECK,
+                                             b"facelab/check/v1")).decode()}
+    (keys_dir / "keystore.json").write_text(json.dumps(doc, indent=2) + "\n")
+    return root
+
+
+def unlock(keys_dir: Path, secret: bytes) -> RootKey:
+    """Derive the root key and prove it right; a wrong secret is a clear error."""
+    path = keys_dir / "keystore.json"
+    try:
+        doc = json.loads(path.read_text())
+        if doc.get("format") != FORMAT or doc.get("kdf") != "scrypt":
+            raise ValueError("unknown format")
+        salt = base64.b64decode(doc["salt"])
+        check = base64.b64decode(doc["check"])
+        n, r, p = int(doc["n"]), int(doc["r"]), int(doc["p"])
+    except FileNotFoundError as e:
+        raise BadInputError(f"{path}: missing (not a facelab lab?)") from e
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BadInputError(f"{path}: unreadable key store ({e})") from e
+    root = RootKey(pr.derive_root(secret, salt, n=n, r=r, p=p))
+    try:
+        pr.open_(root.subkey("check/v1"), check, b"facelab/check/v1")
+    except VaultError as e:
+        raise PassphraseError(f"{path}: wrong passphrase (or key file)") from e
+    return root
