@@ -18,10 +18,19 @@ class AuditPolicy:
 
 
 @dataclass(frozen=True)
+class VaultPolicy:
+    splits: dict[str, float]
+    identifiers_granted: tuple[str, ...]
+    tenants: tuple[str, ...]
+    max_image_side: int
+
+
+@dataclass(frozen=True)
 class Policy:
     """The parts of the policy the code reads today; the raw table keeps the rest."""
 
     audit: AuditPolicy
+    vault: VaultPolicy
     raw: dict
     source: Path
 
@@ -52,4 +61,27 @@ def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
     if not 1 <= every <= 1_000_000:
         raise BadInputError(f"{path}: audit.checkpoint_every must be in [1, 1000000]")
     prefix = _get(audit, "origin_prefix", str, "audit.", path)
-    return Policy(AuditPolicy(every, prefix), raw, path)
+    return Policy(AuditPolicy(every, prefix), _vault(raw, path), raw, path)
+
+
+def _vault(raw: dict, path: Path) -> VaultPolicy:
+    v = raw.get("vault")
+    if not isinstance(v, dict):
+        raise BadInputError(f"{path}: missing table [vault]")
+    splits = _get(v, "splits", dict, "vault.", path)
+    if not splits or not all(isinstance(k, str) and isinstance(x, int | float)
+                             and not isinstance(x, bool) and 0 <= x <= 1
+                             for k, x in splits.items()):
+        raise BadInputError(f"{path}: vault.splits must map names to ratios in [0, 1]")
+    if abs(sum(splits.values()) - 1.0) > 1e-9:
+        raise BadInputError(f"{path}: vault.splits must sum to 1, not {sum(splits.values())}")
+    granted = _get(v, "identifiers_granted", list, "vault.", path)
+    tenants = _get(v, "tenants", list, "vault.", path)
+    for key, lst in (("identifiers_granted", granted), ("tenants", tenants)):
+        if not all(isinstance(t, str) for t in lst):
+            raise BadInputError(f"{path}: vault.{key} must be a list of tenant names")
+    side = _get(v, "max_image_side", int, "vault.", path)
+    if not 16 <= side <= 16384:
+        raise BadInputError(f"{path}: vault.max_image_side must be in [16, 16384]")
+    return VaultPolicy({k: float(x) for k, x in splits.items()}, tuple(granted),
+                       tuple(tenants), side)

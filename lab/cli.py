@@ -219,6 +219,69 @@ def _cmd_audit_repair(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unlocked(lab_path: Path):
+    """Open a lab, unlock its root key once, and open its audit log for recording."""
+    from lab.labdir import actor_name, audit_writer, open_lab, read_passphrase, unlock
+
+    lab = open_lab(lab_path)
+    root = unlock(lab, read_passphrase())
+    return lab, root, audit_writer(lab, root), actor_name()
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from lab.vault import ops
+    from lab.vault.store import check_tenant
+
+    check_tenant(args.tenant)
+    lab, root, log, actor = _unlocked(args.lab)
+    with log:
+        r = ops.ingest(lab, root, args.tenant, args.dataset, actor, log,
+                       delete_source=args.delete_source)
+    if r.already_present:
+        print(f"{args.dataset}: already in the vault for tenant {r.tenant} ({r.digest}); "
+              "nothing changed")
+    else:
+        print(f"ingested {r.images} images of {r.subjects} subjects for tenant {r.tenant}"
+              f"{' (new tenant)' if r.created_tenant else ''}; dataset {r.digest}")
+    if args.delete_source:
+        print(f"  source verified against the vault and deleted: {args.dataset}")
+    return 0
+
+
+def _cmd_destroy(args: argparse.Namespace) -> int:
+    from lab.vault import ops
+    from lab.vault.store import check_tenant
+
+    check_tenant(args.tenant)
+    lab, root, log, actor = _unlocked(args.lab)
+    with log:
+        path = ops.destroy(lab, root, args.tenant, actor, log)
+    cert = json.loads(path.read_text())["certificate"]
+    m = cert["media_information"]
+    print(f"destroyed tenant {args.tenant}: {m['records']} records of {m['subjects']} "
+          f"subjects, key shredded; verification "
+          f"{cert['sanitization_details']['verification_result']}")
+    print(f"  certificate: {path}")
+    return 0
+
+
+def _cmd_vault_list(args: argparse.Namespace) -> int:
+    from lab.audit import Event
+    from lab.vault import ops
+
+    lab, root, log, actor = _unlocked(args.lab)
+    with log, ops.open_vault(lab, root) as v:
+        rows = v.tenants()
+        log.record(Event("vault.list", actor, details={"tenants": len(rows)}))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['tenant']:<20} {r['records']:>8} records {r['subjects']:>7} subjects "
+                  f"{len(r['datasets'])} datasets  since {r['created']}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import os
 
@@ -276,6 +339,26 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("init", help="create a lab directory: keys, audit log, policy copy")
     i.add_argument("lab", type=Path)
     i.set_defaults(func=_cmd_init)
+
+    g = sub.add_parser("ingest", help="encrypt a dataset into the vault")
+    g.add_argument("--lab", type=Path, required=True)
+    g.add_argument("--tenant", required=True)
+    g.add_argument("dataset", type=Path)
+    g.add_argument("--delete-source", action="store_true",
+                   help="delete the plaintext after reading it back from the vault")
+    g.set_defaults(func=_cmd_ingest)
+
+    x = sub.add_parser("destroy", help="crypto-shred a tenant; write a signed certificate")
+    x.add_argument("--lab", type=Path, required=True)
+    x.add_argument("--tenant", required=True)
+    x.set_defaults(func=_cmd_destroy)
+
+    vl = sub.add_parser("vault", help="the encrypted record store")
+    vsub = vl.add_subparsers(dest="vault_command", required=True, parser_class=_Parser)
+    vls = vsub.add_parser("list", help="tenants, record counts, datasets")
+    vls.add_argument("--lab", type=Path, required=True)
+    vls.add_argument("--json", action="store_true")
+    vls.set_defaults(func=_cmd_vault_list)
 
     a = sub.add_parser("audit", help="the tamper-evident audit log")
     asub = a.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
