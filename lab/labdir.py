@@ -157,6 +157,9 @@ def init_lab(
                 "created": clock().isoformat(timespec="seconds"), "public_key": pub}
         paths.meta.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         shutil.copyfile(policy.source, paths.policy)
+        from lab.vault.store import create_database
+
+        create_database(paths.vault)
         if root.exists():
             root.rmdir()
         os.rename(tmp, root)

@@ -53,6 +53,16 @@ CREATE INDEX IF NOT EXISTS records_by_split ON records(tenant, split);
 """
 
 
+def create_database(path: Path) -> None:
+    """An empty vault database with its schema, in WAL mode (``facelab init``)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(SCHEMA)
+    finally:
+        db.close()
+
+
 def check_tenant(name: str) -> str:
     if not TENANT_RE.match(name or ""):
         raise BadInputError(f"tenant {name!r} is not a safe identifier "

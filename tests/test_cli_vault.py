@@ -1,0 +1,80 @@
+"""`facelab ingest`, `facelab destroy` and `facelab vault list` from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lab.synth import SynthConfig, write_dataset
+from tests.test_cli_audit import ENV, one_line_error, run
+
+
+@pytest.fixture
+def lab_and_data(tmp_path: Path) -> tuple[Path, Path]:
+    assert run("init", str(tmp_path / "lab")).returncode == 0
+    write_dataset(SynthConfig(identities=6, captures=1, seed=3), tmp_path / "ds", workers=1)
+    return tmp_path / "lab", tmp_path / "ds"
+
+
+def test_ingest_list_destroy(lab_and_data) -> None:
+    lab, ds = lab_and_data
+    p = run("ingest", "--lab", str(lab), "--tenant", "acme", str(ds))
+    assert p.returncode == 0 and "ingested 12 images of 6 subjects" in p.stdout
+    again = run("ingest", "--lab", str(lab), "--tenant", "acme", str(ds))
+    assert again.returncode == 0 and "nothing changed" in again.stdout
+    listed = json.loads(run("vault", "list", "--lab", str(lab), "--json").stdout)
+    assert listed[0]["tenant"] == "acme" and listed[0]["records"] == 12
+    d = run("destroy", "--lab", str(lab), "--tenant", "acme")
+    assert d.returncode == 0 and "verification passed" in d.stdout
+    assert run("audit", "verify", "--lab", str(lab)).returncode == 0
+    actions = [e["action"] for e in json.loads(run("audit", "show", "--lab", str(lab),
+                                                   "--json").stdout)]
+    assert actions == ["lab.init", "vault.ingest", "vault.ingest", "vault.list",
+                       "vault.destroy"]
+
+
+def test_ingest_with_delete_source(lab_and_data) -> None:
+    lab, ds = lab_and_data
+    p = run("ingest", "--lab", str(lab), "--tenant", "acme", str(ds), "--delete-source")
+    assert p.returncode == 0, p.stderr
+    assert not ds.exists()
+
+
+@pytest.mark.parametrize("tenant", ["Acme", "../etc", "a;b"])
+def test_unsafe_tenant_exits_2(lab_and_data, tenant) -> None:
+    lab, ds = lab_and_data
+    assert "safe identifier" in one_line_error(
+        run("ingest", "--lab", str(lab), "--tenant", tenant, str(ds)))
+
+
+def test_bad_dataset_exits_2_naming_the_file(lab_and_data) -> None:
+    lab, ds = lab_and_data
+    first = sorted((ds / "images").iterdir())[0]
+    first.write_bytes(b"not a png")
+    line = one_line_error(run("ingest", "--lab", str(lab), "--tenant", "acme", str(ds)))
+    assert str(first) in line and "not a PNG" in line
+
+
+def test_wrong_passphrase_exits_2(lab_and_data) -> None:
+    lab, ds = lab_and_data
+    line = one_line_error(run("ingest", "--lab", str(lab), "--tenant", "acme", str(ds),
+                              env={**ENV, "FACELAB_PASSPHRASE": "nope"}))
+    assert "wrong passphrase" in line
+
+
+def test_key_file_for_automation(tmp_path: Path) -> None:
+    key = tmp_path / "root.key"
+    key.write_bytes(bytes(range(32)))
+    env = {k: v for k, v in ENV.items() if k != "FACELAB_PASSPHRASE"}
+    env["FACELAB_KEY_FILE"] = str(key)
+    assert run("init", str(tmp_path / "lab"), env=env).returncode == 0
+    assert run("vault", "list", "--lab", str(tmp_path / "lab"), env=env).returncode == 0
+    assert "wrong passphrase" in one_line_error(
+        run("vault", "list", "--lab", str(tmp_path / "lab")))
+
+
+def test_destroy_unknown_tenant_exits_2(lab_and_data) -> None:
+    lab, _ = lab_and_data
+    assert "no data" in one_line_error(run("destroy", "--lab", str(lab), "--tenant", "ghost"))
