@@ -1,12 +1,14 @@
 """`facelab demo`: the lab story end to end on small synthetic data.
 
-Today's steps: create a lab (keys, policy, audit log), generate a synthetic dataset and
-record it, write a contact sheet, and verify the audit log. Later components add their
-steps here (ingest, import, benchmark, export, destroy).
+Today's steps: create a lab (keys, policy, vault, audit log); generate synthetic
+datasets for two tenants, write a contact sheet, ingest both into the vault and delete
+the plaintext after a verified ingest; read one tenant's records back by split;
+destroy the other tenant with a signed certificate; verify the audit log. Later
+components add their steps here (import, benchmark, export, purpose limits).
 
 Files: ``LAB`` is a real lab (``facelab audit verify --lab LAB`` works on it);
-``LAB/demo/dataset`` is the synthetic plaintext and ``LAB/demo/contact_sheet.png`` the
-faces for a person to look at.
+``LAB/demo/contact_sheet.png`` shows faces for a person to look at;
+``LAB/certificates/`` holds the destruction certificate.
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ class DemoResult:
     passphrase_generated: bool
     dataset: SynthSummary
     contact_sheet: Path
+    ingested: dict[str, int]
+    splits: dict[str, int]
+    certificate: Path
     audit: VerifyReport
+    controls: list[tuple[str, str]]
 
 
 def run_demo(
@@ -42,22 +48,52 @@ def run_demo(
     progress: Callable[[int], None] | None = None,
 ) -> DemoResult:
     """Run the demo with the lab at ``root`` (a new temporary directory if None)."""
+    from lab.labdir import unlock
+    from lab.vault import ops
+
     base = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="facelab-demo-"))
     generated = passphrase is None
     pw = passphrase if passphrase is not None else secrets.token_urlsafe(16).encode()
     lab = init_and_record(base, pw, actor)
     work = base / "demo"
     work.mkdir()
-    cfg = SynthConfig(identities=identities, captures=captures, seed=seed)
-    summary = write_dataset(cfg, work / "dataset", progress=progress)
-    sheet = contact_sheet(work / "dataset", work / "contact_sheet.png")
-    with audit_writer(lab, pw) as log:
-        log.record(Event(
-            action="dataset.synth", actor=actor, role="operator",
-            object=dataset_digest(work / "dataset"),
-            details={"identities": cfg.identities, "captures": cfg.captures,
-                     "seed": cfg.seed, "difficulty": cfg.difficulty,
-                     "images": summary.images, "path": str(work / "dataset")},
-        ))
+    root_key = unlock(lab, pw)
+    tenants = {"acme": SynthConfig(identities=identities, captures=captures, seed=seed),
+               "borealis": SynthConfig(identities=max(1, identities // 2),
+                                       captures=captures, seed=seed + 1)}
+    ingested: dict[str, int] = {}
+    summary = None
+    sheet = work / "contact_sheet.png"
+    with audit_writer(lab, root_key) as log:
+        for tenant, cfg in tenants.items():
+            plain = work / f"plaintext-{tenant}"
+            s = write_dataset(cfg, plain, progress=progress if tenant == "acme" else None)
+            log.record(Event(
+                action="dataset.synth", actor=actor, role="operator", tenant=tenant,
+                object=dataset_digest(plain),
+                details={"identities": cfg.identities, "captures": cfg.captures,
+                         "seed": cfg.seed, "difficulty": cfg.difficulty, "images": s.images}))
+            if tenant == "acme":
+                summary = s
+                contact_sheet(plain, sheet)
+            res = ops.ingest(lab, root_key, tenant, plain, actor, log, delete_source=True)
+            ingested[tenant] = res.images
+        splits: dict[str, int] = {}
+        for rec in ops.read(lab, root_key, "acme", actor, log, purpose="demo: count splits"):
+            splits[rec.split] = splits.get(rec.split, 0) + 1
+        cert = ops.destroy(lab, root_key, "borealis", actor, log)
     report = verify_log(lab.paths.audit, lab.origin, load_public_key(lab))
-    return DemoResult(base, generated, summary, sheet, report)
+    assert summary is not None
+    controls = [
+        ("lab created: keys sealed under the operator secret", "ok"),
+        ("synthetic identities generated (no real person)", f"{summary.identities} + "
+         f"{tenants['borealis'].identities} identities"),
+        ("datasets encrypted, per-tenant keys, plaintext deleted",
+         ", ".join(f"{t} {n} images" for t, n in ingested.items())),
+        ("records read back by split, pseudonymous ids only",
+         ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))),
+        ("tenant borealis crypto-shredded, certificate signed", cert.name),
+        ("audit log verified", "intact" if report.intact else "TAMPERED"),
+    ]
+    return DemoResult(base, generated, summary, sheet, ingested, splits, cert, report,
+                      controls)

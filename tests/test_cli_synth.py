@@ -68,10 +68,13 @@ def test_demo_builds_a_lab_with_a_contact_sheet_and_a_verified_log(tmp_path: Pat
     p = _run("demo", "--lab", str(tmp_path / "lab"))
     assert p.returncode == 0, p.stderr
     assert "identities per nationality" in p.stdout
-    assert "audit log: 2 entries, 2 signed checkpoints, intact" in p.stdout
+    assert "intact" in p.stdout and "crypto-shredded" in p.stdout
     sheet = tmp_path / "lab" / "demo" / "contact_sheet.png"
+    assert list((tmp_path / "lab" / "certificates").glob("destroy-borealis-*.json"))
+    assert not list((tmp_path / "lab" / "demo").glob("plaintext-*"))
     assert sheet.read_bytes()[:4] == b"\x89PNG"
     verify = _run("audit", "verify", "--lab", str(tmp_path / "lab"))
     assert verify.returncode == 0, verify.stderr
-    shown = _run("audit", "show", "--lab", str(tmp_path / "lab"), "--action", "dataset.*")
-    assert "dataset.synth" in shown.stdout
+    shown = _run("audit", "show", "--lab", str(tmp_path / "lab"), "--action", "vault.*")
+    for action in ("vault.ingest", "vault.source_deleted", "vault.read", "vault.destroy"):
+        assert action in shown.stdout
