@@ -216,6 +216,9 @@ def write_dataset(
             ctx = multiprocessing.get_context(
                 "forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
                 else "spawn")
+            if ctx.get_start_method() == "forkserver":
+                # workers fork from a server that imported the renderer once: fast start
+                ctx.set_forkserver_preload(["lab.synth._dataset"])
             with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
                 for (a, b), r in zip(_chunks(cfg.identities, chunk), pool.map(_write_chunk, jobs),
                                      strict=True):
