@@ -1,5 +1,19 @@
 """The lab's policy as data: schema, loader and rule engine (grown by later issues)."""
 
-from enclave_policy._load import DEFAULT_POLICY, AuditPolicy, Policy, VaultPolicy, load_policy
+from enclave_policy._load import (
+    DEFAULT_POLICY,
+    AuditPolicy,
+    ImportPolicy,
+    Policy,
+    VaultPolicy,
+    load_policy,
+)
 
-__all__ = ["DEFAULT_POLICY", "AuditPolicy", "Policy", "VaultPolicy", "load_policy"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "AuditPolicy",
+    "ImportPolicy",
+    "Policy",
+    "VaultPolicy",
+    "load_policy",
+]

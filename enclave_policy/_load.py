@@ -26,11 +26,27 @@ class VaultPolicy:
 
 
 @dataclass(frozen=True)
+class ImportPolicy:
+    required_approvals: int
+    officers: dict[str, str]
+    tenant_keys: dict[str, str]
+    allowed_files: dict[str, str]
+    allowed_domains: tuple[str, ...]
+    allowed_ops: frozenset[str]
+    max_package_bytes: int
+    max_param_bytes: int
+    max_tensor_elements: int
+    smoke_timeout_s: int
+    smoke_memory_mb: int
+
+
+@dataclass(frozen=True)
 class Policy:
     """The parts of the policy the code reads today; the raw table keeps the rest."""
 
     audit: AuditPolicy
     vault: VaultPolicy
+    importing: ImportPolicy
     raw: dict
     source: Path
 
@@ -61,7 +77,37 @@ def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
     if not 1 <= every <= 1_000_000:
         raise BadInputError(f"{path}: audit.checkpoint_every must be in [1, 1000000]")
     prefix = _get(audit, "origin_prefix", str, "audit.", path)
-    return Policy(AuditPolicy(every, prefix), _vault(raw, path), raw, path)
+    return Policy(AuditPolicy(every, prefix), _vault(raw, path), _import(raw, path), raw, path)
+
+
+def _str_map(t: dict, key: str, path: Path) -> dict[str, str]:
+    v = _get(t, key, dict, "import.", path)
+    if not all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()):
+        raise BadInputError(f"{path}: import.{key} must map names to strings")
+    return dict(v)
+
+
+def _import(raw: dict, path: Path) -> ImportPolicy:
+    t = raw.get("import")
+    if not isinstance(t, dict):
+        raise BadInputError(f"{path}: missing table [import]")
+    ints = {}
+    for key, lo in (("required_approvals", 1), ("max_package_bytes", 1),
+                    ("max_param_bytes", 1), ("max_tensor_elements", 1),
+                    ("smoke_timeout_s", 1), ("smoke_memory_mb", 64)):
+        v = _get(t, key, int, "import.", path)
+        if v < lo:
+            raise BadInputError(f"{path}: import.{key} must be at least {lo}")
+        ints[key] = v
+    for key in ("allowed_domains", "allowed_ops"):
+        lst = _get(t, key, list, "import.", path)
+        if not all(isinstance(x, str) for x in lst):
+            raise BadInputError(f"{path}: import.{key} must be a list of strings")
+    return ImportPolicy(
+        officers=_str_map(t, "officers", path), tenant_keys=_str_map(t, "tenant_keys", path),
+        allowed_files=_str_map(t, "allowed_files", path),
+        allowed_domains=tuple(t["allowed_domains"]), allowed_ops=frozenset(t["allowed_ops"]),
+        **ints)
 
 
 def _vault(raw: dict, path: Path) -> VaultPolicy:

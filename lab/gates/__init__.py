@@ -1,0 +1,1 @@
+"""Gates: what may enter (importing) and what may leave (exporting) the lab."""

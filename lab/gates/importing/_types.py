@@ -1,0 +1,45 @@
+"""The small interface every import check implements: context in, result out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from enclave_policy import ImportPolicy
+from lab.gates.importing.package import Package
+
+
+@dataclass
+class GateContext:
+    """What the checks share. Checks only read it, except for the facts they establish."""
+
+    package: Package
+    policy: ImportPolicy
+    tenant: str
+    kinds: dict[str, str] = field(default_factory=dict)  # file -> type by magic bytes
+    model_json: dict[str, Any] | None = None
+    onnx_model: Any = None  # onnx.ModelProto, parsed without external data
+    external_files: set[str] = field(default_factory=set)
+    statement_sha256: str | None = None
+    approvers: list[str] = field(default_factory=list)
+
+    @property
+    def root(self) -> Path:
+        return self.package.root
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    passed: bool
+    problems: tuple[str, ...] = ()
+    info: str = ""
+
+    def to_json(self) -> dict:
+        return {"check": self.name, "passed": self.passed, "problems": list(self.problems),
+                "info": self.info}
+
+
+def result(name: str, problems: list[str], info: str = "") -> CheckResult:
+    return CheckResult(name, not problems, tuple(problems), info)

@@ -1,0 +1,1 @@
+"""One module per import check; each exposes ``NAME`` and ``run(ctx) -> CheckResult``."""

@@ -1,0 +1,72 @@
+"""model.json describes how to feed the model and what it returns (DESIGN.md's format).
+
+    {"name": str, "version": str,
+     "input": {"size": [H, W], "layout": "NCHW" | "NHWC", "channels": "RGB" | "BGR" |
+               "GRAY", "mean": number or [per channel], "std": number or [per channel]},
+     "output": {"dim": int}, "similarity": "cosine" | "euclidean"}
+
+An ArcFace-style model is {"size": [112, 112], "layout": "NCHW", "channels": "RGB",
+"mean": 127.5, "std": 128.0} with output dim 512.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from lab.gates.importing._types import CheckResult, GateContext, result
+
+NAME = "model.json"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def validate(doc: object) -> list[str]:
+    p: list[str] = []
+    if not isinstance(doc, dict):
+        return ["model.json: not a JSON object"]
+    for key in ("name", "version"):
+        v = doc.get(key)
+        if not isinstance(v, str) or not _NAME_RE.match(v):
+            p.append(f"model.json: {key} must be a short name (letters, digits, . _ -)")
+    inp = doc.get("input")
+    if not isinstance(inp, dict):
+        return [*p, "model.json: missing object input"]
+    size = inp.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and
+            all(isinstance(x, int) and 8 <= x <= 1024 for x in size)):
+        p.append("model.json: input.size must be [H, W] with 8 <= H, W <= 1024")
+    if inp.get("layout") not in ("NCHW", "NHWC"):
+        p.append("model.json: input.layout must be NCHW or NHWC")
+    ch = inp.get("channels")
+    if ch not in ("RGB", "BGR", "GRAY"):
+        p.append("model.json: input.channels must be RGB, BGR or GRAY")
+    n = 1 if ch == "GRAY" else 3
+    for key in ("mean", "std"):
+        v = inp.get(key)
+        vals = v if isinstance(v, list) else [v]
+        if not (len(vals) in (1, n) and all(isinstance(x, int | float) and
+                                             not isinstance(x, bool) for x in vals)):
+            p.append(f"model.json: input.{key} must be a number or one per channel")
+        elif key == "std" and any(x == 0 for x in vals):
+            p.append("model.json: input.std must not be 0")
+    out = doc.get("output")
+    if not (isinstance(out, dict) and isinstance(out.get("dim"), int)
+            and 1 <= out["dim"] <= 65536):
+        p.append("model.json: output.dim must be an integer in [1, 65536]")
+    if doc.get("similarity") not in ("cosine", "euclidean"):
+        p.append("model.json: similarity must be cosine or euclidean")
+    return p
+
+
+def run(ctx: GateContext) -> CheckResult:
+    if "model.json" not in ctx.package.files:
+        return result(NAME, ["model.json: missing"])
+    try:
+        doc = json.loads(ctx.package.path("model.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        return result(NAME, [f"model.json: not JSON ({e})"])
+    problems = validate(doc)
+    if not problems:
+        ctx.model_json = doc
+    return result(NAME, problems, f"{doc.get('name')}@{doc.get('version')}"
+                  if isinstance(doc, dict) else "")

@@ -1,0 +1,48 @@
+"""The tenant's model-signing signature over every file, and two officers' approvals."""
+
+from __future__ import annotations
+
+import json
+
+from lab.gates.importing._types import CheckResult, GateContext, result
+from lab.gates.importing.signing import APPROVALS, TENANT_SIG, check_approval, statement_digest
+from lab.labdir import public_key_from_b64
+
+NAME = "signature"
+APPROVAL_NAME = "approvals"
+
+
+def run(ctx: GateContext) -> CheckResult:
+    key = ctx.policy.tenant_keys.get(ctx.tenant)
+    if key is None:
+        return result(NAME, [f"tenant {ctx.tenant!r} has no model-signing key in the policy"])
+    if TENANT_SIG not in ctx.package.files:
+        return result(NAME, [f"unsigned: no {TENANT_SIG}"])
+    try:
+        from lab.gates.importing.signing import verify_tenant
+
+        verify_tenant(ctx.root, key)
+        ctx.statement_sha256 = statement_digest(ctx.root / TENANT_SIG)
+    except Exception as e:  # model-signing raises ValueError and friends on any mismatch
+        msg = str(e).replace("\n", " ")
+        return result(NAME, [f"tenant signature does not verify: {msg[:300]}"])
+    return result(NAME, [], f"signed statement sha256:{ctx.statement_sha256}")
+
+
+def run_approvals(ctx: GateContext) -> CheckResult:
+    need = ctx.policy.required_approvals
+    if ctx.statement_sha256 is None:
+        return result(APPROVAL_NAME, ["no valid tenant signature to approve"])
+    officers = {name: public_key_from_b64(k, f"policy import.officers.{name}")
+                for name, k in ctx.policy.officers.items()}
+    problems, valid = [], set()
+    for rel in sorted(r for r in ctx.package.files if r.startswith(APPROVALS + "/")):
+        try:
+            doc = json.loads(ctx.package.path(rel).read_text())
+            valid.add(check_approval(doc, officers, ctx.statement_sha256))
+        except (ValueError, UnicodeDecodeError) as e:
+            problems.append(f"{rel}: {e}")
+    ctx.approvers = sorted(valid)
+    if len(valid) < need:
+        problems.append(f"{len(valid)} valid approval(s) by import officers, {need} required")
+    return result(APPROVAL_NAME, problems, "approved by " + (", ".join(ctx.approvers) or "none"))

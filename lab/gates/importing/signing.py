@@ -1,0 +1,119 @@
+"""Package signatures: the tenant's model-signing bundle and the officers' approvals.
+
+The tenant signs with the OpenSSF ``model-signing`` library (1.1, offline, local ECDSA
+P-256 key): ``signatures/tenant.sig`` is a Sigstore bundle whose DSSE envelope carries an
+in-toto statement with one SHA-256 digest per file of the package (``signatures/`` itself
+is excluded, and the exclusion is part of what is signed).
+
+Import officers stand in for the documented lab's in-person visit. Each counter-signs
+the same statement with Ed25519::
+
+    signatures/approvals/<officer>.json
+    {"format": "facelab-import-approval/v1", "officer": "<name>",
+     "statement_sha256": "<hex SHA-256 of the DSSE payload>",
+     "signature": "<b64 Ed25519 over the canonical JSON of the three fields above>"}
+
+So an approval binds exactly the file digests the tenant signed: a file changed after
+signing breaks the tenant signature, and a new signature breaks every approval.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from lab.audit.events import canonical
+from lab.errors import BadInputError
+
+SIG_DIR = "signatures"
+TENANT_SIG = f"{SIG_DIR}/tenant.sig"
+APPROVALS = f"{SIG_DIR}/approvals"
+APPROVAL_FORMAT = "facelab-import-approval/v1"
+
+
+def _hashing_config():
+    import model_signing
+
+    return model_signing.hashing.Config().set_ignored_paths(paths=[SIG_DIR],
+                                                            ignore_git_paths=False)
+
+
+def sign_package(package: Path | str, private_key_pem: Path | str) -> Path:
+    """Tenant: sign every file of ``package`` with an ECDSA P-256 key (model-signing)."""
+    import model_signing
+
+    package = Path(package)
+    out = package / TENANT_SIG
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        (model_signing.signing.Config().set_hashing_config(_hashing_config())
+         .use_elliptic_key_signer(private_key=Path(private_key_pem)).sign(package, out))
+    except (ValueError, OSError) as e:
+        raise BadInputError(f"{private_key_pem}: cannot sign with this key ({e})") from e
+    return out
+
+
+def statement_digest(sig_path: Path) -> str:
+    """SHA-256 of the signed in-toto statement (the manifest of file digests)."""
+    try:
+        bundle = json.loads(sig_path.read_text())
+        payload = base64.b64decode(bundle["dsseEnvelope"]["payload"])
+    except (OSError, ValueError, KeyError, TypeError, binascii.Error) as e:
+        raise BadInputError(f"{sig_path}: not a model-signing bundle ({e})") from e
+    return hashlib.sha256(payload).hexdigest()
+
+
+def verify_tenant(package: Path, public_key_pem: str) -> None:
+    """Raise ValueError unless the tenant's bundle verifies and every file matches it."""
+    import model_signing
+
+    with tempfile.NamedTemporaryFile("w", suffix=".pem") as f:
+        f.write(public_key_pem)
+        f.flush()
+        (model_signing.verifying.Config().set_hashing_config(_hashing_config())
+         .use_elliptic_key_verifier(public_key=Path(f.name))
+         .verify(package, package / TENANT_SIG))
+
+
+def _body(officer: str, digest: str) -> dict:
+    return {"format": APPROVAL_FORMAT, "officer": officer, "statement_sha256": digest}
+
+
+def approve(package: Path | str, officer: str, key: Ed25519PrivateKey) -> Path:
+    """Officer: counter-sign the tenant's signed statement."""
+    package = Path(package)
+    sig = package / TENANT_SIG
+    if not sig.exists():
+        raise BadInputError(f"{package}: not signed by the tenant yet (no {TENANT_SIG})")
+    if not officer.replace("-", "").replace("_", "").isalnum():
+        raise BadInputError(f"officer name {officer!r} must be alphanumeric")
+    body = _body(officer, statement_digest(sig))
+    doc = {**body, "signature": base64.b64encode(key.sign(canonical(body))).decode()}
+    out = package / APPROVALS / f"{officer}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    return out
+
+
+def check_approval(doc: dict, officers: dict[str, Ed25519PublicKey], digest: str) -> str:
+    """Return the officer's name if the approval is valid, else raise ValueError."""
+    if not isinstance(doc, dict) or doc.get("format") != APPROVAL_FORMAT:
+        raise ValueError("not a facelab approval")
+    officer = doc.get("officer")
+    if officer not in officers:
+        raise ValueError(f"approver {officer!r} is not an import officer in the policy")
+    if doc.get("statement_sha256") != digest:
+        raise ValueError(f"approval by {officer} is for another signed manifest")
+    try:
+        officers[officer].verify(base64.b64decode(doc["signature"]),
+                                 canonical(_body(officer, digest)))
+    except (KeyError, TypeError, ValueError, InvalidSignature) as e:
+        raise ValueError(f"approval by {officer}: signature does not verify") from e
+    return officer
