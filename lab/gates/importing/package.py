@@ -92,10 +92,13 @@ def _extract_tar(src: Path, pkg: Package, max_bytes: int) -> None:
         # a tar of the package directory itself: strip a single common top folder
         top = {n.split("/", 1)[0] for n in names if n}
         strip = ""
-        if len(top) == 1 and all("/" in n or m.isdir() for n, m in zip(names, members,
-                                                                      strict=True)):
+        if (len(top) == 1 and _safe_name(next(iter(top)))
+                and all("/" in n or m.isdir() for n, m in zip(names, members, strict=True))):
             strip = next(iter(top)) + "/"
         for m, name in zip(members, names, strict=True):
+            if not _safe_name(name):
+                pkg.problems.append(f"{name}: tar member path escapes the package")
+                continue
             rel = name.removeprefix(strip) if strip else name
             if m.isdir():
                 continue

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import resource
+import signal
 import subprocess
 import sys
 
@@ -53,13 +54,16 @@ def run(ctx: GateContext) -> CheckResult:
             [sys.executable, "-c", _CHILD, str(ctx.package.path("model.onnx")),
              json.dumps(spec)],
             capture_output=True, text=True, timeout=pol.smoke_timeout_s,
-            preexec_fn=_limits(pol.smoke_memory_mb, pol.smoke_timeout_s), check=False,
+            preexec_fn=_limits(pol.smoke_memory_mb, pol.smoke_timeout_s + 2), check=False,
             cwd=ctx.root)
     except subprocess.TimeoutExpired:
         return result(NAME, [f"the model ran past the {pol.smoke_timeout_s} s time limit"])
     if p.returncode != 0:
         tail = (p.stderr.strip().splitlines() or ["no output"])[-1][:200]
-        if p.returncode in (-9, -24) or "MemoryError" in p.stderr or "bad_alloc" in p.stderr:
+        if p.returncode == -signal.SIGXCPU:
+            return result(NAME, [f"the model ran past the {pol.smoke_timeout_s} s time limit "
+                                 "(CPU time)"])
+        if p.returncode == -signal.SIGKILL or "MemoryError" in p.stderr or "bad_alloc" in p.stderr:
             return result(NAME, [f"the model exceeded the CPU or {pol.smoke_memory_mb} MiB "
                                  f"memory limit ({tail})"])
         return result(NAME, [f"onnxruntime could not run the model: {tail}"])

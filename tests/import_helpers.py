@@ -1,0 +1,142 @@
+"""Build model packages, keys and a policy for the import-gate tests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from onnx import TensorProto, helper, numpy_helper
+
+from lab.gates.importing import approve, sign_package
+from lab.gates.importing.keys import load_officer_key, write_keypair
+from lab.labdir import open_lab
+
+
+@dataclass
+class Keys:
+    tenant_key: Path
+    tenant_pub: str
+    officers: dict[str, Ed25519PrivateKey]
+    stranger: Ed25519PrivateKey
+
+
+def make_keys(d: Path) -> Keys:
+    d.mkdir(parents=True, exist_ok=True)
+    priv, pub, _ = write_keypair("tenant", d / "tenant")
+    officers = {}
+    for name in ("kim", "lee", "park"):
+        p, _, _ = write_keypair("officer", d / name)
+        officers[name] = load_officer_key(p)
+    return Keys(priv, pub.read_text(), {k: officers[k] for k in ("kim", "lee")},
+                officers["park"])
+
+
+def configure(lab_root: Path, keys: Keys, tenant: str = "acme", **limits) -> None:
+    """Put the tenant's and two officers' public keys (not park's) into the lab policy."""
+    from lab.labdir import public_key_b64
+
+    policy = lab_root / "policy.toml"
+    text = policy.read_text()
+    officers = ", ".join(f'{n} = "{public_key_b64(k.public_key())}"'
+                         for n, k in keys.officers.items())
+    text = text.replace("officers = {}", f"officers = {{ {officers} }}")
+    text = text.replace("tenant_keys = {}",
+                        f"tenant_keys = {{ {tenant} = {json.dumps(keys.tenant_pub)} }}")
+    for k, v in limits.items():
+        import re
+
+        text = re.sub(rf"^{k} = .*$", f"{k} = {v}", text, flags=re.M)
+    policy.write_text(text)
+    open_lab(lab_root)  # validates
+
+
+def build_model(dim: int = 16, *, custom_op: bool = False, slow: bool = False,
+                external: tuple[str, int] | None = None, huge: bool = False) -> onnx.ModelProto:
+    """X[N,3,112,112] -> GlobalAveragePool -> Flatten -> MatMul W[3,dim] -> Y[N,dim]."""
+    w = numpy_helper.from_array(np.arange(3 * dim, dtype=np.float32).reshape(3, dim) / 10,
+                                "W")
+    inits = [w]
+    nodes = [helper.make_node("GlobalAveragePool", ["X"], ["p"], name="gap"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("MatMul", ["f", "W"], ["Y0"], name="proj")]
+    out = "Y0"
+    opsets = [helper.make_opsetid("", 17)]
+    if custom_op:
+        nodes.append(helper.make_node("ReadFile", ["Y0"], ["Y1"], domain="evil.io",
+                                      name="exfil", path="/etc/shadow"))
+        opsets.append(helper.make_opsetid("evil.io", 1))
+        out = "Y1"
+    if slow:  # a Loop with a trip count nobody waits for
+        body = helper.make_graph(
+            [helper.make_node("Identity", ["c_in"], ["c_out"]),
+             helper.make_node("Add", ["v_in", "one"], ["v_out"])],
+            "body",
+            [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+             helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("v_in", TensorProto.FLOAT, None)],
+            [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None)],
+            [numpy_helper.from_array(np.array(1e-9, np.float32), "one")])
+        inits += [numpy_helper.from_array(np.array(10**12, np.int64), "M"),
+                  numpy_helper.from_array(np.array(True), "cond")]
+        nodes.append(helper.make_node("Loop", ["M", "cond", "Y0"], ["Y2"], body=body))
+        out = "Y2"
+    if external is not None:
+        loc, n = external
+        t = _external_tensor("E", [n])
+        t.data_location = TensorProto.EXTERNAL
+        for k, v in (("location", loc), ("offset", "0"), ("length", str(4 * n))):
+            e = t.external_data.add()
+            e.key, e.value = k, v
+        inits.append(t)
+    if huge:  # declares 2.5e9 float32 elements (10 GB) kept "elsewhere"
+        t = _external_tensor("H", [50_000, 50_000])
+        t.data_location = TensorProto.EXTERNAL
+        for k, v in (("location", "weights.bin"), ("offset", "0"), ("length", "40")):
+            e = t.external_data.add()
+            e.key, e.value = k, v
+        inits.append(t)
+    graph = helper.make_graph(
+        nodes, "embed", [helper.make_tensor_value_info("X", TensorProto.FLOAT,
+                                                       ["N", 3, 112, 112])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", dim])], inits)
+    return helper.make_model(graph, opset_imports=opsets, ir_version=8)
+
+
+def _external_tensor(name: str, dims: list[int]) -> TensorProto:
+    t = TensorProto()
+    t.name = name
+    t.data_type = TensorProto.FLOAT
+    t.dims.extend(dims)
+    return t
+
+
+def model_json(dim: int = 16, name: str = "tiny") -> dict:
+    return {"name": name, "version": "1.0.0",
+            "input": {"size": [112, 112], "layout": "NCHW", "channels": "RGB",
+                      "mean": 127.5, "std": 128.0},
+            "output": {"dim": dim}, "similarity": "cosine"}
+
+
+def make_package(d: Path, model: onnx.ModelProto | None = None, spec: dict | None = None,
+                 extra: dict[str, bytes] | None = None) -> Path:
+    d.mkdir(parents=True)
+    (d / "model.onnx").write_bytes((model or build_model()).SerializeToString())
+    (d / "model.json").write_text(json.dumps(spec or model_json()))
+    (d / "README.md").write_text("# tiny\nA test embedding.\n")
+    for rel, data in (extra or {}).items():
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_bytes(data)
+    return d
+
+
+def sign_and_approve(d: Path, keys: Keys, approvers=("kim", "lee")) -> Path:
+    sign_package(d, keys.tenant_key)
+    for name in approvers:
+        key = keys.officers.get(name) or keys.stranger
+        approve(d, name, key)
+    return d

@@ -1,0 +1,70 @@
+"""`facelab model keygen | sign | approve | import | list` from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.import_helpers import build_model, make_package, model_json
+from tests.test_cli_audit import one_line_error, run
+
+
+def _policy_with(lab: Path, tenant_pub: Path, officers: dict[str, Path]) -> None:
+    text = (lab / "policy.toml").read_text()
+    off = ", ".join(f'{n} = "{p.read_text().strip()}"' for n, p in officers.items())
+    text = text.replace("officers = {}", f"officers = {{ {off} }}")
+    text = text.replace("tenant_keys = {}",
+                        f"tenant_keys = {{ acme = {json.dumps(tenant_pub.read_text())} }}")
+    (lab / "policy.toml").write_text(text)
+
+
+def test_the_whole_import_flow(tmp_path: Path) -> None:
+    lab = tmp_path / "lab"
+    assert run("init", str(lab)).returncode == 0
+    k = tmp_path / "keys"
+    k.mkdir()
+    for kind, name in (("tenant", "acme"), ("officer", "kim"), ("officer", "lee")):
+        p = run("model", "keygen", "--kind", kind, "--out", str(k / name))
+        assert p.returncode == 0 and "policy entry" in p.stdout
+    _policy_with(lab, k / "acme.pub", {"kim": k / "kim.pub", "lee": k / "lee.pub"})
+    good = make_package(tmp_path / "good")
+    assert run("model", "sign", str(good), "--key", str(k / "acme.key")).returncode == 0
+    for o in ("kim", "lee"):
+        assert run("model", "approve", str(good), "--officer", o, "--key",
+                   str(k / f"{o}.key")).returncode == 0
+    ok = run("model", "import", "--lab", str(lab), "--tenant", "acme", str(good))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "REGISTERED" in ok.stdout
+    bad = make_package(tmp_path / "bad", build_model(custom_op=True), spec=model_json())
+    run("model", "sign", str(bad), "--key", str(k / "acme.key"))
+    refused = run("model", "import", "--lab", str(lab), "--tenant", "acme", str(bad),
+                  "--json")
+    assert refused.returncode == 3
+    rep = json.loads(refused.stdout)
+    failed = {c["check"] for c in rep["checks"] if not c["passed"]}
+    assert failed == {"approvals", "onnx", "smoke test"}
+    assert "import refused" in refused.stderr and "Traceback" not in refused.stderr
+    listed = json.loads(run("model", "list", "--lab", str(lab), "--json").stdout)
+    assert [m["model"] for m in listed] == ["tiny@1.0.0"]
+    assert run("audit", "verify", "--lab", str(lab)).returncode == 0
+
+
+def test_sign_with_a_missing_key_is_bad_input(tmp_path: Path) -> None:
+    pkg = make_package(tmp_path / "p")
+    assert "cannot sign" in one_line_error(run("model", "sign", str(pkg), "--key",
+                                               str(tmp_path / "nope.key")))
+
+
+def test_approve_before_signing_is_bad_input(tmp_path: Path) -> None:
+    pkg = make_package(tmp_path / "p")
+    run("model", "keygen", "--kind", "officer", "--out", str(tmp_path / "kim"))
+    line = one_line_error(run("model", "approve", str(pkg), "--officer", "kim", "--key",
+                              str(tmp_path / "kim.key")))
+    assert "not signed" in line
+
+
+def test_import_of_a_missing_package(tmp_path: Path) -> None:
+    assert run("init", str(tmp_path / "lab")).returncode == 0
+    line = one_line_error(run("model", "import", "--lab", str(tmp_path / "lab"), "--tenant",
+                              "acme", str(tmp_path / "nothing")))
+    assert "no such package" in line
