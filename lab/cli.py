@@ -367,9 +367,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     a = r.audit
     state = "intact" if a.intact else f"TAMPERED ({a.first()})"
     print(f"  audit log: {a.entries} entries, {a.checkpoints} signed checkpoints, {state}")
-    print("\n  control                                                   outcome")
+    w = max(len(name) for name, _ in r.controls)
+    print(f"\n  {'control':<{w}}  outcome")
     for name, outcome in r.controls:
-        print(f"  {name:<57} {outcome}")
+        print(f"  {name:<{w}}  {outcome}")
     return 0 if a.intact else 4
 
 

@@ -1,10 +1,12 @@
 """`facelab demo`: the lab story end to end on small synthetic data.
 
-Today's steps: create a lab (keys, policy, vault, audit log); generate synthetic
-datasets for two tenants, write a contact sheet, ingest both into the vault and delete
-the plaintext after a verified ingest; read one tenant's records back by split;
-destroy the other tenant with a signed certificate; verify the audit log. Later
-components add their steps here (import, benchmark, export, purpose limits).
+Today's steps: create a lab (keys, policy, vault, audit log); give a tenant a signing
+key and two import officers approval keys; generate synthetic datasets for two tenants,
+write a contact sheet, ingest both into the vault and delete the plaintext after a
+verified ingest; import a signed and approved model, and see a package with a malicious
+pickle refused; read one tenant's records back by split; destroy the other tenant with a
+signed certificate; verify the audit log. Later components add their steps here
+(benchmark, export, purpose limits).
 
 Files: ``LAB`` is a real lab (``facelab audit verify --lab LAB`` works on it);
 ``LAB/demo/contact_sheet.png`` shows faces for a person to look at;
@@ -13,6 +15,7 @@ Files: ``LAB`` is a real lab (``facelab audit verify --lab LAB`` works on it);
 
 from __future__ import annotations
 
+import json
 import secrets
 import tempfile
 from collections.abc import Callable
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.audit import Event, VerifyReport, verify_log
+from lab.gates.importing.ops import import_model
 from lab.labdir import audit_writer, init_and_record, load_public_key
 from lab.synth import SynthConfig, SynthSummary, contact_sheet, dataset_digest, write_dataset
 
@@ -32,6 +36,8 @@ class DemoResult:
     contact_sheet: Path
     ingested: dict[str, int]
     splits: dict[str, int]
+    imported: str
+    refused: list[str]
     certificate: Path
     audit: VerifyReport
     controls: list[tuple[str, str]]
@@ -57,6 +63,7 @@ def run_demo(
     lab = init_and_record(base, pw, actor)
     work = base / "demo"
     work.mkdir()
+    lab = _import_keys(lab, work / "keys")
     root_key = unlock(lab, pw)
     tenants = {"acme": SynthConfig(identities=identities, captures=captures, seed=seed),
                "borealis": SynthConfig(identities=max(1, identities // 2),
@@ -78,6 +85,9 @@ def run_demo(
                 contact_sheet(plain, sheet)
             res = ops.ingest(lab, root_key, tenant, plain, actor, log, delete_source=True)
             ingested[tenant] = res.images
+        good, bad = _packages(work, work / "keys")
+        imported = import_model(lab, "acme", good, "acme-engineer", log)
+        refused = import_model(lab, "acme", bad, "acme-engineer", log)
         splits: dict[str, int] = {}
         for rec in ops.read(lab, root_key, "acme", actor, log, purpose="demo: count splits"):
             splits[rec.split] = splits.get(rec.split, 0) + 1
@@ -90,10 +100,84 @@ def run_demo(
          f"{tenants['borealis'].identities} identities"),
         ("datasets encrypted, per-tenant keys, plaintext deleted",
          ", ".join(f"{t} {n} images" for t, n in ingested.items())),
+        ("model signed by the tenant, approved by 2 officers, imported",
+         imported.model if imported.accepted else "REFUSED (unexpected)"),
+        ("package with a pickle calling os.system refused",
+         "refused: " + ", ".join(c.name for c in refused.failed())
+         if not refused.accepted else "ACCEPTED (unexpected)"),
         ("records read back by split, pseudonymous ids only",
          ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))),
         ("tenant borealis crypto-shredded, certificate signed", cert.name),
         ("audit log verified", "intact" if report.intact else "TAMPERED"),
     ]
-    return DemoResult(base, generated, summary, sheet, ingested, splits, cert, report,
-                      controls)
+    return DemoResult(base, generated, summary, sheet, ingested, splits, imported.model,
+                      [c.name for c in refused.failed()], cert, report, controls)
+
+
+def _import_keys(lab, keys_dir: Path):
+    """A tenant signing key and two import officers, written into the lab's policy."""
+    from lab.gates.importing.keys import write_keypair
+    from lab.labdir import open_lab
+
+    keys_dir.mkdir()
+    _, tpub, _ = write_keypair("tenant", keys_dir / "acme")
+    officers = {}
+    for name in ("kim", "lee"):
+        _, pub, _ = write_keypair("officer", keys_dir / name)
+        officers[name] = pub.read_text().strip()
+    text = lab.paths.policy.read_text()
+    text = text.replace("officers = {}", "officers = { " + ", ".join(
+        f'{n} = "{k}"' for n, k in officers.items()) + " }")
+    text = text.replace("tenant_keys = {}",
+                        f"tenant_keys = {{ acme = {json.dumps(tpub.read_text())} }}")
+    lab.paths.policy.write_text(text)
+    return open_lab(lab.paths.root)
+
+
+def _tiny_model(d: Path, dim: int = 32) -> None:
+    """A stand-in embedding (pooled colour -> random projection) until the baseline
+    matchers ship in models/: enough to exercise the gate, useless as a matcher."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((3, dim)).astype(np.float32), "W")
+    g = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["X"], ["p"]),
+         helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("MatMul", ["f", "W"], ["Y"])],
+        "demo", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 3, 112, 112])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", dim])], [w])
+    d.mkdir(parents=True)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)],
+                                ir_version=8), d / "model.onnx")
+    (d / "model.json").write_text(json.dumps({
+        "name": "demo-projection", "version": "0.1", "input": {
+            "size": [112, 112], "layout": "NCHW", "channels": "RGB", "mean": 127.5,
+            "std": 128.0}, "output": {"dim": dim}, "similarity": "cosine"}))
+
+
+class _Payload:
+    """What an attacker hides in a 'weights' file: unpickling it would run a command."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo exfiltrate",))
+
+
+def _packages(work: Path, keys: Path) -> tuple[Path, Path]:
+    import pickle
+
+    from lab.gates.importing import approve, sign_package
+    from lab.gates.importing.keys import load_officer_key
+
+    good, bad = work / "package-good", work / "package-malicious"
+    _tiny_model(good)
+    _tiny_model(bad)
+    (bad / "weights.pt").write_bytes(pickle.dumps(_Payload()))
+    for pkg in (good, bad):
+        sign_package(pkg, keys / "acme.key")
+        for officer in ("kim", "lee"):
+            approve(pkg, officer, load_officer_key(keys / f"{officer}.key"))
+    return good, bad
