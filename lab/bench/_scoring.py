@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from lab.bench._kernels import NBINS, bin_block, bin_index
+from lab.bench._kernels import NBINS, Binner, bin_index, collect
 from lab.bench._metrics import FMR_TARGETS, ScoreSet, needed_bins
 from lab.errors import BadInputError
 
@@ -43,70 +43,66 @@ def _blocks(n: int, m: int, block_elems: int):
         yield j0, min(m, j0 + b)
 
 
-def _windows(enrol, probes, gen_row, targets, pilot, seed, n_imp_total):
-    """Score windows (lo, hi, capacity) around where each quantity will be decided."""
+def _wanted_bins(enrol, probes, gen_row, targets, pilot, seed, n_imp_total):
+    """Bins where each quantity will likely be decided, from a pilot over a sample of
+    probe columns, and how many scores they will hold."""
+    wanted = np.zeros(NBINS, np.bool_)
     m = probes.shape[0]
     if pilot <= 0 or m == 0:
-        return []
-    take = min(m, max(64, math.ceil(pilot * m)))
+        return wanted, 0
+    # enough columns for a pilot of about a million scores (or the share asked for)
+    take = min(m, max(64, math.ceil(pilot * m), math.ceil(1_000_000 / max(1, len(enrol)))))
+    take = min(take, max(64, math.ceil(2_000_000 / max(1, len(enrol)))))
     cols = np.sort(np.random.default_rng(seed).choice(m, take, replace=False))
     s = enrol @ probes[cols].T
     gr = gen_row[cols]
     mask = np.ones(s.shape, bool)
-    has = gr >= 0
-    mask[gr[has], np.nonzero(has)[0]] = False
-    imp = np.sort(s[mask])[::-1]  # descending
-    gen = np.sort(s[gr[has], np.nonzero(has)[0]])
+    has = np.nonzero(gr >= 0)[0]
+    mask[gr[has], has] = False
+    imp = s[mask]
+    # every genuine score (cheap: one dot product per probe) places the EER window; the
+    # reported genuine scores come from the main pass's GEMM
+    all_has = np.nonzero(gen_row >= 0)[0]
+    gen = np.sort(np.einsum("ij,ij->i", enrol[gen_row[all_has]], probes[all_has]))
+
+    imp = np.sort(imp)[::-1]  # descending
     n = len(imp)
     if n == 0:
-        return []
+        return wanted, 0
     ranks = [a * n for a in targets]
     if len(gen):  # the EER: where the sample's FMR meets its FNMR
         fnmr = np.searchsorted(gen, imp, "left") / len(gen)
         fmr = np.arange(1, n + 1) / n
-        ranks.append(float(np.argmin(np.abs(fmr - fnmr)) + 1))
-    out = []
+        ranks.append(float(np.argmax(fnmr <= fmr)) if (fnmr <= fmr).any() else n - 1.0)
+    expected = 0.0
     for r in ranks:
-        band = 5 * math.sqrt(r) + 10
-        top, bottom = int(r - band), math.ceil(r + band)
-        hi = math.inf if top <= 0 else float(imp[top]) + 2.0 / NBINS
-        lo = -math.inf if bottom >= n - 1 else float(imp[bottom]) - 2.0 / NBINS
-        # align to whole bins
-        if hi != math.inf:
-            hi = -1.0 + (int(bin_index(hi)) + 1) * 2.0 / NBINS
-        if lo != -math.inf:
-            lo = -1.0 + int(bin_index(lo)) * 2.0 / NBINS
-        frac = (min(bottom, n) - max(top, 0) + 1) / n
-        out.append([lo, hi, int(frac * n_imp_total * 1.5) + 4096])
-    out.sort()
-    merged = [out[0]]
-    for w in out[1:]:
-        if w[0] <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], w[1])
-            merged[-1][2] += w[2]
-        else:
-            merged.append(w)
-    return merged
+        band = 5 * math.sqrt(r) + 10  # five binomial standard deviations, and a margin
+        top, bottom = max(int(r - band), 0), min(math.ceil(r + band), n - 1)
+        k_hi = NBINS - 1 if top == 0 else int(bin_index(imp[top])) + 1
+        k_lo = 0 if bottom >= n - 1 else int(bin_index(imp[bottom])) - 1
+        wanted[max(k_lo, 0):min(k_hi, NBINS - 1) + 1] = True
+        expected += (bottom - top + 1) / n * n_imp_total
+    return wanted, int(expected * 1.5) + 4096
 
 
-def _pass(enrol, probes, gen_row, windows, block_elems, counts=None, sums=None,
-          genuine=None):
-    lo = np.array([w[0] for w in windows], np.float64)
-    hi = np.array([w[1] for w in windows], np.float64)
-    cap = max([w[2] for w in windows], default=0)
-    buf = np.empty((len(windows), cap), np.float32)
-    fill = np.zeros(len(windows), np.int64)
-    dummy_counts = np.zeros(NBINS, np.int64) if counts is None else counts
-    dummy_sums = np.zeros(2) if sums is None else sums
+def _pass(enrol, probes, gen_row, block_elems, binner, genuine):
     for j0, j1 in _blocks(enrol.shape[0], probes.shape[0], block_elems):
         s = np.ascontiguousarray(enrol @ probes[j0:j1].T)
         gr = np.ascontiguousarray(gen_row[j0:j1])
-        if genuine is not None:
-            has = np.nonzero(gr >= 0)[0]
-            genuine.append(s[gr[has], has])
-        bin_block(s, gr, dummy_counts, dummy_sums, lo, hi, buf, fill)
-    return [(w[0], w[1], buf[i, : fill[i]], fill[i] <= buf.shape[1])
-            for i, w in enumerate(windows)]
+        has = np.nonzero(gr >= 0)[0]
+        genuine.append(s[gr[has], has])
+        binner.add(s, gr)
+
+
+def _collect_pass(enrol, probes, gen_row, block_elems, bins, counts) -> np.ndarray:
+    wanted = np.zeros(NBINS, np.bool_)
+    wanted[bins] = True
+    out = np.empty(int(counts[bins].sum()) + 1, np.float32)
+    fill = np.zeros(1, np.int64)
+    for j0, j1 in _blocks(enrol.shape[0], probes.shape[0], block_elems):
+        s = np.ascontiguousarray(enrol @ probes[j0:j1].T)
+        collect(s, np.ascontiguousarray(gen_row[j0:j1]), wanted, out, fill)
+    return out[: fill[0]]
 
 
 def score_pairs(enrol: np.ndarray, probes: np.ndarray, gen_row: np.ndarray, *,
@@ -124,75 +120,68 @@ def score_pairs(enrol: np.ndarray, probes: np.ndarray, gen_row: np.ndarray, *,
     block_elems : int
         Scores held at once (memory = 4 bytes x this).
     pilot : float
-        Share of probe columns in the pilot that places the exact-collection windows
-        (0: none; the deciding bins are then collected by a second pass).
+        Share of probe columns in the pilot that marks the bins to copy exactly during
+        the main pass (0: none; the deciding bins are then collected by a second pass).
     """
     enrol = np.ascontiguousarray(enrol, np.float32)
     probes = np.ascontiguousarray(probes, np.float32)
     gen_row = np.ascontiguousarray(gen_row, np.int64)
     _check(enrol, probes, gen_row)
     n_imp = enrol.shape[0] * probes.shape[0] - int((gen_row >= 0).sum())
-    windows = _windows(enrol, probes, gen_row, targets, pilot, seed, n_imp)
-    counts = np.zeros(NBINS, np.int64)
-    sums = np.zeros(2)
+    wanted, cap = _wanted_bins(enrol, probes, gen_row, targets, pilot, seed, n_imp)
+    binner = Binner(wanted, cap)
     genuine: list[np.ndarray] = []
-    collected = _pass(enrol, probes, gen_row, windows, block_elems, counts, sums, genuine)
+    _pass(enrol, probes, gen_row, block_elems, binner, genuine)
     gen = np.sort(np.concatenate(genuine)) if genuine else np.empty(0, np.float32)
-    ss = ScoreSet(gen, counts, float(sums[0]), float(sums[1]))
-    _adopt(ss, collected)
+    counts = binner.counts()
+    ss = ScoreSet(gen, counts)
+    vals, complete = binner.collected()
+    if complete:
+        _adopt(ss, vals, wanted)
     missing = sorted(needed_bins(ss, targets) - set(ss.exact))
     if missing:  # second pass over only the deciding bins
-        wins = [[-1.0 + k * 2.0 / NBINS, -1.0 + (k + 1) * 2.0 / NBINS, int(counts[k])]
-                for k in missing]
-        for w, k in zip(wins, missing, strict=True):
-            if k == 0:
-                w[0] = -math.inf
-            if k == NBINS - 1:
-                w[1] = math.inf
-        _adopt(ss, _pass(enrol, probes, gen_row, wins, block_elems))
+        _adopt(ss, _collect_pass(enrol, probes, gen_row, block_elems, missing, counts),
+               None)
     return ss
 
 
-def _adopt(ss: ScoreSet, collected) -> None:
-    """Record the exact values of every bin a complete window fully covers."""
-    for lo, hi, vals, complete in collected:
-        if not complete or len(vals) == 0:
-            continue
-        vals = np.sort(vals)
-        kb = bin_index(vals)
-        k_lo = 0 if lo == -math.inf else int(bin_index(lo))
-        k_hi = NBINS - 1 if hi == math.inf else int(bin_index(hi)) - 1
-        bins, start = np.unique(kb, return_index=True)
-        stop = [*start[1:], len(vals)]
-        for k, a, b in zip(bins.tolist(), start.tolist(), stop, strict=True):
-            if k_lo <= k <= k_hi and k not in ss.exact and b - a == ss.counts[k]:
-                ss.exact[k] = vals[a:b]
+def _adopt(ss: ScoreSet, vals: np.ndarray, wanted: np.ndarray | None) -> None:
+    """Record the exact values of every bin all of whose scores were copied."""
+    if len(vals) == 0:
+        return
+    vals = np.sort(vals)
+    kb = bin_index(vals)
+    bins, start = np.unique(kb, return_index=True)
+    stop = [*start[1:].tolist(), len(vals)]
+    for k, a, b in zip(bins.tolist(), start.tolist(), stop, strict=True):
+        if (wanted is None or wanted[k]) and k not in ss.exact and b - a == ss.counts[k]:
+            ss.exact[k] = vals[a:b]
 
 
 def reduce_scores(genuine: np.ndarray, impostor: np.ndarray, *,
                   targets=FMR_TARGETS, chunk: int = 1 << 22) -> ScoreSet:
     """The same exact reduction for scores already computed (1-D arrays)."""
     gen = np.sort(np.asarray(genuine, np.float32).ravel())
-    imp = np.asarray(impostor, np.float32).ravel()
+    imp = np.ascontiguousarray(np.asarray(impostor, np.float32).ravel())
     for name, a in (("genuine", gen), ("impostor", imp)):
         if not np.isfinite(a).all():
             raise BadInputError(f"{name} scores hold NaN or infinity")
-    counts = np.zeros(NBINS, np.int64)
-    sums = np.zeros(2)
-    none = np.empty(0, np.float64)
-    buf = np.empty((0, 0), np.float32)
-    fill = np.empty(0, np.int64)
-    for i in range(0, len(imp), chunk):
-        block = imp[i:i + chunk].reshape(1, -1)
-        bin_block(block, np.full(block.shape[1], -1, np.int64), counts, sums, none, none,
-                  buf, fill)
-    ss = ScoreSet(gen, counts, float(sums[0]), float(sums[1]))
+    binner = Binner()
+    rows = max(1, len(imp) // chunk)
+    usable = len(imp) - len(imp) % rows
+    no_gen = np.full(max(usable // rows, 1), -1, np.int64)
+    if usable:
+        binner.add(imp[:usable].reshape(rows, -1), no_gen)
+    if usable < len(imp):
+        rest = imp[usable:].reshape(1, -1)
+        binner.add(rest, np.full(rest.shape[1], -1, np.int64))
+    ss = ScoreSet(gen, binner.counts())
     need = sorted(needed_bins(ss, targets))
     if need:
-        kb = bin_index(imp)
-        sel = np.isin(kb, need)
-        vals = np.sort(imp[sel])
-        kv = kb[sel][np.argsort(imp[sel], kind="stable")]
-        for k in need:
-            ss.exact[k] = vals[kv == k]
+        wanted = np.zeros(NBINS, np.bool_)
+        wanted[need] = True
+        out = np.empty(int(ss.counts[need].sum()) + 1, np.float32)
+        fill = np.zeros(1, np.int64)
+        collect(imp.reshape(1, -1), np.full(len(imp), -1, np.int64), wanted, out, fill)
+        _adopt(ss, out[: fill[0]], None)
     return ss
