@@ -68,6 +68,10 @@ def main() -> None:
     ap.add_argument("--big", action="store_true")
     args = ap.parse_args()
     rows = []
+    if args.big:  # alone in its process, so that the peak memory is its own
+        big(rows)
+        _print(rows)
+        return
     e, p, subj = templates(args.n, args.n, args.d)
     score_pairs(e[:100], p[:100], subj[:100] % 100)  # compile the kernel first
     g = gemm_rate(e, p, 8 << 20)
@@ -112,15 +116,22 @@ def main() -> None:
     except ImportError:
         rows.append(("  pyeer get_eer_stats", "skipped", "pip install pyeer"))
 
-    if args.big:
-        e, p, subj = templates(100_000, 100_000, 512, seed=2)
-        t = time.perf_counter()
-        ss3 = score_pairs(e, p, subj)
-        tb = time.perf_counter() - t
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        rows.append(("1e10 comparisons (100k x 100k, d=512)", f"{tb:.0f} s",
-                     f"peak RSS {peak:.2f} GiB (target < 2), "
-                     f"FNMR@1e-6 {fnmr_at_fmr(ss3, 1e-6).fnmr:.5f}"))
+    _print(rows)
+
+
+def big(rows: list) -> None:
+    e, p, subj = templates(100_000, 100_000, 512, seed=2)
+    score_pairs(e[:100], p[:100], subj[:100] % 100)
+    t = time.perf_counter()
+    ss = score_pairs(e, p, subj)
+    tb = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    rows.append(("1e10 comparisons (100k x 100k, d=512)", f"{tb:.0f} s",
+                 f"peak RSS {peak:.2f} GiB incl. 0.4 GiB of templates (target < 2); "
+                 f"{1e10 / tb / 1e6:.0f} M/s; FNMR@1e-6 {fnmr_at_fmr(ss, 1e-6).fnmr:.5f}"))
+
+
+def _print(rows: list) -> None:
     w = max(len(r[0]) for r in rows)
     for name, v, ratio in rows:
         print(f"{name:<{w}}  {v:>12}  {ratio}")

@@ -341,6 +341,30 @@ def _cmd_model_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from lab.bench._matcher import Matcher
+    from lab.bench.run import run_benchmark, samples_from_dataset, summary_table
+
+    if args.dataset is None:
+        raise BadInputError("facelab bench: --dataset DIR is required for now (the in-lab "
+                            "run through the vault is not built yet)")
+    samples = samples_from_dataset(args.dataset)
+    matcher = Matcher(args.model, args.device,
+                      warn=lambda m: print(f"facelab: {m}", file=sys.stderr))
+    n = len(samples)
+    update, close = _progress_bar(n, "extract")
+    try:
+        report = run_benchmark(samples, matcher, progress=update)
+    finally:
+        close()
+    out = args.out or Path("bench-report")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(summary_table(report))
+    print(f"  report: {out / 'report.json'}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import os
 
@@ -475,6 +499,16 @@ def build_parser() -> argparse.ArgumentParser:
     rp = asub.add_parser("repair", help="cut a torn or garbage tail, on the record")
     rp.add_argument("--lab", type=Path, required=True)
     rp.set_defaults(func=_cmd_audit_repair)
+
+    b = sub.add_parser("bench", help="1:1 verification benchmark (FNMR at fixed FMR, EER)")
+    b.add_argument("--lab", type=Path, default=None)
+    b.add_argument("--tenant", default=None)
+    b.add_argument("--dataset", type=Path, default=None, help="a plain dataset directory")
+    b.add_argument("--model", type=Path, required=True, help="a model directory (model.onnx, "
+                   "model.json)")
+    b.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    b.add_argument("--out", type=Path, default=None)
+    b.set_defaults(func=_cmd_bench)
 
     d = sub.add_parser("demo", help="the lab story end to end on small synthetic data")
     d.add_argument("--lab", type=Path, default=None,

@@ -47,28 +47,35 @@ def _bin_rows(scores, gen_row, local, wanted, out, fill):
 
 
 class Binner:
-    """Accumulates blocks into per-thread histograms, and copies the exact scores of the
-    ``wanted`` bins into per-thread buffers of ``capacity`` values."""
+    """Accumulates blocks into the impostor histogram, and copies the exact scores of the
+    ``wanted`` bins into per-thread buffers of about ``capacity`` values in all."""
 
     def __init__(self, wanted: np.ndarray | None = None, capacity: int = 0) -> None:
         self.nt = get_num_threads()
-        self.local = np.zeros((self.nt, NBINS), np.int64)
+        # int32 per thread (256 KiB, L2-resident), emptied into int64 after every block;
+        # a block holds fewer than 2**31 scores
+        self.local = np.zeros((self.nt, NBINS), np.int32)
+        self.total = np.zeros(NBINS, np.int64)
         self.wanted = np.zeros(NBINS, np.bool_) if wanted is None else wanted
         self.out = np.empty((self.nt, max(capacity // self.nt + 1, 1)), np.float32)
         self.fill = np.zeros(self.nt, np.int64)
 
     def add(self, scores: np.ndarray, gen_row: np.ndarray) -> None:
+        """Bin a block, skipping the genuine entry of each column (row gen_row[j])."""
         _bin_rows(scores, gen_row, self.local, self.wanted, self.out, self.fill)
-
-    def collected(self) -> tuple[np.ndarray, bool]:
-        """The copied scores, and whether every wanted score fitted."""
-        cap = self.out.shape[1]
-        ok = bool((self.fill <= cap).all())
-        vals = [self.out[t, : min(int(self.fill[t]), cap)] for t in range(self.nt)]
-        return np.concatenate(vals), ok
+        self.total += self.local.sum(axis=0, dtype=np.int64)
+        self.local[:] = 0
 
     def counts(self) -> np.ndarray:
-        return self.local.sum(axis=0)
+        return self.total.copy()
+
+    def collected(self) -> tuple[np.ndarray, bool]:
+        """The copied impostor scores, and whether every wanted score fitted."""
+        cap = self.out.shape[1]
+        ok = bool((self.fill <= cap).all())
+        vals = np.concatenate([self.out[t, : min(int(self.fill[t]), cap)]
+                               for t in range(self.nt)])
+        return vals, ok
 
 
 @njit(cache=True, nogil=True)
@@ -102,3 +109,34 @@ def bin_index(s: np.ndarray | float) -> np.ndarray:
 
 def bin_edges(k: int) -> tuple[float, float]:
     return -1.0 + k * 2.0 / NBINS, -1.0 + (k + 1) * 2.0 / NBINS
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _collect_1d(values, wanted, out, fill):
+    n = values.shape[0]
+    nt, cap = out.shape
+    scale = NBINS / 2.0
+    per = (n + nt - 1) // nt
+    for t in prange(nt):
+        f = 0
+        for i in range(t * per, min(n, (t + 1) * per)):
+            s = values[i]
+            k = int((s + 1.0) * scale)
+            if k < 0:
+                k = 0
+            elif k >= NBINS:
+                k = NBINS - 1
+            if wanted[k]:
+                if f < cap:
+                    out[t, f] = s
+                f += 1
+        fill[t] = f
+
+
+def collect_values(values: np.ndarray, wanted: np.ndarray, expected: int) -> np.ndarray:
+    """Every score of a 1-D array whose bin is marked in ``wanted`` (parallel)."""
+    nt = get_num_threads()
+    out = np.empty((nt, expected + 1), np.float32)
+    fill = np.zeros(nt, np.int64)
+    _collect_1d(values, wanted, out, fill)
+    return np.concatenate([out[t, : fill[t]] for t in range(nt)])

@@ -42,6 +42,7 @@ class ScoreSet:
     def __post_init__(self) -> None:
         # suffix[k] = number of impostors in bins k.. (so FMR at edge e_k = suffix[k] / N)
         self.suffix = np.concatenate([np.cumsum(self.counts[::-1])[::-1], [0]])
+        self._eer_bin: int | None = None
 
     @property
     def n_impostor(self) -> int:
@@ -84,20 +85,13 @@ class OperatingPoint:
     false_matches: int
 
 
-def _kth_largest_bin(ss: ScoreSet, k1: int) -> int:
-    """The bin holding the k1-th largest impostor (1-based)."""
-    return int(np.searchsorted(-ss.suffix[:NBINS], -k1, "left")) - 1 \
-        if ss.suffix[0] >= k1 else -1
-
-
 def fnmr_bin(ss: ScoreSet, alpha: float) -> int | None:
     n = ss.n_impostor
     k = math.floor(alpha * n)
     if k >= n:
         return None
     # suffix is non-increasing; the bin b with suffix[b] >= k+1 > suffix[b+1]
-    b = int(np.nonzero(ss.suffix[:NBINS] >= k + 1)[0][-1])
-    return b
+    return int(np.searchsorted(-ss.suffix[: NBINS + 1], -(k + 1), "right")) - 1
 
 
 def fnmr_at_fmr(ss: ScoreSet, alpha: float) -> OperatingPoint:
@@ -122,6 +116,12 @@ def fnmr_at_fmr(ss: ScoreSet, alpha: float) -> OperatingPoint:
 def eer_bin(ss: ScoreSet) -> int:
     """The last bin whose lower edge still has FMR >= FNMR: t_c lies in it or is the
     first score value above it."""
+    if ss._eer_bin is None:
+        ss._eer_bin = _eer_bin(ss)
+    return ss._eer_bin
+
+
+def _eer_bin(ss: ScoreSet) -> int:
     edges = -1.0 + np.arange(NBINS + 1) * (2.0 / NBINS)
     fmr = ss.suffix / max(ss.n_impostor, 1)
     fnmr = np.searchsorted(ss.genuine, edges, "left") / max(ss.n_genuine, 1)

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from lab.bench._kernels import NBINS, Binner, bin_index, collect
+from lab.bench._kernels import NBINS, Binner, bin_index, collect, collect_values
 from lab.bench._metrics import FMR_TARGETS, ScoreSet, needed_bins
 from lab.errors import BadInputError
 
@@ -50,9 +50,8 @@ def _wanted_bins(enrol, probes, gen_row, targets, pilot, seed, n_imp_total):
     m = probes.shape[0]
     if pilot <= 0 or m == 0:
         return wanted, 0
-    # enough columns for a pilot of about a million scores (or the share asked for)
-    take = min(m, max(64, math.ceil(pilot * m), math.ceil(1_000_000 / max(1, len(enrol)))))
-    take = min(take, max(64, math.ceil(2_000_000 / max(1, len(enrol)))))
+    # the share asked for, within about a million scores: enough for the quantiles
+    take = min(m, max(64, math.ceil(pilot * m)), max(16, math.ceil(1_000_000 / len(enrol))))
     cols = np.sort(np.random.default_rng(seed).choice(m, take, replace=False))
     s = enrol @ probes[cols].T
     gr = gen_row[cols]
@@ -159,7 +158,7 @@ def _adopt(ss: ScoreSet, vals: np.ndarray, wanted: np.ndarray | None) -> None:
 
 
 def reduce_scores(genuine: np.ndarray, impostor: np.ndarray, *,
-                  targets=FMR_TARGETS, chunk: int = 1 << 22) -> ScoreSet:
+                  targets=FMR_TARGETS, chunk: int = 1 << 20) -> ScoreSet:
     """The same exact reduction for scores already computed (1-D arrays)."""
     gen = np.sort(np.asarray(genuine, np.float32).ravel())
     imp = np.ascontiguousarray(np.asarray(impostor, np.float32).ravel())
@@ -167,11 +166,11 @@ def reduce_scores(genuine: np.ndarray, impostor: np.ndarray, *,
         if not np.isfinite(a).all():
             raise BadInputError(f"{name} scores hold NaN or infinity")
     binner = Binner()
-    rows = max(1, len(imp) // chunk)
+    rows = max(1, min(len(imp) // chunk, 64))
     usable = len(imp) - len(imp) % rows
-    no_gen = np.full(max(usable // rows, 1), -1, np.int64)
     if usable:
-        binner.add(imp[:usable].reshape(rows, -1), no_gen)
+        width = usable // rows
+        binner.add(imp[:usable].reshape(rows, width), np.full(width, -1, np.int64))
     if usable < len(imp):
         rest = imp[usable:].reshape(1, -1)
         binner.add(rest, np.full(rest.shape[1], -1, np.int64))
@@ -180,8 +179,5 @@ def reduce_scores(genuine: np.ndarray, impostor: np.ndarray, *,
     if need:
         wanted = np.zeros(NBINS, np.bool_)
         wanted[need] = True
-        out = np.empty(int(ss.counts[need].sum()) + 1, np.float32)
-        fill = np.zeros(1, np.int64)
-        collect(imp.reshape(1, -1), np.full(len(imp), -1, np.int64), wanted, out, fill)
-        _adopt(ss, out[: fill[0]], None)
+        _adopt(ss, collect_values(imp, wanted, int(ss.counts[need].sum())), None)
     return ss

@@ -1,0 +1,100 @@
+"""An ONNX face matcher described by its model.json, run with onnxruntime.
+
+model.json (validated by the import gate's schema) says how to feed the model: input
+size, layout (NCHW or NHWC), channels (RGB, BGR or GRAY) and normalisation
+(x - mean) / std, and the template dimension. An ArcFace-style model is
+{"size": [112, 112], "layout": "NCHW", "channels": "RGB", "mean": 127.5, "std": 128.0},
+output dim 512. Templates are L2-normalised; NaN or infinite outputs, or an output
+that contradicts model.json, are errors, never numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lab.bench._align import align
+from lab.errors import BadInputError
+from lab.gates.importing.checks.model_json import validate
+
+
+@dataclass
+class Extraction:
+    templates: np.ndarray  # (n, dim) float32, unit norm
+    seconds_per_image: float
+    template_bytes: int
+
+
+class Matcher:
+    def __init__(self, model_dir: Path | str, device: str = "cpu",
+                 warn: Callable[[str], None] | None = None):
+        import onnxruntime as ort
+
+        self.dir = Path(model_dir)
+        try:
+            self.spec = json.loads((self.dir / "model.json").read_text())
+        except (OSError, ValueError) as e:
+            raise BadInputError(f"{self.dir / 'model.json'}: unreadable ({e})") from e
+        problems = validate(self.spec)
+        if problems:
+            raise BadInputError(f"{self.dir / 'model.json'}: {problems[0]}")
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda":
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                providers.insert(0, "CUDAExecutionProvider")
+            elif warn is not None:
+                warn("CUDA requested but onnxruntime-gpu or a GPU is missing: using the CPU")
+        elif device != "cpu":
+            raise BadInputError(f"--device {device!r}: use cpu or cuda")
+        try:
+            self.session = ort.InferenceSession(str(self.dir / "model.onnx"),
+                                                providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise BadInputError(f"{self.dir / 'model.onnx'}: cannot load ({e})") from e
+        self.input = self.session.get_inputs()[0].name
+        inp = self.spec["input"]
+        self.size = (int(inp["size"][0]), int(inp["size"][1]))
+        self.dim = int(self.spec["output"]["dim"])
+        c = 1 if inp["channels"] == "GRAY" else 3
+        self.mean = np.asarray(inp["mean"], np.float32).reshape(-1)[:c]
+        self.std = np.asarray(inp["std"], np.float32).reshape(-1)[:c]
+
+    def preprocess(self, images_rgb: Sequence[np.ndarray]) -> np.ndarray:
+        inp = self.spec["input"]
+        batch = []
+        for im in images_rgb:
+            if inp["channels"] == "BGR":
+                im = im[..., ::-1]
+            elif inp["channels"] == "GRAY":
+                im = cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[..., None]
+            batch.append(im)
+        x = (np.stack(batch).astype(np.float32) - self.mean) / self.std
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if inp["layout"] == "NCHW" else x)
+
+    def extract(self, images_rgb: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], *,
+                batch: int = 64, progress: Callable[[int], None] | None = None) -> Extraction:
+        out = np.empty((len(images_rgb), self.dim), np.float32)
+        t0 = time.perf_counter()
+        for i in range(0, len(images_rgb), batch):
+            aligned = [align(im, lm, self.size) for im, lm in
+                       zip(images_rgb[i:i + batch], landmarks[i:i + batch], strict=True)]
+            y = self.session.run(None, {self.input: self.preprocess(aligned)})[0]
+            if y.ndim != 2 or y.shape[1] != self.dim:
+                raise BadInputError(f"{self.dir / 'model.onnx'}: output shape {y.shape} "
+                                    f"contradicts model.json (dim {self.dim})")
+            if not np.isfinite(y).all():
+                raise BadInputError(f"{self.dir / 'model.onnx'}: NaN or infinite template")
+            norms = np.linalg.norm(y, axis=1, keepdims=True)
+            if (norms == 0).any():
+                raise BadInputError(f"{self.dir / 'model.onnx'}: an all-zero template")
+            out[i:i + len(y)] = y / norms
+            if progress:
+                progress(len(y))
+        secs = (time.perf_counter() - t0) / max(1, len(images_rgb))
+        return Extraction(out, secs, self.dim * 4)

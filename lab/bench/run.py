@@ -1,0 +1,158 @@
+"""`facelab bench`: the 1:1 verification protocol, end to end, into report.json.
+
+Protocol (the documented lab's task 1): the enrolment is each subject's passport image,
+the probe each gate capture. Genuine pairs: every (passport, gate) pair of one subject.
+Impostor pairs: every cross-subject (passport, gate) pair, all N x M of them, scored in
+blocks and reduced exactly (``lab.bench._scoring``).
+
+Reported: FNMR at FMR 1e-2 ... 1e-6 with thresholds, Wilson 95% intervals and the rule
+of three; EER and its threshold; AUC; d'; the DET curve; per-group FNMR at the global
+FMR = 1e-3 threshold (nationality, sex, age band) with the max/min ratio; template size,
+extraction time per image and comparisons per second.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lab.bench._matcher import Matcher
+from lab.bench._metrics import FMR_TARGETS, auc, d_prime, det_curve, eer, fnmr_at_fmr
+from lab.bench._scoring import score_pairs
+from lab.errors import BadInputError
+from lab.synth import CAPTURE_YEAR
+
+GROUP_FMR = 1e-3
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image as the benchmark needs it (from a dataset directory or the vault)."""
+
+    subject: str
+    kind: str  # passport | gate
+    image: np.ndarray  # RGB uint8
+    landmarks: np.ndarray  # (5, 2)
+    nationality: str
+    sex: str
+    birth_year: int
+
+
+def age_band(birth_year: int) -> str:
+    age = CAPTURE_YEAR - birth_year
+    lo = min(max(age // 10 * 10, 10), 70)
+    return f"{lo}-{lo + 9}" if lo < 70 else "70+"
+
+
+def wilson(failures: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return math.nan, math.nan
+    p = failures / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def run_benchmark(samples: Sequence[Sample], matcher: Matcher, *,
+                  progress: Callable[[int], None] | None = None) -> dict:
+    enrol = [s for s in samples if s.kind == "passport"]
+    probes = [s for s in samples if s.kind == "gate"]
+    row_of = {}
+    for i, s in enumerate(enrol):
+        row_of.setdefault(s.subject, i)
+    gen_row = np.array([row_of.get(s.subject, -1) for s in probes], np.int64)
+    if not enrol or not probes or (gen_row < 0).all():
+        raise BadInputError("no genuine pairs: the data needs passport and gate images of "
+                            "the same subjects")
+    ext_e = matcher.extract([s.image for s in enrol], [s.landmarks for s in enrol],
+                            progress=progress)
+    ext_p = matcher.extract([s.image for s in probes], [s.landmarks for s in probes],
+                            progress=progress)
+    t0 = time.perf_counter()
+    ss = score_pairs(ext_e.templates, ext_p.templates, gen_row)
+    seconds = time.perf_counter() - t0
+    n_pairs = len(enrol) * len(probes)
+    points = []
+    for a in FMR_TARGETS:
+        op = fnmr_at_fmr(ss, a)
+        lo, hi = wilson(op.false_non_matches, ss.n_genuine)
+        points.append({"fmr_target": a, "threshold": op.threshold, "fnmr": op.fnmr,
+                       "fnmr_ci95": [lo, hi], "fmr": op.fmr, "estimable": op.estimable})
+    e, et = eer(ss)
+    t, fmr, fnmr = det_curve(ss)
+    # per-group FNMR at the global threshold of FMR = GROUP_FMR
+    thr = fnmr_at_fmr(ss, GROUP_FMR).threshold
+    has = np.nonzero(gen_row >= 0)[0]
+    gen_scores = np.einsum("ij,ij->i", ext_e.templates[gen_row[has]], ext_p.templates[has])
+    groups = {}
+    for key, fn in (("nationality", lambda s: s.nationality), ("sex", lambda s: s.sex),
+                    ("age_band", lambda s: age_band(s.birth_year))):
+        per = {}
+        for g in sorted({fn(probes[i]) for i in has}):
+            sel = np.array([fn(probes[i]) == g for i in has])
+            miss = int((gen_scores[sel] < thr).sum())
+            per[g] = {"genuine": int(sel.sum()), "fnmr": miss / int(sel.sum()),
+                      "fnmr_ci95": list(wilson(miss, int(sel.sum())))}
+        vals = [v["fnmr"] for v in per.values() if v["genuine"] > 0]
+        ratio = (max(vals) / min(vals)) if vals and min(vals) > 0 else math.inf
+        groups[key] = {"groups": per, "max_min_ratio": ratio}
+    return {
+        "protocol": {"enrolments": len(enrol), "probes": len(probes),
+                     "subjects": len(row_of), "genuine_pairs": ss.n_genuine,
+                     "impostor_pairs": ss.n_impostor},
+        "model": {**matcher.spec, "template_bytes": ext_e.template_bytes,
+                  "extraction_ms_per_image": 1000 * (ext_e.seconds_per_image
+                                                     + ext_p.seconds_per_image) / 2},
+        "operating_points": points,
+        "eer": {"value": e, "threshold": et},
+        "auc": auc(ss), "d_prime": d_prime(ss),
+        "speed": {"comparisons": n_pairs, "scoring_seconds": seconds,
+                  "comparisons_per_second": n_pairs / seconds if seconds > 0 else None},
+        "groups_at_fmr": {"fmr": GROUP_FMR, "threshold": thr, **groups},
+        "det": {"threshold": t.tolist(), "fmr": fmr.tolist(), "fnmr": fnmr.tolist()},
+        "not_yet": ["per-group FMR and the same-sex/age/nationality impostor subsets",
+                    "bootstrap intervals over subjects", "plots and report.html"],
+    }
+
+
+def samples_from_dataset(path) -> list[Sample]:
+    import cv2
+
+    from lab.vault.dataset import read_dataset
+
+    out = []
+    for it in read_dataset(path):
+        r = it.row
+        img = cv2.imdecode(np.frombuffer(it.png, np.uint8), cv2.IMREAD_COLOR_RGB)
+        lm = np.array([[float(r[f"lm{i}_x"]), float(r[f"lm{i}_y"])] for i in range(5)],
+                      np.float32)
+        out.append(Sample(r["subject_id"], r["kind"], img, lm, r["nationality"], r["sex"],
+                          int(r["birth_year"])))
+    return out
+
+
+def summary_table(report: dict) -> str:
+    lines = [f"model {report['model']['name']}@{report['model']['version']}: "
+             f"{report['protocol']['genuine_pairs']:,} genuine, "
+             f"{report['protocol']['impostor_pairs']:,} impostor pairs",
+             f"  {'FMR':>8} {'FNMR':>9} {'95% CI':>19} {'threshold':>11}"]
+    for p in report["operating_points"]:
+        ci = "not estimable" if not p["estimable"] else \
+            f"[{p['fnmr_ci95'][0]:.4f}, {p['fnmr_ci95'][1]:.4f}]"
+        lines.append(f"  {p['fmr_target']:>8.0e} {p['fnmr']:>9.5f} {ci:>19} "
+                     f"{p['threshold']:>11.6f}")
+    lines.append(f"  EER {report['eer']['value']:.4f} at {report['eer']['threshold']:.6f}; "
+                 f"AUC {report['auc']:.4f}; d' {report['d_prime']:.3f}")
+    sp = report["speed"]
+    lines.append(f"  {sp['comparisons_per_second'] or 0:,.0f} comparisons/s; "
+                 f"{report['model']['template_bytes']} bytes per template; "
+                 f"{report['model']['extraction_ms_per_image']:.2f} ms per image")
+    for key in ("nationality", "sex", "age_band"):
+        g = report["groups_at_fmr"][key]
+        lines.append(f"  FNMR by {key} at FMR 1e-3: max/min {g['max_min_ratio']:.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""The benchmark protocol, the matcher adapter and `facelab bench`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from lab.bench._align import ARCFACE_112, align
+from lab.bench._matcher import Matcher
+from lab.bench.run import run_benchmark, samples_from_dataset, wilson
+from lab.errors import BadInputError
+from lab.synth import SynthConfig, write_dataset
+from tests.import_helpers import build_model, model_json
+
+REPO = Path(__file__).resolve().parents[1]
+EIGENFACE = REPO / "models" / "eigenface"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench") / "ds"
+    write_dataset(SynthConfig(identities=80, captures=2, seed=31), out)
+    return out
+
+
+def test_alignment_puts_the_landmarks_on_the_template() -> None:
+    img = np.zeros((200, 200, 3), np.uint8)
+    lm = ARCFACE_112 * 1.5 + 10  # the template, scaled and shifted
+    for x, y in lm.astype(int):
+        img[y - 1:y + 2, x - 1:x + 2] = 255
+    out = align(img, lm, (112, 112))
+    for x, y in np.round(ARCFACE_112).astype(int):
+        assert out[y - 1:y + 2, x - 1:x + 2].max() > 100
+
+
+def test_the_eigenface_baseline_extracts_unit_templates(dataset) -> None:
+    m = Matcher(EIGENFACE)
+    samples = samples_from_dataset(dataset)[:10]
+    ext = m.extract([s.image for s in samples], [s.landmarks for s in samples])
+    assert ext.templates.shape == (10, 128) and ext.templates.dtype == np.float32
+    assert np.allclose(np.linalg.norm(ext.templates, axis=1), 1, atol=1e-5)
+    assert (EIGENFACE / "model.onnx").stat().st_size < 20 * 2**20
+
+
+def test_the_protocol_and_the_report(dataset) -> None:
+    rep = run_benchmark(samples_from_dataset(dataset), Matcher(EIGENFACE))
+    p = rep["protocol"]
+    assert (p["enrolments"], p["probes"], p["genuine_pairs"]) == (80, 160, 160)
+    assert p["impostor_pairs"] == 80 * 160 - 160
+    assert rep["eer"]["value"] < 0.35  # far better than chance on held-out identities
+    fnmr = [x["fnmr"] for x in rep["operating_points"]]
+    assert fnmr == sorted(fnmr)  # a stricter FMR costs more false non-matches
+    est = [x["estimable"] for x in rep["operating_points"]]
+    assert est == [True, True, False, False, False]  # 12,640 impostors: rule of three
+    for key in ("nationality", "sex", "age_band"):
+        groups = rep["groups_at_fmr"][key]["groups"]
+        assert sum(g["genuine"] for g in groups.values()) == 160
+    assert 0.5 < rep["auc"] <= 1 and rep["d_prime"] > 0
+
+
+def test_wilson_interval() -> None:
+    lo, hi = wilson(10, 100)
+    assert lo == pytest.approx(0.0552, abs=1e-3) and hi == pytest.approx(0.1744, abs=1e-3)
+    assert wilson(0, 50)[0] == 0.0
+
+
+def _model_dir(tmp: Path, model: onnx.ModelProto, spec: dict) -> Path:
+    tmp.mkdir()
+    onnx.save(model, tmp / "model.onnx")
+    (tmp / "model.json").write_text(json.dumps(spec))
+    return tmp
+
+
+def test_output_that_contradicts_model_json(dataset, tmp_path) -> None:
+    d = _model_dir(tmp_path / "m", build_model(dim=16), model_json(dim=32))
+    s = samples_from_dataset(dataset)[:4]
+    with pytest.raises(BadInputError, match=r"contradicts model\.json"):
+        Matcher(d).extract([x.image for x in s], [x.landmarks for x in s])
+
+
+def test_nan_templates_are_an_error(dataset, tmp_path) -> None:
+    model = build_model(dim=16)
+    w = onnx.numpy_helper.to_array(model.graph.initializer[0]).copy()
+    w[0, 0] = np.nan
+    model.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(w, "W"))
+    d = _model_dir(tmp_path / "m", model, model_json(dim=16))
+    s = samples_from_dataset(dataset)[:4]
+    with pytest.raises(BadInputError, match="NaN"):
+        Matcher(d).extract([x.image for x in s], [x.landmarks for x in s])
+
+
+def test_no_genuine_pairs_exits_2(tmp_path) -> None:
+    ds = tmp_path / "ds"
+    write_dataset(SynthConfig(identities=5, captures=0, seed=1), ds, workers=1)
+    p = subprocess.run([sys.executable, "-m", "lab.cli", "bench", "--dataset", str(ds),
+                        "--model", str(EIGENFACE), "--out", str(tmp_path / "r")],
+                       capture_output=True, text=True, check=False)
+    assert p.returncode == 2 and "no genuine pairs" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_cli_writes_the_report(dataset, tmp_path) -> None:
+    p = subprocess.run([sys.executable, "-m", "lab.cli", "bench", "--dataset", str(dataset),
+                        "--model", str(EIGENFACE), "--out", str(tmp_path / "r")],
+                       capture_output=True, text=True, check=False)
+    assert p.returncode == 0, p.stderr
+    assert "EER" in p.stdout
+    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert rep["model"]["name"] == "eigenface"
