@@ -357,11 +357,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         report = run_benchmark(samples, matcher, progress=update)
     finally:
         close()
+    from lab.bench.report import write_report
+
     out = args.out or Path("bench-report")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    page = write_report(report, out)
     print(summary_table(report))
-    print(f"  report: {out / 'report.json'}")
+    print(f"  report: {page} (and report.json, det.png, scores.png)")
     return 0
 
 

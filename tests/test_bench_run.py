@@ -113,3 +113,17 @@ def test_cli_writes_the_report(dataset, tmp_path) -> None:
     assert "EER" in p.stdout
     rep = json.loads((tmp_path / "r" / "report.json").read_text())
     assert rep["model"]["name"] == "eigenface"
+    for f in ("det.png", "scores.png"):
+        assert (tmp_path / "r" / f).read_bytes()[:4] == b"\x89PNG"
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "FNMR at fixed FMR" in page and "data:image/png;base64," in page
+
+
+def test_subsets_and_group_rates(dataset) -> None:
+    rep = run_benchmark(samples_from_dataset(dataset), Matcher(EIGENFACE))
+    sub = rep["impostor_subsets"]
+    assert set(sub) == {"same_nationality", "same_sex", "same_age_band"}
+    assert 0 < sub["same_sex"]["impostor_pairs"] < rep["protocol"]["impostor_pairs"]
+    sex = rep["groups_at_fmr"]["sex"]["groups"]
+    assert sum(g["impostor_pairs"] for g in sex.values()) == \
+        sub["same_sex"]["impostor_pairs"]

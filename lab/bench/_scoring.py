@@ -181,3 +181,26 @@ def reduce_scores(genuine: np.ndarray, impostor: np.ndarray, *,
         wanted[need] = True
         _adopt(ss, collect_values(imp, wanted, int(ss.counts[need].sum())), None)
     return ss
+
+
+def score_tiles(tiles, *, targets=FMR_TARGETS, block_elems: int = 8 << 20) -> ScoreSet:
+    """One exact reduction over several (enrol, probes, gen_row) tiles, e.g. the
+    same-group blocks of a NIST-style impostor subset. No pilot: the deciding bins are
+    collected by a second pass over the tiles."""
+    tiles = [(np.ascontiguousarray(e, np.float32), np.ascontiguousarray(p, np.float32),
+              np.ascontiguousarray(g, np.int64)) for e, p, g in tiles]
+    for e, p, g in tiles:
+        _check(e, p, g)
+    binner = Binner()
+    genuine: list[np.ndarray] = []
+    for e, p, g in tiles:
+        if len(e) and len(p):
+            _pass(e, p, g, block_elems, binner, genuine)
+    gen = np.sort(np.concatenate(genuine)) if genuine else np.empty(0, np.float32)
+    ss = ScoreSet(gen, binner.counts())
+    missing = sorted(needed_bins(ss, targets))
+    if missing:
+        vals = [_collect_pass(e, p, g, block_elems, missing, ss.counts)
+                for e, p, g in tiles if len(e) and len(p)]
+        _adopt(ss, np.concatenate(vals) if vals else np.empty(0, np.float32), None)
+    return ss
