@@ -60,7 +60,7 @@ def test_the_protocol_and_the_report(dataset) -> None:
     assert est == [True, True, False, False, False]  # 12,640 impostors: rule of three
     for key in ("nationality", "sex", "age_band"):
         groups = rep["groups_at_fmr"][key]["groups"]
-        assert sum(g["genuine"] for g in groups.values()) == 160
+        assert sum(g["genuine_pairs"] for g in groups.values()) == 160
     assert 0.5 < rep["auc"] <= 1 and rep["d_prime"] > 0
 
 

@@ -183,10 +183,12 @@ def reduce_scores(genuine: np.ndarray, impostor: np.ndarray, *,
     return ss
 
 
-def score_tiles(tiles, *, targets=FMR_TARGETS, block_elems: int = 8 << 20) -> ScoreSet:
+def score_tiles(tiles, *, targets=FMR_TARGETS, thresholds=(),
+                block_elems: int = 8 << 20) -> ScoreSet:
     """One exact reduction over several (enrol, probes, gen_row) tiles, e.g. the
-    same-group blocks of a NIST-style impostor subset. No pilot: the deciding bins are
-    collected by a second pass over the tiles."""
+    same-group blocks of a NIST-style impostor subset. No pilot: the deciding bins (and
+    those of ``thresholds``, to be read with ``imp_ge``) are collected by a second pass
+    over the tiles."""
     tiles = [(np.ascontiguousarray(e, np.float32), np.ascontiguousarray(p, np.float32),
               np.ascontiguousarray(g, np.int64)) for e, p, g in tiles]
     for e, p, g in tiles:
@@ -198,7 +200,8 @@ def score_tiles(tiles, *, targets=FMR_TARGETS, block_elems: int = 8 << 20) -> Sc
             _pass(e, p, g, block_elems, binner, genuine)
     gen = np.sort(np.concatenate(genuine)) if genuine else np.empty(0, np.float32)
     ss = ScoreSet(gen, binner.counts())
-    missing = sorted(needed_bins(ss, targets))
+    extra = {int(bin_index(t)) for t in thresholds if math.isfinite(t)}
+    missing = sorted(needed_bins(ss, targets) | {k for k in extra if ss.counts[k] > 0})
     if missing:
         vals = [_collect_pass(e, p, g, block_elems, missing, ss.counts)
                 for e, p, g in tiles if len(e) and len(p)]

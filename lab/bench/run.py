@@ -122,7 +122,7 @@ def run_benchmark(samples: Sequence[Sample], matcher: Matcher, *,
         fnmrs = [v["fnmr"] for v in per.values() if v["fnmr"] is not None]
         groups[key] = {"groups": per, "fmr_max_min": _ratio(fmrs),
                        "fnmr_max_min": _ratio(fnmrs)}
-        sub = score_tiles(tiles)
+        sub = score_tiles(tiles, thresholds=[thr])
         if sub.n_genuine and sub.n_impostor:
             op = fnmr_at_fmr(sub, GROUP_FMR)
             subsets[f"same_{key}"] = {
