@@ -345,11 +345,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from lab.bench._matcher import Matcher
     from lab.bench.run import run_benchmark, samples_from_dataset, summary_table
 
+    if args.lab is not None:
+        from lab.bench.lab_run import bench_in_lab
+        from lab.vault.store import check_tenant
+
+        if not args.tenant:
+            raise BadInputError("facelab bench --lab needs --tenant")
+        check_tenant(args.tenant)
+        lab, root, log, actor = _unlocked(args.lab)
+        with log:
+            report, page = bench_in_lab(lab, root, args.tenant, str(args.model), actor, log,
+                                        split=None if args.split == "all" else args.split,
+                                        device=args.device)
+        print(summary_table(report))
+        print(f"  report (in the tenant's outbox): {page}")
+        return 0
     if args.dataset is None:
-        raise BadInputError("facelab bench: --dataset DIR is required for now (the in-lab "
-                            "run through the vault is not built yet)")
+        raise BadInputError("facelab bench: give --lab LAB --tenant T, or --dataset DIR")
     samples = samples_from_dataset(args.dataset)
-    matcher = Matcher(args.model, args.device,
+    matcher = Matcher(Path(args.model), args.device,
                       warn=lambda m: print(f"facelab: {m}", file=sys.stderr))
     n = len(samples)
     update, close = _progress_bar(n, "extract")
@@ -505,8 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--lab", type=Path, default=None)
     b.add_argument("--tenant", default=None)
     b.add_argument("--dataset", type=Path, default=None, help="a plain dataset directory")
-    b.add_argument("--model", type=Path, required=True, help="a model directory (model.onnx, "
-                   "model.json)")
+    b.add_argument("--model", required=True, help="with --lab: a registered model "
+                   "(name@version or digest); with --dataset: a model directory")
+    b.add_argument("--split", default="test", choices=["train", "verification", "test", "all"],
+                   help="with --lab: which split of the tenant's records (default test)")
     b.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     b.add_argument("--out", type=Path, default=None)
     b.set_defaults(func=_cmd_bench)

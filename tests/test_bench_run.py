@@ -127,3 +127,38 @@ def test_subsets_and_group_rates(dataset) -> None:
     sex = rep["groups_at_fmr"]["sex"]["groups"]
     assert sum(g["impostor_pairs"] for g in sex.values()) == \
         sub["same_sex"]["impostor_pairs"]
+
+
+def test_bench_inside_the_lab(tmp_path) -> None:
+    """Records through the vault, a model through the import gate, the report to the
+    tenant's outbox, the run in the audit log."""
+    import shutil
+
+    from lab.bench.lab_run import bench_in_lab, outbox
+    from lab.gates.importing.ops import import_model
+    from lab.labdir import audit_writer, open_lab, unlock
+    from lab.vault import ops
+    from tests.audit_helpers import PASS, make_lab
+    from tests.import_helpers import configure, make_keys, sign_and_approve
+
+    lab = make_lab(tmp_path / "lab")
+    keys = make_keys(tmp_path / "keys")
+    configure(lab.paths.root, keys)
+    lab = open_lab(lab.paths.root)
+    ds = tmp_path / "ds"
+    write_dataset(SynthConfig(identities=120, captures=2, seed=77), ds, workers=1)
+    pkg = tmp_path / "pkg"
+    shutil.copytree(EIGENFACE, pkg, ignore=shutil.ignore_patterns("*.py", "*.md"))
+    sign_and_approve(pkg, keys)
+    root = unlock(lab, PASS)
+    with audit_writer(lab, root) as log:
+        ops.ingest(lab, root, "acme", ds, "tester", log)
+        assert import_model(lab, "acme", pkg, "tester", log).accepted
+        report, page = bench_in_lab(lab, root, "acme", "eigenface@1.0.0", "tester", log,
+                                    split=None)
+    assert report["protocol"]["genuine_pairs"] == 240
+    assert page.parent.parent == outbox(lab, "acme") and page.exists()
+    entries = (lab.paths.audit / "entries.jsonl").read_text()
+    assert '"bench.run"' in entries and '"vault.read"' in entries
+    with audit_writer(lab, root) as log, pytest.raises(BadInputError, match="not registered"):
+        bench_in_lab(lab, root, "acme", "nosuch@1", "tester", log)
