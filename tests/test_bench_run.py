@@ -56,6 +56,9 @@ def test_the_protocol_and_the_report(dataset) -> None:
     assert rep["eer"]["value"] < 0.35  # far better than chance on held-out identities
     fnmr = [x["fnmr"] for x in rep["operating_points"]]
     assert fnmr == sorted(fnmr)  # a stricter FMR costs more false non-matches
+    for x in rep["operating_points"][:2]:
+        lo, hi = x["fnmr_ci95_bootstrap"]
+        assert lo <= x["fnmr"] <= hi and hi - lo < 0.5
     est = [x["estimable"] for x in rep["operating_points"]]
     assert est == [True, True, False, False, False]  # 12,640 impostors: rule of three
     for key in ("nationality", "sex", "age_band"):
