@@ -363,8 +363,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.dataset is None:
         raise BadInputError("facelab bench: give --lab LAB --tenant T, or --dataset DIR")
     samples = samples_from_dataset(args.dataset)
-    matcher = Matcher(Path(args.model), args.device,
-                      warn=lambda m: print(f"facelab: {m}", file=sys.stderr))
+    if args.model == "dlib":
+        from lab.bench._dlib import DlibMatcher
+
+        matcher = DlibMatcher()
+    else:
+        matcher = Matcher(Path(args.model), args.device,
+                          warn=lambda m: print(f"facelab: {m}", file=sys.stderr))
     n = len(samples)
     update, close = _progress_bar(n, "extract")
     try:
@@ -403,6 +408,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
           + ", ".join(f"{k} {v}" for k, v in d.by_nationality.items()))
     print("  identities per sex: " + ", ".join(f"{k} {v}" for k, v in d.by_sex.items()))
     print(f"  contact sheet: {r.contact_sheet}")
+    print(f"  benchmark report: {r.bench_report}")
     a = r.audit
     state = "intact" if a.intact else f"TAMPERED ({a.first()})"
     print(f"  audit log: {a.entries} entries, {a.checkpoints} signed checkpoints, {state}")
@@ -520,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tenant", default=None)
     b.add_argument("--dataset", type=Path, default=None, help="a plain dataset directory")
     b.add_argument("--model", required=True, help="with --lab: a registered model "
-                   "(name@version or digest); with --dataset: a model directory")
+                   "(name@version or digest); with --dataset: a model directory, or "
+                   "'dlib' for dlib's ResNet reference (the reference extra)")
     b.add_argument("--split", default="test", choices=["train", "verification", "test", "all"],
                    help="with --lab: which split of the tenant's records (default test)")
     b.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

@@ -5,8 +5,8 @@ key and two import officers approval keys; generate synthetic datasets for two t
 write a contact sheet, ingest both into the vault and delete the plaintext after a
 verified ingest; import a signed and approved model, and see a package with a malicious
 pickle refused; read one tenant's records back by split; destroy the other tenant with a
-signed certificate; verify the audit log. Later components add their steps here
-(benchmark, export, purpose limits).
+signed certificate; run the 1:1 benchmark inside the lab; verify the audit log. Later
+components add their steps here (export, purpose limits).
 
 Files: ``LAB`` is a real lab (``facelab audit verify --lab LAB`` works on it);
 ``LAB/demo/contact_sheet.png`` shows faces for a person to look at;
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.audit import Event, VerifyReport, verify_log
+from lab.bench.lab_run import bench_in_lab
 from lab.gates.importing.ops import import_model
 from lab.labdir import audit_writer, init_and_record, load_public_key
 from lab.synth import SynthConfig, SynthSummary, contact_sheet, dataset_digest, write_dataset
@@ -38,6 +39,7 @@ class DemoResult:
     splits: dict[str, int]
     imported: str
     refused: list[str]
+    bench_report: Path
     certificate: Path
     audit: VerifyReport
     controls: list[tuple[str, str]]
@@ -91,6 +93,8 @@ def run_demo(
         splits: dict[str, int] = {}
         for rec in ops.read(lab, root_key, "acme", actor, log, purpose="demo: count splits"):
             splits[rec.split] = splits.get(rec.split, 0) + 1
+        bench_report, bench_page = bench_in_lab(lab, root_key, "acme", imported.model,
+                                                "acme-engineer", log, split="test")
         cert = ops.destroy(lab, root_key, "borealis", actor, log)
     report = verify_log(lab.paths.audit, lab.origin, load_public_key(lab))
     assert summary is not None
@@ -105,13 +109,17 @@ def run_demo(
         ("package with a pickle calling os.system refused",
          "refused: " + ", ".join(c.name for c in refused.failed())
          if not refused.accepted else "ACCEPTED (unexpected)"),
+        ("1:1 benchmark in the lab (test split), report to the outbox",
+         f"EER {bench_report['eer']['value']:.3f}, FNMR@FMR1e-2 "
+         f"{bench_report['operating_points'][0]['fnmr']:.3f}"),
         ("records read back by split, pseudonymous ids only",
          ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))),
         ("tenant borealis crypto-shredded, certificate signed", cert.name),
         ("audit log verified", "intact" if report.intact else "TAMPERED"),
     ]
     return DemoResult(base, generated, summary, sheet, ingested, splits, imported.model,
-                      [c.name for c in refused.failed()], cert, report, controls)
+                      [c.name for c in refused.failed()], bench_page, cert, report,
+                      controls)
 
 
 def _import_keys(lab, keys_dir: Path):
@@ -166,14 +174,23 @@ class _Payload:
         return (os.system, ("echo exfiltrate",))
 
 
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
 def _packages(work: Path, keys: Path) -> tuple[Path, Path]:
     import pickle
+    import shutil
 
     from lab.gates.importing import approve, sign_package
     from lab.gates.importing.keys import load_officer_key
 
     good, bad = work / "package-good", work / "package-malicious"
-    _tiny_model(good)
+    if (MODELS / "eigenface" / "model.onnx").exists():  # a source checkout: the baseline
+        good.mkdir()
+        for f in ("model.onnx", "model.json", "MODEL_CARD.md"):
+            shutil.copyfile(MODELS / "eigenface" / f, good / f)
+    else:
+        _tiny_model(good)
     _tiny_model(bad)
     (bad / "weights.pt").write_bytes(pickle.dumps(_Payload()))
     for pkg in (good, bad):

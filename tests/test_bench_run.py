@@ -165,3 +165,13 @@ def test_bench_inside_the_lab(tmp_path) -> None:
     assert '"bench.run"' in entries and '"vault.read"' in entries
     with audit_writer(lab, root) as log, pytest.raises(BadInputError, match="not registered"):
         bench_in_lab(lab, root, "acme", "nosuch@1", "tester", log)
+
+
+def test_the_dlib_reference_matcher(dataset) -> None:
+    pytest.importorskip("face_recognition_models")
+    from lab.bench._dlib import DlibMatcher
+
+    samples = samples_from_dataset(dataset)[:60]  # 20 subjects: dlib takes ~0.1 s a face
+    rep = run_benchmark(samples, DlibMatcher())
+    assert rep["model"]["name"] == "dlib-resnet" and rep["protocol"]["genuine_pairs"] == 40
+    assert rep["eer"]["value"] < 0.35

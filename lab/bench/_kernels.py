@@ -18,12 +18,22 @@ from numba import get_num_threads, njit, prange
 NBINS = 1 << 16
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _bin(s) -> int:
+    """The bin of one score: floor((s + 1) * NBINS / 2), clipped to the end bins."""
+    k = int((s + 1.0) * (NBINS / 2.0))
+    if k < 0:
+        return 0
+    if k >= NBINS:
+        return NBINS - 1
+    return k
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _bin_rows(scores, gen_row, local, wanted, out, fill):
     n, b = scores.shape
     nt = local.shape[0]
     cap = out.shape[1]
-    scale = NBINS / 2.0
     per = (n + nt - 1) // nt
     for t in prange(nt):
         h = local[t]
@@ -32,11 +42,7 @@ def _bin_rows(scores, gen_row, local, wanted, out, fill):
             row = scores[i]
             for j in range(b):
                 s = row[j]
-                k = int((s + 1.0) * scale)
-                if k < 0:
-                    k = 0
-                elif k >= NBINS:
-                    k = NBINS - 1
+                k = _bin(s)
                 if gen_row[j] != i:
                     h[k] += 1
                     if wanted[k]:
@@ -82,18 +88,13 @@ class Binner:
 def collect(scores, gen_row, wanted, out, fill):
     """Append to ``out`` every impostor score whose bin is marked in ``wanted``."""
     n, b = scores.shape
-    scale = NBINS / 2.0
     f = fill[0]
     for i in range(n):
         for j in range(b):
             if gen_row[j] == i:
                 continue
             s = scores[i, j]
-            k = int((s + 1.0) * scale)
-            if k < 0:
-                k = 0
-            elif k >= NBINS:
-                k = NBINS - 1
+            k = _bin(s)
             if wanted[k]:
                 if f < out.shape[0]:
                     out[f] = s
@@ -115,17 +116,12 @@ def bin_edges(k: int) -> tuple[float, float]:
 def _collect_1d(values, wanted, out, fill):
     n = values.shape[0]
     nt, cap = out.shape
-    scale = NBINS / 2.0
     per = (n + nt - 1) // nt
     for t in prange(nt):
         f = 0
         for i in range(t * per, min(n, (t + 1) * per)):
             s = values[i]
-            k = int((s + 1.0) * scale)
-            if k < 0:
-                k = 0
-            elif k >= NBINS:
-                k = NBINS - 1
+            k = _bin(s)
             if wanted[k]:
                 if f < cap:
                     out[t, f] = s

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lab.bench._dlib import DlibMatcher
 from lab.bench._matcher import Matcher
 from lab.bench._metrics import FMR_TARGETS, auc, d_prime, det_curve, eer, fnmr_at_fmr
 from lab.bench._scoring import score_pairs, score_tiles
@@ -75,7 +76,7 @@ def wilson(failures: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def run_benchmark(samples: Sequence[Sample], matcher: Matcher, *,
+def run_benchmark(samples: Sequence[Sample], matcher: Matcher | DlibMatcher, *,
                   progress: Callable[[int], None] | None = None) -> dict:
     enrol = [s for s in samples if s.kind == "passport"]
     probes = [s for s in samples if s.kind == "gate"]
