@@ -185,10 +185,10 @@ def _packages(work: Path, keys: Path) -> tuple[Path, Path]:
     from lab.gates.importing.keys import load_officer_key
 
     good, bad = work / "package-good", work / "package-malicious"
-    if (MODELS / "eigenface" / "model.onnx").exists():  # a source checkout: the baseline
+    if (MODELS / "cnn" / "model.onnx").exists():  # a source checkout: the CNN baseline
         good.mkdir()
         for f in ("model.onnx", "model.json", "MODEL_CARD.md"):
-            shutil.copyfile(MODELS / "eigenface" / f, good / f)
+            shutil.copyfile(MODELS / "cnn" / f, good / f)
     else:
         _tiny_model(good)
     _tiny_model(bad)
