@@ -341,6 +341,27 @@ def _cmd_model_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scorer(scheduler: str | None):
+    from lab.bench import score_pairs
+
+    if scheduler is None:
+        return score_pairs
+    try:
+        import distributed
+    except ImportError as e:
+        raise BadInputError("--scheduler needs the cluster extra: "
+                            "pip install 'facelab[cluster]'") from e
+    from functools import partial
+
+    from lab.bench._cluster import score_pairs_on_cluster
+
+    try:
+        client = distributed.Client(scheduler, timeout=30)
+    except OSError as e:
+        raise BadInputError(f"--scheduler {scheduler}: cannot connect ({e})") from e
+    return partial(score_pairs_on_cluster, client)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from lab.bench._matcher import Matcher
     from lab.bench.run import run_benchmark, samples_from_dataset, summary_table
@@ -370,10 +391,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:
         matcher = Matcher(Path(args.model), args.device,
                           warn=lambda m: print(f"facelab: {m}", file=sys.stderr))
-    n = len(samples)
-    update, close = _progress_bar(n, "extract")
+    scorer = _scorer(args.scheduler)
+    update, close = _progress_bar(len(samples), "extract")
     try:
-        report = run_benchmark(samples, matcher, progress=update)
+        report = run_benchmark(samples, matcher, progress=update, scorer=scorer)
     finally:
         close()
     from lab.bench.report import write_report
@@ -531,6 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--split", default="test", choices=["train", "verification", "test", "all"],
                    help="with --lab: which split of the tenant's records (default test)")
     b.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    b.add_argument("--scheduler", default=None,
+                   help="tcp://HOST:PORT of a Dask scheduler: score the blocks on the cluster")
     b.add_argument("--out", type=Path, default=None)
     b.set_defaults(func=_cmd_bench)
 

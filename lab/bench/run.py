@@ -77,7 +77,10 @@ def wilson(failures: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def run_benchmark(samples: Sequence[Sample], matcher: Matcher | DlibMatcher, *,
-                  progress: Callable[[int], None] | None = None) -> dict:
+                  progress: Callable[[int], None] | None = None,
+                  scorer: Callable = score_pairs) -> dict:
+    """Run the protocol on ``samples`` with ``matcher``; ``scorer`` is ``score_pairs``
+    in-process or ``score_pairs_on_cluster`` bound to a Dask client."""
     enrol = [s for s in samples if s.kind == "passport"]
     probes = [s for s in samples if s.kind == "gate"]
     row_of = {}
@@ -92,7 +95,7 @@ def run_benchmark(samples: Sequence[Sample], matcher: Matcher | DlibMatcher, *,
     ext_p = matcher.extract([s.image for s in probes], [s.landmarks for s in probes],
                             progress=progress)
     t0 = time.perf_counter()
-    ss = score_pairs(ext_e.templates, ext_p.templates, gen_row)
+    ss = scorer(ext_e.templates, ext_p.templates, gen_row)
     seconds = time.perf_counter() - t0
     n_pairs = len(enrol) * len(probes)
     has = np.nonzero(gen_row >= 0)[0]

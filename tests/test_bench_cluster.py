@@ -1,0 +1,34 @@
+"""The Dask scale-out gives the same results as in-process scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lab.bench import eer, fnmr_at_fmr, score_pairs
+from tests.test_bench_scoring import templates
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as c:
+        yield c
+
+
+@pytest.mark.parametrize("pilot", [0.0, 0.05])
+def test_two_worker_cluster_equals_in_process(client, pilot: float) -> None:
+    from lab.bench._cluster import score_pairs_on_cluster
+
+    rng = np.random.default_rng(5)
+    e, p, gr = templates(rng, 300, 1000, 16, quantise=True)
+    local = score_pairs(e, p, gr, pilot=pilot)
+    remote = score_pairs_on_cluster(client, e, p, gr, pilot=pilot, slice_probes=137)
+    assert np.array_equal(local.counts, remote.counts)
+    assert np.array_equal(local.genuine, remote.genuine)
+    for a in (1e-2, 1e-3, 1e-4):
+        assert fnmr_at_fmr(local, a) == fnmr_at_fmr(remote, a)
+    assert eer(local) == eer(remote)
