@@ -24,10 +24,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check lab enclave_policy tests bench
 	$(BIN)/ruff format --check lab enclave_policy tests bench
 
+# Benchmarks print tables with their own baselines. scikit-learn and pyeer are the
+# scoring benchmark's comparison points: installed here, never project dependencies.
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,reference]' scikit-learn pyeer 'setuptools<81'
 	$(BIN)/python bench/synth_speed.py
-	$(BIN)/python -m pip install --quiet -e '.[dev,reference]'
 	$(BIN)/python bench/synth_realism.py
+	$(BIN)/python bench/vault_speed.py
+	$(BIN)/python bench/audit_speed.py
+	$(BIN)/python bench/import_speed.py
+	$(BIN)/python bench/scoring_speed.py
+	$(BIN)/python bench/scoring_speed.py --big
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -64,7 +64,9 @@ def _wanted_bins(enrol, probes, gen_row, targets, pilot, seed, n_imp_total):
     # every genuine score (cheap: one dot product per probe) places the EER window; the
     # reported genuine scores come from the main pass's GEMM
     all_has = np.nonzero(gen_row >= 0)[0]
-    gen = np.sort(np.einsum("ij,ij->i", enrol[gen_row[all_has]], probes[all_has]))
+    gen = np.sort(np.concatenate([np.einsum("ij,ij->i", enrol[gen_row[c]], probes[c])
+                                  for c in np.array_split(all_has, max(1, len(all_has)
+                                                                       // 8192))]))
 
     imp = np.sort(imp)[::-1]  # descending
     n = len(imp)
@@ -178,17 +180,26 @@ def score_pairs(enrol: np.ndarray, probes: np.ndarray, gen_row: np.ndarray, *,
 
 
 def _adopt(ss: ScoreSet, vals: np.ndarray, wanted: np.ndarray | None) -> None:
-    """Record the exact values of every bin all of whose scores were copied."""
+    """Record the exact values of every bin all of whose scores were copied.
+
+    Sorts ``vals`` in place and finds each bin's slice by binary search on the bin
+    edges, so no per-value bin array is built (the copied values can be tens of
+    millions at 1e10 comparisons)."""
     if len(vals) == 0:
         return
-    vals = np.sort(vals)
-    kb = bin_index(vals)
-    bins, start = np.unique(kb, return_index=True)
-    stop = [*start[1:].tolist(), len(vals)]
-    for k, a, b in zip(bins.tolist(), start.tolist(), stop, strict=True):
-        if (wanted is None or wanted[k]) and k not in ss.exact and b - a == ss.counts[k]:
+    vals.sort()
+    k_lo, k_hi = int(bin_index(vals[0])), int(bin_index(vals[-1]))
+    edges = -1.0 + np.arange(k_lo, k_hi + 2, dtype=np.float64) * (2.0 / NBINS)
+    if k_lo == 0:
+        edges[0] = -np.inf
+    if k_hi == NBINS - 1:
+        edges[-1] = np.inf
+    cut = np.searchsorted(vals, edges.astype(np.float32), "left")  # edges are exact in f32
+    for i, k in enumerate(range(k_lo, k_hi + 1)):
+        a, b = int(cut[i]), int(cut[i + 1])
+        if b > a and (wanted is None or wanted[k]) and k not in ss.exact \
+                and b - a == ss.counts[k]:
             ss.exact[k] = vals[a:b]
-
 
 def reduce_scores(genuine: np.ndarray, impostor: np.ndarray, *,
                   targets=FMR_TARGETS, chunk: int = 1 << 20) -> ScoreSet:
