@@ -18,34 +18,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from lab.bench._kernels import NBINS, Binner, collect
+from lab.bench._kernels import Binner
 from lab.bench._metrics import FMR_TARGETS, ScoreSet, needed_bins
-from lab.bench._scoring import _adopt, _blocks, _check, _wanted_bins
+from lab.bench._scoring import _adopt, _collect_pass, _pass, prepare
 
 
 def _score_slice(enrol, probes, gen_row, wanted, capacity, block_elems):
     binner = Binner(wanted, capacity)
-    genuine = []
-    for j0, j1 in _blocks(enrol.shape[0], probes.shape[0], block_elems):
-        s = np.ascontiguousarray(enrol @ probes[j0:j1].T)
-        gr = np.ascontiguousarray(gen_row[j0:j1])
-        has = np.nonzero(gr >= 0)[0]
-        genuine.append(s[gr[has], has])
-        binner.add(s, gr)
+    genuine: list[np.ndarray] = []
+    _pass(enrol, probes, gen_row, block_elems, binner, genuine)
     vals, ok = binner.collected()
     gen = np.concatenate(genuine) if genuine else np.empty(0, np.float32)
     return binner.counts(), gen, vals, ok
-
-
-def _collect_slice(enrol, probes, gen_row, bins, expected, block_elems):
-    wanted = np.zeros(NBINS, np.bool_)
-    wanted[bins] = True
-    out = np.empty(expected + 1, np.float32)
-    fill = np.zeros(1, np.int64)
-    for j0, j1 in _blocks(enrol.shape[0], probes.shape[0], block_elems):
-        s = np.ascontiguousarray(enrol @ probes[j0:j1].T)
-        collect(s, np.ascontiguousarray(gen_row[j0:j1]), wanted, out, fill)
-    return out[: fill[0]]
 
 
 def score_pairs_on_cluster(client, enrol: np.ndarray, probes: np.ndarray,
@@ -53,12 +37,8 @@ def score_pairs_on_cluster(client, enrol: np.ndarray, probes: np.ndarray,
                            slice_probes: int = 4096, block_elems: int = 8 << 20,
                            pilot: float = 0.02, seed: int = 0) -> ScoreSet:
     """``score_pairs`` with the slices of probe columns scored by Dask workers."""
-    enrol = np.ascontiguousarray(enrol, np.float32)
-    probes = np.ascontiguousarray(probes, np.float32)
-    gen_row = np.ascontiguousarray(gen_row, np.int64)
-    _check(enrol, probes, gen_row)
-    n_imp = enrol.shape[0] * probes.shape[0] - int((gen_row >= 0).sum())
-    wanted, cap = _wanted_bins(enrol, probes, gen_row, targets, pilot, seed, n_imp)
+    enrol, probes, gen_row, wanted, cap = prepare(enrol, probes, gen_row, targets, pilot,
+                                                  seed)
     [e_fut] = client.scatter([enrol], broadcast=True)
     slices = [(j, min(j + slice_probes, len(probes))) for j in range(0, len(probes),
                                                                       slice_probes)]
@@ -74,7 +54,7 @@ def score_pairs_on_cluster(client, enrol: np.ndarray, probes: np.ndarray,
     missing = sorted(needed_bins(ss, targets) - set(ss.exact))
     if missing:
         expected = int(counts[missing].sum())
-        futs = [client.submit(_collect_slice, e_fut, probes[a:b], gen_row[a:b], missing,
-                              expected, block_elems, pure=False) for a, b in slices]
+        futs = [client.submit(_collect_pass, e_fut, probes[a:b], gen_row[a:b], block_elems,
+                              missing, expected, pure=False) for a, b in slices]
         _adopt(ss, np.concatenate(client.gather(futs)), None)
     return ss

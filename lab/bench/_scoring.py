@@ -129,14 +129,26 @@ def _pass(enrol, probes, gen_row, block_elems, binner, genuine):
         binner.add(s, gr)
 
 
-def _collect_pass(enrol, probes, gen_row, block_elems, bins, counts) -> np.ndarray:
+def _collect_pass(enrol, probes, gen_row, block_elems, bins, expected: int) -> np.ndarray:
+    """Every impostor score of the given bins (at most ``expected`` of them)."""
     wanted = np.zeros(NBINS, np.bool_)
     wanted[bins] = True
-    out = np.empty(int(counts[bins].sum()) + 1, np.float32)
+    out = np.empty(expected + 1, np.float32)
     fill = np.zeros(1, np.int64)
     for s, gr in _gemm_blocks(enrol, probes, gen_row, block_elems):
         collect(s, gr, wanted, out, fill)
     return out[: fill[0]]
+
+
+def prepare(enrol, probes, gen_row, targets, pilot, seed):
+    """Validated C-contiguous inputs, and the bins the pilot expects to decide."""
+    enrol = np.ascontiguousarray(enrol, np.float32)
+    probes = np.ascontiguousarray(probes, np.float32)
+    gen_row = np.ascontiguousarray(gen_row, np.int64)
+    _check(enrol, probes, gen_row)
+    n_imp = enrol.shape[0] * probes.shape[0] - int((gen_row >= 0).sum())
+    wanted, cap = _wanted_bins(enrol, probes, gen_row, targets, pilot, seed, n_imp)
+    return enrol, probes, gen_row, wanted, cap
 
 
 def score_pairs(enrol: np.ndarray, probes: np.ndarray, gen_row: np.ndarray, *,
@@ -157,12 +169,8 @@ def score_pairs(enrol: np.ndarray, probes: np.ndarray, gen_row: np.ndarray, *,
         Share of probe columns in the pilot that marks the bins to copy exactly during
         the main pass (0: none; the deciding bins are then collected by a second pass).
     """
-    enrol = np.ascontiguousarray(enrol, np.float32)
-    probes = np.ascontiguousarray(probes, np.float32)
-    gen_row = np.ascontiguousarray(gen_row, np.int64)
-    _check(enrol, probes, gen_row)
-    n_imp = enrol.shape[0] * probes.shape[0] - int((gen_row >= 0).sum())
-    wanted, cap = _wanted_bins(enrol, probes, gen_row, targets, pilot, seed, n_imp)
+    enrol, probes, gen_row, wanted, cap = prepare(enrol, probes, gen_row, targets, pilot,
+                                                  seed)
     binner = Binner(wanted, cap)
     genuine: list[np.ndarray] = []
     _pass(enrol, probes, gen_row, block_elems, binner, genuine)
@@ -174,8 +182,8 @@ def score_pairs(enrol: np.ndarray, probes: np.ndarray, gen_row: np.ndarray, *,
         _adopt(ss, vals, wanted)
     missing = sorted(needed_bins(ss, targets) - set(ss.exact))
     if missing:  # second pass over only the deciding bins
-        _adopt(ss, _collect_pass(enrol, probes, gen_row, block_elems, missing, counts),
-               None)
+        _adopt(ss, _collect_pass(enrol, probes, gen_row, block_elems, missing,
+                                 int(counts[missing].sum())), None)
     return ss
 
 
@@ -247,7 +255,7 @@ def score_tiles(tiles, *, targets=FMR_TARGETS, thresholds=(),
     extra = {int(bin_index(t)) for t in thresholds if math.isfinite(t)}
     missing = sorted(needed_bins(ss, targets) | {k for k in extra if ss.counts[k] > 0})
     if missing:
-        vals = [_collect_pass(e, p, g, block_elems, missing, ss.counts)
+        vals = [_collect_pass(e, p, g, block_elems, missing, int(ss.counts[missing].sum()))
                 for e, p, g in tiles if len(e) and len(p)]
         _adopt(ss, np.concatenate(vals) if vals else np.empty(0, np.float32), None)
     return ss
