@@ -239,3 +239,26 @@ def test_every_refusal_is_audited_with_its_reasons(lab, tmp_path) -> None:
     last = json.loads((lab.paths.audit / "entries.jsonl").read_text().splitlines()[-1])
     assert last["action"] == "model.import" and last["decision"] == "refused"
     assert "signature" in last["details"]["failed"]
+
+
+def test_a_signature_that_leaves_the_model_unsigned(lab, keys, tmp_path) -> None:
+    """model-signing verifies all but the paths the signer ignored: a tenant signature
+    that ignores model.onnx verifies with any model.onnx. The gate refuses it."""
+    import model_signing
+
+    from lab.gates.importing import approve
+
+    pkg = make_package(tmp_path / "p")
+    (pkg / "signatures").mkdir()
+    hashing = model_signing.hashing.Config().set_ignored_paths(
+        paths=["signatures", "model.onnx"], ignore_git_paths=False)
+    (model_signing.signing.Config().set_hashing_config(hashing)
+     .use_elliptic_key_signer(private_key=keys.tenant_key)
+     .sign(pkg, pkg / "signatures" / "tenant.sig"))
+    for name, key in keys.officers.items():
+        approve(pkg, name, key)
+    (pkg / "model.onnx").write_bytes(build_model(dim=16, custom_op=False).SerializeToString()
+                                     + b"")  # swapped after signing, still "verifies"
+    f = failed(gate(lab, pkg))
+    assert "only 'signatures' may be left out" in f["signature"]
+    assert "model.onnx: not covered" in f["signature"]

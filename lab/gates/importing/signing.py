@@ -70,6 +70,33 @@ def statement_digest(sig_path: Path) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
+def signed_statement(sig_path: Path) -> dict:
+    """The in-toto statement inside the tenant's bundle (not verified by itself)."""
+    bundle = json.loads(sig_path.read_text())
+    return json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+
+
+def unsigned_files(package: Path, files: list[str]) -> list[str]:
+    """Package files the verified statement does not cover. model-signing verifies
+    every file except the paths the *signer* chose to ignore, so a statement that
+    ignores model.onnx would verify with model.onnx swapped: only signatures/ may be
+    left out, and every other file must be a signed resource."""
+    st = signed_statement(package / TENANT_SIG)
+    pred = st.get("predicate", {})
+    problems = []
+    ser = pred.get("serialization", {})
+    if ser.get("ignore_paths", []) != [SIG_DIR]:
+        problems.append(f"the signature ignores {ser.get('ignore_paths')!r}; only "
+                        f"{SIG_DIR!r} may be left out")
+    if ser.get("allow_symlinks", False):
+        problems.append("the signature allows symbolic links")
+    names = {r.get("name") for r in pred.get("resources", [])}
+    for f in files:
+        if not f.startswith(SIG_DIR + "/") and f not in names:
+            problems.append(f"{f}: not covered by the tenant's signature")
+    return problems
+
+
 def verify_tenant(package: Path, public_key_pem: str) -> None:
     """Raise ValueError unless the tenant's bundle verifies and every file matches it."""
     import model_signing

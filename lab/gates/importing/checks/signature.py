@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 
 from lab.gates.importing._types import CheckResult, GateContext, result
-from lab.gates.importing.signing import APPROVALS, TENANT_SIG, check_approval, statement_digest
+from lab.gates.importing.signing import (
+    APPROVALS,
+    TENANT_SIG,
+    check_approval,
+    statement_digest,
+    unsigned_files,
+)
 from lab.labdir import public_key_from_b64
 
 NAME = "signature"
@@ -22,10 +28,13 @@ def run(ctx: GateContext) -> CheckResult:
         from lab.gates.importing.signing import verify_tenant
 
         verify_tenant(ctx.root, key)
-        ctx.statement_sha256 = statement_digest(ctx.root / TENANT_SIG)
     except Exception as e:  # model-signing raises ValueError and friends on any mismatch
         msg = str(e).replace("\n", " ")
         return result(NAME, [f"tenant signature does not verify: {msg[:300]}"])
+    problems = unsigned_files(ctx.root, sorted(ctx.package.files))
+    if problems:
+        return result(NAME, problems)
+    ctx.statement_sha256 = statement_digest(ctx.root / TENANT_SIG)
     return result(NAME, [], f"signed statement sha256:{ctx.statement_sha256}")
 
 
