@@ -335,6 +335,30 @@ def test_edited_entry_with_the_hash_store_rebuilt(signed_lab) -> None:
     assert verify(signed_lab).first().kind == "edited-entry"
 
 
+def test_a_damaged_hash_store_is_not_called_an_edited_entry(signed_lab) -> None:
+    hashes = signed_lab.paths.audit / "hashes.bin"
+    data = bytearray(hashes.read_bytes())
+    data[4 * 32 + 3] ^= 0xFF  # corrupt the stored leaf hash of entry 3 (position 4)
+    hashes.write_bytes(bytes(data))
+    rep = verify(signed_lab)
+    assert rep.first().kind == "hash-store-mismatch"
+    with audit_writer(signed_lab, PASS) as log:
+        log.rebuild()
+    assert verify(signed_lab).intact
+
+
+def test_an_edit_after_the_last_checkpoint(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path / "lab", entries=12, checkpoint_every=5)
+    # the writer closed (checkpoint at 13); append two more without closing: an unsigned tail
+    log = audit_writer(lab, PASS)
+    log.record_many([Event("test.tail", "tester", details={"k": k}) for k in range(2)])
+    ls = lines(lab)
+    ls[-1] = ls[-1].replace(b'"k":1', b'"k":7')
+    write_lines(lab, ls)
+    rep = verify(lab)
+    assert rep.first().kind == "edited-entry" and rep.first().entry == 14
+
+
 def test_deleted_entry(signed_lab) -> None:
     ls = lines(signed_lab)
     del ls[12]

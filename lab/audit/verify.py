@@ -231,8 +231,14 @@ def verify_log(
                                  f"{edited_below} differs from what the checkpoint signed "
                                  "(hash store rewritten too)"))
     elif first_edit is not None and (seq_damage is None or seq_damage > first_edit):
-        damage.append(Damage("edited-entry", first_edit,
-                             f"entry {first_edit} differs from its stored hash"))
+        if first_edit < rep.latest_size:
+            # the entry agrees with what the checkpoints signed: the derived store is wrong
+            damage.append(Damage("hash-store-mismatch", first_edit, f"{HASHES} holds a wrong "
+                                 f"leaf hash for entry {first_edit}; the entries match the "
+                                 "signed checkpoints (facelab audit repair rebuilds it)"))
+        else:
+            damage.append(Damage("edited-entry", first_edit, f"entry {first_edit}, after "
+                                 "the last signed checkpoint, differs from its stored hash"))
 
     # 5. an outside witness's checkpoint
     if witness is not None:
