@@ -175,3 +175,14 @@ def test_the_dlib_reference_matcher(dataset) -> None:
     rep = run_benchmark(samples, DlibMatcher())
     assert rep["model"]["name"] == "dlib-resnet" and rep["protocol"]["genuine_pairs"] == 40
     assert rep["eer"]["value"] < 0.35
+
+
+def test_a_second_passport_is_not_scored_as_an_impostor(dataset) -> None:
+    import dataclasses
+
+    samples = samples_from_dataset(dataset)
+    extra = [dataclasses.replace(s) for s in samples if s.kind == "passport"][:5]
+    rep = run_benchmark(samples + extra, Matcher(EIGENFACE))
+    assert rep["protocol"]["enrolments"] == 80
+    assert rep["protocol"]["passport_images_not_enrolled"] == 5
+    assert rep["protocol"]["impostor_pairs"] == 80 * 160 - 160

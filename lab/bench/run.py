@@ -81,11 +81,18 @@ def run_benchmark(samples: Sequence[Sample], matcher: Matcher | DlibMatcher, *,
                   scorer: Callable = score_pairs) -> dict:
     """Run the protocol on ``samples`` with ``matcher``; ``scorer`` is ``score_pairs``
     in-process or ``score_pairs_on_cluster`` bound to a Dask client."""
-    enrol = [s for s in samples if s.kind == "passport"]
+    # one enrolment per subject (its first passport image): a second passport of the
+    # same subject would otherwise be scored against that subject's probes as an impostor
+    enrol, row_of, extra = [], {}, 0
+    for s in samples:
+        if s.kind != "passport":
+            continue
+        if s.subject in row_of:
+            extra += 1
+            continue
+        row_of[s.subject] = len(enrol)
+        enrol.append(s)
     probes = [s for s in samples if s.kind == "gate"]
-    row_of = {}
-    for i, s in enumerate(enrol):
-        row_of.setdefault(s.subject, i)
     gen_row = np.array([row_of.get(s.subject, -1) for s in probes], np.int64)
     if not enrol or not probes or (gen_row < 0).all():
         raise BadInputError("no genuine pairs: the data needs passport and gate images of "
@@ -160,7 +167,8 @@ def run_benchmark(samples: Sequence[Sample], matcher: Matcher | DlibMatcher, *,
     return {
         "protocol": {"enrolments": len(enrol), "probes": len(probes),
                      "subjects": len(row_of), "genuine_pairs": ss.n_genuine,
-                     "impostor_pairs": ss.n_impostor},
+                     "impostor_pairs": ss.n_impostor,
+                     "passport_images_not_enrolled": extra},
         "model": {**matcher.spec, "template_bytes": ext_e.template_bytes,
                   "extraction_ms_per_image": 1000 * (ext_e.seconds_per_image
                                                      + ext_p.seconds_per_image) / 2},

@@ -87,8 +87,8 @@ def read_dataset(root: Path | str, max_side: int = 1024) -> list[Item]:
         h, w = img.shape[:2]
         if not (16 <= h <= max_side and 16 <= w <= max_side):
             raise BadInputError(f"{file}: size {w}x{h} outside [16, {max_side}]")
-        if img.ndim != 3 or img.shape[2] != 3:
-            raise BadInputError(f"{file}: not a 3-channel RGB image")
+        if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (1, 3, 4))):
+            raise BadInputError(f"{file}: not a grayscale, RGB or RGBA image")
         try:
             lms = [float(row[f"lm{i}_{a}"]) for i in range(5) for a in "xy"]
             int(row["birth_year"])
