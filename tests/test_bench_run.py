@@ -186,3 +186,33 @@ def test_a_second_passport_is_not_scored_as_an_impostor(dataset) -> None:
     assert rep["protocol"]["enrolments"] == 80
     assert rep["protocol"]["passport_images_not_enrolled"] == 5
     assert rep["protocol"]["impostor_pairs"] == 80 * 160 - 160
+
+
+@pytest.mark.parametrize("layout,channels", [("NHWC", "BGR"), ("NCHW", "RGB"),
+                                             ("NHWC", "GRAY")])
+def test_layouts_and_channel_orders_from_model_json(dataset, tmp_path, layout, channels):
+    """An ArcFace-style 112x112 model, or any layout/channel order model.json declares."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    c = 1 if channels == "GRAY" else 3
+    shape = ["N", 112, 112, c] if layout == "NHWC" else ["N", c, 112, 112]
+    axes = [1, 2] if layout == "NHWC" else [2, 3]
+    w = numpy_helper.from_array(np.arange(c * 8, dtype=np.float32).reshape(c, 8) + 1, "W")
+    g = helper.make_graph(
+        [helper.make_node("ReduceMean", ["x"], ["m"], axes=axes, keepdims=0),
+         helper.make_node("MatMul", ["m", "W"], ["y"])], "t",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])], [w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    spec = {"name": "t", "version": "1", "input": {"size": [112, 112], "layout": layout,
+                                                   "channels": channels, "mean": 127.5,
+                                                   "std": 128.0},
+            "output": {"dim": 8}, "similarity": "cosine"}
+    m = Matcher(_model_dir(tmp_path / "m", model, spec))
+    s = samples_from_dataset(dataset)[:3]
+    x = m.preprocess([s[0].image])
+    assert x.shape == ((1, 112, 112, c) if layout == "NHWC" else (1, c, 112, 112))
+    if channels == "BGR":  # channel order reversed before normalisation
+        assert np.allclose(x[0, 5, 5, 0], (s[0].image[5, 5, 2] - 127.5) / 128)
+    ext = m.extract([t.image for t in s], [t.landmarks for t in s])
+    assert ext.templates.shape == (3, 8)
