@@ -385,3 +385,11 @@ def test_destroy_of_an_unknown_tenant(lab) -> None:
     root = unlock(lab, PASS)
     with audit_writer(lab, root) as log, pytest.raises(BadInputError, match="no data"):
         ops.destroy(lab, root, "ghost", "officer", log)
+
+
+def test_a_manifest_saved_with_a_byte_order_mark(lab, tmp_path) -> None:
+    ds = tmp_path / "bom"
+    write_dataset(SynthConfig(identities=3, captures=1, seed=2), ds, workers=1)
+    text = (ds / "manifest.csv").read_text(encoding="utf-8")
+    (ds / "manifest.csv").write_text("\ufeff" + text, encoding="utf-8")
+    assert len(read_dataset(ds)) == 6

@@ -37,7 +37,7 @@ def read_dataset(root: Path | str, max_side: int = 1024) -> list[Item]:
     if not root.is_dir():
         raise BadInputError(f"{root}: not a directory")
     try:
-        with open(manifest, encoding="utf-8", newline="") as f:
+        with open(manifest, encoding="utf-8-sig", newline="") as f:  # tolerate a BOM
             reader = csv.DictReader(f)
             header = reader.fieldnames or []
             rows = list(reader)
