@@ -571,6 +571,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FacelabError as e:
         print(f"facelab: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a read-only directory, a full disk, a missing file
+        where = e.filename or "facelab"
+        print(f"facelab: error: {where}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("facelab: interrupted", file=sys.stderr)
         return 130

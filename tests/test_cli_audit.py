@@ -116,3 +116,10 @@ def test_synth_with_lab_records_the_dataset(lab: Path, tmp_path: Path) -> None:
     assert len(shown) == 1 and shown[0]["object"].startswith("sha256:")
     assert shown[0]["details"]["identities"] == 3
     assert run("audit", "verify", "--lab", str(lab)).returncode == 0
+
+
+def test_an_unreadable_lab_file_is_one_line_not_a_traceback(lab: Path) -> None:
+    (lab / "audit" / "entries.jsonl").unlink()
+    (lab / "audit" / "entries.jsonl").mkdir()  # a directory where a file must be
+    line = one_line_error(run("audit", "repair", "--lab", str(lab)))
+    assert "entries.jsonl" in line
