@@ -58,7 +58,10 @@ def sign(cp: Checkpoint, key: Ed25519PrivateKey) -> str:
 
 def parse(note: str | bytes) -> tuple[Checkpoint, list[tuple[str, bytes]]]:
     """Split a note into its checkpoint and its (key name, key id || signature) lines."""
-    text = note.decode("utf-8") if isinstance(note, bytes) else note
+    try:
+        text = note.decode("utf-8") if isinstance(note, bytes) else note
+    except UnicodeDecodeError as e:
+        raise NoteError("not a signed note: not UTF-8 text") from e
     if "\n\n" not in text or not text.endswith("\n"):
         raise NoteError("not a signed note: no blank line before the signatures")
     body, sigs = text.split("\n\n", 1)
