@@ -58,3 +58,34 @@ def test_model_json_validation_never_crashes(doc) -> None:
                        json_values, max_size=5))
 def test_model_json_with_the_right_keys_and_wrong_values(doc) -> None:
     assert isinstance(validate(doc), list)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=400), st.binary(max_size=300))
+def test_dataset_reader_raises_only_bad_input(tmp_path_factory, manifest: bytes,
+                                              image: bytes) -> None:
+    from lab.errors import BadInputError
+    from lab.vault.dataset import read_dataset
+
+    d = tmp_path_factory.mktemp("fz")
+    (d / "images").mkdir()
+    header = b"subject_id,capture_id,kind,path,name,passport_no,nationality,sex,birth_year," \
+        + b",".join(f"lm{i}_{a}".encode() for i in range(5) for a in "xy") + b"\n"
+    (d / "manifest.csv").write_bytes(header + manifest)
+    (d / "images" / "a.png").write_bytes(image)
+    with contextlib.suppress(BadInputError):
+        read_dataset(d)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.binary(max_size=300), json_values)
+def test_import_gate_reports_on_any_package(tmp_path_factory, onnx_bytes, spec) -> None:
+    from enclave_policy import load_policy
+    from lab.gates.importing import inspect
+
+    d = tmp_path_factory.mktemp("pkg")
+    (d / "model.onnx").write_bytes(onnx_bytes)
+    (d / "model.json").write_text(json.dumps(spec))
+    report, ctx = inspect(d, "acme", load_policy().importing, dynamic=False)
+    ctx.package.cleanup()
+    assert not report.accepted and report.failed()
