@@ -1,4 +1,5 @@
-"""The only module that touches cryptography's hazmat layer: recipes are built on it.
+"""The only module that does symmetric cryptography (cryptography's hazmat layer):
+the vault's recipes are built on these few functions.
 
     derive_root(secret, salt)     scrypt (n=2^15, r=8, p=1) -> 32-byte root key
     subkey(key, label)            HKDF-SHA256, a purpose label per subkey
