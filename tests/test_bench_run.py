@@ -216,3 +216,16 @@ def test_layouts_and_channel_orders_from_model_json(dataset, tmp_path, layout, c
         assert np.allclose(x[0, 5, 5, 0], (s[0].image[5, 5, 2] - 127.5) / 128)
     ext = m.extract([t.image for t in s], [t.landmarks for t in s])
     assert ext.templates.shape == (3, 8)
+
+
+def test_cuda_without_a_gpu_says_so_and_uses_the_cpu() -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("a CUDA provider is present here")
+    said = []
+    m = Matcher(EIGENFACE, "cuda", warn=said.append)
+    assert said and "using the CPU" in said[0]
+    assert m.session.get_providers() == ["CPUExecutionProvider"]
+    with pytest.raises(BadInputError, match="--device"):
+        Matcher(EIGENFACE, "tpu")
