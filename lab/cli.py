@@ -219,10 +219,14 @@ def _cmd_audit_repair(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unlocked(lab_path: Path):
-    """Open a lab, unlock its root key once, and open its audit log for recording."""
+def _unlocked(lab_path: Path, tenant: str | None = None):
+    """Check the tenant name (if any) before anything else, open the lab, unlock its
+    root key once, and open its audit log for recording."""
     from lab.labdir import actor_name, audit_writer, open_lab, read_passphrase, unlock
+    from lab.vault.store import check_tenant
 
+    if tenant is not None:
+        check_tenant(tenant)
     lab = open_lab(lab_path)
     root = unlock(lab, read_passphrase())
     return lab, root, audit_writer(lab, root), actor_name()
@@ -230,10 +234,8 @@ def _unlocked(lab_path: Path):
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from lab.vault import ops
-    from lab.vault.store import check_tenant
 
-    check_tenant(args.tenant)
-    lab, root, log, actor = _unlocked(args.lab)
+    lab, root, log, actor = _unlocked(args.lab, args.tenant)
     with log:
         r = ops.ingest(lab, root, args.tenant, args.dataset, actor, log,
                        delete_source=args.delete_source)
@@ -250,10 +252,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 def _cmd_destroy(args: argparse.Namespace) -> int:
     from lab.vault import ops
-    from lab.vault.store import check_tenant
 
-    check_tenant(args.tenant)
-    lab, root, log, actor = _unlocked(args.lab)
+    lab, root, log, actor = _unlocked(args.lab, args.tenant)
     with log:
         path = ops.destroy(lab, root, args.tenant, actor, log)
     cert = json.loads(path.read_text())["certificate"]
@@ -309,10 +309,8 @@ def _cmd_model_approve(args: argparse.Namespace) -> int:
 
 def _cmd_model_import(args: argparse.Namespace) -> int:
     from lab.gates.importing.ops import import_model
-    from lab.vault.store import check_tenant
 
-    check_tenant(args.tenant)
-    lab, _root, log, actor = _unlocked(args.lab)
+    lab, _root, log, actor = _unlocked(args.lab, args.tenant)
     with log:
         report = import_model(lab, args.tenant, args.package, actor, log)
     if args.json:
@@ -356,7 +354,7 @@ def _scorer(scheduler: str | None):
     from lab.bench._cluster import score_pairs_on_cluster
 
     try:
-        client = distributed.Client(scheduler, timeout=30)
+        client = distributed.Client(scheduler, timeout=10)
     except OSError as e:
         raise BadInputError(f"--scheduler {scheduler}: cannot connect ({e})") from e
     return partial(score_pairs_on_cluster, client)
@@ -368,12 +366,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.lab is not None:
         from lab.bench.lab_run import bench_in_lab
-        from lab.vault.store import check_tenant
 
         if not args.tenant:
             raise BadInputError("facelab bench --lab needs --tenant")
-        check_tenant(args.tenant)
-        lab, root, log, actor = _unlocked(args.lab)
+        lab, root, log, actor = _unlocked(args.lab, args.tenant)
         with log:
             report, page = bench_in_lab(lab, root, args.tenant, str(args.model), actor, log,
                                         split=None if args.split == "all" else args.split,
@@ -383,6 +379,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if args.dataset is None:
         raise BadInputError("facelab bench: give --lab LAB --tenant T, or --dataset DIR")
+    scorer = _scorer(args.scheduler)  # an unreachable cluster fails before any work
     samples = samples_from_dataset(args.dataset)
     if args.model == "dlib":
         from lab.bench._dlib import DlibMatcher
@@ -391,7 +388,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:
         matcher = Matcher(Path(args.model), args.device,
                           warn=lambda m: print(f"facelab: {m}", file=sys.stderr))
-    scorer = _scorer(args.scheduler)
     update, close = _progress_bar(len(samples), "extract")
     try:
         report = run_benchmark(samples, matcher, progress=update, scorer=scorer)

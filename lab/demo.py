@@ -143,8 +143,9 @@ def _import_keys(lab, keys_dir: Path):
 
 
 def _tiny_model(d: Path, dim: int = 32) -> None:
-    """A stand-in embedding (pooled colour -> random projection) until the baseline
-    matchers ship in models/: enough to exercise the gate, useless as a matcher."""
+    """A stand-in embedding (pooled colour -> random projection): the malicious package's
+    model, and the good one when models/ is not there (an installed, not checked-out,
+    facelab). Enough to exercise the gate, useless as a matcher."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper

@@ -32,3 +32,15 @@ def test_two_worker_cluster_equals_in_process(client, pilot: float) -> None:
     for a in (1e-2, 1e-3, 1e-4):
         assert fnmr_at_fmr(local, a) == fnmr_at_fmr(remote, a)
     assert eer(local) == eer(remote)
+
+
+def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "lab.cli", "bench", "--dataset", str(tmp_path),
+                        "--model", "models/eigenface", "--scheduler", "tcp://127.0.0.1:9"],
+                       capture_output=True, text=True, check=False, timeout=120)
+    assert p.returncode == 2
+    assert "cannot connect" in p.stderr
+    assert "Traceback" not in p.stderr

@@ -257,8 +257,9 @@ def test_a_signature_that_leaves_the_model_unsigned(lab, keys, tmp_path) -> None
      .sign(pkg, pkg / "signatures" / "tenant.sig"))
     for name, key in keys.officers.items():
         approve(pkg, name, key)
-    (pkg / "model.onnx").write_bytes(build_model(dim=16, custom_op=False).SerializeToString()
-                                     + b"")  # swapped after signing, still "verifies"
+    before = (pkg / "model.onnx").read_bytes()
+    (pkg / "model.onnx").write_bytes(build_model(dim=32).SerializeToString())  # swapped
+    assert (pkg / "model.onnx").read_bytes() != before
     f = failed(gate(lab, pkg))
     assert "only 'signatures' may be left out" in f["signature"]
     assert "model.onnx: not covered" in f["signature"]

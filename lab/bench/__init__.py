@@ -1,5 +1,7 @@
-"""1:1 verification benchmark: the exact, streaming scoring core (more to come: matchers,
-reports, demographic differentials; see issue 5)."""
+"""1:1 verification benchmark: the exact, streaming scoring core and its metrics.
+
+The protocol, matchers and reports are in ``lab.bench.run``, ``lab.bench.report`` and
+``lab.bench.lab_run``; the Dask scale-out in ``lab.bench._cluster``."""
 
 from lab.bench._metrics import (
     FMR_TARGETS,

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-# Bins over [-1, 1]. 2^16 (width 3.1e-5) keeps each thread's histogram (512 KiB) in the
-# L2 cache, which the hot loop needs (2^20 bins ran 3x slower); exactness does not depend
-# on the width: the deciding bins are read from their exact values.
+# Bins over [-1, 1]. 2^16 (width 3.1e-5) keeps each thread's int32 histogram (256 KiB)
+# in the L2 cache (with 2^20 bins the kernel took 1.40 s instead of 1.04 s on 4e8
+# scores); exactness does not depend on the width: the deciding bins are read exactly.
 NBINS = 1 << 16
 
 

@@ -55,7 +55,6 @@ def run(ctx: GateContext) -> CheckResult:
             if not ok:
                 problems.append(f"{rel}: expected {want}, the bytes say {kind}")
             continue
-        ctx.kinds[rel] = kind
         if kind in ("binary", "npy") and rel not in allowed:
             # may be ONNX external data; the ONNX check adopts it if model.onnx refers to it
             continue
