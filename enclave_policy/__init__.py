@@ -3,6 +3,7 @@
 from enclave_policy._load import (
     DEFAULT_POLICY,
     AuditPolicy,
+    ExportPolicy,
     ImportPolicy,
     Policy,
     VaultPolicy,
@@ -12,6 +13,7 @@ from enclave_policy._load import (
 __all__ = [
     "DEFAULT_POLICY",
     "AuditPolicy",
+    "ExportPolicy",
     "ImportPolicy",
     "Policy",
     "VaultPolicy",

@@ -40,6 +40,30 @@ class ImportPolicy:
     smoke_memory_mb: int
 
 
+SEVERITIES = ("low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class ExportPolicy:
+    """[export] and its sub-tables: the export gate's rules and thresholds."""
+
+    refuse_at: str
+    allow_unscannable: tuple[str, ...]
+    max_artifact_bytes: int
+    max_tensor_elements: int
+    max_depth: int
+    reviewers: dict[str, str]
+    identifiers: dict
+    faces: dict
+    templates: dict
+    payloads: dict
+    memorisation: dict
+    structural: dict
+
+    def refuses(self, severity: str) -> bool:
+        return SEVERITIES.index(severity) >= SEVERITIES.index(self.refuse_at)
+
+
 @dataclass(frozen=True)
 class Policy:
     """The parts of the policy the code reads today; the raw table keeps the rest."""
@@ -49,6 +73,7 @@ class Policy:
     importing: ImportPolicy
     raw: dict
     source: Path
+    exporting: ExportPolicy | None = None
 
 
 def _get(table: dict, key: str, typ: type, where: str, path: Path):
@@ -77,7 +102,75 @@ def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
     if not 1 <= every <= 1_000_000:
         raise BadInputError(f"{path}: audit.checkpoint_every must be in [1, 1000000]")
     prefix = _get(audit, "origin_prefix", str, "audit.", path)
-    return Policy(AuditPolicy(every, prefix), _vault(raw, path), _import(raw, path), raw, path)
+    return Policy(AuditPolicy(every, prefix), _vault(raw, path), _import(raw, path), raw, path,
+                  _export(raw, path))
+
+
+# key -> (type, low, high) for the numeric keys of each [export.*] sub-table
+_EXPORT_SCHEMA: dict[str, dict[str, tuple[type, float, float]]] = {
+    "faces": {"min_side": (int, 4, 4096), "max_side": (int, 4, 65536),
+              "face_likeness": (float, 0, 1), "distinctness": (float, 1, 1e6),
+              "min_subjects_k": (int, 2, 10**6), "aggregate_fit": (float, 0, 1),
+              "max_views": (int, 1, 10**9)},
+    "templates": {"fmr": (float, 0, 1), "min_cosine": (float, -1, 1),
+                  "max_records": (int, 1, 10**9)},
+    "payloads": {"base64_min_chars": (int, 8, 10**9), "hex_min_chars": (int, 8, 10**9),
+                 "opaque_min_bytes": (int, 1, 10**9), "lsb_min_values": (int, 64, 10**12),
+                 "lsb_min_entropy": (float, 0, 8)},
+    "memorisation": {"max_subjects": (int, 10, 10**7), "alpha": (float, 0, 1),
+                     "max_auc": (float, 0.5, 1), "max_tpr_at_fpr": (float, 0, 1),
+                     "min_held_out": (int, 2, 10**7)},
+    "structural": {"min_rows": (int, 2, 10**9)},
+    "identifiers": {},
+}
+
+
+def _export(raw: dict, path: Path) -> ExportPolicy | None:
+    t = raw.get("export")
+    if t is None:
+        return None
+    if not isinstance(t, dict):
+        raise BadInputError(f"{path}: [export] must be a table")
+    w = "export."
+    refuse_at = _get(t, "refuse_at", str, w, path)
+    if refuse_at not in SEVERITIES:
+        raise BadInputError(f"{path}: export.refuse_at must be one of {SEVERITIES}")
+    allow = _get(t, "allow_unscannable", list, w, path)
+    if not all(isinstance(x, str) for x in allow):
+        raise BadInputError(f"{path}: export.allow_unscannable must be a list of suffixes")
+    ints = {}
+    for key in ("max_artifact_bytes", "max_tensor_elements", "max_depth"):
+        ints[key] = _get(t, key, int, w, path)
+        if ints[key] < 1:
+            raise BadInputError(f"{path}: export.{key} must be at least 1")
+    reviewers = _get(t, "reviewers", dict, w, path)
+    if not all(isinstance(k, str) and isinstance(x, str) for k, x in reviewers.items()):
+        raise BadInputError(f"{path}: export.reviewers must map names to strings")
+    subs = {}
+    for sub, schema in _EXPORT_SCHEMA.items():
+        st = _get(t, sub, dict, w, path)
+        for key, (typ, lo, hi) in schema.items():
+            if key not in st:
+                raise BadInputError(f"{path}: missing key {w}{sub}.{key}")
+            v = st[key]
+            ok = isinstance(v, int) if typ is int else isinstance(v, int | float)
+            if not ok or isinstance(v, bool) or not lo <= v <= hi:
+                raise BadInputError(f"{path}: {w}{sub}.{key} must be in [{lo}, {hi}]")
+        subs[sub] = dict(st)
+    ident = subs["identifiers"]
+    fields = _get(ident, "fields", list, f"{w}identifiers.", path)
+    if not set(fields) <= {"name", "passport_no", "birth_date"}:
+        raise BadInputError(f"{path}: export.identifiers.fields may hold only name, "
+                            "passport_no, birth_date")
+    if _get(ident, "birth_date_alone", str, f"{w}identifiers.", path) not in SEVERITIES:
+        raise BadInputError(f"{path}: export.identifiers.birth_date_alone must be one of "
+                            f"{SEVERITIES}")
+    words = _get(ident, "context_words", list, f"{w}identifiers.", path)
+    if not all(isinstance(x, str) for x in words):
+        raise BadInputError(f"{path}: export.identifiers.context_words must be strings")
+    if subs["faces"]["min_side"] > subs["faces"]["max_side"]:
+        raise BadInputError(f"{path}: export.faces.min_side exceeds max_side")
+    return ExportPolicy(refuse_at, tuple(allow), reviewers=dict(reviewers), **ints, **subs)
 
 
 def _str_map(t: dict, key: str, path: Path) -> dict[str, str]:

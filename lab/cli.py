@@ -324,6 +324,82 @@ def _cmd_model_import(args: argparse.Namespace) -> int:
     return 0
 
 
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from lab.gates.exporting.ops import Override, export
+
+    override = None
+    if args.override is not None:
+        try:
+            doc = json.loads(args.override.read_text())
+            override = Override(str(doc["reviewer"]), str(doc["reason"]), str(doc["signature"]))
+        except (ValueError, KeyError, TypeError) as e:
+            raise BadInputError(f"{args.override}: not an override file ({e})") from e
+    lab, root, log, actor = _unlocked(args.lab, args.tenant)
+    with log:
+        out = export(lab, root, args.tenant, args.artifacts, actor, log,
+                     from_model=args.from_model, override=override,
+                     reference_models=args.reference_model)
+    if args.json:
+        doc = out.report.to_json()
+        doc["decision"] = out.decision
+        doc["release"] = str(out.release_dir) if out.release_dir else None
+        print(json.dumps(doc, indent=2))
+    else:
+        print(out.report.text())
+        if out.decision == "overridden":
+            print(f"  OVERRIDDEN by {override.reviewer}: {override.reason}")
+        if out.release_dir:
+            print(f"  released to {out.release_dir} (signed manifest.json)")
+    if out.decision == "refused":
+        print(f"facelab: export refused: {len(out.report.blocking())} finding(s); see the "
+              "report", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from lab.gates.exporting.release import sign_override
+    from lab.gates.importing.keys import load_officer_key
+
+    key = load_officer_key(args.key, "a reviewer")
+    digests = []
+    for p in args.artifacts:
+        files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+        digests += [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+    doc = {"reviewer": args.reviewer, "reason": args.reason,
+           "signature": sign_override(key, args.tenant, digests, args.reason)}
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"override signed by {args.reviewer} for {len(digests)} file(s): {args.out}")
+    return 0
+
+
+def _cmd_release_verify(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from lab.gates.exporting.release import verify_manifest
+    from lab.labdir import load_public_key
+
+    lab = _open_lab(args.lab)
+    path = args.release / "manifest.json"
+    try:
+        doc = json.loads(path.read_text())
+    except ValueError as e:
+        raise BadInputError(f"{path}: not JSON ({e})") from e
+    m = verify_manifest(doc, load_public_key(lab))
+    bad = [a["name"] for a in m["artifacts"]
+           if not (args.release / a["name"]).is_file() or hashlib.sha256(
+               (args.release / a["name"]).read_bytes()).hexdigest() != a["sha256"]]
+    if bad:
+        print(f"facelab: release {args.release}: files differ from the manifest: "
+              f"{', '.join(bad)}", file=sys.stderr)
+        return 4
+    print(f"release {args.release}: signature valid, {len(m['artifacts'])} file(s) match; "
+          f"{m['decision']} for tenant {m['tenant']} at {m['released']}")
+    return 0
+
 def _cmd_model_list(args: argparse.Namespace) -> int:
     from lab.gates.importing import list_models
     from lab.gates.importing.ops import models_dir
@@ -481,8 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("model", help="model packages: keys, signing, approval, import gate")
     msub = m.add_subparsers(dest="model_command", required=True, parser_class=_Parser)
-    mk = msub.add_parser("keygen", help="a key pair for a tenant (signing) or an officer")
-    mk.add_argument("--kind", choices=["tenant", "officer"], required=True)
+    mk = msub.add_parser("keygen", help="a key pair for a tenant (signing), an import "
+                         "officer or an export reviewer")
+    mk.add_argument("--kind", choices=["tenant", "officer", "reviewer"], required=True)
     mk.add_argument("--out", type=Path, required=True, help="path prefix of the key files")
     mk.set_defaults(func=_cmd_model_keygen)
     ms = msub.add_parser("sign", help="tenant: sign every file of a package (model-signing)")
@@ -537,6 +614,34 @@ def build_parser() -> argparse.ArgumentParser:
     rp = asub.add_parser("repair", help="cut a torn or garbage tail, on the record")
     rp.add_argument("--lab", type=Path, required=True)
     rp.set_defaults(func=_cmd_audit_repair)
+
+    e = sub.add_parser("export", help="run the export gate on trained artifacts")
+    e.add_argument("--lab", type=Path, required=True)
+    e.add_argument("--tenant", required=True)
+    e.add_argument("artifacts", type=Path, nargs="+", help="files or directories")
+    e.add_argument("--json", action="store_true", help="the report as JSON")
+    e.add_argument("--from", dest="from_model", help="the registered model these "
+                   "artifacts descend from (default: found by tensor names)")
+    e.add_argument("--reference-model", action="append", default=None,
+                   help="registered model to compute vault templates with (repeatable; "
+                   "default: the policy's export.templates.reference_models)")
+    e.add_argument("--override", type=Path, help="a reviewer's signed override "
+                   "(facelab review) to release despite findings")
+    e.set_defaults(func=_cmd_export)
+    rv = sub.add_parser("review", help="export reviewer: sign an override for artifacts")
+    rv.add_argument("--tenant", required=True)
+    rv.add_argument("--reviewer", required=True)
+    rv.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM)")
+    rv.add_argument("--reason", required=True)
+    rv.add_argument("--out", type=Path, required=True)
+    rv.add_argument("artifacts", type=Path, nargs="+")
+    rv.set_defaults(func=_cmd_review)
+    rl = sub.add_parser("release", help="released artifacts")
+    rlsub = rl.add_subparsers(dest="release_command", required=True, parser_class=_Parser)
+    rlv = rlsub.add_parser("verify", help="check a release's signed manifest and files")
+    rlv.add_argument("--lab", type=Path, required=True)
+    rlv.add_argument("release", type=Path)
+    rlv.set_defaults(func=_cmd_release_verify)
 
     b = sub.add_parser("bench", help="1:1 verification benchmark (FNMR at fixed FMR, EER)")
     b.add_argument("--lab", type=Path, default=None)

@@ -33,12 +33,18 @@ class Extraction:
 
 class Matcher:
     def __init__(self, model_dir: Path | str, device: str = "cpu",
-                 warn: Callable[[str], None] | None = None):
+                 warn: Callable[[str], None] | None = None, *, spec: dict | None = None,
+                 onnx_path: Path | str | None = None):
+        """``model_dir`` holds model.json and model.onnx; ``spec`` and ``onnx_path``
+        give them separately (the export gate runs an artifact with its sidecar)."""
         import onnxruntime as ort
 
         self.dir = Path(model_dir)
+        onnx_file = Path(onnx_path) if onnx_path is not None else self.dir / "model.onnx"
+        self.onnx_file = onnx_file
         try:
-            self.spec = json.loads((self.dir / "model.json").read_text())
+            self.spec = spec if spec is not None else json.loads(
+                (self.dir / "model.json").read_text())
         except (OSError, ValueError) as e:
             raise BadInputError(f"{self.dir / 'model.json'}: unreadable ({e})") from e
         problems = validate(self.spec)
@@ -53,10 +59,9 @@ class Matcher:
         elif device != "cpu":
             raise BadInputError(f"--device {device!r}: use cpu or cuda")
         try:
-            self.session = ort.InferenceSession(str(self.dir / "model.onnx"),
-                                                providers=providers)
+            self.session = ort.InferenceSession(str(onnx_file), providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
-            raise BadInputError(f"{self.dir / 'model.onnx'}: cannot load ({e})") from e
+            raise BadInputError(f"{onnx_file}: cannot load ({e})") from e
         self.input = self.session.get_inputs()[0].name
         inp = self.spec["input"]
         self.size = (int(inp["size"][0]), int(inp["size"][1]))
@@ -86,13 +91,13 @@ class Matcher:
                        zip(images_rgb[i:i + batch], landmarks[i:i + batch], strict=True)]
             y = self.session.run(None, {self.input: self.preprocess(aligned)})[0]
             if y.ndim != 2 or y.shape[1] != self.dim:
-                raise BadInputError(f"{self.dir / 'model.onnx'}: output shape {y.shape} "
+                raise BadInputError(f"{self.onnx_file}: output shape {y.shape} "
                                     f"contradicts model.json (dim {self.dim})")
             if not np.isfinite(y).all():
-                raise BadInputError(f"{self.dir / 'model.onnx'}: NaN or infinite template")
+                raise BadInputError(f"{self.onnx_file}: NaN or infinite template")
             norms = np.linalg.norm(y, axis=1, keepdims=True)
             if (norms == 0).any():
-                raise BadInputError(f"{self.dir / 'model.onnx'}: an all-zero template")
+                raise BadInputError(f"{self.onnx_file}: an all-zero template")
             out[i:i + len(y)] = y / norms
             if progress:
                 progress(len(y))

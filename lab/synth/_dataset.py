@@ -42,7 +42,7 @@ GENERATOR_VERSION = "facelab-synth/1"
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "subject_id", "capture_id", "kind", "path", "name", "passport_no", "nationality", "sex",
-    "birth_year",
+    "birth_year", "birth_date",
     *(f"lm{i}_{a}" for i in range(5) for a in ("x", "y")),
     "capture_year", "yaw", "pitch", "roll", "glasses", "mask",
 )
@@ -114,6 +114,7 @@ def render_identity(cfg: SynthConfig, index: int) -> list[tuple[dict[str, str], 
             "nationality": ident.nationality,
             "sex": ident.sex,
             "birth_year": str(ident.birth_year),
+            "birth_date": ident.birth_date,
             "capture_year": str(ident.issue_year if k == 0 else CAPTURE_YEAR),
             "yaw": f"{scene.yaw:.2f}",
             "pitch": f"{scene.pitch:.2f}",

@@ -17,6 +17,7 @@ from a list of real people.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import numpy as np
 
@@ -141,6 +142,7 @@ class Identity:
     sex: str
     birth_year: int
     issue_year: int  # the year the passport photo was taken
+    birth_date: str  # ISO 8601, in birth_year
     params: np.ndarray  # shape (len(PARAM_NAMES),), at CAPTURE_YEAR
     drift: np.ndarray  # per-parameter ageing drift per decade, in sd units
     texture_seed: int  # seeds the identity's skin marks and texture
@@ -227,7 +229,16 @@ def sample_identity(seed: int, index: int) -> Identity:
         params=params,
         drift=drift,
         texture_seed=int(rng.integers(2**31)),
+        birth_date=_birth_date(seed, index, birth_year),
     )
+
+
+def _birth_date(seed: int, index: int, year: int) -> str:
+    """A day in ``year`` from its own random stream, so the images do not depend on it."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2, index]))
+    first = date(year, 1, 1)
+    days = (date(year + 1, 1, 1) - first).days
+    return (first + timedelta(days=int(rng.integers(days)))).isoformat()
 
 
 def params_at(identity: Identity, year: int, drift_scale: float) -> np.ndarray:

@@ -87,6 +87,7 @@ class Record:
     nationality: str
     sex: str
     birth_year: int
+    birth_date: str | None  # only when granted (and when the dataset has it)
     name: str | None  # only when the policy grants identifiers to the tenant
     passport_no: str | None
 
@@ -228,15 +229,18 @@ class Vault:
         return out
 
     def records(self, tenant: str, split: str | None = None,
-                on_error: Callable[[str, str], None] | None = None) -> Iterator[Record]:
+                on_error: Callable[[str, str], None] | None = None, *,
+                reveal: bool = False) -> Iterator[Record]:
         """Decrypt ``tenant``'s records (of one ``split``) in memory, in a stable order.
 
         A record that does not open raises ``VaultError`` naming it; ``on_error`` (e.g.
         an audit hook) receives (record id, field) first. Other records still open.
+        ``reveal`` gives identifiers whatever the policy grants the tenant: for the
+        export gate, which must look for them, never for tenants' jobs.
         """
         check_tenant(tenant)
         kek = self._kek(tenant)
-        granted = tenant in self.policy.identifiers_granted
+        granted = reveal or tenant in self.policy.identifiers_granted
         q = ("SELECT record_id, subject, split, kind, wrapped_dek, image, meta FROM records "
              "WHERE tenant=?" + (" AND split=?" if split else "") + " ORDER BY record_id")
         for row in self.db.execute(q, (tenant, split) if split else (tenant,)):
@@ -269,7 +273,8 @@ class Vault:
         lms = np.array([[float(m[f"lm{i}_x"]), float(m[f"lm{i}_y"])] for i in range(5)],
                        np.float32)
         return Record(rid, subject, kind, split, png, lms, m["nationality"], m["sex"],
-                      int(m["birth_year"]), m["name"] if granted else None,
+                      int(m["birth_year"]), m.get("birth_date") if granted else None,
+                      m["name"] if granted else None,
                       m["passport_no"] if granted else None)
 
     def dataset_image_digests(self, tenant: str, digest: str) -> list[str]:

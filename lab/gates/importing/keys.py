@@ -37,18 +37,19 @@ def write_keypair(kind: str, prefix: Path | str) -> tuple[Path, Path, str]:
     else:
         k = Ed25519PrivateKey.generate()
         pub_text = public_key_b64(k.public_key()) + "\n"
-        line = f'<officer> = "{pub_text.strip()}"  # under [import.officers]'
+        table = "[export.reviewers]" if kind == "reviewer" else "[import.officers]"
+        line = f'<{kind}> = "{pub_text.strip()}"  # under {table}'
     _write_private(priv, k.private_bytes(enc, serialization.PrivateFormat.PKCS8,
                                          serialization.NoEncryption()))
     pub.write_text(pub_text)
     return priv, pub, line
 
 
-def load_officer_key(path: Path | str) -> Ed25519PrivateKey:
+def load_officer_key(path: Path | str, role: str = "an officer") -> Ed25519PrivateKey:
     try:
         k = serialization.load_pem_private_key(Path(path).read_bytes(), None)
     except (OSError, ValueError, TypeError) as e:
         raise BadInputError(f"{path}: not a readable unencrypted PEM private key") from e
     if not isinstance(k, Ed25519PrivateKey):
-        raise BadInputError(f"{path}: an officer key must be Ed25519")
+        raise BadInputError(f"{path}: {role} key must be Ed25519")
     return k

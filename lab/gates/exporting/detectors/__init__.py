@@ -1,0 +1,1 @@
+"""One module per export detector; each has NAME and detect(artifact, ctx)."""

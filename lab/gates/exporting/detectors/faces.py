@@ -1,0 +1,217 @@
+"""Face pixels: views of tensors that are vault images, parts of them, or means of
+fewer than k subjects.
+
+For every view (``_views.py``) and each of its 8 flips and transposes, the share of its
+energy in each crop region's principal components says whether, and which part of, a
+face it looks like; most weights fall out here. A face-like view is then
+
+1. shortlisted against that region of every vault record (16x16 correlation, one matrix
+   product for a whole stack, so the cost grows as views + records, not their product);
+2. compared at its own resolution with the 64 shortlisted records, each blurred as the
+   view may be (sigma 0, 1, 2). It is a record's image when it is ``distinctness``
+   times closer (1 - correlation) to that record than to any record of another subject:
+   the test is relative, since synthetic faces of different people correlate highly;
+3. otherwise explained greedily, in the high-passed 32x32 space, by up to k - 1 vault
+   images: a fit of ``aggregate_fit`` or better makes it a mean of fewer than k subjects
+   (the statistical-disclosure minimum-count rule).
+Affine intensity changes (scaling, normalisation, inversion) fall out of the
+zero-mean, unit-norm representations; quantisation and downscaling are what the
+relative test tolerates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from lab.gates.exporting import _imaging as im
+from lab.gates.exporting._types import Artifact, Finding, ScanContext
+from lab.gates.exporting._views import count, views
+from lab.gates.exporting.artifact import Unscannable
+
+NAME = "faces"
+SHORTLIST = 64
+CHUNK = 2048
+MAX_CONFIRMED = 500
+_TRANSFORMS = ("", "mirrored", "upside down", "rotated 180", "transposed",
+               "transposed, mirrored", "transposed, flipped", "anti-transposed")
+
+
+def _likeness(sm: np.ndarray, index) -> np.ndarray:
+    """Best face-likeness of each view of a (n, 256) batch over regions and transforms:
+    the share of its energy in the region's principal components."""
+    n = len(sm)
+    grid = sm.reshape(n, im.SMALL, im.SMALL)
+    energy = np.zeros(n, np.float32)
+    for region in index.regions.values():
+        if len(region.pcs) == 0:
+            continue
+        for k in range(8):
+            v = np.ascontiguousarray(im.dihedral(grid, k)).reshape(n, -1)
+            energy = np.maximum(energy, ((v @ region.pcs.T) ** 2).sum(axis=1))
+    return energy
+
+
+def _orientations(sm: np.ndarray, index, keep: int = 2) -> list[list[tuple[float, int, int,
+                                                                            float, np.ndarray]]]:
+    """For each view (rows of ``sm``), the ``keep`` best (correlation, region number,
+    transform, sign, shortlist) over every region, transform and sign, by the best
+    16x16 correlation with any vault record."""
+    n = len(sm)
+    grid = sm.reshape(n, im.SMALL, im.SMALL)
+    variants = np.stack([np.ascontiguousarray(im.dihedral(grid, k)).reshape(n, -1)
+                         for k in range(8)], axis=1)  # (n, 8, 256)
+    out: list[list] = [[] for _ in range(n)]
+    for r, region in enumerate(index.regions.values()):
+        if len(region.small) == 0:
+            continue
+        c = variants.reshape(n * 8, -1) @ region.small.T  # (n * 8, records)
+        for sign in (1.0, -1.0):
+            cs = c if sign > 0 else -c
+            best = cs.max(axis=1).reshape(n, 8)
+            for i in range(n):
+                k = int(np.argmax(best[i]))
+                row = cs[i * 8 + k]
+                top = np.argpartition(-row, min(SHORTLIST, len(row) - 1))[:SHORTLIST]
+                out[i].append((float(best[i, k]), r, k, sign, top))
+    return [sorted(o, key=lambda t: -t[0])[:keep] for o in out]
+
+
+def _relative(view: np.ndarray, thumbs: np.ndarray, subjects: np.ndarray
+              ) -> tuple[float, int, float]:
+    """(distinctness, best shortlisted position, its correlation) at the view's size."""
+    h, w = view.shape
+    scale = min(1.0, 64.0 / max(h, w))
+    th, tw = max(8, round(h * scale)), max(8, round(w * scale))
+    v = cv2.resize(view, (tw, th), interpolation=cv2.INTER_AREA) if scale < 1 else view
+    recs = [cv2.resize(t, (tw, th), interpolation=cv2.INTER_AREA if t.shape[0] > th
+                       else cv2.INTER_LINEAR) for t in thumbs]
+    best = (0.0, 0, 0.0)
+    for sigma in (0.0, 1.0, 2.0):
+        def blur(x, s=sigma):
+            return cv2.GaussianBlur(x, (0, 0), s) if s else x
+        q = im.unit(blur(v)[None])[0]
+        r = im.unit(np.stack([blur(x) for x in recs]))
+        c = r @ q
+        i = int(np.argmax(c))
+        others = c[subjects != subjects[i]]
+        if len(others) == 0:
+            continue
+        d = (1.0 - float(others.max())) / max(1.0 - float(c[i]), 1e-6)
+        if d > best[0]:
+            best = (d, i, float(c[i]))
+    return best
+
+
+def _explain(f: np.ndarray, atoms: np.ndarray, steps: int, subjects: np.ndarray,
+             target: float) -> tuple[float, list[str]]:
+    """Greedy non-negative fit of f by up to ``steps`` rows of ``atoms``: the fit (R^2)
+    at the first step that reaches ``target`` (or the last), and the distinct subjects
+    whose images carry a share of the weight."""
+    chosen: list[int] = []
+    res = f.copy()
+    r2, coef = 0.0, np.zeros(0)
+    for _ in range(steps):
+        j = int(np.argmax(atoms @ res))
+        if j in chosen:
+            break
+        chosen.append(j)
+        a = atoms[chosen].T
+        coef, *_ = np.linalg.lstsq(a, f, rcond=None)
+        while (coef < 0).any() and len(chosen) > 1:
+            chosen.pop(int(np.argmin(coef)))
+            a = atoms[chosen].T
+            coef, *_ = np.linalg.lstsq(a, f, rcond=None)
+        res = f - a @ coef
+        r2 = 1.0 - float(res @ res) / max(float(f @ f), 1e-12)
+        if r2 >= target:
+            break
+    keep = [j for j, c in zip(chosen, coef, strict=True) if c >= 0.05 * coef.max()]
+    return r2, sorted({str(subjects[j]) for j in keep})
+
+
+@dataclass
+class _Matches:
+    """What one tensor's views matched."""
+
+    subjects: dict[str, float] = field(default_factory=dict)  # subject -> distinctness
+    how: set[str] = field(default_factory=set)  # regions and transforms seen
+    most: tuple[int, str] = (0, "")  # (images matched, view) of the view that matched most
+    means: dict[tuple[str, ...], tuple[str, int, float, str]] = field(default_factory=dict)
+
+
+def _scan_view(desc: str, stack: np.ndarray, index, pol: dict, m: _Matches) -> None:
+    regions = list(index.regions.values())
+    k = pol["min_subjects_k"]
+    n_faces = 0
+    for c0 in range(0, len(stack), CHUNK):
+        chunk = np.nan_to_num(np.ascontiguousarray(stack[c0:c0 + CHUNK], np.float32),
+                              nan=0.0, posinf=0.0, neginf=0.0)
+        sm = im.small(chunk)
+        likely = np.flatnonzero(_likeness(sm, index) >= pol["face_likeness"])
+        for b0 in range(0, len(likely), 32):
+            batch = likely[b0:b0 + 32]
+            for i, options in zip(batch, _orientations(sm[batch], index), strict=True):
+                hit = None
+                for _, r, t, sign, top in options:
+                    view = sign * np.ascontiguousarray(im.dihedral(chunk[i], t))
+                    thumbs = im.crop(index.thumbs[top].astype(np.float32), regions[r].name)
+                    d, pos, _ = _relative(view, list(thumbs), index.subjects[top])
+                    if hit is None or d > hit[0]:
+                        hit = (d, top[pos], regions[r], t, view)
+                d, rec, region, t, view = hit
+                if d >= pol["distinctness"]:
+                    subj = str(index.subjects[rec])
+                    m.subjects[subj] = max(m.subjects.get(subj, 0.0), d)
+                    m.how.add(f"{region.name} {_TRANSFORMS[t]}".strip())
+                    n_faces += 1
+                    if n_faces >= MAX_CONFIRMED:
+                        break
+                    continue
+                r2, subs = _explain(im.fine(view[None])[0], region.fine, k - 1,
+                                    index.subjects, pol["aggregate_fit"])
+                if r2 >= pol["aggregate_fit"] and len(subs) < k:
+                    m.means.setdefault(tuple(subs), (desc, c0 + int(i), r2, region.name))
+            if n_faces >= MAX_CONFIRMED:
+                break
+        if n_faces >= MAX_CONFIRMED:
+            break
+    if n_faces > m.most[0]:
+        m.most = (n_faces, desc)
+
+
+def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
+    pol = ctx.policy.faces
+    index = ctx.index
+    if len(index.subjects) == 0:
+        return []
+    lo, hi = pol["min_side"], pol["max_side"]
+    native = tuple(sorted({index.native_side, index.native_side // 2}))
+    tensors = art.scan_tensors()
+    total = sum(count(a, lo, hi, native) for _, a in tensors)
+    if total > pol["max_views"]:
+        raise Unscannable(f"{art.name}: {total} candidate image views exceed "
+                          "export.faces.max_views")
+    findings = []
+    for loc, a in tensors:
+        m = _Matches()
+        for desc, stack in views(a, lo, hi, native):
+            _scan_view(desc, stack, index, pol, m)
+        if m.subjects:
+            n, desc = m.most
+            best = max(m.subjects.values())
+            findings.append(Finding(
+                NAME, "high", art.name, f"{loc}, viewed as {desc}",
+                f"{n}{'+' if n >= MAX_CONFIRMED else ''} image(s) that are vault images of "
+                f"{len(m.subjects)} subject(s) ({'; '.join(sorted(m.how))}); distinctness "
+                f"{best:.1f} (threshold {pol['distinctness']})",
+                tuple(sorted(m.subjects)), round(best, 2)))
+        for subs, (desc, pos, r2, region) in list(m.means.items())[:20]:
+            findings.append(Finding(
+                NAME, "high", art.name, f"{loc}, viewed as {desc}, image {pos}",
+                f"a {'part of a ' if region != 'full' else ''}mean over {len(subs)} "
+                f"subject(s), fewer than k = {pol['min_subjects_k']} (fit R^2 {r2:.4f})",
+                subs, round(r2, 4)))
+    return findings

@@ -1,0 +1,104 @@
+"""Identifiers: names, passport numbers and birth dates of the tenant's subjects, and
+travel-document patterns, anywhere in an artifact's strings or bytes.
+
+Vault matches go through keyed hashes (``keyed.py``): every candidate form in the text is
+hashed and looked up, so the gate holds no plaintext list. Pattern rules need no vault:
+ICAO 9303 MRZ data lines with valid check digits, and passport or national-ID numbers
+next to a context word (Presidio's approach: a pattern plus context; it ships no
+recogniser for these). Bytes are read as printable ASCII and UTF-16 runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+
+from lab.gates.exporting import _mrz, keyed
+from lab.gates.exporting._types import Artifact, Finding, ScanContext
+
+NAME = "identifiers"
+_ASCII_RUN = re.compile(rb"[\x20-\x7e\t]{8,}")
+_UTF16_RUN = re.compile(rb"(?:[\x20-\x7e]\x00){8,}")
+_PASSPORT_LIKE = re.compile(r"(?<![A-Za-z0-9])([A-Z]{1,2}[0-9]{6,8}|[0-9]{9})(?![A-Za-z0-9])")
+_SSN = re.compile(r"(?<![0-9-])(\d{3})-(\d{2})-(\d{4})(?![0-9-])")
+
+
+def texts(art: Artifact) -> Iterator[tuple[str, str]]:
+    """Every piece of text of the artifact with its location."""
+    yield from art.scan_strings()
+    if art.kind in ("onnx", "npy", "npz", "png", "jpeg", "bytes", "zip"):
+        for m in _ASCII_RUN.finditer(art.data):
+            yield f"byte offset {m.start()}", m.group().decode("ascii")
+        for m in _UTF16_RUN.finditer(art.data):
+            yield f"byte offset {m.start()} (UTF-16)", m.group().decode("utf-16-le")
+
+
+def _ssn_valid(a: str, g: str, s: str) -> bool:
+    return a not in ("000", "666") and a[0] != "9" and g != "00" and s != "0000"
+
+
+def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
+    idx = ctx.index
+    words = [w.casefold() for w in ctx.policy.identifiers["context_words"]]
+    hits: dict[tuple[str, str], list[str]] = defaultdict(list)  # (subject, field) -> locs
+    findings: list[Finding] = []
+    seen_patterns: set[tuple[str, str]] = set()
+
+    def pattern(sev: str, loc: str, evidence: str) -> None:
+        if (evidence, loc) not in seen_patterns:
+            seen_patterns.add((evidence, loc))
+            findings.append(Finding(NAME, sev, art.name, loc, evidence))
+
+    for loc, text in texts(art):
+        for form, _ in keyed.text_name_forms(text):
+            for subject, field in idx.lookup(form):
+                hits[(subject, field)].append(loc)
+        for form in keyed.text_passport_forms(text):
+            for subject, field in idx.lookup(form):
+                hits[(subject, field)].append(loc)
+        for d in keyed.text_dates(text):
+            for subject, field in idx.lookup(keyed.date_form(d)):
+                hits[(subject, field)].append(loc)
+        for off, line in _mrz.find_mrz(text):
+            pattern("high", f"{loc}, character {off}",
+                    f"ICAO 9303 MRZ data line ({len(line)} characters, check digits valid)")
+            for subject, field in idx.lookup(keyed.passport_form(_mrz.document_number(line))):
+                hits[(subject, field)].append(loc)
+        for m in _mrz.NAME_LINE.finditer(text):
+            for form in keyed.name_forms(f"{m.group(2)} {m.group(1)}".replace("<", " ")):
+                for subject, field in idx.lookup(form):
+                    hits[(subject, field)].append(loc)
+        low = text.casefold()
+        if any(w in low for w in words):
+            if _PASSPORT_LIKE.search(text):
+                pattern("medium", loc, "a passport-number-like token next to a context word")
+            for m in _SSN.finditer(text):
+                if _ssn_valid(*m.groups()):
+                    pattern("medium", loc, "a national-ID-like number (SSN format) next to a "
+                                           "context word")
+
+    strong = {s for (s, f) in hits if f in ("name", "passport_no")}
+    for (subject, field), locs in sorted(hits.items()):
+        if field == "birth_date":
+            continue
+        what = {"name": "the name", "passport_no": "the passport number"}[field]
+        findings.append(Finding(NAME, "high", art.name, locs[0],
+                                f"{what} of a vault subject (keyed-hash match), "
+                                f"{len(locs)} occurrence(s)", (subject,)))
+    dates = defaultdict(list)
+    for (subject, field), locs in hits.items():
+        if field == "birth_date":
+            dates[locs[0]].append(subject)
+    for loc, subjects in sorted(dates.items()):
+        linked = sorted(set(subjects) & strong)
+        if linked:
+            findings.append(Finding(NAME, "high", art.name, loc,
+                                    "the birth date of a subject whose name or passport "
+                                    "number is also in the artifact", tuple(linked)))
+        else:
+            findings.append(Finding(NAME, ctx.policy.identifiers["birth_date_alone"],
+                                    art.name, loc, f"a date that is the birth date of "
+                                    f"{len(set(subjects))} vault subject(s) (not linked to "
+                                    "a name)"))
+    return findings

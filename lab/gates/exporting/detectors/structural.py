@@ -1,0 +1,36 @@
+"""Structural: artifacts that store training instances, as kNN and SVM models do.
+
+A tensor with an axis as long as the tenant's number of records or subjects (overall or
+in a split) holds one row per person or image: a gallery, support vectors, per-record
+labels or weights. SACRO-ML's safemodel refuses such instance-based models on the same
+grounds. Tensors unchanged since import are exempt (they were shaped before the lab's
+data was seen); small counts are ignored (policy ``min_rows``), since layer widths of a
+few dozen coincide with small vaults by chance.
+"""
+
+from __future__ import annotations
+
+from lab.gates.exporting._types import Artifact, Finding, ScanContext
+
+NAME = "structural"
+
+
+def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
+    counts = {n: c for n, c in ctx.index.counts().items()
+              if c >= ctx.policy.structural["min_rows"]}
+    by_size: dict[int, list[str]] = {}
+    for what, n in counts.items():
+        by_size.setdefault(n, []).append(what)
+    findings = []
+    for loc, a in art.scan_tensors():
+        for axis, n in enumerate(a.shape):
+            if n in by_size:
+                per = " / ".join(sorted(by_size[n]))
+                rows = "rows" if a.ndim >= 2 else "values"
+                findings.append(Finding(
+                    NAME, "high" if a.ndim >= 2 else "medium", art.name, loc,
+                    f"axis {axis} of shape {list(a.shape)} has one entry per training "
+                    f"instance ({n} = the tenant's {per}): stored {rows} of the training "
+                    "set, as in an instance-based (kNN/SVM) model"))
+                break
+    return findings
