@@ -60,3 +60,53 @@ def build_export_lab(work: Path, identities: int = 60, captures: int = 3, seed: 
         report = import_model(lab, tenant, pkg, "operator", log)
         assert report.accepted, report.table()
     return ExportLab(lab, dataset, tenant, rpriv, REPO / "models" / "cnn")
+
+
+def subject_splits(el: ExportLab) -> dict[str, str]:
+    """dataset subject_id -> the vault's split of that person (via the passport number)."""
+    import csv
+
+    from lab.vault.ops import open_vault
+
+    root = unlock(el.lab, PASSPHRASE)
+    with open_vault(el.lab, root) as v:
+        by_passport = {r.passport_no: r.split for r in v.records(el.tenant, reveal=True)}
+    rows = csv.DictReader(open(el.dataset / "manifest.csv", encoding="utf-8"))
+    return {r["subject_id"]: by_passport[r["passport_no"]] for r in rows}
+
+
+class Scanner:
+    """Scan many artifact sets against one index of the lab's vault (as ``export`` does
+    for one set), so that a corpus does not rebuild the index per case."""
+
+    def __init__(self, el: ExportLab):
+        from lab.gates.exporting import vault_index
+        from lab.gates.exporting.ops import _reference_matchers
+        from lab.vault.ops import open_vault
+
+        self.el = el
+        self.root = unlock(el.lab, PASSPHRASE)
+        self.vault = open_vault(el.lab, self.root)
+        pol = el.lab.policy.exporting
+        self.index = vault_index.build(self.vault.records(el.tenant, reveal=True),
+                                       fields=tuple(pol.identifiers["fields"]),
+                                       reader=lambda: self.vault.records(el.tenant))
+        self.notes: list[str] = []
+        self.matchers = _reference_matchers(el.lab, el.tenant,
+                                            pol.templates["reference_models"], self.notes)
+
+    def scan(self, paths):
+        from lab.gates.exporting._types import ScanContext
+        from lab.gates.exporting.gate import scan
+        from lab.gates.exporting.ops import _baseline
+
+        lab = self.el.lab
+        ctx = ScanContext(lab.policy.exporting, self.el.tenant, self.index,
+                          dict(self.matchers),
+                          _baseline(lab, self.el.tenant, paths, None, lab.policy.exporting),
+                          list(self.notes))
+        return scan(paths, ctx, allowed_ops=lab.policy.importing.allowed_ops,
+                    allowed_domains=lab.policy.importing.allowed_domains)
+
+    def close(self) -> None:
+        self.vault.close()

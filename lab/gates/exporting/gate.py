@@ -103,7 +103,7 @@ def _own_model(art: Artifact, sidecar: dict, ctx: ScanContext, allowed_ops, allo
     except BadInputError as e:
         ctx.notes.append(f"{art.name}: cannot be run ({e}); not checked with its own model")
         return
-    name = f"{art.name} (its own model)"
+    name = f"{art.name} (its own model, sha256:{hashlib.sha256(art.data).hexdigest()[:12]})"
     ctx.matchers[name] = m
     ctx.own_models[art.name] = name
 

@@ -211,7 +211,9 @@ def subject_templates(index: SubjectIndex, name: str, extract, fmr: float,
             lms.append(r.landmarks)
             rows.append(i)
     t = extract(images, lms) if images else np.zeros((0, 1), np.float32)
-    thr = impostor_threshold(t, index.subjects[rows], fmr)
+    # a row is compared with every record: the per-pair rate is divided among them, so
+    # that a random row passes with probability ~fmr, not fmr * records
+    thr = impostor_threshold(t, index.subjects[rows], fmr / max(1, len(rows)))
     st = SubjectTemplates(np.asarray(rows, np.int64), t.astype(np.float32), thr)
     index.templates[cache] = st
     return st
@@ -219,7 +221,8 @@ def subject_templates(index: SubjectIndex, name: str, extract, fmr: float,
 
 def impostor_threshold(t: np.ndarray, subjects: np.ndarray, fmr: float,
                        max_rows: int = 4000) -> float:
-    """The cosine exceeded by a fraction ``fmr`` of different-subject pairs."""
+    """The cosine exceeded by a fraction ``fmr`` of different-subject pairs (the largest
+    impostor score seen when ``fmr`` is below the sample's resolution)."""
     if len(t) < 2:
         return 1.0
     sel = np.linspace(0, len(t) - 1, min(len(t), max_rows)).astype(int)

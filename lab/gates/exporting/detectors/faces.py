@@ -154,14 +154,18 @@ def _scan_view(desc: str, stack: np.ndarray, index, pol: dict, m: _Matches) -> N
         for b0 in range(0, len(likely), 32):
             batch = likely[b0:b0 + 32]
             for i, options in zip(batch, _orientations(sm[batch], index), strict=True):
+                # faces are nearly symmetric: a view and its mirror image shortlist
+                # alike, so both are compared
+                tries = [(r, tt, sign, top) for _, r, t, sign, top in options
+                         for tt in (t, t ^ 1)]
                 hit = None
-                for _, r, t, sign, top in options:
+                for r, t, sign, top in tries:
                     view = sign * np.ascontiguousarray(im.dihedral(chunk[i], t))
                     thumbs = im.crop(index.thumbs[top].astype(np.float32), regions[r].name)
                     d, pos, _ = _relative(view, list(thumbs), index.subjects[top])
                     if hit is None or d > hit[0]:
-                        hit = (d, top[pos], regions[r], t, view)
-                d, rec, region, t, view = hit
+                        hit = (d, top[pos], regions[r], t)
+                d, rec, region, t = hit
                 if d >= pol["distinctness"]:
                     subj = str(index.subjects[rec])
                     m.subjects[subj] = max(m.subjects.get(subj, 0.0), d)
@@ -170,10 +174,16 @@ def _scan_view(desc: str, stack: np.ndarray, index, pol: dict, m: _Matches) -> N
                     if n_faces >= MAX_CONFIRMED:
                         break
                     continue
-                r2, subs = _explain(im.fine(view[None])[0], region.fine, k - 1,
-                                    index.subjects, pol["aggregate_fit"])
+                best = (0.0, [], "")
+                for r, t, sign, _ in tries:
+                    view = sign * np.ascontiguousarray(im.dihedral(chunk[i], t))
+                    r2, subs = _explain(im.fine(view[None])[0], regions[r].fine, k - 1,
+                                        index.subjects, pol["aggregate_fit"])
+                    if r2 > best[0]:
+                        best = (r2, subs, regions[r].name)
+                r2, subs, rname = best
                 if r2 >= pol["aggregate_fit"] and len(subs) < k:
-                    m.means.setdefault(tuple(subs), (desc, c0 + int(i), r2, region.name))
+                    m.means.setdefault(tuple(subs), (desc, c0 + int(i), r2, rname))
             if n_faces >= MAX_CONFIRMED:
                 break
         if n_faces >= MAX_CONFIRMED:

@@ -37,6 +37,8 @@ SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF8"
               (b"PK\x03\x04", "zip"), (b"\x93NUMPY", "npy"), (b"\x1f\x8b\x08", "gzip"))
 _B64 = re.compile(r"(data:[\w/+.-]+;base64,)?([A-Za-z0-9+/]{16,}={0,2}|[A-Za-z0-9_-]{16,}={0,2})")
 _HEX = re.compile(r"(?:0x)?([0-9a-fA-F]{16,})")
+# random bytes hold a run of 24 printable characters with odds ~0.37^24 = 4e-11
+_TEXT_RUN = re.compile(rb"[\x20-\x7e\t\r\n]{24,}")
 MAX_FIND = 10000  # signature hits examined per artifact
 MAX_DECODED = 64 * 1024 * 1024
 
@@ -254,32 +256,36 @@ class _Scan:
             # few distinct values (quantised weights, k/255 pixels): low bits are
             # structured by nature, so only signatures and text count there
             continuous = len(np.unique(le[:65536])) >= 0.5 * min(le.size, 65536)
-            bits = np.packbits(le.view(np.uint8)[::a.dtype.itemsize] & 1)
-            for stream, what in ((low, "lowest byte"), (bits, "lowest bit plane")):
+            lsb = low & 1
+            streams_ = ((low, "lowest byte"),
+                        (np.packbits(lsb), "lowest bit plane"),
+                        (np.packbits(lsb, bitorder="little"), "lowest bit plane (LSB first)"))
+            for stream, what in streams_:
                 raw = stream.tobytes()
-                streams = embedded(raw)
-                for off, kind, body in streams:
+                found = embedded(raw)
+                for off, kind, body in found:
                     self.findings.append(Finding(
                         NAME, "high", self.art.name, f"{loc}, {what}, offset {off}",
                         f"a {kind} stream of {len(body)} bytes hidden in the {what} of "
                         "the values (steganography)"))
                     self.child(f"{loc} ({what})", kind, body)
-                if streams:
+                if found:
                     continue
-                worst, text_at = 8.0, None
+                text = _TEXT_RUN.search(raw)
+                if text is not None:
+                    self.findings.append(Finding(
+                        NAME, "high", self.art.name, f"{loc}, {what}, offset {text.start()}",
+                        f"text hidden in the {what} of the values (steganography): a run of "
+                        f"{len(text.group())}+ printable characters"))
+                    self.child(f"{loc} ({what})", "text", raw)
+                    continue
+                worst = 8.0
                 for w0 in range(0, max(1, len(stream) - 255), 4096):
                     win = stream[w0:w0 + 4096]
                     if len(win) < 256:
                         break
                     worst = min(worst, _entropy(win))
-                    if text_at is None and _printable(win.tobytes()) >= 0.95:
-                        text_at = w0
-                if text_at is not None:
-                    self.findings.append(Finding(
-                        NAME, "high", self.art.name, f"{loc}, {what}, offset {text_at}",
-                        f"text hidden in the {what} of the values (steganography)"))
-                    self.child(f"{loc} ({what})", "text", raw)
-                elif continuous and worst < self.pol["lsb_min_entropy"]:
+                if continuous and worst < self.pol["lsb_min_entropy"]:
                     self.findings.append(Finding(
                         NAME, "medium", self.art.name, f"{loc}, {what}",
                         f"abnormal entropy in the {what}: {worst:.2f} bits per byte in a "

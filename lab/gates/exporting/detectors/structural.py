@@ -17,7 +17,8 @@ NAME = "structural"
 
 def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
     counts = {n: c for n, c in ctx.index.counts().items()
-              if c >= ctx.policy.structural["min_rows"]}
+              if c >= ctx.policy.structural["min_rows"]
+              and (n in ("records", "subjects") or n.startswith("train "))}
     by_size: dict[int, list[str]] = {}
     for what, n in counts.items():
         by_size.setdefault(n, []).append(what)
