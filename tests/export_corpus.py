@@ -149,7 +149,7 @@ def _spec(dim: int, name: str) -> dict:
 def _plot_png(seed: int) -> bytes:
     img = np.full((240, 320, 3), 255, np.uint8)
     rng = np.random.default_rng(seed)
-    pts = np.cumsum(rng.normal(0, 4, (60, 2)), axis=0).astype(np.int32) + [160, 120]
+    pts = np.cumsum(rng.normal(0, 4, (60, 2)), axis=0).astype(np.int32) + np.int32([160, 120])
     cv2.polylines(img, [pts], False, (200, 60, 30), 2, cv2.LINE_AA)
     cv2.putText(img, "DET curve", (10, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
     return cv2.imencode(".png", img)[1].tobytes()
@@ -158,7 +158,8 @@ def _plot_png(seed: int) -> bytes:
 def build_corpus(dataset: Path, splits: dict[str, str], out: Path) -> list[Case]:
     """Every case under ``out``. ``splits`` maps subject_id -> vault split (to train the
     memorising model on the tenant's training people, as a job would)."""
-    rows = list(csv.DictReader(open(dataset / "manifest.csv", encoding="utf-8")))
+    with open(dataset / "manifest.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
     src = Source(rows, dataset)
     P, G = src.passports(), src.gates()
     rng = np.random.default_rng(1234)

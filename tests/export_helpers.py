@@ -71,8 +71,8 @@ def subject_splits(el: ExportLab) -> dict[str, str]:
     root = unlock(el.lab, PASSPHRASE)
     with open_vault(el.lab, root) as v:
         by_passport = {r.passport_no: r.split for r in v.records(el.tenant, reveal=True)}
-    rows = csv.DictReader(open(el.dataset / "manifest.csv", encoding="utf-8"))
-    return {r["subject_id"]: by_passport[r["passport_no"]] for r in rows}
+    with open(el.dataset / "manifest.csv", encoding="utf-8") as f:
+        return {r["subject_id"]: by_passport[r["passport_no"]] for r in csv.DictReader(f)}
 
 
 class Scanner:

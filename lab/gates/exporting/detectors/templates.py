@@ -67,7 +67,7 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
                     NAME, "high", art.name, f"{loc} ({how})",
                     f"{int(hit.sum())} of {len(x)} row(s) match templates of {len(subs)} "
                     f"vault subject(s) under {mname} (best cosine {best.max():.3f}; "
-                    f"impostor threshold {thr:.3f}, false-match rate {ctx.policy.templates['fmr']:g} "
-                    "per row)",
+                    f"impostor threshold {thr:.3f}, false-match rate "
+                    f"{ctx.policy.templates['fmr']:g} per row)",
                     tuple(subs[:100]), round(float(best.max()), 4)))
     return findings
