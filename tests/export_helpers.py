@@ -34,11 +34,11 @@ class ExportLab:
 
 
 def build_export_lab(work: Path, identities: int = 60, captures: int = 3, seed: int = 11,
-                     tenant: str = "acme") -> ExportLab:
+                     tenant: str = "acme", workers: int = 1) -> ExportLab:
     work.mkdir(parents=True, exist_ok=True)
     dataset = work / "dataset"
     write_dataset(SynthConfig(identities=identities, captures=captures, seed=seed), dataset,
-                  workers=1)
+                  workers=workers)
     lab = init_and_record(work / "lab", PASSPHRASE, "operator")
     keys = make_keys(work / "keys")
     configure(lab.paths.root, keys, tenant)

@@ -42,9 +42,9 @@ GENERATOR_VERSION = "facelab-synth/1"
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "subject_id", "capture_id", "kind", "path", "name", "passport_no", "nationality", "sex",
-    "birth_year", "birth_date",
+    "birth_year",
     *(f"lm{i}_{a}" for i in range(5) for a in ("x", "y")),
-    "capture_year", "yaw", "pitch", "roll", "glasses", "mask",
+    "birth_date", "capture_year", "yaw", "pitch", "roll", "glasses", "mask",
 )
 
 # Fixed PNG settings: no filter, Huffman-only deflate. Fast (noisy 112x112 images
