@@ -40,7 +40,8 @@ def big_model(cnn: Path, mb: int, out: Path) -> Path:
     last = m.graph.output[0].name
     for i, (a, b) in enumerate(((128, h), (h, h), (h, 128))):
         m.graph.initializer.append(numpy_helper.from_array(
-            (rng.standard_normal((a, b), dtype=np.float32) / np.sqrt(a)), f"mlp.{i}.weight"))
+            (rng.standard_normal((a, b), dtype=np.float32) / np.float32(np.sqrt(a))),
+            f"mlp.{i}.weight"))
         m.graph.node.append(helper.make_node("MatMul", [last, f"mlp.{i}.weight"], [f"mlp{i}"]))
         last = f"mlp{i}"
         if i < 2:

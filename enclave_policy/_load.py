@@ -116,7 +116,7 @@ _EXPORT_SCHEMA: dict[str, dict[str, tuple[type, float, float]]] = {
                   "max_records": (int, 1, 10**9)},
     "payloads": {"base64_min_chars": (int, 8, 10**9), "hex_min_chars": (int, 8, 10**9),
                  "opaque_min_bytes": (int, 1, 10**9), "lsb_min_values": (int, 64, 10**12),
-                 "lsb_min_entropy": (float, 0, 8)},
+                 "lsb_min_entropy": (float, 0, 8), "lsb_reference_entropy": (float, 0, 8)},
     "memorisation": {"max_subjects": (int, 10, 10**7), "alpha": (float, 0, 1),
                      "max_auc": (float, 0.5, 1), "max_tpr_at_fpr": (float, 0, 1),
                      "min_held_out": (int, 2, 10**7)},

@@ -281,6 +281,12 @@ def build_corpus(dataset: Path, splits: dict[str, str], out: Path) -> list[Case]
     add("text_in_lowest_bit_plane", True, {"model.onnx": _with_initializer(
         _cnn(), "extra.weight", u.view(np.float32).reshape(256, 256))},
         {"payloads", "identifiers"})
+    w = rng.normal(0, 0.05, 65536).astype(np.float32)
+    u = w.view(np.uint8).copy()
+    pix = src.grey(P[51]).reshape(-1)
+    u[0:len(pix) * 4:4] = pix  # raw face pixels in the lowest byte of each weight
+    add("face_pixels_in_lowest_bytes", True, {"w.npy": u.view(np.float32).reshape(256, 256)},
+        {"payloads"})
     add("png_bytes_as_json_ints", True, {"lut.json": {"table": list(
         cv2.imencode(".png", cv2.resize(src.rgb(P[48]), (64, 64)))[1].tobytes())}},
         {"payloads", "faces"})

@@ -59,6 +59,7 @@ class Artifact:
     declared: bool = False  # a payload the container declares (an HTML data: URI)
     unchanged: set[str] = field(default_factory=set)
     path: Path | None = None
+    cache: dict[str, Any] = field(default_factory=dict)  # derived views shared by detectors
 
     def scan_tensors(self) -> list[tuple[str, np.ndarray]]:
         return [(n, a) for n, a in self.tensors if n not in self.unchanged]

@@ -12,26 +12,51 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+
+import numpy as np
 
 from lab.gates.exporting import _mrz, keyed
 from lab.gates.exporting._types import Artifact, Finding, ScanContext
 
 NAME = "identifiers"
-_ASCII_RUN = re.compile(rb"[\x20-\x7e\t]{8,}")
-_UTF16_RUN = re.compile(rb"(?:[\x20-\x7e]\x00){8,}")
+MIN_RUN = 8
+_PRINTABLE = np.zeros(256, bool)
+_PRINTABLE[0x20:0x7F] = True
+_PRINTABLE[0x09] = True
 _PASSPORT_LIKE = re.compile(r"(?<![A-Za-z0-9])([A-Z]{1,2}[0-9]{6,8}|[0-9]{9})(?![A-Za-z0-9])")
 _SSN = re.compile(r"(?<![0-9-])(\d{3})-(\d{2})-(\d{4})(?![0-9-])")
 
 
-def texts(art: Artifact) -> Iterator[tuple[str, str]]:
-    """Every piece of text of the artifact with its location."""
-    yield from art.scan_strings()
-    if art.kind in ("onnx", "npy", "npz", "png", "jpeg", "bytes", "zip"):
-        for m in _ASCII_RUN.finditer(art.data):
-            yield f"byte offset {m.start()}", m.group().decode("ascii")
-        for m in _UTF16_RUN.finditer(art.data):
-            yield f"byte offset {m.start()} (UTF-16)", m.group().decode("utf-16-le")
+def runs(mask: np.ndarray, min_len: int) -> list[tuple[int, int]]:
+    """(start, end) of every run of True at least ``min_len`` long (vectorised)."""
+    z = np.zeros(1, np.int8)
+    edges = np.diff(np.concatenate((z, mask.view(np.int8), z)))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    keep = ends - starts >= min_len
+    return list(zip(starts[keep].tolist(), ends[keep].tolist(), strict=True))
+
+
+def printable_runs(data: bytes, min_len: int = MIN_RUN) -> list[tuple[int, str]]:
+    """ASCII and UTF-16LE text runs in binary data, like strings(1)."""
+    b = np.frombuffer(data, np.uint8)
+    out = [(s, data[s:e].decode("ascii")) for s, e in runs(_PRINTABLE[b], min_len)]
+    for align in (0, 1):
+        pairs = b[align:align + (len(b) - align) // 2 * 2].reshape(-1, 2)
+        mask = _PRINTABLE[pairs[:, 0]] & (pairs[:, 1] == 0)
+        for s, e in runs(mask, min_len):
+            off = align + 2 * s
+            out.append((off, data[off:align + 2 * e].decode("utf-16-le")))
+    return out
+
+
+def texts(art: Artifact) -> list[tuple[str, str]]:
+    """Every piece of text of the artifact with its location (computed once)."""
+    if "texts" not in art.cache:
+        out = list(art.scan_strings())
+        if art.kind in ("onnx", "npy", "npz", "png", "jpeg", "bytes", "zip"):
+            out += [(f"byte offset {off}", t) for off, t in printable_runs(art.data)]
+        art.cache["texts"] = out
+    return art.cache["texts"]
 
 
 def _ssn_valid(a: str, g: str, s: str) -> bool:

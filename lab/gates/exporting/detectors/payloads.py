@@ -31,6 +31,7 @@ import numpy as np
 
 from lab.gates.exporting._types import Artifact, Finding, ScanContext
 from lab.gates.exporting.artifact import Unscannable, _npy_header, magic_kind, parse
+from lab.gates.exporting.detectors.identifiers import runs, texts
 
 NAME = "payloads"
 SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF8", "gif"),
@@ -38,8 +39,12 @@ SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF8"
 _B64 = re.compile(r"(data:[\w/+.-]+;base64,)?([A-Za-z0-9+/]{16,}={0,2}|[A-Za-z0-9_-]{16,}={0,2})")
 _HEX = re.compile(r"(?:0x)?([0-9a-fA-F]{16,})")
 # random bytes hold a run of 24 printable characters with odds ~0.37^24 = 4e-11
-_TEXT_RUN = re.compile(rb"[\x20-\x7e\t\r\n]{24,}")
-MAX_FIND = 10000  # signature hits examined per artifact
+TEXT_RUN = 24
+_TEXT_BYTES = np.zeros(256, bool)
+_TEXT_BYTES[0x20:0x7F] = True
+_TEXT_BYTES[[0x09, 0x0A, 0x0D]] = True
+MAX_FIND = 10000
+_JPEG_NEXT = {*range(0xE0, 0xF0), 0xDB, 0xC0, 0xC1, 0xC2, 0xC4, 0xFE}
 MAX_DECODED = 64 * 1024 * 1024
 
 
@@ -65,6 +70,13 @@ def _parse_at(data: bytes, off: int, kind: str) -> tuple[str, bytes] | None:
         ok = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED) is not None
         return ("png", body) if ok else None
     if kind == "jpeg":
+        # a real JPEG goes on with a marker segment: APPn, DQT, SOFn, DHT or COM, whose
+        # length leads to the next marker; most chance hits in weights stop here
+        if len(data) < off + 8 or data[off + 3] not in _JPEG_NEXT:
+            return None
+        seg = struct.unpack(">H", data[off + 4:off + 6])[0]
+        if seg < 2 or data[off + 4 + seg:off + 5 + seg] != b"\xff":
+            return None
         start = off + 3
         for _ in range(16):
             end = data.find(b"\xff\xd9", start)
@@ -206,7 +218,6 @@ class _Scan:
                                          "(random-looking: it could carry that much data)"))
 
     def strings(self) -> None:
-        from lab.gates.exporting.detectors.identifiers import texts
 
         for loc, text in texts(self.art):
             if len(text) < min(self.pol["base64_min_chars"], self.pol["hex_min_chars"]):
@@ -253,14 +264,18 @@ class _Scan:
             low = le.view(np.uint8)[::a.dtype.itemsize]
             if (low == 0).mean() > 0.9:
                 continue  # rounded weights
-            # few distinct values (quantised weights, k/255 pixels): low bits are
-            # structured by nature, so only signatures and text count there
-            continuous = len(np.unique(le[:65536])) >= 0.5 * min(le.size, 65536)
             lsb = low & 1
-            streams_ = ((low, "lowest byte"),
-                        (np.packbits(lsb), "lowest bit plane"),
-                        (np.packbits(lsb, bitorder="little"), "lowest bit plane (LSB first)"))
-            for stream, what in streams_:
+            nxt = le.view(np.uint8)[1::a.dtype.itemsize]
+            # each stream with its reference: the next byte up, or the next bit plane up.
+            # Trained weights are noise in both; values with structure of their own
+            # (k/255 pixels, means of integers, quantised weights) are structured in both;
+            # a payload makes the lowest one differ from its neighbour
+            streams_ = ((low, nxt, "lowest byte"),
+                        (np.packbits(lsb), np.packbits((low >> 1) & 1), "lowest bit plane"),
+                        (np.packbits(lsb, bitorder="little"),
+                         np.packbits((low >> 1) & 1, bitorder="little"),
+                         "lowest bit plane (LSB first)"))
+            for stream, ref, what in streams_:
                 raw = stream.tobytes()
                 found = embedded(raw)
                 for off, kind, body in found:
@@ -271,26 +286,38 @@ class _Scan:
                     self.child(f"{loc} ({what})", kind, body)
                 if found:
                     continue
-                text = _TEXT_RUN.search(raw)
-                if text is not None:
+                text = [(a, b) for a, b in runs(_TEXT_BYTES[stream], TEXT_RUN)[:1000]
+                        if _texty(raw[a:b])]
+                if text:
                     self.findings.append(Finding(
-                        NAME, "high", self.art.name, f"{loc}, {what}, offset {text.start()}",
+                        NAME, "high", self.art.name, f"{loc}, {what}, offset {text[0][0]}",
                         f"text hidden in the {what} of the values (steganography): a run of "
-                        f"{len(text.group())}+ printable characters"))
+                        f"{text[0][1] - text[0][0]} printable characters"))
                     self.child(f"{loc} ({what})", "text", raw)
                     continue
                 worst = 8.0
+                thr = self.pol["lsb_min_entropy"]
                 for w0 in range(0, max(1, len(stream) - 255), 4096):
                     win = stream[w0:w0 + 4096]
                     if len(win) < 256:
                         break
-                    worst = min(worst, _entropy(win))
-                if continuous and worst < self.pol["lsb_min_entropy"]:
+                    e = _entropy(win)
+                    if e < worst and _entropy(ref[w0:w0 + 4096]) >= \
+                            self.pol["lsb_reference_entropy"]:
+                        worst = e
+                if worst < thr:
                     self.findings.append(Finding(
                         NAME, "medium", self.art.name, f"{loc}, {what}",
                         f"abnormal entropy in the {what}: {worst:.2f} bits per byte in a "
-                        f"window (trained weights give ~8; threshold "
-                        f"{self.pol['lsb_min_entropy']})", score=round(worst, 3)))
+                        f"window, while the next one up looks like noise (trained weights give "
+                        f"~8 in both; threshold {thr})", score=round(worst, 3)))
+
+
+def _texty(b: bytes) -> bool:
+    """Text, not a repeating bit pattern: values like k/3 or k/255 have low bytes such
+    as 0x55 ('U') over and over. Text uses many characters, mostly letters and spaces."""
+    letters = sum(65 <= c <= 90 or 97 <= c <= 122 or c == 32 for c in b)
+    return len(set(b)) >= 8 and letters >= 0.5 * len(b)
 
 
 def _b64(s: str) -> bytes | None:
