@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.export_corpus import build_corpus
-from tests.export_helpers import Scanner, build_export_lab, subject_splits
+from tests.export_helpers import Scanner, bench_outbox, build_export_lab, subject_splits
 
 
 def naive_refuses(paths: list[Path], needles: list[bytes]) -> bool:
@@ -41,7 +41,8 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="facelab-redteam-"))
     try:
         el = build_export_lab(work, identities=args.identities)
-        cases = build_corpus(el.dataset, subject_splits(el), work / "corpus")
+        cases = build_corpus(el.dataset, subject_splits(el), work / "corpus",
+                         bench_outbox(el))
         with open(el.dataset / "manifest.csv", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
         needles = [(el.dataset / r["path"]).read_bytes() for r in rows]

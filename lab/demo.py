@@ -5,8 +5,10 @@ key and two import officers approval keys; generate synthetic datasets for two t
 write a contact sheet, ingest both into the vault and delete the plaintext after a
 verified ingest; import a signed and approved model, and see a package with a malicious
 pickle refused; read one tenant's records back by split; destroy the other tenant with a
-signed certificate; run the 1:1 benchmark inside the lab; verify the audit log. Later
-components add their steps here (export, purpose limits).
+signed certificate; run the 1:1 benchmark inside the lab; export its report through the
+export gate (released, signed manifest) and see an artifact that hides a training face
+refused; verify the audit log. Later components add their steps here (purpose limits,
+the job runner).
 
 Files: ``LAB`` is a real lab (``facelab audit verify --lab LAB`` works on it);
 ``LAB/demo/contact_sheet.png`` shows faces for a person to look at;
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from lab.audit import Event, VerifyReport, verify_log
 from lab.bench.lab_run import bench_in_lab
+from lab.gates.exporting import export
 from lab.gates.importing.ops import import_model
 from lab.labdir import audit_writer, init_and_record, load_public_key
 from lab.synth import SynthConfig, SynthSummary, contact_sheet, dataset_digest, write_dataset
@@ -40,6 +43,7 @@ class DemoResult:
     imported: str
     refused: list[str]
     bench_report: Path
+    exports: dict[str, str]
     certificate: Path
     audit: VerifyReport
     controls: list[tuple[str, str]]
@@ -95,6 +99,9 @@ def run_demo(
             splits[rec.split] = splits.get(rec.split, 0) + 1
         bench_report, bench_page = bench_in_lab(lab, root_key, "acme", imported.model,
                                                 "acme-engineer", log, split="test")
+        released = export(lab, root_key, "acme", [bench_page.parent], "acme-engineer", log)
+        leak = _leaky_artifact(lab, root_key, work / "outbox-leaky", log)
+        refused_export = export(lab, root_key, "acme", [leak], "acme-engineer", log)
         cert = ops.destroy(lab, root_key, "borealis", actor, log)
     report = verify_log(lab.paths.audit, lab.origin, load_public_key(lab))
     assert summary is not None
@@ -112,14 +119,35 @@ def run_demo(
         ("1:1 benchmark in the lab (test split), report to the outbox",
          f"EER {bench_report['eer']['value']:.3f}, FNMR@FMR1e-2 "
          f"{bench_report['operating_points'][0]['fnmr']:.3f}"),
+        ("export gate: benchmark report released, signed manifest",
+         released.decision + (f" ({released.release_dir.name})" if released.release_dir
+                              else "")),
+        ("export gate: artifact hiding a training face refused",
+         f"{refused_export.decision}: " + ", ".join(sorted(
+             {f.detector for f in refused_export.report.blocking()}))),
         ("records read back by split, pseudonymous ids only",
          ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))),
         ("tenant borealis crypto-shredded, certificate signed", cert.name),
         ("audit log verified", "intact" if report.intact else "TAMPERED"),
     ]
     return DemoResult(base, generated, summary, sheet, ingested, splits, imported.model,
-                      [c.name for c in refused.failed()], bench_page, cert, report,
-                      controls)
+                      [c.name for c in refused.failed()], bench_page,
+                      {"report": released.decision, "leaky": refused_export.decision},
+                      cert, report, controls)
+
+
+def _leaky_artifact(lab, root_key, out: Path, log) -> Path:
+    """What an insider might try: "weights" that are a training face, normalised."""
+    import numpy as np
+
+    from lab.vault import ops
+
+    rec = next(ops.read(lab, root_key, "acme", "acme-engineer", log, split="train",
+                        purpose="training (demo insider)"))
+    out.mkdir(parents=True, exist_ok=True)
+    w = (rec.image().astype(np.float32) - 127.5) / 128.0
+    np.save(out / "adapter_weights.npy", w.transpose(2, 0, 1))
+    return out
 
 
 def _import_keys(lab, keys_dir: Path):

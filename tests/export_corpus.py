@@ -155,9 +155,11 @@ def _plot_png(seed: int) -> bytes:
     return cv2.imencode(".png", img)[1].tobytes()
 
 
-def build_corpus(dataset: Path, splits: dict[str, str], out: Path) -> list[Case]:
+def build_corpus(dataset: Path, splits: dict[str, str], out: Path,
+                 bench_report: Path | None = None) -> list[Case]:
     """Every case under ``out``. ``splits`` maps subject_id -> vault split (to train the
-    memorising model on the tenant's training people, as a job would)."""
+    memorising model on the tenant's training people, as a job would);
+    ``bench_report`` is the directory of a benchmark run inside the lab (a clean case)."""
     with open(dataset / "manifest.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     src = Source(rows, dataset)
@@ -414,4 +416,6 @@ def build_corpus(dataset: Path, splits: dict[str, str], out: Path) -> list[Case]
         "mean": all_t.mean(axis=0), "std": all_t.std(axis=0)}})
     add("threshold_config", False, {"thresholds.json": {
         "fmr_1e-3": 0.41, "fmr_1e-4": 0.52, "fmr_1e-6": 0.66, "model": "cnn@1.0.0"}})
+    if bench_report is not None:
+        cases.append(Case("bench_report_from_the_lab", sorted(bench_report.iterdir()), False))
     return cases

@@ -110,3 +110,14 @@ class Scanner:
 
     def close(self) -> None:
         self.vault.close()
+
+
+def bench_outbox(el: ExportLab) -> Path:
+    """Run the 1:1 benchmark inside the lab; its report directory (a clean export)."""
+    from lab.bench.lab_run import bench_in_lab
+
+    root = unlock(el.lab, PASSPHRASE)
+    with audit_writer(el.lab, root) as log:
+        _, page = bench_in_lab(el.lab, root, el.tenant, "cnn@1.0.0", "engineer", log,
+                               split="test")
+    return page.parent

@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 
 from tests.export_corpus import build_corpus
-from tests.export_helpers import Scanner, build_export_lab, subject_splits
+from tests.export_helpers import Scanner, bench_outbox, build_export_lab, subject_splits
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory):
     work: Path = tmp_path_factory.mktemp("redteam")
     el = build_export_lab(work, identities=150)
-    cases = build_corpus(el.dataset, subject_splits(el), work / "corpus")
+    cases = build_corpus(el.dataset, subject_splits(el), work / "corpus",
+                         bench_outbox(el))
     scanner = Scanner(el)
     try:
         yield [(c, scanner.scan(c.paths)) for c in cases]

@@ -5,7 +5,9 @@ in a split) holds one row per person or image: a gallery, support vectors, per-r
 labels or weights. SACRO-ML's safemodel refuses such instance-based models on the same
 grounds. Tensors unchanged since import are exempt (they were shaped before the lab's
 data was seen); small counts are ignored (policy ``min_rows``), since layer widths of a
-few dozen coincide with small vaults by chance.
+few dozen coincide with small vaults by chance. Only model containers (ONNX, NPY, NPZ)
+are read this way: in reports and logs, rows are plots and tables, and what they hold is
+the content detectors' business.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ from __future__ import annotations
 from lab.gates.exporting._types import Artifact, Finding, ScanContext
 
 NAME = "structural"
+#: containers of model parameters; a JSON report's 200-bin histogram in a lab of 200
+#: subjects is a coincidence, not an instance store
+MODEL_KINDS = ("onnx", "npy", "npz")
 
 
 def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
+    if art.kind not in MODEL_KINDS:
+        return []  # reports and logs: their rows are read by the content detectors
     counts = {n: c for n, c in ctx.index.counts().items()
               if c >= ctx.policy.structural["min_rows"]
               and (n in ("records", "subjects") or n.startswith("train "))}
