@@ -174,13 +174,26 @@ def test_attacks_on_the_gate_are_refused_as_unscannable_never_executed(
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [huge])
     onnx.save(helper.make_model(g), d / "huge.onnx")
     (d / "garbage.onnx").write_bytes(os.urandom(4096))
+    # a decompression bomb: a tiny PNG that declares 100,000 x 100,000 pixels
+    png = cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes()
+    import struct
+    import zlib
+
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    bomb = png[:8] + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr)) \
+        + png[33:]
+    (d / "bomb.png").write_bytes(bomb)
+    # an NPY whose header declares 10^12 elements
+    hdr = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }"
+    hdr += b" " * (118 - len(hdr)) + b"\n"
+    (d / "huge.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr)
     os.symlink(el.lab.paths.root / "keys" / "keystore.json", d / "link.json")
     p = run("export", "--lab", str(el.lab.paths.root), "--tenant", "acme", str(d), "--json")
     assert p.returncode == 3, p.stderr
     doc = json.loads(p.stdout)
     unscannable = {f["artifact"] for f in doc["findings"] if f["detector"] == "unscannable"}
     assert unscannable == {"pickled.npy", "weights.pt", "huge.onnx", "garbage.onnx",
-                           "link.json"}
+                           "link.json", "bomb.png", "huge.npy"}
     assert not marker.exists()
     assert "keystore" not in p.stdout
 

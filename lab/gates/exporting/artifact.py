@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import math
+import struct
 import zipfile
 from pathlib import Path
 
@@ -310,7 +311,33 @@ def _text(art: Artifact, policy: ExportPolicy) -> None:
 
 # ---------------------------------------------------------------- images
 
+def image_pixels(data: bytes) -> int | None:
+    """Width x height declared in a PNG IHDR or a JPEG SOF header, read before decoding
+    (a 100,000 x 100,000 PNG of a few kilobytes must not be decoded)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24:
+        w, h = struct.unpack(">II", data[16:24])
+        return w * h
+    if data.startswith(b"\xff\xd8"):
+        p = 2
+        while p + 9 <= len(data) and data[p] == 0xFF:
+            marker = data[p + 1]
+            seg = struct.unpack(">H", data[p + 2:p + 4])[0]
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
+                          0xCE, 0xCF):
+                h, w = struct.unpack(">HH", data[p + 5:p + 9])
+                return w * h
+            p += 2 + seg
+    return None
+
+
+MAX_DECODE_PIXELS = 1 << 26  # 64 M pixels: far beyond any face, far below a bomb
+
+
 def _decode_image(data: bytes) -> np.ndarray | None:
+    n = image_pixels(data)
+    if n is not None and n > MAX_DECODE_PIXELS:
+        raise Unscannable(f"declares {n} pixels (more than {MAX_DECODE_PIXELS}): "
+                          "not decoded")
     a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if a is None:
         return None

@@ -30,7 +30,14 @@ import cv2
 import numpy as np
 
 from lab.gates.exporting._types import Artifact, Finding, ScanContext
-from lab.gates.exporting.artifact import Unscannable, _npy_header, magic_kind, parse
+from lab.gates.exporting.artifact import (
+    MAX_DECODE_PIXELS,
+    Unscannable,
+    _npy_header,
+    image_pixels,
+    magic_kind,
+    parse,
+)
 from lab.gates.exporting.detectors.identifiers import runs, texts
 
 NAME = "payloads"
@@ -46,6 +53,15 @@ _TEXT_BYTES[[0x09, 0x0A, 0x0D]] = True
 MAX_FIND = 10000
 _JPEG_NEXT = {*range(0xE0, 0xF0), 0xDB, 0xC0, 0xC1, 0xC2, 0xC4, 0xFE}
 MAX_DECODED = 64 * 1024 * 1024
+
+
+def _decodes(body: bytes) -> bool:
+    """The bytes decode as an image; one that declares more pixels than any decode is
+    allowed counts as an image without decoding (the child scan then refuses it)."""
+    n = image_pixels(body)
+    if n is not None and n > MAX_DECODE_PIXELS:
+        return True
+    return cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED) is not None
 
 
 def _png_end(data: bytes, off: int) -> int | None:
@@ -67,8 +83,7 @@ def _parse_at(data: bytes, off: int, kind: str) -> tuple[str, bytes] | None:
         if end is None:
             return None
         body = data[off:end]
-        ok = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED) is not None
-        return ("png", body) if ok else None
+        return ("png", body) if _decodes(body) else None
     if kind == "jpeg":
         # a real JPEG goes on with a marker segment: APPn, DQT, SOFn, DHT or COM, whose
         # length leads to the next marker; most chance hits in weights stop here
@@ -83,13 +98,13 @@ def _parse_at(data: bytes, off: int, kind: str) -> tuple[str, bytes] | None:
             if end < 0:
                 return None
             body = data[off:end + 2]
-            if cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED) is not None:
+            if _decodes(body):
                 return "jpeg", body
             start = end + 2
         return None
     if kind == "gif":
         body = data[off:off + MAX_DECODED]
-        ok = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED) is not None
+        ok = _decodes(body)
         return ("gif", body) if ok and data[off:off + 6] in (b"GIF87a", b"GIF89a") else None
     if kind == "zip":
         eocd = data.find(b"PK\x05\x06", off)
