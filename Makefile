@@ -35,6 +35,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/import_speed.py
 	$(BIN)/python bench/scoring_speed.py
 	$(BIN)/python bench/scoring_speed.py --big
+	$(BIN)/python bench/export_redteam.py
+	$(BIN)/python bench/export_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
