@@ -16,6 +16,7 @@ import json
 import math
 import struct
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -217,7 +218,9 @@ def _npy(art: Artifact, policy: ExportPolicy) -> None:
     _add_array(art, "array", _npy_array(art.data, art.name, policy))
 
 
-def _npz(art: Artifact, policy: ExportPolicy) -> None:
+def _members(art: Artifact, policy: ExportPolicy) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of each member of a ZIP, the declared sizes kept under the limit;
+    every member name is also a string of the artifact."""
     with zipfile.ZipFile(io.BytesIO(art.data)) as z:
         total = 0
         for info in z.infolist():
@@ -226,32 +229,27 @@ def _npz(art: Artifact, policy: ExportPolicy) -> None:
                 raise Unscannable(f"{art.name}: members expand beyond "
                                   "export.max_artifact_bytes")
             art.strings.append((f"member {info.filename!r} name", info.filename))
-            body = z.read(info)
-            if info.filename.endswith(".npy") and body.startswith(b"\x93NUMPY"):
-                _add_array(art, f"member {info.filename!r}",
-                           _npy_array(body, f"{art.name}:{info.filename}", policy))
-            else:
-                raise Unscannable(f"{art.name}: member {info.filename!r} is not an array")
+            yield info.filename, z.read(info)
+
+
+def _npz(art: Artifact, policy: ExportPolicy) -> None:
+    for name, body in _members(art, policy):
+        if not (name.endswith(".npy") and body.startswith(b"\x93NUMPY")):
+            raise Unscannable(f"{art.name}: member {name!r} is not an array")
+        _add_array(art, f"member {name!r}", _npy_array(body, f"{art.name}:{name}", policy))
 
 
 def _zip(art: Artifact, policy: ExportPolicy) -> None:
-    """A ZIP found inside another artifact: its members become strings and bytes."""
-    with zipfile.ZipFile(io.BytesIO(art.data)) as z:
-        total = 0
-        for info in z.infolist():
-            total += info.file_size
-            if total > policy.max_artifact_bytes:
-                raise Unscannable(f"{art.name}: members expand beyond the limit")
-            art.strings.append((f"member {info.filename!r} name", info.filename))
-            body = z.read(info)
-            if body.startswith(b"\x93NUMPY"):
-                _add_array(art, f"member {info.filename!r}", _npy_array(body, art.name, policy))
-            else:
-                art.strings.append((f"member {info.filename!r}",
-                                    body.decode("utf-8", "replace")))
-                img = _decode_image(body)
-                if img is not None:
-                    art.tensors.append((f"member {info.filename!r} image", img))
+    """A ZIP found inside another artifact: arrays, text and images of its members."""
+    for name, body in _members(art, policy):
+        where = f"member {name!r}"
+        if body.startswith(b"\x93NUMPY"):
+            _add_array(art, where, _npy_array(body, f"{art.name}:{name}", policy))
+            continue
+        art.strings.append((where, body.decode("utf-8", "replace")))
+        img = _decode_image(body)
+        if img is not None:
+            art.tensors.append((f"{where} image", img))
 
 
 # ---------------------------------------------------------------- text formats
