@@ -4,8 +4,10 @@ from enclave_policy._load import (
     DEFAULT_POLICY,
     AuditPolicy,
     ExportPolicy,
+    GovernancePolicy,
     ImportPolicy,
     Policy,
+    TenantPolicy,
     VaultPolicy,
     load_policy,
 )
@@ -14,8 +16,10 @@ __all__ = [
     "DEFAULT_POLICY",
     "AuditPolicy",
     "ExportPolicy",
+    "GovernancePolicy",
     "ImportPolicy",
     "Policy",
+    "TenantPolicy",
     "VaultPolicy",
     "load_policy",
 ]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from lab.errors import BadInputError
 
 DEFAULT_POLICY = Path(__file__).with_name("default.toml")
+TENANT_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,45 @@ class ExportPolicy:
 
 
 @dataclass(frozen=True)
+class TenantPolicy:
+    """One processor: what it may use the data for and when its data must go."""
+
+    name: str
+    processor: str
+    purposes: tuple[str, ...]
+    retention_days: int
+    destroy_by: date | None
+    data_categories: tuple[str, ...]
+    listed: bool  # has a [tenants.NAME] table (else: [tenant_defaults])
+
+    def due(self, created: date) -> date:
+        """The destruction due date of data first ingested on ``created``."""
+        d = created + timedelta(days=self.retention_days)
+        return min(d, self.destroy_by) if self.destroy_by else d
+
+
+@dataclass(frozen=True)
+class GovernancePolicy:
+    """[roles], [purposes], [tenant_defaults], [tenants] and [jobs]."""
+
+    roles: dict[str, tuple[str, ...]]
+    allowed_purposes: tuple[str, ...]
+    forbidden_purposes: tuple[str, ...]
+    forbidden_markers: tuple[str, ...]
+    defaults: TenantPolicy
+    tenants: dict[str, TenantPolicy]
+    isolation: str
+    cpu_seconds: int
+    memory_mb: int
+    wall_seconds: int
+    trainers: dict[str, str]
+
+    def tenant(self, name: str) -> TenantPolicy:
+        t = self.tenants.get(name)
+        return t if t is not None else replace(self.defaults, name=name, processor=name)
+
+
+@dataclass(frozen=True)
 class Policy:
     """The parts of the policy the code reads today; the raw table keeps the rest."""
 
@@ -74,6 +116,7 @@ class Policy:
     raw: dict
     source: Path
     exporting: ExportPolicy | None = None
+    governance: GovernancePolicy | None = None
 
 
 def _get(table: dict, key: str, typ: type, where: str, path: Path):
@@ -102,8 +145,82 @@ def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
     if not 1 <= every <= 1_000_000:
         raise BadInputError(f"{path}: audit.checkpoint_every must be in [1, 1000000]")
     prefix = _get(audit, "origin_prefix", str, "audit.", path)
-    return Policy(AuditPolicy(every, prefix), _vault(raw, path), _import(raw, path), raw, path,
-                  _export(raw, path))
+    gov = _governance(raw, path)
+    vault = _vault(raw, path)
+    if gov is not None and gov.tenants:  # listed processors are the tenants ingest creates
+        vault = replace(vault, tenants=tuple(sorted({*vault.tenants, *gov.tenants})))
+    return Policy(AuditPolicy(every, prefix), vault, _import(raw, path), raw, path,
+                  _export(raw, path), gov)
+
+
+def _strs(t: dict, key: str, where: str, path: Path) -> tuple[str, ...]:
+    v = _get(t, key, list, where, path)
+    if not all(isinstance(x, str) and x for x in v):
+        raise BadInputError(f"{path}: {where}{key} must be a list of non-empty strings")
+    return tuple(v)
+
+
+def _tenant(name: str, t: dict, where: str, path: Path, allowed: tuple[str, ...],
+            listed: bool) -> TenantPolicy:
+    purposes = _strs(t, "purposes", where, path)
+    bad = [p for p in purposes if p not in allowed]
+    if bad:
+        raise BadInputError(f"{path}: {where}purposes: {bad[0]!r} is not an allowed "
+                            "purpose ([purposes] allowed)")
+    days = _get(t, "retention_days", int, where, path)
+    if days < 1:
+        raise BadInputError(f"{path}: {where}retention_days must be at least 1")
+    destroy_by = t.get("destroy_by")
+    if destroy_by is not None and (not isinstance(destroy_by, date)
+                                   or isinstance(destroy_by, datetime)):
+        raise BadInputError(f"{path}: {where}destroy_by must be a date (YYYY-MM-DD)")
+    processor = t.get("processor", name)
+    if not isinstance(processor, str) or not processor:
+        raise BadInputError(f"{path}: {where}processor must be a non-empty string")
+    return TenantPolicy(name, processor, purposes, days, destroy_by,
+                        _strs(t, "data_categories", where, path), listed)
+
+
+def _governance(raw: dict, path: Path) -> GovernancePolicy | None:
+    if "purposes" not in raw and "jobs" not in raw:
+        return None  # a lab made before these sections existed
+    for table in ("roles", "purposes", "tenant_defaults", "tenants", "jobs"):
+        if not isinstance(raw.get(table), dict):
+            raise BadInputError(f"{path}: missing table [{table}]")
+    roles = {k: _strs(raw["roles"], k, "roles.", path)
+             for k in ("operators", "import_officers", "export_reviewers")}
+    pur = raw["purposes"]
+    allowed = _strs(pur, "allowed", "purposes.", path)
+    forbidden = _strs(pur, "forbidden", "purposes.", path)
+    both = set(allowed) & set(forbidden)
+    if both:
+        raise BadInputError(f"{path}: purposes: {sorted(both)[0]!r} is both allowed and "
+                            "forbidden")
+    markers = tuple(m.casefold() for m in _strs(pur, "forbidden_markers", "purposes.", path))
+    defaults = _tenant("*", raw["tenant_defaults"], "tenant_defaults.", path, allowed, False)
+    tenants = {}
+    for name, t in raw["tenants"].items():
+        if not isinstance(t, dict):
+            raise BadInputError(f"{path}: tenants.{name} must be a table")
+        if not TENANT_RE.match(name):
+            raise BadInputError(f"{path}: tenants.{name}: not a safe tenant name")
+        merged = {**raw["tenant_defaults"], **t}
+        tenants[name] = _tenant(name, merged, f"tenants.{name}.", path, allowed, True)
+    jobs = raw["jobs"]
+    isolation = _get(jobs, "isolation", str, "jobs.", path)
+    if isolation not in ("strict", "weak"):
+        raise BadInputError(f"{path}: jobs.isolation must be \"strict\" or \"weak\"")
+    ints = {}
+    for key, lo in (("cpu_seconds", 1), ("memory_mb", 256), ("wall_seconds", 1)):
+        ints[key] = _get(jobs, key, int, "jobs.", path)
+        if ints[key] < lo:
+            raise BadInputError(f"{path}: jobs.{key} must be at least {lo}")
+    trainers = _get(jobs, "trainers", dict, "jobs.", path)
+    for name, target in trainers.items():
+        if not isinstance(target, str) or target.count(":") != 1:
+            raise BadInputError(f"{path}: jobs.trainers.{name} must be \"module:function\"")
+    return GovernancePolicy(roles, allowed, forbidden, markers, defaults, tenants, isolation,
+                            trainers=dict(trainers), **ints)
 
 
 # key -> (type, low, high) for the numeric keys of each [export.*] sub-table
