@@ -400,6 +400,66 @@ def _cmd_release_verify(args: argparse.Namespace) -> int:
           f"{m['decision']} for tenant {m['tenant']} at {m['released']}")
     return 0
 
+
+def _cmd_job_run(args: argparse.Namespace) -> int:
+    from lab.jobs import run_job
+
+    try:
+        spec = json.loads(args.spec.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise BadInputError(f"{args.spec}: not JSON ({e})") from e
+    lab, root, log, actor = _unlocked(args.lab, args.tenant)
+    with log:
+        r = run_job(lab, root, args.tenant, spec, actor, log)
+    doc = {"job": r.job_id, "status": r.status, "summary": r.summary, "error": r.error,
+           "confinement": list(r.confinement), "outbox": str(r.outbox), "outputs": r.outputs}
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"job {r.job_id}: {r.status} ({', '.join(r.confinement) or 'no confinement'})")
+        for k, v in r.summary.items():
+            print(f"  {k}: {v}")
+        for f in r.outputs:
+            print(f"  output: {r.outbox / f}")
+    if r.status != "done":
+        print(f"facelab: job {r.job_id} {r.status}: {r.error}", file=sys.stderr)
+        return 5
+    return 0
+
+
+def _cmd_retention_run(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from lab.vault import retention
+
+    lab, root, log, actor = _unlocked(args.lab)
+    try:
+        today = date.fromisoformat(args.today) if args.today else None
+    except ValueError as e:
+        raise BadInputError(f"--today {args.today!r}: not a date (YYYY-MM-DD)") from e
+    with log:
+        due = retention.run(lab, root, actor, log, today=today, dry_run=args.dry_run)
+    if not due:
+        print("retention: no tenant is due for destruction")
+    for s in due:
+        what = "would destroy" if args.dry_run else "destroyed"
+        print(f"retention: {what} {s['tenant']} (first ingest {s['created']}, due "
+              f"{s['due']}){'' if args.dry_run else ', certificate ' + s['certificate']}")
+    return 0
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    from lab.vault import retention
+
+    lab, root, log, _ = _unlocked(args.lab)
+    log.close()
+    rows = retention.register(lab, root)
+    if args.json:
+        print(json.dumps({"lab": lab.lab_id, "processors": rows}, indent=2))
+    else:
+        print(retention.register_markdown(rows, lab.lab_id), end="")
+    return 0
+
 def _cmd_model_list(args: argparse.Namespace) -> int:
     from lab.gates.importing import list_models
     from lab.gates.importing.ops import models_dir
@@ -642,6 +702,26 @@ def build_parser() -> argparse.ArgumentParser:
     rlv.add_argument("--lab", type=Path, required=True)
     rlv.add_argument("release", type=Path)
     rlv.set_defaults(func=_cmd_release_verify)
+
+    j = sub.add_parser("job", help="tenant jobs in the zero client")
+    jsub = j.add_subparsers(dest="job_command", required=True, parser_class=_Parser)
+    jr = jsub.add_parser("run", help="run a job spec (JSON) under the policy and sandbox")
+    jr.add_argument("--lab", type=Path, required=True)
+    jr.add_argument("--tenant", required=True)
+    jr.add_argument("spec", type=Path)
+    jr.add_argument("--json", action="store_true")
+    jr.set_defaults(func=_cmd_job_run)
+    rt = sub.add_parser("retention", help="destroy tenants past their retention")
+    rtsub = rt.add_subparsers(dest="retention_command", required=True, parser_class=_Parser)
+    rr = rtsub.add_parser("run", help="destroy every tenant whose destruction is due")
+    rr.add_argument("--lab", type=Path, required=True)
+    rr.add_argument("--today", help="the date to judge by (YYYY-MM-DD; default today)")
+    rr.add_argument("--dry-run", action="store_true")
+    rr.set_defaults(func=_cmd_retention_run)
+    rg = sub.add_parser("register", help="the public register of processors")
+    rg.add_argument("--lab", type=Path, required=True)
+    rg.add_argument("--json", action="store_true")
+    rg.set_defaults(func=_cmd_register)
 
     b = sub.add_parser("bench", help="1:1 verification benchmark (FNMR at fixed FMR, EER)")
     b.add_argument("--lab", type=Path, default=None)

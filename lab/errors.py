@@ -78,3 +78,14 @@ __all__ = [
     "TamperedError",
     "VaultError",
 ]
+
+
+class JobRefused(FacelabError):
+    """The policy refuses a job: a forbidden purpose, 1:N search, an unregistered
+    trainer, or isolation the kernel cannot give (exit 3)."""
+
+    exit_code = 3
+
+
+class IsolationError(JobRefused):
+    """The kernel cannot confine a job as the policy requires."""

@@ -1,5 +1,6 @@
 """Tenant workspaces and the isolated job runner (the zero client)."""
 
-from lab.jobs.runner import JobRefused, JobResult, run_job
+from lab.errors import JobRefused
+from lab.jobs.runner import JobResult, run_job
 
 __all__ = ["JobRefused", "JobResult", "run_job"]

@@ -31,19 +31,13 @@ import enclave_policy
 import lab as lab_package
 from enclave_policy.rules import check_job
 from lab.audit import AuditLog, Event
-from lab.errors import BadInputError, FacelabError
+from lab.errors import BadInputError, JobRefused
 from lab.jobs import sandbox
 from lab.jobs.api import end_stream, write_record
 from lab.labdir import Lab
 from lab.vault.keystore import RootKey
 from lab.vault.ops import open_vault
 from lab.vault.store import check_tenant
-
-
-class JobRefused(FacelabError):
-    """The policy refuses the job (exit 3)."""
-
-    exit_code = 3
 
 
 @dataclass(frozen=True)

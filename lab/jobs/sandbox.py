@@ -23,7 +23,7 @@ import os
 import resource
 from pathlib import Path
 
-from lab.errors import FacelabError
+from lab.errors import IsolationError
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -38,10 +38,6 @@ FS_REFER, FS_TRUNCATE, FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
 NET_BIND_TCP, NET_CONNECT_TCP = 1, 2
 SCOPE_ABSTRACT_UNIX, SCOPE_SIGNAL = 1, 2
 _FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
-
-
-class IsolationError(FacelabError):
-    """The kernel cannot confine the job as the policy requires."""
 
 
 def _libc() -> ctypes.CDLL:

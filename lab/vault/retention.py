@@ -1,0 +1,113 @@
+"""Retention and the public register of processors.
+
+A tenant's destruction is due ``retention_days`` after its first ingest, or on its
+``destroy_by`` date, whichever is sooner (``enclave_policy.TenantPolicy.due``).
+``run`` destroys every tenant past due through the vault's own destroy (certificate and
+audit entry each). ``register`` lists every processor, active or destroyed, with its
+purposes, data categories, retention and dates: the transparency the documented lab's
+ministry failed to publish for two years.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from lab.audit import AuditLog, Event
+from lab.errors import BadInputError
+from lab.labdir import Lab
+from lab.vault import ops
+from lab.vault.keystore import RootKey
+
+
+def _governance(lab: Lab):
+    gov = lab.policy.governance
+    if gov is None:
+        raise BadInputError(f"{lab.paths.policy}: no [tenants]/[tenant_defaults] sections; "
+                            "retention cannot be computed")
+    return gov
+
+
+def schedule(lab: Lab, root: RootKey) -> list[dict]:
+    """Every tenant in the vault with its first ingest and destruction due date."""
+    gov = _governance(lab)
+    with ops.open_vault(lab, root) as v:
+        tenants = v.tenants()
+    out = []
+    for t in tenants:
+        created = datetime.fromisoformat(t["created"]).date()
+        tp = gov.tenant(t["tenant"])
+        out.append({"tenant": t["tenant"], "created": created.isoformat(),
+                    "due": tp.due(created).isoformat(), "retention_days": tp.retention_days,
+                    "records": t["records"], "subjects": t["subjects"]})
+    return out
+
+
+def run(lab: Lab, root: RootKey, actor: str, log: AuditLog, *, today: date | None = None,
+        dry_run: bool = False) -> list[dict]:
+    """Destroy every tenant whose due date is today or past; return what was due."""
+    today = today or datetime.now(UTC).date()
+    due = [s for s in schedule(lab, root) if date.fromisoformat(s["due"]) <= today]
+    for s in due:
+        if dry_run:
+            s["certificate"] = None
+            continue
+        cert = ops.destroy(lab, root, s["tenant"], actor, log)
+        s["certificate"] = cert.name
+    log.record(Event("retention.run", actor, decision="dry-run" if dry_run else "ok",
+                     details={"today": today.isoformat(),
+                              "due": [s["tenant"] for s in due]}))
+    return due
+
+
+def register(lab: Lab, root: RootKey) -> list[dict]:
+    """The public register: one row per processor (listed, active or destroyed)."""
+    gov = _governance(lab)
+    active = {s["tenant"]: s for s in schedule(lab, root)}
+    destroyed: dict[str, str] = {}
+    for cert in sorted((lab.paths.root / "certificates").glob("destroy-*.json")):
+        try:
+            c = json.loads(cert.read_text())["certificate"]
+            destroyed[c["media_information"]["tenant"]] = c["validation"]["date"][:10]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    names = sorted(set(active) | set(destroyed) | set(gov.tenants))
+    rows = []
+    for name in names:
+        tp = gov.tenant(name)
+        a = active.get(name)
+        rows.append({
+            "processor": tp.processor, "tenant": name, "purposes": list(tp.purposes),
+            "data_categories": list(tp.data_categories),
+            "retention": f"{tp.retention_days} days after first ingest" +
+                         (f", at the latest {tp.destroy_by.isoformat()}" if tp.destroy_by
+                          else ""),
+            "status": "active" if a else "destroyed" if name in destroyed else "listed",
+            "since": a["created"] if a else None,
+            "destruction_due": a["due"] if a else None,
+            "destroyed": destroyed.get(name) if not a else None,
+            "subjects": a["subjects"] if a else 0})
+    return rows
+
+
+def register_markdown(rows: list[dict], lab_id: str) -> str:
+    head = ["# Register of processors", "",
+            f"Lab `{lab_id}`. Purposes allowed: 1:1 verification and training; 1:N "
+            "identification and tracking are forbidden to every processor.", "",
+            "| processor | tenant | purposes | data categories | retention | status | since "
+            "| destruction due | destroyed |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        head.append(f"| {r['processor']} | {r['tenant']} | {', '.join(r['purposes'])} | "
+                    f"{', '.join(r['data_categories'])} | {r['retention']} | {r['status']} | "
+                    f"{r['since'] or ''} | {r['destruction_due'] or ''} | "
+                    f"{r['destroyed'] or ''} |")
+    return "\n".join(head) + "\n"
+
+
+def write_register(rows: list[dict], lab_id: str, out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    md, js = out / "register.md", out / "register.json"
+    md.write_text(register_markdown(rows, lab_id))
+    js.write_text(json.dumps({"lab": lab_id, "processors": rows}, indent=2) + "\n")
+    return md, js
