@@ -454,10 +454,14 @@ def _cmd_register(args: argparse.Namespace) -> int:
     lab, root, log, _ = _unlocked(args.lab)
     log.close()
     rows = retention.register(lab, root)
+    gov = lab.policy.governance
     if args.json:
-        print(json.dumps({"lab": lab.lab_id, "processors": rows}, indent=2))
+        print(json.dumps({"lab": lab.lab_id, "allowed_purposes": gov.allowed_purposes,
+                          "forbidden_purposes": gov.forbidden_purposes,
+                          "processors": rows}, indent=2))
     else:
-        print(retention.register_markdown(rows, lab.lab_id), end="")
+        print(retention.register_markdown(rows, lab.lab_id, gov.allowed_purposes,
+                                          gov.forbidden_purposes), end="")
     return 0
 
 def _cmd_model_list(args: argparse.Namespace) -> int:
@@ -562,6 +566,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print("  identities per sex: " + ", ".join(f"{k} {v}" for k, v in d.by_sex.items()))
     print(f"  contact sheet: {r.contact_sheet}")
     print(f"  benchmark report: {r.bench_report}")
+    print(f"  register of processors: {r.register}")
+    print(f"  demo report (controls, plots): {r.html}")
     a = r.audit
     state = "intact" if a.intact else f"TAMPERED ({a.first()})"
     print(f"  audit log: {a.entries} entries, {a.checkpoints} signed checkpoints, {state}")

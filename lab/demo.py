@@ -22,10 +22,10 @@ import secrets
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from lab.audit import Event, VerifyReport, verify_log
-from lab.bench.lab_run import bench_in_lab
 from lab.gates.exporting import export
 from lab.gates.importing.ops import import_model
 from lab.labdir import audit_writer, init_and_record, load_public_key
@@ -47,6 +47,8 @@ class DemoResult:
     certificate: Path
     audit: VerifyReport
     controls: list[tuple[str, str]]
+    html: Path
+    register: Path
 
 
 def run_demo(
@@ -58,18 +60,24 @@ def run_demo(
     captures: int = 3,
     seed: int = 2019,
     progress: Callable[[int], None] | None = None,
+    today: date | None = None,
 ) -> DemoResult:
     """Run the demo with the lab at ``root`` (a new temporary directory if None)."""
+    from lab.jobs import JobRefused, run_job
+    from lab.jobs.sandbox import probe
     from lab.labdir import unlock
-    from lab.vault import ops
+    from lab.vault import ops, retention
 
+    today = today or datetime.now(UTC).date()
     base = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="facelab-demo-"))
     generated = passphrase is None
     pw = passphrase if passphrase is not None else secrets.token_urlsafe(16).encode()
     lab = init_and_record(base, pw, actor)
     work = base / "demo"
     work.mkdir()
-    lab = _import_keys(lab, work / "keys")
+    net, abi = probe()
+    isolation = "strict" if net and abi >= 1 else "weak"
+    lab = _import_keys(lab, work / "keys", today, isolation)
     root_key = unlock(lab, pw)
     tenants = {"acme": SynthConfig(identities=identities, captures=captures, seed=seed),
                "borealis": SynthConfig(identities=max(1, identities // 2),
@@ -97,14 +105,31 @@ def run_demo(
         splits: dict[str, int] = {}
         for rec in ops.read(lab, root_key, "acme", actor, log, purpose="demo: count splits"):
             splits[rec.split] = splits.get(rec.split, 0) + 1
-        bench_report, bench_page = bench_in_lab(lab, root_key, "acme", imported.model,
-                                                "acme-engineer", log, split="test")
-        released = export(lab, root_key, "acme", [bench_page.parent], "acme-engineer", log)
+        bench = run_job(lab, root_key, "acme", {
+            "kind": "bench", "purpose": "verify_1to1", "model": imported.model,
+            "split": "test"}, "acme-engineer", log)
+        train = run_job(lab, root_key, "acme", {
+            "kind": "train", "purpose": "train", "model": imported.model,
+            "trainer": "pca_head", "split": "train", "params": {"dim": 32}},
+            "acme-engineer", log)
+        released = export(lab, root_key, "acme", [train.outbox, bench.outbox],
+                          "acme-engineer", log)
         leak = _leaky_artifact(lab, root_key, work / "outbox-leaky", log)
         refused_export = export(lab, root_key, "acme", [leak], "acme-engineer", log)
-        cert = ops.destroy(lab, root_key, "borealis", actor, log)
+        try:
+            run_job(lab, root_key, "acme", {
+                "kind": "bench", "purpose": "verify_1to1", "model": imported.model,
+                "params": {"mode": "gallery_search", "top_k": 10}}, "acme-engineer", log)
+            one_to_n = "ALLOWED (unexpected)"
+        except JobRefused as e:
+            one_to_n = "refused: " + str(e).removeprefix("job refused: ").split(",")[0]
+        due = retention.run(lab, root_key, actor, log, today=today)
+        rows = retention.register(lab, root_key)
+    cert = lab.paths.root / "certificates" / due[0]["certificate"] if due else Path()
+    md, _ = retention.write_register(lab, rows, work)
     report = verify_log(lab.paths.audit, lab.origin, load_public_key(lab))
     assert summary is not None
+    blocking = refused_export.report.blocking()
     controls = [
         ("lab created: keys sealed under the operator secret", "ok"),
         ("synthetic identities generated (no real person)", f"{summary.identities} + "
@@ -116,24 +141,62 @@ def run_demo(
         ("package with a pickle calling os.system refused",
          "refused: " + ", ".join(c.name for c in refused.failed())
          if not refused.accepted else "ACCEPTED (unexpected)"),
-        ("1:1 benchmark in the lab (test split), report to the outbox",
-         f"EER {bench_report['eer']['value']:.3f}, FNMR@FMR1e-2 "
-         f"{bench_report['operating_points'][0]['fnmr']:.3f}"),
-        ("export gate: benchmark report released, signed manifest",
-         released.decision + (f" ({released.release_dir.name})" if released.release_dir
-                              else "")),
+        ("jobs confined (zero client): network, filesystem, limits",
+         ", ".join(bench.confinement) if isolation == "strict" else
+         "WEAK: this kernel cannot confine jobs (" + ", ".join(bench.confinement) + ")"),
+        ("1:1 benchmark job (test split), report to the outbox",
+         f"{bench.status}: EER {bench.summary.get('eer', float('nan')):.3f}, FNMR@FMR1e-3 "
+         f"{bench.summary.get('fnmr_at_fmr_1e-3', float('nan')):.3f}"),
+        ("training job: a PCA head fitted on the train split",
+         f"{train.status}: {train.summary.get('records', 0)} records, "
+         f"{train.summary.get('variance_explained', 0):.1%} variance kept"),
+        ("export gate: trained head and benchmark report released, signed manifest",
+         released.decision + (f" ({len(released.report.artifacts)} files)"
+                              if released.release_dir else "")),
         ("export gate: artifact hiding a training face refused",
-         f"{refused_export.decision}: " + ", ".join(sorted(
-             {f.detector for f in refused_export.report.blocking()}))),
+         f"{refused_export.decision}: " + ", ".join(sorted({f.detector for f in blocking}))),
+        ("1:N search job (gallery, top-k) refused by the purpose policy", one_to_n),
         ("records read back by split, pseudonymous ids only",
          ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))),
-        ("tenant borealis crypto-shredded, certificate signed", cert.name),
+        ("retention: borealis past its due date, crypto-shredded, certificate signed",
+         cert.name or "NOT DUE (unexpected)"),
+        ("public register of processors written (Markdown, JSON)", md.name),
         ("audit log verified", "intact" if report.intact else "TAMPERED"),
     ]
+    html = _html_report(work / "report.html", controls, bench.outbox, refused_export, md)
     return DemoResult(base, generated, summary, sheet, ingested, splits, imported.model,
-                      [c.name for c in refused.failed()], bench_page,
-                      {"report": released.decision, "leaky": refused_export.decision},
-                      cert, report, controls)
+                      [c.name for c in refused.failed()], bench.outbox / "report.html",
+                      {"released": released.decision, "leaky": refused_export.decision},
+                      cert, report, controls, html, md)
+
+
+def _html_report(path: Path, controls, bench_dir: Path, refused, register_md: Path) -> Path:
+    import base64
+    import html as h
+
+    def img(name: str) -> str:
+        p = bench_dir / name
+        if not p.exists():
+            return ""
+        return (f'<img alt="{name}" style="max-width:48%" src="data:image/png;base64,'
+                f'{base64.b64encode(p.read_bytes()).decode()}">')
+
+    rows = "".join(f"<tr><td>{h.escape(c)}</td><td>{h.escape(o)}</td></tr>"
+                   for c, o in controls)
+    findings = "".join(f"<li>{h.escape(f.severity)} {h.escape(f.detector)}: "
+                       f"{h.escape(f.location)}: {h.escape(f.evidence)}</li>"
+                       for f in refused.report.blocking())
+    page = (
+        "<!doctype html><meta charset=utf-8><title>facelab demo</title>"
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "td{border-bottom:1px solid #ddd;padding:4px 8px}</style>"
+        "<h1>facelab: the lab story on synthetic faces</h1><h2>Controls</h2>"
+        f"<table><tr><th>control</th><th>outcome</th></tr>{rows}</table>"
+        f"<h2>1:1 benchmark (in a confined job)</h2>{img('det.png')}{img('scores.png')}"
+        f"<h2>Export refused: findings</h2><ul>{findings}</ul>"
+        f"<h2>Register of processors</h2><pre>{h.escape(register_md.read_text())}</pre>")
+    path.write_text(page)
+    return path
 
 
 def _leaky_artifact(lab, root_key, out: Path, log) -> Path:
@@ -150,8 +213,9 @@ def _leaky_artifact(lab, root_key, out: Path, log) -> Path:
     return out
 
 
-def _import_keys(lab, keys_dir: Path):
-    """A tenant signing key and two import officers, written into the lab's policy."""
+def _import_keys(lab, keys_dir: Path, today: date, isolation: str):
+    """A tenant signing key, two import officers, the two processors (borealis due for
+    destruction today) and the job isolation this machine can give, into the policy."""
     from lab.gates.importing.keys import write_keypair
     from lab.labdir import open_lab
 
@@ -166,6 +230,12 @@ def _import_keys(lab, keys_dir: Path):
         f'{n} = "{k}"' for n, k in officers.items()) + " }")
     text = text.replace("tenant_keys = {}",
                         f"tenant_keys = {{ acme = {json.dumps(tpub.read_text())} }}")
+    text = text.replace('isolation = "strict"', f'isolation = "{isolation}"')
+    text = text.replace("[tenants]\n", (
+        "[tenants]\n"
+        'acme = { processor = "Acme Biometrics (demo)", retention_days = 365 }\n'
+        'borealis = { processor = "Borealis Vision (demo)", purposes = ["verify_1to1"], '
+        f"retention_days = 90, destroy_by = {today.isoformat()} }}\n"))
     lab.paths.policy.write_text(text)
     return open_lab(lab.paths.root)
 

@@ -78,3 +78,21 @@ def test_demo_builds_a_lab_with_a_contact_sheet_and_a_verified_log(tmp_path: Pat
     shown = _run("audit", "show", "--lab", str(tmp_path / "lab"), "--action", "vault.*")
     for action in ("vault.ingest", "vault.source_deleted", "vault.read", "vault.destroy"):
         assert action in shown.stdout
+    # the whole story: jobs, both export decisions, the 1:N refusal, retention, register
+    controls = dict(line.rsplit("  ", 1) for line in p.stdout.splitlines()
+                    if line.startswith("  ") and "  " in line.strip())
+    out = {k.strip(): v.strip() for k, v in controls.items()}
+    assert out["1:1 benchmark job (test split), report to the outbox"].startswith("done")
+    assert out["training job: a PCA head fitted on the train split"].startswith("done")
+    assert out["export gate: trained head and benchmark report released, signed manifest"
+               ].startswith("released")
+    assert out["export gate: artifact hiding a training face refused"] == "refused: faces"
+    assert out["1:N search job (gallery, top-k) refused by the purpose policy"
+               ].startswith("refused")
+    for action in ("job.start", "job.finish", "job.refuse", "export.release",
+                   "export.refuse", "retention.run"):
+        assert action in _run("audit", "show", "--lab", str(tmp_path / "lab"),
+                              "--action", action).stdout
+    page = (tmp_path / "lab" / "demo" / "report.html").read_text()
+    assert "data:image/png;base64," in page and "Register of processors" in page
+    assert "| borealis |" in (tmp_path / "lab" / "demo" / "register.md").read_text()

@@ -119,3 +119,30 @@ def set_limits(cpu_seconds: int, memory_mb: int) -> None:
     mem = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+_PROBE = """
+import sys
+from lab.jobs.sandbox import enter_network_namespace, landlock_abi
+try:
+    how = enter_network_namespace()
+except Exception as e:
+    how = ''
+print(how, landlock_abi())
+"""
+
+
+def probe() -> tuple[str, int]:
+    """(how a child can leave the network, or "" if it cannot; Landlock ABI), measured
+    in a throwaway child process so that this one is not changed."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
+                       timeout=60, check=False)
+    parts = p.stdout.split()
+    if len(parts) == 2:
+        return parts[0], int(parts[1])
+    if len(parts) == 1:
+        return "", int(parts[0])
+    return "", 0

@@ -91,10 +91,11 @@ def register(lab: Lab, root: RootKey) -> list[dict]:
     return rows
 
 
-def register_markdown(rows: list[dict], lab_id: str) -> str:
+def register_markdown(rows: list[dict], lab_id: str, allowed: tuple[str, ...] = (),
+                      forbidden: tuple[str, ...] = ()) -> str:
     head = ["# Register of processors", "",
-            f"Lab `{lab_id}`. Purposes allowed: 1:1 verification and training; 1:N "
-            "identification and tracking are forbidden to every processor.", "",
+            f"Lab `{lab_id}`. Purposes the policy allows: {', '.join(allowed) or '-'}; "
+            f"forbidden to every processor: {', '.join(forbidden) or '-'}.", "",
             "| processor | tenant | purposes | data categories | retention | status | since "
             "| destruction due | destroyed |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -105,9 +106,13 @@ def register_markdown(rows: list[dict], lab_id: str) -> str:
     return "\n".join(head) + "\n"
 
 
-def write_register(rows: list[dict], lab_id: str, out: Path) -> tuple[Path, Path]:
+def write_register(lab: Lab, rows: list[dict], out: Path) -> tuple[Path, Path]:
+    gov = _governance(lab)
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / "register.md", out / "register.json"
-    md.write_text(register_markdown(rows, lab_id))
-    js.write_text(json.dumps({"lab": lab_id, "processors": rows}, indent=2) + "\n")
+    md.write_text(register_markdown(rows, lab.lab_id, gov.allowed_purposes,
+                                    gov.forbidden_purposes))
+    js.write_text(json.dumps({"lab": lab.lab_id, "allowed_purposes": gov.allowed_purposes,
+                              "forbidden_purposes": gov.forbidden_purposes,
+                              "processors": rows}, indent=2) + "\n")
     return md, js
