@@ -202,6 +202,6 @@ def test_a_lab_policy_without_an_export_section_stops_with_exit_2(el, tmp_path: 
     lab = tmp_path / "oldlab"
     shutil.copytree(el.lab.paths.root, lab)
     text = (lab / "policy.toml").read_text()
-    (lab / "policy.toml").write_text(text[:text.index("[export]")])
+    (lab / "policy.toml").write_text(text[:text.index("\n[export]\n")])
     assert "no [export] section" in one_line_error(
         run("export", "--lab", str(lab), "--tenant", "acme", str(el.cnn / "model.onnx")))
