@@ -149,8 +149,18 @@ def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
     vault = _vault(raw, path)
     if gov is not None and gov.tenants:  # listed processors are the tenants ingest creates
         vault = replace(vault, tenants=tuple(sorted({*vault.tenants, *gov.tenants})))
-    return Policy(AuditPolicy(every, prefix), vault, _import(raw, path), raw, path,
-                  _export(raw, path), gov)
+    importing, exporting = _import(raw, path), _export(raw, path)
+    if gov is not None:  # people with keys must hold the role the keys are for
+        for role, keys, where in (
+                ("import_officers", importing.officers, "import.officers"),
+                ("export_reviewers", exporting.reviewers if exporting else {},
+                 "export.reviewers")):
+            listed = gov.roles[role]
+            stray = sorted(set(keys) - set(listed)) if listed else []
+            if stray:
+                raise BadInputError(f"{path}: {where}.{stray[0]} has a key but is not in "
+                                    f"roles.{role}")
+    return Policy(AuditPolicy(every, prefix), vault, importing, raw, path, exporting, gov)
 
 
 def _strs(t: dict, key: str, where: str, path: Path) -> tuple[str, ...]:
@@ -187,8 +197,10 @@ def _governance(raw: dict, path: Path) -> GovernancePolicy | None:
     for table in ("roles", "purposes", "tenant_defaults", "tenants", "jobs"):
         if not isinstance(raw.get(table), dict):
             raise BadInputError(f"{path}: missing table [{table}]")
-    roles = {k: _strs(raw["roles"], k, "roles.", path)
+    roles = {k: _strs(raw["roles"], k, "roles.", path) if raw["roles"].get(k) else ()
              for k in ("operators", "import_officers", "export_reviewers")}
+    for k in roles:
+        _get(raw["roles"], k, list, "roles.", path)
     pur = raw["purposes"]
     allowed = _strs(pur, "allowed", "purposes.", path)
     forbidden = _strs(pur, "forbidden", "purposes.", path)

@@ -142,6 +142,9 @@ def test_forged_or_misused_overrides_are_rejected_and_nothing_is_released(
 
 def test_bad_input_is_one_line_and_exit_2(el, tmp_path: Path) -> None:
     lab = str(el.lab.paths.root)
+    for inside in ("keys/keystore.json", "vault.db", "audit"):
+        assert "not in tenant acme's outbox" in one_line_error(
+            run("export", "--lab", lab, "--tenant", "acme", f"{lab}/{inside}"))
     assert "no such artifact" in one_line_error(
         run("export", "--lab", lab, "--tenant", "acme", str(tmp_path / "missing.onnx")))
     assert "not a safe identifier" in one_line_error(

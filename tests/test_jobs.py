@@ -260,11 +260,12 @@ def test_retention_destroys_tenants_past_due_and_the_register_shows_it(tmp_path:
      "jobs.trainers.pca_head"),
     (("[tenants]\n", "[tenants]\nacme = { purposes = [\"identify_1toN\"] }\n"),
      "tenants.acme.purposes"),
+    (("import_officers = []", "import_officers = [\"lee\"]\n# x"), "import.officers.kim"),
 ])
 def test_policy_errors_name_the_key(tmp_path: Path, edit: tuple[str, str], key: str) -> None:
     from enclave_policy import DEFAULT_POLICY
 
-    text = DEFAULT_POLICY.read_text()
+    text = DEFAULT_POLICY.read_text().replace("officers = {}", 'officers = { kim = "k" }')
     assert edit[0] in text
     p = tmp_path / "policy.toml"
     p.write_text(text.replace(edit[0], edit[1], 1))

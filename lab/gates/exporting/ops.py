@@ -101,9 +101,15 @@ def export(lab: Lab, root: RootKey, tenant: str, paths: Sequence[Path | str], ac
         raise BadInputError(f"{lab.paths.policy}: no [export] section; the export gate "
                             "cannot run (copy it from enclave_policy/default.toml)")
     paths = [Path(p) for p in paths]
+    lab_root = lab.paths.root.resolve()
+    own = (lab_root / "outbox" / tenant).resolve()
     for p in paths:
         if not p.exists() and not p.is_symlink():
             raise BadInputError(f"{p}: no such artifact")
+        rp = p.resolve()
+        if lab_root in rp.parents and own != rp and own not in rp.parents:
+            raise BadInputError(f"{p}: inside the lab but not in tenant {tenant}'s outbox; "
+                                "the gate exports only a tenant's own results")
     refs = reference_models if reference_models is not None else \
         policy.templates.get("reference_models", [])
     notes: list[str] = []
