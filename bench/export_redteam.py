@@ -19,6 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.export_corpus import build_corpus
@@ -31,6 +34,45 @@ def naive_refuses(paths: list[Path], needles: list[bytes]) -> bool:
         if any(n in data for n in needles):
             return True
     return False
+
+
+TRANSFORMS = {
+    "exact copy, float /255": lambda a: a.astype(np.float32) / 255,
+    "Gaussian noise sigma 20": lambda a: a + RNG.normal(0, 20, a.shape),
+    "JPEG quality 30": lambda a: cv2.imdecode(cv2.imencode(
+        ".jpg", a.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 30])[1], 1).astype(np.float32),
+    "downscaled to 24 px": lambda a: cv2.resize(a, (24, 24), interpolation=cv2.INTER_AREA),
+    "blurred sigma 3": lambda a: cv2.GaussianBlur(a, (0, 0), 3),
+    "gamma 2.2": lambda a: 255 * (a / 255.0) ** 2.2,
+    "rotated 90 (np.rot90)": lambda a: np.rot90(a).copy(),
+    "rotated 5 degrees": lambda a: cv2.warpAffine(a, cv2.getRotationMatrix2D(
+        (56, 56), 5, 1.0), (112, 112), borderMode=cv2.BORDER_REPLICATE),
+    "bottom half": lambda a: a[56:],
+    "cropped to 100 px (6 px margin)": lambda a: a[6:106, 6:106],
+    "shifted 8 px (rolled)": lambda a: np.roll(a, 8, axis=1),
+    "cropped to 90 px": lambda a: a[11:101, 11:101],
+    "eye band (rows 30-70)": lambda a: a[30:70],
+    "converted to HSV": lambda a: cv2.cvtColor(a.astype(np.uint8), cv2.COLOR_RGB2HSV),
+}
+RNG = np.random.default_rng(5)
+
+
+def robustness(scanner: Scanner, el, rows: list[dict], every: int = 23) -> None:
+    """How often the faces detector finds one vault image under each transform."""
+    from lab.gates.exporting._types import Artifact, ScanContext
+    from lab.gates.exporting.detectors import faces
+
+    ctx = ScanContext(el.lab.policy.exporting, el.tenant, scanner.index)
+    picked = rows[::every]
+    print(f"\nfaces detector robustness ({len(picked)} vault images each)")
+    print(f"{'transform':<34} {'found':>9}")
+    for name, f in TRANSFORMS.items():
+        found = 0
+        for r in picked:
+            a = cv2.cvtColor(cv2.imread(str(el.dataset / r["path"])), cv2.COLOR_BGR2RGB)
+            art = Artifact("x.npy", "npy", b"", tensors=[("array", f(a.astype(np.float32)))])
+            found += bool(faces.detect(art, ctx))
+        print(f"{name:<34} {found:>4}/{len(picked)}")
 
 
 def main() -> None:
@@ -75,6 +117,7 @@ def main() -> None:
                   f" {tally[(g, False)]:>5}/{n_clean} = {tally[(g, False)] / n_clean:.3f}")
         ok = tally[("gate", True)] == n_leaky and tally[("gate", False)] == 0
         print(f"targets (all leaky refused, no clean refused): {'met' if ok else 'NOT met'}")
+        robustness(scanner, el, rows)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

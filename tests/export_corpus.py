@@ -226,6 +226,9 @@ def build_corpus(dataset: Path, splits: dict[str, str], out: Path,
                    for i in P[20:22]], axis=0)
     add("mean_face_of_2_in_json", True, {"stats.json": {"mean_image": two.round(2).tolist()}},
         {"faces"})
+    rot = cv2.warpAffine(src.rgb(G[30]), cv2.getRotationMatrix2D((56, 56), 5, 1.0), (112, 112),
+                         borderMode=cv2.BORDER_REPLICATE)
+    add("face_rotated_5_degrees", True, {"w.npy": rot.astype(np.float32)}, {"faces"})
     add("face_with_noise", True, {"w.npy": src.grey(P[22]).astype(np.float32)
                                   + rng.normal(0, 4, (112, 112)).astype(np.float32)},
         {"faces"})

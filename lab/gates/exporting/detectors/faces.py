@@ -105,6 +105,61 @@ def _relative(view: np.ndarray, thumbs: np.ndarray, subjects: np.ndarray
     return best
 
 
+ALIGN = 48  # side of the thumbnails searched for a shifted, cropped or rotated view
+_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6)
+_ANGLES = (-6.0, 6.0)
+#: alignment searches per artifact (~50 ms each): face-like views that match nothing
+#: plainly (eigenfaces, means over many people) are few in a real model; the first of
+#: a stack of shifted faces is enough to refuse it
+ALIGN_BUDGET = 50
+
+
+def _aligned(view: np.ndarray, thumbs: np.ndarray, subjects: np.ndarray
+             ) -> tuple[float, int]:
+    """(distinctness, best shortlisted position) when the view may be a shifted, scaled,
+    cropped or slightly rotated part of a record: normalised cross-correlation searched
+    over positions (``cv2.matchTemplate``), scales and small angles, at 48 px."""
+    pad = ALIGN // 8
+    tile = ALIGN + 2 * pad
+    cols = 8
+    rows_ = -(-len(thumbs) // cols)
+    mosaic = np.zeros((rows_ * tile, cols * tile), np.float32)  # one search for all
+    for k, t in enumerate(thumbs):
+        a, b = divmod(k, cols)
+        mosaic[a * tile:(a + 1) * tile, b * tile:(b + 1) * tile] = cv2.copyMakeBorder(
+            cv2.resize(t, (ALIGN, ALIGN), interpolation=cv2.INTER_AREA),
+            pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    h, w = view.shape
+    probes = []
+    for f in _SCALES:
+        k = f * ALIGN / max(h, w)
+        ph, pw = max(6, round(h * k)), max(6, round(w * k))
+        probes.append(cv2.resize(view, (pw, ph), interpolation=cv2.INTER_AREA))
+    base = probes[0]
+    for ang in _ANGLES:
+        rot = cv2.warpAffine(base, cv2.getRotationMatrix2D(
+            (base.shape[1] / 2, base.shape[0] / 2), ang, 1.0), (base.shape[1], base.shape[0]),
+            borderMode=cv2.BORDER_REPLICATE)
+        c = max(2, round(0.1 * min(rot.shape)))
+        probes.append(rot[c:-c, c:-c])  # the corners a rotation invents are cut
+    best = np.full(len(thumbs), -1.0, np.float32)
+    for p in probes:
+        ph, pw = p.shape
+        if p.std() < 1e-6 or ph > tile or pw > tile:
+            continue
+        res = cv2.matchTemplate(mosaic, np.ascontiguousarray(p, np.float32),
+                                cv2.TM_CCOEFF_NORMED)
+        for k in range(len(thumbs)):  # positions wholly inside record k's tile
+            a, b = divmod(k, cols)
+            win = res[a * tile:a * tile + tile - ph + 1, b * tile:b * tile + tile - pw + 1]
+            best[k] = max(best[k], float(win.max()))
+    i = int(np.argmax(best))
+    others = best[subjects != subjects[i]]
+    if len(others) == 0:
+        return 0.0, i
+    return (1.0 - float(others.max())) / max(1.0 - float(best[i]), 1e-6), i
+
+
 def _explain(f: np.ndarray, atoms: np.ndarray, steps: int, subjects: np.ndarray,
              target: float) -> tuple[float, list[str]]:
     """Greedy non-negative fit of f by up to ``steps`` rows of ``atoms``: the fit (R^2)
@@ -140,6 +195,7 @@ class _Matches:
     how: set[str] = field(default_factory=set)  # regions and transforms seen
     most: tuple[int, str] = (0, "")  # (images matched, view) of the view that matched most
     means: dict[tuple[str, ...], tuple[str, int, float, str]] = field(default_factory=dict)
+    budget: list[int] = field(default_factory=lambda: [ALIGN_BUDGET])  # shared per artifact
 
 
 def _scan_view(desc: str, stack: np.ndarray, index, pol: dict, m: _Matches) -> None:
@@ -174,6 +230,21 @@ def _scan_view(desc: str, stack: np.ndarray, index, pol: dict, m: _Matches) -> N
                     if n_faces >= MAX_CONFIRMED:
                         break
                     continue
+                if m.budget[0] > 0:  # a shifted, cropped or rotated record?
+                    m.budget[0] -= 1
+                    found = None
+                    for _r, t, sign, top in tries[:2]:
+                        view = sign * np.ascontiguousarray(im.dihedral(chunk[i], t))
+                        d2, pos = _aligned(view, index.thumbs[top].astype(np.float32),
+                                           index.subjects[top])
+                        if d2 >= pol["distinctness"] and (found is None or d2 > found[0]):
+                            found = (d2, str(index.subjects[top[pos]]), t)
+                    if found is not None:
+                        d2, subj, t = found
+                        m.subjects[subj] = max(m.subjects.get(subj, 0.0), d2)
+                        m.how.add(f"shifted, scaled or rotated {_TRANSFORMS[t]}".strip())
+                        n_faces += 1
+                        continue
                 best = (0.0, [], "")
                 for r, t, sign, _ in tries:
                     view = sign * np.ascontiguousarray(im.dihedral(chunk[i], t))
@@ -205,8 +276,9 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
         raise Unscannable(f"{art.name}: {total} candidate image views exceed "
                           "export.faces.max_views")
     findings = []
+    budget = [ALIGN_BUDGET]
     for loc, a in tensors:
-        m = _Matches()
+        m = _Matches(budget=budget)
         for desc, stack in views(a, lo, hi, native):
             _scan_view(desc, stack, index, pol, m)
         if m.subjects:
