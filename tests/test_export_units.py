@@ -89,11 +89,17 @@ def test_name_forms_do_not_match_other_people() -> None:
 
 
 @pytest.mark.parametrize("text", ["1987-03-14", "14.03.1987", "14/03/1987", "19870314",
-                                  "born 1987/3/14"])
+                                  "born 1987/3/14", "14 Mar 1987", "14-MAR-1987",
+                                  "March 14, 1987", "dob: 14 march 1987"])
 def test_dates_are_read_in_common_formats(text: str) -> None:
     from datetime import date
 
     assert date(1987, 3, 14) in set(keyed.text_dates(text))
+
+
+@pytest.mark.parametrize("text", ["C97426460", "c97 426 460", "C97-426-460", "no.C97426460x"])
+def test_passport_numbers_are_read_grouped_or_glued(text: str) -> None:
+    assert "P|C97426460" in set(keyed.text_passport_forms(text))
 
 
 def test_impossible_dates_are_not_dates() -> None:

@@ -71,7 +71,16 @@ def text_name_forms(text: str, max_words: int = 4) -> Iterator[tuple[str, str]]:
                 yield "N|" + "".join(seq), " ".join(seq)
 
 
+_GROUPED = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{1,6}(?:[ .-][A-Za-z0-9]{1,6}){1,3}"
+                      r"(?![A-Za-z0-9])")
+
+
 def text_passport_forms(text: str) -> Iterator[str]:
+    # numbers written in groups: "C97 426 460", "C97-426-460"
+    for m in _GROUPED.finditer(text):
+        joined = "".join(_ALNUM.findall(m.group()))
+        if 6 <= len(joined) <= 12 and any(c.isdigit() for c in joined):
+            yield "P|" + joined.upper()
     for tok in _ALNUM.findall(text):
         if 5 <= len(tok) <= 20 and any(c.isdigit() for c in tok):
             yield "P|" + tok.upper()
@@ -88,8 +97,22 @@ _DATES = [
 ]
 
 
+_MONTHS = {m: i + 1 for i, m in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}
+_NAMED = re.compile(r"(?i)(?<![\w])(\d{1,2})[ -]?([a-z]{3})[a-z]*\.?[ ,-]*((?:19|20)\d\d)"
+                    r"|(?<![\w])([a-z]{3})[a-z]*\.? (\d{1,2}),? ((?:19|20)\d\d)")
+
+
 def text_dates(text: str) -> Iterator[date]:
-    """Every calendar date written in ``text`` (ISO, D.M.Y, D/M/Y, M/D/Y, YYYYMMDD)."""
+    """Every calendar date written in ``text`` (ISO, D.M.Y, D/M/Y, M/D/Y, YYYYMMDD, and
+    with English month names: 14 Mar 1987, 14-MAR-1987, March 14, 1987)."""
+    for m in _NAMED.finditer(text):
+        d, mon, y = (m.group(1), m.group(2), m.group(3)) if m.group(1) else \
+            (m.group(5), m.group(4), m.group(6))
+        month = _MONTHS.get(mon.casefold())
+        if month:
+            with contextlib.suppress(ValueError):
+                yield date(int(y), month, int(d))
     for rx, order in _DATES:
         for m in rx.finditer(text):
             a, b, c = (int(x) for x in m.groups())
