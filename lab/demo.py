@@ -114,7 +114,8 @@ def run_demo(
             "acme-engineer", log)
         released = export(lab, root_key, "acme", [train.outbox, bench.outbox],
                           "acme-engineer", log)
-        leak = _leaky_artifact(lab, root_key, work / "outbox-leaky", log)
+        leak = _leaky_artifact(lab, root_key, lab.paths.root / "outbox" / "acme" /
+                               "insider-adapter", log)
         refused_export = export(lab, root_key, "acme", [leak], "acme-engineer", log)
         try:
             run_job(lab, root_key, "acme", {
