@@ -389,9 +389,11 @@ def _cmd_release_verify(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise BadInputError(f"{path}: not JSON ({e})") from e
     m = verify_manifest(doc, load_public_key(lab))
-    bad = [a["name"] for a in m["artifacts"]
-           if not (args.release / a["name"]).is_file() or hashlib.sha256(
-               (args.release / a["name"]).read_bytes()).hexdigest() != a["sha256"]]
+    def ok(a: dict) -> bool:
+        f = args.release / a.get("path", a["name"])
+        return f.is_file() and hashlib.sha256(f.read_bytes()).hexdigest() == a["sha256"]
+
+    bad = [a.get("path", a["name"]) for a in m["artifacts"] if not ok(a)]
     if bad:
         print(f"facelab: release {args.release}: files differ from the manifest: "
               f"{', '.join(bad)}", file=sys.stderr)

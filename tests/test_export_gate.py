@@ -62,13 +62,13 @@ def test_a_clean_export_is_released_with_a_signed_manifest(el, clean: Path) -> N
     assert p.returncode == 0, p.stdout + p.stderr
     assert "RELEASED" in p.stdout and "descends from cnn@1.0.0" in p.stdout
     rel = Path(p.stdout.split("released to ")[1].split(" (signed")[0])
-    assert sorted(x.name for x in rel.iterdir()) == ["manifest.json", "metrics.csv",
-                                                      "model.onnx"]
+    assert sorted(x.relative_to(rel).as_posix() for x in rel.rglob("*") if x.is_file()) == [
+        "clean/metrics.csv", "clean/model.onnx", "manifest.json"]
     doc = json.loads((rel / "manifest.json").read_text())
     assert doc["manifest"]["decision"] == "released" and doc["manifest"]["tenant"] == "acme"
     v = run("release", "verify", "--lab", str(el.lab.paths.root), str(rel))
     assert v.returncode == 0, v.stderr
-    (rel / "metrics.csv").write_text("epoch,loss\n1,0.0\n")  # tamper after release
+    (rel / "clean" / "metrics.csv").write_text("epoch,loss\n1,0.0\n")  # tamper after release
     assert run("release", "verify", "--lab", str(el.lab.paths.root), str(rel)).returncode == 4
     doc["manifest"]["decision"] = "overridden"  # forge the manifest
     (rel / "manifest.json").write_text(json.dumps(doc))
@@ -142,6 +142,13 @@ def test_forged_or_misused_overrides_are_rejected_and_nothing_is_released(
 
 def test_bad_input_is_one_line_and_exit_2(el, tmp_path: Path) -> None:
     lab = str(el.lab.paths.root)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for d in ("a", "b"):
+        (tmp_path / d / "log.txt").write_text("epoch 1\n")
+    assert "a second artifact named 'log.txt'" in one_line_error(
+        run("export", "--lab", lab, "--tenant", "acme", str(tmp_path / "a" / "log.txt"),
+            str(tmp_path / "b" / "log.txt")))
     for inside in ("keys/keystore.json", "vault.db", "audit"):
         assert "not in tenant acme's outbox" in one_line_error(
             run("export", "--lab", lab, "--tenant", "acme", f"{lab}/{inside}"))

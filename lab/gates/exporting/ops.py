@@ -110,6 +110,7 @@ def export(lab: Lab, root: RootKey, tenant: str, paths: Sequence[Path | str], ac
         if lab_root in rp.parents and own != rp and own not in rp.parents:
             raise BadInputError(f"{p}: inside the lab but not in tenant {tenant}'s outbox; "
                                 "the gate exports only a tenant's own results")
+    layout(paths)  # a clash of names is a usage error, before any work
     refs = reference_models if reference_models is not None else \
         policy.templates.get("reference_models", [])
     notes: list[str] = []
@@ -155,18 +156,34 @@ def export(lab: Lab, root: RootKey, tenant: str, paths: Sequence[Path | str], ac
     return ExportOutcome(report, decision, out)
 
 
+def layout(paths: Sequence[Path]) -> list[tuple[Path, str]]:
+    """(file, its path in the release): a file given keeps its name, a directory given
+    keeps its name and inner paths. Two files at one place is an error, found before
+    any scanning."""
+    out, seen = [], set()
+    for p in map(Path, paths):
+        if p.is_dir() and not p.is_symlink():
+            pairs = [(f, f"{p.name}/{f.relative_to(p).as_posix()}") for f in expand([p])]
+        else:
+            pairs = [(p, p.name)]
+        for f, rel in pairs:
+            if rel in seen or rel == "manifest.json":
+                raise BadInputError(f"{f}: a second artifact named {rel!r}; rename one")
+            seen.add(rel)
+            out.append((f, rel))
+    return out
+
+
 def _release(lab: Lab, root: RootKey, tenant: str, paths: list[Path], report: ExportReport,
              actor: str, decision: str, override: Override | None, policy_sha: str,
              clock) -> Path:
-    files = expand(paths)
-    names = [f.name for f in files]
-    if len(set(names)) != len(names):
-        raise BadInputError("export: two artifacts share a file name; rename one")
+    files = layout(paths)
     when = clock().astimezone(UTC)
     manifest = {"format": release.FORMAT, "lab": lab.lab_id, "tenant": tenant,
                 "released": when.isoformat(timespec="seconds"), "actor": actor,
                 "policy_sha256": policy_sha, "decision": decision,
-                "artifacts": list(report.artifacts),
+                "artifacts": [{**a, "path": rel} for a, (_, rel) in
+                              zip(report.artifacts, files, strict=True)],
                 "findings": [f.to_json() for f in report.findings],
                 "notes": list(report.notes),
                 "reviewer": None if override is None else {
@@ -179,12 +196,13 @@ def _release(lab: Lab, root: RootKey, tenant: str, paths: list[Path], report: Ex
         "".join(a["sha256"] for a in report.artifacts).encode()).hexdigest()[:12]
     tmp = Path(tempfile.mkdtemp(prefix=".release-", dir=base))
     try:
-        for f in files:
+        for (f, rel), a in zip(files, report.artifacts, strict=True):
             data = f.read_bytes()
-            if hashlib.sha256(data).hexdigest() not in {a["sha256"] for a in report.artifacts}:
+            if hashlib.sha256(data).hexdigest() != a["sha256"]:
                 raise BadInputError(f"{f}: changed while it was being scanned; nothing "
                                     "released")
-            (tmp / f.name).write_bytes(data)
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(data)
         (tmp / "manifest.json").write_text(release.dumps(doc))
         target = base / rid
         os.rename(tmp, target)
