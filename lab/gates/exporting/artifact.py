@@ -67,8 +67,6 @@ def load(path: Path, policy: ExportPolicy) -> Artifact:
                           f"not what the suffix {suffix} says")
     art = parse(path.name, kind, data, policy)
     art.path = path
-    if path.name == "model.json" and isinstance(art.model_json, dict):
-        pass
     return art
 
 
