@@ -60,13 +60,19 @@ def main() -> None:
         for th in ths:
             th.join()
         group = per * args.threads / (time.perf_counter() - t)
-        rows.append((f"append, group commit ({args.threads} threads)", f"{group:,.0f} /s",
-                     f"{group / single:.2f}x"))
+        rows.append(
+            (
+                f"append, group commit ({args.threads} threads)",
+                f"{group:,.0f} /s",
+                f"{group / single:.2f}x",
+            )
+        )
 
         t = time.perf_counter()
         for b in range(args.appends // 64):
-            log.record_many([Event("bench.batch", "bench", details={"b": b, "i": i})
-                             for i in range(64)])
+            log.record_many(
+                [Event("bench.batch", "bench", details={"b": b, "i": i}) for i in range(64)]
+            )
         batch = (args.appends // 64) * 64 / (time.perf_counter() - t)
         rows.append(("append, record_many(64)", f"{batch:,.0f} /s", f"{batch / single:.2f}x"))
 
@@ -74,9 +80,18 @@ def main() -> None:
         missing = args.entries - log.size
         while missing > 0:
             k = min(4096, missing)
-            log.record_many([Event("bench.fill", "bench", tenant=f"t{i % 7}",
-                                   object="sha256:" + "ab" * 32, details={"i": i})
-                             for i in range(k)])
+            log.record_many(
+                [
+                    Event(
+                        "bench.fill",
+                        "bench",
+                        tenant=f"t{i % 7}",
+                        object="sha256:" + "ab" * 32,
+                        details={"i": i},
+                    )
+                    for i in range(k)
+                ]
+            )
             missing -= k
         log.close()
         lab = open_lab(tmp / "lab")
@@ -84,8 +99,13 @@ def main() -> None:
         rep = verify_log(lab.paths.audit, lab.origin, load_public_key(lab))
         vt = time.perf_counter() - t
         assert rep.intact, rep.damage
-        rows.append((f"verify {rep.entries:,} entries, {rep.checkpoints:,} checkpoints",
-                     f"{vt:.1f} s", f"{rep.entries / vt:,.0f} entries/s"))
+        rows.append(
+            (
+                f"verify {rep.entries:,} entries, {rep.checkpoints:,} checkpoints",
+                f"{vt:.1f} s",
+                f"{rep.entries / vt:,.0f} entries/s",
+            )
+        )
 
         size = rep.latest_size
         t = time.perf_counter()
@@ -96,8 +116,13 @@ def main() -> None:
         t = time.perf_counter()
         rfc9162.root_from_leaf_hashes(leaves)
         ft = time.perf_counter() - t
-        rows.append((f"inclusion proof at size {size:,}", f"{pt * 1e3:.2f} ms",
-                     f"{ft / pt:,.0f}x faster than a recompute"))
+        rows.append(
+            (
+                f"inclusion proof at size {size:,}",
+                f"{pt * 1e3:.2f} ms",
+                f"{ft / pt:,.0f}x faster than a recompute",
+            )
+        )
         rows.append((f"root by full recompute of {size:,} leaves", f"{ft:.2f} s", ""))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -39,14 +39,16 @@ def naive_refuses(paths: list[Path], needles: list[bytes]) -> bool:
 TRANSFORMS = {
     "exact copy, float /255": lambda a: a.astype(np.float32) / 255,
     "Gaussian noise sigma 20": lambda a: a + RNG.normal(0, 20, a.shape),
-    "JPEG quality 30": lambda a: cv2.imdecode(cv2.imencode(
-        ".jpg", a.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 30])[1], 1).astype(np.float32),
+    "JPEG quality 30": lambda a: cv2.imdecode(
+        cv2.imencode(".jpg", a.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 30])[1], 1
+    ).astype(np.float32),
     "downscaled to 24 px": lambda a: cv2.resize(a, (24, 24), interpolation=cv2.INTER_AREA),
     "blurred sigma 3": lambda a: cv2.GaussianBlur(a, (0, 0), 3),
     "gamma 2.2": lambda a: 255 * (a / 255.0) ** 2.2,
     "rotated 90 (np.rot90)": lambda a: np.rot90(a).copy(),
-    "rotated 5 degrees": lambda a: cv2.warpAffine(a, cv2.getRotationMatrix2D(
-        (56, 56), 5, 1.0), (112, 112), borderMode=cv2.BORDER_REPLICATE),
+    "rotated 5 degrees": lambda a: cv2.warpAffine(
+        a, cv2.getRotationMatrix2D((56, 56), 5, 1.0), (112, 112), borderMode=cv2.BORDER_REPLICATE
+    ),
     "bottom half": lambda a: a[56:],
     "cropped to 100 px (6 px margin)": lambda a: a[6:106, 6:106],
     "shifted 8 px (rolled)": lambda a: np.roll(a, 8, axis=1),
@@ -83,8 +85,7 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="facelab-redteam-"))
     try:
         el = build_export_lab(work, identities=args.identities)
-        cases = build_corpus(el.dataset, subject_splits(el), work / "corpus",
-                         bench_outbox(el))
+        cases = build_corpus(el.dataset, subject_splits(el), work / "corpus", bench_outbox(el))
         with open(el.dataset / "manifest.csv", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
         needles = [(el.dataset / r["path"]).read_bytes() for r in rows]
@@ -93,8 +94,7 @@ def main() -> None:
         scanner = Scanner(el)
         index_s = time.perf_counter() - t
         print(f"{'case':<38} {'truth':<6} {'gate':<9} {'naive':<9} {'s':>5}  detectors")
-        tally = {("gate", True): 0, ("gate", False): 0, ("naive", True): 0,
-                 ("naive", False): 0}
+        tally = {("gate", True): 0, ("gate", False): 0, ("naive", True): 0, ("naive", False): 0}
         for c in cases:
             t = time.perf_counter()
             rep = scanner.scan(c.paths)
@@ -103,9 +103,11 @@ def main() -> None:
             tally[("gate", c.leaky)] += rep.refused
             tally[("naive", c.leaky)] += naive
             fired = sorted({f.detector for f in rep.blocking()})
-            print(f"{c.name:<38} {'leaky' if c.leaky else 'clean':<6} "
-                  f"{'refused' if rep.refused else 'released':<9} "
-                  f"{'refused' if naive else 'released':<9} {dt:>5.2f}  {','.join(fired)}")
+            print(
+                f"{c.name:<38} {'leaky' if c.leaky else 'clean':<6} "
+                f"{'refused' if rep.refused else 'released':<9} "
+                f"{'refused' if naive else 'released':<9} {dt:>5.2f}  {','.join(fired)}"
+            )
         scanner.close()
         n_leaky = sum(c.leaky for c in cases)
         n_clean = len(cases) - n_leaky
@@ -113,8 +115,10 @@ def main() -> None:
         print(f"{'gate':<22} {'detection rate':>15} {'false refusals':>15}")
         for g in ("gate", "naive"):
             name = "facelab export gate" if g == "gate" else "naive byte match"
-            print(f"{name:<22} {tally[(g, True)]:>5}/{n_leaky} = {tally[(g, True)] / n_leaky:.3f}"
-                  f" {tally[(g, False)]:>5}/{n_clean} = {tally[(g, False)] / n_clean:.3f}")
+            print(
+                f"{name:<22} {tally[(g, True)]:>5}/{n_leaky} = {tally[(g, True)] / n_leaky:.3f}"
+                f" {tally[(g, False)]:>5}/{n_clean} = {tally[(g, False)] / n_clean:.3f}"
+            )
         ok = tally[("gate", True)] == n_leaky and tally[("gate", False)] == 0
         print(f"targets (all leaky refused, no clean refused): {'met' if ok else 'NOT met'}")
         robustness(scanner, el, rows)

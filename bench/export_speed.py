@@ -39,17 +39,19 @@ def big_model(cnn: Path, mb: int, out: Path) -> Path:
     rng = np.random.default_rng(0)
     last = m.graph.output[0].name
     for i, (a, b) in enumerate(((128, h), (h, h), (h, 128))):
-        m.graph.initializer.append(numpy_helper.from_array(
-            (rng.standard_normal((a, b), dtype=np.float32) / np.float32(np.sqrt(a))),
-            f"mlp.{i}.weight"))
+        m.graph.initializer.append(
+            numpy_helper.from_array(
+                (rng.standard_normal((a, b), dtype=np.float32) / np.float32(np.sqrt(a))),
+                f"mlp.{i}.weight",
+            )
+        )
         m.graph.node.append(helper.make_node("MatMul", [last, f"mlp.{i}.weight"], [f"mlp{i}"]))
         last = f"mlp{i}"
         if i < 2:
             m.graph.node.append(helper.make_node("Relu", [last], [f"relu{i}"]))
             last = f"relu{i}"
     del m.graph.output[:]
-    m.graph.output.append(helper.make_tensor_value_info(last, onnx.TensorProto.FLOAT,
-                                                        ["N", 128]))
+    m.graph.output.append(helper.make_tensor_value_info(last, onnx.TensorProto.FLOAT, ["N", 128]))
     out.mkdir(parents=True, exist_ok=True)
     onnx.save(m, out / "model.onnx")
     return out / "model.onnx"
@@ -87,13 +89,17 @@ def main() -> None:
             out = export(el.lab, root, el.tenant, [model], "bench", log)
             total = time.perf_counter() - t
         rows.append(("export gate, end to end", total))
-        print(f"lab: {args.subjects} subjects, {n} images (set-up {setup:.0f} s); artifact "
-              f"{size / 2**20:.1f} MiB; decision {out.decision}")
+        print(
+            f"lab: {args.subjects} subjects, {n} images (set-up {setup:.0f} s); artifact "
+            f"{size / 2**20:.1f} MiB; decision {out.decision}"
+        )
         print(f"{'step':<48} {'seconds':>8} {'x sha256':>9}")
         for name, s in rows:
             print(f"{name:<48} {s:>8.2f} {s / base:>9.1f}")
-        print("export gate, per detector (s):", ", ".join(
-            f"{k} {v:.2f}" for k, v in out.report.seconds.items()))
+        print(
+            "export gate, per detector (s):",
+            ", ".join(f"{k} {v:.2f}" for k, v in out.report.seconds.items()),
+        )
         print(f"target: under 60 s -> {'met' if total < 60 else 'NOT met'} ({total:.1f} s)")
         for f in out.report.findings:
             print(f"  finding: {f.severity} {f.detector}: {f.evidence[:120]}")

@@ -35,26 +35,48 @@ from lab.labdir import public_key_b64
 def build(d: Path, mb: int) -> None:
     cols = mb * (1 << 20) // (4 * 512)
     w = numpy_helper.from_array(
-        np.random.default_rng(0).standard_normal((512, cols), dtype=np.float32), "W")
+        np.random.default_rng(0).standard_normal((512, cols), dtype=np.float32), "W"
+    )
     p = numpy_helper.from_array(
-        np.random.default_rng(1).standard_normal((cols, 8), dtype=np.float32) / cols, "P")
+        np.random.default_rng(1).standard_normal((cols, 8), dtype=np.float32) / cols, "P"
+    )
     s = numpy_helper.from_array(np.ones((3, 512), np.float32), "S")
-    nodes = [helper.make_node("GlobalAveragePool", ["X"], ["g"]),
-             helper.make_node("Flatten", ["g"], ["f"]),
-             helper.make_node("MatMul", ["f", "S"], ["a"]),
-             helper.make_node("MatMul", ["a", "W"], ["b"]),
-             helper.make_node("MatMul", ["b", "P"], ["Y"])]
-    g = helper.make_graph(nodes, "big", [helper.make_tensor_value_info(
-        "X", TensorProto.FLOAT, ["N", 3, 112, 112])], [helper.make_tensor_value_info(
-            "Y", TensorProto.FLOAT, ["N", 8])], [w, p, s])
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["X"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("MatMul", ["f", "S"], ["a"]),
+        helper.make_node("MatMul", ["a", "W"], ["b"]),
+        helper.make_node("MatMul", ["b", "P"], ["Y"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "big",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 3, 112, 112])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", 8])],
+        [w, p, s],
+    )
     d.mkdir()
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)],
-                                ir_version=8), d / "model.onnx")
-    (d / "model.json").write_text(json.dumps({
-        "name": "big", "version": "1", "input": {"size": [112, 112], "layout": "NCHW",
-                                                  "channels": "RGB", "mean": 127.5,
-                                                  "std": 128.0},
-        "output": {"dim": 8}, "similarity": "cosine"}))
+    onnx.save(
+        helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+        d / "model.onnx",
+    )
+    (d / "model.json").write_text(
+        json.dumps(
+            {
+                "name": "big",
+                "version": "1",
+                "input": {
+                    "size": [112, 112],
+                    "layout": "NCHW",
+                    "channels": "RGB",
+                    "mean": 127.5,
+                    "std": 128.0,
+                },
+                "output": {"dim": 8},
+                "similarity": "cosine",
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -75,9 +97,15 @@ def main() -> None:
             approve(pkg, name, key)
             officers[name] = public_key_b64(key.public_key())
         base = load_policy().importing
-        pol = type(base)(**{**base.__dict__, "officers": officers,
-                            "tenant_keys": {"acme": tpub.read_text()},
-                            "max_param_bytes": 2 * size, "max_package_bytes": 4 * size})
+        pol = type(base)(
+            **{
+                **base.__dict__,
+                "officers": officers,
+                "tenant_keys": {"acme": tpub.read_text()},
+                "max_param_bytes": 2 * size,
+                "max_package_bytes": 4 * size,
+            }
+        )
         t = time.perf_counter()
         hashlib.sha256((pkg / "model.onnx").read_bytes()).hexdigest()
         t_hash = time.perf_counter() - t
@@ -98,8 +126,12 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"import gate on a {size / 2**20:.0f} MiB ONNX model")
     print(f"{'what':<30}{'seconds':>9}{'vs sha256':>11}")
-    for name, v in (("sha256 of the file", t_hash), ("onnx.load (parse only)", t_parse),
-                    ("static checks", t_static), ("static + smoke test", t_all)):
+    for name, v in (
+        ("sha256 of the file", t_hash),
+        ("onnx.load (parse only)", t_parse),
+        ("static checks", t_static),
+        ("static + smoke test", t_all),
+    ):
         print(f"{name:<30}{v:>9.2f}{v / t_hash:>10.1f}x")
     print(f"target: static checks < 5 s: {'met' if t_static < 5 else 'NOT met'}")
 

@@ -39,7 +39,7 @@ def gemm_rate(e, p, block_elems: int) -> float:
     b = max(1, block_elems // e.shape[0])
     t = time.perf_counter()
     for j in range(0, p.shape[0], b):
-        s = e @ p[j:j + b].T
+        s = e @ p[j : j + b].T
         del s
     return e.shape[0] * p.shape[0] / (time.perf_counter() - t)
 
@@ -79,8 +79,13 @@ def main() -> None:
     ss = score_pairs(e, p, subj)
     ours = args.n * args.n / (time.perf_counter() - t)
     rows.append((f"GEMM only, {args.n}x{args.n}, d={args.d}", f"{g / 1e6:,.0f} M/s", "1.00x"))
-    rows.append(("all-pairs scoring + exact reduction", f"{ours / 1e6:,.0f} M/s",
-                 f"{ours / g:.2f}x (target >= 0.70)"))
+    rows.append(
+        (
+            "all-pairs scoring + exact reduction",
+            f"{ours / 1e6:,.0f} M/s",
+            f"{ours / g:.2f}x (target >= 0.70)",
+        )
+    )
     op = fnmr_at_fmr(ss, 1e-6)
     rows.append(("  (FNMR@1e-6 of this run)", f"{op.fnmr:.5f}", f"threshold {op.threshold:.6f}"))
 
@@ -100,9 +105,13 @@ def main() -> None:
         t_roc = time.perf_counter() - t
         same = all(ref[a] == vals[a] for a in FMR_TARGETS)
         same_eer = abs(ref["eer"] - vals["eer"]) < 1e-12
-        rows.append(("  sklearn roc_curve-based", f"{t_roc:.2f} s",
-                     f"{t_roc / t_ours:.0f}x slower; identical FNMR counts: {same}, "
-                     f"EER: {same_eer}"))
+        rows.append(
+            (
+                "  sklearn roc_curve-based",
+                f"{t_roc:.2f} s",
+                f"{t_roc / t_ours:.0f}x slower; identical FNMR counts: {same}, EER: {same_eer}",
+            )
+        )
     except ImportError:
         rows.append(("  sklearn roc_curve-based", "skipped", "pip install scikit-learn"))
     try:
@@ -111,8 +120,9 @@ def main() -> None:
         t = time.perf_counter()
         get_eer_stats(gen.astype(np.float64), imp.astype(np.float64))
         t_pyeer = time.perf_counter() - t
-        rows.append(("  pyeer get_eer_stats", f"{t_pyeer:.2f} s",
-                     f"{t_pyeer / t_ours:.0f}x slower"))
+        rows.append(
+            ("  pyeer get_eer_stats", f"{t_pyeer:.2f} s", f"{t_pyeer / t_ours:.0f}x slower")
+        )
     except ImportError:
         rows.append(("  pyeer get_eer_stats", "skipped", "pip install pyeer"))
 
@@ -126,9 +136,14 @@ def big(rows: list) -> None:
     ss = score_pairs(e, p, subj)
     tb = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    rows.append(("1e10 comparisons (100k x 100k, d=512)", f"{tb:.0f} s",
-                 f"peak RSS {peak:.2f} GiB incl. 0.4 GiB of templates (target < 2); "
-                 f"{1e10 / tb / 1e6:.0f} M/s; FNMR@1e-6 {fnmr_at_fmr(ss, 1e-6).fnmr:.5f}"))
+    rows.append(
+        (
+            "1e10 comparisons (100k x 100k, d=512)",
+            f"{tb:.0f} s",
+            f"peak RSS {peak:.2f} GiB incl. 0.4 GiB of templates (target < 2); "
+            f"{1e10 / tb / 1e6:.0f} M/s; FNMR@1e-6 {fnmr_at_fmr(ss, 1e-6).fnmr:.5f}",
+        )
+    )
 
 
 def _print(rows: list) -> None:

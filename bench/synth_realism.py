@@ -46,14 +46,20 @@ def main() -> None:
         print(head)
         for d in (float(x) for x in args.difficulties.split(",")):
             out = tmp / f"d{d}"
-            write_dataset(SynthConfig(identities=args.identities, captures=args.captures,
-                                      seed=101, difficulty=d), out)
+            write_dataset(
+                SynthConfig(
+                    identities=args.identities, captures=args.captures, seed=101, difficulty=d
+                ),
+                out,
+            )
             rows, imgs = R.load(out)
             pas = [im for r, im in zip(rows, imgs, strict=True) if r["kind"] == "passport"]
             gate = [im for r, im in zip(rows, imgs, strict=True) if r["kind"] == "gate"]
-            line = (f"{d:>10.2f}{R.haar_one_face_rate(pas):>8.3f}{R.haar_one_face_rate(gate):>8.3f}"
-                    f"{R.hog_one_face_rate(pas):>8.3f}{R.hog_one_face_rate(gate):>8.3f}"
-                    f"{R.pca_baseline(train_rows, train_imgs, rows, imgs).eer:>9.3f}")
+            line = (
+                f"{d:>10.2f}{R.haar_one_face_rate(pas):>8.3f}{R.haar_one_face_rate(gate):>8.3f}"
+                f"{R.hog_one_face_rate(pas):>8.3f}{R.hog_one_face_rate(gate):>8.3f}"
+                f"{R.pca_baseline(train_rows, train_imgs, rows, imgs).eer:>9.3f}"
+            )
             if not args.no_resnet:
                 s = R.dlib_resnet_scores(rows, imgs)
                 fmr = float(np.mean(s.impostor >= -0.6))

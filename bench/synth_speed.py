@@ -36,8 +36,9 @@ def main() -> None:
     cpus = len(os.sched_getaffinity(0))
     rows: list[tuple[str, float]] = []
 
-    sub = SynthConfig(identities=min(200, cfg.identities), captures=cfg.captures, seed=1,
-                      size=cfg.size)
+    sub = SynthConfig(
+        identities=min(200, cfg.identities), captures=cfg.captures, seed=1, size=cfg.size
+    )
     t = time.perf_counter()
     images = [img for i in range(sub.identities) for _, img in render_identity(sub, i)]
     rows.append(("render-only x1", len(images) / (time.perf_counter() - t)))
@@ -58,14 +59,18 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     base = dict(rows)["synth x1"]
-    print(f"facelab synth speed: {cfg.identities} identities x {cfg.captures + 1} images, "
-          f"{cfg.size}x{cfg.size}, {cpus} CPUs")
+    print(
+        f"facelab synth speed: {cfg.identities} identities x {cfg.captures + 1} images, "
+        f"{cfg.size}x{cfg.size}, {cpus} CPUs"
+    )
     print(f"{'what':<16}{'images/s':>10}{'vs synth x1':>13}")
     for name, rate in rows:
         print(f"{name:<16}{rate:>10.0f}{rate / base:>12.2f}x")
     best = dict(rows)[f"synth x{cpus}"]
-    print(f"target {TARGET:.0f} images/s on 2 cores: {'met' if best >= TARGET else 'NOT met'} "
-          f"({best / TARGET:.2f} of target)")
+    print(
+        f"target {TARGET:.0f} images/s on 2 cores: {'met' if best >= TARGET else 'NOT met'} "
+        f"({best / TARGET:.2f} of target)"
+    )
 
 
 if __name__ == "__main__":

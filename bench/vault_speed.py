@@ -39,8 +39,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="facelab-vault-bench-"))
     try:
         ds = tmp / "ds"
-        write_dataset(SynthConfig(identities=args.identities, captures=args.captures,
-                                  seed=7), ds)
+        write_dataset(SynthConfig(identities=args.identities, captures=args.captures, seed=7), ds)
         files = sorted((ds / "images").iterdir())
         n = len(files)
         t = time.perf_counter()
@@ -65,14 +64,20 @@ def main() -> None:
         assert k == k2 == n
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    rows = [("plaintext read+decode", base), ("ingest", ingest), ("decrypted reads", reads),
-            ("decrypted reads + decode", reads_dec)]
+    rows = [
+        ("plaintext read+decode", base),
+        ("ingest", ingest),
+        ("decrypted reads", reads),
+        ("decrypted reads + decode", reads_dec),
+    ]
     print(f"vault speed: {n} images of {args.identities} identities, 112x112 PNG")
     print(f"{'what':<26}{'per second':>12}{'vs plaintext':>14}")
     for name, rate in rows:
         print(f"{name:<26}{rate:>12,.0f}{rate / base:>13.2f}x")
-    print(f"targets: ingest >= 1,000/s ({'met' if ingest >= 1000 else 'NOT met'}), "
-          f"reads >= 5,000/s ({'met' if reads >= 5000 else 'NOT met'})")
+    print(
+        f"targets: ingest >= 1,000/s ({'met' if ingest >= 1000 else 'NOT met'}), "
+        f"reads >= 5,000/s ({'met' if reads >= 5000 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

@@ -152,14 +152,15 @@ def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
     importing, exporting = _import(raw, path), _export(raw, path)
     if gov is not None:  # people with keys must hold the role the keys are for
         for role, keys, where in (
-                ("import_officers", importing.officers, "import.officers"),
-                ("export_reviewers", exporting.reviewers if exporting else {},
-                 "export.reviewers")):
+            ("import_officers", importing.officers, "import.officers"),
+            ("export_reviewers", exporting.reviewers if exporting else {}, "export.reviewers"),
+        ):
             listed = gov.roles[role]
             stray = sorted(set(keys) - set(listed)) if listed else []
             if stray:
-                raise BadInputError(f"{path}: {where}.{stray[0]} has a key but is not in "
-                                    f"roles.{role}")
+                raise BadInputError(
+                    f"{path}: {where}.{stray[0]} has a key but is not in roles.{role}"
+                )
     return Policy(AuditPolicy(every, prefix), vault, importing, raw, path, exporting, gov)
 
 
@@ -170,25 +171,35 @@ def _strs(t: dict, key: str, where: str, path: Path) -> tuple[str, ...]:
     return tuple(v)
 
 
-def _tenant(name: str, t: dict, where: str, path: Path, allowed: tuple[str, ...],
-            listed: bool) -> TenantPolicy:
+def _tenant(
+    name: str, t: dict, where: str, path: Path, allowed: tuple[str, ...], listed: bool
+) -> TenantPolicy:
     purposes = _strs(t, "purposes", where, path)
     bad = [p for p in purposes if p not in allowed]
     if bad:
-        raise BadInputError(f"{path}: {where}purposes: {bad[0]!r} is not an allowed "
-                            "purpose ([purposes] allowed)")
+        raise BadInputError(
+            f"{path}: {where}purposes: {bad[0]!r} is not an allowed purpose ([purposes] allowed)"
+        )
     days = _get(t, "retention_days", int, where, path)
     if days < 1:
         raise BadInputError(f"{path}: {where}retention_days must be at least 1")
     destroy_by = t.get("destroy_by")
-    if destroy_by is not None and (not isinstance(destroy_by, date)
-                                   or isinstance(destroy_by, datetime)):
+    if destroy_by is not None and (
+        not isinstance(destroy_by, date) or isinstance(destroy_by, datetime)
+    ):
         raise BadInputError(f"{path}: {where}destroy_by must be a date (YYYY-MM-DD)")
     processor = t.get("processor", name)
     if not isinstance(processor, str) or not processor:
         raise BadInputError(f"{path}: {where}processor must be a non-empty string")
-    return TenantPolicy(name, processor, purposes, days, destroy_by,
-                        _strs(t, "data_categories", where, path), listed)
+    return TenantPolicy(
+        name,
+        processor,
+        purposes,
+        days,
+        destroy_by,
+        _strs(t, "data_categories", where, path),
+        listed,
+    )
 
 
 def _governance(raw: dict, path: Path) -> GovernancePolicy | None:
@@ -197,8 +208,10 @@ def _governance(raw: dict, path: Path) -> GovernancePolicy | None:
     for table in ("roles", "purposes", "tenant_defaults", "tenants", "jobs"):
         if not isinstance(raw.get(table), dict):
             raise BadInputError(f"{path}: missing table [{table}]")
-    roles = {k: _strs(raw["roles"], k, "roles.", path) if raw["roles"].get(k) else ()
-             for k in ("operators", "import_officers", "export_reviewers")}
+    roles = {
+        k: _strs(raw["roles"], k, "roles.", path) if raw["roles"].get(k) else ()
+        for k in ("operators", "import_officers", "export_reviewers")
+    }
     for k in roles:
         _get(raw["roles"], k, list, "roles.", path)
     pur = raw["purposes"]
@@ -206,8 +219,7 @@ def _governance(raw: dict, path: Path) -> GovernancePolicy | None:
     forbidden = _strs(pur, "forbidden", "purposes.", path)
     both = set(allowed) & set(forbidden)
     if both:
-        raise BadInputError(f"{path}: purposes: {sorted(both)[0]!r} is both allowed and "
-                            "forbidden")
+        raise BadInputError(f"{path}: purposes: {sorted(both)[0]!r} is both allowed and forbidden")
     markers = tuple(m.casefold() for m in _strs(pur, "forbidden_markers", "purposes.", path))
     defaults = _tenant("*", raw["tenant_defaults"], "tenant_defaults.", path, allowed, False)
     tenants = {}
@@ -221,7 +233,7 @@ def _governance(raw: dict, path: Path) -> GovernancePolicy | None:
     jobs = raw["jobs"]
     isolation = _get(jobs, "isolation", str, "jobs.", path)
     if isolation not in ("strict", "weak"):
-        raise BadInputError(f"{path}: jobs.isolation must be \"strict\" or \"weak\"")
+        raise BadInputError(f'{path}: jobs.isolation must be "strict" or "weak"')
     ints = {}
     for key, lo in (("cpu_seconds", 1), ("memory_mb", 256), ("wall_seconds", 1)):
         ints[key] = _get(jobs, key, int, "jobs.", path)
@@ -230,25 +242,51 @@ def _governance(raw: dict, path: Path) -> GovernancePolicy | None:
     trainers = _get(jobs, "trainers", dict, "jobs.", path)
     for name, target in trainers.items():
         if not isinstance(target, str) or target.count(":") != 1:
-            raise BadInputError(f"{path}: jobs.trainers.{name} must be \"module:function\"")
-    return GovernancePolicy(roles, allowed, forbidden, markers, defaults, tenants, isolation,
-                            trainers=dict(trainers), **ints)
+            raise BadInputError(f'{path}: jobs.trainers.{name} must be "module:function"')
+    return GovernancePolicy(
+        roles,
+        allowed,
+        forbidden,
+        markers,
+        defaults,
+        tenants,
+        isolation,
+        trainers=dict(trainers),
+        **ints,
+    )
 
 
 # key -> (type, low, high) for the numeric keys of each [export.*] sub-table
 _EXPORT_SCHEMA: dict[str, dict[str, tuple[type, float, float]]] = {
-    "faces": {"min_side": (int, 4, 4096), "max_side": (int, 4, 65536),
-              "face_likeness": (float, 0, 1), "distinctness": (float, 1, 1e6),
-              "min_subjects_k": (int, 2, 10**6), "aggregate_fit": (float, 0, 1),
-              "max_views": (int, 1, 10**9)},
-    "templates": {"fmr": (float, 0, 1), "min_cosine": (float, -1, 1),
-                  "max_records": (int, 1, 10**9)},
-    "payloads": {"base64_min_chars": (int, 8, 10**9), "hex_min_chars": (int, 8, 10**9),
-                 "opaque_min_bytes": (int, 1, 10**9), "lsb_min_values": (int, 64, 10**12),
-                 "lsb_min_entropy": (float, 0, 8), "lsb_reference_entropy": (float, 0, 8)},
-    "memorisation": {"max_subjects": (int, 10, 10**7), "alpha": (float, 0, 1),
-                     "max_auc": (float, 0.5, 1), "max_tpr_at_fpr": (float, 0, 1),
-                     "min_held_out": (int, 2, 10**7)},
+    "faces": {
+        "min_side": (int, 4, 4096),
+        "max_side": (int, 4, 65536),
+        "face_likeness": (float, 0, 1),
+        "distinctness": (float, 1, 1e6),
+        "min_subjects_k": (int, 2, 10**6),
+        "aggregate_fit": (float, 0, 1),
+        "max_views": (int, 1, 10**9),
+    },
+    "templates": {
+        "fmr": (float, 0, 1),
+        "min_cosine": (float, -1, 1),
+        "max_records": (int, 1, 10**9),
+    },
+    "payloads": {
+        "base64_min_chars": (int, 8, 10**9),
+        "hex_min_chars": (int, 8, 10**9),
+        "opaque_min_bytes": (int, 1, 10**9),
+        "lsb_min_values": (int, 64, 10**12),
+        "lsb_min_entropy": (float, 0, 8),
+        "lsb_reference_entropy": (float, 0, 8),
+    },
+    "memorisation": {
+        "max_subjects": (int, 10, 10**7),
+        "alpha": (float, 0, 1),
+        "max_auc": (float, 0.5, 1),
+        "max_tpr_at_fpr": (float, 0, 1),
+        "min_held_out": (int, 2, 10**7),
+    },
     "structural": {"min_rows": (int, 2, 10**9)},
     "identifiers": {},
 }
@@ -289,11 +327,13 @@ def _export(raw: dict, path: Path) -> ExportPolicy | None:
     ident = subs["identifiers"]
     fields = _get(ident, "fields", list, f"{w}identifiers.", path)
     if not set(fields) <= {"name", "passport_no", "birth_date"}:
-        raise BadInputError(f"{path}: export.identifiers.fields may hold only name, "
-                            "passport_no, birth_date")
+        raise BadInputError(
+            f"{path}: export.identifiers.fields may hold only name, passport_no, birth_date"
+        )
     if _get(ident, "birth_date_alone", str, f"{w}identifiers.", path) not in SEVERITIES:
-        raise BadInputError(f"{path}: export.identifiers.birth_date_alone must be one of "
-                            f"{SEVERITIES}")
+        raise BadInputError(
+            f"{path}: export.identifiers.birth_date_alone must be one of {SEVERITIES}"
+        )
     words = _get(ident, "context_words", list, f"{w}identifiers.", path)
     if not all(isinstance(x, str) for x in words):
         raise BadInputError(f"{path}: export.identifiers.context_words must be strings")
@@ -314,9 +354,14 @@ def _import(raw: dict, path: Path) -> ImportPolicy:
     if not isinstance(t, dict):
         raise BadInputError(f"{path}: missing table [import]")
     ints = {}
-    for key, lo in (("required_approvals", 1), ("max_package_bytes", 1),
-                    ("max_param_bytes", 1), ("max_tensor_elements", 1),
-                    ("smoke_timeout_s", 1), ("smoke_memory_mb", 64)):
+    for key, lo in (
+        ("required_approvals", 1),
+        ("max_package_bytes", 1),
+        ("max_param_bytes", 1),
+        ("max_tensor_elements", 1),
+        ("smoke_timeout_s", 1),
+        ("smoke_memory_mb", 64),
+    ):
         v = _get(t, key, int, "import.", path)
         if v < lo:
             raise BadInputError(f"{path}: import.{key} must be at least {lo}")
@@ -326,10 +371,13 @@ def _import(raw: dict, path: Path) -> ImportPolicy:
         if not all(isinstance(x, str) for x in lst):
             raise BadInputError(f"{path}: import.{key} must be a list of strings")
     return ImportPolicy(
-        officers=_str_map(t, "officers", path), tenant_keys=_str_map(t, "tenant_keys", path),
+        officers=_str_map(t, "officers", path),
+        tenant_keys=_str_map(t, "tenant_keys", path),
         allowed_files=_str_map(t, "allowed_files", path),
-        allowed_domains=tuple(t["allowed_domains"]), allowed_ops=frozenset(t["allowed_ops"]),
-        **ints)
+        allowed_domains=tuple(t["allowed_domains"]),
+        allowed_ops=frozenset(t["allowed_ops"]),
+        **ints,
+    )
 
 
 def _vault(raw: dict, path: Path) -> VaultPolicy:
@@ -337,9 +385,13 @@ def _vault(raw: dict, path: Path) -> VaultPolicy:
     if not isinstance(v, dict):
         raise BadInputError(f"{path}: missing table [vault]")
     splits = _get(v, "splits", dict, "vault.", path)
-    if not splits or not all(isinstance(k, str) and isinstance(x, int | float)
-                             and not isinstance(x, bool) and 0 <= x <= 1
-                             for k, x in splits.items()):
+    if not splits or not all(
+        isinstance(k, str)
+        and isinstance(x, int | float)
+        and not isinstance(x, bool)
+        and 0 <= x <= 1
+        for k, x in splits.items()
+    ):
         raise BadInputError(f"{path}: vault.splits must map names to ratios in [0, 1]")
     if abs(sum(splits.values()) - 1.0) > 1e-9:
         raise BadInputError(f"{path}: vault.splits must sum to 1, not {sum(splits.values())}")
@@ -351,5 +403,6 @@ def _vault(raw: dict, path: Path) -> VaultPolicy:
     side = _get(v, "max_image_side", int, "vault.", path)
     if not 16 <= side <= 16384:
         raise BadInputError(f"{path}: vault.max_image_side must be in [16, 16384]")
-    return VaultPolicy({k: float(x) for k, x in splits.items()}, tuple(granted),
-                       tuple(tenants), side)
+    return VaultPolicy(
+        {k: float(x) for k, x in splits.items()}, tuple(granted), tuple(tenants), side
+    )

@@ -55,8 +55,9 @@ def check_job(gov: GovernancePolicy, tenant: str, spec: Mapping[str, Any]) -> Ru
     if not isinstance(purpose, str) or not isinstance(kind, str):
         return RuleDecision(False, "the job spec must name its kind and purpose")
     if purpose in gov.forbidden_purposes:
-        return RuleDecision(False, f"purpose {purpose!r} is forbidden by the policy "
-                                   "([purposes] forbidden)")
+        return RuleDecision(
+            False, f"purpose {purpose!r} is forbidden by the policy ([purposes] forbidden)"
+        )
     if purpose not in gov.allowed_purposes:
         return RuleDecision(False, f"purpose {purpose!r} is not an allowed purpose")
     if purpose not in gov.tenant(tenant).purposes:
@@ -65,6 +66,9 @@ def check_job(gov: GovernancePolicy, tenant: str, spec: Mapping[str, Any]) -> Ru
         return RuleDecision(False, f"a {kind!r} job does not serve purpose {purpose!r}")
     hit = one_to_n_marker(spec, gov.forbidden_markers)
     if hit is not None:
-        return RuleDecision(False, f"the job asks for 1:N search ({hit[0]!r} in {hit[1]}), "
-                                   "which the policy forbids whatever purpose is declared")
+        return RuleDecision(
+            False,
+            f"the job asks for 1:N search ({hit[0]!r} in {hit[1]}), "
+            "which the policy forbids whatever purpose is declared",
+        )
     return RuleDecision(True, f"{kind} for {purpose}, granted to {tenant}")

@@ -35,8 +35,13 @@ def _progress_bar(total: int, desc: str) -> tuple[Callable[[int], None] | None, 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from lab.synth import SynthConfig, write_dataset
 
-    cfg = SynthConfig(identities=args.identities, captures=args.captures, seed=args.seed,
-                      difficulty=args.difficulty, size=args.size)
+    cfg = SynthConfig(
+        identities=args.identities,
+        captures=args.captures,
+        seed=args.seed,
+        difficulty=args.difficulty,
+        size=args.size,
+    )
     cfg.validate()
     log = None
     if args.lab is not None:  # open the log first: a wrong passphrase fails before the work
@@ -54,14 +59,27 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         from lab.synth import dataset_digest
 
         with log:
-            log.record(Event(action="dataset.synth", actor=actor_name(), role="operator",
-                             object=dataset_digest(s.out),
-                             details={"identities": cfg.identities, "captures": cfg.captures,
-                                      "seed": cfg.seed, "difficulty": cfg.difficulty,
-                                      "size": cfg.size, "images": s.images,
-                                      "path": str(s.out)}))
-    print(f"wrote {s.images} images of {s.identities} identities to {s.out} "
-          f"in {s.seconds:.2f} s ({s.images_per_second:.0f} images/s)")
+            log.record(
+                Event(
+                    action="dataset.synth",
+                    actor=actor_name(),
+                    role="operator",
+                    object=dataset_digest(s.out),
+                    details={
+                        "identities": cfg.identities,
+                        "captures": cfg.captures,
+                        "seed": cfg.seed,
+                        "difficulty": cfg.difficulty,
+                        "size": cfg.size,
+                        "images": s.images,
+                        "path": str(s.out),
+                    },
+                )
+            )
+    print(
+        f"wrote {s.images} images of {s.identities} identities to {s.out} "
+        f"in {s.seconds:.2f} s ({s.images_per_second:.0f} images/s)"
+    )
     return 0
 
 
@@ -88,14 +106,17 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     if args.trusted_key:
         trusted = public_key_from_b64(_read_text(args.trusted_key), args.trusted_key)
     witness = _read_text(args.witness) if args.witness else None
-    rep = verify_log(lab.paths.audit, lab.origin, load_public_key(lab), trusted_key=trusted,
-                     witness=witness)
+    rep = verify_log(
+        lab.paths.audit, lab.origin, load_public_key(lab), trusted_key=trusted, witness=witness
+    )
     if args.json:
         print(json.dumps(rep.to_json(), indent=2))
     if rep.intact:
         if not args.json:
-            print(f"audit log intact: {rep.entries} entries, {rep.checkpoints} signed "
-                  f"checkpoints (latest at size {rep.latest_size})")
+            print(
+                f"audit log intact: {rep.entries} entries, {rep.checkpoints} signed "
+                f"checkpoints (latest at size {rep.latest_size})"
+            )
             for w in rep.warnings:
                 print(f"  warning: {w}")
         return 0
@@ -171,8 +192,11 @@ def _cmd_audit_consistency(args: argparse.Namespace) -> int:
         raise TamperedError(f"{args.old}: {e}") from e
     note, new = _latest_checkpoint(lab)
     if old.size > new.size:
-        print(f"facelab: audit log TAMPERED: truncated: {args.old} has size {old.size}, "
-              f"the log's latest checkpoint {new.size}", file=sys.stderr)
+        print(
+            f"facelab: audit log TAMPERED: truncated: {args.old} has size {old.size}, "
+            f"the log's latest checkpoint {new.size}",
+            file=sys.stderr,
+        )
         return 4
     proof = prove_consistency(lab.paths.audit, old.size, new.size)
     ok, reason = True, ""
@@ -180,13 +204,25 @@ def _cmd_audit_consistency(args: argparse.Namespace) -> int:
         rfc9162.verify_consistency(old.size, new.size, old.root, new.root, proof)
     except ProofError as e:
         ok, reason = False, str(e)
-    print(json.dumps({"old_size": old.size, "old_root": old.root.hex(),
-                      "new_size": new.size, "new_root": new.root.hex(),
-                      "proof": [p.hex() for p in proof], "consistent": ok,
-                      "checkpoint": note}, indent=2))
+    print(
+        json.dumps(
+            {
+                "old_size": old.size,
+                "old_root": old.root.hex(),
+                "new_size": new.size,
+                "new_root": new.root.hex(),
+                "proof": [p.hex() for p in proof],
+                "consistent": ok,
+                "checkpoint": note,
+            },
+            indent=2,
+        )
+    )
     if not ok:
-        print(f"facelab: audit log TAMPERED: not consistent with {args.old}: {reason}",
-              file=sys.stderr)
+        print(
+            f"facelab: audit log TAMPERED: not consistent with {args.old}: {reason}",
+            file=sys.stderr,
+        )
         return 4
     return 0
 
@@ -195,8 +231,9 @@ def _cmd_audit_show(args: argparse.Namespace) -> int:
     from lab.audit.show import filter_entries, format_table
 
     lab = _open_lab(args.lab)
-    rows = filter_entries(lab.paths.audit, tenant=args.tenant, action=args.action,
-                          since=args.since, until=args.until)
+    rows = filter_entries(
+        lab.paths.audit, tenant=args.tenant, action=args.action, since=args.since, until=args.until
+    )
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
@@ -212,8 +249,10 @@ def _cmd_audit_repair(args: argparse.Namespace) -> int:
     with audit_writer(lab, read_passphrase(), repair_actor=actor) as log:
         log.rebuild()
         for r in log.recoveries:
-            print(f"cut {r.bytes_cut} bytes ({r.kind}) after entry {r.after_entry}, "
-                  f"sha256 {r.sha256}; recorded as audit.recovered")
+            print(
+                f"cut {r.bytes_cut} bytes ({r.kind}) after entry {r.after_entry}, "
+                f"sha256 {r.sha256}; recorded as audit.recovered"
+            )
         if not log.recoveries:
             print("nothing to cut; derived files rebuilt")
     return 0
@@ -237,14 +276,19 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
     lab, root, log, actor = _unlocked(args.lab, args.tenant)
     with log:
-        r = ops.ingest(lab, root, args.tenant, args.dataset, actor, log,
-                       delete_source=args.delete_source)
+        r = ops.ingest(
+            lab, root, args.tenant, args.dataset, actor, log, delete_source=args.delete_source
+        )
     if r.already_present:
-        print(f"{args.dataset}: already in the vault for tenant {r.tenant} ({r.digest}); "
-              "nothing changed")
+        print(
+            f"{args.dataset}: already in the vault for tenant {r.tenant} ({r.digest}); "
+            "nothing changed"
+        )
     else:
-        print(f"ingested {r.images} images of {r.subjects} subjects for tenant {r.tenant}"
-              f"{' (new tenant)' if r.created_tenant else ''}; dataset {r.digest}")
+        print(
+            f"ingested {r.images} images of {r.subjects} subjects for tenant {r.tenant}"
+            f"{' (new tenant)' if r.created_tenant else ''}; dataset {r.digest}"
+        )
     if args.delete_source:
         print(f"  source verified against the vault and deleted: {args.dataset}")
     return 0
@@ -258,9 +302,11 @@ def _cmd_destroy(args: argparse.Namespace) -> int:
         path = ops.destroy(lab, root, args.tenant, actor, log)
     cert = json.loads(path.read_text())["certificate"]
     m = cert["media_information"]
-    print(f"destroyed tenant {args.tenant}: {m['records']} records of {m['subjects']} "
-          f"subjects, key shredded; verification "
-          f"{cert['sanitization_details']['verification_result']}")
+    print(
+        f"destroyed tenant {args.tenant}: {m['records']} records of {m['subjects']} "
+        f"subjects, key shredded; verification "
+        f"{cert['sanitization_details']['verification_result']}"
+    )
     print(f"  certificate: {path}")
     return 0
 
@@ -277,8 +323,10 @@ def _cmd_vault_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            print(f"{r['tenant']:<20} {r['records']:>8} records {r['subjects']:>7} subjects "
-                  f"{len(r['datasets'])} datasets  since {r['created']}")
+            print(
+                f"{r['tenant']:<20} {r['records']:>8} records {r['subjects']:>7} subjects "
+                f"{len(r['datasets'])} datasets  since {r['created']}"
+            )
     return 0
 
 
@@ -324,7 +372,6 @@ def _cmd_model_import(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _cmd_export(args: argparse.Namespace) -> int:
     from lab.gates.exporting.ops import Override, export
 
@@ -337,9 +384,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
             raise BadInputError(f"{args.override}: not an override file ({e})") from e
     lab, root, log, actor = _unlocked(args.lab, args.tenant)
     with log:
-        out = export(lab, root, args.tenant, args.artifacts, actor, log,
-                     from_model=args.from_model, override=override,
-                     reference_models=args.reference_model)
+        out = export(
+            lab,
+            root,
+            args.tenant,
+            args.artifacts,
+            actor,
+            log,
+            from_model=args.from_model,
+            override=override,
+            reference_models=args.reference_model,
+        )
     if args.json:
         doc = out.report.to_json()
         doc["decision"] = out.decision
@@ -352,8 +407,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         if out.release_dir:
             print(f"  released to {out.release_dir} (signed manifest.json)")
     if out.decision == "refused":
-        print(f"facelab: export refused: {len(out.report.blocking())} finding(s); see the "
-              "report", file=sys.stderr)
+        print(
+            f"facelab: export refused: {len(out.report.blocking())} finding(s); see the report",
+            file=sys.stderr,
+        )
         return 3
     return 0
 
@@ -369,8 +426,11 @@ def _cmd_review(args: argparse.Namespace) -> int:
     for p in args.artifacts:
         files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
         digests += [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
-    doc = {"reviewer": args.reviewer, "reason": args.reason,
-           "signature": sign_override(key, args.tenant, digests, args.reason)}
+    doc = {
+        "reviewer": args.reviewer,
+        "reason": args.reason,
+        "signature": sign_override(key, args.tenant, digests, args.reason),
+    }
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"override signed by {args.reviewer} for {len(digests)} file(s): {args.out}")
     return 0
@@ -389,17 +449,22 @@ def _cmd_release_verify(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise BadInputError(f"{path}: not JSON ({e})") from e
     m = verify_manifest(doc, load_public_key(lab))
+
     def ok(a: dict) -> bool:
         f = args.release / a.get("path", a["name"])
         return f.is_file() and hashlib.sha256(f.read_bytes()).hexdigest() == a["sha256"]
 
     bad = [a.get("path", a["name"]) for a in m["artifacts"] if not ok(a)]
     if bad:
-        print(f"facelab: release {args.release}: files differ from the manifest: "
-              f"{', '.join(bad)}", file=sys.stderr)
+        print(
+            f"facelab: release {args.release}: files differ from the manifest: {', '.join(bad)}",
+            file=sys.stderr,
+        )
         return 4
-    print(f"release {args.release}: signature valid, {len(m['artifacts'])} file(s) match; "
-          f"{m['decision']} for tenant {m['tenant']} at {m['released']}")
+    print(
+        f"release {args.release}: signature valid, {len(m['artifacts'])} file(s) match; "
+        f"{m['decision']} for tenant {m['tenant']} at {m['released']}"
+    )
     return 0
 
 
@@ -413,8 +478,15 @@ def _cmd_job_run(args: argparse.Namespace) -> int:
     lab, root, log, actor = _unlocked(args.lab, args.tenant)
     with log:
         r = run_job(lab, root, args.tenant, spec, actor, log)
-    doc = {"job": r.job_id, "status": r.status, "summary": r.summary, "error": r.error,
-           "confinement": list(r.confinement), "outbox": str(r.outbox), "outputs": r.outputs}
+    doc = {
+        "job": r.job_id,
+        "status": r.status,
+        "summary": r.summary,
+        "error": r.error,
+        "confinement": list(r.confinement),
+        "outbox": str(r.outbox),
+        "outputs": r.outputs,
+    }
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
@@ -445,8 +517,10 @@ def _cmd_retention_run(args: argparse.Namespace) -> int:
         print("retention: no tenant is due for destruction")
     for s in due:
         what = "would destroy" if args.dry_run else "destroyed"
-        print(f"retention: {what} {s['tenant']} (first ingest {s['created']}, due "
-              f"{s['due']}){'' if args.dry_run else ', certificate ' + s['certificate']}")
+        print(
+            f"retention: {what} {s['tenant']} (first ingest {s['created']}, due "
+            f"{s['due']}){'' if args.dry_run else ', certificate ' + s['certificate']}"
+        )
     return 0
 
 
@@ -458,13 +532,26 @@ def _cmd_register(args: argparse.Namespace) -> int:
     rows = retention.register(lab, root)
     gov = lab.policy.governance
     if args.json:
-        print(json.dumps({"lab": lab.lab_id, "allowed_purposes": gov.allowed_purposes,
-                          "forbidden_purposes": gov.forbidden_purposes,
-                          "processors": rows}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "lab": lab.lab_id,
+                    "allowed_purposes": gov.allowed_purposes,
+                    "forbidden_purposes": gov.forbidden_purposes,
+                    "processors": rows,
+                },
+                indent=2,
+            )
+        )
     else:
-        print(retention.register_markdown(rows, lab.lab_id, gov.allowed_purposes,
-                                          gov.forbidden_purposes), end="")
+        print(
+            retention.register_markdown(
+                rows, lab.lab_id, gov.allowed_purposes, gov.forbidden_purposes
+            ),
+            end="",
+        )
     return 0
+
 
 def _cmd_model_list(args: argparse.Namespace) -> int:
     from lab.gates.importing import list_models
@@ -475,8 +562,10 @@ def _cmd_model_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            print(f"{r['model']:<28} tenant {r['tenant']:<12} {r['digest'][:23]}  "
-                  f"approved by {', '.join(r['approvers'])}  {r['registered']}")
+            print(
+                f"{r['model']:<28} tenant {r['tenant']:<12} {r['digest'][:23]}  "
+                f"approved by {', '.join(r['approvers'])}  {r['registered']}"
+            )
         print(f"({len(rows)} models)")
     return 0
 
@@ -489,8 +578,9 @@ def _scorer(scheduler: str | None):
     try:
         import distributed
     except ImportError as e:
-        raise BadInputError("--scheduler needs the cluster extra: "
-                            "pip install 'facelab[cluster]'") from e
+        raise BadInputError(
+            "--scheduler needs the cluster extra: pip install 'facelab[cluster]'"
+        ) from e
     from functools import partial
 
     from lab.bench._cluster import score_pairs_on_cluster
@@ -513,9 +603,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise BadInputError("facelab bench --lab needs --tenant")
         lab, root, log, actor = _unlocked(args.lab, args.tenant)
         with log:
-            report, page = bench_in_lab(lab, root, args.tenant, str(args.model), actor, log,
-                                        split=None if args.split == "all" else args.split,
-                                        device=args.device)
+            report, page = bench_in_lab(
+                lab,
+                root,
+                args.tenant,
+                str(args.model),
+                actor,
+                log,
+                split=None if args.split == "all" else args.split,
+                device=args.device,
+            )
         print(summary_table(report))
         print(f"  report (in the tenant's outbox): {page}")
         return 0
@@ -528,8 +625,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         matcher = DlibMatcher()
     else:
-        matcher = Matcher(Path(args.model), args.device,
-                          warn=lambda m: print(f"facelab: {m}", file=sys.stderr))
+        matcher = Matcher(
+            Path(args.model), args.device, warn=lambda m: print(f"facelab: {m}", file=sys.stderr)
+        )
     update, close = _progress_bar(len(samples), "extract")
     try:
         report = run_benchmark(samples, matcher, progress=update, scorer=scorer)
@@ -559,12 +657,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     d = r.dataset
     print(f"facelab demo: lab in {r.root}")
     if r.passphrase_generated:
-        print(f"  {PASSPHRASE_ENV} was not set: the demo lab is locked with a one-time "
-              "passphrase (set it to choose one)")
-    print(f"  synthetic dataset: {d.identities} identities, {d.images} images, "
-          f"{d.seconds:.2f} s ({d.images_per_second:.0f} images/s)")
-    print("  identities per nationality: "
-          + ", ".join(f"{k} {v}" for k, v in d.by_nationality.items()))
+        print(
+            f"  {PASSPHRASE_ENV} was not set: the demo lab is locked with a one-time "
+            "passphrase (set it to choose one)"
+        )
+    print(
+        f"  synthetic dataset: {d.identities} identities, {d.images} images, "
+        f"{d.seconds:.2f} s ({d.images_per_second:.0f} images/s)"
+    )
+    print(
+        "  identities per nationality: "
+        + ", ".join(f"{k} {v}" for k, v in d.by_nationality.items())
+    )
     print("  identities per sex: " + ", ".join(f"{k} {v}" for k, v in d.by_sex.items()))
     print(f"  contact sheet: {r.contact_sheet}")
     print(f"  benchmark report: {r.bench_report}")
@@ -590,13 +694,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--identities", type=int, required=True, help="number of identities")
     s.add_argument("--captures", type=int, default=2, help="gate captures per identity")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--difficulty", type=float, default=1.0,
-                   help="scale of the within-identity variation (0-3, default 1)")
+    s.add_argument(
+        "--difficulty",
+        type=float,
+        default=1.0,
+        help="scale of the within-identity variation (0-3, default 1)",
+    )
     s.add_argument("--size", type=int, default=112, help="image width and height in pixels")
     s.add_argument("--workers", type=int, default=None, help="worker processes (default: CPUs)")
     s.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    s.add_argument("--lab", type=Path, default=None,
-                   help="record the dataset (digest, arguments) in this lab's audit log")
+    s.add_argument(
+        "--lab",
+        type=Path,
+        default=None,
+        help="record the dataset (digest, arguments) in this lab's audit log",
+    )
     s.set_defaults(func=_cmd_synth)
 
     i = sub.add_parser("init", help="create a lab directory: keys, audit log, policy copy")
@@ -607,8 +719,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lab", type=Path, required=True)
     g.add_argument("--tenant", required=True)
     g.add_argument("dataset", type=Path)
-    g.add_argument("--delete-source", action="store_true",
-                   help="delete the plaintext after reading it back from the vault")
+    g.add_argument(
+        "--delete-source",
+        action="store_true",
+        help="delete the plaintext after reading it back from the vault",
+    )
     g.set_defaults(func=_cmd_ingest)
 
     x = sub.add_parser("destroy", help="crypto-shred a tenant; write a signed certificate")
@@ -625,8 +740,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("model", help="model packages: keys, signing, approval, import gate")
     msub = m.add_subparsers(dest="model_command", required=True, parser_class=_Parser)
-    mk = msub.add_parser("keygen", help="a key pair for a tenant (signing), an import "
-                         "officer or an export reviewer")
+    mk = msub.add_parser(
+        "keygen", help="a key pair for a tenant (signing), an import officer or an export reviewer"
+    )
     mk.add_argument("--kind", choices=["tenant", "officer", "reviewer"], required=True)
     mk.add_argument("--out", type=Path, required=True, help="path prefix of the key files")
     mk.set_defaults(func=_cmd_model_keygen)
@@ -664,8 +780,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr = asub.add_parser("prove", help="inclusion proof of one entry (JSON)")
     pr.add_argument("--lab", type=Path, required=True)
     pr.add_argument("--entry", type=int, required=True)
-    pr.add_argument("--size", type=int, default=None,
-                    help="tree size (default: the latest checkpoint)")
+    pr.add_argument(
+        "--size", type=int, default=None, help="tree size (default: the latest checkpoint)"
+    )
     pr.set_defaults(func=_cmd_audit_prove)
     co = asub.add_parser("consistency", help="prove the log extends an older checkpoint")
     co.add_argument("--lab", type=Path, required=True)
@@ -688,13 +805,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tenant", required=True)
     e.add_argument("artifacts", type=Path, nargs="+", help="files or directories")
     e.add_argument("--json", action="store_true", help="the report as JSON")
-    e.add_argument("--from", dest="from_model", help="the registered model these "
-                   "artifacts descend from (default: found by tensor names)")
-    e.add_argument("--reference-model", action="append", default=None,
-                   help="registered model to compute vault templates with (repeatable; "
-                   "default: the policy's export.templates.reference_models)")
-    e.add_argument("--override", type=Path, help="a reviewer's signed override "
-                   "(facelab review) to release despite findings")
+    e.add_argument(
+        "--from",
+        dest="from_model",
+        help="the registered model these artifacts descend from (default: found by tensor names)",
+    )
+    e.add_argument(
+        "--reference-model",
+        action="append",
+        default=None,
+        help="registered model to compute vault templates with (repeatable; "
+        "default: the policy's export.templates.reference_models)",
+    )
+    e.add_argument(
+        "--override",
+        type=Path,
+        help="a reviewer's signed override (facelab review) to release despite findings",
+    )
     e.set_defaults(func=_cmd_export)
     rv = sub.add_parser("review", help="export reviewer: sign an override for artifacts")
     rv.add_argument("--tenant", required=True)
@@ -735,20 +862,35 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--lab", type=Path, default=None)
     b.add_argument("--tenant", default=None)
     b.add_argument("--dataset", type=Path, default=None, help="a plain dataset directory")
-    b.add_argument("--model", required=True, help="with --lab: a registered model "
-                   "(name@version or digest); with --dataset: a model directory, or "
-                   "'dlib' for dlib's ResNet reference (the reference extra)")
-    b.add_argument("--split", default="test", choices=["train", "verification", "test", "all"],
-                   help="with --lab: which split of the tenant's records (default test)")
+    b.add_argument(
+        "--model",
+        required=True,
+        help="with --lab: a registered model "
+        "(name@version or digest); with --dataset: a model directory, or "
+        "'dlib' for dlib's ResNet reference (the reference extra)",
+    )
+    b.add_argument(
+        "--split",
+        default="test",
+        choices=["train", "verification", "test", "all"],
+        help="with --lab: which split of the tenant's records (default test)",
+    )
     b.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    b.add_argument("--scheduler", default=None,
-                   help="tcp://HOST:PORT of a Dask scheduler: score the blocks on the cluster")
+    b.add_argument(
+        "--scheduler",
+        default=None,
+        help="tcp://HOST:PORT of a Dask scheduler: score the blocks on the cluster",
+    )
     b.add_argument("--out", type=Path, default=None)
     b.set_defaults(func=_cmd_bench)
 
     d = sub.add_parser("demo", help="the lab story end to end on small synthetic data")
-    d.add_argument("--lab", type=Path, default=None,
-                   help="the demo lab to create (default: a new temporary directory)")
+    d.add_argument(
+        "--lab",
+        type=Path,
+        default=None,
+        help="the demo lab to create (default: a new temporary directory)",
+    )
     d.set_defaults(func=_cmd_demo)
     return p
 

@@ -79,9 +79,12 @@ def run_demo(
     isolation = "strict" if net and abi >= 1 else "weak"
     lab = _import_keys(lab, work / "keys", today, isolation)
     root_key = unlock(lab, pw)
-    tenants = {"acme": SynthConfig(identities=identities, captures=captures, seed=seed),
-               "borealis": SynthConfig(identities=max(1, identities // 2),
-                                       captures=captures, seed=seed + 1)}
+    tenants = {
+        "acme": SynthConfig(identities=identities, captures=captures, seed=seed),
+        "borealis": SynthConfig(
+            identities=max(1, identities // 2), captures=captures, seed=seed + 1
+        ),
+    }
     ingested: dict[str, int] = {}
     summary = None
     sheet = work / "contact_sheet.png"
@@ -89,11 +92,22 @@ def run_demo(
         for tenant, cfg in tenants.items():
             plain = work / f"plaintext-{tenant}"
             s = write_dataset(cfg, plain, progress=progress if tenant == "acme" else None)
-            log.record(Event(
-                action="dataset.synth", actor=actor, role="operator", tenant=tenant,
-                object=dataset_digest(plain),
-                details={"identities": cfg.identities, "captures": cfg.captures,
-                         "seed": cfg.seed, "difficulty": cfg.difficulty, "images": s.images}))
+            log.record(
+                Event(
+                    action="dataset.synth",
+                    actor=actor,
+                    role="operator",
+                    tenant=tenant,
+                    object=dataset_digest(plain),
+                    details={
+                        "identities": cfg.identities,
+                        "captures": cfg.captures,
+                        "seed": cfg.seed,
+                        "difficulty": cfg.difficulty,
+                        "images": s.images,
+                    },
+                )
+            )
             if tenant == "acme":
                 summary = s
                 contact_sheet(plain, sheet)
@@ -105,22 +119,48 @@ def run_demo(
         splits: dict[str, int] = {}
         for rec in ops.read(lab, root_key, "acme", actor, log, purpose="demo: count splits"):
             splits[rec.split] = splits.get(rec.split, 0) + 1
-        bench = run_job(lab, root_key, "acme", {
-            "kind": "bench", "purpose": "verify_1to1", "model": imported.model,
-            "split": "test"}, "acme-engineer", log)
-        train = run_job(lab, root_key, "acme", {
-            "kind": "train", "purpose": "train", "model": imported.model,
-            "trainer": "pca_head", "split": "train", "params": {"dim": 32}},
-            "acme-engineer", log)
-        released = export(lab, root_key, "acme", [train.outbox, bench.outbox],
-                          "acme-engineer", log)
-        leak = _leaky_artifact(lab, root_key, lab.paths.root / "outbox" / "acme" /
-                               "insider-adapter", log)
+        bench = run_job(
+            lab,
+            root_key,
+            "acme",
+            {"kind": "bench", "purpose": "verify_1to1", "model": imported.model, "split": "test"},
+            "acme-engineer",
+            log,
+        )
+        train = run_job(
+            lab,
+            root_key,
+            "acme",
+            {
+                "kind": "train",
+                "purpose": "train",
+                "model": imported.model,
+                "trainer": "pca_head",
+                "split": "train",
+                "params": {"dim": 32},
+            },
+            "acme-engineer",
+            log,
+        )
+        released = export(lab, root_key, "acme", [train.outbox, bench.outbox], "acme-engineer", log)
+        leak = _leaky_artifact(
+            lab, root_key, lab.paths.root / "outbox" / "acme" / "insider-adapter", log
+        )
         refused_export = export(lab, root_key, "acme", [leak], "acme-engineer", log)
         try:
-            run_job(lab, root_key, "acme", {
-                "kind": "bench", "purpose": "verify_1to1", "model": imported.model,
-                "params": {"mode": "gallery_search", "top_k": 10}}, "acme-engineer", log)
+            run_job(
+                lab,
+                root_key,
+                "acme",
+                {
+                    "kind": "bench",
+                    "purpose": "verify_1to1",
+                    "model": imported.model,
+                    "params": {"mode": "gallery_search", "top_k": 10},
+                },
+                "acme-engineer",
+                log,
+            )
             one_to_n = "ALLOWED (unexpected)"
         except JobRefused as e:
             one_to_n = "refused: " + str(e).removeprefix("job refused: ").split(",")[0]
@@ -133,42 +173,79 @@ def run_demo(
     blocking = refused_export.report.blocking()
     controls = [
         ("lab created: keys sealed under the operator secret", "ok"),
-        ("synthetic identities generated (no real person)", f"{summary.identities} + "
-         f"{tenants['borealis'].identities} identities"),
-        ("datasets encrypted, per-tenant keys, plaintext deleted",
-         ", ".join(f"{t} {n} images" for t, n in ingested.items())),
-        ("model signed by the tenant, approved by 2 officers, imported",
-         imported.model if imported.accepted else "REFUSED (unexpected)"),
-        ("package with a pickle calling os.system refused",
-         "refused: " + ", ".join(c.name for c in refused.failed())
-         if not refused.accepted else "ACCEPTED (unexpected)"),
-        ("jobs confined (zero client): network, filesystem, limits",
-         ", ".join(bench.confinement) if isolation == "strict" else
-         "WEAK: this kernel cannot confine jobs (" + ", ".join(bench.confinement) + ")"),
-        ("1:1 benchmark job (test split), report to the outbox",
-         f"{bench.status}: EER {bench.summary.get('eer', float('nan')):.3f}, FNMR@FMR1e-3 "
-         f"{bench.summary.get('fnmr_at_fmr_1e-3', float('nan')):.3f}"),
-        ("training job: a PCA head fitted on the train split",
-         f"{train.status}: {train.summary.get('records', 0)} records, "
-         f"{train.summary.get('variance_explained', 0):.1%} variance kept"),
-        ("export gate: trained head and benchmark report released, signed manifest",
-         released.decision + (f" ({len(released.report.artifacts)} files)"
-                              if released.release_dir else "")),
-        ("export gate: artifact hiding a training face refused",
-         f"{refused_export.decision}: " + ", ".join(sorted({f.detector for f in blocking}))),
+        (
+            "synthetic identities generated (no real person)",
+            f"{summary.identities} + {tenants['borealis'].identities} identities",
+        ),
+        (
+            "datasets encrypted, per-tenant keys, plaintext deleted",
+            ", ".join(f"{t} {n} images" for t, n in ingested.items()),
+        ),
+        (
+            "model signed by the tenant, approved by 2 officers, imported",
+            imported.model if imported.accepted else "REFUSED (unexpected)",
+        ),
+        (
+            "package with a pickle calling os.system refused",
+            "refused: " + ", ".join(c.name for c in refused.failed())
+            if not refused.accepted
+            else "ACCEPTED (unexpected)",
+        ),
+        (
+            "jobs confined (zero client): network, filesystem, limits",
+            ", ".join(bench.confinement)
+            if isolation == "strict"
+            else "WEAK: this kernel cannot confine jobs (" + ", ".join(bench.confinement) + ")",
+        ),
+        (
+            "1:1 benchmark job (test split), report to the outbox",
+            f"{bench.status}: EER {bench.summary.get('eer', float('nan')):.3f}, FNMR@FMR1e-3 "
+            f"{bench.summary.get('fnmr_at_fmr_1e-3', float('nan')):.3f}",
+        ),
+        (
+            "training job: a PCA head fitted on the train split",
+            f"{train.status}: {train.summary.get('records', 0)} records, "
+            f"{train.summary.get('variance_explained', 0):.1%} variance kept",
+        ),
+        (
+            "export gate: trained head and benchmark report released, signed manifest",
+            released.decision
+            + (f" ({len(released.report.artifacts)} files)" if released.release_dir else ""),
+        ),
+        (
+            "export gate: artifact hiding a training face refused",
+            f"{refused_export.decision}: " + ", ".join(sorted({f.detector for f in blocking})),
+        ),
         ("1:N search job (gallery, top-k) refused by the purpose policy", one_to_n),
-        ("records read back by split, pseudonymous ids only",
-         ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))),
-        ("retention: borealis past its due date, crypto-shredded, certificate signed",
-         cert.name or "NOT DUE (unexpected)"),
+        (
+            "records read back by split, pseudonymous ids only",
+            ", ".join(f"{k} {v}" for k, v in sorted(splits.items())),
+        ),
+        (
+            "retention: borealis past its due date, crypto-shredded, certificate signed",
+            cert.name or "NOT DUE (unexpected)",
+        ),
         ("public register of processors written (Markdown, JSON)", md.name),
         ("audit log verified", "intact" if report.intact else "TAMPERED"),
     ]
     html = _html_report(work / "report.html", controls, bench.outbox, refused_export, md)
-    return DemoResult(base, generated, summary, sheet, ingested, splits, imported.model,
-                      [c.name for c in refused.failed()], bench.outbox / "report.html",
-                      {"released": released.decision, "leaky": refused_export.decision},
-                      cert, report, controls, html, md)
+    return DemoResult(
+        base,
+        generated,
+        summary,
+        sheet,
+        ingested,
+        splits,
+        imported.model,
+        [c.name for c in refused.failed()],
+        bench.outbox / "report.html",
+        {"released": released.decision, "leaky": refused_export.decision},
+        cert,
+        report,
+        controls,
+        html,
+        md,
+    )
 
 
 def _html_report(path: Path, controls, bench_dir: Path, refused, register_md: Path) -> Path:
@@ -179,14 +256,17 @@ def _html_report(path: Path, controls, bench_dir: Path, refused, register_md: Pa
         p = bench_dir / name
         if not p.exists():
             return ""
-        return (f'<img alt="{name}" style="max-width:48%" src="data:image/png;base64,'
-                f'{base64.b64encode(p.read_bytes()).decode()}">')
+        return (
+            f'<img alt="{name}" style="max-width:48%" src="data:image/png;base64,'
+            f'{base64.b64encode(p.read_bytes()).decode()}">'
+        )
 
-    rows = "".join(f"<tr><td>{h.escape(c)}</td><td>{h.escape(o)}</td></tr>"
-                   for c, o in controls)
-    findings = "".join(f"<li>{h.escape(f.severity)} {h.escape(f.detector)}: "
-                       f"{h.escape(f.location)}: {h.escape(f.evidence)}</li>"
-                       for f in refused.report.blocking())
+    rows = "".join(f"<tr><td>{h.escape(c)}</td><td>{h.escape(o)}</td></tr>" for c, o in controls)
+    findings = "".join(
+        f"<li>{h.escape(f.severity)} {h.escape(f.detector)}: "
+        f"{h.escape(f.location)}: {h.escape(f.evidence)}</li>"
+        for f in refused.report.blocking()
+    )
     page = (
         "<!doctype html><meta charset=utf-8><title>facelab demo</title>"
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
@@ -195,7 +275,8 @@ def _html_report(path: Path, controls, bench_dir: Path, refused, register_md: Pa
         f"<table><tr><th>control</th><th>outcome</th></tr>{rows}</table>"
         f"<h2>1:1 benchmark (in a confined job)</h2>{img('det.png')}{img('scores.png')}"
         f"<h2>Export refused: findings</h2><ul>{findings}</ul>"
-        f"<h2>Register of processors</h2><pre>{h.escape(register_md.read_text())}</pre>")
+        f"<h2>Register of processors</h2><pre>{h.escape(register_md.read_text())}</pre>"
+    )
     path.write_text(page)
     return path
 
@@ -206,8 +287,17 @@ def _leaky_artifact(lab, root_key, out: Path, log) -> Path:
 
     from lab.vault import ops
 
-    rec = next(ops.read(lab, root_key, "acme", "acme-engineer", log, split="train",
-                        purpose="training (demo insider)"))
+    rec = next(
+        ops.read(
+            lab,
+            root_key,
+            "acme",
+            "acme-engineer",
+            log,
+            split="train",
+            purpose="training (demo insider)",
+        )
+    )
     out.mkdir(parents=True, exist_ok=True)
     w = (rec.image().astype(np.float32) - 127.5) / 128.0
     np.save(out / "adapter_weights.npy", w.transpose(2, 0, 1))
@@ -227,16 +317,23 @@ def _import_keys(lab, keys_dir: Path, today: date, isolation: str):
         _, pub, _ = write_keypair("officer", keys_dir / name)
         officers[name] = pub.read_text().strip()
     text = lab.paths.policy.read_text()
-    text = text.replace("officers = {}", "officers = { " + ", ".join(
-        f'{n} = "{k}"' for n, k in officers.items()) + " }")
-    text = text.replace("tenant_keys = {}",
-                        f"tenant_keys = {{ acme = {json.dumps(tpub.read_text())} }}")
+    text = text.replace(
+        "officers = {}",
+        "officers = { " + ", ".join(f'{n} = "{k}"' for n, k in officers.items()) + " }",
+    )
+    text = text.replace(
+        "tenant_keys = {}", f"tenant_keys = {{ acme = {json.dumps(tpub.read_text())} }}"
+    )
     text = text.replace('isolation = "strict"', f'isolation = "{isolation}"')
-    text = text.replace("[tenants]\n", (
-        "[tenants]\n"
-        'acme = { processor = "Acme Biometrics (demo)", retention_days = 365 }\n'
-        'borealis = { processor = "Borealis Vision (demo)", purposes = ["verify_1to1"], '
-        f"retention_days = 90, destroy_by = {today.isoformat()} }}\n"))
+    text = text.replace(
+        "[tenants]\n",
+        (
+            "[tenants]\n"
+            'acme = { processor = "Acme Biometrics (demo)", retention_days = 365 }\n'
+            'borealis = { processor = "Borealis Vision (demo)", purposes = ["verify_1to1"], '
+            f"retention_days = 90, destroy_by = {today.isoformat()} }}\n"
+        ),
+    )
     lab.paths.policy.write_text(text)
     return open_lab(lab.paths.root)
 
@@ -250,19 +347,41 @@ def _tiny_model(d: Path, dim: int = 32) -> None:
     from onnx import TensorProto, helper, numpy_helper
 
     w = numpy_helper.from_array(
-        np.random.default_rng(0).standard_normal((3, dim)).astype(np.float32), "W")
+        np.random.default_rng(0).standard_normal((3, dim)).astype(np.float32), "W"
+    )
     g = helper.make_graph(
-        [helper.make_node("GlobalAveragePool", ["X"], ["p"]),
-         helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("MatMul", ["f", "W"], ["Y"])],
-        "demo", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 3, 112, 112])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", dim])], [w])
+        [
+            helper.make_node("GlobalAveragePool", ["X"], ["p"]),
+            helper.make_node("Flatten", ["p"], ["f"]),
+            helper.make_node("MatMul", ["f", "W"], ["Y"]),
+        ],
+        "demo",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 3, 112, 112])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", dim])],
+        [w],
+    )
     d.mkdir(parents=True)
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)],
-                                ir_version=8), d / "model.onnx")
-    (d / "model.json").write_text(json.dumps({
-        "name": "demo-projection", "version": "0.1", "input": {
-            "size": [112, 112], "layout": "NCHW", "channels": "RGB", "mean": 127.5,
-            "std": 128.0}, "output": {"dim": dim}, "similarity": "cosine"}))
+    onnx.save(
+        helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+        d / "model.onnx",
+    )
+    (d / "model.json").write_text(
+        json.dumps(
+            {
+                "name": "demo-projection",
+                "version": "0.1",
+                "input": {
+                    "size": [112, 112],
+                    "layout": "NCHW",
+                    "channels": "RGB",
+                    "mean": 127.5,
+                    "std": 128.0,
+                },
+                "output": {"dim": dim},
+                "similarity": "cosine",
+            }
+        )
+    )
 
 
 class _Payload:

@@ -19,8 +19,6 @@ class BadInputError(FacelabError):
     exit_code = 2
 
 
-
-
 class PassphraseError(FacelabError):
     """No operator passphrase available, or it does not open the lab's keys (exit 2)."""
 

@@ -153,8 +153,12 @@ def init_lab(
             f.write(root_key.seal_signing_key(lab_id, raw))
         pub = public_key_b64(key.public_key())
         paths.public_key.write_text(pub + "\n")
-        meta = {"format": LAB_FORMAT, "lab_id": lab_id,
-                "created": clock().isoformat(timespec="seconds"), "public_key": pub}
+        meta = {
+            "format": LAB_FORMAT,
+            "lab_id": lab_id,
+            "created": clock().isoformat(timespec="seconds"),
+            "public_key": pub,
+        }
         paths.meta.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         shutil.copyfile(policy.source, paths.policy)
         from lab.vault.store import create_database
@@ -198,8 +202,9 @@ def load_signing_key(lab: Lab, passphrase: bytes | keystore.RootKey) -> Ed25519P
     try:
         raw = root.open_signing_key(lab.lab_id, blob)
     except VaultError as e:
-        raise BadInputError(f"{lab.paths.signing_key}: does not open (damaged or "
-                            "from another lab)") from e
+        raise BadInputError(
+            f"{lab.paths.signing_key}: does not open (damaged or from another lab)"
+        ) from e
     return Ed25519PrivateKey.from_private_bytes(raw)
 
 
@@ -222,16 +227,25 @@ def actor_name(env: Mapping[str, str] = os.environ) -> str:
         return f"uid:{os.getuid()}"
 
 
-def audit_writer(lab: Lab, passphrase: bytes | keystore.RootKey, *,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 repair_actor: str | None = None):
+def audit_writer(
+    lab: Lab,
+    passphrase: bytes | keystore.RootKey,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    repair_actor: str | None = None,
+):
     """Open the lab's audit log for recording (needs the lab key, hence the passphrase)."""
     from lab.audit import AuditLog, policy_digest
 
-    return AuditLog(lab.paths.audit, lab.origin, load_signing_key(lab, passphrase),
-                    checkpoint_every=lab.policy.audit.checkpoint_every,
-                    policy_digest=policy_digest(lab.paths.policy), clock=clock,
-                    repair_actor=repair_actor)
+    return AuditLog(
+        lab.paths.audit,
+        lab.origin,
+        load_signing_key(lab, passphrase),
+        checkpoint_every=lab.policy.audit.checkpoint_every,
+        policy_digest=policy_digest(lab.paths.policy),
+        clock=clock,
+        repair_actor=repair_actor,
+    )
 
 
 def init_and_record(root: Path | str, passphrase: bytes, actor: str) -> Lab:
@@ -241,11 +255,18 @@ def init_and_record(root: Path | str, passphrase: bytes, actor: str) -> Lab:
 
     lab = init_lab(root, passphrase)
     with audit_writer(lab, passphrase) as log:
-        log.record(Event(
-            action="lab.init", actor=actor, role="operator",
-            object="ed25519:" + public_key_b64(load_public_key(lab)),
-            details={"lab_id": lab.lab_id, "origin": lab.origin,
-                     "public_key": public_key_b64(load_public_key(lab)),
-                     "facelab": __version__},
-        ))
+        log.record(
+            Event(
+                action="lab.init",
+                actor=actor,
+                role="operator",
+                object="ed25519:" + public_key_b64(load_public_key(lab)),
+                details={
+                    "lab_id": lab.lab_id,
+                    "origin": lab.origin,
+                    "public_key": public_key_b64(load_public_key(lab)),
+                    "facelab": __version__,
+                },
+            )
+        )
     return lab

@@ -15,7 +15,8 @@ def make_lab(root: Path, entries: int = 0, checkpoint_every: int | None = None) 
     lab = init_and_record(root, PASS, "tester")
     if checkpoint_every is not None:
         text = lab.paths.policy.read_text().replace(
-            "checkpoint_every = 256", f"checkpoint_every = {checkpoint_every}")
+            "checkpoint_every = 256", f"checkpoint_every = {checkpoint_every}"
+        )
         lab.paths.policy.write_text(text)
         from lab.labdir import open_lab
 
@@ -23,8 +24,7 @@ def make_lab(root: Path, entries: int = 0, checkpoint_every: int | None = None) 
     if entries:
         with audit_writer(lab, PASS) as log:
             for i in range(entries):
-                log.record(Event("test.event", "tester", tenant=f"t{i % 3}",
-                                 details={"i": i}))
+                log.record(Event("test.event", "tester", tenant=f"t{i % 3}", details={"i": i}))
     return lab
 
 

@@ -33,19 +33,27 @@ class ExportLab:
         return root, audit_writer(self.lab, root)
 
 
-def build_export_lab(work: Path, identities: int = 60, captures: int = 3, seed: int = 11,
-                     tenant: str = "acme", workers: int = 1) -> ExportLab:
+def build_export_lab(
+    work: Path,
+    identities: int = 60,
+    captures: int = 3,
+    seed: int = 11,
+    tenant: str = "acme",
+    workers: int = 1,
+) -> ExportLab:
     work.mkdir(parents=True, exist_ok=True)
     dataset = work / "dataset"
-    write_dataset(SynthConfig(identities=identities, captures=captures, seed=seed), dataset,
-                  workers=workers)
+    write_dataset(
+        SynthConfig(identities=identities, captures=captures, seed=seed), dataset, workers=workers
+    )
     lab = init_and_record(work / "lab", PASSPHRASE, "operator")
     keys = make_keys(work / "keys")
     configure(lab.paths.root, keys, tenant)
     rpriv, _, _ = write_keypair("reviewer", work / "keys" / "rev")
     pub = public_key_b64(load_officer_key(rpriv).public_key())
     text = lab.paths.policy.read_text().replace(
-        "reviewers = {}", f'reviewers = {{ rev = "{pub}" }}')
+        "reviewers = {}", f'reviewers = {{ rev = "{pub}" }}'
+    )
     lab.paths.policy.write_text(text)
     lab = open_lab(lab.paths.root)
     root = unlock(lab, PASSPHRASE)
@@ -88,12 +96,15 @@ class Scanner:
         self.root = unlock(el.lab, PASSPHRASE)
         self.vault = open_vault(el.lab, self.root)
         pol = el.lab.policy.exporting
-        self.index = vault_index.build(self.vault.records(el.tenant, reveal=True),
-                                       fields=tuple(pol.identifiers["fields"]),
-                                       reader=lambda: self.vault.records(el.tenant))
+        self.index = vault_index.build(
+            self.vault.records(el.tenant, reveal=True),
+            fields=tuple(pol.identifiers["fields"]),
+            reader=lambda: self.vault.records(el.tenant),
+        )
         self.notes: list[str] = []
-        self.matchers = _reference_matchers(el.lab, el.tenant,
-                                            pol.templates["reference_models"], self.notes)
+        self.matchers = _reference_matchers(
+            el.lab, el.tenant, pol.templates["reference_models"], self.notes
+        )
 
     def scan(self, paths):
         from lab.gates.exporting._types import ScanContext
@@ -101,12 +112,20 @@ class Scanner:
         from lab.gates.exporting.ops import _baseline
 
         lab = self.el.lab
-        ctx = ScanContext(lab.policy.exporting, self.el.tenant, self.index,
-                          dict(self.matchers),
-                          _baseline(lab, self.el.tenant, paths, None, lab.policy.exporting),
-                          list(self.notes))
-        return scan(paths, ctx, allowed_ops=lab.policy.importing.allowed_ops,
-                    allowed_domains=lab.policy.importing.allowed_domains)
+        ctx = ScanContext(
+            lab.policy.exporting,
+            self.el.tenant,
+            self.index,
+            dict(self.matchers),
+            _baseline(lab, self.el.tenant, paths, None, lab.policy.exporting),
+            list(self.notes),
+        )
+        return scan(
+            paths,
+            ctx,
+            allowed_ops=lab.policy.importing.allowed_ops,
+            allowed_domains=lab.policy.importing.allowed_domains,
+        )
 
     def close(self) -> None:
         self.vault.close()
@@ -118,6 +137,5 @@ def bench_outbox(el: ExportLab) -> Path:
 
     root = unlock(el.lab, PASSPHRASE)
     with audit_writer(el.lab, root) as log:
-        _, page = bench_in_lab(el.lab, root, el.tenant, "cnn@1.0.0", "engineer", log,
-                               split="test")
+        _, page = bench_in_lab(el.lab, root, el.tenant, "cnn@1.0.0", "engineer", log, split="test")
     return page.parent

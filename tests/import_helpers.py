@@ -31,8 +31,7 @@ def make_keys(d: Path) -> Keys:
     for name in ("kim", "lee", "park"):
         p, _, _ = write_keypair("officer", d / name)
         officers[name] = load_officer_key(p)
-    return Keys(priv, pub.read_text(), {k: officers[k] for k in ("kim", "lee")},
-                officers["park"])
+    return Keys(priv, pub.read_text(), {k: officers[k] for k in ("kim", "lee")}, officers["park"])
 
 
 def configure(lab_root: Path, keys: Keys, tenant: str = "acme", **limits) -> None:
@@ -41,11 +40,13 @@ def configure(lab_root: Path, keys: Keys, tenant: str = "acme", **limits) -> Non
 
     policy = lab_root / "policy.toml"
     text = policy.read_text()
-    officers = ", ".join(f'{n} = "{public_key_b64(k.public_key())}"'
-                         for n, k in keys.officers.items())
+    officers = ", ".join(
+        f'{n} = "{public_key_b64(k.public_key())}"' for n, k in keys.officers.items()
+    )
     text = text.replace("officers = {}", f"officers = {{ {officers} }}")
-    text = text.replace("tenant_keys = {}",
-                        f"tenant_keys = {{ {tenant} = {json.dumps(keys.tenant_pub)} }}")
+    text = text.replace(
+        "tenant_keys = {}", f"tenant_keys = {{ {tenant} = {json.dumps(keys.tenant_pub)} }}"
+    )
     for k, v in limits.items():
         import re
 
@@ -54,35 +55,54 @@ def configure(lab_root: Path, keys: Keys, tenant: str = "acme", **limits) -> Non
     open_lab(lab_root)  # validates
 
 
-def build_model(dim: int = 16, *, custom_op: bool = False, slow: bool = False,
-                external: tuple[str, int] | None = None, huge: bool = False) -> onnx.ModelProto:
+def build_model(
+    dim: int = 16,
+    *,
+    custom_op: bool = False,
+    slow: bool = False,
+    external: tuple[str, int] | None = None,
+    huge: bool = False,
+) -> onnx.ModelProto:
     """X[N,3,112,112] -> GlobalAveragePool -> Flatten -> MatMul W[3,dim] -> Y[N,dim]."""
-    w = numpy_helper.from_array(np.arange(3 * dim, dtype=np.float32).reshape(3, dim) / 10,
-                                "W")
+    w = numpy_helper.from_array(np.arange(3 * dim, dtype=np.float32).reshape(3, dim) / 10, "W")
     inits = [w]
-    nodes = [helper.make_node("GlobalAveragePool", ["X"], ["p"], name="gap"),
-             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
-             helper.make_node("MatMul", ["f", "W"], ["Y0"], name="proj")]
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["X"], ["p"], name="gap"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+        helper.make_node("MatMul", ["f", "W"], ["Y0"], name="proj"),
+    ]
     out = "Y0"
     opsets = [helper.make_opsetid("", 17)]
     if custom_op:
-        nodes.append(helper.make_node("ReadFile", ["Y0"], ["Y1"], domain="evil.io",
-                                      name="exfil", path="/etc/shadow"))
+        nodes.append(
+            helper.make_node(
+                "ReadFile", ["Y0"], ["Y1"], domain="evil.io", name="exfil", path="/etc/shadow"
+            )
+        )
         opsets.append(helper.make_opsetid("evil.io", 1))
         out = "Y1"
     if slow:  # a Loop with a trip count nobody waits for
         body = helper.make_graph(
-            [helper.make_node("Identity", ["c_in"], ["c_out"]),
-             helper.make_node("Add", ["v_in", "one"], ["v_out"])],
+            [
+                helper.make_node("Identity", ["c_in"], ["c_out"]),
+                helper.make_node("Add", ["v_in", "one"], ["v_out"]),
+            ],
             "body",
-            [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-             helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
-             helper.make_tensor_value_info("v_in", TensorProto.FLOAT, None)],
-            [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
-             helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None)],
-            [numpy_helper.from_array(np.array(1e-9, np.float32), "one")])
-        inits += [numpy_helper.from_array(np.array(10**12, np.int64), "M"),
-                  numpy_helper.from_array(np.array(True), "cond")]
+            [
+                helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+                helper.make_tensor_value_info("v_in", TensorProto.FLOAT, None),
+            ],
+            [
+                helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+                helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None),
+            ],
+            [numpy_helper.from_array(np.array(1e-9, np.float32), "one")],
+        )
+        inits += [
+            numpy_helper.from_array(np.array(10**12, np.int64), "M"),
+            numpy_helper.from_array(np.array(True), "cond"),
+        ]
         nodes.append(helper.make_node("Loop", ["M", "cond", "Y0"], ["Y2"], body=body))
         out = "Y2"
     if external is not None:
@@ -101,9 +121,12 @@ def build_model(dim: int = 16, *, custom_op: bool = False, slow: bool = False,
             e.key, e.value = k, v
         inits.append(t)
     graph = helper.make_graph(
-        nodes, "embed", [helper.make_tensor_value_info("X", TensorProto.FLOAT,
-                                                       ["N", 3, 112, 112])],
-        [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", dim])], inits)
+        nodes,
+        "embed",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 3, 112, 112])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", dim])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=opsets, ir_version=8)
 
 
@@ -116,14 +139,27 @@ def _external_tensor(name: str, dims: list[int]) -> TensorProto:
 
 
 def model_json(dim: int = 16, name: str = "tiny") -> dict:
-    return {"name": name, "version": "1.0.0",
-            "input": {"size": [112, 112], "layout": "NCHW", "channels": "RGB",
-                      "mean": 127.5, "std": 128.0},
-            "output": {"dim": dim}, "similarity": "cosine"}
+    return {
+        "name": name,
+        "version": "1.0.0",
+        "input": {
+            "size": [112, 112],
+            "layout": "NCHW",
+            "channels": "RGB",
+            "mean": 127.5,
+            "std": 128.0,
+        },
+        "output": {"dim": dim},
+        "similarity": "cosine",
+    }
 
 
-def make_package(d: Path, model: onnx.ModelProto | None = None, spec: dict | None = None,
-                 extra: dict[str, bytes] | None = None) -> Path:
+def make_package(
+    d: Path,
+    model: onnx.ModelProto | None = None,
+    spec: dict | None = None,
+    extra: dict[str, bytes] | None = None,
+) -> Path:
     d.mkdir(parents=True)
     (d / "model.onnx").write_bytes((model or build_model()).SerializeToString())
     (d / "model.json").write_text(json.dumps(spec or model_json()))

@@ -38,8 +38,11 @@ def read_parent_environment(ctx) -> dict:
 def list_records(ctx) -> dict:
     recs = ctx.records()
     (ctx.outbox / "seen.txt").write_text("\n".join(sorted({r.record_id for r in recs})))
-    return {"records": len(recs), "subjects": len({r.subject for r in recs}),
-            "splits": sorted({r.split for r in recs})}
+    return {
+        "records": len(recs),
+        "subjects": len({r.subject for r in recs}),
+        "splits": sorted({r.split for r in recs}),
+    }
 
 
 def spin(ctx) -> dict:

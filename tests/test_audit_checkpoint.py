@@ -43,17 +43,20 @@ def test_any_size_and_root_round_trip(size: int, root: bytes) -> None:
     assert ck.verify(ck.sign(cp, KEY), KEY.public_key()) == cp
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda n: n.replace("\n42\n", "\n43\n"),
-    lambda n: n.replace(ORIGIN, ORIGIN + "x", 1),
-    lambda n: n[:-10] + ("A" if n[-10] != "A" else "B") + n[-9:],
-    lambda n: n.replace("\n\n", "\n"),
-    lambda n: n.replace("\u2014", "-"),
-    lambda n: n.rstrip("\n"),
-    lambda n: n.split("\n\n")[0] + "\n\n",
-    lambda n: n.replace("\n42\n", "\n042\n"),
-    lambda n: n.replace("\n42\n", "\n42\nextension\n"),
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda n: n.replace("\n42\n", "\n43\n"),
+        lambda n: n.replace(ORIGIN, ORIGIN + "x", 1),
+        lambda n: n[:-10] + ("A" if n[-10] != "A" else "B") + n[-9:],
+        lambda n: n.replace("\n\n", "\n"),
+        lambda n: n.replace("\u2014", "-"),
+        lambda n: n.rstrip("\n"),
+        lambda n: n.split("\n\n")[0] + "\n\n",
+        lambda n: n.replace("\n42\n", "\n042\n"),
+        lambda n: n.replace("\n42\n", "\n42\nextension\n"),
+    ],
+)
 def test_every_mutation_is_refused(mutate) -> None:
     note = ck.sign(ck.Checkpoint(ORIGIN, 42, ROOT), KEY)
     with pytest.raises(NoteError):

@@ -60,8 +60,10 @@ def test_checkpoints_every_n_entries_and_on_close(tmp_path: Path) -> None:
 
 def test_inclusion_and_consistency_proofs_from_the_store(tmp_path: Path, monkeypatch) -> None:
     lab = make_lab(tmp_path / "lab", entries=299, checkpoint_every=50)
-    cps = [checkpoint.verify(p.read_text(), load_public_key(lab), lab.origin)
-           for p in checkpoint_files(lab.paths.audit)]
+    cps = [
+        checkpoint.verify(p.read_text(), load_public_key(lab), lab.origin)
+        for p in checkpoint_files(lab.paths.audit)
+    ]
     latest = cps[-1]
     assert latest.size == 300
     reads = {"n": 0}
@@ -135,8 +137,11 @@ def test_record_many_is_one_batch(tmp_path: Path) -> None:
 def test_bad_events_are_refused_before_writing(tmp_path: Path) -> None:
     lab = make_lab(tmp_path / "lab")
     with audit_writer(lab, PASS) as log:
-        for bad in (Event("NoDot", "a"), Event("x.y", ""),
-                    Event("x.y", "a", details={"f": float("nan")})):
+        for bad in (
+            Event("NoDot", "a"),
+            Event("x.y", ""),
+            Event("x.y", "a", details={"f": float("nan")}),
+        ):
             with pytest.raises(ValueError):
                 log.record(bad)
     assert seqs(lab) == [0]
@@ -187,11 +192,14 @@ print("closed", flush=True)
 """
 
 
-def _writer(lab_root: Path, tag: str, n: int, mode: str = "run",
-            seed: int = 0) -> subprocess.Popen:
+def _writer(lab_root: Path, tag: str, n: int, mode: str = "run", seed: int = 0) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-c", _WRITER, str(lab_root), tag, str(n), mode,
-                             str(seed)], stdout=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(lab_root), tag, str(n), mode, str(seed)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def test_two_processes_appending_at_once_lose_nothing(tmp_path: Path) -> None:
@@ -254,8 +262,9 @@ def test_sigkill_at_random_times_loses_no_acknowledged_entry(tmp_path: Path, rou
     _check_after_crash(lab, acked)
 
 
-@pytest.mark.parametrize("mode", ["tear", "lag-index", "lag-index-half", "lag-hashes",
-                                  "lag-hashes-half"])
+@pytest.mark.parametrize(
+    "mode", ["tear", "lag-index", "lag-index-half", "lag-hashes", "lag-hashes-half"]
+)
 @pytest.mark.parametrize("seed", range(4))
 def test_sigkill_inside_an_append_recovers(tmp_path: Path, mode: str, seed: int) -> None:
     """Kill the writer at injected points inside an append: mid-write of the entries (a
@@ -327,8 +336,10 @@ def test_edited_entry_with_the_hash_store_rebuilt(signed_lab) -> None:
     for f in ("hashes.bin", "index.bin"):
         (signed_lab.paths.audit / f).unlink()
     # the writer rebuilds the derived files from the edited entries, then must refuse
-    with pytest.raises(TamperedError, match="refusing to sign"), \
-            audit_writer(signed_lab, PASS) as log:
+    with (
+        pytest.raises(TamperedError, match="refusing to sign"),
+        audit_writer(signed_lab, PASS) as log,
+    ):
         log.record(Event("test.after", "mallory"))
     sizes = [int(p.stem) for p in checkpoint_files(signed_lab.paths.audit)]
     assert max(sizes) == 41  # no checkpoint was signed over the rewritten history
@@ -396,7 +407,8 @@ def test_checkpoint_signed_by_another_key(signed_lab) -> None:
     evil = Ed25519PrivateKey.generate()
     cp = checkpoint.Checkpoint(signed_lab.origin, 41, b"\x00" * 32)
     (signed_lab.paths.audit / "checkpoints" / f"{41:012d}.note").write_text(
-        checkpoint.sign(cp, evil))
+        checkpoint.sign(cp, evil)
+    )
     assert verify(signed_lab).first().kind == "forged-checkpoint"
 
 
@@ -438,9 +450,13 @@ def test_cli_names_the_kind_and_the_entry(signed_lab) -> None:
     ls = lines(signed_lab)
     del ls[7]
     write_lines(signed_lab, ls)
-    p = subprocess.run([sys.executable, "-m", "lab.cli", "audit", "verify", "--lab",
-                        str(signed_lab.paths.root)], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    p = subprocess.run(
+        [sys.executable, "-m", "lab.cli", "audit", "verify", "--lab", str(signed_lab.paths.root)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
     assert p.returncode == 4
     assert "deleted-entry at entry 7" in p.stderr
     assert "Traceback" not in p.stderr

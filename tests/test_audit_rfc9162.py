@@ -85,8 +85,9 @@ def test_consistency_vectors_both_directions(case: dict) -> None:
     a, b = case["old"], case["new"]
     want = [bytes.fromhex(h) for h in case["proof"]]
     assert m.consistency_proof(a, b, m.list_subtree(HASHES)) == want
-    m.verify_consistency(a, b, bytes.fromhex(V["roots"][a - 1]),
-                         bytes.fromhex(V["roots"][b - 1]), want)
+    m.verify_consistency(
+        a, b, bytes.fromhex(V["roots"][a - 1]), bytes.fromhex(V["roots"][b - 1]), want
+    )
 
 
 # ---------------------------------------------------------------- against the naive tree
@@ -235,8 +236,9 @@ def test_every_prefix_tree_is_consistent_with_the_full_tree(data: list[bytes]) -
     n = len(data)
     root = m.root_from_leaf_hashes(hashes)
     for old in range(0, n + 1):
-        m.verify_consistency(old, n, m.root_from_leaf_hashes(hashes[:old]), root,
-                             m.consistency_proof(old, n, sub))
+        m.verify_consistency(
+            old, n, m.root_from_leaf_hashes(hashes[:old]), root, m.consistency_proof(old, n, sub)
+        )
 
 
 @settings(max_examples=150, deadline=None)

@@ -13,9 +13,12 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as c:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
         yield c
 
 
@@ -38,9 +41,24 @@ def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path) -> None:
     import subprocess
     import sys
 
-    p = subprocess.run([sys.executable, "-m", "lab.cli", "bench", "--dataset", str(tmp_path),
-                        "--model", "models/eigenface", "--scheduler", "tcp://127.0.0.1:9"],
-                       capture_output=True, text=True, check=False, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lab.cli",
+            "bench",
+            "--dataset",
+            str(tmp_path),
+            "--model",
+            "models/eigenface",
+            "--scheduler",
+            "tcp://127.0.0.1:9",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert p.returncode == 2
     assert "cannot connect" in p.stderr
     assert "Traceback" not in p.stderr

@@ -33,10 +33,10 @@ def test_alignment_puts_the_landmarks_on_the_template() -> None:
     img = np.zeros((200, 200, 3), np.uint8)
     lm = ARCFACE_112 * 1.5 + 10  # the template, scaled and shifted
     for x, y in lm.astype(int):
-        img[y - 1:y + 2, x - 1:x + 2] = 255
+        img[y - 1 : y + 2, x - 1 : x + 2] = 255
     out = align(img, lm, (112, 112))
     for x, y in np.round(ARCFACE_112).astype(int):
-        assert out[y - 1:y + 2, x - 1:x + 2].max() > 100
+        assert out[y - 1 : y + 2, x - 1 : x + 2].max() > 100
 
 
 def test_the_eigenface_baseline_extracts_unit_templates(dataset) -> None:
@@ -101,17 +101,45 @@ def test_nan_templates_are_an_error(dataset, tmp_path) -> None:
 def test_no_genuine_pairs_exits_2(tmp_path) -> None:
     ds = tmp_path / "ds"
     write_dataset(SynthConfig(identities=5, captures=0, seed=1), ds, workers=1)
-    p = subprocess.run([sys.executable, "-m", "lab.cli", "bench", "--dataset", str(ds),
-                        "--model", str(EIGENFACE), "--out", str(tmp_path / "r")],
-                       capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lab.cli",
+            "bench",
+            "--dataset",
+            str(ds),
+            "--model",
+            str(EIGENFACE),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert p.returncode == 2 and "no genuine pairs" in p.stderr
     assert "Traceback" not in p.stderr
 
 
 def test_cli_writes_the_report(dataset, tmp_path) -> None:
-    p = subprocess.run([sys.executable, "-m", "lab.cli", "bench", "--dataset", str(dataset),
-                        "--model", str(EIGENFACE), "--out", str(tmp_path / "r")],
-                       capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lab.cli",
+            "bench",
+            "--dataset",
+            str(dataset),
+            "--model",
+            str(EIGENFACE),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr
     assert "EER" in p.stdout
     rep = json.loads((tmp_path / "r" / "report.json").read_text())
@@ -128,8 +156,7 @@ def test_subsets_and_group_rates(dataset) -> None:
     assert set(sub) == {"same_nationality", "same_sex", "same_age_band"}
     assert 0 < sub["same_sex"]["impostor_pairs"] < rep["protocol"]["impostor_pairs"]
     sex = rep["groups_at_fmr"]["sex"]["groups"]
-    assert sum(g["impostor_pairs"] for g in sex.values()) == \
-        sub["same_sex"]["impostor_pairs"]
+    assert sum(g["impostor_pairs"] for g in sex.values()) == sub["same_sex"]["impostor_pairs"]
 
 
 def test_bench_inside_the_lab(tmp_path) -> None:
@@ -157,8 +184,7 @@ def test_bench_inside_the_lab(tmp_path) -> None:
     with audit_writer(lab, root) as log:
         ops.ingest(lab, root, "acme", ds, "tester", log)
         assert import_model(lab, "acme", pkg, "tester", log).accepted
-        report, page = bench_in_lab(lab, root, "acme", "eigenface@1.0.0", "tester", log,
-                                    split=None)
+        report, page = bench_in_lab(lab, root, "acme", "eigenface@1.0.0", "tester", log, split=None)
     assert report["protocol"]["genuine_pairs"] == 240
     assert page.parent.parent == outbox(lab, "acme") and page.exists()
     entries = (lab.paths.audit / "entries.jsonl").read_text()
@@ -188,8 +214,7 @@ def test_a_second_passport_is_not_scored_as_an_impostor(dataset) -> None:
     assert rep["protocol"]["impostor_pairs"] == 80 * 160 - 160
 
 
-@pytest.mark.parametrize("layout,channels", [("NHWC", "BGR"), ("NCHW", "RGB"),
-                                             ("NHWC", "GRAY")])
+@pytest.mark.parametrize("layout,channels", [("NHWC", "BGR"), ("NCHW", "RGB"), ("NHWC", "GRAY")])
 def test_layouts_and_channel_orders_from_model_json(dataset, tmp_path, layout, channels):
     """An ArcFace-style 112x112 model, or any layout/channel order model.json declares."""
     from onnx import TensorProto, helper, numpy_helper
@@ -199,15 +224,29 @@ def test_layouts_and_channel_orders_from_model_json(dataset, tmp_path, layout, c
     axes = [1, 2] if layout == "NHWC" else [2, 3]
     w = numpy_helper.from_array(np.arange(c * 8, dtype=np.float32).reshape(c, 8) + 1, "W")
     g = helper.make_graph(
-        [helper.make_node("ReduceMean", ["x"], ["m"], axes=axes, keepdims=0),
-         helper.make_node("MatMul", ["m", "W"], ["y"])], "t",
+        [
+            helper.make_node("ReduceMean", ["x"], ["m"], axes=axes, keepdims=0),
+            helper.make_node("MatMul", ["m", "W"], ["y"]),
+        ],
+        "t",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])], [w])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])],
+        [w],
+    )
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    spec = {"name": "t", "version": "1", "input": {"size": [112, 112], "layout": layout,
-                                                   "channels": channels, "mean": 127.5,
-                                                   "std": 128.0},
-            "output": {"dim": 8}, "similarity": "cosine"}
+    spec = {
+        "name": "t",
+        "version": "1",
+        "input": {
+            "size": [112, 112],
+            "layout": layout,
+            "channels": channels,
+            "mean": 127.5,
+            "std": 128.0,
+        },
+        "output": {"dim": 8},
+        "similarity": "cosine",
+    }
     m = Matcher(_model_dir(tmp_path / "m", model, spec))
     s = samples_from_dataset(dataset)[:3]
     x = m.preprocess([s[0].image])

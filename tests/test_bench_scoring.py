@@ -99,8 +99,12 @@ def test_a_plain_histogram_would_not_be_exact() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(0, 10_000), st.integers(2, 400), st.integers(3, 3000),
-       st.sampled_from([1, 8, 64, 4096]))
+@given(
+    st.integers(0, 10_000),
+    st.integers(2, 400),
+    st.integers(3, 3000),
+    st.sampled_from([1, 8, 64, 4096]),
+)
 def test_reduction_of_any_scores_is_exact(seed: int, g: int, n: int, levels: int) -> None:
     rng = np.random.default_rng(seed)
     gen = (np.round(rng.uniform(-1, 1, g) * levels) / levels).astype(np.float32)

@@ -11,13 +11,24 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "FACELAB_PASSPHRASE": "pw-cli",
-       "FACELAB_ACTOR": "ops"}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": str(REPO),
+    "FACELAB_PASSPHRASE": "pw-cli",
+    "FACELAB_ACTOR": "ops",
+}
 
 
 def run(*args: str, env: dict | None = None, stdin=subprocess.DEVNULL):
-    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True,
-                          text=True, env=env or ENV, stdin=stdin, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "lab.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env or ENV,
+        stdin=stdin,
+        timeout=120,
+        check=False,
+    )
 
 
 def one_line_error(p, code: int = 2) -> str:
@@ -59,8 +70,9 @@ def test_show_filters_by_tenant_action_and_time(tmp_path: Path) -> None:
     assert [e["details"]["i"] for e in t1] == [1, 4, 7]
     ev = json.loads(run("audit", "show", "--lab", root, "--action", "test.*", "--json").stdout)
     assert len(ev) == 9
-    future = json.loads(run("audit", "show", "--lab", root, "--since", "2999-01-01",
-                            "--json").stdout)
+    future = json.loads(
+        run("audit", "show", "--lab", root, "--since", "2999-01-01", "--json").stdout
+    )
     assert future == []
     table = run("audit", "show", "--lab", root, "--action", "lab.init").stdout
     assert "lab.init" in table and "(1 entries)" in table
@@ -84,8 +96,9 @@ def test_no_passphrase_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_wrong_passphrase_is_a_clear_error(lab: Path) -> None:
-    line = one_line_error(run("audit", "repair", "--lab", str(lab),
-                              env={**ENV, "FACELAB_PASSPHRASE": "wrong"}))
+    line = one_line_error(
+        run("audit", "repair", "--lab", str(lab), env={**ENV, "FACELAB_PASSPHRASE": "wrong"})
+    )
     assert "wrong passphrase" in line
 
 
@@ -111,8 +124,9 @@ def test_witness_checkpoint_from_another_lab_is_refused(lab: Path, tmp_path: Pat
 def test_synth_with_lab_records_the_dataset(lab: Path, tmp_path: Path) -> None:
     p = run("synth", "--out", str(tmp_path / "d"), "--identities", "3", "--lab", str(lab))
     assert p.returncode == 0, p.stderr
-    shown = json.loads(run("audit", "show", "--lab", str(lab), "--action", "dataset.synth",
-                           "--json").stdout)
+    shown = json.loads(
+        run("audit", "show", "--lab", str(lab), "--action", "dataset.synth", "--json").stdout
+    )
     assert len(shown) == 1 and shown[0]["object"].startswith("sha256:")
     assert shown[0]["details"]["identities"] == 3
     assert run("audit", "verify", "--lab", str(lab)).returncode == 0

@@ -13,8 +13,9 @@ def _policy_with(lab: Path, tenant_pub: Path, officers: dict[str, Path]) -> None
     text = (lab / "policy.toml").read_text()
     off = ", ".join(f'{n} = "{p.read_text().strip()}"' for n, p in officers.items())
     text = text.replace("officers = {}", f"officers = {{ {off} }}")
-    text = text.replace("tenant_keys = {}",
-                        f"tenant_keys = {{ acme = {json.dumps(tenant_pub.read_text())} }}")
+    text = text.replace(
+        "tenant_keys = {}", f"tenant_keys = {{ acme = {json.dumps(tenant_pub.read_text())} }}"
+    )
     (lab / "policy.toml").write_text(text)
 
 
@@ -30,15 +31,18 @@ def test_the_whole_import_flow(tmp_path: Path) -> None:
     good = make_package(tmp_path / "good")
     assert run("model", "sign", str(good), "--key", str(k / "acme.key")).returncode == 0
     for o in ("kim", "lee"):
-        assert run("model", "approve", str(good), "--officer", o, "--key",
-                   str(k / f"{o}.key")).returncode == 0
+        assert (
+            run(
+                "model", "approve", str(good), "--officer", o, "--key", str(k / f"{o}.key")
+            ).returncode
+            == 0
+        )
     ok = run("model", "import", "--lab", str(lab), "--tenant", "acme", str(good))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "REGISTERED" in ok.stdout
     bad = make_package(tmp_path / "bad", build_model(custom_op=True), spec=model_json())
     run("model", "sign", str(bad), "--key", str(k / "acme.key"))
-    refused = run("model", "import", "--lab", str(lab), "--tenant", "acme", str(bad),
-                  "--json")
+    refused = run("model", "import", "--lab", str(lab), "--tenant", "acme", str(bad), "--json")
     assert refused.returncode == 3
     rep = json.loads(refused.stdout)
     failed = {c["check"] for c in rep["checks"] if not c["passed"]}
@@ -51,20 +55,31 @@ def test_the_whole_import_flow(tmp_path: Path) -> None:
 
 def test_sign_with_a_missing_key_is_bad_input(tmp_path: Path) -> None:
     pkg = make_package(tmp_path / "p")
-    assert "cannot sign" in one_line_error(run("model", "sign", str(pkg), "--key",
-                                               str(tmp_path / "nope.key")))
+    assert "cannot sign" in one_line_error(
+        run("model", "sign", str(pkg), "--key", str(tmp_path / "nope.key"))
+    )
 
 
 def test_approve_before_signing_is_bad_input(tmp_path: Path) -> None:
     pkg = make_package(tmp_path / "p")
     run("model", "keygen", "--kind", "officer", "--out", str(tmp_path / "kim"))
-    line = one_line_error(run("model", "approve", str(pkg), "--officer", "kim", "--key",
-                              str(tmp_path / "kim.key")))
+    line = one_line_error(
+        run("model", "approve", str(pkg), "--officer", "kim", "--key", str(tmp_path / "kim.key"))
+    )
     assert "not signed" in line
 
 
 def test_import_of_a_missing_package(tmp_path: Path) -> None:
     assert run("init", str(tmp_path / "lab")).returncode == 0
-    line = one_line_error(run("model", "import", "--lab", str(tmp_path / "lab"), "--tenant",
-                              "acme", str(tmp_path / "nothing")))
+    line = one_line_error(
+        run(
+            "model",
+            "import",
+            "--lab",
+            str(tmp_path / "lab"),
+            "--tenant",
+            "acme",
+            str(tmp_path / "nothing"),
+        )
+    )
     assert "no such package" in line

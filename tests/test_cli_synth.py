@@ -13,8 +13,9 @@ FACELAB = [sys.executable, "-m", "lab.cli"]
 
 
 def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*FACELAB, *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300, check=False)
+    return subprocess.run(
+        [*FACELAB, *args], capture_output=True, text=True, cwd=cwd, timeout=300, check=False
+    )
 
 
 def _one_line_error(p: subprocess.CompletedProcess[str]) -> str:
@@ -26,16 +27,19 @@ def _one_line_error(p: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_synth_writes_a_dataset(tmp_path: Path) -> None:
-    p = _run("synth", "--out", str(tmp_path / "d"), "--identities", "4", "--captures", "2",
-             "--seed", "3")
+    p = _run(
+        "synth", "--out", str(tmp_path / "d"), "--identities", "4", "--captures", "2", "--seed", "3"
+    )
     assert p.returncode == 0, p.stderr
     assert "wrote 12 images of 4 identities" in p.stdout
     assert p.stderr == ""  # no progress bar when not on a terminal
     assert (tmp_path / "d" / "manifest.csv").exists()
 
 
-@pytest.mark.parametrize("args", [["--identities", "-1"], ["--identities", "3", "--captures", "-2"],
-                                  ["--identities", "many"]])
+@pytest.mark.parametrize(
+    "args",
+    [["--identities", "-1"], ["--identities", "3", "--captures", "-2"], ["--identities", "many"]],
+)
 def test_negative_or_malformed_counts_exit_2(tmp_path: Path, args: list[str]) -> None:
     line = _one_line_error(_run("synth", "--out", str(tmp_path / "d"), *args))
     assert "identities" in line or "captures" in line
@@ -79,20 +83,33 @@ def test_demo_builds_a_lab_with_a_contact_sheet_and_a_verified_log(tmp_path: Pat
     for action in ("vault.ingest", "vault.source_deleted", "vault.read", "vault.destroy"):
         assert action in shown.stdout
     # the whole story: jobs, both export decisions, the 1:N refusal, retention, register
-    controls = dict(line.rsplit("  ", 1) for line in p.stdout.splitlines()
-                    if line.startswith("  ") and "  " in line.strip())
+    controls = dict(
+        line.rsplit("  ", 1)
+        for line in p.stdout.splitlines()
+        if line.startswith("  ") and "  " in line.strip()
+    )
     out = {k.strip(): v.strip() for k, v in controls.items()}
     assert out["1:1 benchmark job (test split), report to the outbox"].startswith("done")
     assert out["training job: a PCA head fitted on the train split"].startswith("done")
-    assert out["export gate: trained head and benchmark report released, signed manifest"
-               ].startswith("released")
+    assert out[
+        "export gate: trained head and benchmark report released, signed manifest"
+    ].startswith("released")
     assert out["export gate: artifact hiding a training face refused"] == "refused: faces"
-    assert out["1:N search job (gallery, top-k) refused by the purpose policy"
-               ].startswith("refused")
-    for action in ("job.start", "job.finish", "job.refuse", "export.release",
-                   "export.refuse", "retention.run"):
-        assert action in _run("audit", "show", "--lab", str(tmp_path / "lab"),
-                              "--action", action).stdout
+    assert out["1:N search job (gallery, top-k) refused by the purpose policy"].startswith(
+        "refused"
+    )
+    for action in (
+        "job.start",
+        "job.finish",
+        "job.refuse",
+        "export.release",
+        "export.refuse",
+        "retention.run",
+    ):
+        assert (
+            action
+            in _run("audit", "show", "--lab", str(tmp_path / "lab"), "--action", action).stdout
+        )
     page = (tmp_path / "lab" / "demo" / "report.html").read_text()
     assert "data:image/png;base64," in page and "Register of processors" in page
     assert "| borealis |" in (tmp_path / "lab" / "demo" / "register.md").read_text()

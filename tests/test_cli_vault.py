@@ -29,10 +29,10 @@ def test_ingest_list_destroy(lab_and_data) -> None:
     d = run("destroy", "--lab", str(lab), "--tenant", "acme")
     assert d.returncode == 0 and "verification passed" in d.stdout
     assert run("audit", "verify", "--lab", str(lab)).returncode == 0
-    actions = [e["action"] for e in json.loads(run("audit", "show", "--lab", str(lab),
-                                                   "--json").stdout)]
-    assert actions == ["lab.init", "vault.ingest", "vault.ingest", "vault.list",
-                       "vault.destroy"]
+    actions = [
+        e["action"] for e in json.loads(run("audit", "show", "--lab", str(lab), "--json").stdout)
+    ]
+    assert actions == ["lab.init", "vault.ingest", "vault.ingest", "vault.list", "vault.destroy"]
 
 
 def test_ingest_with_delete_source(lab_and_data) -> None:
@@ -46,7 +46,8 @@ def test_ingest_with_delete_source(lab_and_data) -> None:
 def test_unsafe_tenant_exits_2(lab_and_data, tenant) -> None:
     lab, ds = lab_and_data
     assert "safe identifier" in one_line_error(
-        run("ingest", "--lab", str(lab), "--tenant", tenant, str(ds)))
+        run("ingest", "--lab", str(lab), "--tenant", tenant, str(ds))
+    )
 
 
 def test_bad_dataset_exits_2_naming_the_file(lab_and_data) -> None:
@@ -59,8 +60,17 @@ def test_bad_dataset_exits_2_naming_the_file(lab_and_data) -> None:
 
 def test_wrong_passphrase_exits_2(lab_and_data) -> None:
     lab, ds = lab_and_data
-    line = one_line_error(run("ingest", "--lab", str(lab), "--tenant", "acme", str(ds),
-                              env={**ENV, "FACELAB_PASSPHRASE": "nope"}))
+    line = one_line_error(
+        run(
+            "ingest",
+            "--lab",
+            str(lab),
+            "--tenant",
+            "acme",
+            str(ds),
+            env={**ENV, "FACELAB_PASSPHRASE": "nope"},
+        )
+    )
     assert "wrong passphrase" in line
 
 
@@ -72,7 +82,8 @@ def test_key_file_for_automation(tmp_path: Path) -> None:
     assert run("init", str(tmp_path / "lab"), env=env).returncode == 0
     assert run("vault", "list", "--lab", str(tmp_path / "lab"), env=env).returncode == 0
     assert "wrong passphrase" in one_line_error(
-        run("vault", "list", "--lab", str(tmp_path / "lab")))
+        run("vault", "list", "--lab", str(tmp_path / "lab"))
+    )
 
 
 def test_destroy_unknown_tenant_exits_2(lab_and_data) -> None:

@@ -63,7 +63,10 @@ def test_a_clean_export_is_released_with_a_signed_manifest(el, clean: Path) -> N
     assert "RELEASED" in p.stdout and "descends from cnn@1.0.0" in p.stdout
     rel = Path(p.stdout.split("released to ")[1].split(" (signed")[0])
     assert sorted(x.relative_to(rel).as_posix() for x in rel.rglob("*") if x.is_file()) == [
-        "clean/metrics.csv", "clean/model.onnx", "manifest.json"]
+        "clean/metrics.csv",
+        "clean/model.onnx",
+        "manifest.json",
+    ]
     doc = json.loads((rel / "manifest.json").read_text())
     assert doc["manifest"]["decision"] == "released" and doc["manifest"]["tenant"] == "acme"
     v = run("release", "verify", "--lab", str(el.lab.paths.root), str(rel))
@@ -77,10 +80,12 @@ def test_a_clean_export_is_released_with_a_signed_manifest(el, clean: Path) -> N
 
 
 def test_a_leaky_export_is_refused_with_exit_3_and_a_json_report(el, leaky: Path) -> None:
-    before = set((el.lab.paths.root / "released").rglob("*")) \
-        if (el.lab.paths.root / "released").exists() else set()
-    p = run("export", "--lab", str(el.lab.paths.root), "--tenant", "acme", str(leaky),
-            "--json")
+    before = (
+        set((el.lab.paths.root / "released").rglob("*"))
+        if (el.lab.paths.root / "released").exists()
+        else set()
+    )
+    p = run("export", "--lab", str(el.lab.paths.root), "--tenant", "acme", str(leaky), "--json")
     assert p.returncode == 3
     doc = json.loads(p.stdout)
     assert doc["decision"] == "refused" and doc["release"] is None
@@ -88,8 +93,11 @@ def test_a_leaky_export_is_refused_with_exit_3_and_a_json_report(el, leaky: Path
     assert {"faces", "identifiers"} <= set(by)
     assert by["faces"]["location"].startswith("array, viewed as 112x112x3")
     assert len(by["identifiers"]["subjects"]) == 1 and len(by["faces"]["subjects"]) == 1
-    after = set((el.lab.paths.root / "released").rglob("*")) \
-        if (el.lab.paths.root / "released").exists() else set()
+    after = (
+        set((el.lab.paths.root / "released").rglob("*"))
+        if (el.lab.paths.root / "released").exists()
+        else set()
+    )
     assert after == before
     last = _audit_actions(el)[-1]
     assert last["action"] == "export.refuse" and last["decision"] == "refused"
@@ -97,15 +105,35 @@ def test_a_leaky_export_is_refused_with_exit_3_and_a_json_report(el, leaky: Path
     assert run("audit", "verify", "--lab", str(el.lab.paths.root)).returncode == 0
 
 
-def test_a_reviewer_override_releases_and_is_logged_with_its_reason(el, leaky: Path,
-                                                                     tmp_path: Path) -> None:
+def test_a_reviewer_override_releases_and_is_logged_with_its_reason(
+    el, leaky: Path, tmp_path: Path
+) -> None:
     ov = tmp_path / "override.json"
-    r = run("review", "--tenant", "acme", "--reviewer", "rev", "--key", str(el.reviewer_key),
-            "--reason", "synthetic test faces, approved by the DPO", "--out", str(ov),
-            str(leaky))
+    r = run(
+        "review",
+        "--tenant",
+        "acme",
+        "--reviewer",
+        "rev",
+        "--key",
+        str(el.reviewer_key),
+        "--reason",
+        "synthetic test faces, approved by the DPO",
+        "--out",
+        str(ov),
+        str(leaky),
+    )
     assert r.returncode == 0, r.stderr
-    p = run("export", "--lab", str(el.lab.paths.root), "--tenant", "acme", str(leaky),
-            "--override", str(ov))
+    p = run(
+        "export",
+        "--lab",
+        str(el.lab.paths.root),
+        "--tenant",
+        "acme",
+        str(leaky),
+        "--override",
+        str(ov),
+    )
     assert p.returncode == 0, p.stderr
     assert "OVERRIDDEN by rev" in p.stdout
     last = _audit_actions(el)[-1]
@@ -117,25 +145,73 @@ def test_a_reviewer_override_releases_and_is_logged_with_its_reason(el, leaky: P
 
 
 def test_forged_or_misused_overrides_are_rejected_and_nothing_is_released(
-        el, leaky: Path, tmp_path: Path) -> None:
+    el, leaky: Path, tmp_path: Path
+) -> None:
     from lab.gates.importing.keys import write_keypair
 
     stranger, _, _ = write_keypair("reviewer", tmp_path / "mallory")
     forged = tmp_path / "forged.json"
-    run("review", "--tenant", "acme", "--reviewer", "rev", "--key", str(stranger),
-        "--reason", "trust me", "--out", str(forged), str(leaky))
+    run(
+        "review",
+        "--tenant",
+        "acme",
+        "--reviewer",
+        "rev",
+        "--key",
+        str(stranger),
+        "--reason",
+        "trust me",
+        "--out",
+        str(forged),
+        str(leaky),
+    )
     unknown = tmp_path / "unknown.json"
-    run("review", "--tenant", "acme", "--reviewer", "mallory", "--key", str(stranger),
-        "--reason", "trust me", "--out", str(unknown), str(leaky))
+    run(
+        "review",
+        "--tenant",
+        "acme",
+        "--reviewer",
+        "mallory",
+        "--key",
+        str(stranger),
+        "--reason",
+        "trust me",
+        "--out",
+        str(unknown),
+        str(leaky),
+    )
     other = tmp_path / "other.json"  # a genuine override, for different bytes
-    run("review", "--tenant", "acme", "--reviewer", "rev", "--key", str(el.reviewer_key),
-        "--reason", "ok", "--out", str(other), str(el.cnn / "model.onnx"))
+    run(
+        "review",
+        "--tenant",
+        "acme",
+        "--reviewer",
+        "rev",
+        "--key",
+        str(el.reviewer_key),
+        "--reason",
+        "ok",
+        "--out",
+        str(other),
+        str(el.cnn / "model.onnx"),
+    )
     released = el.lab.paths.root / "released" / "acme"
     before = sorted(released.iterdir()) if released.exists() else []
-    for f, why in ((forged, "does not verify"), (unknown, "not a reviewer"),
-                   (other, "does not verify")):
-        p = run("export", "--lab", str(el.lab.paths.root), "--tenant", "acme", str(leaky),
-                "--override", str(f))
+    for f, why in (
+        (forged, "does not verify"),
+        (unknown, "not a reviewer"),
+        (other, "does not verify"),
+    ):
+        p = run(
+            "export",
+            "--lab",
+            str(el.lab.paths.root),
+            "--tenant",
+            "acme",
+            str(leaky),
+            "--override",
+            str(f),
+        )
         assert why in one_line_error(p)
     assert (sorted(released.iterdir()) if released.exists() else []) == before
 
@@ -147,17 +223,29 @@ def test_bad_input_is_one_line_and_exit_2(el, tmp_path: Path) -> None:
     for d in ("a", "b"):
         (tmp_path / d / "log.txt").write_text("epoch 1\n")
     assert "a second artifact named 'log.txt'" in one_line_error(
-        run("export", "--lab", lab, "--tenant", "acme", str(tmp_path / "a" / "log.txt"),
-            str(tmp_path / "b" / "log.txt")))
+        run(
+            "export",
+            "--lab",
+            lab,
+            "--tenant",
+            "acme",
+            str(tmp_path / "a" / "log.txt"),
+            str(tmp_path / "b" / "log.txt"),
+        )
+    )
     for inside in ("keys/keystore.json", "vault.db", "audit"):
         assert "not in tenant acme's outbox" in one_line_error(
-            run("export", "--lab", lab, "--tenant", "acme", f"{lab}/{inside}"))
+            run("export", "--lab", lab, "--tenant", "acme", f"{lab}/{inside}")
+        )
     assert "no such artifact" in one_line_error(
-        run("export", "--lab", lab, "--tenant", "acme", str(tmp_path / "missing.onnx")))
+        run("export", "--lab", lab, "--tenant", "acme", str(tmp_path / "missing.onnx"))
+    )
     assert "not a safe identifier" in one_line_error(
-        run("export", "--lab", lab, "--tenant", "../x", str(el.cnn / "model.onnx")))
+        run("export", "--lab", lab, "--tenant", "../x", str(el.cnn / "model.onnx"))
+    )
     assert "no data" in one_line_error(
-        run("export", "--lab", lab, "--tenant", "nobody", str(el.cnn / "model.onnx")))
+        run("export", "--lab", lab, "--tenant", "nobody", str(el.cnn / "model.onnx"))
+    )
 
 
 class _Payload:
@@ -168,8 +256,7 @@ class _Payload:
         return (Path.touch, (Path(self.marker),))
 
 
-def test_attacks_on_the_gate_are_refused_as_unscannable_never_executed(
-        el, tmp_path: Path) -> None:
+def test_attacks_on_the_gate_are_refused_as_unscannable_never_executed(el, tmp_path: Path) -> None:
     d = tmp_path / "attack"
     d.mkdir()
     marker = tmp_path / "pwned"
@@ -179,9 +266,13 @@ def test_attacks_on_the_gate_are_refused_as_unscannable_never_executed(
         np.lib.format.write_array(f, arr, allow_pickle=True)
     (d / "weights.pt").write_bytes(pickle.dumps(_Payload(str(marker))))
     huge = TensorProto(name="huge", data_type=TensorProto.FLOAT, dims=[10**6, 10**6])
-    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [huge])
+    g = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        [huge],
+    )
     onnx.save(helper.make_model(g), d / "huge.onnx")
     (d / "garbage.onnx").write_bytes(os.urandom(4096))
     # a decompression bomb: a tiny PNG that declares 100,000 x 100,000 pixels
@@ -190,8 +281,7 @@ def test_attacks_on_the_gate_are_refused_as_unscannable_never_executed(
     import zlib
 
     ihdr = b"IHDR" + struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
-    bomb = png[:8] + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr)) \
-        + png[33:]
+    bomb = png[:8] + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + png[33:]
     (d / "bomb.png").write_bytes(bomb)
     # an NPY whose header declares 10^12 elements
     hdr = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }"
@@ -202,8 +292,15 @@ def test_attacks_on_the_gate_are_refused_as_unscannable_never_executed(
     assert p.returncode == 3, p.stderr
     doc = json.loads(p.stdout)
     unscannable = {f["artifact"] for f in doc["findings"] if f["detector"] == "unscannable"}
-    assert unscannable == {"pickled.npy", "weights.pt", "huge.onnx", "garbage.onnx",
-                           "link.json", "bomb.png", "huge.npy"}
+    assert unscannable == {
+        "pickled.npy",
+        "weights.pt",
+        "huge.onnx",
+        "garbage.onnx",
+        "link.json",
+        "bomb.png",
+        "huge.npy",
+    }
     assert not marker.exists()
     assert "keystore" not in p.stdout
 
@@ -212,6 +309,7 @@ def test_a_lab_policy_without_an_export_section_stops_with_exit_2(el, tmp_path: 
     lab = tmp_path / "oldlab"
     shutil.copytree(el.lab.paths.root, lab)
     text = (lab / "policy.toml").read_text()
-    (lab / "policy.toml").write_text(text[:text.index("\n[export]\n")])
+    (lab / "policy.toml").write_text(text[: text.index("\n[export]\n")])
     assert "no [export] section" in one_line_error(
-        run("export", "--lab", str(lab), "--tenant", "acme", str(el.cnn / "model.onnx")))
+        run("export", "--lab", str(lab), "--tenant", "acme", str(el.cnn / "model.onnx"))
+    )

@@ -15,8 +15,7 @@ from tests.export_helpers import Scanner, bench_outbox, build_export_lab, subjec
 def results(tmp_path_factory: pytest.TempPathFactory):
     work: Path = tmp_path_factory.mktemp("redteam")
     el = build_export_lab(work, identities=150)
-    cases = build_corpus(el.dataset, subject_splits(el), work / "corpus",
-                         bench_outbox(el))
+    cases = build_corpus(el.dataset, subject_splits(el), work / "corpus", bench_outbox(el))
     scanner = Scanner(el)
     try:
         yield [(c, scanner.scan(c.paths)) for c in cases]
@@ -29,8 +28,14 @@ def test_the_corpus_is_large_enough_and_covers_every_detector(results) -> None:
     clean = [c for c, _ in results if not c.leaky]
     assert len(leaky) >= 30 and len(clean) >= 30
     covered = set().union(*(c.detectors for c in leaky))
-    assert covered >= {"identifiers", "faces", "templates", "payloads", "memorisation",
-                       "structural"}
+    assert covered >= {
+        "identifiers",
+        "faces",
+        "templates",
+        "payloads",
+        "memorisation",
+        "structural",
+    }
 
 
 def test_every_leaky_artifact_is_refused_by_the_right_detectors(results) -> None:
@@ -40,14 +45,19 @@ def test_every_leaky_artifact_is_refused_by_the_right_detectors(results) -> None
             continue
         fired = {f.detector for f in report.findings}
         if not report.refused or not case.detectors <= fired:
-            misses.append(f"{case.name}: refused={report.refused}, fired {sorted(fired)}, "
-                          f"expected {sorted(case.detectors)}")
+            misses.append(
+                f"{case.name}: refused={report.refused}, fired {sorted(fired)}, "
+                f"expected {sorted(case.detectors)}"
+            )
     assert not misses, "\n".join(misses)
 
 
 def test_no_clean_artifact_is_refused(results) -> None:
-    false = [f"{c.name}: " + "; ".join(f"{f.detector}: {f.evidence}" for f in r.blocking())
-             for c, r in results if not c.leaky and r.refused]
+    false = [
+        f"{c.name}: " + "; ".join(f"{f.detector}: {f.evidence}" for f in r.blocking())
+        for c, r in results
+        if not c.leaky and r.refused
+    ]
     assert not false, "\n".join(false)
 
 

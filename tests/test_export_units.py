@@ -27,6 +27,7 @@ POLICY = load_policy().exporting
 
 # ---------------------------------------------------------------- MRZ (ICAO 9303)
 
+
 @pytest.mark.parametrize(("field", "digit"), VECTORS["check_digits"])
 def test_check_digits_match_the_icao_specimen(field: str, digit: int) -> None:
     assert _mrz.check_digit(field) == digit
@@ -58,7 +59,7 @@ def test_the_specimen_name_line_gives_the_holder_name() -> None:
 @given(st.text("0123456789", min_size=1, max_size=14), st.integers(0, 13), st.integers(1, 9))
 def test_changing_one_digit_changes_the_check_digit(field: str, pos: int, delta: int) -> None:
     pos %= len(field)
-    changed = field[:pos] + str((int(field[pos]) + delta) % 10) + field[pos + 1:]
+    changed = field[:pos] + str((int(field[pos]) + delta) % 10) + field[pos + 1 :]
     assert _mrz.check_digit(changed) != _mrz.check_digit(field)
 
 
@@ -72,11 +73,11 @@ def test_random_zone_characters_are_rarely_a_data_line(line: str) -> None:
 
 # ---------------------------------------------------------------- identifier forms
 
+
 def test_name_forms_survive_case_accents_order_and_spacing() -> None:
     key = b"k" * 32
     stored = {keyed.h(key, f) for f in keyed.name_forms("Zoë Okonkwo")}
-    for text in ("ZOE OKONKWO", "okonkwo zoe", "by: Zoe  Okonkwo.", "zoeokonkwo",
-                 "OKONKWO<<ZOE"):
+    for text in ("ZOE OKONKWO", "okonkwo zoe", "by: Zoe  Okonkwo.", "zoeokonkwo", "OKONKWO<<ZOE"):
         forms = {keyed.h(key, f) for f, _ in keyed.text_name_forms(text)}
         assert stored & forms, text
 
@@ -88,9 +89,20 @@ def test_name_forms_do_not_match_other_people() -> None:
     assert not stored & forms
 
 
-@pytest.mark.parametrize("text", ["1987-03-14", "14.03.1987", "14/03/1987", "19870314",
-                                  "born 1987/3/14", "14 Mar 1987", "14-MAR-1987",
-                                  "March 14, 1987", "dob: 14 march 1987"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1987-03-14",
+        "14.03.1987",
+        "14/03/1987",
+        "19870314",
+        "born 1987/3/14",
+        "14 Mar 1987",
+        "14-MAR-1987",
+        "March 14, 1987",
+        "dob: 14 march 1987",
+    ],
+)
 def test_dates_are_read_in_common_formats(text: str) -> None:
     from datetime import date
 
@@ -107,6 +119,7 @@ def test_impossible_dates_are_not_dates() -> None:
 
 
 # ---------------------------------------------------------------- views
+
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(1, 130), min_size=1, max_size=4))
@@ -126,6 +139,7 @@ def test_a_flattened_colour_face_is_viewed_in_both_channel_orders() -> None:
 
 # ---------------------------------------------------------------- provenance capacity
 
+
 @given(st.integers(0, 31))
 def test_flipping_bit_k_can_carry_k_plus_one_bits(k: int) -> None:
     old = np.arange(16, dtype=np.float32)
@@ -137,13 +151,17 @@ def test_flipping_bit_k_can_carry_k_plus_one_bits(k: int) -> None:
 
 # ---------------------------------------------------------------- membership statistics
 
+
 @settings(max_examples=80)
-@given(st.lists(st.integers(0, 5), min_size=1, max_size=25),
-       st.lists(st.integers(0, 5), min_size=1, max_size=25))
+@given(
+    st.lists(st.integers(0, 5), min_size=1, max_size=25),
+    st.lists(st.integers(0, 5), min_size=1, max_size=25),
+)
 def test_auc_equals_the_pairwise_definition(pos: list[int], neg: list[int]) -> None:
     auc, p = auc_p(np.array(pos, float), np.array(neg, float))
-    brute = np.mean([1.0 if a > b else 0.5 if a == b else 0.0
-                     for a, b in itertools.product(pos, neg)])
+    brute = np.mean(
+        [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in itertools.product(pos, neg)]
+    )
     assert auc == pytest.approx(brute)
     assert 0.0 <= p <= 1.0
 
@@ -158,12 +176,13 @@ def test_separated_samples_are_significant_and_identical_ones_are_not() -> None:
 
 # ---------------------------------------------------------------- embedded streams
 
+
 def test_a_png_inside_random_bytes_is_found_and_jpeg_magic_by_chance_is_not() -> None:
     rng = np.random.default_rng(1)
     png = cv2.imencode(".png", rng.integers(0, 255, (30, 30, 3), dtype=np.uint8))[1].tobytes()
     noise = bytearray(rng.bytes(200_000))
     for off in range(0, 200_000, 5000):  # JPEG magic that decodes to nothing
-        noise[off:off + 3] = b"\xff\xd8\xff"
+        noise[off : off + 3] = b"\xff\xd8\xff"
     data = bytes(noise[:100_000]) + png + bytes(noise[100_000:])
     found = embedded(data)
     assert [(off, kind) for off, kind, _ in found] == [(100_000, "png")]
@@ -171,6 +190,7 @@ def test_a_png_inside_random_bytes_is_found_and_jpeg_magic_by_chance_is_not() ->
 
 
 # ---------------------------------------------------------------- artifact typing
+
 
 def test_a_suffix_that_contradicts_the_bytes_is_refused(tmp_path: Path) -> None:
     p = tmp_path / "weights.npy"

@@ -20,8 +20,22 @@ blobs = st.binary(max_size=600)
 @settings(max_examples=300, deadline=None)
 @given(blobs)
 def test_sniff_always_names_a_type(data: bytes) -> None:
-    assert sniff(data) in {"pickle", "zip", "gzip", "bzip2", "xz", "zstd", "7z", "tar",
-                           "npy", "png", "jpeg", "json", "text", "binary"}
+    assert sniff(data) in {
+        "pickle",
+        "zip",
+        "gzip",
+        "bzip2",
+        "xz",
+        "zstd",
+        "7z",
+        "tar",
+        "npy",
+        "png",
+        "jpeg",
+        "json",
+        "text",
+        "binary",
+    }
 
 
 @settings(max_examples=300, deadline=None)
@@ -41,7 +55,8 @@ def test_audit_entry_parsing_raises_only_value_errors(line: bytes) -> None:
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=5),
-    max_leaves=20)
+    max_leaves=20,
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -54,23 +69,32 @@ def test_model_json_validation_never_crashes(doc) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(["name", "version", "input", "output", "similarity"]),
-                       json_values, max_size=5))
+@given(
+    st.dictionaries(
+        st.sampled_from(["name", "version", "input", "output", "similarity"]),
+        json_values,
+        max_size=5,
+    )
+)
 def test_model_json_with_the_right_keys_and_wrong_values(doc) -> None:
     assert isinstance(validate(doc), list)
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.binary(max_size=400), st.binary(max_size=300))
-def test_dataset_reader_raises_only_bad_input(tmp_path_factory, manifest: bytes,
-                                              image: bytes) -> None:
+def test_dataset_reader_raises_only_bad_input(
+    tmp_path_factory, manifest: bytes, image: bytes
+) -> None:
     from lab.errors import BadInputError
     from lab.vault.dataset import read_dataset
 
     d = tmp_path_factory.mktemp("fz")
     (d / "images").mkdir()
-    header = b"subject_id,capture_id,kind,path,name,passport_no,nationality,sex,birth_year," \
-        + b",".join(f"lm{i}_{a}".encode() for i in range(5) for a in "xy") + b"\n"
+    header = (
+        b"subject_id,capture_id,kind,path,name,passport_no,nationality,sex,birth_year,"
+        + b",".join(f"lm{i}_{a}".encode() for i in range(5) for a in "xy")
+        + b"\n"
+    )
     (d / "manifest.csv").write_bytes(header + manifest)
     (d / "images" / "a.png").write_bytes(image)
     with contextlib.suppress(BadInputError):

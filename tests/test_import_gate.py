@@ -57,8 +57,14 @@ def test_a_good_package_is_registered_read_only_and_audited(lab, keys, tmp_path)
     pkg = sign_and_approve(make_package(tmp_path / "good"), keys)
     report = gate(lab, pkg)
     assert report.accepted, report.table()
-    assert [c.name for c in report.checks] == ["files", "signature", "approvals",
-                                               "model.json", "onnx", "smoke test"]
+    assert [c.name for c in report.checks] == [
+        "files",
+        "signature",
+        "approvals",
+        "model.json",
+        "onnx",
+        "smoke test",
+    ]
     models = list_models(models_dir(lab))
     assert models[0]["model"] == "tiny@1.0.0" and models[0]["approvers"] == ["kim", "lee"]
     stored = models_dir(lab) / models[0]["path"]
@@ -93,7 +99,8 @@ def test_one_approval_only(lab, keys, tmp_path) -> None:
 def test_the_same_officer_twice_is_one_approval(lab, keys, tmp_path) -> None:
     pkg = sign_and_approve(make_package(tmp_path / "p"), keys, ("kim",))
     (pkg / "signatures/approvals/kim2.json").write_text(
-        (pkg / "signatures/approvals/kim.json").read_text())
+        (pkg / "signatures/approvals/kim.json").read_text()
+    )
     assert "1 valid approval(s)" in failed(gate(lab, pkg))["approvals"]
 
 
@@ -111,8 +118,7 @@ def test_a_file_added_after_signing(lab, keys, tmp_path) -> None:
 
 
 def test_an_approver_not_in_the_policy(lab, keys, tmp_path) -> None:
-    f = failed(gate(lab, sign_and_approve(make_package(tmp_path / "p"), keys,
-                                          ("kim", "park"))))
+    f = failed(gate(lab, sign_and_approve(make_package(tmp_path / "p"), keys, ("kim", "park"))))
     assert "'park' is not an import officer" in f["approvals"]
 
 
@@ -201,8 +207,7 @@ def test_a_symlink_in_a_package_directory(lab, keys, tmp_path) -> None:
 
 
 def test_a_declared_10_gb_initializer(lab, keys, tmp_path) -> None:
-    pkg = make_package(tmp_path / "p", build_model(huge=True),
-                       extra={"weights.bin": b"\0" * 40})
+    pkg = make_package(tmp_path / "p", build_model(huge=True), extra={"weights.bin": b"\0" * 40})
     f = failed(gate(lab, sign_and_approve(pkg, keys)))
     assert "2,500,000,000 elements, 9.3 GiB" in f["onnx"]
     assert "never loaded" in f["smoke test"]
@@ -251,10 +256,14 @@ def test_a_signature_that_leaves_the_model_unsigned(lab, keys, tmp_path) -> None
     pkg = make_package(tmp_path / "p")
     (pkg / "signatures").mkdir()
     hashing = model_signing.hashing.Config().set_ignored_paths(
-        paths=["signatures", "model.onnx"], ignore_git_paths=False)
-    (model_signing.signing.Config().set_hashing_config(hashing)
-     .use_elliptic_key_signer(private_key=keys.tenant_key)
-     .sign(pkg, pkg / "signatures" / "tenant.sig"))
+        paths=["signatures", "model.onnx"], ignore_git_paths=False
+    )
+    (
+        model_signing.signing.Config()
+        .set_hashing_config(hashing)
+        .use_elliptic_key_signer(private_key=keys.tenant_key)
+        .sign(pkg, pkg / "signatures" / "tenant.sig")
+    )
     for name, key in keys.officers.items():
         approve(pkg, name, key)
     before = (pkg / "model.onnx").read_bytes()

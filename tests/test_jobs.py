@@ -22,8 +22,15 @@ from tests.export_helpers import PASSPHRASE, build_export_lab
 from tests.test_cli_audit import one_line_error
 from tests.test_cli_audit import run as _run
 
-EVIL = ["open_socket", "send_udp", "read_file", "write_file", "read_parent_environment",
-        "list_records", "spin"]
+EVIL = [
+    "open_socket",
+    "send_udp",
+    "read_file",
+    "write_file",
+    "read_parent_environment",
+    "list_records",
+    "spin",
+]
 _NET, _ABI = probe()
 
 
@@ -31,8 +38,10 @@ def _policy(lab_root: Path, extra: str = "", wall: int = 60) -> None:
     p = lab_root / "policy.toml"
     text = p.read_text()
     trainers = ", ".join(f'{n} = "tests.jobs_evil:{n}"' for n in EVIL)
-    text = text.replace('trainers = { pca_head = "lab.jobs.trainers:pca_head" }',
-                        f'trainers = {{ pca_head = "lab.jobs.trainers:pca_head", {trainers} }}')
+    text = text.replace(
+        'trainers = { pca_head = "lab.jobs.trainers:pca_head" }',
+        f'trainers = {{ pca_head = "lab.jobs.trainers:pca_head", {trainers} }}',
+    )
     text = text.replace("wall_seconds = 900", f"wall_seconds = {wall}")
     text = text.replace("cpu_seconds = 600", "cpu_seconds = 10")
     p.write_text(text + extra)
@@ -41,8 +50,10 @@ def _policy(lab_root: Path, extra: str = "", wall: int = 60) -> None:
 @pytest.fixture(scope="module")
 def el(tmp_path_factory: pytest.TempPathFactory):
     if _ABI < 1 or not _NET:
-        pytest.skip("the kernel cannot confine jobs here (no Landlock or no network "
-                    "namespace); the runner refuses to run them in strict mode")
+        pytest.skip(
+            "the kernel cannot confine jobs here (no Landlock or no network "
+            "namespace); the runner refuses to run them in strict mode"
+        )
     e = build_export_lab(tmp_path_factory.mktemp("jobs"), identities=30, captures=2)
     _policy(e.lab.paths.root, wall=30)
     # a second tenant with data and an outbox file of its own
@@ -64,9 +75,20 @@ def el(tmp_path_factory: pytest.TempPathFactory):
 def _job(el, trainer: str, **params) -> object:
     root, log = el.unlocked()
     with log:
-        return run_job(el.lab, root, "acme", {"kind": "train", "purpose": "train",
-                                               "model": "cnn@1.0.0", "trainer": trainer,
-                                               "params": params}, "mallory", log)
+        return run_job(
+            el.lab,
+            root,
+            "acme",
+            {
+                "kind": "train",
+                "purpose": "train",
+                "model": "cnn@1.0.0",
+                "trainer": trainer,
+                "params": params,
+            },
+            "mallory",
+            log,
+        )
 
 
 def _last(el, action: str) -> dict:
@@ -76,19 +98,31 @@ def _last(el, action: str) -> dict:
 
 # ---------------------------------------------------------------- purpose limitation
 
-@pytest.mark.parametrize(("spec", "why"), [
-    ({"kind": "bench", "purpose": "identify_1toN", "model": "m"}, "forbidden"),
-    ({"kind": "bench", "purpose": "track", "model": "m"}, "forbidden"),
-    ({"kind": "bench", "purpose": "verify_1to1", "model": "m", "params": {"top_k": 5}},
-     "1:N"),
-    ({"kind": "bench", "purpose": "verify_1to1", "model": "m",
-      "params": {"mode": "Gallery-Search"}}, "1:N"),
-    ({"kind": "train", "purpose": "train", "model": "m", "trainer": "rank_one_identifier"},
-     "1:N"),
-    ({"kind": "bench", "purpose": "verify_1to1", "model": "m", "watchlist": []}, "1:N"),
-    ({"kind": "train", "purpose": "verify_1to1", "model": "m"}, "does not serve"),
-    ({"kind": "bench", "purpose": "marketing", "model": "m"}, "not an allowed purpose"),
-])
+
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ({"kind": "bench", "purpose": "identify_1toN", "model": "m"}, "forbidden"),
+        ({"kind": "bench", "purpose": "track", "model": "m"}, "forbidden"),
+        ({"kind": "bench", "purpose": "verify_1to1", "model": "m", "params": {"top_k": 5}}, "1:N"),
+        (
+            {
+                "kind": "bench",
+                "purpose": "verify_1to1",
+                "model": "m",
+                "params": {"mode": "Gallery-Search"},
+            },
+            "1:N",
+        ),
+        (
+            {"kind": "train", "purpose": "train", "model": "m", "trainer": "rank_one_identifier"},
+            "1:N",
+        ),
+        ({"kind": "bench", "purpose": "verify_1to1", "model": "m", "watchlist": []}, "1:N"),
+        ({"kind": "train", "purpose": "verify_1to1", "model": "m"}, "does not serve"),
+        ({"kind": "bench", "purpose": "marketing", "model": "m"}, "not an allowed purpose"),
+    ],
+)
 def test_purpose_rules_refuse_one_to_many_and_unlisted_purposes(spec: dict, why: str) -> None:
     d = check_job(load_policy().governance, "acme", spec)
     assert not d.allowed and why in d.reason
@@ -102,16 +136,26 @@ def test_a_verification_job_is_allowed() -> None:
 def test_a_one_to_many_job_is_refused_with_its_reason_and_logged(el) -> None:
     root, log = el.unlocked()
     with log, pytest.raises(JobRefused, match="1:N"):
-        run_job(el.lab, root, "acme", {"kind": "bench", "purpose": "verify_1to1",
-                                       "model": "cnn@1.0.0",
-                                       "params": {"search": "gallery", "top_k": 10}},
-                "mallory", log)
+        run_job(
+            el.lab,
+            root,
+            "acme",
+            {
+                "kind": "bench",
+                "purpose": "verify_1to1",
+                "model": "cnn@1.0.0",
+                "params": {"search": "gallery", "top_k": 10},
+            },
+            "mallory",
+            log,
+        )
     e = _last(el, "job.refuse")
     assert e["decision"] == "refused" and "1:N" in e["details"]["reason"]
     assert e["actor"] == "mallory" and e["tenant"] == "acme"
 
 
 # ---------------------------------------------------------------- the sandbox attacked
+
 
 def test_a_job_cannot_reach_the_network(el) -> None:
     server = socket.socket()
@@ -131,9 +175,17 @@ def test_a_job_cannot_reach_the_network(el) -> None:
     assert e["decision"] == "failed" and "Network is unreachable" in e["details"]["error"]
 
 
-@pytest.mark.parametrize("target", ["keys/keystore.json", "keys/lab_signing.sealed",
-                                    "vault.db", "outbox/beta/private.txt", "policy.toml",
-                                    "audit/entries.jsonl"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "keys/keystore.json",
+        "keys/lab_signing.sealed",
+        "vault.db",
+        "outbox/beta/private.txt",
+        "policy.toml",
+        "audit/entries.jsonl",
+    ],
+)
 def test_a_job_cannot_read_keys_vault_or_another_tenant(el, target: str) -> None:
     r = _job(el, "read_file", path=str(el.lab.paths.root / target))
     assert r.status == "failed" and "PermissionError" in r.error
@@ -147,9 +199,16 @@ def test_a_job_cannot_read_the_runner_environment(el) -> None:
     assert r.status == "failed" and "env.bin" not in r.outputs
 
 
-@pytest.mark.parametrize("target", ["outside.txt", "lab/outbox/beta/x.txt",
-                                    "lab/models/evil.txt", "lab/jobs/acme/x.txt",
-                                    "lab/audit/x.txt"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "outside.txt",
+        "lab/outbox/beta/x.txt",
+        "lab/models/evil.txt",
+        "lab/jobs/acme/x.txt",
+        "lab/audit/x.txt",
+    ],
+)
 def test_a_job_writes_only_its_workspace_and_outbox(el, target: str) -> None:
     path = el.lab.paths.root.parent / target
     r = _job(el, "write_file", path=str(path))
@@ -164,6 +223,7 @@ def test_a_runaway_job_is_stopped_by_its_limits(el) -> None:
 
 
 # ---------------------------------------------------------------- tenant isolation
+
 
 def test_a_job_sees_only_its_tenants_records_of_its_split(el) -> None:
     r = _job(el, "list_records")
@@ -180,24 +240,40 @@ def test_a_job_sees_only_its_tenants_records_of_its_split(el) -> None:
 def test_a_tenant_cannot_use_another_tenants_model(el) -> None:
     root, log = el.unlocked()
     with log, pytest.raises(BadInputError, match="not registered for tenant 'beta'"):
-        run_job(el.lab, root, "beta", {"kind": "bench", "purpose": "verify_1to1",
-                                       "model": "cnn@1.0.0"}, "beta-engineer", log)
+        run_job(
+            el.lab,
+            root,
+            "beta",
+            {"kind": "bench", "purpose": "verify_1to1", "model": "cnn@1.0.0"},
+            "beta-engineer",
+            log,
+        )
 
 
 def test_an_unregistered_trainer_is_refused(el) -> None:
     root, log = el.unlocked()
     with log, pytest.raises(JobRefused, match="not registered"):
-        run_job(el.lab, root, "acme", {"kind": "train", "purpose": "train",
-                                       "model": "cnn@1.0.0", "trainer": "os:system"},
-                "mallory", log)
+        run_job(
+            el.lab,
+            root,
+            "acme",
+            {"kind": "train", "purpose": "train", "model": "cnn@1.0.0", "trainer": "os:system"},
+            "mallory",
+            log,
+        )
 
 
 def test_the_benchmark_and_training_jobs_run_confined_and_write_their_outbox(el) -> None:
     root, log = el.unlocked()
     with log:
-        b = run_job(el.lab, root, "acme", {"kind": "bench", "purpose": "verify_1to1",
-                                           "model": "cnn@1.0.0", "split": "test"},
-                    "alice", log)
+        b = run_job(
+            el.lab,
+            root,
+            "acme",
+            {"kind": "bench", "purpose": "verify_1to1", "model": "cnn@1.0.0", "split": "test"},
+            "alice",
+            log,
+        )
     assert b.status == "done", b.error
     assert {"report.json", "det.png", "report.html"} <= set(b.outputs)
     assert b.confinement[0] in ("netns", "userns+netns") and "landlock" in b.confinement[1]
@@ -213,26 +289,37 @@ ENV = {**os.environ, "FACELAB_PASSPHRASE": PASSPHRASE.decode(), "FACELAB_ACTOR":
 def test_job_cli_exit_codes(el, tmp_path: Path) -> None:
     lab = str(el.lab.paths.root)
     bad = tmp_path / "search.json"
-    bad.write_text(json.dumps({"kind": "bench", "purpose": "identify_1toN",
-                               "model": "cnn@1.0.0"}))
-    assert "forbidden" in one_line_error(_run("job", "run", "--lab", lab, "--tenant", "acme",
-                                              str(bad), env=ENV), 3)
+    bad.write_text(json.dumps({"kind": "bench", "purpose": "identify_1toN", "model": "cnn@1.0.0"}))
+    assert "forbidden" in one_line_error(
+        _run("job", "run", "--lab", lab, "--tenant", "acme", str(bad), env=ENV), 3
+    )
     evil = tmp_path / "evil.json"
-    evil.write_text(json.dumps({"kind": "train", "purpose": "train", "model": "cnn@1.0.0",
-                                "trainer": "read_file",
-                                "params": {"path": f"{lab}/keys/keystore.json"}}))
+    evil.write_text(
+        json.dumps(
+            {
+                "kind": "train",
+                "purpose": "train",
+                "model": "cnn@1.0.0",
+                "trainer": "read_file",
+                "params": {"path": f"{lab}/keys/keystore.json"},
+            }
+        )
+    )
     p = _run("job", "run", "--lab", lab, "--tenant", "acme", str(evil), env=ENV)
     assert p.returncode == 5 and "Permission denied" in p.stderr
     (tmp_path / "junk.json").write_text("{")
-    assert "not JSON" in one_line_error(_run("job", "run", "--lab", lab, "--tenant", "acme",
-                                             str(tmp_path / "junk.json"), env=ENV))
+    assert "not JSON" in one_line_error(
+        _run("job", "run", "--lab", lab, "--tenant", "acme", str(tmp_path / "junk.json"), env=ENV)
+    )
 
 
 def test_retention_destroys_tenants_past_due_and_the_register_shows_it(tmp_path: Path) -> None:
     e = build_export_lab(tmp_path / "w", identities=4, captures=1)
     text = (e.lab.paths.root / "policy.toml").read_text()
-    text += ('\n[tenants.acme]\nprocessor = "Acme Biometrics Ltd"\npurposes = ["verify_1to1"]'
-             '\nretention_days = 30\n')
+    text += (
+        '\n[tenants.acme]\nprocessor = "Acme Biometrics Ltd"\npurposes = ["verify_1to1"]'
+        "\nretention_days = 30\n"
+    )
     (e.lab.paths.root / "policy.toml").write_text(text)
     lab = str(e.lab.paths.root)
     reg = json.loads(_run("register", "--lab", lab, "--json", env=ENV).stdout)
@@ -240,28 +327,36 @@ def test_retention_destroys_tenants_past_due_and_the_register_shows_it(tmp_path:
     assert row["processor"] == "Acme Biometrics Ltd" and row["status"] == "active"
     due = date.fromisoformat(row["destruction_due"])
     assert due == date.fromisoformat(row["since"]) + timedelta(days=30)
-    early = _run("retention", "run", "--lab", lab, "--today",
-                 (due - timedelta(days=1)).isoformat(), env=ENV)
+    early = _run(
+        "retention", "run", "--lab", lab, "--today", (due - timedelta(days=1)).isoformat(), env=ENV
+    )
     assert early.returncode == 0 and "no tenant is due" in early.stdout
     late = _run("retention", "run", "--lab", lab, "--today", due.isoformat(), env=ENV)
     assert late.returncode == 0 and "destroyed acme" in late.stdout
     md = _run("register", "--lab", lab, env=ENV).stdout
     assert "| Acme Biometrics Ltd | acme | verify_1to1 |" in md and "destroyed" in md
-    assert "no data" in one_line_error(_run("bench", "--lab", lab, "--tenant", "acme",
-                                            "--model", "cnn@1.0.0", env=ENV))
+    assert "no data" in one_line_error(
+        _run("bench", "--lab", lab, "--tenant", "acme", "--model", "cnn@1.0.0", env=ENV)
+    )
 
 
-@pytest.mark.parametrize(("edit", "key"), [
-    (("allowed = [\"verify_1to1\", \"train\"]", "allowed = [\"verify_1to1\", \"track\"]"),
-     "purposes"),
-    (("retention_days = 365", "retention_days = 0"), "tenant_defaults.retention_days"),
-    (("isolation = \"strict\"", "isolation = \"none\""), "jobs.isolation"),
-    (("pca_head = \"lab.jobs.trainers:pca_head\"", "pca_head = \"nocolon\""),
-     "jobs.trainers.pca_head"),
-    (("[tenants]\n", "[tenants]\nacme = { purposes = [\"identify_1toN\"] }\n"),
-     "tenants.acme.purposes"),
-    (("import_officers = []", "import_officers = [\"lee\"]\n# x"), "import.officers.kim"),
-])
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (('allowed = ["verify_1to1", "train"]', 'allowed = ["verify_1to1", "track"]'), "purposes"),
+        (("retention_days = 365", "retention_days = 0"), "tenant_defaults.retention_days"),
+        (('isolation = "strict"', 'isolation = "none"'), "jobs.isolation"),
+        (
+            ('pca_head = "lab.jobs.trainers:pca_head"', 'pca_head = "nocolon"'),
+            "jobs.trainers.pca_head",
+        ),
+        (
+            ("[tenants]\n", '[tenants]\nacme = { purposes = ["identify_1toN"] }\n'),
+            "tenants.acme.purposes",
+        ),
+        (("import_officers = []", 'import_officers = ["lee"]\n# x'), "import.officers.kim"),
+    ],
+)
 def test_policy_errors_name_the_key(tmp_path: Path, edit: tuple[str, str], key: str) -> None:
     from enclave_policy import DEFAULT_POLICY
 
@@ -277,6 +372,7 @@ def test_jobs_refuse_to_run_when_the_lab_is_readable_to_them(el, tmp_path: Path)
     from lab.jobs.runner import plan_paths
 
     with pytest.raises(BadInputError, match="inside the lab"):
-        plan_paths(el.lab, el.lab.paths.root / "models", [el.lab.paths.root / "keys"],
-                   tmp_path, tmp_path)
+        plan_paths(
+            el.lab, el.lab.paths.root / "models", [el.lab.paths.root / "keys"], tmp_path, tmp_path
+        )
     shutil.rmtree(tmp_path, ignore_errors=True)

@@ -31,8 +31,17 @@ def _rows(root: Path) -> list[dict[str, str]]:
 def test_manifest_has_design_columns_and_one_row_per_image(small_dataset: Path) -> None:
     with open(small_dataset / "manifest.csv", encoding="utf-8") as f:
         header = f.readline().strip().split(",")
-    required = ["subject_id", "capture_id", "kind", "path", "name", "passport_no",
-                "nationality", "sex", "birth_year"]
+    required = [
+        "subject_id",
+        "capture_id",
+        "kind",
+        "path",
+        "name",
+        "passport_no",
+        "nationality",
+        "sex",
+        "birth_year",
+    ]
     required += [f"lm{i}_{a}" for i in range(5) for a in "xy"]
     assert header[: len(required)] == required
     assert tuple(header) == MANIFEST_COLUMNS

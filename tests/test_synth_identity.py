@@ -23,7 +23,12 @@ def test_an_identity_has_at_least_24_continuous_parameters() -> None:
 def test_identity_is_a_pure_function_of_seed_and_index(seed: int, index: int) -> None:
     a, b = sample_identity(seed, index), sample_identity(seed, index)
     assert (a.name, a.passport_no, a.nationality, a.sex, a.birth_year) == (
-        b.name, b.passport_no, b.nationality, b.sex, b.birth_year)
+        b.name,
+        b.passport_no,
+        b.nationality,
+        b.sex,
+        b.birth_year,
+    )
     assert np.array_equal(a.params, b.params)
 
 

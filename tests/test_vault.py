@@ -85,8 +85,9 @@ def test_records_round_trip_with_pseudonyms_only(lab, dataset) -> None:
 
 
 def test_identifiers_only_when_the_policy_grants_them(lab, dataset) -> None:
-    text = lab.paths.policy.read_text().replace("identifiers_granted = []",
-                                                'identifiers_granted = ["acme"]')
+    text = lab.paths.policy.read_text().replace(
+        "identifiers_granted = []", 'identifiers_granted = ["acme"]'
+    )
     lab.paths.policy.write_text(text)
     lab = open_lab(lab.paths.root)
     _ingest(lab, dataset)
@@ -104,14 +105,19 @@ def test_a_record_copied_to_another_row_or_tenant_does_not_open(lab, dataset) ->
     _ingest(lab, dataset, "acme")
     _ingest(lab, dataset, "beta")
     db = _db(lab)
-    a1, a2 = db.execute("SELECT record_id, wrapped_dek, image, meta FROM records WHERE "
-                        "tenant='acme' ORDER BY record_id LIMIT 2").fetchall()
-    b1 = db.execute("SELECT record_id FROM records WHERE tenant='beta' ORDER BY record_id "
-                    "LIMIT 1").fetchone()
+    a1, a2 = db.execute(
+        "SELECT record_id, wrapped_dek, image, meta FROM records WHERE "
+        "tenant='acme' ORDER BY record_id LIMIT 2"
+    ).fetchall()
+    b1 = db.execute(
+        "SELECT record_id FROM records WHERE tenant='beta' ORDER BY record_id LIMIT 1"
+    ).fetchone()
     # row a2 gets a1's sealed image; beta's first record gets acme's sealed fields
     db.execute("UPDATE records SET image=? WHERE tenant='acme' AND record_id=?", (a1[2], a2[0]))
-    db.execute("UPDATE records SET wrapped_dek=?, image=?, meta=? WHERE tenant='beta' AND "
-               "record_id=?", (a1[1], a1[2], a1[3], b1[0]))
+    db.execute(
+        "UPDATE records SET wrapped_dek=?, image=?, meta=? WHERE tenant='beta' AND record_id=?",
+        (a1[1], a1[2], a1[3], b1[0]),
+    )
     db.commit()
     root = unlock(lab, PASS)
     with ops.open_vault(lab, root) as v:
@@ -129,8 +135,9 @@ def test_a_record_copied_to_another_row_or_tenant_does_not_open(lab, dataset) ->
 def test_corrupted_ciphertext_names_the_record_and_the_rest_still_open(lab, dataset) -> None:
     _ingest(lab, dataset)
     db = _db(lab)
-    rid, img = db.execute("SELECT record_id, image FROM records ORDER BY record_id "
-                          "LIMIT 1 OFFSET 5").fetchone()
+    rid, img = db.execute(
+        "SELECT record_id, image FROM records ORDER BY record_id LIMIT 1 OFFSET 5"
+    ).fetchone()
     bad = bytearray(img)
     bad[40] ^= 0x01
     db.execute("UPDATE records SET image=? WHERE record_id=?", (bytes(bad), rid))
@@ -144,11 +151,16 @@ def test_corrupted_ciphertext_names_the_record_and_the_rest_still_open(lab, data
         assert "tag" not in str(e.value).lower()  # opaque to the caller
         assert len(opened) == 5
         with ops.open_vault(lab, root) as v:
-            others = [x for (x,) in db.execute("SELECT record_id FROM records WHERE "
-                                               "record_id != ?", (rid,))]
+            others = [
+                x
+                for (x,) in db.execute("SELECT record_id FROM records WHERE record_id != ?", (rid,))
+            ]
             assert all(v.open_record("acme", x).png for x in others)
-    failures = [json.loads(x) for x in (lab.paths.audit / "entries.jsonl").read_text()
-                .splitlines() if '"vault.open_failed"' in x]
+    failures = [
+        json.loads(x)
+        for x in (lab.paths.audit / "entries.jsonl").read_text().splitlines()
+        if '"vault.open_failed"' in x
+    ]
     assert failures and failures[0]["object"] == f"record:{rid}"
     assert failures[0]["details"]["field"] == "image"  # the reason goes to the log
 
@@ -163,14 +175,13 @@ def test_splits_partition_subjects_deterministically(tmp_path: Path) -> None:
     split_of: dict[str, str] = {}
     for r in recs:
         assert split_of.setdefault(r.subject, r.split) == r.split  # one split per subject
-    counts = {s: sum(v == s for v in split_of.values()) for s in ("train", "verification",
-                                                                   "test")}
+    counts = {s: sum(v == s for v in split_of.values()) for s in ("train", "verification", "test")}
     assert abs(counts["train"] / 400 - 0.70) < 0.07
     assert abs(counts["verification"] / 400 - 0.15) < 0.05
     assert {r.record_id for r in _records(lab, split="test")} == {
-        r.record_id for r in recs if r.split == "test"}
-    assert [(r.record_id, r.split) for r in _records(lab)] == [(r.record_id, r.split)
-                                                               for r in recs]
+        r.record_id for r in recs if r.split == "test"
+    }
+    assert [(r.record_id, r.split) for r in _records(lab)] == [(r.record_id, r.split) for r in recs]
 
 
 # ---------------------------------------------------------------- ingest behaviour
@@ -202,8 +213,9 @@ def test_delete_source_keeps_the_plaintext_when_the_copy_differs(lab, tmp_path, 
 
 
 def test_policy_can_restrict_tenants(lab, dataset) -> None:
-    lab.paths.policy.write_text(lab.paths.policy.read_text().replace(
-        "tenants = []", 'tenants = ["acme"]'))
+    lab.paths.policy.write_text(
+        lab.paths.policy.read_text().replace("tenants = []", 'tenants = ["acme"]')
+    )
     lab = open_lab(lab.paths.root)
     with pytest.raises(BadInputError, match="not listed"):
         _ingest(lab, dataset, "beta")
@@ -249,8 +261,19 @@ def _broken(ds: Path, tmp: Path, how: str) -> Path:
     return bad
 
 
-@pytest.mark.parametrize("how", ["column", "traversal", "missing", "not-png", "truncated-png",
-                                 "duplicate", "symlink", "landmarks"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "column",
+        "traversal",
+        "missing",
+        "not-png",
+        "truncated-png",
+        "duplicate",
+        "symlink",
+        "landmarks",
+    ],
+)
 def test_bad_datasets_are_refused_and_nothing_is_stored(lab, dataset, tmp_path, how) -> None:
     bad = _broken(dataset, tmp_path, how)
     _ingest(lab, dataset, "keep")  # something already stored must survive
@@ -265,8 +288,9 @@ def test_bad_datasets_are_refused_and_nothing_is_stored(lab, dataset, tmp_path, 
 def test_oversized_images_are_refused(lab, tmp_path: Path) -> None:
     ds = tmp_path / "big"
     write_dataset(SynthConfig(identities=1, captures=0, size=128), ds, workers=1)
-    lab.paths.policy.write_text(lab.paths.policy.read_text().replace(
-        "max_image_side = 1024", "max_image_side = 100"))
+    lab.paths.policy.write_text(
+        lab.paths.policy.read_text().replace("max_image_side = 1024", "max_image_side = 100")
+    )
     with pytest.raises(BadInputError, match="outside"):
         read_dataset(ds, open_lab(lab.paths.root).policy.vault.max_image_side)
 
@@ -321,9 +345,12 @@ def test_sigkill_during_ingest_leaves_all_or_nothing(tmp_path, round_) -> None:
     ds = tmp_path / "ds"
     write_dataset(SynthConfig(identities=150, captures=3, seed=round_), ds)
     lab = make_lab(tmp_path / "lab")
-    p = subprocess.Popen([sys.executable, "-c", _INGEST, str(lab.paths.root), str(ds)],
-                         stdout=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    p = subprocess.Popen(
+        [sys.executable, "-c", _INGEST, str(lab.paths.root), str(ds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert p.stdout is not None and p.stdout.readline().strip() == "start"
     time.sleep(random.Random(round_).uniform(0.0, 0.6))
     p.send_signal(signal.SIGKILL)
@@ -339,9 +366,14 @@ def test_sigkill_inside_the_ingest_transaction_leaves_nothing(tmp_path, seed) ->
     ds = tmp_path / "ds"
     write_dataset(SynthConfig(identities=100, captures=3, seed=seed), ds)
     lab = make_lab(tmp_path / "lab")
-    p = subprocess.run([sys.executable, "-c", _INGEST, str(lab.paths.root), str(ds),
-                        str(seed)], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    p = subprocess.run(
+        [sys.executable, "-c", _INGEST, str(lab.paths.root), str(ds), str(seed)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
     assert p.returncode == -signal.SIGKILL, p.stderr
     db = _db(lab)
     assert db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 0

@@ -96,8 +96,9 @@ def parse(note: str | bytes) -> tuple[Checkpoint, list[tuple[str, bytes]]]:
     return Checkpoint(origin, int(size_s), root), signatures
 
 
-def verify(note: str | bytes, public_key: Ed25519PublicKey,
-           origin: str | None = None) -> Checkpoint:
+def verify(
+    note: str | bytes, public_key: Ed25519PublicKey, origin: str | None = None
+) -> Checkpoint:
     """Return the checkpoint if ``public_key`` signed it (as its origin), else raise NoteError."""
     cp, signatures = parse(note)
     if origin is not None and cp.origin != origin:

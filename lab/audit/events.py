@@ -21,8 +21,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-FIELDS = ("action", "actor", "decision", "details", "object", "policy", "role", "seq",
-          "tenant", "time")
+FIELDS = (
+    "action",
+    "actor",
+    "decision",
+    "details",
+    "object",
+    "policy",
+    "role",
+    "seq",
+    "tenant",
+    "time",
+)
 _ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
 
@@ -50,17 +60,27 @@ class Event:
 
 
 def canonical(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 def entry_bytes(event: Event, seq: int, time: str, policy: str) -> bytes:
     """The canonical line (without newline) of ``event`` recorded as entry ``seq``."""
-    return canonical({
-        "action": event.action, "actor": event.actor, "decision": event.decision,
-        "details": dict(event.details), "object": event.object, "policy": policy,
-        "role": event.role, "seq": seq, "tenant": event.tenant, "time": time,
-    })
+    return canonical(
+        {
+            "action": event.action,
+            "actor": event.actor,
+            "decision": event.decision,
+            "details": dict(event.details),
+            "object": event.object,
+            "policy": policy,
+            "role": event.role,
+            "seq": seq,
+            "tenant": event.tenant,
+            "time": time,
+        }
+    )
 
 
 def parse_entry(line: bytes) -> dict[str, Any]:

@@ -110,10 +110,17 @@ class AuditLog:
         Who authorises cutting a garbage tail; without it such a tail is refused.
     """
 
-    def __init__(self, audit_dir: Path | str, origin: str, signer: Ed25519PrivateKey, *,
-                 checkpoint_every: int = 256, policy_digest: str = "",
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 repair_actor: str | None = None):
+    def __init__(
+        self,
+        audit_dir: Path | str,
+        origin: str,
+        signer: Ed25519PrivateKey,
+        *,
+        checkpoint_every: int = 256,
+        policy_digest: str = "",
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        repair_actor: str | None = None,
+    ):
         self.dir = Path(audit_dir)
         self.origin = origin
         self.signer = signer
@@ -124,8 +131,7 @@ class AuditLog:
         self.recoveries: list[Recovery] = []
         (self.dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.dir / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-        self._entries_fd = os.open(self.dir / ENTRIES, os.O_RDWR | os.O_CREAT | os.O_APPEND,
-                                   0o600)
+        self._entries_fd = os.open(self.dir / ENTRIES, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         self._index_fd = os.open(self.dir / INDEX, os.O_RDWR | os.O_CREAT, 0o600)
         self._hashes_fd = os.open(self.dir / HASHES, os.O_RDWR | os.O_CREAT, 0o600)
         self._mutex = threading.Lock()
@@ -140,8 +146,7 @@ class AuditLog:
             with self._flock():
                 recovery = self._sync(allow_garbage=repair_actor is not None)
                 if recovery is not None:
-                    self._append_locked([self._recovery_event(recovery,
-                                                              repair_actor or "facelab")])
+                    self._append_locked([self._recovery_event(recovery, repair_actor or "facelab")])
         except BaseException:
             for fd in (self._entries_fd, self._index_fd, self._hashes_fd, self._lock_fd):
                 os.close(fd)
@@ -238,9 +243,14 @@ class AuditLog:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _recovery_event(self, rec: Recovery, actor: str = "facelab") -> Event:
-        return Event(action="audit.recovered", actor=actor, role="system",
-                     object=f"sha256:{rec.sha256}", decision=rec.kind,
-                     details={"after_entry": rec.after_entry, "bytes_cut": rec.bytes_cut})
+        return Event(
+            action="audit.recovered",
+            actor=actor,
+            role="system",
+            object=f"sha256:{rec.sha256}",
+            decision=rec.kind,
+            details={"after_entry": rec.after_entry, "bytes_cut": rec.bytes_cut},
+        )
 
     def _offset(self, i: int) -> int:
         """End offset of entry ``i`` (0 for i = -1)."""
@@ -259,15 +269,21 @@ class AuditLog:
         entries_size = os.fstat(self._entries_fd).st_size
         hashes_bytes = os.fstat(self._hashes_fd).st_size
         n_idx = idx_bytes // 8
-        if (n_idx == self._size and idx_bytes % 8 == 0 and entries_size == self._end
-                and hashes_bytes == stored_count(n_idx) * 32):
+        if (
+            n_idx == self._size
+            and idx_bytes % 8 == 0
+            and entries_size == self._end
+            and hashes_bytes == stored_count(n_idx) * 32
+        ):
             return None
         if idx_bytes % 8:
             os.ftruncate(self._index_fd, n_idx * 8)
         end_known = self._offset(n_idx - 1)
         if entries_size < end_known:
-            raise TamperedError(f"{self.dir / ENTRIES}: shorter ({entries_size} bytes) than "
-                                f"its index says ({end_known}): entries were cut")
+            raise TamperedError(
+                f"{self.dir / ENTRIES}: shorter ({entries_size} bytes) than "
+                f"its index says ({end_known}): entries were cut"
+            )
         n_hashes = min(leaves_for_stored(hashes_bytes // 32), n_idx)
         if hashes_bytes != stored_count(n_hashes) * 32:
             os.ftruncate(self._hashes_fd, stored_count(n_hashes) * 32)
@@ -306,7 +322,8 @@ class AuditLog:
             raise TamperedError(
                 f"{self.dir / ENTRIES}: {len(rest)} bytes after entry {self._size - 1} are "
                 "not a valid entry (garbage tail); run `facelab audit repair` to cut them "
-                "on the record")
+                "on the record"
+            )
         recovery = Recovery(self._size - 1, len(rest), hashlib.sha256(rest).hexdigest(), kind)
         if cut:
             os.ftruncate(self._entries_fd, self._end)
@@ -373,8 +390,10 @@ class AuditLog:
         if latest is not None:
             path, old = latest
             if old.size > new.size:
-                raise TamperedError(f"{path}: a checkpoint at size {old.size} exists but the "
-                                    f"log has only {new.size} entries (truncated)")
+                raise TamperedError(
+                    f"{path}: a checkpoint at size {old.size} exists but the "
+                    f"log has only {new.size} entries (truncated)"
+                )
             hf = HashFile(self.dir / HASHES)
             try:
                 proof = rfc9162.consistency_proof(old.size, new.size, hf.subtree)
@@ -383,8 +402,9 @@ class AuditLog:
             try:
                 rfc9162.verify_consistency(old.size, new.size, old.root, root, proof)
             except rfc9162.RootMismatchError as e:
-                raise TamperedError(f"log is not consistent with {path}: {e}; "
-                                    "refusing to sign") from e
+                raise TamperedError(
+                    f"log is not consistent with {path}: {e}; refusing to sign"
+                ) from e
             if old.size == new.size:
                 return path.read_text(encoding="utf-8")
         note = ckpt.sign(new, self.signer)

@@ -20,9 +20,13 @@ class InclusionProof:
     entry_line: bytes
 
     def to_json(self) -> dict:
-        return {"entry": self.entry, "tree_size": self.tree_size,
-                "leaf_hash": self.leaf_hash.hex(), "proof": [p.hex() for p in self.proof],
-                "entry_json": self.entry_line.decode("utf-8")}
+        return {
+            "entry": self.entry,
+            "tree_size": self.tree_size,
+            "leaf_hash": self.leaf_hash.hex(),
+            "proof": [p.hex() for p in self.proof],
+            "entry_json": self.entry_line.decode("utf-8"),
+        }
 
 
 def stored_size(audit_dir: Path) -> int:
@@ -46,7 +50,7 @@ def prove_inclusion(audit_dir: Path | str, entry: int, tree_size: int) -> Inclus
     with open(d / INDEX, "rb") as f:
         f.seek(max(0, entry - 1) * 8)
         raw = f.read(16 if entry else 8)
-    ends = [int.from_bytes(raw[i:i + 8], "big") for i in range(0, len(raw), 8)]
+    ends = [int.from_bytes(raw[i : i + 8], "big") for i in range(0, len(raw), 8)]
     start, stop = (0, ends[0]) if entry == 0 else (ends[0], ends[1])
     with open(d / ENTRIES, "rb") as f:
         f.seek(start)

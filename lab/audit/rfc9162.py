@@ -121,8 +121,7 @@ def _check_hashes(proof: Sequence[bytes]) -> None:
             raise MalformedProofError(f"proof element {i} is not a {HASH_SIZE}-byte hash")
 
 
-def root_from_inclusion_proof(index: int, size: int, leaf: bytes,
-                              proof: Sequence[bytes]) -> bytes:
+def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
     """The root that ``proof`` implies for leaf hash ``leaf`` at ``index`` (2.1.3.2)."""
     if not 0 <= index < size:
         raise MalformedProofError(f"leaf index {index} is outside a tree of size {size}")
@@ -148,16 +147,18 @@ def root_from_inclusion_proof(index: int, size: int, leaf: bytes,
     return r
 
 
-def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes],
-                     root: bytes) -> None:
+def verify_inclusion(
+    index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes
+) -> None:
     """Raise unless ``proof`` shows leaf hash ``leaf`` at ``index`` in the tree ``root``."""
     computed = root_from_inclusion_proof(index, size, leaf, proof)
     if computed != root:
         raise RootMismatchError(computed, bytes(root))
 
 
-def roots_from_consistency_proof(old_size: int, new_size: int, old_root: bytes,
-                                 proof: Sequence[bytes]) -> tuple[bytes, bytes]:
+def roots_from_consistency_proof(
+    old_size: int, new_size: int, old_root: bytes, proof: Sequence[bytes]
+) -> tuple[bytes, bytes]:
     """The (old, new) roots that ``proof`` implies (RFC 9162 2.1.4.2).
 
     Preconditions: 0 < old_size < new_size and a non-empty proof. (Equal sizes and the
@@ -195,8 +196,9 @@ def roots_from_consistency_proof(old_size: int, new_size: int, old_root: bytes,
     return fr, sr
 
 
-def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes,
-                       proof: Sequence[bytes]) -> None:
+def verify_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> None:
     """Raise unless ``proof`` shows the tree ``new_root`` extends the tree ``old_root``."""
     if not 0 <= old_size <= new_size:
         raise MalformedProofError(f"sizes {old_size} -> {new_size} shrink")

@@ -23,9 +23,14 @@ def _time(value: str | None, name: str) -> str | None:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def filter_entries(audit_dir: Path | str, *, tenant: str | None = None,
-                   action: str | None = None, since: str | None = None,
-                   until: str | None = None) -> list[dict]:
+def filter_entries(
+    audit_dir: Path | str,
+    *,
+    tenant: str | None = None,
+    action: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> list[dict]:
     lo, hi = _time(since, "since"), _time(until, "until")
     out = []
     with open(Path(audit_dir) / ENTRIES, "rb") as f:

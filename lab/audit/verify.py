@@ -65,9 +65,13 @@ class VerifyReport:
 
     def to_json(self) -> dict:
         return {
-            "intact": self.intact, "entries": self.entries, "checkpoints": self.checkpoints,
-            "latest_checkpoint_size": self.latest_size, "unsigned_tail": self.unsigned_tail,
-            "damage": [d.__dict__ for d in self.damage], "warnings": self.warnings,
+            "intact": self.intact,
+            "entries": self.entries,
+            "checkpoints": self.checkpoints,
+            "latest_checkpoint_size": self.latest_size,
+            "unsigned_tail": self.unsigned_tail,
+            "damage": [d.__dict__ for d in self.damage],
+            "warnings": self.warnings,
         }
 
 
@@ -142,19 +146,35 @@ def verify_log(
     if first_off is not None:
         seq = seqs[first_off]
         assert seq is not None
-        later = set(seqs[first_off + 1:])
+        later = set(seqs[first_off + 1 :])
         if first_off in later or seq < first_off:
-            damage.append(Damage("reordered-entries", first_off, f"position {first_off} "
-                                 f"holds seq {seq}: entries were moved or duplicated"))
+            damage.append(
+                Damage(
+                    "reordered-entries",
+                    first_off,
+                    f"position {first_off} holds seq {seq}: entries were moved or duplicated",
+                )
+            )
         else:
-            damage.append(Damage("deleted-entry", first_off, f"entry {first_off} is missing: "
-                                 f"position {first_off} holds seq {seq} "
-                                 f"({seq - first_off} entries gone)"))
+            damage.append(
+                Damage(
+                    "deleted-entry",
+                    first_off,
+                    f"entry {first_off} is missing: "
+                    f"position {first_off} holds seq {seq} "
+                    f"({seq - first_off} entries gone)",
+                )
+            )
         seq_damage = first_off if seq_damage is None else min(seq_damage, first_off)
     if tail:
         kind = "torn-tail" if tail.startswith(b'{"') else "garbage-tail"
-        damage.append(Damage(kind, len(parts), f"{len(tail)} bytes after entry "
-                             f"{len(parts) - 1} are not a complete entry"))
+        damage.append(
+            Damage(
+                kind,
+                len(parts),
+                f"{len(tail)} bytes after entry {len(parts) - 1} are not a complete entry",
+            )
+        )
     n = rep.entries = len(leaves)
 
     # 2. derived files: the stored leaf hashes localise an edited entry
@@ -164,31 +184,43 @@ def verify_log(
     if len(stored) >= stored_count(n) * 32:
         for i in range(n):
             j = stored_index(0, i) * 32
-            if stored[j:j + 32] != leaves[i]:
+            if stored[j : j + 32] != leaves[i]:
                 first_edit = i
                 break
         if first_edit is None and stored[: stored_count(n) * 32] != b"".join(tree.hashes):
-            damage.append(Damage("hash-store-mismatch", None,
-                                 f"{HASHES} disagrees with the entries' subtree hashes"))
+            damage.append(
+                Damage(
+                    "hash-store-mismatch",
+                    None,
+                    f"{HASHES} disagrees with the entries' subtree hashes",
+                )
+            )
     else:
-        rep.warnings.append(f"{HASHES} covers fewer entries than the log (crash?); "
-                            "the writer rebuilds it on open")
+        rep.warnings.append(
+            f"{HASHES} covers fewer entries than the log (crash?); the writer rebuilds it on open"
+        )
     offsets = read_offsets(d / INDEX)
     ends, pos = [], 0
     for line in parts:
         pos += len(line) + 1
         ends.append(pos)
     if offsets != ends[: len(offsets)]:
-        damage.append(Damage("hash-store-mismatch", None, f"{INDEX} disagrees with the "
-                             "entries' positions"))
+        damage.append(
+            Damage("hash-store-mismatch", None, f"{INDEX} disagrees with the entries' positions")
+        )
 
     # 3. keys: the lab's key must be the one entry 0 recorded
     genesis = _genesis_key(parts[0] if parts else None)
     key = trusted_key
     if genesis is not None:
         if genesis != public_key_b64(lab_key):
-            damage.append(Damage("signing-key-replaced", 0, "the lab's public key is not the "
-                                 "one recorded in entry 0 (lab.init)"))
+            damage.append(
+                Damage(
+                    "signing-key-replaced",
+                    0,
+                    "the lab's public key is not the one recorded in entry 0 (lab.init)",
+                )
+            )
         if key is None:
             key = public_key_from_b64(genesis, f"{ENTRIES} entry 0")
     elif n:
@@ -214,31 +246,63 @@ def verify_log(
             continue
         rep.checkpoints += 1
         if path.stem != f"{cp.size:012d}":
-            damage.append(Damage("forged-checkpoint", None,
-                                 f"{path.name} holds a checkpoint of size {cp.size}"))
+            damage.append(
+                Damage(
+                    "forged-checkpoint", None, f"{path.name} holds a checkpoint of size {cp.size}"
+                )
+            )
         rep.latest_size = max(rep.latest_size, cp.size)
         if cp.size > n:
-            damage.append(Damage("truncated", n, f"the log has {n} entries but {path.name} "
-                                 f"was signed at size {cp.size}"))
+            damage.append(
+                Damage(
+                    "truncated",
+                    n,
+                    f"the log has {n} entries but {path.name} was signed at size {cp.size}",
+                )
+            )
         elif tree.root(cp.size) != cp.root:
             edited_below = cp.size if edited_below is None else min(edited_below, cp.size)
     if edited_below is not None and (seq_damage is None or seq_damage >= edited_below):
         if first_edit is not None and first_edit < edited_below:
-            damage.append(Damage("edited-entry", first_edit, f"entry {first_edit} differs "
-                                 "from its stored hash and from the signed checkpoints"))
+            damage.append(
+                Damage(
+                    "edited-entry",
+                    first_edit,
+                    f"entry {first_edit} differs "
+                    "from its stored hash and from the signed checkpoints",
+                )
+            )
         else:
-            damage.append(Damage("edited-entry", None, "an entry below size "
-                                 f"{edited_below} differs from what the checkpoint signed "
-                                 "(hash store rewritten too)"))
+            damage.append(
+                Damage(
+                    "edited-entry",
+                    None,
+                    "an entry below size "
+                    f"{edited_below} differs from what the checkpoint signed "
+                    "(hash store rewritten too)",
+                )
+            )
     elif first_edit is not None and (seq_damage is None or seq_damage > first_edit):
         if first_edit < rep.latest_size:
             # the entry agrees with what the checkpoints signed: the derived store is wrong
-            damage.append(Damage("hash-store-mismatch", first_edit, f"{HASHES} holds a wrong "
-                                 f"leaf hash for entry {first_edit}; the entries match the "
-                                 "signed checkpoints (facelab audit repair rebuilds it)"))
+            damage.append(
+                Damage(
+                    "hash-store-mismatch",
+                    first_edit,
+                    f"{HASHES} holds a wrong "
+                    f"leaf hash for entry {first_edit}; the entries match the "
+                    "signed checkpoints (facelab audit repair rebuilds it)",
+                )
+            )
         else:
-            damage.append(Damage("edited-entry", first_edit, f"entry {first_edit}, after "
-                                 "the last signed checkpoint, differs from its stored hash"))
+            damage.append(
+                Damage(
+                    "edited-entry",
+                    first_edit,
+                    f"entry {first_edit}, after "
+                    "the last signed checkpoint, differs from its stored hash",
+                )
+            )
 
     # 5. an outside witness's checkpoint
     if witness is not None:
@@ -250,18 +314,31 @@ def verify_log(
             if wcp.size > n:
                 damage.append(Damage("truncated", n, f"a witness holds size {wcp.size}"))
             elif tree.root(wcp.size) != wcp.root:
-                damage.append(Damage("edited-entry", None, "the log is not consistent with "
-                                     f"the witness's checkpoint at size {wcp.size}"))
+                damage.append(
+                    Damage(
+                        "edited-entry",
+                        None,
+                        "the log is not consistent with "
+                        f"the witness's checkpoint at size {wcp.size}",
+                    )
+                )
 
     rep.unsigned_tail = max(0, n - rep.latest_size)
     if rep.unsigned_tail:
-        rep.warnings.append(f"{rep.unsigned_tail} entries after the last signed checkpoint "
-                            "(a writer that did not close, or a crash)")
+        rep.warnings.append(
+            f"{rep.unsigned_tail} entries after the last signed checkpoint "
+            "(a writer that did not close, or a crash)"
+        )
     damage.sort(key=lambda x: (_RANK.get(x.kind, 2), x.entry is None, x.entry or 0))
     return rep
 
 
 # The first damage reported is the most telling: keys and signatures, then the entries
 # in log order, then tails, then derived files (usually a consequence of the rest).
-_RANK = {"signing-key-replaced": 0, "forged-checkpoint": 1, "torn-tail": 3,
-         "garbage-tail": 3, "hash-store-mismatch": 4}
+_RANK = {
+    "signing-key-replaced": 0,
+    "forged-checkpoint": 1,
+    "torn-tail": 3,
+    "garbage-tail": 3,
+    "hash-store-mismatch": 4,
+}

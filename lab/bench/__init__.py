@@ -15,5 +15,15 @@ from lab.bench._metrics import (
 )
 from lab.bench._scoring import reduce_scores, score_pairs
 
-__all__ = ["FMR_TARGETS", "OperatingPoint", "ScoreSet", "auc", "d_prime", "det_curve",
-           "eer", "fnmr_at_fmr", "reduce_scores", "score_pairs"]
+__all__ = [
+    "FMR_TARGETS",
+    "OperatingPoint",
+    "ScoreSet",
+    "auc",
+    "d_prime",
+    "det_curve",
+    "eer",
+    "fnmr_at_fmr",
+    "reduce_scores",
+    "score_pairs",
+]

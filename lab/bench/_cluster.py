@@ -32,19 +32,29 @@ def _score_slice(enrol, probes, gen_row, wanted, capacity, block_elems):
     return binner.counts(), gen, vals, ok
 
 
-def score_pairs_on_cluster(client, enrol: np.ndarray, probes: np.ndarray,
-                           gen_row: np.ndarray, *, targets=FMR_TARGETS,
-                           slice_probes: int = 4096, block_elems: int = 8 << 20,
-                           pilot: float = 0.02, seed: int = 0) -> ScoreSet:
+def score_pairs_on_cluster(
+    client,
+    enrol: np.ndarray,
+    probes: np.ndarray,
+    gen_row: np.ndarray,
+    *,
+    targets=FMR_TARGETS,
+    slice_probes: int = 4096,
+    block_elems: int = 8 << 20,
+    pilot: float = 0.02,
+    seed: int = 0,
+) -> ScoreSet:
     """``score_pairs`` with the slices of probe columns scored by Dask workers."""
-    enrol, probes, gen_row, wanted, cap = prepare(enrol, probes, gen_row, targets, pilot,
-                                                  seed)
+    enrol, probes, gen_row, wanted, cap = prepare(enrol, probes, gen_row, targets, pilot, seed)
     [e_fut] = client.scatter([enrol], broadcast=True)
-    slices = [(j, min(j + slice_probes, len(probes))) for j in range(0, len(probes),
-                                                                      slice_probes)]
+    slices = [(j, min(j + slice_probes, len(probes))) for j in range(0, len(probes), slice_probes)]
     share = cap * 2 // max(len(slices), 1) + 4096  # each slice's share of the windows
-    futs = [client.submit(_score_slice, e_fut, probes[a:b], gen_row[a:b], wanted, share,
-                          block_elems, pure=False) for a, b in slices]
+    futs = [
+        client.submit(
+            _score_slice, e_fut, probes[a:b], gen_row[a:b], wanted, share, block_elems, pure=False
+        )
+        for a, b in slices
+    ]
     parts = client.gather(futs)
     counts = np.sum([p[0] for p in parts], axis=0)
     gen = np.sort(np.concatenate([p[1] for p in parts]))
@@ -54,7 +64,18 @@ def score_pairs_on_cluster(client, enrol: np.ndarray, probes: np.ndarray,
     missing = sorted(needed_bins(ss, targets) - set(ss.exact))
     if missing:
         expected = int(counts[missing].sum())
-        futs = [client.submit(_collect_pass, e_fut, probes[a:b], gen_row[a:b], block_elems,
-                              missing, expected, pure=False) for a, b in slices]
+        futs = [
+            client.submit(
+                _collect_pass,
+                e_fut,
+                probes[a:b],
+                gen_row[a:b],
+                block_elems,
+                missing,
+                expected,
+                pure=False,
+            )
+            for a, b in slices
+        ]
         _adopt(ss, np.concatenate(client.gather(futs)), None)
     return ss

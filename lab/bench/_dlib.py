@@ -26,14 +26,20 @@ class DlibMatcher:
     dim = 128
 
     def __init__(self) -> None:
-        self.spec = {"name": "dlib-resnet", "version": "v1", "output": {"dim": 128},
-                     "similarity": "cosine (of L2-normalised dlib descriptors)"}
+        self.spec = {
+            "name": "dlib-resnet",
+            "version": "v1",
+            "output": {"dim": 128},
+            "similarity": "cosine (of L2-normalised dlib descriptors)",
+        }
         try:
             import dlib
             import face_recognition_models as frm
         except ImportError as e:
-            raise BadInputError("the dlib reference matcher needs the reference extra: "
-                                "pip install 'facelab[reference]'") from e
+            raise BadInputError(
+                "the dlib reference matcher needs the reference extra: "
+                "pip install 'facelab[reference]'"
+            ) from e
         self._dlib = dlib
         self.det = dlib.get_frontal_face_detector()
         self.sp = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
@@ -45,11 +51,18 @@ class DlibMatcher:
             return max(found, key=lambda r: r.area())
         (x0, y0), (x1, y1) = lm.min(0), lm.max(0)
         w = max(x1 - x0, 1.0)
-        return self._dlib.rectangle(int(x0 - 0.6 * w), int(y0 - 0.8 * w), int(x1 + 0.6 * w),
-                                    int(y1 + 0.5 * w))
+        return self._dlib.rectangle(
+            int(x0 - 0.6 * w), int(y0 - 0.8 * w), int(x1 + 0.6 * w), int(y1 + 0.5 * w)
+        )
 
-    def extract(self, images_rgb: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], *,
-                batch: int = 64, progress: Callable[[int], None] | None = None) -> Extraction:
+    def extract(
+        self,
+        images_rgb: Sequence[np.ndarray],
+        landmarks: Sequence[np.ndarray],
+        *,
+        batch: int = 64,
+        progress: Callable[[int], None] | None = None,
+    ) -> Extraction:
         out = np.empty((len(images_rgb), self.dim), np.float32)
         t0 = time.perf_counter()
         for i, (im, lm) in enumerate(zip(images_rgb, landmarks, strict=True)):

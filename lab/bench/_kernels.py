@@ -79,8 +79,7 @@ class Binner:
         """The copied impostor scores, and whether every wanted score fitted."""
         cap = self.out.shape[1]
         ok = bool((self.fill <= cap).all())
-        vals = np.concatenate([self.out[t, : min(int(self.fill[t]), cap)]
-                               for t in range(self.nt)])
+        vals = np.concatenate([self.out[t, : min(int(self.fill[t]), cap)] for t in range(self.nt)])
         return vals, ok
 
 

@@ -32,9 +32,15 @@ class Extraction:
 
 
 class Matcher:
-    def __init__(self, model_dir: Path | str, device: str = "cpu",
-                 warn: Callable[[str], None] | None = None, *, spec: dict | None = None,
-                 onnx_path: Path | str | None = None):
+    def __init__(
+        self,
+        model_dir: Path | str,
+        device: str = "cpu",
+        warn: Callable[[str], None] | None = None,
+        *,
+        spec: dict | None = None,
+        onnx_path: Path | str | None = None,
+    ):
         """``model_dir`` holds model.json and model.onnx; ``spec`` and ``onnx_path``
         give them separately (the export gate runs an artifact with its sidecar)."""
         import onnxruntime as ort
@@ -43,8 +49,9 @@ class Matcher:
         onnx_file = Path(onnx_path) if onnx_path is not None else self.dir / "model.onnx"
         self.onnx_file = onnx_file
         try:
-            self.spec = spec if spec is not None else json.loads(
-                (self.dir / "model.json").read_text())
+            self.spec = (
+                spec if spec is not None else json.loads((self.dir / "model.json").read_text())
+            )
         except (OSError, ValueError) as e:
             raise BadInputError(f"{self.dir / 'model.json'}: unreadable ({e})") from e
         problems = validate(self.spec)
@@ -82,23 +89,33 @@ class Matcher:
         x = (np.stack(batch).astype(np.float32) - self.mean) / self.std
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if inp["layout"] == "NCHW" else x)
 
-    def extract(self, images_rgb: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], *,
-                batch: int = 64, progress: Callable[[int], None] | None = None) -> Extraction:
+    def extract(
+        self,
+        images_rgb: Sequence[np.ndarray],
+        landmarks: Sequence[np.ndarray],
+        *,
+        batch: int = 64,
+        progress: Callable[[int], None] | None = None,
+    ) -> Extraction:
         out = np.empty((len(images_rgb), self.dim), np.float32)
         t0 = time.perf_counter()
         for i in range(0, len(images_rgb), batch):
-            aligned = [align(im, lm, self.size) for im, lm in
-                       zip(images_rgb[i:i + batch], landmarks[i:i + batch], strict=True)]
+            aligned = [
+                align(im, lm, self.size)
+                for im, lm in zip(images_rgb[i : i + batch], landmarks[i : i + batch], strict=True)
+            ]
             y = self.session.run(None, {self.input: self.preprocess(aligned)})[0]
             if y.ndim != 2 or y.shape[1] != self.dim:
-                raise BadInputError(f"{self.onnx_file}: output shape {y.shape} "
-                                    f"contradicts model.json (dim {self.dim})")
+                raise BadInputError(
+                    f"{self.onnx_file}: output shape {y.shape} "
+                    f"contradicts model.json (dim {self.dim})"
+                )
             if not np.isfinite(y).all():
                 raise BadInputError(f"{self.onnx_file}: NaN or infinite template")
             norms = np.linalg.norm(y, axis=1, keepdims=True)
             if (norms == 0).any():
                 raise BadInputError(f"{self.onnx_file}: an all-zero template")
-            out[i:i + len(y)] = y / norms
+            out[i : i + len(y)] = y / norms
             if progress:
                 progress(len(y))
         secs = (time.perf_counter() - t0) / max(1, len(images_rgb))

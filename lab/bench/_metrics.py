@@ -109,8 +109,9 @@ def fnmr_at_fmr(ss: ScoreSet, alpha: float) -> OperatingPoint:
         t = float(np.nextafter(np.float32(v), np.float32(np.inf)))
     fm = ss.imp_ge(t) if t != -math.inf else n
     fnm = ss.gen_lt(t)
-    return OperatingPoint(alpha, t, fnm / g if g else math.nan, fm / n if n else math.nan,
-                          estimable, fnm, fm)
+    return OperatingPoint(
+        alpha, t, fnm / g if g else math.nan, fm / n if n else math.nan, estimable, fnm, fm
+    )
 
 
 def eer_bin(ss: ScoreSet) -> int:
@@ -130,7 +131,7 @@ def _eer_bin(ss: ScoreSet) -> int:
 
 
 def _next_nonempty(ss: ScoreSet, b: int) -> int | None:
-    nz = np.nonzero(ss.counts[b + 1:])[0]
+    nz = np.nonzero(ss.counts[b + 1 :])[0]
     return int(b + 1 + nz[0]) if len(nz) else None
 
 
@@ -206,8 +207,9 @@ def auc(ss: ScoreSet) -> float:
     n, g = ss.n_impostor, ss.n_genuine
     if n == 0 or g == 0:
         return math.nan
-    kb = np.clip(np.floor((ss.genuine.astype(np.float64) + 1) * NBINS / 2), 0,
-                 NBINS - 1).astype(np.int64)
+    kb = np.clip(np.floor((ss.genuine.astype(np.float64) + 1) * NBINS / 2), 0, NBINS - 1).astype(
+        np.int64
+    )
     below = n - ss.suffix[kb]  # impostors in lower bins
     same = ss.counts[kb]
     return float((below.sum() + 0.5 * same.sum()) / (n * g))

@@ -28,8 +28,9 @@ from lab.errors import BadInputError
 
 def _check(enrol: np.ndarray, probes: np.ndarray, gen_row: np.ndarray) -> None:
     if enrol.ndim != 2 or probes.ndim != 2 or enrol.shape[1] != probes.shape[1]:
-        raise BadInputError(f"templates must be 2-D with one dimension, got {enrol.shape} "
-                            f"and {probes.shape}")
+        raise BadInputError(
+            f"templates must be 2-D with one dimension, got {enrol.shape} and {probes.shape}"
+        )
     if gen_row.shape != (probes.shape[0],):
         raise BadInputError("gen_row must give one enrolment row (or -1) per probe")
     for name, a in (("enrolment", enrol), ("probe", probes)):
@@ -64,9 +65,14 @@ def _wanted_bins(enrol, probes, gen_row, targets, pilot, seed, n_imp_total):
     # every genuine score (cheap: one dot product per probe) places the EER window; the
     # reported genuine scores come from the main pass's GEMM
     all_has = np.nonzero(gen_row >= 0)[0]
-    gen = np.sort(np.concatenate([np.einsum("ij,ij->i", enrol[gen_row[c]], probes[c])
-                                  for c in np.array_split(all_has, max(1, len(all_has)
-                                                                       // 8192))]))
+    gen = np.sort(
+        np.concatenate(
+            [
+                np.einsum("ij,ij->i", enrol[gen_row[c]], probes[c])
+                for c in np.array_split(all_has, max(1, len(all_has) // 8192))
+            ]
+        )
+    )
 
     imp = np.sort(imp)[::-1]  # descending
     n = len(imp)
@@ -83,7 +89,7 @@ def _wanted_bins(enrol, probes, gen_row, targets, pilot, seed, n_imp_total):
         top, bottom = max(int(r - band), 0), min(math.ceil(r + band), n - 1)
         k_hi = NBINS - 1 if top == 0 else int(bin_index(imp[top])) + 1
         k_lo = 0 if bottom >= n - 1 else int(bin_index(imp[bottom])) - 1
-        wanted[max(k_lo, 0):min(k_hi, NBINS - 1) + 1] = True
+        wanted[max(k_lo, 0) : min(k_hi, NBINS - 1) + 1] = True
         expected += (bottom - top + 1) / n * n_imp_total
     return wanted, int(expected * 1.5) + 4096
 
@@ -100,8 +106,12 @@ def _gemm_blocks(enrol, probes, gen_row, block_elems):
             for j0, j1 in _blocks(enrol.shape[0], probes.shape[0], block_elems):
                 if stop.is_set():
                     return
-                q.put((np.ascontiguousarray(enrol @ probes[j0:j1].T),
-                       np.ascontiguousarray(gen_row[j0:j1])))
+                q.put(
+                    (
+                        np.ascontiguousarray(enrol @ probes[j0:j1].T),
+                        np.ascontiguousarray(gen_row[j0:j1]),
+                    )
+                )
             q.put(None)
         except BaseException as e:  # hand any failure to the consumer
             q.put(e)
@@ -151,9 +161,16 @@ def prepare(enrol, probes, gen_row, targets, pilot, seed):
     return enrol, probes, gen_row, wanted, cap
 
 
-def score_pairs(enrol: np.ndarray, probes: np.ndarray, gen_row: np.ndarray, *,
-                targets=FMR_TARGETS, block_elems: int = 8 << 20, pilot: float = 0.02,
-                seed: int = 0) -> ScoreSet:
+def score_pairs(
+    enrol: np.ndarray,
+    probes: np.ndarray,
+    gen_row: np.ndarray,
+    *,
+    targets=FMR_TARGETS,
+    block_elems: int = 8 << 20,
+    pilot: float = 0.02,
+    seed: int = 0,
+) -> ScoreSet:
     """Score every enrolment against every probe and reduce, exactly.
 
     Parameters
@@ -169,8 +186,7 @@ def score_pairs(enrol: np.ndarray, probes: np.ndarray, gen_row: np.ndarray, *,
         Share of probe columns in the pilot that marks the bins to copy exactly during
         the main pass (0: none; the deciding bins are then collected by a second pass).
     """
-    enrol, probes, gen_row, wanted, cap = prepare(enrol, probes, gen_row, targets, pilot,
-                                                  seed)
+    enrol, probes, gen_row, wanted, cap = prepare(enrol, probes, gen_row, targets, pilot, seed)
     binner = Binner(wanted, cap)
     genuine: list[np.ndarray] = []
     _pass(enrol, probes, gen_row, block_elems, binner, genuine)
@@ -182,8 +198,11 @@ def score_pairs(enrol: np.ndarray, probes: np.ndarray, gen_row: np.ndarray, *,
         _adopt(ss, vals, wanted)
     missing = sorted(needed_bins(ss, targets) - set(ss.exact))
     if missing:  # second pass over only the deciding bins
-        _adopt(ss, _collect_pass(enrol, probes, gen_row, block_elems, missing,
-                                 int(counts[missing].sum())), None)
+        _adopt(
+            ss,
+            _collect_pass(enrol, probes, gen_row, block_elems, missing, int(counts[missing].sum())),
+            None,
+        )
     return ss
 
 
@@ -205,12 +224,13 @@ def _adopt(ss: ScoreSet, vals: np.ndarray, wanted: np.ndarray | None) -> None:
     cut = np.searchsorted(vals, edges.astype(np.float32), "left")  # edges are exact in f32
     for i, k in enumerate(range(k_lo, k_hi + 1)):
         a, b = int(cut[i]), int(cut[i + 1])
-        if b > a and (wanted is None or wanted[k]) and k not in ss.exact \
-                and b - a == ss.counts[k]:
+        if b > a and (wanted is None or wanted[k]) and k not in ss.exact and b - a == ss.counts[k]:
             ss.exact[k] = vals[a:b]
 
-def reduce_scores(genuine: np.ndarray, impostor: np.ndarray, *,
-                  targets=FMR_TARGETS, chunk: int = 1 << 20) -> ScoreSet:
+
+def reduce_scores(
+    genuine: np.ndarray, impostor: np.ndarray, *, targets=FMR_TARGETS, chunk: int = 1 << 20
+) -> ScoreSet:
     """The same exact reduction for scores already computed (1-D arrays)."""
     gen = np.sort(np.asarray(genuine, np.float32).ravel())
     imp = np.ascontiguousarray(np.asarray(impostor, np.float32).ravel())
@@ -235,14 +255,21 @@ def reduce_scores(genuine: np.ndarray, impostor: np.ndarray, *,
     return ss
 
 
-def score_tiles(tiles, *, targets=FMR_TARGETS, thresholds=(),
-                block_elems: int = 8 << 20) -> ScoreSet:
+def score_tiles(
+    tiles, *, targets=FMR_TARGETS, thresholds=(), block_elems: int = 8 << 20
+) -> ScoreSet:
     """One exact reduction over several (enrol, probes, gen_row) tiles, e.g. the
     same-group blocks of a NIST-style impostor subset. No pilot: the deciding bins (and
     those of ``thresholds``, to be read with ``imp_ge``) are collected by a second pass
     over the tiles."""
-    tiles = [(np.ascontiguousarray(e, np.float32), np.ascontiguousarray(p, np.float32),
-              np.ascontiguousarray(g, np.int64)) for e, p, g in tiles]
+    tiles = [
+        (
+            np.ascontiguousarray(e, np.float32),
+            np.ascontiguousarray(p, np.float32),
+            np.ascontiguousarray(g, np.int64),
+        )
+        for e, p, g in tiles
+    ]
     for e, p, g in tiles:
         _check(e, p, g)
     binner = Binner()
@@ -255,7 +282,10 @@ def score_tiles(tiles, *, targets=FMR_TARGETS, thresholds=(),
     extra = {int(bin_index(t)) for t in thresholds if math.isfinite(t)}
     missing = sorted(needed_bins(ss, targets) | {k for k in extra if ss.counts[k] > 0})
     if missing:
-        vals = [_collect_pass(e, p, g, block_elems, missing, int(ss.counts[missing].sum()))
-                for e, p, g in tiles if len(e) and len(p)]
+        vals = [
+            _collect_pass(e, p, g, block_elems, missing, int(ss.counts[missing].sum()))
+            for e, p, g in tiles
+            if len(e) and len(p)
+        ]
         _adopt(ss, np.concatenate(vals) if vals else np.empty(0, np.float32), None)
     return ss

@@ -34,8 +34,9 @@ def registered_model(lab: Lab, tenant: str, ref: str) -> tuple[dict, Path]:
 
     hits = [m for m in list_models(models_dir(lab)) if m["tenant"] == tenant and matches(m)]
     if not hits:
-        raise BadInputError(f"model {ref!r} is not registered for tenant {tenant!r} "
-                            "(facelab model import)")
+        raise BadInputError(
+            f"model {ref!r} is not registered for tenant {tenant!r} (facelab model import)"
+        )
     return hits[-1], models_dir(lab) / hits[-1]["path"]
 
 
@@ -43,14 +44,25 @@ def outbox(lab: Lab, tenant: str) -> Path:
     return lab.paths.root / "outbox" / tenant
 
 
-def bench_in_lab(lab: Lab, root: RootKey, tenant: str, model_ref: str, actor: str,
-                 log: AuditLog, *, split: str | None = "test", device: str = "cpu",
-                 progress=None) -> tuple[dict, Path]:
+def bench_in_lab(
+    lab: Lab,
+    root: RootKey,
+    tenant: str,
+    model_ref: str,
+    actor: str,
+    log: AuditLog,
+    *,
+    split: str | None = "test",
+    device: str = "cpu",
+    progress=None,
+) -> tuple[dict, Path]:
     entry, path = registered_model(lab, tenant, model_ref)
-    samples = [Sample(r.subject, r.kind, r.image(), r.landmarks, r.nationality, r.sex,
-                      r.birth_year)
-               for r in ops.read(lab, root, tenant, actor, log, split=split,
-                                 purpose=f"bench {entry['model']}")]
+    samples = [
+        Sample(r.subject, r.kind, r.image(), r.landmarks, r.nationality, r.sex, r.birth_year)
+        for r in ops.read(
+            lab, root, tenant, actor, log, split=split, purpose=f"bench {entry['model']}"
+        )
+    ]
     report = run_benchmark(samples, Matcher(path, device), progress=progress)
     report["lab"] = {"tenant": tenant, "split": split or "all", "model_digest": entry["digest"]}
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -58,11 +70,22 @@ def bench_in_lab(lab: Lab, root: RootKey, tenant: str, model_ref: str, actor: st
     page = write_report(report, out)
     digest = hashlib.sha256((out / "report.json").read_bytes()).hexdigest()
     op = next(p for p in report["operating_points"] if p["fmr_target"] == 1e-3)
-    log.record(Event("bench.run", actor, role="tenant", tenant=tenant,
-                     object=f"sha256:{digest}",
-                     details={"model": entry["model"], "split": split or "all",
-                              "genuine_pairs": report["protocol"]["genuine_pairs"],
-                              "impostor_pairs": report["protocol"]["impostor_pairs"],
-                              "eer": report["eer"]["value"], "fnmr_at_fmr_1e-3": op["fnmr"],
-                              "report": str(out.relative_to(lab.paths.root))}))
+    log.record(
+        Event(
+            "bench.run",
+            actor,
+            role="tenant",
+            tenant=tenant,
+            object=f"sha256:{digest}",
+            details={
+                "model": entry["model"],
+                "split": split or "all",
+                "genuine_pairs": report["protocol"]["genuine_pairs"],
+                "impostor_pairs": report["protocol"]["impostor_pairs"],
+                "eer": report["eer"]["value"],
+                "fnmr_at_fmr_1e-3": op["fnmr"],
+                "report": str(out.relative_to(lab.paths.root)),
+            },
+        )
+    )
     return report, page

@@ -65,6 +65,7 @@ def write_report(report: dict, out: Path) -> Path:
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     det_png, hist_png = _plots(report, out)
     e = html.escape
+
     def ci(p: dict) -> str:
         if not p["estimable"]:
             return "not estimable"
@@ -75,35 +76,40 @@ def write_report(report: dict, out: Path) -> Path:
 
     rows = "".join(
         f"<tr><td>{p['fmr_target']:.0e}</td><td>{p['fnmr']:.5f}</td><td>{ci(p)}</td>"
-        f"<td>{p['threshold']:.6f}</td></tr>" for p in report["operating_points"])
+        f"<td>{p['threshold']:.6f}</td></tr>"
+        for p in report["operating_points"]
+    )
     groups = ""
     for key in ("nationality", "sex", "age_band"):
         g = report["groups_at_fmr"][key]
         body = "".join(
             f"<tr><td>{e(name)}</td><td>{v['genuine_pairs']}</td><td>{v['impostor_pairs']}</td>"
             f"<td>{num(v['fmr'], '.5f')}</td><td>{num(v['fnmr'], '.4f')}</td></tr>"
-            for name, v in g["groups"].items())
+            for name, v in g["groups"].items()
+        )
         fr = "n/a" if g["fmr_max_min"] is None else f"{g['fmr_max_min']:.2f}"
         nr = "n/a" if g["fnmr_max_min"] is None else f"{g['fnmr_max_min']:.2f}"
-        groups += (f"<h3>{e(key)}</h3><table><tr><th>group</th><th>genuine</th>"
-                   f"<th>impostor</th><th>FMR</th><th>FNMR</th></tr>{body}</table>"
-                   f"<p>max/min: FMR {fr}, FNMR {nr}</p>")
+        groups += (
+            f"<h3>{e(key)}</h3><table><tr><th>group</th><th>genuine</th>"
+            f"<th>impostor</th><th>FMR</th><th>FNMR</th></tr>{body}</table>"
+            f"<p>max/min: FMR {fr}, FNMR {nr}</p>"
+        )
     p, m, sp = report["protocol"], report["model"], report["speed"]
     doc = f"""<!doctype html><html><head><meta charset="utf-8">
-<title>facelab 1:1 benchmark: {e(m['name'])}@{e(m['version'])}</title>
+<title>facelab 1:1 benchmark: {e(m["name"])}@{e(m["version"])}</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px}}</style>
 </head><body>
-<h1>1:1 verification: {e(m['name'])}@{e(m['version'])}</h1>
-<p>{p['enrolments']} passport enrolments, {p['probes']} gate probes, {p['genuine_pairs']:,}
-genuine and {p['impostor_pairs']:,} impostor pairs (all cross-subject pairs).</p>
+<h1>1:1 verification: {e(m["name"])}@{e(m["version"])}</h1>
+<p>{p["enrolments"]} passport enrolments, {p["probes"]} gate probes, {p["genuine_pairs"]:,}
+genuine and {p["impostor_pairs"]:,} impostor pairs (all cross-subject pairs).</p>
 <h2>FNMR at fixed FMR</h2>
 <table><tr><th>FMR</th><th>FNMR</th><th>95% CI (Wilson)</th><th>threshold</th></tr>{rows}
 </table>
-<p>EER {report['eer']['value']:.4f} at threshold {report['eer']['threshold']:.6f};
-AUC {report['auc']:.4f}; d' {report['d_prime']:.3f}.
-{m['template_bytes']} bytes per template, {m['extraction_ms_per_image']:.2f} ms per image,
-{(sp['comparisons_per_second'] or 0):,.0f} comparisons/s.</p>
+<p>EER {report["eer"]["value"]:.4f} at threshold {report["eer"]["threshold"]:.6f};
+AUC {report["auc"]:.4f}; d' {report["d_prime"]:.3f}.
+{m["template_bytes"]} bytes per template, {m["extraction_ms_per_image"]:.2f} ms per image,
+{(sp["comparisons_per_second"] or 0):,.0f} comparisons/s.</p>
 <img src="{_img(det_png)}" alt="DET curve"> <img src="{_img(hist_png)}" alt="scores">
 <h2>Demographic differentials at the FMR 1e-3 threshold</h2>{groups}
 </body></html>

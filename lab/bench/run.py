@@ -51,8 +51,9 @@ def age_band(birth_year: int) -> str:
     return f"{lo}-{lo + 9}" if lo < 70 else "70+"
 
 
-def bootstrap_fnmr(scores: np.ndarray, subject: np.ndarray, threshold: float, *,
-                   rounds: int = 1000, seed: int = 0) -> list[float]:
+def bootstrap_fnmr(
+    scores: np.ndarray, subject: np.ndarray, threshold: float, *, rounds: int = 1000, seed: int = 0
+) -> list[float]:
     """95% percentile interval of FNMR at a fixed threshold, resampling subjects (a
     subject's gate captures are correlated, so captures are not resampled alone)."""
     if len(scores) == 0:
@@ -76,9 +77,13 @@ def wilson(failures: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def run_benchmark(samples: Sequence[Sample], matcher: Matcher | DlibMatcher, *,
-                  progress: Callable[[int], None] | None = None,
-                  scorer: Callable = score_pairs) -> dict:
+def run_benchmark(
+    samples: Sequence[Sample],
+    matcher: Matcher | DlibMatcher,
+    *,
+    progress: Callable[[int], None] | None = None,
+    scorer: Callable = score_pairs,
+) -> dict:
     """Run the protocol on ``samples`` with ``matcher``; ``scorer`` is ``score_pairs``
     in-process or ``score_pairs_on_cluster`` bound to a Dask client."""
     # one enrolment per subject (its first passport image): a second passport of the
@@ -95,12 +100,15 @@ def run_benchmark(samples: Sequence[Sample], matcher: Matcher | DlibMatcher, *,
     probes = [s for s in samples if s.kind == "gate"]
     gen_row = np.array([row_of.get(s.subject, -1) for s in probes], np.int64)
     if not enrol or not probes or (gen_row < 0).all():
-        raise BadInputError("no genuine pairs: the data needs passport and gate images of "
-                            "the same subjects")
-    ext_e = matcher.extract([s.image for s in enrol], [s.landmarks for s in enrol],
-                            progress=progress)
-    ext_p = matcher.extract([s.image for s in probes], [s.landmarks for s in probes],
-                            progress=progress)
+        raise BadInputError(
+            "no genuine pairs: the data needs passport and gate images of the same subjects"
+        )
+    ext_e = matcher.extract(
+        [s.image for s in enrol], [s.landmarks for s in enrol], progress=progress
+    )
+    ext_p = matcher.extract(
+        [s.image for s in probes], [s.landmarks for s in probes], progress=progress
+    )
     t0 = time.perf_counter()
     ss = scorer(ext_e.templates, ext_p.templates, gen_row)
     seconds = time.perf_counter() - t0
@@ -112,11 +120,17 @@ def run_benchmark(samples: Sequence[Sample], matcher: Matcher | DlibMatcher, *,
     for a in FMR_TARGETS:
         op = fnmr_at_fmr(ss, a)
         lo, hi = wilson(op.false_non_matches, ss.n_genuine)
-        points.append({"fmr_target": a, "threshold": op.threshold, "fnmr": op.fnmr,
-                       "fnmr_ci95": [lo, hi],
-                       "fnmr_ci95_bootstrap": bootstrap_fnmr(gen_scores, gen_subject,
-                                                             op.threshold),
-                       "fmr": op.fmr, "estimable": op.estimable})
+        points.append(
+            {
+                "fmr_target": a,
+                "threshold": op.threshold,
+                "fnmr": op.fnmr,
+                "fnmr_ci95": [lo, hi],
+                "fnmr_ci95_bootstrap": bootstrap_fnmr(gen_scores, gen_subject, op.threshold),
+                "fmr": op.fmr,
+                "estimable": op.estimable,
+            }
+        )
     e, et = eer(ss)
     t, fmr, fnmr = det_curve(ss)
     hist = _histograms(ss)
@@ -126,8 +140,11 @@ def run_benchmark(samples: Sequence[Sample], matcher: Matcher | DlibMatcher, *,
     thr = fnmr_at_fmr(ss, GROUP_FMR).threshold
     groups, subsets = {}, {}
     del has, gen_scores
-    for key, fn in (("nationality", lambda s: s.nationality), ("sex", lambda s: s.sex),
-                    ("age_band", lambda s: age_band(s.birth_year))):
+    for key, fn in (
+        ("nationality", lambda s: s.nationality),
+        ("sex", lambda s: s.sex),
+        ("age_band", lambda s: age_band(s.birth_year)),
+    ):
         le = np.array([fn(s) for s in enrol])
         lp = np.array([fn(s) for s in probes])
         per, tiles = {}, []
@@ -136,8 +153,11 @@ def run_benchmark(samples: Sequence[Sample], matcher: Matcher | DlibMatcher, *,
             local = {int(r): k for k, r in enumerate(ie)}
             gr = np.array([local.get(int(gen_row[j]), -1) for j in ip], np.int64)
             tiles.append((ext_e.templates[ie], ext_p.templates[ip], gr))
-            s_g = ext_e.templates[ie] @ ext_p.templates[ip].T if len(ie) and len(ip) else \
-                np.empty((0, 0), np.float32)
+            s_g = (
+                ext_e.templates[ie] @ ext_p.templates[ip].T
+                if len(ie) and len(ip)
+                else np.empty((0, 0), np.float32)
+            )
             gmask = np.zeros(s_g.shape, bool)
             has_g = np.nonzero(gr >= 0)[0]
             gmask[gr[has_g], has_g] = True
@@ -145,44 +165,63 @@ def run_benchmark(samples: Sequence[Sample], matcher: Matcher | DlibMatcher, *,
             fm = int(((s_g >= thr) & ~gmask).sum())
             fnm = int((s_g[gr[has_g], has_g] < thr).sum())
             per[str(g)] = {
-                "enrolments": len(ie), "probes": len(ip),
-                "impostor_pairs": n_imp_g, "genuine_pairs": len(has_g),
+                "enrolments": len(ie),
+                "probes": len(ip),
+                "impostor_pairs": n_imp_g,
+                "genuine_pairs": len(has_g),
                 "fmr": fm / n_imp_g if n_imp_g else None,
                 "fmr_estimable": n_imp_g >= 3 / GROUP_FMR,
                 "fnmr": fnm / len(has_g) if len(has_g) else None,
-                "fnmr_ci95": list(wilson(fnm, len(has_g))) if len(has_g) else None}
+                "fnmr_ci95": list(wilson(fnm, len(has_g))) if len(has_g) else None,
+            }
         fmrs = [v["fmr"] for v in per.values() if v["fmr"] is not None]
         fnmrs = [v["fnmr"] for v in per.values() if v["fnmr"] is not None]
-        groups[key] = {"groups": per, "fmr_max_min": _ratio(fmrs),
-                       "fnmr_max_min": _ratio(fnmrs)}
+        groups[key] = {"groups": per, "fmr_max_min": _ratio(fmrs), "fnmr_max_min": _ratio(fnmrs)}
         sub = score_tiles(tiles, thresholds=[thr])
         if sub.n_genuine and sub.n_impostor:
             op = fnmr_at_fmr(sub, GROUP_FMR)
             subsets[f"same_{key}"] = {
-                "impostor_pairs": sub.n_impostor, "eer": eer(sub)[0],
-                "fnmr_at_fmr": {str(a): fnmr_at_fmr(sub, a).fnmr for a in FMR_TARGETS
-                                if fnmr_at_fmr(sub, a).estimable},
+                "impostor_pairs": sub.n_impostor,
+                "eer": eer(sub)[0],
+                "fnmr_at_fmr": {
+                    str(a): fnmr_at_fmr(sub, a).fnmr
+                    for a in FMR_TARGETS
+                    if fnmr_at_fmr(sub, a).estimable
+                },
                 "fmr_at_global_threshold": sub.imp_ge(thr) / sub.n_impostor,
-                "threshold_at_fmr": op.threshold}
+                "threshold_at_fmr": op.threshold,
+            }
     return {
-        "protocol": {"enrolments": len(enrol), "probes": len(probes),
-                     "subjects": len(row_of), "genuine_pairs": ss.n_genuine,
-                     "impostor_pairs": ss.n_impostor,
-                     "passport_images_not_enrolled": extra},
-        "model": {**matcher.spec, "template_bytes": ext_e.template_bytes,
-                  "extraction_ms_per_image": 1000 * (ext_e.seconds_per_image
-                                                     + ext_p.seconds_per_image) / 2},
+        "protocol": {
+            "enrolments": len(enrol),
+            "probes": len(probes),
+            "subjects": len(row_of),
+            "genuine_pairs": ss.n_genuine,
+            "impostor_pairs": ss.n_impostor,
+            "passport_images_not_enrolled": extra,
+        },
+        "model": {
+            **matcher.spec,
+            "template_bytes": ext_e.template_bytes,
+            "extraction_ms_per_image": 1000
+            * (ext_e.seconds_per_image + ext_p.seconds_per_image)
+            / 2,
+        },
         "operating_points": points,
         "eer": {"value": e, "threshold": et},
-        "auc": auc(ss), "d_prime": d_prime(ss),
-        "speed": {"comparisons": n_pairs, "scoring_seconds": seconds,
-                  "comparisons_per_second": n_pairs / seconds if seconds > 0 else None},
+        "auc": auc(ss),
+        "d_prime": d_prime(ss),
+        "speed": {
+            "comparisons": n_pairs,
+            "scoring_seconds": seconds,
+            "comparisons_per_second": n_pairs / seconds if seconds > 0 else None,
+        },
         "groups_at_fmr": {"fmr": GROUP_FMR, "threshold": thr, **groups},
         "impostor_subsets": subsets,
         "det": {"threshold": t.tolist(), "fmr": fmr.tolist(), "fnmr": fnmr.tolist()},
         "histogram": hist,
         "intervals": "fnmr_ci95: Wilson score interval; fnmr_ci95_bootstrap: 1,000 "
-                     "resamples of subjects at the fixed threshold",
+        "resamples of subjects at the fixed threshold",
     }
 
 
@@ -197,8 +236,11 @@ def _histograms(ss, bins: int = 200) -> dict:
     centres_fine = -1 + (np.arange(NBINS) + 0.5) * 2 / NBINS
     imp, _ = np.histogram(centres_fine, edges, weights=ss.counts)
     imp = imp / max(imp.sum() * (edges[1] - edges[0]), 1e-12)
-    return {"centres": ((edges[:-1] + edges[1:]) / 2).tolist(), "genuine": g.tolist(),
-            "impostor": imp.tolist()}
+    return {
+        "centres": ((edges[:-1] + edges[1:]) / 2).tolist(),
+        "genuine": g.tolist(),
+        "impostor": imp.tolist(),
+    }
 
 
 def _ratio(vals: list[float]) -> float | None:
@@ -217,33 +259,50 @@ def samples_from_dataset(path) -> list[Sample]:
     for it in read_dataset(path):
         r = it.row
         img = cv2.imdecode(np.frombuffer(it.png, np.uint8), cv2.IMREAD_COLOR_RGB)
-        lm = np.array([[float(r[f"lm{i}_x"]), float(r[f"lm{i}_y"])] for i in range(5)],
-                      np.float32)
-        out.append(Sample(r["subject_id"], r["kind"], img, lm, r["nationality"], r["sex"],
-                          int(r["birth_year"])))
+        lm = np.array([[float(r[f"lm{i}_x"]), float(r[f"lm{i}_y"])] for i in range(5)], np.float32)
+        out.append(
+            Sample(
+                r["subject_id"],
+                r["kind"],
+                img,
+                lm,
+                r["nationality"],
+                r["sex"],
+                int(r["birth_year"]),
+            )
+        )
     return out
 
 
 def summary_table(report: dict) -> str:
-    lines = [f"model {report['model']['name']}@{report['model']['version']}: "
-             f"{report['protocol']['genuine_pairs']:,} genuine, "
-             f"{report['protocol']['impostor_pairs']:,} impostor pairs",
-             f"  {'FMR':>8} {'FNMR':>9} {'95% CI':>19} {'threshold':>11}"]
+    lines = [
+        f"model {report['model']['name']}@{report['model']['version']}: "
+        f"{report['protocol']['genuine_pairs']:,} genuine, "
+        f"{report['protocol']['impostor_pairs']:,} impostor pairs",
+        f"  {'FMR':>8} {'FNMR':>9} {'95% CI':>19} {'threshold':>11}",
+    ]
     for p in report["operating_points"]:
-        ci = "not estimable" if not p["estimable"] else \
-            f"[{p['fnmr_ci95'][0]:.4f}, {p['fnmr_ci95'][1]:.4f}]"
-        lines.append(f"  {p['fmr_target']:>8.0e} {p['fnmr']:>9.5f} {ci:>19} "
-                     f"{p['threshold']:>11.6f}")
-    lines.append(f"  EER {report['eer']['value']:.4f} at {report['eer']['threshold']:.6f}; "
-                 f"AUC {report['auc']:.4f}; d' {report['d_prime']:.3f}")
+        ci = (
+            "not estimable"
+            if not p["estimable"]
+            else f"[{p['fnmr_ci95'][0]:.4f}, {p['fnmr_ci95'][1]:.4f}]"
+        )
+        lines.append(
+            f"  {p['fmr_target']:>8.0e} {p['fnmr']:>9.5f} {ci:>19} {p['threshold']:>11.6f}"
+        )
+    lines.append(
+        f"  EER {report['eer']['value']:.4f} at {report['eer']['threshold']:.6f}; "
+        f"AUC {report['auc']:.4f}; d' {report['d_prime']:.3f}"
+    )
     sp = report["speed"]
-    lines.append(f"  {sp['comparisons_per_second'] or 0:,.0f} comparisons/s; "
-                 f"{report['model']['template_bytes']} bytes per template; "
-                 f"{report['model']['extraction_ms_per_image']:.2f} ms per image")
+    lines.append(
+        f"  {sp['comparisons_per_second'] or 0:,.0f} comparisons/s; "
+        f"{report['model']['template_bytes']} bytes per template; "
+        f"{report['model']['extraction_ms_per_image']:.2f} ms per image"
+    )
     for key in ("nationality", "sex", "age_band"):
         g = report["groups_at_fmr"][key]
-        f = ("n/a" if g["fmr_max_min"] is None else f"{g['fmr_max_min']:.2f}")
-        n = ("n/a" if g["fnmr_max_min"] is None else f"{g['fnmr_max_min']:.2f}")
-        lines.append(f"  by {key:<11} at the FMR 1e-3 threshold: FMR max/min {f}, "
-                     f"FNMR max/min {n}")
+        f = "n/a" if g["fmr_max_min"] is None else f"{g['fmr_max_min']:.2f}"
+        n = "n/a" if g["fnmr_max_min"] is None else f"{g['fnmr_max_min']:.2f}"
+        lines.append(f"  by {key:<11} at the FMR 1e-3 threshold: FMR max/min {f}, FNMR max/min {n}")
     return "\n".join(lines)

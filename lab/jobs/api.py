@@ -37,10 +37,18 @@ class JobRecord:
 
 
 def write_record(out: BinaryIO, r: Any) -> None:
-    head = json.dumps({"record_id": r.record_id, "subject": r.subject, "kind": r.kind,
-                       "split": r.split, "landmarks": np.asarray(r.landmarks).tolist(),
-                       "nationality": r.nationality, "sex": r.sex,
-                       "birth_year": r.birth_year}).encode()
+    head = json.dumps(
+        {
+            "record_id": r.record_id,
+            "subject": r.subject,
+            "kind": r.kind,
+            "split": r.split,
+            "landmarks": np.asarray(r.landmarks).tolist(),
+            "nationality": r.nationality,
+            "sex": r.sex,
+            "birth_year": r.birth_year,
+        }
+    ).encode()
     out.write(struct.pack("<I", len(head)) + head + struct.pack("<I", len(r.png)) + r.png)
 
 
@@ -66,9 +74,17 @@ def read_records(f: BinaryIO) -> Iterator[JobRecord]:
         h = json.loads(_read_exact(f, n))
         (m,) = struct.unpack("<I", _read_exact(f, 4))
         png = _read_exact(f, m)
-        yield JobRecord(h["record_id"], h["subject"], h["kind"], h["split"], png,
-                        np.asarray(h["landmarks"], np.float32), h["nationality"], h["sex"],
-                        int(h["birth_year"]))
+        yield JobRecord(
+            h["record_id"],
+            h["subject"],
+            h["kind"],
+            h["split"],
+            png,
+            np.asarray(h["landmarks"], np.float32),
+            h["nationality"],
+            h["sex"],
+            int(h["birth_year"]),
+        )
 
 
 @dataclass

@@ -38,15 +38,20 @@ def _bench(ctx) -> dict:
     from lab.bench.report import write_report
     from lab.bench.run import Sample, run_benchmark
 
-    samples = [Sample(r.subject, r.kind, r.image(), r.landmarks, r.nationality, r.sex,
-                      r.birth_year) for r in ctx.records()]
+    samples = [
+        Sample(r.subject, r.kind, r.image(), r.landmarks, r.nationality, r.sex, r.birth_year)
+        for r in ctx.records()
+    ]
     report = run_benchmark(samples, Matcher(ctx.model_dir))
     report["lab"] = {"tenant": ctx.tenant, "split": ctx.spec.get("split"), "job": ctx.job_id}
     write_report(report, ctx.outbox)
     op = next(p for p in report["operating_points"] if p["fmr_target"] == 1e-3)
-    return {"eer": report["eer"]["value"], "fnmr_at_fmr_1e-3": op["fnmr"],
-            "genuine_pairs": report["protocol"]["genuine_pairs"],
-            "impostor_pairs": report["protocol"]["impostor_pairs"]}
+    return {
+        "eer": report["eer"]["value"],
+        "fnmr_at_fmr_1e-3": op["fnmr"],
+        "genuine_pairs": report["protocol"]["genuine_pairs"],
+        "impostor_pairs": report["protocol"]["impostor_pairs"],
+    }
 
 
 def main() -> int:
@@ -63,8 +68,9 @@ def main() -> int:
                 raise
             confinement.append(f"network NOT isolated ({e})")
         try:
-            abi = restrict_filesystem([Path(p) for p in cfg["read"]],
-                                      [Path(p) for p in cfg["write"]])
+            abi = restrict_filesystem(
+                [Path(p) for p in cfg["read"]], [Path(p) for p in cfg["write"]]
+            )
             confinement.append(f"landlock abi {abi}")
         except Exception as e:
             if cfg["strict"]:
@@ -75,8 +81,15 @@ def main() -> int:
         from lab.jobs.api import JobContext
 
         stream = os.fdopen(cfg["fd"], "rb", buffering=1 << 20)
-        ctx = JobContext(cfg["job_id"], cfg["tenant"], cfg["spec"], Path(cfg["workspace"]),
-                         Path(cfg["outbox"]), Path(cfg["model_dir"]), stream)
+        ctx = JobContext(
+            cfg["job_id"],
+            cfg["tenant"],
+            cfg["spec"],
+            Path(cfg["workspace"]),
+            Path(cfg["outbox"]),
+            Path(cfg["model_dir"]),
+            stream,
+        )
         if cfg["spec"]["kind"] == "bench":
             summary = _bench(ctx)
         else:

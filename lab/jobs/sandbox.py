@@ -47,8 +47,9 @@ def _libc() -> ctypes.CDLL:
 def landlock_abi() -> int:
     """The running kernel's Landlock ABI version, 0 when there is none."""
     try:
-        v = _libc().syscall(SYS_CREATE, None, ctypes.c_size_t(0),
-                            ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+        v = _libc().syscall(
+            SYS_CREATE, None, ctypes.c_size_t(0), ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION)
+        )
     except (OSError, AttributeError):
         return 0
     return max(0, int(v))
@@ -66,8 +67,11 @@ def enter_network_namespace() -> str:
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
-                ("scoped", ctypes.c_uint64)]
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
 
 
 class _PathBeneath(ctypes.Structure):
@@ -81,10 +85,17 @@ def restrict_filesystem(read: list[Path], write: list[Path]) -> int:
     abi = landlock_abi()
     if abi < 1:
         raise IsolationError("the kernel has no Landlock (Linux >= 5.13 with it enabled)")
-    fs = FS_ALL_V1 | (FS_REFER if abi >= 2 else 0) | (FS_TRUNCATE if abi >= 3 else 0) | \
-        (FS_IOCTL_DEV if abi >= 5 else 0)
-    attr = _RulesetAttr(fs, NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0,
-                        SCOPE_ABSTRACT_UNIX | SCOPE_SIGNAL if abi >= 6 else 0)
+    fs = (
+        FS_ALL_V1
+        | (FS_REFER if abi >= 2 else 0)
+        | (FS_TRUNCATE if abi >= 3 else 0)
+        | (FS_IOCTL_DEV if abi >= 5 else 0)
+    )
+    attr = _RulesetAttr(
+        fs,
+        NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0,
+        SCOPE_ABSTRACT_UNIX | SCOPE_SIGNAL if abi >= 6 else 0,
+    )
     size = 8 if abi < 4 else 16 if abi < 6 else 24
     libc = _libc()
     fd = libc.syscall(SYS_CREATE, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
@@ -99,10 +110,19 @@ def restrict_filesystem(read: list[Path], write: list[Path]) -> int:
                 try:
                     allowed = rights & fs if p.is_dir() else rights & fs & _FILE_RIGHTS
                     rule = _PathBeneath(allowed, pfd)
-                    if libc.syscall(SYS_ADD, ctypes.c_int(fd), ctypes.c_int(RULE_PATH_BENEATH),
-                                    ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
-                        raise IsolationError(f"landlock_add_rule {p}: "
-                                             f"{os.strerror(ctypes.get_errno())}")
+                    if (
+                        libc.syscall(
+                            SYS_ADD,
+                            ctypes.c_int(fd),
+                            ctypes.c_int(RULE_PATH_BENEATH),
+                            ctypes.byref(rule),
+                            ctypes.c_uint32(0),
+                        )
+                        != 0
+                    ):
+                        raise IsolationError(
+                            f"landlock_add_rule {p}: {os.strerror(ctypes.get_errno())}"
+                        )
                 finally:
                     os.close(pfd)
         if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
@@ -138,8 +158,9 @@ def probe() -> tuple[str, int]:
     import subprocess
     import sys
 
-    p = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
-                       timeout=60, check=False)
+    p = subprocess.run(
+        [sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=60, check=False
+    )
     parts = p.stdout.split()
     if len(parts) == 2:
         return parts[0], int(parts[1])

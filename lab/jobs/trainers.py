@@ -32,15 +32,17 @@ def pca_head(ctx) -> dict:
     model = onnx.load(ctx.model_dir / "model.onnx")
     out = model.graph.output[0].name
     model.graph.initializer.append(numpy_helper.from_array(w, "head.weight"))
-    model.graph.node.append(helper.make_node("MatMul", [out, "head.weight"], ["head_out"],
-                                             name="head"))
+    model.graph.node.append(
+        helper.make_node("MatMul", [out, "head.weight"], ["head_out"], name="head")
+    )
     del model.graph.output[:]
-    model.graph.output.append(helper.make_tensor_value_info(
-        "head_out", onnx.TensorProto.FLOAT, ["N", dim]))
+    model.graph.output.append(
+        helper.make_tensor_value_info("head_out", onnx.TensorProto.FLOAT, ["N", dim])
+    )
     onnx.save(model, ctx.outbox / "model.onnx")
     spec = json.loads((ctx.model_dir / "model.json").read_text())
     spec["name"] = f"{spec['name']}-pca{dim}"
     spec["output"]["dim"] = dim
     (ctx.outbox / "model.json").write_text(json.dumps(spec, indent=2) + "\n")
-    explained = float((sv[:dim] ** 2).sum() / (sv ** 2).sum())
+    explained = float((sv[:dim] ** 2).sum() / (sv**2).sum())
     return {"records": len(recs), "dim": dim, "variance_explained": round(explained, 4)}

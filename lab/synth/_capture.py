@@ -88,8 +88,9 @@ def gate_scene(rng: np.random.Generator, difficulty: float) -> Scene:
     )
 
 
-def capture_params(identity: Identity, kind: str, difficulty: float,
-                   rng: np.random.Generator) -> np.ndarray:
+def capture_params(
+    identity: Identity, kind: str, difficulty: float, rng: np.random.Generator
+) -> np.ndarray:
     """Face parameters at capture time.
 
     ``passport``: the face in the passport's issue year (younger, before the identity's

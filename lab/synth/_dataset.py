@@ -41,18 +41,34 @@ from lab.synth._render import render
 GENERATOR_VERSION = "facelab-synth/1"
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
-    "subject_id", "capture_id", "kind", "path", "name", "passport_no", "nationality", "sex",
+    "subject_id",
+    "capture_id",
+    "kind",
+    "path",
+    "name",
+    "passport_no",
+    "nationality",
+    "sex",
     "birth_year",
     *(f"lm{i}_{a}" for i in range(5) for a in ("x", "y")),
-    "birth_date", "capture_year", "yaw", "pitch", "roll", "glasses", "mask",
+    "birth_date",
+    "capture_year",
+    "yaw",
+    "pitch",
+    "roll",
+    "glasses",
+    "mask",
 )
 
 # Fixed PNG settings: no filter, Huffman-only deflate. Fast (noisy 112x112 images
 # compress no better with heavier settings) and byte-stable for a given zlib.
 _PNG_PARAMS = [
-    cv2.IMWRITE_PNG_COMPRESSION, 1,
-    cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
-    cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE,
+    cv2.IMWRITE_PNG_COMPRESSION,
+    1,
+    cv2.IMWRITE_PNG_STRATEGY,
+    cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
+    cv2.IMWRITE_PNG_FILTER,
+    cv2.IMWRITE_PNG_FILTER_NONE,
 ]
 
 
@@ -215,14 +231,15 @@ def write_dataset(
             # forkserver, not fork: forking a process whose OpenCV or dlib threads hold
             # a lock deadlocks the child (seen when synth runs after a detector).
             ctx = multiprocessing.get_context(
-                "forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
-                else "spawn")
+                "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            )
             if ctx.get_start_method() == "forkserver":
                 # workers fork from a server that imported the renderer once: fast start
                 ctx.set_forkserver_preload(["lab.synth._dataset"])
             with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
-                for (a, b), r in zip(_chunks(cfg.identities, chunk), pool.map(_write_chunk, jobs),
-                                     strict=True):
+                for (a, b), r in zip(
+                    _chunks(cfg.identities, chunk), pool.map(_write_chunk, jobs), strict=True
+                ):
                     rows.extend(r)
                     if progress:
                         progress(b - a)
@@ -231,9 +248,15 @@ def write_dataset(
         w.writeheader()
         w.writerows(rows)
         (tmp / "manifest.csv").write_text(buf.getvalue(), encoding="utf-8")
-        meta = {"generator": GENERATOR_VERSION, "identities": cfg.identities,
-                "captures": cfg.captures, "seed": cfg.seed, "difficulty": cfg.difficulty,
-                "size": cfg.size, "images": len(rows)}
+        meta = {
+            "generator": GENERATOR_VERSION,
+            "identities": cfg.identities,
+            "captures": cfg.captures,
+            "seed": cfg.seed,
+            "difficulty": cfg.difficulty,
+            "size": cfg.size,
+            "images": len(rows),
+        }
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         _fsync_tree(tmp)
         _replace_dir(tmp, out)

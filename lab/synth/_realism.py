@@ -15,8 +15,16 @@ import cv2
 import numpy as np
 
 # The 112x112 five-point template of ArcFace-style models (eyes, nose tip, mouth corners).
-TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-                         [41.5493, 92.3655], [70.7299, 92.2041]], np.float32)
+TEMPLATE_112 = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    np.float32,
+)
 
 
 def load(dataset: Path) -> tuple[list[dict[str, str]], list[np.ndarray]]:
@@ -27,16 +35,18 @@ def load(dataset: Path) -> tuple[list[dict[str, str]], list[np.ndarray]]:
 
 
 def landmarks(row: dict[str, str]) -> np.ndarray:
-    return np.array([[float(row[f"lm{i}_x"]), float(row[f"lm{i}_y"])] for i in range(5)],
-                    np.float32)
+    return np.array(
+        [[float(row[f"lm{i}_x"]), float(row[f"lm{i}_y"])] for i in range(5)], np.float32
+    )
 
 
 def align(img: np.ndarray, lm: np.ndarray, size: int = 64) -> np.ndarray:
     """Similarity-align to the 5-point template (least squares), grayscale."""
     m, _ = cv2.estimateAffinePartial2D(lm, TEMPLATE_112 * (size / 112.0), method=cv2.LMEDS)
     g = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-    return cv2.warpAffine(g, m, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        g, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def haar_one_face_rate(imgs: list[np.ndarray]) -> float:
@@ -44,8 +54,9 @@ def haar_one_face_rate(imgs: list[np.ndarray]) -> float:
     hits = 0
     for im in imgs:
         g = cv2.cvtColor(im, cv2.COLOR_BGR2GRAY)
-        hits += len(casc.detectMultiScale(g, scaleFactor=1.1, minNeighbors=3,
-                                          minSize=(30, 30))) == 1
+        hits += (
+            len(casc.detectMultiScale(g, scaleFactor=1.1, minNeighbors=3, minSize=(30, 30))) == 1
+        )
     return hits / len(imgs)
 
 
@@ -121,8 +132,9 @@ def dlib_resnet_scores(rows, imgs) -> PairScores:
     net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
     feats = []
     for r, im in zip(rows, imgs, strict=True):
-        rgb = cv2.resize(cv2.cvtColor(im, cv2.COLOR_BGR2RGB), None, fx=2, fy=2,
-                         interpolation=cv2.INTER_CUBIC)
+        rgb = cv2.resize(
+            cv2.cvtColor(im, cv2.COLOR_BGR2RGB), None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC
+        )
         found = det(rgb, 0)
         if len(found):
             rect = found[0]
@@ -130,8 +142,9 @@ def dlib_resnet_scores(rows, imgs) -> PairScores:
             lm = landmarks(r) * 2
             (x0, y0), (x1, y1) = lm.min(0), lm.max(0)
             w = x1 - x0
-            rect = dlib.rectangle(int(x0 - 0.6 * w), int(y0 - 0.8 * w), int(x1 + 0.6 * w),
-                                  int(y1 + 0.5 * w))
+            rect = dlib.rectangle(
+                int(x0 - 0.6 * w), int(y0 - 0.8 * w), int(x1 + 0.6 * w), int(y1 + 0.5 * w)
+            )
         feats.append(np.array(net.compute_face_descriptor(rgb, sp(rgb, rect))))
     f = np.array(feats)
     subj = np.array([r["subject_id"] for r in rows])

@@ -155,28 +155,64 @@ class _Canvas:
         fy = max(0.25, cb * self._cp + yb * self._sp) / cb
         return fx, fy
 
-    def ellipse(self, img: np.ndarray, center, axes: tuple[float, float],
-                angle: float, color, thickness: int = -1, arc: tuple[int, int] = (0, 360)):
+    def ellipse(
+        self,
+        img: np.ndarray,
+        center,
+        axes: tuple[float, float],
+        angle: float,
+        color,
+        thickness: int = -1,
+        arc: tuple[int, int] = (0, 360),
+    ):
         k = self._k
         a0, a1 = int(axes[0] * k + 0.5), int(axes[1] * k + 0.5)
-        cv2.ellipse(img, (int(center[0] * _ONE + 0.5), int(center[1] * _ONE + 0.5)),
-                    (a0 if a0 > 1 else 1, a1 if a1 > 1 else 1),
-                    angle + self.roll, arc[0], arc[1], color, thickness, _AA, _SHIFT)
+        cv2.ellipse(
+            img,
+            (int(center[0] * _ONE + 0.5), int(center[1] * _ONE + 0.5)),
+            (a0 if a0 > 1 else 1, a1 if a1 > 1 else 1),
+            angle + self.roll,
+            arc[0],
+            arc[1],
+            color,
+            thickness,
+            _AA,
+            _SHIFT,
+        )
 
-    def feature(self, img: np.ndarray, x: float, y: float, axes: tuple[float, float],
-                color, angle: float = 0.0, dz: float = 0.0, thickness: int = -1,
-                arc: tuple[int, int] = (0, 360)):
+    def feature(
+        self,
+        img: np.ndarray,
+        x: float,
+        y: float,
+        axes: tuple[float, float],
+        color,
+        angle: float = 0.0,
+        dz: float = 0.0,
+        thickness: int = -1,
+        arc: tuple[int, int] = (0, 360),
+    ):
         """An ellipse on the face surface at (x, y), foreshortened by the pose (hot path)."""
         fx, fy = self.foreshorten(x, y)
         z = self.C * math.sqrt(max(1.0 - x * x - y * y * self._by2, 0.04)) + dz
         r00, r01, r02, r10, r11, r12 = self._r
         k = self._k
         a0, a1 = int(axes[0] * fx * k + 0.5), int(axes[1] * fy * k + 0.5)
-        cv2.ellipse(img,
-                    (int((self.cx + r00 * x + r01 * y + r02 * z) * _ONE + 0.5),
-                     int((self.cy + r10 * x + r11 * y + r12 * z) * _ONE + 0.5)),
-                    (a0 if a0 > 1 else 1, a1 if a1 > 1 else 1),
-                    angle + self.roll, arc[0], arc[1], color, thickness, _AA, _SHIFT)
+        cv2.ellipse(
+            img,
+            (
+                int((self.cx + r00 * x + r01 * y + r02 * z) * _ONE + 0.5),
+                int((self.cy + r10 * x + r11 * y + r12 * z) * _ONE + 0.5),
+            ),
+            (a0 if a0 > 1 else 1, a1 if a1 > 1 else 1),
+            angle + self.roll,
+            arc[0],
+            arc[1],
+            color,
+            thickness,
+            _AA,
+            _SHIFT,
+        )
 
     def poly(self, img: np.ndarray, pts2d: np.ndarray, color) -> None:
         cv2.fillPoly(img, [_pts(pts2d)], color, _AA, _SHIFT)
@@ -221,16 +257,30 @@ def _hair_colour(p: np.ndarray) -> np.ndarray:
 def _draw_body(c: _Canvas, skin: np.ndarray, scene: Scene) -> None:
     s, a, cx, cy = c.size, c.a_px, c.cx, c.cy
     neck_top = cy + 0.6 * a
-    neck = np.array([[cx - 0.52 * a, neck_top], [cx + 0.52 * a, neck_top],
-                     [cx + 0.6 * a, s + 2], [cx - 0.6 * a, s + 2]])
+    neck = np.array(
+        [
+            [cx - 0.52 * a, neck_top],
+            [cx + 0.52 * a, neck_top],
+            [cx + 0.6 * a, s + 2],
+            [cx - 0.6 * a, s + 2],
+        ]
+    )
     c.poly(c.albedo, neck, (skin * 0.93).tolist())
     c.poly(c.occ, neck, _NEUTRAL - 25)
     shoulder_y = cy + 1.75 * a
-    body = np.array([[cx - 2.6 * a, s + 2], [cx - 2.3 * a, shoulder_y + 0.45 * a],
-                     [cx - 1.2 * a, shoulder_y], [cx - 0.5 * a, shoulder_y - 0.1 * a],
-                     [cx, shoulder_y + 0.45 * a],
-                     [cx + 0.5 * a, shoulder_y - 0.1 * a], [cx + 1.2 * a, shoulder_y],
-                     [cx + 2.3 * a, shoulder_y + 0.45 * a], [cx + 2.6 * a, s + 2]])
+    body = np.array(
+        [
+            [cx - 2.6 * a, s + 2],
+            [cx - 2.3 * a, shoulder_y + 0.45 * a],
+            [cx - 1.2 * a, shoulder_y],
+            [cx - 0.5 * a, shoulder_y - 0.1 * a],
+            [cx, shoulder_y + 0.45 * a],
+            [cx + 0.5 * a, shoulder_y - 0.1 * a],
+            [cx + 1.2 * a, shoulder_y],
+            [cx + 2.3 * a, shoulder_y + 0.45 * a],
+            [cx + 2.6 * a, s + 2],
+        ]
+    )
     c.poly(c.albedo, body, scene.clothing)
     c.poly(c.occ, body, _NEUTRAL)
 
@@ -243,8 +293,14 @@ def _draw_back_hair(c: _Canvas, hair: np.ndarray) -> None:
     bottom = 0.2 + 2.2 * (length - 0.55)
     w = 1.1 + vol
     arc = np.column_stack([w * _BACK_COS, (c.B + vol) * _BACK_SIN, np.full(16, -0.3)])
-    sides = np.array([[w + 0.05, bottom, -0.3], [0.6, bottom + 0.15, -0.3],
-                      [-0.6, bottom + 0.15, -0.3], [-w - 0.05, bottom, -0.3]])
+    sides = np.array(
+        [
+            [w + 0.05, bottom, -0.3],
+            [0.6, bottom + 0.15, -0.3],
+            [-0.6, bottom + 0.15, -0.3],
+            [-w - 0.05, bottom, -0.3],
+        ]
+    )
     pts = c.project(np.concatenate([arc, sides]))
     c.poly(c.albedo, pts, hair.tolist())
     c.poly(c.occ, pts, _NEUTRAL - 30)
@@ -274,8 +330,13 @@ def _draw_top_hair(c: _Canvas, hair: np.ndarray) -> None:
     xs = _HAIRLINE_X
     ys = hl + fringe * (1 - (xs / 0.9) ** 2) + 0.06 * (xs / 0.9) ** 2
     inner = np.column_stack([xs, ys, c.surface_z(xs, ys) + 0.02])
-    inner = np.concatenate([[[0.99, side_y, 0.0], [0.93, hl + 0.14, 0.2]], inner,
-                            [[-0.93, hl + 0.14, 0.2], [-0.99, side_y, 0.0]]])
+    inner = np.concatenate(
+        [
+            [[0.99, side_y, 0.0], [0.93, hl + 0.14, 0.2]],
+            inner,
+            [[-0.93, hl + 0.14, 0.2], [-0.99, side_y, 0.0]],
+        ]
+    )
     pts = c.project(np.concatenate([outer, inner]))
     c.poly(c.albedo, pts, hair.tolist())
     c.poly(c.occ, pts, _NEUTRAL - 10)
@@ -299,11 +360,19 @@ def _draw_eyes(c: _Canvas, skin: np.ndarray, scene: Scene) -> list[np.ndarray]:
         c.feature(c.albedo, ex, ey, (w, h), (222, 214, 208), tilt)
         gaze = 0.25 * w * math.sin(c.yaw)
         c.feature(c.albedo, ex + gaze, ey + 0.05 * h, (h * 0.92, h * 0.92), iris, 0, 0.01)
-        c.feature(c.albedo, ex + gaze, ey + 0.05 * h, (h * 0.42, h * 0.42), (12, 10, 10), 0,
-                  0.012)
+        c.feature(c.albedo, ex + gaze, ey + 0.05 * h, (h * 0.42, h * 0.42), (12, 10, 10), 0, 0.012)
         lid = (skin * 0.3).tolist()
-        c.feature(c.albedo, ex, ey, (w * 1.05, h * 1.15), lid, tilt, 0.01,
-                  max(1, round(c.a_px / 28)), (180, 360))
+        c.feature(
+            c.albedo,
+            ex,
+            ey,
+            (w * 1.05, h * 1.15),
+            lid,
+            tilt,
+            0.01,
+            max(1, round(c.a_px / 28)),
+            (180, 360),
+        )
         centres.append(c.on_face(ex, ey))
         # brow: a thick arched stroke above the eye
         t = _BROW_T
@@ -318,8 +387,12 @@ def _draw_eyes(c: _Canvas, skin: np.ndarray, scene: Scene) -> list[np.ndarray]:
         th = max(1, round(c.a_px / 22))
         for cx in centres:
             c.ellipse(c.albedo, cx, (w * 2.0 * math.cos(c.yaw) ** 0.5, w * 1.5), 0, frame, th)
-        c.line(c.albedo, np.array(centres) + np.array([[0.17, 0.0], [-0.17, 0.0]]) * c.a_px
-               * w * 12, frame, th)
+        c.line(
+            c.albedo,
+            np.array(centres) + np.array([[0.17, 0.0], [-0.17, 0.0]]) * c.a_px * w * 12,
+            frame,
+            th,
+        )
     return centres
 
 
@@ -340,8 +413,15 @@ def _draw_nose(c: _Canvas, skin: np.ndarray, scene: Scene) -> np.ndarray:
         side_pts[:, 0] = side * (0.09 + (nw * 0.9 - 0.09) * _RIDGE_T)
         side_pts[:, 2] -= 0.08
         c.line(c.occ, c.project(side_pts), _NEUTRAL - dark, max(1, round(c.a_px * 0.07)))
-        c.feature(c.albedo, side * nw * 0.5, ty + 0.05, (0.05, 0.028), (skin * 0.35).tolist(),
-                  side * 20, pro * 0.5)
+        c.feature(
+            c.albedo,
+            side * nw * 0.5,
+            ty + 0.05,
+            (0.05, 0.028),
+            (skin * 0.35).tolist(),
+            side * 20,
+            pro * 0.5,
+        )
         c.feature(c.occ, side * nw * 0.85, ty, (0.06, 0.08), _NEUTRAL - 35, 0, pro * 0.4)
     c.feature(c.occ, 0.0, ty + 0.11, (nw * 0.9, 0.06), _NEUTRAL - 55, 0, pro * 0.3)
     c.feature(c.occ, 0.0, ty - 0.02, (nw * 0.45, 0.06), _NEUTRAL + 35, 0, pro)
@@ -354,10 +434,9 @@ def _draw_mouth(c: _Canvas, skin: np.ndarray, scene: Scene) -> list[np.ndarray]:
     mw = p[P["mouth_width"]] * (1 + 0.12 * scene.expression)
     lt = p[P["lip_thickness"]]
     red = np.array([190.0, 60.0, 70.0])
-    lip = (skin * 0.78 * (1 - p[P["lip_redness"]] * 0.5) + red * p[P["lip_redness"]] * 0.35)
+    lip = skin * 0.78 * (1 - p[P["lip_redness"]] * 0.5) + red * p[P["lip_redness"]] * 0.35
     c.feature(c.albedo, 0.0, my - 0.03 * lt, (mw * 0.92, 0.045 * lt), lip.tolist(), 0, 0.02)
-    c.feature(c.albedo, 0.0, my + 0.04 * lt, (mw * 0.82, 0.06 * lt), (lip * 1.06).tolist(), 0,
-              0.02)
+    c.feature(c.albedo, 0.0, my + 0.04 * lt, (mw * 0.82, 0.06 * lt), (lip * 1.06).tolist(), 0, 0.02)
     c.feature(c.occ, 0.0, my + 0.16 * lt, (mw * 0.7, 0.06), _NEUTRAL - 40)
     smile = 0.05 * scene.expression
     xs = mw * _MOUTH_T
@@ -365,8 +444,9 @@ def _draw_mouth(c: _Canvas, skin: np.ndarray, scene: Scene) -> list[np.ndarray]:
     zs = c.surface_z(xs, ys) + 0.03
     line = c.project(np.column_stack([xs, ys, zs]))
     if scene.expression > 0.55:
-        c.feature(c.albedo, 0.0, my + 0.01, (mw * 0.75, 0.05 * scene.expression), (40, 20, 22), 0,
-                  0.03)
+        c.feature(
+            c.albedo, 0.0, my + 0.01, (mw * 0.75, 0.05 * scene.expression), (40, 20, 22), 0, 0.03
+        )
     c.line(c.albedo, line, (skin * 0.3).tolist(), max(1, round(c.a_px / 30)))
     return [line[0], line[-1]]
 
@@ -404,8 +484,14 @@ def _draw_marks(c: _Canvas, skin: np.ndarray, rng: np.random.Generator) -> None:
         c.feature(c.albedo, x, y, (r, r), (skin * rng.uniform(0.45, 0.7)).tolist())
     if rng.random() < 0.12:
         x, y = rng.uniform(-0.6, 0.6), rng.uniform(-0.4, 0.9)
-        c.feature(c.occ, x, y, (rng.uniform(0.08, 0.2), rng.uniform(0.06, 0.15)), _NEUTRAL - 30,
-                  rng.uniform(0, 180))
+        c.feature(
+            c.occ,
+            x,
+            y,
+            (rng.uniform(0.08, 0.2), rng.uniform(0.06, 0.15)),
+            _NEUTRAL - 30,
+            rng.uniform(0, 180),
+        )
 
 
 def _draw_beard(c: _Canvas, hair: np.ndarray, outline: np.ndarray) -> None:
@@ -467,22 +553,26 @@ def _texture(c: _Canvas, seed: int, out: int) -> np.ndarray:
     """The identity's skin texture warped onto the image through the pose, shape (out, out)."""
     p = c.p
     n = 24
-    tex = _texture_field(seed, round(float(p[P["skin_texture"]]), 3),
-                         round(float(p[P["freckles"]]), 3))
+    tex = _texture_field(
+        seed, round(float(p[P["skin_texture"]]), 3), round(float(p[P["freckles"]]), 3)
+    )
     # texture square [-1.1, 1.1] x [-1.1B, 1.1B] of the head frame -> image, via the pose
     sx = 2.2 / n
     sy = 2.2 * c.B / n
     r00, r01, r02, r10, r11, r12 = c._r  # already scaled by a_px
     zc = 0.7 * c.C
-    m = np.array([
-        [r00 * sx, r01 * sy, c.cx - 1.1 * r00 - 1.1 * c.B * r01 + zc * r02],
-        [r10 * sx, r11 * sy, c.cy - 1.1 * r10 - 1.1 * c.B * r11 + zc * r12],
-    ])
+    m = np.array(
+        [
+            [r00 * sx, r01 * sy, c.cx - 1.1 * r00 - 1.1 * c.B * r01 + zc * r02],
+            [r10 * sx, r11 * sy, c.cy - 1.1 * r10 - 1.1 * c.B * r11 + zc * r12],
+        ]
+    )
     k = out / c.size
     m = m * k
     m[:, 2] += 0.5 * k - 0.5
-    return cv2.warpAffine(tex, m, (out, out), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
+    return cv2.warpAffine(
+        tex, m, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=1.0
+    )
 
 
 def _background(size: int, scene: Scene) -> np.ndarray:
@@ -546,8 +636,9 @@ def _noise_table() -> np.ndarray:
     return np.random.default_rng(0x5EED).standard_normal(1 << 21, dtype=np.float32)
 
 
-def render(params: np.ndarray, texture_seed: int, scene: Scene, size: int,
-           supersample: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def render(
+    params: np.ndarray, texture_seed: int, scene: Scene, size: int, supersample: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Render one image.
 
     Parameters

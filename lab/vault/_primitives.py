@@ -26,14 +26,16 @@ KEY = 32
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 
 
-def derive_root(secret: bytes, salt: bytes, n: int = SCRYPT_N, r: int = SCRYPT_R,
-                p: int = SCRYPT_P) -> bytes:
+def derive_root(
+    secret: bytes, salt: bytes, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P
+) -> bytes:
     return Scrypt(salt=salt, length=KEY, n=n, r=r, p=p).derive(secret)
 
 
 def subkey(key: bytes, label: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=KEY, salt=None,
-                info=b"facelab/" + label.encode()).derive(key)
+    return HKDF(
+        algorithm=hashes.SHA256(), length=KEY, salt=None, info=b"facelab/" + label.encode()
+    ).derive(key)
 
 
 def random_key() -> bytes:

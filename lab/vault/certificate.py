@@ -26,12 +26,24 @@ from lab.audit.events import canonical
 from lab.errors import BadInputError
 
 
-def build(*, lab_id: str, tenant: str, actor: str, when: str, vault_path: str,
-          destroyed: dict, verification: dict, tool: str) -> dict:
+def build(
+    *,
+    lab_id: str,
+    tenant: str,
+    actor: str,
+    when: str,
+    vault_path: str,
+    destroyed: dict,
+    verification: dict,
+    tool: str,
+) -> dict:
     return {
         "title": "Certificate of Sanitization (NIST SP 800-88 Rev. 1, Appendix G)",
-        "person_performing_sanitization": {"name": actor, "title": "lab operator",
-                                           "organization": lab_id},
+        "person_performing_sanitization": {
+            "name": actor,
+            "title": "lab operator",
+            "organization": lab_id,
+        },
         "media_information": {
             "media_type": "logical: encrypted records and the tenant key-encryption key",
             "location": vault_path,
@@ -39,8 +51,15 @@ def build(*, lab_id: str, tenant: str, actor: str, when: str, vault_path: str,
             "records": destroyed["records"],
             "subjects": destroyed["subjects"],
             "datasets": destroyed["datasets"],
-            "data_categories": ["face images (synthetic)", "names", "passport numbers",
-                                "nationality", "sex", "birth year", "landmarks"],
+            "data_categories": [
+                "face images (synthetic)",
+                "names",
+                "passport numbers",
+                "nationality",
+                "sex",
+                "birth year",
+                "landmarks",
+            ],
             "data_backed_up": "no (the lab keeps no backups of tenant data)",
         },
         "sanitization_details": {
@@ -50,7 +69,8 @@ def build(*, lab_id: str, tenant: str, actor: str, when: str, vault_path: str,
                 "the tenant KEK existed only wrapped under the lab root key; its wrapped "
                 "copy and every record were deleted in one transaction with SQLite "
                 "secure_delete on, the database was rebuilt (VACUUM) and its write-ahead "
-                "log truncated before and after; without the KEK no data key opens"),
+                "log truncated before and after; without the KEK no data key opens"
+            ),
             "wrapped_kek_sha256": destroyed["wrapped_kek_sha256"],
             "tool_used": tool,
             "verification_method": verification["method"],
@@ -65,9 +85,11 @@ def build(*, lab_id: str, tenant: str, actor: str, when: str, vault_path: str,
 def sign(cert: dict, key: Ed25519PrivateKey) -> dict:
     from lab.labdir import public_key_b64
 
-    return {"certificate": cert,
-            "signature": base64.b64encode(key.sign(canonical(cert))).decode(),
-            "public_key": public_key_b64(key.public_key())}
+    return {
+        "certificate": cert,
+        "signature": base64.b64encode(key.sign(canonical(cert))).decode(),
+        "public_key": public_key_b64(key.public_key()),
+    }
 
 
 def verify(doc: dict, key: Ed25519PublicKey) -> dict:

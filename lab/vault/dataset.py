@@ -18,8 +18,18 @@ import numpy as np
 
 from lab.errors import BadInputError
 
-REQUIRED = ("subject_id", "capture_id", "kind", "path", "name", "passport_no", "nationality",
-            "sex", "birth_year", *(f"lm{i}_{a}" for i in range(5) for a in "xy"))
+REQUIRED = (
+    "subject_id",
+    "capture_id",
+    "kind",
+    "path",
+    "name",
+    "passport_no",
+    "nationality",
+    "sex",
+    "birth_year",
+    *(f"lm{i}_{a}" for i in range(5) for a in "xy"),
+)
 _PNG = b"\x89PNG\r\n\x1a\n"
 
 

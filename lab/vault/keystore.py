@@ -45,26 +45,36 @@ class RootKey:
         return pr.seal(self.subkey("kek-wrap/v1"), kek, b"facelab/v1|kek|" + tenant.encode())
 
     def unwrap_kek(self, tenant: str, wrapped: bytes) -> bytes:
-        return pr.open_(self.subkey("kek-wrap/v1"), wrapped,
-                        b"facelab/v1|kek|" + tenant.encode())
+        return pr.open_(self.subkey("kek-wrap/v1"), wrapped, b"facelab/v1|kek|" + tenant.encode())
 
     def seal_signing_key(self, lab_id: str, raw: bytes) -> bytes:
-        return pr.seal(self.subkey("lab-signing-key/v1"), raw,
-                       b"facelab/v1|lab-signing-key|" + lab_id.encode())
+        return pr.seal(
+            self.subkey("lab-signing-key/v1"), raw, b"facelab/v1|lab-signing-key|" + lab_id.encode()
+        )
 
     def open_signing_key(self, lab_id: str, blob: bytes) -> bytes:
-        return pr.open_(self.subkey("lab-signing-key/v1"), blob,
-                        b"facelab/v1|lab-signing-key|" + lab_id.encode())
+        return pr.open_(
+            self.subkey("lab-signing-key/v1"),
+            blob,
+            b"facelab/v1|lab-signing-key|" + lab_id.encode(),
+        )
 
 
 def create(keys_dir: Path, secret: bytes, *, n: int = pr.SCRYPT_N) -> RootKey:
     """Write a new keystore.json under ``keys_dir`` and return the root key."""
     salt = os.urandom(16)
     root = RootKey(pr.derive_root(secret, salt, n=n))
-    doc = {"format": FORMAT, "kdf": "scrypt", "n": n, "r": pr.SCRYPT_R, "p": pr.SCRYPT_P,
-           "salt": base64.b64encode(salt).decode(),
-           "check": base64.b64encode(pr.seal(root.subkey("check/v1"), _CHECK,
-                                             b"facelab/check/v1")).decode()}
+    doc = {
+        "format": FORMAT,
+        "kdf": "scrypt",
+        "n": n,
+        "r": pr.SCRYPT_R,
+        "p": pr.SCRYPT_P,
+        "salt": base64.b64encode(salt).decode(),
+        "check": base64.b64encode(
+            pr.seal(root.subkey("check/v1"), _CHECK, b"facelab/check/v1")
+        ).decode(),
+    }
     (keys_dir / "keystore.json").write_text(json.dumps(doc, indent=2) + "\n")
     return root
 

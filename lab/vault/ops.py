@@ -30,28 +30,55 @@ def open_vault(lab: Lab, root: RootKey, **kw) -> Vault:
     return Vault(lab.paths.vault, root, lab.policy.vault, **kw)
 
 
-def ingest(lab: Lab, root: RootKey, tenant: str, dataset: Path | str, actor: str,
-           log: AuditLog, *, delete_source: bool = False, **vault_kw) -> IngestResult:
+def ingest(
+    lab: Lab,
+    root: RootKey,
+    tenant: str,
+    dataset: Path | str,
+    actor: str,
+    log: AuditLog,
+    *,
+    delete_source: bool = False,
+    **vault_kw,
+) -> IngestResult:
     check_tenant(tenant)
     dataset = Path(dataset)
     items = read_dataset(dataset, lab.policy.vault.max_image_side)
     digest = dataset_digest(dataset)
     with open_vault(lab, root, **vault_kw) as v:
         res = v.ingest(tenant, items, digest)
-        log.record(Event("vault.ingest", actor, tenant=tenant, object=digest,
-                         decision="unchanged" if res.already_present else "ok",
-                         details={"images": res.images, "subjects": res.subjects,
-                                  "created_tenant": res.created_tenant,
-                                  "source": str(dataset)}))
+        log.record(
+            Event(
+                "vault.ingest",
+                actor,
+                tenant=tenant,
+                object=digest,
+                decision="unchanged" if res.already_present else "ok",
+                details={
+                    "images": res.images,
+                    "subjects": res.subjects,
+                    "created_tenant": res.created_tenant,
+                    "source": str(dataset),
+                },
+            )
+        )
         if delete_source:
             stored = v.dataset_image_digests(tenant, digest)
             source = sorted(hashlib.sha256(it.png).hexdigest() for it in items)
             if stored != source:
-                raise BadInputError(f"{dataset}: the vault's copy does not match the "
-                                    "source; the plaintext is kept")
+                raise BadInputError(
+                    f"{dataset}: the vault's copy does not match the source; the plaintext is kept"
+                )
             _delete_source(dataset, [it.row["path"] for it in items])
-            log.record(Event("vault.source_deleted", actor, tenant=tenant, object=digest,
-                             details={"images": len(items), "source": str(dataset)}))
+            log.record(
+                Event(
+                    "vault.source_deleted",
+                    actor,
+                    tenant=tenant,
+                    object=digest,
+                    details={"images": len(items), "source": str(dataset)},
+                )
+            )
     return res
 
 
@@ -67,15 +94,36 @@ def _delete_source(root: Path, rel_paths: list[str]) -> None:
         root.rmdir()
 
 
-def read(lab: Lab, root: RootKey, tenant: str, actor: str, log: AuditLog,
-         split: str | None = None, purpose: str = "") -> Iterator[Record]:
+def read(
+    lab: Lab,
+    root: RootKey,
+    tenant: str,
+    actor: str,
+    log: AuditLog,
+    split: str | None = None,
+    purpose: str = "",
+) -> Iterator[Record]:
     """Records of ``tenant`` for lab code, decrypted in memory; the access is recorded."""
-    log.record(Event("vault.read", actor, tenant=tenant, details={"split": split or "all",
-                                                                  "purpose": purpose}))
+    log.record(
+        Event(
+            "vault.read",
+            actor,
+            tenant=tenant,
+            details={"split": split or "all", "purpose": purpose},
+        )
+    )
 
     def failed(rid: str, field: str) -> None:
-        log.record(Event("vault.open_failed", actor, tenant=tenant, decision="error",
-                         object=f"record:{rid}", details={"field": field}))
+        log.record(
+            Event(
+                "vault.open_failed",
+                actor,
+                tenant=tenant,
+                decision="error",
+                object=f"record:{rid}",
+                details={"field": field},
+            )
+        )
 
     with open_vault(lab, root) as v:
         yield from v.records(tenant, split, on_error=failed)
@@ -96,8 +144,9 @@ def scan_lab(root_dir: Path, needles: list[bytes]) -> list[str]:
     return found
 
 
-def destroy(lab: Lab, root: RootKey, tenant: str, actor: str, log: AuditLog,
-            clock=lambda: datetime.now(UTC)) -> Path:
+def destroy(
+    lab: Lab, root: RootKey, tenant: str, actor: str, log: AuditLog, clock=lambda: datetime.now(UTC)
+) -> Path:
     """Crypto-shred ``tenant`` and return the path of the signed certificate."""
     check_tenant(tenant)
     with open_vault(lab, root) as v:
@@ -108,22 +157,42 @@ def destroy(lab: Lab, root: RootKey, tenant: str, actor: str, log: AuditLog,
     ok = not copies and left[0] == 0
     when = clock().astimezone(UTC)
     cert = certificate.build(
-        lab_id=lab.lab_id, tenant=tenant, actor=actor, when=when.isoformat(timespec="seconds"),
-        vault_path=str(lab.paths.vault), destroyed=destroyed, tool=f"facelab {__version__}",
-        verification={"method": "full: every byte of every file in the lab (database, WAL, "
-                                "journals, logs) scanned for the wrapped KEK; record count",
-                      "result": "passed" if ok else "FAILED",
-                      "details": {"files_with_key_copies": copies,
-                                  "records_left": left[0]}})
+        lab_id=lab.lab_id,
+        tenant=tenant,
+        actor=actor,
+        when=when.isoformat(timespec="seconds"),
+        vault_path=str(lab.paths.vault),
+        destroyed=destroyed,
+        tool=f"facelab {__version__}",
+        verification={
+            "method": "full: every byte of every file in the lab (database, WAL, "
+            "journals, logs) scanned for the wrapped KEK; record count",
+            "result": "passed" if ok else "FAILED",
+            "details": {"files_with_key_copies": copies, "records_left": left[0]},
+        },
+    )
     doc = certificate.sign(cert, load_signing_key(lab, root))
     path = certificate.write(
-        doc, lab.paths.root / "certificates" /
-        f"destroy-{tenant}-{when.strftime('%Y%m%dT%H%M%SZ')}.json")
-    log.record(Event("vault.destroy", actor, tenant=tenant,
-                     object="sha256:" + hashlib.sha256(path.read_bytes()).hexdigest(),
-                     decision="destroyed" if ok else "failed",
-                     details={"records": destroyed["records"], "subjects": destroyed["subjects"],
-                              "datasets": destroyed["datasets"], "certificate": path.name}))
+        doc,
+        lab.paths.root
+        / "certificates"
+        / f"destroy-{tenant}-{when.strftime('%Y%m%dT%H%M%SZ')}.json",
+    )
+    log.record(
+        Event(
+            "vault.destroy",
+            actor,
+            tenant=tenant,
+            object="sha256:" + hashlib.sha256(path.read_bytes()).hexdigest(),
+            decision="destroyed" if ok else "failed",
+            details={
+                "records": destroyed["records"],
+                "subjects": destroyed["subjects"],
+                "datasets": destroyed["datasets"],
+                "certificate": path.name,
+            },
+        )
+    )
     if not ok:
         raise BadInputError(f"{lab.paths.vault}: destroy could not be verified: {copies}")
     return path

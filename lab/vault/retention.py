@@ -24,8 +24,10 @@ from lab.vault.keystore import RootKey
 def _governance(lab: Lab):
     gov = lab.policy.governance
     if gov is None:
-        raise BadInputError(f"{lab.paths.policy}: no [tenants]/[tenant_defaults] sections; "
-                            "retention cannot be computed")
+        raise BadInputError(
+            f"{lab.paths.policy}: no [tenants]/[tenant_defaults] sections; "
+            "retention cannot be computed"
+        )
     return gov
 
 
@@ -38,14 +40,28 @@ def schedule(lab: Lab, root: RootKey) -> list[dict]:
     for t in tenants:
         created = datetime.fromisoformat(t["created"]).date()
         tp = gov.tenant(t["tenant"])
-        out.append({"tenant": t["tenant"], "created": created.isoformat(),
-                    "due": tp.due(created).isoformat(), "retention_days": tp.retention_days,
-                    "records": t["records"], "subjects": t["subjects"]})
+        out.append(
+            {
+                "tenant": t["tenant"],
+                "created": created.isoformat(),
+                "due": tp.due(created).isoformat(),
+                "retention_days": tp.retention_days,
+                "records": t["records"],
+                "subjects": t["subjects"],
+            }
+        )
     return out
 
 
-def run(lab: Lab, root: RootKey, actor: str, log: AuditLog, *, today: date | None = None,
-        dry_run: bool = False) -> list[dict]:
+def run(
+    lab: Lab,
+    root: RootKey,
+    actor: str,
+    log: AuditLog,
+    *,
+    today: date | None = None,
+    dry_run: bool = False,
+) -> list[dict]:
     """Destroy every tenant whose due date is today or past; return what was due."""
     today = today or datetime.now(UTC).date()
     due = [s for s in schedule(lab, root) if date.fromisoformat(s["due"]) <= today]
@@ -55,9 +71,14 @@ def run(lab: Lab, root: RootKey, actor: str, log: AuditLog, *, today: date | Non
             continue
         cert = ops.destroy(lab, root, s["tenant"], actor, log)
         s["certificate"] = cert.name
-    log.record(Event("retention.run", actor, decision="dry-run" if dry_run else "ok",
-                     details={"today": today.isoformat(),
-                              "due": [s["tenant"] for s in due]}))
+    log.record(
+        Event(
+            "retention.run",
+            actor,
+            decision="dry-run" if dry_run else "ok",
+            details={"today": today.isoformat(), "due": [s["tenant"] for s in due]},
+        )
+    )
     return due
 
 
@@ -77,32 +98,44 @@ def register(lab: Lab, root: RootKey) -> list[dict]:
     for name in names:
         tp = gov.tenant(name)
         a = active.get(name)
-        rows.append({
-            "processor": tp.processor, "tenant": name, "purposes": list(tp.purposes),
-            "data_categories": list(tp.data_categories),
-            "retention": f"{tp.retention_days} days after first ingest" +
-                         (f", at the latest {tp.destroy_by.isoformat()}" if tp.destroy_by
-                          else ""),
-            "status": "active" if a else "destroyed" if name in destroyed else "listed",
-            "since": a["created"] if a else None,
-            "destruction_due": a["due"] if a else None,
-            "destroyed": destroyed.get(name) if not a else None,
-            "subjects": a["subjects"] if a else 0})
+        rows.append(
+            {
+                "processor": tp.processor,
+                "tenant": name,
+                "purposes": list(tp.purposes),
+                "data_categories": list(tp.data_categories),
+                "retention": f"{tp.retention_days} days after first ingest"
+                + (f", at the latest {tp.destroy_by.isoformat()}" if tp.destroy_by else ""),
+                "status": "active" if a else "destroyed" if name in destroyed else "listed",
+                "since": a["created"] if a else None,
+                "destruction_due": a["due"] if a else None,
+                "destroyed": destroyed.get(name) if not a else None,
+                "subjects": a["subjects"] if a else 0,
+            }
+        )
     return rows
 
 
-def register_markdown(rows: list[dict], lab_id: str, allowed: tuple[str, ...] = (),
-                      forbidden: tuple[str, ...] = ()) -> str:
-    head = ["# Register of processors", "",
-            f"Lab `{lab_id}`. Purposes the policy allows: {', '.join(allowed) or '-'}; "
-            f"forbidden to every processor: {', '.join(forbidden) or '-'}.", "",
-            "| processor | tenant | purposes | data categories | retention | status | since "
-            "| destruction due | destroyed |", "|---|---|---|---|---|---|---|---|---|"]
+def register_markdown(
+    rows: list[dict], lab_id: str, allowed: tuple[str, ...] = (), forbidden: tuple[str, ...] = ()
+) -> str:
+    head = [
+        "# Register of processors",
+        "",
+        f"Lab `{lab_id}`. Purposes the policy allows: {', '.join(allowed) or '-'}; "
+        f"forbidden to every processor: {', '.join(forbidden) or '-'}.",
+        "",
+        "| processor | tenant | purposes | data categories | retention | status | since "
+        "| destruction due | destroyed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        head.append(f"| {r['processor']} | {r['tenant']} | {', '.join(r['purposes'])} | "
-                    f"{', '.join(r['data_categories'])} | {r['retention']} | {r['status']} | "
-                    f"{r['since'] or ''} | {r['destruction_due'] or ''} | "
-                    f"{r['destroyed'] or ''} |")
+        head.append(
+            f"| {r['processor']} | {r['tenant']} | {', '.join(r['purposes'])} | "
+            f"{', '.join(r['data_categories'])} | {r['retention']} | {r['status']} | "
+            f"{r['since'] or ''} | {r['destruction_due'] or ''} | "
+            f"{r['destroyed'] or ''} |"
+        )
     return "\n".join(head) + "\n"
 
 
@@ -110,9 +143,17 @@ def write_register(lab: Lab, rows: list[dict], out: Path) -> tuple[Path, Path]:
     gov = _governance(lab)
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / "register.md", out / "register.json"
-    md.write_text(register_markdown(rows, lab.lab_id, gov.allowed_purposes,
-                                    gov.forbidden_purposes))
-    js.write_text(json.dumps({"lab": lab.lab_id, "allowed_purposes": gov.allowed_purposes,
-                              "forbidden_purposes": gov.forbidden_purposes,
-                              "processors": rows}, indent=2) + "\n")
+    md.write_text(register_markdown(rows, lab.lab_id, gov.allowed_purposes, gov.forbidden_purposes))
+    js.write_text(
+        json.dumps(
+            {
+                "lab": lab.lab_id,
+                "allowed_purposes": gov.allowed_purposes,
+                "forbidden_purposes": gov.forbidden_purposes,
+                "processors": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return md, js

@@ -65,8 +65,10 @@ def create_database(path: Path) -> None:
 
 def check_tenant(name: str) -> str:
     if not TENANT_RE.match(name or ""):
-        raise BadInputError(f"tenant {name!r} is not a safe identifier "
-                            "(lowercase letter, then up to 31 of a-z 0-9 _ -)")
+        raise BadInputError(
+            f"tenant {name!r} is not a safe identifier "
+            "(lowercase letter, then up to 31 of a-z 0-9 _ -)"
+        )
     return name
 
 
@@ -122,9 +124,15 @@ class Vault:
     disk happen on demand.
     """
 
-    def __init__(self, path: Path | str, root: RootKey, policy: VaultPolicy, *,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 max_pages: int | None = None):
+    def __init__(
+        self,
+        path: Path | str,
+        root: RootKey,
+        policy: VaultPolicy,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_pages: int | None = None,
+    ):
         self.path = Path(path)
         self.root = root
         self.policy = policy
@@ -152,8 +160,7 @@ class Vault:
     # ------------------------------------------------------------------ keys
 
     def _kek(self, tenant: str) -> bytes:
-        row = self.db.execute("SELECT wrapped_kek FROM tenants WHERE name=?",
-                              (tenant,)).fetchone()
+        row = self.db.execute("SELECT wrapped_kek FROM tenants WHERE name=?", (tenant,)).fetchone()
         if row is None:
             raise BadInputError(f"tenant {tenant!r} has no data in this vault")
         return self.root.unwrap_kek(tenant, row[0])
@@ -168,11 +175,11 @@ class Vault:
         """Encrypt a validated dataset in one transaction: all of it or none of it."""
         check_tenant(tenant)
         subjects = len({it.row["subject_id"] for it in items})
-        if self.db.execute("SELECT 1 FROM datasets WHERE tenant=? AND digest=?",
-                           (tenant, digest)).fetchone():
+        if self.db.execute(
+            "SELECT 1 FROM datasets WHERE tenant=? AND digest=?", (tenant, digest)
+        ).fetchone():
             return IngestResult(tenant, digest, len(items), subjects, False, True)
-        row = self.db.execute("SELECT wrapped_kek FROM tenants WHERE name=?",
-                              (tenant,)).fetchone()
+        row = self.db.execute("SELECT wrapped_kek FROM tenants WHERE name=?", (tenant,)).fetchone()
         created = row is None
         if created:
             if self.policy.tenants and tenant not in self.policy.tenants:
@@ -186,27 +193,42 @@ class Vault:
         for it in items:
             r = it.row
             # the natural person key is the passport: one pseudonym across datasets
-            person = (f"{r['nationality']}|{r['passport_no']}" if r["passport_no"]
-                      else f"{digest}|{r['subject_id']}").encode()
+            person = (
+                f"{r['nationality']}|{r['passport_no']}"
+                if r["passport_no"]
+                else f"{digest}|{r['subject_id']}"
+            ).encode()
             subject = pr.mac(k_pseudo, b"subject|" + person).hex()[:32]
             u = int.from_bytes(pr.mac(k_split, subject.encode())[:8], "big") / 2**64
             rid = pr.mac(k_pseudo, f"record|{digest}|{r['capture_id']}".encode()).hex()[:32]
             dek = pr.random_key()
             meta = json.dumps(r, sort_keys=True).encode()
-            rows.append((tenant, rid, digest, subject, _split_of(u, self.policy.splits),
-                         r["kind"], pr.seal(kek, dek, _aad(tenant, rid, "dek")),
-                         pr.seal(dek, it.png, _aad(tenant, rid, "image")),
-                         pr.seal(dek, meta, _aad(tenant, rid, "meta"))))
+            rows.append(
+                (
+                    tenant,
+                    rid,
+                    digest,
+                    subject,
+                    _split_of(u, self.policy.splits),
+                    r["kind"],
+                    pr.seal(kek, dek, _aad(tenant, rid, "dek")),
+                    pr.seal(dek, it.png, _aad(tenant, rid, "image")),
+                    pr.seal(dek, meta, _aad(tenant, rid, "meta")),
+                )
+            )
         now = self.clock().isoformat(timespec="seconds")
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 if created:
                     self.db.execute("INSERT INTO tenants VALUES (?,?,?)", (tenant, wrapped, now))
-                self.db.executemany("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?)",
-                                    rows)
-                self.db.execute("INSERT INTO datasets VALUES (?,?,?,?,?)",
-                                (tenant, digest, len(items), subjects, now))
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?)", rows
+                )
+                self.db.execute(
+                    "INSERT INTO datasets VALUES (?,?,?,?,?)",
+                    (tenant, digest, len(items), subjects, now),
+                )
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
@@ -220,17 +242,28 @@ class Vault:
     def tenants(self) -> list[dict]:
         out = []
         for name, created in self.db.execute("SELECT name, created FROM tenants ORDER BY name"):
-            n, s = self.db.execute("SELECT COUNT(*), COUNT(DISTINCT subject) FROM records "
-                                   "WHERE tenant=?", (name,)).fetchone()
-            ds = [d for (d,) in self.db.execute(
-                "SELECT digest FROM datasets WHERE tenant=? ORDER BY ingested", (name,))]
-            out.append({"tenant": name, "created": created, "records": n, "subjects": s,
-                        "datasets": ds})
+            n, s = self.db.execute(
+                "SELECT COUNT(*), COUNT(DISTINCT subject) FROM records WHERE tenant=?", (name,)
+            ).fetchone()
+            ds = [
+                d
+                for (d,) in self.db.execute(
+                    "SELECT digest FROM datasets WHERE tenant=? ORDER BY ingested", (name,)
+                )
+            ]
+            out.append(
+                {"tenant": name, "created": created, "records": n, "subjects": s, "datasets": ds}
+            )
         return out
 
-    def records(self, tenant: str, split: str | None = None,
-                on_error: Callable[[str, str], None] | None = None, *,
-                reveal: bool = False) -> Iterator[Record]:
+    def records(
+        self,
+        tenant: str,
+        split: str | None = None,
+        on_error: Callable[[str, str], None] | None = None,
+        *,
+        reveal: bool = False,
+    ) -> Iterator[Record]:
         """Decrypt ``tenant``'s records (of one ``split``) in memory, in a stable order.
 
         A record that does not open raises ``VaultError`` naming it; ``on_error`` (e.g.
@@ -241,21 +274,25 @@ class Vault:
         check_tenant(tenant)
         kek = self._kek(tenant)
         granted = reveal or tenant in self.policy.identifiers_granted
-        q = ("SELECT record_id, subject, split, kind, wrapped_dek, image, meta FROM records "
-             "WHERE tenant=?" + (" AND split=?" if split else "") + " ORDER BY record_id")
+        q = (
+            "SELECT record_id, subject, split, kind, wrapped_dek, image, meta FROM records "
+            "WHERE tenant=?" + (" AND split=?" if split else "") + " ORDER BY record_id"
+        )
         for row in self.db.execute(q, (tenant, split) if split else (tenant,)):
             yield self._open(tenant, kek, row, granted, on_error)
 
-    def open_record(self, tenant: str, record_id: str,
-                    on_error: Callable[[str, str], None] | None = None) -> Record:
+    def open_record(
+        self, tenant: str, record_id: str, on_error: Callable[[str, str], None] | None = None
+    ) -> Record:
         kek = self._kek(check_tenant(tenant))
-        row = self.db.execute("SELECT record_id, subject, split, kind, wrapped_dek, image, "
-                              "meta FROM records WHERE tenant=? AND record_id=?",
-                              (tenant, record_id)).fetchone()
+        row = self.db.execute(
+            "SELECT record_id, subject, split, kind, wrapped_dek, image, "
+            "meta FROM records WHERE tenant=? AND record_id=?",
+            (tenant, record_id),
+        ).fetchone()
         if row is None:
             raise BadInputError(f"tenant {tenant!r} has no record {record_id}")
-        return self._open(tenant, kek, row, tenant in self.policy.identifiers_granted,
-                          on_error)
+        return self._open(tenant, kek, row, tenant in self.policy.identifiers_granted, on_error)
 
     def _open(self, tenant, kek, row, granted, on_error) -> Record:
         rid, subject, split, kind, wdek, image, meta = row
@@ -270,28 +307,40 @@ class Vault:
             if on_error is not None:
                 on_error(rid, field)
             raise VaultError(f"record {rid}: cannot open") from e
-        lms = np.array([[float(m[f"lm{i}_x"]), float(m[f"lm{i}_y"])] for i in range(5)],
-                       np.float32)
-        return Record(rid, subject, kind, split, png, lms, m["nationality"], m["sex"],
-                      int(m["birth_year"]), m.get("birth_date") if granted else None,
-                      m["name"] if granted else None,
-                      m["passport_no"] if granted else None)
+        lms = np.array([[float(m[f"lm{i}_x"]), float(m[f"lm{i}_y"])] for i in range(5)], np.float32)
+        return Record(
+            rid,
+            subject,
+            kind,
+            split,
+            png,
+            lms,
+            m["nationality"],
+            m["sex"],
+            int(m["birth_year"]),
+            m.get("birth_date") if granted else None,
+            m["name"] if granted else None,
+            m["passport_no"] if granted else None,
+        )
 
     def dataset_image_digests(self, tenant: str, digest: str) -> list[str]:
         """SHA-256 of every image of one dataset, decrypted (verifies an ingest)."""
         kek = self._kek(check_tenant(tenant))
         out = []
         for rid, wdek, image in self.db.execute(
-                "SELECT record_id, wrapped_dek, image FROM records WHERE tenant=? AND "
-                "dataset=?", (tenant, digest)):
+            "SELECT record_id, wrapped_dek, image FROM records WHERE tenant=? AND dataset=?",
+            (tenant, digest),
+        ):
             dek = pr.open_(kek, wdek, _aad(tenant, rid, "dek"))
-            out.append(hashlib.sha256(pr.open_(dek, image, _aad(tenant, rid, "image"))
-                                      ).hexdigest())
+            out.append(hashlib.sha256(pr.open_(dek, image, _aad(tenant, rid, "image"))).hexdigest())
         return sorted(out)
 
     def counts(self, tenant: str) -> dict[str, int]:
-        return dict(self.db.execute("SELECT split, COUNT(*) FROM records WHERE tenant=? "
-                                    "GROUP BY split", (tenant,)).fetchall())
+        return dict(
+            self.db.execute(
+                "SELECT split, COUNT(*) FROM records WHERE tenant=? GROUP BY split", (tenant,)
+            ).fetchall()
+        )
 
     # ------------------------------------------------------------------ destroy
 
@@ -302,15 +351,19 @@ class Vault:
         KEK so that a scan can prove no copy is left). The caller writes the certificate.
         """
         check_tenant(tenant)
-        row = self.db.execute("SELECT wrapped_kek FROM tenants WHERE name=?",
-                              (tenant,)).fetchone()
+        row = self.db.execute("SELECT wrapped_kek FROM tenants WHERE name=?", (tenant,)).fetchone()
         if row is None:
             raise BadInputError(f"tenant {tenant!r} has no data in this vault")
         wrapped = row[0]
-        n, s = self.db.execute("SELECT COUNT(*), COUNT(DISTINCT subject) FROM records WHERE "
-                               "tenant=?", (tenant,)).fetchone()
-        datasets = [d for (d,) in self.db.execute(
-            "SELECT digest FROM datasets WHERE tenant=? ORDER BY ingested", (tenant,))]
+        n, s = self.db.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT subject) FROM records WHERE tenant=?", (tenant,)
+        ).fetchone()
+        datasets = [
+            d
+            for (d,) in self.db.execute(
+                "SELECT digest FROM datasets WHERE tenant=? ORDER BY ingested", (tenant,)
+            )
+        ]
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -328,5 +381,10 @@ class Vault:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as e:
             raise BadInputError(f"{self.path}: destroy failed ({e})") from e
-        return {"records": n, "subjects": s, "datasets": datasets,
-                "wrapped_kek": wrapped, "wrapped_kek_sha256": hashlib.sha256(wrapped).hexdigest()}
+        return {
+            "records": n,
+            "subjects": s,
+            "datasets": datasets,
+            "wrapped_kek": wrapped,
+            "wrapped_kek_sha256": hashlib.sha256(wrapped).hexdigest(),
+        }

@@ -38,8 +38,9 @@ def load(ds: Path) -> tuple[np.ndarray, np.ndarray]:
     xs, ys, ids = [], [], {}
     for it in read_dataset(ds):
         img = cv2.imdecode(np.frombuffer(it.png, np.uint8), cv2.IMREAD_COLOR_RGB)
-        lm = np.array([[float(it.row[f"lm{i}_x"]), float(it.row[f"lm{i}_y"])]
-                       for i in range(5)], np.float32)
+        lm = np.array(
+            [[float(it.row[f"lm{i}_x"]), float(it.row[f"lm{i}_y"])] for i in range(5)], np.float32
+        )
         xs.append(align(img, lm, (SIZE, SIZE)))
         ys.append(ids.setdefault(it.row["subject_id"], len(ids)))
     x = (np.stack(xs).astype(np.float32) - 127.5) / 128.0
@@ -51,13 +52,17 @@ class Net(nn.Module):
         super().__init__()
 
         def stage(a: int, b: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b),
-                                 nn.ReLU(inplace=True), nn.Conv2d(b, b, 3, padding=1,
-                                                                  bias=False),
-                                 nn.BatchNorm2d(b), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+            return nn.Sequential(
+                nn.Conv2d(a, b, 3, padding=1, bias=False),
+                nn.BatchNorm2d(b),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(b, b, 3, padding=1, bias=False),
+                nn.BatchNorm2d(b),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            )
 
-        self.features = nn.Sequential(stage(3, 32), stage(32, 64), stage(64, 128),
-                                      stage(128, 128))
+        self.features = nn.Sequential(stage(3, 32), stage(32, 64), stage(64, 128), stage(128, 128))
         self.embed = nn.Linear(128, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -79,8 +84,7 @@ class CosFace(nn.Module):
 def train(x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0) -> Net:
     torch.manual_seed(seed)
     net, head = Net(), CosFace(128, int(y.max()) + 1)
-    opt = torch.optim.AdamW([*net.parameters(), *head.parameters()], lr=2e-3,
-                            weight_decay=5e-4)
+    opt = torch.optim.AdamW([*net.parameters(), *head.parameters()], lr=2e-3, weight_decay=5e-4)
     steps = epochs * (len(x) // 128)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
@@ -90,7 +94,7 @@ def train(x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0) -> Net:
         order = rng.permutation(len(x))
         net.train()
         for i in range(len(x) // 128):
-            idx = torch.from_numpy(order[i * 128:(i + 1) * 128])
+            idx = torch.from_numpy(order[i * 128 : (i + 1) * 128])
             xb = xt[idx]
             if rng.random() < 0.5:
                 xb = torch.flip(xb, dims=[3])  # mirror images: same person
@@ -100,23 +104,47 @@ def train(x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0) -> Net:
             opt.step()
             sched.step()
             total += float(loss.detach())
-        print(f"epoch {ep + 1}/{epochs}: loss {total / (len(x) // 128):.3f} "
-              f"({time.time() - t0:.0f} s)", flush=True)
+        print(
+            f"epoch {ep + 1}/{epochs}: loss {total / (len(x) // 128):.3f} "
+            f"({time.time() - t0:.0f} s)",
+            flush=True,
+        )
     return net.eval()
 
 
 def export(net: Net, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 3, SIZE, SIZE)
-    torch.onnx.export(net, dummy, str(out / "model.onnx"), input_names=["x"],
-                      output_names=["template"], opset_version=17, dynamo=False,
-                      dynamic_axes={"x": {0: "N"}, "template": {0: "N"}},
-                      do_constant_folding=True)
-    (out / "model.json").write_text(json.dumps({
-        "name": "cnn", "version": "1.0.0",
-        "input": {"size": [SIZE, SIZE], "layout": "NCHW", "channels": "RGB",
-                  "mean": 127.5, "std": 128.0},
-        "output": {"dim": 128}, "similarity": "cosine"}, indent=2) + "\n")
+    torch.onnx.export(
+        net,
+        dummy,
+        str(out / "model.onnx"),
+        input_names=["x"],
+        output_names=["template"],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes={"x": {0: "N"}, "template": {0: "N"}},
+        do_constant_folding=True,
+    )
+    (out / "model.json").write_text(
+        json.dumps(
+            {
+                "name": "cnn",
+                "version": "1.0.0",
+                "input": {
+                    "size": [SIZE, SIZE],
+                    "layout": "NCHW",
+                    "channels": "RGB",
+                    "mean": 127.5,
+                    "std": 128.0,
+                },
+                "output": {"dim": 128},
+                "similarity": "cosine",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def main() -> None:
@@ -129,16 +157,16 @@ def main() -> None:
     torch.set_num_threads(2)
     tmp = Path(tempfile.mkdtemp(prefix="facelab-cnn-"))
     try:
-        write_dataset(SynthConfig(identities=args.identities, captures=args.captures,
-                                  seed=9002), tmp / "ds")
+        write_dataset(
+            SynthConfig(identities=args.identities, captures=args.captures, seed=9002), tmp / "ds"
+        )
         x, y = load(tmp / "ds")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{len(x)} training images of {int(y.max()) + 1} identities", flush=True)
     net = train(x, y, args.epochs)
     export(net, args.out)
-    print(f"wrote {args.out / 'model.onnx'} ({(args.out / 'model.onnx').stat().st_size:,} "
-          "bytes)")
+    print(f"wrote {args.out / 'model.onnx'} ({(args.out / 'model.onnx').stat().st_size:,} bytes)")
 
 
 if __name__ == "__main__":

@@ -35,8 +35,9 @@ def load_aligned(ds: Path) -> np.ndarray:
     rows = []
     for it in read_dataset(ds):
         img = cv2.imdecode(np.frombuffer(it.png, np.uint8), cv2.IMREAD_COLOR_RGB)
-        lm = np.array([[float(it.row[f"lm{i}_x"]), float(it.row[f"lm{i}_y"])]
-                       for i in range(5)], np.float32)
+        lm = np.array(
+            [[float(it.row[f"lm{i}_x"]), float(it.row[f"lm{i}_y"])] for i in range(5)], np.float32
+        )
         g = cv2.cvtColor(align(img, lm, (SIZE, SIZE)), cv2.COLOR_RGB2GRAY)
         rows.append((g.astype(np.float32) - 127.5) / 128.0)
     x = np.stack(rows).reshape(len(rows), -1)
@@ -64,24 +65,46 @@ def build(identities: int, components: int, out: Path) -> None:
         helper.make_node("Sub", ["u", "mu"], ["d"]),
         helper.make_node("MatMul", ["d", "W"], ["template"]),
     ]
-    inits = [numpy_helper.from_array(mu.astype(np.float32), "mu"),
-             numpy_helper.from_array(w, "W"),
-             numpy_helper.from_array(np.array(1e-6, np.float32), "eps")]
+    inits = [
+        numpy_helper.from_array(mu.astype(np.float32), "mu"),
+        numpy_helper.from_array(w, "W"),
+        numpy_helper.from_array(np.array(1e-6, np.float32), "eps"),
+    ]
     graph = helper.make_graph(
-        nodes, "eigenface",
+        nodes,
+        "eigenface",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, SIZE, SIZE])],
         [helper.make_tensor_value_info("template", TensorProto.FLOAT, ["N", components])],
-        inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                              ir_version=8, producer_name="facelab models/eigenface/build.py")
+        inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17)],
+        ir_version=8,
+        producer_name="facelab models/eigenface/build.py",
+    )
     onnx.checker.check_model(model)
     out.mkdir(parents=True, exist_ok=True)
     onnx.save(model, out / "model.onnx")
-    (out / "model.json").write_text(json.dumps({
-        "name": "eigenface", "version": "1.0.0",
-        "input": {"size": [SIZE, SIZE], "layout": "NCHW", "channels": "GRAY",
-                  "mean": 127.5, "std": 128.0},
-        "output": {"dim": components}, "similarity": "cosine"}, indent=2) + "\n")
+    (out / "model.json").write_text(
+        json.dumps(
+            {
+                "name": "eigenface",
+                "version": "1.0.0",
+                "input": {
+                    "size": [SIZE, SIZE],
+                    "layout": "NCHW",
+                    "channels": "GRAY",
+                    "mean": 127.5,
+                    "std": 128.0,
+                },
+                "output": {"dim": components},
+                "similarity": "cosine",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def main() -> None:

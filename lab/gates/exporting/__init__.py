@@ -4,5 +4,14 @@ from lab.gates.exporting._types import Artifact, Finding, ScanContext
 from lab.gates.exporting.gate import DETECTORS, ExportReport, scan
 from lab.gates.exporting.ops import ExportOutcome, Override, export
 
-__all__ = ["DETECTORS", "Artifact", "ExportOutcome", "ExportReport", "Finding", "Override",
-           "ScanContext", "export", "scan"]
+__all__ = [
+    "DETECTORS",
+    "Artifact",
+    "ExportOutcome",
+    "ExportReport",
+    "Finding",
+    "Override",
+    "ScanContext",
+    "export",
+    "scan",
+]

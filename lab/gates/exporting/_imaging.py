@@ -21,8 +21,11 @@ FINE = 32
 #: its halves and its centre. A view that holds part of a face is matched against the
 #: same part of every vault image.
 REGIONS: dict[str, tuple[float, float, float, float]] = {
-    "full": (0.0, 1.0, 0.0, 1.0), "top": (0.0, 0.5, 0.0, 1.0), "bottom": (0.5, 1.0, 0.0, 1.0),
-    "left": (0.0, 1.0, 0.0, 0.5), "right": (0.0, 1.0, 0.5, 1.0),
+    "full": (0.0, 1.0, 0.0, 1.0),
+    "top": (0.0, 0.5, 0.0, 1.0),
+    "bottom": (0.5, 1.0, 0.0, 1.0),
+    "left": (0.0, 1.0, 0.0, 0.5),
+    "right": (0.0, 1.0, 0.5, 1.0),
     "centre": (0.25, 0.75, 0.25, 0.75),
 }
 
@@ -86,7 +89,7 @@ def fine(stack: np.ndarray) -> np.ndarray:
 def crop(stack: np.ndarray, region: str) -> np.ndarray:
     t, b, left, r = REGIONS[region]
     h, w = stack.shape[1:3]
-    return stack[:, round(t * h):round(b * h), round(left * w):round(r * w)]
+    return stack[:, round(t * h) : round(b * h), round(left * w) : round(r * w)]
 
 
 def dihedral(img: np.ndarray, k: int) -> np.ndarray:

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import re
 
-_VALUES = {**{str(i): i for i in range(10)},
-           **{chr(ord("A") + i): 10 + i for i in range(26)}, "<": 0}
+_VALUES = {
+    **{str(i): i for i in range(10)},
+    **{chr(ord("A") + i): 10 + i for i in range(26)},
+    "<": 0,
+}
 CANDIDATE = re.compile(r"[A-Z0-9<]{30,}")
 NAME_LINE = re.compile(r"[PIACV][A-Z<][A-Z<]{3}([A-Z]+(?:<[A-Z]+)*)<<([A-Z]+(?:<[A-Z]+)*)")
 
@@ -40,8 +43,7 @@ def is_data_line(line: str) -> bool:
     checks, (b0, b1), (e0, e1), sex = layout
     if line[sex] not in "MFX<" or not _yymmdd(line[b0:b1]) or not _yymmdd(line[e0:e1]):
         return False
-    return all(line[p].isdigit() and check_digit(line[a:b]) == int(line[p])
-               for a, b, p in checks)
+    return all(line[p].isdigit() and check_digit(line[a:b]) == int(line[p]) for a, b, p in checks)
 
 
 def find_mrz(text: str) -> list[tuple[int, str]]:
@@ -50,9 +52,9 @@ def find_mrz(text: str) -> list[tuple[int, str]]:
     for m in CANDIDATE.finditer(text):
         s = m.group()
         for n in (44, 36, 30):
-            hit = next((i for i in range(len(s) - n + 1) if is_data_line(s[i:i + n])), None)
+            hit = next((i for i in range(len(s) - n + 1) if is_data_line(s[i : i + n])), None)
             if hit is not None:
-                out.append((m.start() + hit, s[hit:hit + n]))
+                out.append((m.start() + hit, s[hit : hit + n]))
                 break
     return out
 

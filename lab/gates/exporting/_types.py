@@ -31,10 +31,15 @@ class Finding:
     score: float | None = None
 
     def to_json(self) -> dict:
-        return {"detector": self.detector, "severity": self.severity,
-                "artifact": self.artifact, "location": self.location,
-                "evidence": self.evidence, "subjects": list(self.subjects),
-                "score": self.score}
+        return {
+            "detector": self.detector,
+            "severity": self.severity,
+            "artifact": self.artifact,
+            "location": self.location,
+            "evidence": self.evidence,
+            "subjects": list(self.subjects),
+            "score": self.score,
+        }
 
 
 @dataclass

@@ -19,8 +19,9 @@ from lab.gates.exporting._imaging import grey
 MAX_PER_ROW = 16
 
 
-def plan(a: np.ndarray, lo: int, hi: int, native: tuple[int, ...] = ()
-         ) -> list[tuple[str, int, Callable[[], np.ndarray]]]:
+def plan(
+    a: np.ndarray, lo: int, hi: int, native: tuple[int, ...] = ()
+) -> list[tuple[str, int, Callable[[], np.ndarray]]]:
     """(description, number of images, builder of the (n, h, w) grey stack) per view."""
     if a.dtype.kind not in "biuf" or a.size == 0 or a.ndim == 0:
         return []
@@ -34,19 +35,30 @@ def plan(a: np.ndarray, lo: int, hi: int, native: tuple[int, ...] = ()
     if a.ndim >= 2 and ok(*shape[-2:]):
         h, w = shape[-2:]
         seen.add((h, w, 1))
-        out.append((f"{h}x{w} grey", a.size // (h * w),
-                    lambda h=h, w=w: grey(a.reshape(-1, h, w), "HW")))
+        out.append(
+            (f"{h}x{w} grey", a.size // (h * w), lambda h=h, w=w: grey(a.reshape(-1, h, w), "HW"))
+        )
     if a.ndim >= 3:
         h, w, c = shape[-3:]
         if c in (3, 4) and ok(h, w):
             seen.add((h, w, c))
-            out.append((f"{h}x{w}x{c} colour", a.size // (h * w * c),
-                        lambda h=h, w=w, c=c: grey(a.reshape(-1, h, w, c), "HWC")))
+            out.append(
+                (
+                    f"{h}x{w}x{c} colour",
+                    a.size // (h * w * c),
+                    lambda h=h, w=w, c=c: grey(a.reshape(-1, h, w, c), "HWC"),
+                )
+            )
         c, h, w = shape[-3:]
         if c in (3, 4) and ok(h, w):
             seen.add((h, w, c))
-            out.append((f"{c}x{h}x{w} colour", a.size // (h * w * c),
-                        lambda h=h, w=w, c=c: grey(a.reshape(-1, c, h, w), "CHW")))
+            out.append(
+                (
+                    f"{c}x{h}x{w} colour",
+                    a.size // (h * w * c),
+                    lambda h=h, w=w, c=c: grey(a.reshape(-1, c, h, w), "CHW"),
+                )
+            )
     length = shape[-1]
     for c in (1, 3):  # flattened rows of the last axis
         for s in range(lo, min(hi, math.isqrt(length // c)) + 1):
@@ -62,8 +74,9 @@ def plan(a: np.ndarray, lo: int, hi: int, native: tuple[int, ...] = ()
     return out
 
 
-def views(a: np.ndarray, lo: int, hi: int, native: tuple[int, ...] = ()
-          ) -> Iterator[tuple[str, np.ndarray]]:
+def views(
+    a: np.ndarray, lo: int, hi: int, native: tuple[int, ...] = ()
+) -> Iterator[tuple[str, np.ndarray]]:
     for desc, _, make in plan(a, lo, hi, native):
         yield desc, make()
 
@@ -73,10 +86,13 @@ def count(a: np.ndarray, lo: int, hi: int, native: tuple[int, ...] = ()) -> int:
     return sum(n for _, n, _ in plan(a, lo, hi, native))
 
 
-def _flat(a: np.ndarray, s: int, c: int, what: str
-          ) -> list[tuple[str, int, Callable[[], np.ndarray]]]:
+def _flat(
+    a: np.ndarray, s: int, c: int, what: str
+) -> list[tuple[str, int, Callable[[], np.ndarray]]]:
     n = a.size // (s * s * c)
     if c == 1:
         return [(f"{what} {s}x{s} grey", n, lambda: grey(a.reshape(-1, s, s), "HW"))]
-    return [(f"{what} {s}x{s}x3 colour", n, lambda: grey(a.reshape(-1, s, s, 3), "HWC")),
-            (f"{what} 3x{s}x{s} colour", n, lambda: grey(a.reshape(-1, 3, s, s), "CHW"))]
+    return [
+        (f"{what} {s}x{s}x3 colour", n, lambda: grey(a.reshape(-1, s, s, 3), "HWC")),
+        (f"{what} 3x{s}x{s} colour", n, lambda: grey(a.reshape(-1, 3, s, s), "CHW")),
+    ]

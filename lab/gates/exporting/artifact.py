@@ -27,10 +27,24 @@ from lab.errors import FacelabError
 from lab.gates.exporting._types import Artifact
 
 TEXT_SUFFIXES = {".txt", ".log", ".md", ".html", ".htm", ".jsonl", ".yaml", ".yml", ".xml"}
-MAGIC = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg", b"\x93NUMPY": "npy",
-         b"PK\x03\x04": "zip", b"PK\x05\x06": "zip"}
-SUFFIX_KIND = {".onnx": "onnx", ".npy": "npy", ".npz": "npz", ".json": "json",
-               ".csv": "csv", ".tsv": "csv", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+MAGIC = {
+    b"\x89PNG\r\n\x1a\n": "png",
+    b"\xff\xd8\xff": "jpeg",
+    b"\x93NUMPY": "npy",
+    b"PK\x03\x04": "zip",
+    b"PK\x05\x06": "zip",
+}
+SUFFIX_KIND = {
+    ".onnx": "onnx",
+    ".npy": "npy",
+    ".npz": "npz",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+}
 
 
 class Unscannable(FacelabError):
@@ -58,13 +72,17 @@ def load(path: Path, policy: ExportPolicy) -> Artifact:
     if kind is None:
         if suffix in policy.allow_unscannable or "*" in policy.allow_unscannable:
             return Artifact(path.name, "bytes", data, path=path)
-        raise Unscannable(f"{path}: type {suffix or '(no suffix)'} cannot be scanned "
-                          "(allowed: onnx, npy, npz, json, csv, text, png, jpeg)")
+        raise Unscannable(
+            f"{path}: type {suffix or '(no suffix)'} cannot be scanned "
+            "(allowed: onnx, npy, npz, json, csv, text, png, jpeg)"
+        )
     expected = {"npz": "zip"}.get(kind, kind)
-    if (magic is not None and magic != expected) or (magic is None and kind in (
-            "png", "jpeg", "npy", "npz")):
-        raise Unscannable(f"{path}: the bytes are {magic or 'not ' + kind}, "
-                          f"not what the suffix {suffix} says")
+    if (magic is not None and magic != expected) or (
+        magic is None and kind in ("png", "jpeg", "npy", "npz")
+    ):
+        raise Unscannable(
+            f"{path}: the bytes are {magic or 'not ' + kind}, not what the suffix {suffix} says"
+        )
     art = parse(path.name, kind, data, policy)
     art.path = path
     return art
@@ -73,25 +91,37 @@ def load(path: Path, policy: ExportPolicy) -> Artifact:
 def parse(name: str, kind: str, data: bytes, policy: ExportPolicy, depth: int = 0) -> Artifact:
     art = Artifact(name, kind, data, depth=depth)
     try:
-        {"onnx": _onnx, "npy": _npy, "npz": _npz, "json": _json, "csv": _csv,
-         "text": _text, "png": _image, "jpeg": _image, "bytes": lambda a, p: None,
-         "zip": _zip}[kind](art, policy)
+        {
+            "onnx": _onnx,
+            "npy": _npy,
+            "npz": _npz,
+            "json": _json,
+            "csv": _csv,
+            "text": _text,
+            "png": _image,
+            "jpeg": _image,
+            "bytes": lambda a, p: None,
+            "zip": _zip,
+        }[kind](art, policy)
     except Unscannable:
         raise
     except Exception as e:  # parsers of attacker bytes raise many types
-        raise Unscannable(f"{name}: not a valid {kind} file ({type(e).__name__}: "
-                          f"{str(e)[:120]})") from e
+        raise Unscannable(
+            f"{name}: not a valid {kind} file ({type(e).__name__}: {str(e)[:120]})"
+        ) from e
     return art
 
 
 def _check_elements(shape, where: str, policy: ExportPolicy) -> None:
     n = math.prod(int(d) for d in shape) if shape else 1
     if n > policy.max_tensor_elements or any(int(d) < 0 for d in shape):
-        raise Unscannable(f"{where}: declared shape {list(shape)} exceeds "
-                          "export.max_tensor_elements")
+        raise Unscannable(
+            f"{where}: declared shape {list(shape)} exceeds export.max_tensor_elements"
+        )
 
 
 # ---------------------------------------------------------------- ONNX
+
 
 def _onnx(art: Artifact, policy: ExportPolicy) -> None:
     import onnx
@@ -100,9 +130,12 @@ def _onnx(art: Artifact, policy: ExportPolicy) -> None:
     model = onnx.load_from_string(art.data)
     art.onnx_model = model
     s = art.strings
-    for key, val in (("producer_name", model.producer_name),
-                     ("producer_version", model.producer_version),
-                     ("domain", model.domain), ("doc_string", model.doc_string)):
+    for key, val in (
+        ("producer_name", model.producer_name),
+        ("producer_version", model.producer_version),
+        ("domain", model.domain),
+        ("doc_string", model.doc_string),
+    ):
         if val:
             s.append((f"model.{key}", val))
     for p in model.metadata_props:
@@ -111,8 +144,10 @@ def _onnx(art: Artifact, policy: ExportPolicy) -> None:
 
     def tensor(where: str, t) -> None:
         if t.data_location == onnx.TensorProto.EXTERNAL:
-            raise Unscannable(f"{art.name}: {where} keeps its data in an external file; "
-                              "export the model with its weights inline")
+            raise Unscannable(
+                f"{art.name}: {where} keeps its data in an external file; "
+                "export the model with its weights inline"
+            )
         _check_elements(t.dims, f"{art.name}: {where}", policy)
         if t.name:
             s.append((f"{where} name", t.name))
@@ -121,8 +156,12 @@ def _onnx(art: Artifact, policy: ExportPolicy) -> None:
         a = numpy_helper.to_array(t)
         if a.dtype == object:
             for i, v in enumerate(a.reshape(-1)):
-                s.append((f"{where}[{i}]", v.decode("utf-8", "replace")
-                          if isinstance(v, bytes) else str(v)))
+                s.append(
+                    (
+                        f"{where}[{i}]",
+                        v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v),
+                    )
+                )
         else:
             art.tensors.append((where, a))
 
@@ -179,6 +218,7 @@ def _onnx(art: Artifact, policy: ExportPolicy) -> None:
 
 # ---------------------------------------------------------------- NumPy
 
+
 def _npy_header(f, version: tuple[int, int]):
     """(shape, fortran order, dtype) of an NPY header, read without the data."""
     if version == (1, 0):
@@ -201,8 +241,9 @@ def _npy_array(data: bytes, where: str, policy: ExportPolicy) -> np.ndarray:
 def _add_array(art: Artifact, where: str, a: np.ndarray) -> None:
     if a.dtype.kind in "US":
         for i, v in enumerate(a.reshape(-1)[:100000]):
-            art.strings.append((f"{where}[{i}]", v.decode("utf-8", "replace")
-                                if isinstance(v, bytes) else str(v)))
+            art.strings.append(
+                (f"{where}[{i}]", v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
+            )
     elif a.dtype.kind in "biuf" and a.dtype.names is None:
         art.tensors.append((where, a))
     elif a.dtype.names:
@@ -224,8 +265,7 @@ def _members(art: Artifact, policy: ExportPolicy) -> Iterator[tuple[str, bytes]]
         for info in z.infolist():
             total += info.file_size
             if total > policy.max_artifact_bytes:
-                raise Unscannable(f"{art.name}: members expand beyond "
-                                  "export.max_artifact_bytes")
+                raise Unscannable(f"{art.name}: members expand beyond export.max_artifact_bytes")
             art.strings.append((f"member {info.filename!r} name", info.filename))
             yield info.filename, z.read(info)
 
@@ -251,6 +291,7 @@ def _zip(art: Artifact, policy: ExportPolicy) -> None:
 
 
 # ---------------------------------------------------------------- text formats
+
 
 def _walk_json(art: Artifact, v, where: str) -> None:
     if isinstance(v, dict):
@@ -307,6 +348,7 @@ def _text(art: Artifact, policy: ExportPolicy) -> None:
 
 # ---------------------------------------------------------------- images
 
+
 def image_pixels(data: bytes) -> int | None:
     """Width x height declared in a PNG IHDR or a JPEG SOF header, read before decoding
     (a 100,000 x 100,000 PNG of a few kilobytes must not be decoded)."""
@@ -317,10 +359,23 @@ def image_pixels(data: bytes) -> int | None:
         p = 2
         while p + 9 <= len(data) and data[p] == 0xFF:
             marker = data[p + 1]
-            seg = struct.unpack(">H", data[p + 2:p + 4])[0]
-            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
-                          0xCE, 0xCF):
-                h, w = struct.unpack(">HH", data[p + 5:p + 9])
+            seg = struct.unpack(">H", data[p + 2 : p + 4])[0]
+            if marker in (
+                0xC0,
+                0xC1,
+                0xC2,
+                0xC3,
+                0xC5,
+                0xC6,
+                0xC7,
+                0xC9,
+                0xCA,
+                0xCB,
+                0xCD,
+                0xCE,
+                0xCF,
+            ):
+                h, w = struct.unpack(">HH", data[p + 5 : p + 9])
                 return w * h
             p += 2 + seg
     return None
@@ -332,8 +387,7 @@ MAX_DECODE_PIXELS = 1 << 26  # 64 M pixels: far beyond any face, far below a bom
 def _decode_image(data: bytes) -> np.ndarray | None:
     n = image_pixels(data)
     if n is not None and n > MAX_DECODE_PIXELS:
-        raise Unscannable(f"declares {n} pixels (more than {MAX_DECODE_PIXELS}): "
-                          "not decoded")
+        raise Unscannable(f"declares {n} pixels (more than {MAX_DECODE_PIXELS}): not decoded")
     a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if a is None:
         return None

@@ -45,58 +45,83 @@ class ExportReport:
     def refused(self) -> bool:
         from enclave_policy._load import SEVERITIES
 
-        return any(SEVERITIES.index(f.severity) >= SEVERITIES.index(self.refuse_at)
-                   for f in self.findings)
+        return any(
+            SEVERITIES.index(f.severity) >= SEVERITIES.index(self.refuse_at) for f in self.findings
+        )
 
     def blocking(self) -> list[Finding]:
         from enclave_policy._load import SEVERITIES
 
-        return [f for f in self.findings
-                if SEVERITIES.index(f.severity) >= SEVERITIES.index(self.refuse_at)]
+        return [
+            f
+            for f in self.findings
+            if SEVERITIES.index(f.severity) >= SEVERITIES.index(self.refuse_at)
+        ]
 
     def to_json(self) -> dict:
-        return {"tenant": self.tenant, "decision": "refused" if self.refused else "released",
-                "refuse_at": self.refuse_at, "artifacts": list(self.artifacts),
-                "findings": [f.to_json() for f in self.findings], "notes": list(self.notes),
-                "seconds": self.seconds}
+        return {
+            "tenant": self.tenant,
+            "decision": "refused" if self.refused else "released",
+            "refuse_at": self.refuse_at,
+            "artifacts": list(self.artifacts),
+            "findings": [f.to_json() for f in self.findings],
+            "notes": list(self.notes),
+            "seconds": self.seconds,
+        }
 
     def text(self) -> str:
         lines = [f"export gate: {len(self.artifacts)} artifact(s) of tenant {self.tenant}"]
         for a in self.artifacts:
-            lines.append(f"  {a['name']}  {a['kind']}  {a['bytes']} bytes  "
-                         f"sha256:{a['sha256'][:16]}")
+            lines.append(
+                f"  {a['name']}  {a['kind']}  {a['bytes']} bytes  sha256:{a['sha256'][:16]}"
+            )
         order = {"high": 0, "medium": 1, "low": 2}
         for f in sorted(self.findings, key=lambda f: (order[f.severity], f.artifact)):
-            who = f" [subjects: {', '.join(f.subjects[:5])}" + \
-                  (f" +{len(f.subjects) - 5}" if len(f.subjects) > 5 else "") + "]" \
-                if f.subjects else ""
-            lines.append(f"  {f.severity.upper():<6} {f.detector:<12} {f.artifact}: "
-                         f"{f.location}: {f.evidence}{who}")
+            who = (
+                f" [subjects: {', '.join(f.subjects[:5])}"
+                + (f" +{len(f.subjects) - 5}" if len(f.subjects) > 5 else "")
+                + "]"
+                if f.subjects
+                else ""
+            )
+            lines.append(
+                f"  {f.severity.upper():<6} {f.detector:<12} {f.artifact}: "
+                f"{f.location}: {f.evidence}{who}"
+            )
         for n in self.notes:
             lines.append(f"  note: {n}")
         n_block = len(self.blocking())
-        lines.append(f"  decision: {'REFUSED' if self.refused else 'RELEASED'}"
-                     + (f" ({n_block} finding(s) at or above {self.refuse_at})"
-                        if self.refused else ""))
+        lines.append(
+            f"  decision: {'REFUSED' if self.refused else 'RELEASED'}"
+            + (f" ({n_block} finding(s) at or above {self.refuse_at})" if self.refused else "")
+        )
         return "\n".join(lines)
 
 
-def _own_model(art: Artifact, sidecar: dict, ctx: ScanContext, allowed_ops, allowed_domains
-               ) -> None:
+def _own_model(
+    art: Artifact, sidecar: dict, ctx: ScanContext, allowed_ops, allowed_domains
+) -> None:
     """Let the templates and memorisation detectors run an exported embedding model."""
     from lab.bench._matcher import Matcher
     from lab.gates.importing.checks.model_json import validate
 
     problems = validate(sidecar)
     if problems:
-        ctx.notes.append(f"{art.name}: its model.json is not valid ({problems[0]}); the "
-                         "model was not run")
+        ctx.notes.append(
+            f"{art.name}: its model.json is not valid ({problems[0]}); the model was not run"
+        )
         return
-    bad = sorted({f"{n.domain}:{n.op_type}" for n in art.onnx_model.graph.node
-                  if n.domain not in allowed_domains or n.op_type not in allowed_ops})
+    bad = sorted(
+        {
+            f"{n.domain}:{n.op_type}"
+            for n in art.onnx_model.graph.node
+            if n.domain not in allowed_domains or n.op_type not in allowed_ops
+        }
+    )
     if bad:
-        ctx.notes.append(f"{art.name}: operators outside the import allow-list ({bad[0]}); "
-                         "the model was not run")
+        ctx.notes.append(
+            f"{art.name}: operators outside the import allow-list ({bad[0]}); the model was not run"
+        )
         return
     try:
         m = Matcher(art.path.parent, spec=sidecar, onnx_path=art.path)
@@ -120,8 +145,13 @@ def expand(paths: Sequence[Path | str]) -> list[Path]:
     return files
 
 
-def scan(paths: Sequence[Path], ctx: ScanContext, *, allowed_ops=frozenset(),
-         allowed_domains=("", "ai.onnx")) -> ExportReport:
+def scan(
+    paths: Sequence[Path],
+    ctx: ScanContext,
+    *,
+    allowed_ops=frozenset(),
+    allowed_domains=("", "ai.onnx"),
+) -> ExportReport:
     """Scan ``paths`` (files, or directories walked in sorted order) with ``ctx``."""
     files = expand(paths)
     if not files:
@@ -138,11 +168,18 @@ def scan(paths: Sequence[Path], ctx: ScanContext, *, allowed_ops=frozenset(),
             art = load(f, ctx.policy)
         except Unscannable as e:
             findings.append(Finding("unscannable", "high", f.name, "whole file", str(e)))
-            listed.append({"name": f.name, "kind": "unscannable", "bytes": data_len,
-                           "sha256": _sha(f)})
+            listed.append(
+                {"name": f.name, "kind": "unscannable", "bytes": data_len, "sha256": _sha(f)}
+            )
             continue
-        listed.append({"name": f.name, "kind": art.kind, "bytes": len(art.data),
-                       "sha256": hashlib.sha256(art.data).hexdigest()})
+        listed.append(
+            {
+                "name": f.name,
+                "kind": art.kind,
+                "bytes": len(art.data),
+                "sha256": hashlib.sha256(art.data).hexdigest(),
+            }
+        )
         queue.append(art)
     sidecars = {a.path.parent: a.model_json for a in queue if a.model_json is not None}
     for art in queue:
@@ -155,23 +192,37 @@ def scan(paths: Sequence[Path], ctx: ScanContext, *, allowed_ops=frozenset(),
             try:
                 findings.extend(det.detect(art, ctx))
             except Unscannable as e:
-                findings.append(Finding(det.NAME, "high", art.name, "whole artifact",
-                                        f"cannot be scanned: {e}"))
+                findings.append(
+                    Finding(det.NAME, "high", art.name, "whole artifact", f"cannot be scanned: {e}")
+                )
             except Exception as e:  # fail closed: a detector error refuses, never passes
-                findings.append(Finding(det.NAME, "high", art.name, "whole artifact",
-                                        f"detector failed ({type(e).__name__}: {e})"))
+                findings.append(
+                    Finding(
+                        det.NAME,
+                        "high",
+                        art.name,
+                        "whole artifact",
+                        f"detector failed ({type(e).__name__}: {e})",
+                    )
+                )
             seconds[det.NAME] = seconds.get(det.NAME, 0.0) + time.perf_counter() - t0
         queue.extend(ctx.derived)
         ctx.derived.clear()
-    return ExportReport(ctx.tenant, tuple(listed), tuple(_dedupe(findings)),
-                        tuple(ctx.notes), ctx.policy.refuse_at,
-                        {k: round(v, 3) for k, v in seconds.items()})
+    return ExportReport(
+        ctx.tenant,
+        tuple(listed),
+        tuple(_dedupe(findings)),
+        tuple(ctx.notes),
+        ctx.policy.refuse_at,
+        {k: round(v, 3) for k, v in seconds.items()},
+    )
 
 
 def _sha(p: Path) -> str:
     try:
-        return hashlib.sha256(p.read_bytes()).hexdigest() \
-            if p.is_file() and not p.is_symlink() else ""
+        return (
+            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() and not p.is_symlink() else ""
+        )
     except OSError:
         return ""
 

@@ -66,13 +66,15 @@ def text_name_forms(text: str, max_words: int = 4) -> Iterator[tuple[str, str]]:
             yield "N|" + w[i], w[i]
         for n in range(2, max_words + 1):
             if i + n <= len(w):
-                seq = w[i:i + n]
+                seq = w[i : i + n]
                 yield "N|" + " ".join(seq), " ".join(seq)
                 yield "N|" + "".join(seq), " ".join(seq)
 
 
-_GROUPED = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{1,6}(?:[ .-][A-Za-z0-9]{1,6}){1,3}"
-                      r"(?![A-Za-z0-9])")
+_GROUPED = re.compile(
+    r"(?<![A-Za-z0-9])[A-Za-z0-9]{1,6}(?:[ .-][A-Za-z0-9]{1,6}){1,3}"
+    r"(?![A-Za-z0-9])"
+)
 
 
 def text_passport_forms(text: str) -> Iterator[str]:
@@ -87,7 +89,7 @@ def text_passport_forms(text: str) -> Iterator[str]:
             # a number glued to a prefix or suffix: every 9-character window
             if len(tok) > 9:
                 for i in range(len(tok) - 8):
-                    yield "P|" + tok[i:i + 9].upper()
+                    yield "P|" + tok[i : i + 9].upper()
 
 
 _DATES = [
@@ -97,18 +99,27 @@ _DATES = [
 ]
 
 
-_MONTHS = {m: i + 1 for i, m in enumerate(
-    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}
-_NAMED = re.compile(r"(?i)(?<![\w])(\d{1,2})[ -]?([a-z]{3})[a-z]*\.?[ ,-]*((?:19|20)\d\d)"
-                    r"|(?<![\w])([a-z]{3})[a-z]*\.? (\d{1,2}),? ((?:19|20)\d\d)")
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+    )
+}
+_NAMED = re.compile(
+    r"(?i)(?<![\w])(\d{1,2})[ -]?([a-z]{3})[a-z]*\.?[ ,-]*((?:19|20)\d\d)"
+    r"|(?<![\w])([a-z]{3})[a-z]*\.? (\d{1,2}),? ((?:19|20)\d\d)"
+)
 
 
 def text_dates(text: str) -> Iterator[date]:
     """Every calendar date written in ``text`` (ISO, D.M.Y, D/M/Y, M/D/Y, YYYYMMDD, and
     with English month names: 14 Mar 1987, 14-MAR-1987, March 14, 1987)."""
     for m in _NAMED.finditer(text):
-        d, mon, y = (m.group(1), m.group(2), m.group(3)) if m.group(1) else \
-            (m.group(5), m.group(4), m.group(6))
+        d, mon, y = (
+            (m.group(1), m.group(2), m.group(3))
+            if m.group(1)
+            else (m.group(5), m.group(4), m.group(6))
+        )
         month = _MONTHS.get(mon.casefold())
         if month:
             with contextlib.suppress(ValueError):

@@ -54,13 +54,15 @@ def _reference_matchers(lab: Lab, tenant: str, refs: Sequence[str], notes: list[
             entry, path = registered_model(lab, tenant, ref)
             out[f"{entry['model']} (reference)"] = Matcher(path)
         except BadInputError as e:
-            notes.append(f"reference model {ref}: not available ({e}); templates under it "
-                         "were not checked")
+            notes.append(
+                f"reference model {ref}: not available ({e}); templates under it were not checked"
+            )
     return out
 
 
-def _baseline(lab: Lab, tenant: str, paths: Sequence[Path], from_model: str | None,
-              policy) -> provenance.Baseline | None:
+def _baseline(
+    lab: Lab, tenant: str, paths: Sequence[Path], from_model: str | None, policy
+) -> provenance.Baseline | None:
     from lab.bench.lab_run import registered_model
     from lab.gates.importing import list_models
     from lab.gates.importing.ops import models_dir
@@ -68,8 +70,11 @@ def _baseline(lab: Lab, tenant: str, paths: Sequence[Path], from_model: str | No
     if from_model:
         entry, path = registered_model(lab, tenant, from_model)
         return provenance.load_baseline(entry["model"], path / "model.onnx", policy)
-    onnx_files = [p for p in expand(paths) if p.suffix.lower() == ".onnx" and p.is_file()
-                  and not p.is_symlink()]
+    onnx_files = [
+        p
+        for p in expand(paths)
+        if p.suffix.lower() == ".onnx" and p.is_file() and not p.is_symlink()
+    ]
     if not onnx_files:
         return None
     try:
@@ -81,8 +86,9 @@ def _baseline(lab: Lab, tenant: str, paths: Sequence[Path], from_model: str | No
         if m["tenant"] != tenant:
             continue
         try:
-            base = provenance.load_baseline(m["model"], models_dir(lab) / m["path"] /
-                                            "model.onnx", policy)
+            base = provenance.load_baseline(
+                m["model"], models_dir(lab) / m["path"] / "model.onnx", policy
+            )
         except (Unscannable, OSError):
             continue
         ov = base.overlap(art)
@@ -91,15 +97,26 @@ def _baseline(lab: Lab, tenant: str, paths: Sequence[Path], from_model: str | No
     return best
 
 
-def export(lab: Lab, root: RootKey, tenant: str, paths: Sequence[Path | str], actor: str,
-           log: AuditLog, *, from_model: str | None = None, override: Override | None = None,
-           reference_models: Sequence[str] | None = None,
-           clock=lambda: datetime.now(UTC)) -> ExportOutcome:
+def export(
+    lab: Lab,
+    root: RootKey,
+    tenant: str,
+    paths: Sequence[Path | str],
+    actor: str,
+    log: AuditLog,
+    *,
+    from_model: str | None = None,
+    override: Override | None = None,
+    reference_models: Sequence[str] | None = None,
+    clock=lambda: datetime.now(UTC),
+) -> ExportOutcome:
     check_tenant(tenant)
     policy = lab.policy.exporting
     if policy is None:
-        raise BadInputError(f"{lab.paths.policy}: no [export] section; the export gate "
-                            "cannot run (copy it from enclave_policy/default.toml)")
+        raise BadInputError(
+            f"{lab.paths.policy}: no [export] section; the export gate "
+            "cannot run (copy it from enclave_policy/default.toml)"
+        )
     paths = [Path(p) for p in paths]
     lab_root = lab.paths.root.resolve()
     own = (lab_root / "outbox" / tenant).resolve()
@@ -108,51 +125,92 @@ def export(lab: Lab, root: RootKey, tenant: str, paths: Sequence[Path | str], ac
             raise BadInputError(f"{p}: no such artifact")
         rp = p.resolve()
         if lab_root in rp.parents and own != rp and own not in rp.parents:
-            raise BadInputError(f"{p}: inside the lab but not in tenant {tenant}'s outbox; "
-                                "the gate exports only a tenant's own results")
+            raise BadInputError(
+                f"{p}: inside the lab but not in tenant {tenant}'s outbox; "
+                "the gate exports only a tenant's own results"
+            )
     layout(paths)  # a clash of names is a usage error, before any work
-    refs = reference_models if reference_models is not None else \
-        policy.templates.get("reference_models", [])
+    refs = (
+        reference_models
+        if reference_models is not None
+        else policy.templates.get("reference_models", [])
+    )
     notes: list[str] = []
     with open_vault(lab, root) as v:
         if tenant not in {t["tenant"] for t in v.tenants()}:
             raise BadInputError(f"tenant {tenant!r} has no data in this vault")
-        log.record(Event("vault.read", actor, tenant=tenant,
-                         details={"split": "all", "purpose": "export gate index",
-                                  "identifiers": "keyed hashes only"}))
-        index = vault_index.build(v.records(tenant, reveal=True),
-                                  fields=tuple(policy.identifiers["fields"]),
-                                  reader=lambda: v.records(tenant))
-        ctx = ScanContext(policy, tenant, index,
-                          _reference_matchers(lab, tenant, refs, notes),
-                          _baseline(lab, tenant, paths, from_model, policy), notes)
-        report = scan(paths, ctx, allowed_ops=lab.policy.importing.allowed_ops,
-                      allowed_domains=lab.policy.importing.allowed_domains)
+        log.record(
+            Event(
+                "vault.read",
+                actor,
+                tenant=tenant,
+                details={
+                    "split": "all",
+                    "purpose": "export gate index",
+                    "identifiers": "keyed hashes only",
+                },
+            )
+        )
+        index = vault_index.build(
+            v.records(tenant, reveal=True),
+            fields=tuple(policy.identifiers["fields"]),
+            reader=lambda: v.records(tenant),
+        )
+        ctx = ScanContext(
+            policy,
+            tenant,
+            index,
+            _reference_matchers(lab, tenant, refs, notes),
+            _baseline(lab, tenant, paths, from_model, policy),
+            notes,
+        )
+        report = scan(
+            paths,
+            ctx,
+            allowed_ops=lab.policy.importing.allowed_ops,
+            allowed_domains=lab.policy.importing.allowed_domains,
+        )
     digests = [a["sha256"] for a in report.artifacts]
     policy_sha = hashlib.sha256(lab.paths.policy.read_bytes()).hexdigest()
-    summary = {"artifacts": [f"{a['name']} sha256:{a['sha256']}" for a in report.artifacts],
-               "findings": {s: sum(f.severity == s for f in report.findings)
-                            for s in ("high", "medium", "low")},
-               "blocking": sorted({f"{f.detector}: {f.artifact}" for f in report.blocking()}),
-               "subjects": sorted({s for f in report.blocking() for s in f.subjects})[:200],
-               "policy_sha256": policy_sha}
+    summary = {
+        "artifacts": [f"{a['name']} sha256:{a['sha256']}" for a in report.artifacts],
+        "findings": {
+            s: sum(f.severity == s for f in report.findings) for s in ("high", "medium", "low")
+        },
+        "blocking": sorted({f"{f.detector}: {f.artifact}" for f in report.blocking()}),
+        "subjects": sorted({s for f in report.blocking() for s in f.subjects})[:200],
+        "policy_sha256": policy_sha,
+    }
     decision = "refused" if report.refused else "released"
     if report.refused and override is not None:
-        release.check_override(policy.reviewers, override.reviewer, override.signature,
-                               tenant, digests, override.reason)
+        release.check_override(
+            policy.reviewers,
+            override.reviewer,
+            override.signature,
+            tenant,
+            digests,
+            override.reason,
+        )
         decision = "overridden"
         summary["override"] = {"reviewer": override.reviewer, "reason": override.reason}
     out = None
     if decision != "refused":
-        out = _release(lab, root, tenant, paths, report, actor, decision, override,
-                       policy_sha, clock)
+        out = _release(
+            lab, root, tenant, paths, report, actor, decision, override, policy_sha, clock
+        )
         summary["release"] = str(out.relative_to(lab.paths.root))
     action = {"released": "release", "refused": "refuse", "overridden": "override"}[decision]
-    log.record(Event(f"export.{action}", actor,
-                     role="export reviewer" if override else "tenant", tenant=tenant,
-                     object="sha256:" + hashlib.sha256("".join(sorted(digests)).encode()
-                                                       ).hexdigest(),
-                     decision=decision, details=summary))
+    log.record(
+        Event(
+            f"export.{action}",
+            actor,
+            role="export reviewer" if override else "tenant",
+            tenant=tenant,
+            object="sha256:" + hashlib.sha256("".join(sorted(digests)).encode()).hexdigest(),
+            decision=decision,
+            details=summary,
+        )
+    )
     return ExportOutcome(report, decision, out)
 
 
@@ -174,33 +232,55 @@ def layout(paths: Sequence[Path]) -> list[tuple[Path, str]]:
     return out
 
 
-def _release(lab: Lab, root: RootKey, tenant: str, paths: list[Path], report: ExportReport,
-             actor: str, decision: str, override: Override | None, policy_sha: str,
-             clock) -> Path:
+def _release(
+    lab: Lab,
+    root: RootKey,
+    tenant: str,
+    paths: list[Path],
+    report: ExportReport,
+    actor: str,
+    decision: str,
+    override: Override | None,
+    policy_sha: str,
+    clock,
+) -> Path:
     files = layout(paths)
     when = clock().astimezone(UTC)
-    manifest = {"format": release.FORMAT, "lab": lab.lab_id, "tenant": tenant,
-                "released": when.isoformat(timespec="seconds"), "actor": actor,
-                "policy_sha256": policy_sha, "decision": decision,
-                "artifacts": [{**a, "path": rel} for a, (_, rel) in
-                              zip(report.artifacts, files, strict=True)],
-                "findings": [f.to_json() for f in report.findings],
-                "notes": list(report.notes),
-                "reviewer": None if override is None else {
-                    "name": override.reviewer, "reason": override.reason,
-                    "signature": override.signature}}
+    manifest = {
+        "format": release.FORMAT,
+        "lab": lab.lab_id,
+        "tenant": tenant,
+        "released": when.isoformat(timespec="seconds"),
+        "actor": actor,
+        "policy_sha256": policy_sha,
+        "decision": decision,
+        "artifacts": [
+            {**a, "path": rel} for a, (_, rel) in zip(report.artifacts, files, strict=True)
+        ],
+        "findings": [f.to_json() for f in report.findings],
+        "notes": list(report.notes),
+        "reviewer": None
+        if override is None
+        else {
+            "name": override.reviewer,
+            "reason": override.reason,
+            "signature": override.signature,
+        },
+    }
     doc = release.sign_manifest(manifest, load_signing_key(lab, root))
     base = released_dir(lab, tenant)
     base.mkdir(parents=True, exist_ok=True)
-    rid = when.strftime("%Y%m%dT%H%M%SZ") + "-" + hashlib.sha256(
-        "".join(a["sha256"] for a in report.artifacts).encode()).hexdigest()[:12]
+    rid = (
+        when.strftime("%Y%m%dT%H%M%SZ")
+        + "-"
+        + hashlib.sha256("".join(a["sha256"] for a in report.artifacts).encode()).hexdigest()[:12]
+    )
     tmp = Path(tempfile.mkdtemp(prefix=".release-", dir=base))
     try:
         for (f, rel), a in zip(files, report.artifacts, strict=True):
             data = f.read_bytes()
             if hashlib.sha256(data).hexdigest() != a["sha256"]:
-                raise BadInputError(f"{f}: changed while it was being scanned; nothing "
-                                    "released")
+                raise BadInputError(f"{f}: changed while it was being scanned; nothing released")
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_bytes(data)
         (tmp / "manifest.json").write_text(release.dumps(doc))

@@ -36,8 +36,11 @@ class Baseline:
         """Share of the artifact's tensors found at the same place with the same shape."""
         if not art.tensors:
             return 0.0
-        same = sum(1 for loc, a in art.tensors
-                   if loc in self.tensors and self.tensors[loc].shape == a.shape)
+        same = sum(
+            1
+            for loc, a in art.tensors
+            if loc in self.tensors and self.tensors[loc].shape == a.shape
+        )
         return same / len(art.tensors)
 
 
@@ -49,8 +52,9 @@ def capacity_bits(old: np.ndarray, new: np.ndarray) -> tuple[int, int]:
     """(changed values, bits they can carry at most) for same-shape, same-dtype arrays."""
     width = new.dtype.itemsize
     utype = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[width]
-    x = np.ascontiguousarray(old).view(utype).reshape(-1) ^ \
-        np.ascontiguousarray(new).view(utype).reshape(-1)
+    x = np.ascontiguousarray(old).view(utype).reshape(-1) ^ np.ascontiguousarray(new).view(
+        utype
+    ).reshape(-1)
     changed = x != 0
     n = int(changed.sum())
     if n == 0:
@@ -83,16 +87,24 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
             art.unchanged.add(loc)
     total = len(art.tensors)
     listed = ", ".join((changed + new)[:8]) + (" ..." if len(changed) + len(new) > 8 else "")
-    return [Finding(NAME, "low", art.name, "whole model",
-                    f"descends from {base.model}: {total - len(changed) - len(new)} of {total} "
-                    f"tensors unchanged (skipped by the deep scans); {len(changed)} changed, "
-                    f"{len(new)} new ({listed or 'none'}); {values} values changed, able to "
-                    f"carry at most {bits} bits ({bits / 8 / 1024:.1f} KiB)",
-                    score=float(bits))]
+    return [
+        Finding(
+            NAME,
+            "low",
+            art.name,
+            "whole model",
+            f"descends from {base.model}: {total - len(changed) - len(new)} of {total} "
+            f"tensors unchanged (skipped by the deep scans); {len(changed)} changed, "
+            f"{len(new)} new ({listed or 'none'}); {values} values changed, able to "
+            f"carry at most {bits} bits ({bits / 8 / 1024:.1f} KiB)",
+            score=float(bits),
+        )
+    ]
 
 
 def load_baseline(model: str, onnx_path: Path, policy) -> Baseline:
     from lab.gates.exporting.artifact import parse
 
-    return Baseline.from_artifact(model, parse(onnx_path.name, "onnx", onnx_path.read_bytes(),
-                                               policy))
+    return Baseline.from_artifact(
+        model, parse(onnx_path.name, "onnx", onnx_path.read_bytes(), policy)
+    )

@@ -31,16 +31,28 @@ FORMAT = "facelab-release/1"
 
 
 def override_statement(tenant: str, digests: list[str], reason: str) -> bytes:
-    return canonical({"format": "facelab-override/1", "tenant": tenant,
-                      "artifacts": sorted(digests), "reason": reason})
+    return canonical(
+        {
+            "format": "facelab-override/1",
+            "tenant": tenant,
+            "artifacts": sorted(digests),
+            "reason": reason,
+        }
+    )
 
 
 def sign_override(key: Ed25519PrivateKey, tenant: str, digests: list[str], reason: str) -> str:
     return base64.b64encode(key.sign(override_statement(tenant, digests, reason))).decode()
 
 
-def check_override(reviewers: dict[str, str], name: str, signature: str, tenant: str,
-                   digests: list[str], reason: str) -> None:
+def check_override(
+    reviewers: dict[str, str],
+    name: str,
+    signature: str,
+    tenant: str,
+    digests: list[str],
+    reason: str,
+) -> None:
     """BadInputError unless ``name`` is a policy reviewer whose key signed this."""
     from lab.labdir import public_key_from_b64
 
@@ -52,16 +64,20 @@ def check_override(reviewers: dict[str, str], name: str, signature: str, tenant:
     try:
         pub.verify(base64.b64decode(signature), override_statement(tenant, digests, reason))
     except (InvalidSignature, ValueError) as e:
-        raise BadInputError(f"override: the signature of {name!r} does not verify "
-                            "(wrong key, or other artifacts or reason)") from e
+        raise BadInputError(
+            f"override: the signature of {name!r} does not verify "
+            "(wrong key, or other artifacts or reason)"
+        ) from e
 
 
 def sign_manifest(manifest: dict, key: Ed25519PrivateKey) -> dict:
     from lab.labdir import public_key_b64
 
-    return {"manifest": manifest,
-            "signature": base64.b64encode(key.sign(canonical(manifest))).decode(),
-            "public_key": public_key_b64(key.public_key())}
+    return {
+        "manifest": manifest,
+        "signature": base64.b64encode(key.sign(canonical(manifest))).decode(),
+        "public_key": public_key_b64(key.public_key()),
+    }
 
 
 def verify_manifest(doc: dict, pub) -> dict:

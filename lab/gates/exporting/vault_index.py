@@ -91,9 +91,14 @@ def _grey(r: Record) -> np.ndarray:
     return img
 
 
-def build(records: Iterable[Record], *, fields: tuple[str, ...] = ("name", "passport_no",
-          "birth_date"), reader: Callable[[], Iterator[Record]] | None = None,
-          key: bytes | None = None, workers: int | None = None) -> SubjectIndex:
+def build(
+    records: Iterable[Record],
+    *,
+    fields: tuple[str, ...] = ("name", "passport_no", "birth_date"),
+    reader: Callable[[], Iterator[Record]] | None = None,
+    key: bytes | None = None,
+    workers: int | None = None,
+) -> SubjectIndex:
     """Index ``records`` (decrypted, with identifiers revealed to the gate)."""
     key = key if key is not None else os.urandom(32)
     ident: dict[bytes, set[tuple[str, str]]] = defaultdict(set)
@@ -113,14 +118,17 @@ def build(records: Iterable[Record], *, fields: tuple[str, ...] = ("name", "pass
         for shape in shapes:
             idx = [i for i, g in enumerate(greys) if g.shape == shape]
             stack = np.stack([greys[i] for i in idx]).astype(np.float32)
-            out_thumbs[idx] = np.clip(im.resize(stack, THUMB, THUMB) + 0.5, 0, 255
-                                      ).astype(np.uint8)
+            out_thumbs[idx] = np.clip(im.resize(stack, THUMB, THUMB) + 0.5, 0, 255).astype(np.uint8)
             for region in im.REGIONS:
                 c = im.crop(stack, region)
                 s, f = im.small(c), im.fine(c)
-                prev = reps.setdefault(region, (np.empty((len(batch), s.shape[1]), np.float32),
-                                                np.empty((len(batch), f.shape[1]),
-                                                         np.float32)))
+                prev = reps.setdefault(
+                    region,
+                    (
+                        np.empty((len(batch), s.shape[1]), np.float32),
+                        np.empty((len(batch), f.shape[1]), np.float32),
+                    ),
+                )
                 prev[0][idx], prev[1][idx] = s, f
         return out_thumbs, reps
 
@@ -157,19 +165,25 @@ def build(records: Iterable[Record], *, fields: tuple[str, ...] = ("name", "pass
             collect(pending.popleft())
     regions = {}
     for name, (s, f) in per_region.items():
-        small = np.concatenate(s) if s else np.zeros((0, im.SMALL ** 2), np.float32)
-        fine = np.concatenate(f) if f else np.zeros((0, im.FINE ** 2), np.float32)
+        small = np.concatenate(s) if s else np.zeros((0, im.SMALL**2), np.float32)
+        fine = np.concatenate(f) if f else np.zeros((0, im.FINE**2), np.float32)
         regions[name] = Region(name, small, fine, *_components(small))
-    return SubjectIndex(key, dict(ident), np.asarray(subjects), np.asarray(kinds),
-                        np.asarray(splits),
-                        np.concatenate(thumbs) if thumbs else np.zeros((0, THUMB, THUMB),
-                                                                       np.uint8),
-                        regions, reader, sides[0] if sides else 112)
+    return SubjectIndex(
+        key,
+        dict(ident),
+        np.asarray(subjects),
+        np.asarray(kinds),
+        np.asarray(splits),
+        np.concatenate(thumbs) if thumbs else np.zeros((0, THUMB, THUMB), np.uint8),
+        regions,
+        reader,
+        sides[0] if sides else 112,
+    )
 
 
 def _components(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(x) == 0:
-        return np.zeros((0, im.SMALL ** 2), np.float32), np.zeros(im.SMALL ** 2, np.float32)
+        return np.zeros((0, im.SMALL**2), np.float32), np.zeros(im.SMALL**2, np.float32)
     sample = x[np.linspace(0, len(x) - 1, min(len(x), 4000)).astype(int)]
     mean = sample.mean(axis=0)
     mean = mean / (np.linalg.norm(mean) or 1.0)
@@ -177,11 +191,15 @@ def _components(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return vt[:PCA_COMPONENTS].astype(np.float32), mean.astype(np.float32)
 
 
-def pick_records(index: SubjectIndex, max_records: int,
-                 subjects: set[str] | None = None) -> np.ndarray:
+def pick_records(
+    index: SubjectIndex, max_records: int, subjects: set[str] | None = None
+) -> np.ndarray:
     """Record numbers: passport photos first, then gate captures spread evenly."""
-    ok = np.ones(len(index.subjects), bool) if subjects is None else \
-        np.isin(index.subjects, list(subjects))
+    ok = (
+        np.ones(len(index.subjects), bool)
+        if subjects is None
+        else np.isin(index.subjects, list(subjects))
+    )
     first = np.flatnonzero(ok & (index.kinds == "passport"))[:max_records]
     rest = np.flatnonzero(ok & (index.kinds != "passport"))
     room = max_records - len(first)
@@ -190,9 +208,14 @@ def pick_records(index: SubjectIndex, max_records: int,
     return np.sort(np.concatenate([first, rest]))
 
 
-def subject_templates(index: SubjectIndex, name: str, extract, fmr: float,
-                      max_records: int = 20000, subjects: set[str] | None = None,
-                      ) -> SubjectTemplates:
+def subject_templates(
+    index: SubjectIndex,
+    name: str,
+    extract,
+    fmr: float,
+    max_records: int = 20000,
+    subjects: set[str] | None = None,
+) -> SubjectTemplates:
     """Templates of the vault's records under ``extract(images, landmarks) -> (m, d)``.
 
     Computed once per matcher name (and subject set) and kept in the index. The
@@ -219,8 +242,9 @@ def subject_templates(index: SubjectIndex, name: str, extract, fmr: float,
     return st
 
 
-def impostor_threshold(t: np.ndarray, subjects: np.ndarray, fmr: float,
-                       max_rows: int = 4000) -> float:
+def impostor_threshold(
+    t: np.ndarray, subjects: np.ndarray, fmr: float, max_rows: int = 4000
+) -> float:
     """The cosine exceeded by a fraction ``fmr`` of different-subject pairs (the largest
     impostor score seen when ``fmr`` is below the sample's resolution)."""
     if len(t) < 2:

@@ -37,8 +37,12 @@ class CheckResult:
     info: str = ""
 
     def to_json(self) -> dict:
-        return {"check": self.name, "passed": self.passed, "problems": list(self.problems),
-                "info": self.info}
+        return {
+            "check": self.name,
+            "passed": self.passed,
+            "problems": list(self.problems),
+            "info": self.info,
+        }
 
 
 def result(name: str, problems: list[str], info: str = "") -> CheckResult:

@@ -40,13 +40,20 @@ class ImportReport:
         return [c for c in self.checks if not c.passed]
 
     def to_json(self) -> dict:
-        return {"package": self.package, "tenant": self.tenant, "model": self.model,
-                "digest": self.digest, "accepted": self.accepted,
-                "checks": [c.to_json() for c in self.checks]}
+        return {
+            "package": self.package,
+            "tenant": self.tenant,
+            "model": self.model,
+            "digest": self.digest,
+            "accepted": self.accepted,
+            "checks": [c.to_json() for c in self.checks],
+        }
 
     def table(self) -> str:
-        lines = [f"import gate: {self.package} (tenant {self.tenant}, {self.model or '?'})",
-                 f"  {'check':<12} {'result':<7} detail"]
+        lines = [
+            f"import gate: {self.package} (tenant {self.tenant}, {self.model or '?'})",
+            f"  {'check':<12} {'result':<7} detail",
+        ]
         for c in self.checks:
             detail = c.info if c.passed else c.problems[0]
             lines.append(f"  {c.name:<12} {'pass' if c.passed else 'FAIL':<7} {detail}")
@@ -56,8 +63,9 @@ class ImportReport:
         return "\n".join(lines)
 
 
-def inspect(package: Path | str, tenant: str, policy: ImportPolicy,
-            dynamic: bool = True) -> tuple[ImportReport, GateContext]:
+def inspect(
+    package: Path | str, tenant: str, policy: ImportPolicy, dynamic: bool = True
+) -> tuple[ImportReport, GateContext]:
     """Run the gate on a private copy of ``package``; the caller must clean it up."""
     pkg = open_package(package, policy.max_package_bytes)
     ctx = GateContext(pkg, policy, tenant)
@@ -69,13 +77,15 @@ def inspect(package: Path | str, tenant: str, policy: ImportPolicy,
         if all(c.passed for c in checks):
             checks.append(smoke.run(ctx))
         else:
-            checks.append(CheckResult(smoke.NAME, False, ("not run: static checks failed, "
-                                                          "the model is never loaded",)))
+            checks.append(
+                CheckResult(
+                    smoke.NAME, False, ("not run: static checks failed, the model is never loaded",)
+                )
+            )
     model = ""
     if ctx.model_json:
         model = f"{ctx.model_json['name']}@{ctx.model_json['version']}"
-    report = ImportReport(str(package), tenant, tuple(checks), dataset_digest(pkg.root),
-                          model)
+    report = ImportReport(str(package), tenant, tuple(checks), dataset_digest(pkg.root), model)
     return report, ctx
 
 
@@ -99,14 +109,20 @@ def register(report: ImportReport, ctx: GateContext, models_dir: Path) -> Path:
         os.chmod(target, 0o555)
     index = models_dir / "registry.json"
     entries = json.loads(index.read_text()) if index.exists() else []
-    if not any(e["digest"] == report.digest and e["tenant"] == report.tenant
-               for e in entries):
+    if not any(e["digest"] == report.digest and e["tenant"] == report.tenant for e in entries):
         assert ctx.model_json is not None
-        entries.append({"model": report.model, "tenant": report.tenant,
-                        "digest": report.digest, "path": digest,
-                        "approvers": ctx.approvers, "statement_sha256": ctx.statement_sha256,
-                        "output_dim": ctx.model_json["output"]["dim"],
-                        "registered": datetime.now(UTC).isoformat(timespec="seconds")})
+        entries.append(
+            {
+                "model": report.model,
+                "tenant": report.tenant,
+                "digest": report.digest,
+                "path": digest,
+                "approvers": ctx.approvers,
+                "statement_sha256": ctx.statement_sha256,
+                "output_dim": ctx.model_json["output"]["dim"],
+                "registered": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
         tmp_index = index.with_suffix(".tmp")
         tmp_index.write_text(json.dumps(entries, indent=2) + "\n")
         os.replace(tmp_index, index)

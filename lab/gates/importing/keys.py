@@ -30,8 +30,11 @@ def write_keypair(kind: str, prefix: Path | str) -> tuple[Path, Path, str]:
     enc = serialization.Encoding.PEM
     if kind == "tenant":
         k = ec.generate_private_key(ec.SECP256R1())
-        pub_pem = k.public_key().public_bytes(enc, serialization.PublicFormat
-                                              .SubjectPublicKeyInfo).decode()
+        pub_pem = (
+            k.public_key()
+            .public_bytes(enc, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
         line = f'<tenant> = """\n{pub_pem}"""  # under [import.tenant_keys]'
         pub_text = pub_pem
     else:
@@ -39,8 +42,9 @@ def write_keypair(kind: str, prefix: Path | str) -> tuple[Path, Path, str]:
         pub_text = public_key_b64(k.public_key()) + "\n"
         table = "[export.reviewers]" if kind == "reviewer" else "[import.officers]"
         line = f'<{kind}> = "{pub_text.strip()}"  # under {table}'
-    _write_private(priv, k.private_bytes(enc, serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption()))
+    _write_private(
+        priv, k.private_bytes(enc, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     pub.write_text(pub_text)
     return priv, pub, line
 

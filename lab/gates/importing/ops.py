@@ -14,19 +14,30 @@ def models_dir(lab: Lab) -> Path:
     return lab.paths.root / "models"
 
 
-def import_model(lab: Lab, tenant: str, package: Path | str, actor: str,
-                 log: AuditLog) -> ImportReport:
+def import_model(
+    lab: Lab, tenant: str, package: Path | str, actor: str, log: AuditLog
+) -> ImportReport:
     check_tenant(tenant)
     report, ctx = inspect(package, tenant, lab.policy.importing)
     try:
         if report.accepted:
             register(report, ctx, models_dir(lab))
-        log.record(Event(
-            "model.import", actor, role="tenant", tenant=tenant, object=report.digest,
-            decision="registered" if report.accepted else "refused",
-            details={"model": report.model, "package": str(package),
-                     "approvers": ctx.approvers,
-                     "failed": {c.name: list(c.problems) for c in report.failed()}}))
+        log.record(
+            Event(
+                "model.import",
+                actor,
+                role="tenant",
+                tenant=tenant,
+                object=report.digest,
+                decision="registered" if report.accepted else "refused",
+                details={
+                    "model": report.model,
+                    "package": str(package),
+                    "approvers": ctx.approvers,
+                    "failed": {c.name: list(c.problems) for c in report.failed()},
+                },
+            )
+        )
     finally:
         ctx.package.cleanup()
     return report

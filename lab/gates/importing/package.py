@@ -92,8 +92,11 @@ def _extract_tar(src: Path, pkg: Package, max_bytes: int) -> None:
         # a tar of the package directory itself: strip a single common top folder
         top = {n.split("/", 1)[0] for n in names if n}
         strip = ""
-        if (len(top) == 1 and _safe_name(next(iter(top)))
-                and all("/" in n or m.isdir() for n, m in zip(names, members, strict=True))):
+        if (
+            len(top) == 1
+            and _safe_name(next(iter(top)))
+            and all("/" in n or m.isdir() for n, m in zip(names, members, strict=True))
+        ):
             strip = next(iter(top)) + "/"
         for m, name in zip(members, names, strict=True):
             if not _safe_name(name):
@@ -106,8 +109,7 @@ def _extract_tar(src: Path, pkg: Package, max_bytes: int) -> None:
                 pkg.problems.append(f"{name}: tar member is a link (to {m.linkname!r})")
                 continue
             if not m.isfile():
-                pkg.problems.append(f"{name}: tar member is a device, FIFO or other "
-                                    "special file")
+                pkg.problems.append(f"{name}: tar member is a device, FIFO or other special file")
                 continue
             if not rel or not _safe_name(rel):
                 pkg.problems.append(f"{name}: tar member path escapes the package")

@@ -41,8 +41,7 @@ APPROVAL_FORMAT = "facelab-import-approval/v1"
 def _hashing_config():
     import model_signing
 
-    return model_signing.hashing.Config().set_ignored_paths(paths=[SIG_DIR],
-                                                            ignore_git_paths=False)
+    return model_signing.hashing.Config().set_ignored_paths(paths=[SIG_DIR], ignore_git_paths=False)
 
 
 def sign_package(package: Path | str, private_key_pem: Path | str) -> Path:
@@ -53,8 +52,12 @@ def sign_package(package: Path | str, private_key_pem: Path | str) -> Path:
     out = package / TENANT_SIG
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        (model_signing.signing.Config().set_hashing_config(_hashing_config())
-         .use_elliptic_key_signer(private_key=Path(private_key_pem)).sign(package, out))
+        (
+            model_signing.signing.Config()
+            .set_hashing_config(_hashing_config())
+            .use_elliptic_key_signer(private_key=Path(private_key_pem))
+            .sign(package, out)
+        )
     except (ValueError, OSError) as e:
         raise BadInputError(f"{private_key_pem}: cannot sign with this key ({e})") from e
     return out
@@ -86,8 +89,9 @@ def unsigned_files(package: Path, files: list[str]) -> list[str]:
     problems = []
     ser = pred.get("serialization", {})
     if ser.get("ignore_paths", []) != [SIG_DIR]:
-        problems.append(f"the signature ignores {ser.get('ignore_paths')!r}; only "
-                        f"{SIG_DIR!r} may be left out")
+        problems.append(
+            f"the signature ignores {ser.get('ignore_paths')!r}; only {SIG_DIR!r} may be left out"
+        )
     if ser.get("allow_symlinks", False):
         problems.append("the signature allows symbolic links")
     names = {r.get("name") for r in pred.get("resources", [])}
@@ -104,9 +108,12 @@ def verify_tenant(package: Path, public_key_pem: str) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".pem") as f:
         f.write(public_key_pem)
         f.flush()
-        (model_signing.verifying.Config().set_hashing_config(_hashing_config())
-         .use_elliptic_key_verifier(public_key=Path(f.name))
-         .verify(package, package / TENANT_SIG))
+        (
+            model_signing.verifying.Config()
+            .set_hashing_config(_hashing_config())
+            .use_elliptic_key_verifier(public_key=Path(f.name))
+            .verify(package, package / TENANT_SIG)
+        )
 
 
 def _body(officer: str, digest: str) -> dict:
@@ -139,8 +146,9 @@ def check_approval(doc: dict, officers: dict[str, Ed25519PublicKey], digest: str
     if doc.get("statement_sha256") != digest:
         raise ValueError(f"approval by {officer} is for another signed manifest")
     try:
-        officers[officer].verify(base64.b64decode(doc["signature"]),
-                                 canonical(_body(officer, digest)))
+        officers[officer].verify(
+            base64.b64decode(doc["signature"]), canonical(_body(officer, digest))
+        )
     except (KeyError, TypeError, ValueError, InvalidSignature) as e:
         raise ValueError(f"approval by {officer}: signature does not verify") from e
     return officer

@@ -35,8 +35,16 @@ NAME = "faces"
 SHORTLIST = 64
 CHUNK = 2048
 MAX_CONFIRMED = 500
-_TRANSFORMS = ("", "mirrored", "upside down", "rotated 180", "transposed",
-               "transposed, mirrored", "transposed, flipped", "anti-transposed")
+_TRANSFORMS = (
+    "",
+    "mirrored",
+    "upside down",
+    "rotated 180",
+    "transposed",
+    "transposed, mirrored",
+    "transposed, flipped",
+    "anti-transposed",
+)
 
 
 def _likeness(sm: np.ndarray, index) -> np.ndarray:
@@ -54,15 +62,17 @@ def _likeness(sm: np.ndarray, index) -> np.ndarray:
     return energy
 
 
-def _orientations(sm: np.ndarray, index, keep: int = 2) -> list[list[tuple[float, int, int,
-                                                                            float, np.ndarray]]]:
+def _orientations(
+    sm: np.ndarray, index, keep: int = 2
+) -> list[list[tuple[float, int, int, float, np.ndarray]]]:
     """For each view (rows of ``sm``), the ``keep`` best (correlation, region number,
     transform, sign, shortlist) over every region, transform and sign, by the best
     16x16 correlation with any vault record."""
     n = len(sm)
     grid = sm.reshape(n, im.SMALL, im.SMALL)
-    variants = np.stack([np.ascontiguousarray(im.dihedral(grid, k)).reshape(n, -1)
-                         for k in range(8)], axis=1)  # (n, 8, 256)
+    variants = np.stack(
+        [np.ascontiguousarray(im.dihedral(grid, k)).reshape(n, -1) for k in range(8)], axis=1
+    )  # (n, 8, 256)
     out: list[list] = [[] for _ in range(n)]
     for r, region in enumerate(index.regions.values()):
         if len(region.small) == 0:
@@ -79,19 +89,26 @@ def _orientations(sm: np.ndarray, index, keep: int = 2) -> list[list[tuple[float
     return [sorted(o, key=lambda t: -t[0])[:keep] for o in out]
 
 
-def _relative(view: np.ndarray, thumbs: np.ndarray, subjects: np.ndarray
-              ) -> tuple[float, int, float]:
+def _relative(
+    view: np.ndarray, thumbs: np.ndarray, subjects: np.ndarray
+) -> tuple[float, int, float]:
     """(distinctness, best shortlisted position, its correlation) at the view's size."""
     h, w = view.shape
     scale = min(1.0, 64.0 / max(h, w))
     th, tw = max(8, round(h * scale)), max(8, round(w * scale))
     v = cv2.resize(view, (tw, th), interpolation=cv2.INTER_AREA) if scale < 1 else view
-    recs = [cv2.resize(t, (tw, th), interpolation=cv2.INTER_AREA if t.shape[0] > th
-                       else cv2.INTER_LINEAR) for t in thumbs]
+    recs = [
+        cv2.resize(
+            t, (tw, th), interpolation=cv2.INTER_AREA if t.shape[0] > th else cv2.INTER_LINEAR
+        )
+        for t in thumbs
+    ]
     best = (0.0, 0, 0.0)
     for sigma in (0.0, 1.0, 2.0):
+
         def blur(x, s=sigma):
             return cv2.GaussianBlur(x, (0, 0), s) if s else x
+
         q = im.unit(blur(v)[None])[0]
         r = im.unit(np.stack([blur(x) for x in recs]))
         c = r @ q
@@ -114,8 +131,7 @@ _ANGLES = (-6.0, 6.0)
 ALIGN_BUDGET = 50
 
 
-def _aligned(view: np.ndarray, thumbs: np.ndarray, subjects: np.ndarray
-             ) -> tuple[float, int]:
+def _aligned(view: np.ndarray, thumbs: np.ndarray, subjects: np.ndarray) -> tuple[float, int]:
     """(distinctness, best shortlisted position) when the view may be a shifted, scaled,
     cropped or slightly rotated part of a record: normalised cross-correlation searched
     over positions (``cv2.matchTemplate``), scales and small angles, at 48 px."""
@@ -126,9 +142,14 @@ def _aligned(view: np.ndarray, thumbs: np.ndarray, subjects: np.ndarray
     mosaic = np.zeros((rows_ * tile, cols * tile), np.float32)  # one search for all
     for k, t in enumerate(thumbs):
         a, b = divmod(k, cols)
-        mosaic[a * tile:(a + 1) * tile, b * tile:(b + 1) * tile] = cv2.copyMakeBorder(
+        mosaic[a * tile : (a + 1) * tile, b * tile : (b + 1) * tile] = cv2.copyMakeBorder(
             cv2.resize(t, (ALIGN, ALIGN), interpolation=cv2.INTER_AREA),
-            pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+            pad,
+            pad,
+            pad,
+            pad,
+            cv2.BORDER_REPLICATE,
+        )
     h, w = view.shape
     probes = []
     for f in _SCALES:
@@ -137,9 +158,12 @@ def _aligned(view: np.ndarray, thumbs: np.ndarray, subjects: np.ndarray
         probes.append(cv2.resize(view, (pw, ph), interpolation=cv2.INTER_AREA))
     base = probes[0]
     for ang in _ANGLES:
-        rot = cv2.warpAffine(base, cv2.getRotationMatrix2D(
-            (base.shape[1] / 2, base.shape[0] / 2), ang, 1.0), (base.shape[1], base.shape[0]),
-            borderMode=cv2.BORDER_REPLICATE)
+        rot = cv2.warpAffine(
+            base,
+            cv2.getRotationMatrix2D((base.shape[1] / 2, base.shape[0] / 2), ang, 1.0),
+            (base.shape[1], base.shape[0]),
+            borderMode=cv2.BORDER_REPLICATE,
+        )
         c = max(2, round(0.1 * min(rot.shape)))
         probes.append(rot[c:-c, c:-c])  # the corners a rotation invents are cut
     best = np.full(len(thumbs), -1.0, np.float32)
@@ -147,11 +171,10 @@ def _aligned(view: np.ndarray, thumbs: np.ndarray, subjects: np.ndarray
         ph, pw = p.shape
         if p.std() < 1e-6 or ph > tile or pw > tile:
             continue
-        res = cv2.matchTemplate(mosaic, np.ascontiguousarray(p, np.float32),
-                                cv2.TM_CCOEFF_NORMED)
+        res = cv2.matchTemplate(mosaic, np.ascontiguousarray(p, np.float32), cv2.TM_CCOEFF_NORMED)
         for k in range(len(thumbs)):  # positions wholly inside record k's tile
             a, b = divmod(k, cols)
-            win = res[a * tile:a * tile + tile - ph + 1, b * tile:b * tile + tile - pw + 1]
+            win = res[a * tile : a * tile + tile - ph + 1, b * tile : b * tile + tile - pw + 1]
             best[k] = max(best[k], float(win.max()))
     i = int(np.argmax(best))
     others = best[subjects != subjects[i]]
@@ -160,8 +183,9 @@ def _aligned(view: np.ndarray, thumbs: np.ndarray, subjects: np.ndarray
     return (1.0 - float(others.max())) / max(1.0 - float(best[i]), 1e-6), i
 
 
-def _explain(f: np.ndarray, atoms: np.ndarray, steps: int, subjects: np.ndarray,
-             target: float) -> tuple[float, list[str]]:
+def _explain(
+    f: np.ndarray, atoms: np.ndarray, steps: int, subjects: np.ndarray, target: float
+) -> tuple[float, list[str]]:
     """Greedy non-negative fit of f by up to ``steps`` rows of ``atoms``: the fit (R^2)
     at the first step that reaches ``target`` (or the last), and the distinct subjects
     whose images carry a share of the weight."""
@@ -203,17 +227,20 @@ def _scan_view(desc: str, stack: np.ndarray, index, pol: dict, m: _Matches) -> N
     k = pol["min_subjects_k"]
     n_faces = 0
     for c0 in range(0, len(stack), CHUNK):
-        chunk = np.nan_to_num(np.ascontiguousarray(stack[c0:c0 + CHUNK], np.float32),
-                              nan=0.0, posinf=0.0, neginf=0.0)
+        chunk = np.nan_to_num(
+            np.ascontiguousarray(stack[c0 : c0 + CHUNK], np.float32),
+            nan=0.0,
+            posinf=0.0,
+            neginf=0.0,
+        )
         sm = im.small(chunk)
         likely = np.flatnonzero(_likeness(sm, index) >= pol["face_likeness"])
         for b0 in range(0, len(likely), 32):
-            batch = likely[b0:b0 + 32]
+            batch = likely[b0 : b0 + 32]
             for i, options in zip(batch, _orientations(sm[batch], index), strict=True):
                 # faces are nearly symmetric: a view and its mirror image shortlist
                 # alike, so both are compared
-                tries = [(r, tt, sign, top) for _, r, t, sign, top in options
-                         for tt in (t, t ^ 1)]
+                tries = [(r, tt, sign, top) for _, r, t, sign, top in options for tt in (t, t ^ 1)]
                 hit = None
                 for r, t, sign, top in tries:
                     view = sign * np.ascontiguousarray(im.dihedral(chunk[i], t))
@@ -235,8 +262,9 @@ def _scan_view(desc: str, stack: np.ndarray, index, pol: dict, m: _Matches) -> N
                     found = None
                     for _r, t, sign, top in tries[:2]:
                         view = sign * np.ascontiguousarray(im.dihedral(chunk[i], t))
-                        d2, pos = _aligned(view, index.thumbs[top].astype(np.float32),
-                                           index.subjects[top])
+                        d2, pos = _aligned(
+                            view, index.thumbs[top].astype(np.float32), index.subjects[top]
+                        )
                         if d2 >= pol["distinctness"] and (found is None or d2 > found[0]):
                             found = (d2, str(index.subjects[top[pos]]), t)
                     if found is not None:
@@ -248,8 +276,13 @@ def _scan_view(desc: str, stack: np.ndarray, index, pol: dict, m: _Matches) -> N
                 best = (0.0, [], "")
                 for r, t, sign, _ in tries:
                     view = sign * np.ascontiguousarray(im.dihedral(chunk[i], t))
-                    r2, subs = _explain(im.fine(view[None])[0], regions[r].fine, k - 1,
-                                        index.subjects, pol["aggregate_fit"])
+                    r2, subs = _explain(
+                        im.fine(view[None])[0],
+                        regions[r].fine,
+                        k - 1,
+                        index.subjects,
+                        pol["aggregate_fit"],
+                    )
                     if r2 > best[0]:
                         best = (r2, subs, regions[r].name)
                 r2, subs, rname = best
@@ -273,8 +306,9 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
     tensors = art.scan_tensors()
     total = sum(count(a, lo, hi, native) for _, a in tensors)
     if total > pol["max_views"]:
-        raise Unscannable(f"{art.name}: {total} candidate image views exceed "
-                          "export.faces.max_views")
+        raise Unscannable(
+            f"{art.name}: {total} candidate image views exceed export.faces.max_views"
+        )
     findings = []
     budget = [ALIGN_BUDGET]
     for loc, a in tensors:
@@ -284,16 +318,30 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
         if m.subjects:
             n, desc = m.most
             best = max(m.subjects.values())
-            findings.append(Finding(
-                NAME, "high", art.name, f"{loc}, viewed as {desc}",
-                f"{n}{'+' if n >= MAX_CONFIRMED else ''} image(s) that are vault images of "
-                f"{len(m.subjects)} subject(s) ({'; '.join(sorted(m.how))}); distinctness "
-                f"{best:.1f} (threshold {pol['distinctness']})",
-                tuple(sorted(m.subjects)), round(best, 2)))
+            findings.append(
+                Finding(
+                    NAME,
+                    "high",
+                    art.name,
+                    f"{loc}, viewed as {desc}",
+                    f"{n}{'+' if n >= MAX_CONFIRMED else ''} image(s) that are vault images of "
+                    f"{len(m.subjects)} subject(s) ({'; '.join(sorted(m.how))}); distinctness "
+                    f"{best:.1f} (threshold {pol['distinctness']})",
+                    tuple(sorted(m.subjects)),
+                    round(best, 2),
+                )
+            )
         for subs, (desc, pos, r2, region) in list(m.means.items())[:20]:
-            findings.append(Finding(
-                NAME, "high", art.name, f"{loc}, viewed as {desc}, image {pos}",
-                f"a {'part of a ' if region != 'full' else ''}mean over {len(subs)} "
-                f"subject(s), fewer than k = {pol['min_subjects_k']} (fit R^2 {r2:.4f})",
-                subs, round(r2, 4)))
+            findings.append(
+                Finding(
+                    NAME,
+                    "high",
+                    art.name,
+                    f"{loc}, viewed as {desc}, image {pos}",
+                    f"a {'part of a ' if region != 'full' else ''}mean over {len(subs)} "
+                    f"subject(s), fewer than k = {pol['min_subjects_k']} (fit R^2 {r2:.4f})",
+                    subs,
+                    round(r2, 4),
+                )
+            )
     return findings

@@ -41,11 +41,11 @@ def printable_runs(data: bytes, min_len: int = MIN_RUN) -> list[tuple[int, str]]
     b = np.frombuffer(data, np.uint8)
     out = [(s, data[s:e].decode("ascii")) for s, e in runs(_PRINTABLE[b], min_len)]
     for align in (0, 1):
-        pairs = b[align:align + (len(b) - align) // 2 * 2].reshape(-1, 2)
+        pairs = b[align : align + (len(b) - align) // 2 * 2].reshape(-1, 2)
         mask = _PRINTABLE[pairs[:, 0]] & (pairs[:, 1] == 0)
         for s, e in runs(mask, min_len):
             off = align + 2 * s
-            out.append((off, data[off:align + 2 * e].decode("utf-16-le")))
+            out.append((off, data[off : align + 2 * e].decode("utf-16-le")))
     return out
 
 
@@ -86,8 +86,11 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
             for subject, field in idx.lookup(keyed.date_form(d)):
                 hits[(subject, field)].append(loc)
         for off, line in _mrz.find_mrz(text):
-            pattern("high", f"{loc}, character {off}",
-                    f"ICAO 9303 MRZ data line ({len(line)} characters, check digits valid)")
+            pattern(
+                "high",
+                f"{loc}, character {off}",
+                f"ICAO 9303 MRZ data line ({len(line)} characters, check digits valid)",
+            )
             for subject, field in idx.lookup(keyed.passport_form(_mrz.document_number(line))):
                 hits[(subject, field)].append(loc)
         for m in _mrz.NAME_LINE.finditer(text):
@@ -100,17 +103,27 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
                 pattern("medium", loc, "a passport-number-like token next to a context word")
             for m in _SSN.finditer(text):
                 if _ssn_valid(*m.groups()):
-                    pattern("medium", loc, "a national-ID-like number (SSN format) next to a "
-                                           "context word")
+                    pattern(
+                        "medium",
+                        loc,
+                        "a national-ID-like number (SSN format) next to a context word",
+                    )
 
     strong = {s for (s, f) in hits if f in ("name", "passport_no")}
     for (subject, field), locs in sorted(hits.items()):
         if field == "birth_date":
             continue
         what = {"name": "the name", "passport_no": "the passport number"}[field]
-        findings.append(Finding(NAME, "high", art.name, locs[0],
-                                f"{what} of a vault subject (keyed-hash match), "
-                                f"{len(locs)} occurrence(s)", (subject,)))
+        findings.append(
+            Finding(
+                NAME,
+                "high",
+                art.name,
+                locs[0],
+                f"{what} of a vault subject (keyed-hash match), {len(locs)} occurrence(s)",
+                (subject,),
+            )
+        )
     dates = defaultdict(list)
     for (subject, field), locs in hits.items():
         if field == "birth_date":
@@ -118,12 +131,27 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
     for loc, subjects in sorted(dates.items()):
         linked = sorted(set(subjects) & strong)
         if linked:
-            findings.append(Finding(NAME, "high", art.name, loc,
-                                    "the birth date of a subject whose name or passport "
-                                    "number is also in the artifact", tuple(linked)))
+            findings.append(
+                Finding(
+                    NAME,
+                    "high",
+                    art.name,
+                    loc,
+                    "the birth date of a subject whose name or passport "
+                    "number is also in the artifact",
+                    tuple(linked),
+                )
+            )
         else:
-            findings.append(Finding(NAME, ctx.policy.identifiers["birth_date_alone"],
-                                    art.name, loc, f"a date that is the birth date of "
-                                    f"{len(set(subjects))} vault subject(s) (not linked to "
-                                    "a name)"))
+            findings.append(
+                Finding(
+                    NAME,
+                    ctx.policy.identifiers["birth_date_alone"],
+                    art.name,
+                    loc,
+                    f"a date that is the birth date of "
+                    f"{len(set(subjects))} vault subject(s) (not linked to "
+                    "a name)",
+                )
+            )
     return findings

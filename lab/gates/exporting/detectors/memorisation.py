@@ -38,9 +38,9 @@ def auc_p(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
         j = i
         while j + 1 < len(allv) and sorted_v[j + 1] == sorted_v[i]:
             j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
         t = j - i + 1
-        ties += t ** 3 - t
+        ties += t**3 - t
         i = j + 1
     u = ranks[:n1].sum() - n1 * (n1 + 1) / 2
     auc = u / (n1 * n2)
@@ -55,8 +55,9 @@ def tpr_at(pos: np.ndarray, neg: np.ndarray, fpr: float) -> float:
     return float((pos > thr).mean())
 
 
-def person_scores(templates: np.ndarray, subjects: np.ndarray, kinds: np.ndarray
-                  ) -> dict[str, tuple[float, float]]:
+def person_scores(
+    templates: np.ndarray, subjects: np.ndarray, kinds: np.ndarray
+) -> dict[str, tuple[float, float]]:
     """subject -> (genuine score, margin over the nearest other subject)."""
     names = sorted(set(subjects))
     p_rows, g_rows, keep = [], [], []
@@ -95,13 +96,20 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
 
     train, held = sample(train), sample(held)
     if len(held) < pol["min_held_out"] or len(train) < pol["min_held_out"]:
-        ctx.notes.append(f"memorisation ({art.name}): not estimable, {len(train)} training "
-                         f"and {len(held)} held-out subjects (need {pol['min_held_out']})")
+        ctx.notes.append(
+            f"memorisation ({art.name}): not estimable, {len(train)} training "
+            f"and {len(held)} held-out subjects (need {pol['min_held_out']})"
+        )
         return []
     matcher = ctx.matchers[mname]
-    st = subject_templates(idx, mname, lambda ims, lms: matcher.extract(ims, lms).templates,
-                           ctx.policy.templates["fmr"], max_records=10**9,
-                           subjects=set(train) | set(held))
+    st = subject_templates(
+        idx,
+        mname,
+        lambda ims, lms: matcher.extract(ims, lms).templates,
+        ctx.policy.templates["fmr"],
+        max_records=10**9,
+        subjects=set(train) | set(held),
+    )
     scores = person_scores(st.templates, idx.subjects[st.records], idx.kinds[st.records])
     results = []
     for k, signal in enumerate(("genuine score", "nearest-neighbour margin")):
@@ -109,15 +117,27 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
         neg = np.array([scores[s][k] for s in held if s in scores])
         auc, p = auc_p(pos, neg)
         results.append((signal, auc, p, tpr_at(pos, neg, 1e-3), len(pos), len(neg)))
-    text = "; ".join(f"{sig}: AUC {auc:.3f} (p = {p:.2g}), TPR {tpr:.3f} at FPR 1e-3 "
-                     f"(resolution {1 / nn:.1g}; {np_} training vs {nn} held-out subjects)"
-                     for sig, auc, p, tpr, np_, nn in results)
-    bad = [r for r in results if r[2] < pol["alpha"] and
-           (r[1] > pol["max_auc"] or r[3] > pol["max_tpr_at_fpr"])]
+    text = "; ".join(
+        f"{sig}: AUC {auc:.3f} (p = {p:.2g}), TPR {tpr:.3f} at FPR 1e-3 "
+        f"(resolution {1 / nn:.1g}; {np_} training vs {nn} held-out subjects)"
+        for sig, auc, p, tpr, np_, nn in results
+    )
+    bad = [
+        r
+        for r in results
+        if r[2] < pol["alpha"] and (r[1] > pol["max_auc"] or r[3] > pol["max_tpr_at_fpr"])
+    ]
     if bad:
         worst = max(bad, key=lambda r: r[1])
-        return [Finding(NAME, "high", art.name, "model outputs",
-                        f"the model recognises its training people better than strangers: "
-                        f"{text}", score=round(worst[1], 4))]
+        return [
+            Finding(
+                NAME,
+                "high",
+                art.name,
+                "model outputs",
+                f"the model recognises its training people better than strangers: {text}",
+                score=round(worst[1], 4),
+            )
+        ]
     ctx.notes.append(f"memorisation ({art.name}): passed; {text}")
     return []

@@ -41,8 +41,14 @@ from lab.gates.exporting.artifact import (
 from lab.gates.exporting.detectors.identifiers import runs, texts
 
 NAME = "payloads"
-SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF8", "gif"),
-              (b"PK\x03\x04", "zip"), (b"\x93NUMPY", "npy"), (b"\x1f\x8b\x08", "gzip"))
+SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF8", "gif"),
+    (b"PK\x03\x04", "zip"),
+    (b"\x93NUMPY", "npy"),
+    (b"\x1f\x8b\x08", "gzip"),
+)
 _B64 = re.compile(r"(data:[\w/+.-]+;base64,)?([A-Za-z0-9+/]{16,}={0,2}|[A-Za-z0-9_-]{16,}={0,2})")
 _HEX = re.compile(r"(?:0x)?([0-9a-fA-F]{16,})")
 # random bytes hold a run of 24 printable characters with odds ~0.37^24 = 4e-11
@@ -67,7 +73,7 @@ def _decodes(body: bytes) -> bool:
 def _png_end(data: bytes, off: int) -> int | None:
     p = off + 8
     while p + 8 <= len(data):
-        length, ctype = struct.unpack(">I4s", data[p:p + 8])
+        length, ctype = struct.unpack(">I4s", data[p : p + 8])
         p += 12 + length
         if ctype == b"IEND":
             return p if p <= len(data) else None
@@ -89,29 +95,29 @@ def _parse_at(data: bytes, off: int, kind: str) -> tuple[str, bytes] | None:
         # length leads to the next marker; most chance hits in weights stop here
         if len(data) < off + 8 or data[off + 3] not in _JPEG_NEXT:
             return None
-        seg = struct.unpack(">H", data[off + 4:off + 6])[0]
-        if seg < 2 or data[off + 4 + seg:off + 5 + seg] != b"\xff":
+        seg = struct.unpack(">H", data[off + 4 : off + 6])[0]
+        if seg < 2 or data[off + 4 + seg : off + 5 + seg] != b"\xff":
             return None
         start = off + 3
         for _ in range(16):
             end = data.find(b"\xff\xd9", start)
             if end < 0:
                 return None
-            body = data[off:end + 2]
+            body = data[off : end + 2]
             if _decodes(body):
                 return "jpeg", body
             start = end + 2
         return None
     if kind == "gif":
-        body = data[off:off + MAX_DECODED]
+        body = data[off : off + MAX_DECODED]
         ok = _decodes(body)
-        return ("gif", body) if ok and data[off:off + 6] in (b"GIF87a", b"GIF89a") else None
+        return ("gif", body) if ok and data[off : off + 6] in (b"GIF87a", b"GIF89a") else None
     if kind == "zip":
         eocd = data.find(b"PK\x05\x06", off)
         if eocd < 0 or eocd + 22 > len(data):
             return None
-        clen = struct.unpack("<H", data[eocd + 20:eocd + 22])[0]
-        body = data[off:eocd + 22 + clen]
+        clen = struct.unpack("<H", data[eocd + 20 : eocd + 22])[0]
+        body = data[off : eocd + 22 + clen]
         try:
             with zipfile.ZipFile(io.BytesIO(body)) as z:
                 z.infolist()
@@ -120,19 +126,18 @@ def _parse_at(data: bytes, off: int, kind: str) -> tuple[str, bytes] | None:
         return "zip", body
     if kind == "npy":
         try:
-            f = io.BytesIO(data[off:off + 65536 + 16])
+            f = io.BytesIO(data[off : off + 65536 + 16])
             version = np.lib.format.read_magic(f)
             shape, _, dtype = _npy_header(f, version)
             n = int(np.prod(shape)) * dtype.itemsize
             end = off + f.tell() + n
-            return ("npy", data[off:end]) if end <= len(data) and not dtype.hasobject \
-                else None
+            return ("npy", data[off:end]) if end <= len(data) and not dtype.hasobject else None
         except (ValueError, OverflowError, TypeError):
             return None
     if kind == "gzip":
         try:
             d = zlib.decompressobj(31)
-            out = d.decompress(data[off:off + MAX_DECODED], MAX_DECODED)
+            out = d.decompress(data[off : off + MAX_DECODED], MAX_DECODED)
         except zlib.error:
             return None
         return ("bytes", out) if len(out) >= 16 else None
@@ -143,8 +148,7 @@ def embedded(data: bytes, skip: int = 0) -> list[tuple[int, str, bytes]]:
     """Every parseable embedded stream in ``data`` from offset ``skip``."""
     out = []
     covered = -1
-    hits = sorted((off, kind) for magic, kind in SIGNATURES
-                  for off in _find_all(data, magic, skip))
+    hits = sorted((off, kind) for magic, kind in SIGNATURES for off in _find_all(data, magic, skip))
     for off, kind in hits[:MAX_FIND]:
         if off < covered:
             continue
@@ -185,17 +189,32 @@ class _Scan:
 
     def child(self, where: str, kind: str, body: bytes, declared: bool = False) -> None:
         if self.art.depth + 1 > self.ctx.policy.max_depth:
-            self.findings.append(Finding(NAME, "medium", self.art.name, where,
-                                         f"a {kind} payload nested deeper than "
-                                         f"export.max_depth = {self.ctx.policy.max_depth}"))
+            self.findings.append(
+                Finding(
+                    NAME,
+                    "medium",
+                    self.art.name,
+                    where,
+                    f"a {kind} payload nested deeper than "
+                    f"export.max_depth = {self.ctx.policy.max_depth}",
+                )
+            )
             return
         name = f"{self.art.name} > {where}"
         try:
-            kid = parse(name, "bytes" if kind == "gif" else kind, body, self.ctx.policy,
-                        self.art.depth + 1)
+            kid = parse(
+                name, "bytes" if kind == "gif" else kind, body, self.ctx.policy, self.art.depth + 1
+            )
         except Unscannable as e:
-            self.findings.append(Finding(NAME, "high", self.art.name, where,
-                                         f"a {kind} payload that cannot be scanned ({e})"))
+            self.findings.append(
+                Finding(
+                    NAME,
+                    "high",
+                    self.art.name,
+                    where,
+                    f"a {kind} payload that cannot be scanned ({e})",
+                )
+            )
             return
         if kind == "gif":
             img = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -206,9 +225,15 @@ class _Scan:
 
     def embedded_streams(self, data: bytes, where: str, skip: int = 0) -> None:
         for off, kind, body in embedded(data, skip):
-            self.findings.append(Finding(NAME, "high", self.art.name,
-                                         f"{where}, byte offset {off}",
-                                         f"an embedded {kind} stream of {len(body)} bytes"))
+            self.findings.append(
+                Finding(
+                    NAME,
+                    "high",
+                    self.art.name,
+                    f"{where}, byte offset {off}",
+                    f"an embedded {kind} stream of {len(body)} bytes",
+                )
+            )
             self.child(f"{where}@{off}", kind, body)
 
     def decoded(self, where: str, raw: bytes, how: str, declared: bool) -> None:
@@ -217,20 +242,40 @@ class _Scan:
             kind = "gif"
         if kind is not None:
             if not declared:
-                self.findings.append(Finding(NAME, "high", self.art.name, where,
-                                             f"{how}-encoded {kind} file of {len(raw)} bytes"))
+                self.findings.append(
+                    Finding(
+                        NAME,
+                        "high",
+                        self.art.name,
+                        where,
+                        f"{how}-encoded {kind} file of {len(raw)} bytes",
+                    )
+                )
             self.child(f"{where} ({how})", kind, raw, declared)
         elif raw.startswith(b"\x1f\x8b"):
             self.embedded_streams(raw, f"{where} ({how})")
         elif _printable(raw) >= 0.95:
-            self.findings.append(Finding(NAME, "low", self.art.name, where,
-                                         f"{how}-encoded text of {len(raw)} bytes (decoded "
-                                         "and scanned)"))
+            self.findings.append(
+                Finding(
+                    NAME,
+                    "low",
+                    self.art.name,
+                    where,
+                    f"{how}-encoded text of {len(raw)} bytes (decoded and scanned)",
+                )
+            )
             self.child(f"{where} ({how})", "text", raw, declared)
         elif len(raw) >= self.pol["opaque_min_bytes"]:
-            self.findings.append(Finding(NAME, "medium", self.art.name, where,
-                                         f"an opaque {how}-encoded blob of {len(raw)} bytes "
-                                         "(random-looking: it could carry that much data)"))
+            self.findings.append(
+                Finding(
+                    NAME,
+                    "medium",
+                    self.art.name,
+                    where,
+                    f"an opaque {how}-encoded blob of {len(raw)} bytes "
+                    "(random-looking: it could carry that much data)",
+                )
+            )
 
     def strings(self) -> None:
 
@@ -257,15 +302,25 @@ class _Scan:
             flat = a.reshape(-1)
             if a.dtype.kind == "f" and not np.array_equal(flat, np.round(flat)):
                 continue
-            if flat.min() < 0 or flat.max() > 255 or (a.dtype == np.uint8 and \
-                    self.art.kind in ("onnx", "npy", "npz")):
+            if (
+                flat.min() < 0
+                or flat.max() > 255
+                or (a.dtype == np.uint8 and self.art.kind in ("onnx", "npy", "npz"))
+            ):
                 continue  # uint8 tensors of binary files are in the raw-bytes scan
             raw = flat.astype(np.uint8).tobytes()
             if magic_kind(raw) or raw.startswith(b"GIF8"):
                 self.decoded(loc, raw, "byte-valued tensor", False)
             elif _printable(raw) >= 0.95 and len(raw) >= 32:
-                self.findings.append(Finding(NAME, "medium", self.art.name, loc,
-                                             f"a tensor of {len(raw)} character codes (text)"))
+                self.findings.append(
+                    Finding(
+                        NAME,
+                        "medium",
+                        self.art.name,
+                        loc,
+                        f"a tensor of {len(raw)} character codes (text)",
+                    )
+                )
                 self.child(f"{loc} (character codes)", "text", raw)
             else:
                 self.embedded_streams(raw, loc)
@@ -276,56 +331,84 @@ class _Scan:
             if a.dtype not in (np.float32, np.float64) or a.size < n_min:
                 continue
             le = np.ascontiguousarray(a.reshape(-1)).astype(a.dtype.newbyteorder("<"))
-            low = le.view(np.uint8)[::a.dtype.itemsize]
+            low = le.view(np.uint8)[:: a.dtype.itemsize]
             if (low == 0).mean() > 0.9:
                 continue  # rounded weights
             lsb = low & 1
-            nxt = le.view(np.uint8)[1::a.dtype.itemsize]
+            nxt = le.view(np.uint8)[1 :: a.dtype.itemsize]
             # each stream with its reference: the next byte up, or the next bit plane up.
             # Trained weights are noise in both; values with structure of their own
             # (k/255 pixels, means of integers, quantised weights) are structured in both;
             # a payload makes the lowest one differ from its neighbour
-            streams_ = ((low, nxt, "lowest byte"),
-                        (np.packbits(lsb), np.packbits((low >> 1) & 1), "lowest bit plane"),
-                        (np.packbits(lsb, bitorder="little"),
-                         np.packbits((low >> 1) & 1, bitorder="little"),
-                         "lowest bit plane (LSB first)"))
+            streams_ = (
+                (low, nxt, "lowest byte"),
+                (np.packbits(lsb), np.packbits((low >> 1) & 1), "lowest bit plane"),
+                (
+                    np.packbits(lsb, bitorder="little"),
+                    np.packbits((low >> 1) & 1, bitorder="little"),
+                    "lowest bit plane (LSB first)",
+                ),
+            )
             for stream, ref, what in streams_:
                 raw = stream.tobytes()
                 found = embedded(raw)
                 for off, kind, body in found:
-                    self.findings.append(Finding(
-                        NAME, "high", self.art.name, f"{loc}, {what}, offset {off}",
-                        f"a {kind} stream of {len(body)} bytes hidden in the {what} of "
-                        "the values (steganography)"))
+                    self.findings.append(
+                        Finding(
+                            NAME,
+                            "high",
+                            self.art.name,
+                            f"{loc}, {what}, offset {off}",
+                            f"a {kind} stream of {len(body)} bytes hidden in the {what} of "
+                            "the values (steganography)",
+                        )
+                    )
                     self.child(f"{loc} ({what})", kind, body)
                 if found:
                     continue
-                text = [(a, b) for a, b in runs(_TEXT_BYTES[stream], TEXT_RUN)[:1000]
-                        if _texty(raw[a:b])]
+                text = [
+                    (a, b)
+                    for a, b in runs(_TEXT_BYTES[stream], TEXT_RUN)[:1000]
+                    if _texty(raw[a:b])
+                ]
                 if text:
-                    self.findings.append(Finding(
-                        NAME, "high", self.art.name, f"{loc}, {what}, offset {text[0][0]}",
-                        f"text hidden in the {what} of the values (steganography): a run of "
-                        f"{text[0][1] - text[0][0]} printable characters"))
+                    self.findings.append(
+                        Finding(
+                            NAME,
+                            "high",
+                            self.art.name,
+                            f"{loc}, {what}, offset {text[0][0]}",
+                            f"text hidden in the {what} of the values (steganography): a run of "
+                            f"{text[0][1] - text[0][0]} printable characters",
+                        )
+                    )
                     self.child(f"{loc} ({what})", "text", raw)
                     continue
                 worst = 8.0
                 thr = self.pol["lsb_min_entropy"]
                 for w0 in range(0, max(1, len(stream) - 255), 4096):
-                    win = stream[w0:w0 + 4096]
+                    win = stream[w0 : w0 + 4096]
                     if len(win) < 256:
                         break
                     e = _entropy(win)
-                    if e < worst and _entropy(ref[w0:w0 + 4096]) >= \
-                            self.pol["lsb_reference_entropy"]:
+                    if (
+                        e < worst
+                        and _entropy(ref[w0 : w0 + 4096]) >= self.pol["lsb_reference_entropy"]
+                    ):
                         worst = e
                 if worst < thr:
-                    self.findings.append(Finding(
-                        NAME, "medium", self.art.name, f"{loc}, {what}",
-                        f"abnormal entropy in the {what}: {worst:.2f} bits per byte in a "
-                        f"window, while the next one up looks like noise (trained weights give "
-                        f"~8 in both; threshold {thr})", score=round(worst, 3)))
+                    self.findings.append(
+                        Finding(
+                            NAME,
+                            "medium",
+                            self.art.name,
+                            f"{loc}, {what}",
+                            f"abnormal entropy in the {what}: {worst:.2f} bits per byte in a "
+                            f"window, while the next one up looks like noise (trained weights give "
+                            f"~8 in both; threshold {thr})",
+                            score=round(worst, 3),
+                        )
+                    )
 
 
 def _texty(b: bytes) -> bool:
@@ -354,9 +437,15 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
     elif art.kind in ("png", "jpeg"):
         end = _png_end(art.data, 0) if art.kind == "png" else art.data.rfind(b"\xff\xd9") + 2
         if end and end < len(art.data):
-            scan.findings.append(Finding(NAME, "high", art.name, f"byte offset {end}",
-                                         f"{len(art.data) - end} bytes after the end of the "
-                                         "image"))
+            scan.findings.append(
+                Finding(
+                    NAME,
+                    "high",
+                    art.name,
+                    f"byte offset {end}",
+                    f"{len(art.data) - end} bytes after the end of the image",
+                )
+            )
             scan.embedded_streams(art.data[end:], f"after the image (offset {end})")
             tail = art.data[end:]
             if _printable(tail) >= 0.95:

@@ -23,9 +23,12 @@ MODEL_KINDS = ("onnx", "npy", "npz")
 def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
     if art.kind not in MODEL_KINDS:
         return []  # reports and logs: their rows are read by the content detectors
-    counts = {n: c for n, c in ctx.index.counts().items()
-              if c >= ctx.policy.structural["min_rows"]
-              and (n in ("records", "subjects") or n.startswith("train "))}
+    counts = {
+        n: c
+        for n, c in ctx.index.counts().items()
+        if c >= ctx.policy.structural["min_rows"]
+        and (n in ("records", "subjects") or n.startswith("train "))
+    }
     by_size: dict[int, list[str]] = {}
     for what, n in counts.items():
         by_size.setdefault(n, []).append(what)
@@ -35,10 +38,16 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
             if n in by_size:
                 per = " / ".join(sorted(by_size[n]))
                 rows = "rows" if a.ndim >= 2 else "values"
-                findings.append(Finding(
-                    NAME, "high" if a.ndim >= 2 else "medium", art.name, loc,
-                    f"axis {axis} of shape {list(a.shape)} has one entry per training "
-                    f"instance ({n} = the tenant's {per}): stored {rows} of the training "
-                    "set, as in an instance-based (kNN/SVM) model"))
+                findings.append(
+                    Finding(
+                        NAME,
+                        "high" if a.ndim >= 2 else "medium",
+                        art.name,
+                        loc,
+                        f"axis {axis} of shape {list(a.shape)} has one entry per training "
+                        f"instance ({n} = the tenant's {per}): stored {rows} of the training "
+                        "set, as in an instance-based (kNN/SVM) model",
+                    )
+                )
                 break
     return findings

@@ -40,10 +40,13 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
         candidates = [(loc, how, rows) for loc, a in tensors for how, rows in _row_views(a, d)]
         if not candidates:
             continue
-        st = subject_templates(ctx.index, mname,
-                               lambda ims, lms, m=matcher: m.extract(ims, lms).templates,
-                               ctx.policy.templates["fmr"],
-                               ctx.policy.templates["max_records"])
+        st = subject_templates(
+            ctx.index,
+            mname,
+            lambda ims, lms, m=matcher: m.extract(ims, lms).templates,
+            ctx.policy.templates["fmr"],
+            ctx.policy.templates["max_records"],
+        )
         if len(st.templates) == 0:
             continue
         thr = max(st.impostor_threshold, ctx.policy.templates["min_cosine"])
@@ -55,7 +58,7 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
             best = np.full(len(x), -1.0, np.float32)
             arg = np.zeros(len(x), np.int64)
             for c0 in range(0, len(st.templates), 8192):
-                s = x @ st.templates[c0:c0 + 8192].T
+                s = x @ st.templates[c0 : c0 + 8192].T
                 j = s.argmax(axis=1)
                 v = s[np.arange(len(x)), j]
                 better = v > best
@@ -63,11 +66,18 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
             hit = best >= thr
             if hit.any():
                 subs = sorted({str(rec_subjects[j]) for j in arg[hit]})
-                findings.append(Finding(
-                    NAME, "high", art.name, f"{loc} ({how})",
-                    f"{int(hit.sum())} of {len(x)} row(s) match templates of {len(subs)} "
-                    f"vault subject(s) under {mname} (best cosine {best.max():.3f}; "
-                    f"impostor threshold {thr:.3f}, false-match rate "
-                    f"{ctx.policy.templates['fmr']:g} per row)",
-                    tuple(subs[:100]), round(float(best.max()), 4)))
+                findings.append(
+                    Finding(
+                        NAME,
+                        "high",
+                        art.name,
+                        f"{loc} ({how})",
+                        f"{int(hit.sum())} of {len(x)} row(s) match templates of {len(subs)} "
+                        f"vault subject(s) under {mname} (best cosine {best.max():.3f}; "
+                        f"impostor threshold {thr:.3f}, false-match rate "
+                        f"{ctx.policy.templates['fmr']:g} per row)",
+                        tuple(subs[:100]),
+                        round(float(best.max()), 4),
+                    )
+                )
     return findings

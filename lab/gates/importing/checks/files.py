@@ -39,8 +39,10 @@ def run(ctx: GateContext) -> CheckResult:
         if kind == "pickle" or (kind == "zip" and _zip_has_pickle(path)):
             data = path.read_bytes()
             what = _pickle_findings(rel, data)
-            problems.append(f"{rel}: pickle data ({'zip of pickles, ' if kind == 'zip' else ''}"
-                            f"PyTorch/joblib style) refused unread; it imports: {what}")
+            problems.append(
+                f"{rel}: pickle data ({'zip of pickles, ' if kind == 'zip' else ''}"
+                f"PyTorch/joblib style) refused unread; it imports: {what}"
+            )
             continue
         if kind in ARCHIVES or kind == "tar":
             problems.append(f"{rel}: nested archive ({kind}) refused")
@@ -75,7 +77,8 @@ def _zip_has_pickle(path) -> bool:
 def unreferenced_binaries(ctx: GateContext) -> list[str]:
     """Binary files that no ONNX external-data reference adopted (called after ONNX)."""
     allowed = ctx.policy.allowed_files
-    return [f"{rel}: file not allowed in a model package ({kind}; not external data of "
-            "model.onnx)" for rel, kind in sorted(ctx.kinds.items())
-            if kind in ("binary", "npy") and rel not in allowed
-            and rel not in ctx.external_files]
+    return [
+        f"{rel}: file not allowed in a model package ({kind}; not external data of model.onnx)"
+        for rel, kind in sorted(ctx.kinds.items())
+        if kind in ("binary", "npy") and rel not in allowed and rel not in ctx.external_files
+    ]

@@ -32,8 +32,11 @@ def validate(doc: object) -> list[str]:
     if not isinstance(inp, dict):
         return [*p, "model.json: missing object input"]
     size = inp.get("size")
-    if not (isinstance(size, list) and len(size) == 2 and
-            all(isinstance(x, int) and 8 <= x <= 1024 for x in size)):
+    if not (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(x, int) and 8 <= x <= 1024 for x in size)
+    ):
         p.append("model.json: input.size must be [H, W] with 8 <= H, W <= 1024")
     if inp.get("layout") not in ("NCHW", "NHWC"):
         p.append("model.json: input.layout must be NCHW or NHWC")
@@ -44,14 +47,15 @@ def validate(doc: object) -> list[str]:
     for key in ("mean", "std"):
         v = inp.get(key)
         vals = v if isinstance(v, list) else [v]
-        if not (len(vals) in (1, n) and all(isinstance(x, int | float) and
-                                             not isinstance(x, bool) for x in vals)):
+        if not (
+            len(vals) in (1, n)
+            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in vals)
+        ):
             p.append(f"model.json: input.{key} must be a number or one per channel")
         elif key == "std" and any(x == 0 for x in vals):
             p.append("model.json: input.std must not be 0")
     out = doc.get("output")
-    if not (isinstance(out, dict) and isinstance(out.get("dim"), int)
-            and 1 <= out["dim"] <= 65536):
+    if not (isinstance(out, dict) and isinstance(out.get("dim"), int) and 1 <= out["dim"] <= 65536):
         p.append("model.json: output.dim must be an integer in [1, 65536]")
     if doc.get("similarity") not in ("cosine", "euclidean"):
         p.append("model.json: similarity must be cosine or euclidean")
@@ -68,5 +72,6 @@ def run(ctx: GateContext) -> CheckResult:
     problems = validate(doc)
     if not problems:
         ctx.model_json = doc
-    return result(NAME, problems, f"{doc.get('name')}@{doc.get('version')}"
-                  if isinstance(doc, dict) else "")
+    return result(
+        NAME, problems, f"{doc.get('name')}@{doc.get('version')}" if isinstance(doc, dict) else ""
+    )

@@ -66,27 +66,36 @@ def run(ctx: GateContext) -> CheckResult:
     allowed_domains = set(pol.allowed_domains)
     for imp in model.opset_import:
         if imp.domain not in allowed_domains and imp.domain not in _DEFAULT_DOMAINS:
-            problems.append(f"model.onnx: imports operator set of custom domain "
-                            f"{imp.domain!r}, not allowed by the policy")
+            problems.append(
+                f"model.onnx: imports operator set of custom domain "
+                f"{imp.domain!r}, not allowed by the policy"
+            )
     for f in model.functions:
-        problems.append(f"model.onnx: defines local function {f.domain}:{f.name} "
-                        "(custom operators are refused)")
+        problems.append(
+            f"model.onnx: defines local function {f.domain}:{f.name} (custom operators are refused)"
+        )
     total_bytes = 0
     for graph in _graphs(model.graph):
         for node in graph.node:
             dom = node.domain or ""
             if dom not in allowed_domains:
-                problems.append(f"model.onnx: node {node.name or '?'} uses operator "
-                                f"{dom}:{node.op_type} from a domain the policy does not allow")
+                problems.append(
+                    f"model.onnx: node {node.name or '?'} uses operator "
+                    f"{dom}:{node.op_type} from a domain the policy does not allow"
+                )
             elif dom in _DEFAULT_DOMAINS and node.op_type not in pol.allowed_ops:
-                problems.append(f"model.onnx: node {node.name or '?'} uses operator "
-                                f"{node.op_type}, not in the policy's allow-list")
+                problems.append(
+                    f"model.onnx: node {node.name or '?'} uses operator "
+                    f"{node.op_type}, not in the policy's allow-list"
+                )
         for vi in [*graph.input, *graph.output, *graph.value_info]:
             dims = vi.type.tensor_type.shape.dim
             n = math.prod(d.dim_value for d in dims if d.dim_value > 0) if dims else 0
             if n > pol.max_tensor_elements:
-                problems.append(f"model.onnx: {vi.name!r} declares {n:,} elements "
-                                f"(limit {pol.max_tensor_elements:,})")
+                problems.append(
+                    f"model.onnx: {vi.name!r} declares {n:,} elements "
+                    f"(limit {pol.max_tensor_elements:,})"
+                )
         for where, t in _tensors(graph):
             n = math.prod(t.dims) if t.dims else 1
             if any(d < 0 for d in t.dims):
@@ -99,13 +108,17 @@ def run(ctx: GateContext) -> CheckResult:
             nbytes = n * item
             total_bytes += nbytes
             if n > pol.max_tensor_elements:
-                problems.append(f"model.onnx: {where} declares {n:,} elements, "
-                                f"{nbytes / 2**30:.1f} GiB (limit {pol.max_tensor_elements:,})")
+                problems.append(
+                    f"model.onnx: {where} declares {n:,} elements, "
+                    f"{nbytes / 2**30:.1f} GiB (limit {pol.max_tensor_elements:,})"
+                )
             if t.data_location == onnx.TensorProto.EXTERNAL:
                 problems += _external(ctx, where, t, nbytes)
     if total_bytes > pol.max_param_bytes:
-        problems.append(f"model.onnx: parameters total {total_bytes / 2**20:,.0f} MiB "
-                        f"(limit {pol.max_param_bytes / 2**20:,.0f} MiB)")
+        problems.append(
+            f"model.onnx: parameters total {total_bytes / 2**20:,.0f} MiB "
+            f"(limit {pol.max_param_bytes / 2**20:,.0f} MiB)"
+        )
     problems += unreferenced_binaries(ctx)
     if not problems:
         try:
@@ -114,8 +127,12 @@ def run(ctx: GateContext) -> CheckResult:
             problems.append(f"model.onnx: onnx.checker refuses it: {str(e).splitlines()[0]}")
     if not problems:
         ctx.onnx_model = model
-    return result(NAME, problems, f"{sum(len(g.node) for g in _graphs(model.graph))} nodes, "
-                  f"{total_bytes / 2**20:.1f} MiB of parameters")
+    return result(
+        NAME,
+        problems,
+        f"{sum(len(g.node) for g in _graphs(model.graph))} nodes, "
+        f"{total_bytes / 2**20:.1f} MiB of parameters",
+    )
 
 
 def _external(ctx: GateContext, where: str, t, nbytes: int) -> list[str]:

@@ -42,8 +42,10 @@ def run_approvals(ctx: GateContext) -> CheckResult:
     need = ctx.policy.required_approvals
     if ctx.statement_sha256 is None:
         return result(APPROVAL_NAME, ["no valid tenant signature to approve"])
-    officers = {name: public_key_from_b64(k, f"policy import.officers.{name}")
-                for name, k in ctx.policy.officers.items()}
+    officers = {
+        name: public_key_from_b64(k, f"policy import.officers.{name}")
+        for name, k in ctx.policy.officers.items()
+    }
     problems, valid = [], set()
     for rel in sorted(r for r in ctx.package.files if r.startswith(APPROVALS + "/")):
         try:

@@ -42,6 +42,7 @@ def _limits(memory_mb: int, cpu_s: int):
         resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
     return apply
 
 
@@ -51,21 +52,27 @@ def run(ctx: GateContext) -> CheckResult:
     assert spec is not None
     try:
         p = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(ctx.package.path("model.onnx")),
-             json.dumps(spec)],
-            capture_output=True, text=True, timeout=pol.smoke_timeout_s,
-            preexec_fn=_limits(pol.smoke_memory_mb, pol.smoke_timeout_s + 2), check=False,
-            cwd=ctx.root)
+            [sys.executable, "-c", _CHILD, str(ctx.package.path("model.onnx")), json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            timeout=pol.smoke_timeout_s,
+            preexec_fn=_limits(pol.smoke_memory_mb, pol.smoke_timeout_s + 2),
+            check=False,
+            cwd=ctx.root,
+        )
     except subprocess.TimeoutExpired:
         return result(NAME, [f"the model ran past the {pol.smoke_timeout_s} s time limit"])
     if p.returncode != 0:
         tail = (p.stderr.strip().splitlines() or ["no output"])[-1][:200]
         if p.returncode == -signal.SIGXCPU:
-            return result(NAME, [f"the model ran past the {pol.smoke_timeout_s} s time limit "
-                                 "(CPU time)"])
+            return result(
+                NAME, [f"the model ran past the {pol.smoke_timeout_s} s time limit (CPU time)"]
+            )
         if p.returncode == -signal.SIGKILL or "MemoryError" in p.stderr or "bad_alloc" in p.stderr:
-            return result(NAME, [f"the model exceeded the CPU or {pol.smoke_memory_mb} MiB "
-                                 f"memory limit ({tail})"])
+            return result(
+                NAME,
+                [f"the model exceeded the CPU or {pol.smoke_memory_mb} MiB memory limit ({tail})"],
+            )
         return result(NAME, [f"onnxruntime could not run the model: {tail}"])
     try:
         out = json.loads(p.stdout.strip().splitlines()[-1])
@@ -76,8 +83,9 @@ def run(ctx: GateContext) -> CheckResult:
     want = [2, spec["output"]["dim"]]
     problems = []
     if out["shape"] != want:
-        problems.append(f"output shape {tuple(out['shape'])} contradicts model.json "
-                        f"(expected {tuple(want)})")
+        problems.append(
+            f"output shape {tuple(out['shape'])} contradicts model.json (expected {tuple(want)})"
+        )
     if out["dtype"] != "float32":
         problems.append(f"output dtype {out['dtype']}, float32 expected")
     if not out["finite"]:
