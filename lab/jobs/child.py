@@ -42,6 +42,10 @@ def _bench(ctx) -> dict:
         Sample(r.subject, r.kind, r.image(), r.landmarks, r.nationality, r.sex, r.birth_year)
         for r in ctx.records()
     ]
+    if len({s.subject for s in samples}) < 2:
+        raise ValueError(
+            f"split {ctx.spec.get('split')!r} holds fewer than 2 subjects: no impostor pairs"
+        )
     report = run_benchmark(samples, Matcher(ctx.model_dir))
     report["lab"] = {"tenant": ctx.tenant, "split": ctx.spec.get("split"), "job": ctx.job_id}
     write_report(report, ctx.outbox)
