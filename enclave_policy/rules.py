@@ -4,7 +4,8 @@ A job spec is data a tenant submits: ``kind`` (bench | train), ``purpose``, ``mo
 ``split``, ``trainer``, ``params``. It is refused when its purpose is forbidden, not
 allowed, or not granted to the tenant; when its kind does not serve its purpose; and
 when any key or value of it names a 1:N marker (gallery, search, top_k, track, ...),
-whatever purpose it declares: the red line the documented lab's critics drew.
+whatever purpose it declares: the red line the documented lab's critics drew. A training
+job must name a trainer the policy registers.
 """
 
 from __future__ import annotations
@@ -70,5 +71,9 @@ def check_job(gov: GovernancePolicy, tenant: str, spec: Mapping[str, Any]) -> Ru
             False,
             f"the job asks for 1:N search ({hit[0]!r} in {hit[1]}), "
             "which the policy forbids whatever purpose is declared",
+        )
+    if kind == "train" and spec.get("trainer") not in gov.trainers:
+        return RuleDecision(
+            False, f"trainer {spec.get('trainer')!r} is not registered in [jobs] trainers"
         )
     return RuleDecision(True, f"{kind} for {purpose}, granted to {tenant}")

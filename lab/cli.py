@@ -525,31 +525,15 @@ def _cmd_retention_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_register(args: argparse.Namespace) -> int:
+    from lab.labdir import open_lab, read_passphrase, unlock
     from lab.vault import retention
 
-    lab, root, log, _ = _unlocked(args.lab)
-    log.close()
-    rows = retention.register(lab, root)
-    gov = lab.policy.governance
+    lab = open_lab(args.lab)  # read-only: the audit log is not opened
+    rows = retention.register(lab, unlock(lab, read_passphrase()))
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "lab": lab.lab_id,
-                    "allowed_purposes": gov.allowed_purposes,
-                    "forbidden_purposes": gov.forbidden_purposes,
-                    "processors": rows,
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps(retention.register_document(lab, rows), indent=2))
     else:
-        print(
-            retention.register_markdown(
-                rows, lab.lab_id, gov.allowed_purposes, gov.forbidden_purposes
-            ),
-            end="",
-        )
+        print(retention.register_text(lab, rows), end="")
     return 0
 
 

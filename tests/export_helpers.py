@@ -109,7 +109,7 @@ class Scanner:
     def scan(self, paths):
         from lab.gates.exporting._types import ScanContext
         from lab.gates.exporting.gate import scan
-        from lab.gates.exporting.ops import _baseline
+        from lab.gates.exporting.ops import baseline_finder
 
         lab = self.el.lab
         ctx = ScanContext(
@@ -117,7 +117,7 @@ class Scanner:
             self.el.tenant,
             self.index,
             dict(self.matchers),
-            _baseline(lab, self.el.tenant, paths, None, lab.policy.exporting),
+            baseline_finder(lab, self.el.tenant, None, lab.policy.exporting),
             list(self.notes),
         )
         return scan(

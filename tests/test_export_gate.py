@@ -233,6 +233,20 @@ def test_bad_input_is_one_line_and_exit_2(el, tmp_path: Path) -> None:
             str(tmp_path / "b" / "log.txt"),
         )
     )
+    junk = tmp_path / "override.json"
+    junk.write_text('{"reviewer": "rev"}')
+    assert "not an override file" in one_line_error(
+        run(
+            "export",
+            "--lab",
+            lab,
+            "--tenant",
+            "acme",
+            str(el.cnn / "model.onnx"),
+            "--override",
+            str(junk),
+        )
+    )
     for inside in ("keys/keystore.json", "vault.db", "audit"):
         assert "not in tenant acme's outbox" in one_line_error(
             run("export", "--lab", lab, "--tenant", "acme", f"{lab}/{inside}")

@@ -63,12 +63,20 @@ def test_changing_one_digit_changes_the_check_digit(field: str, pos: int, delta:
     assert _mrz.check_digit(changed) != _mrz.check_digit(field)
 
 
-@settings(max_examples=200)
-@given(st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<", min_size=44, max_size=44))
-def test_random_zone_characters_are_rarely_a_data_line(line: str) -> None:
-    # all three check digits, two dates and the sex field must agree: odds < 1e-4
-    if _mrz.is_data_line(line):
-        assert "<" in line
+def test_lines_with_random_check_digits_are_rarely_data_lines() -> None:
+    # well-formed lines (real dates, a sex field, fillers) whose check digits are random:
+    # all three must agree by chance, odds 1/1000
+    rng = np.random.default_rng(0)
+    letters = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"))
+    hits = 0
+    for _ in range(5000):
+        num = "".join(rng.choice(letters, 9))
+        line = (
+            f"{num}{rng.integers(10)}XAA870314{rng.integers(10)}M300101"
+            f"{rng.integers(10)}{'<' * 14}0{rng.integers(10)}"
+        )
+        hits += _mrz.is_data_line(line)
+    assert hits <= 20  # expected 5
 
 
 # ---------------------------------------------------------------- identifier forms

@@ -332,6 +332,9 @@ def test_retention_destroys_tenants_past_due_and_the_register_shows_it(tmp_path:
         "retention", "run", "--lab", lab, "--today", (due - timedelta(days=1)).isoformat(), env=ENV
     )
     assert early.returncode == 0 and "no tenant is due" in early.stdout
+    assert "not a date" in one_line_error(
+        _run("retention", "run", "--lab", lab, "--today", "soon", env=ENV)
+    )
     late = _run("retention", "run", "--lab", lab, "--today", due.isoformat(), env=ENV)
     assert late.returncode == 0 and "destroyed acme" in late.stdout
     md = _run("register", "--lab", lab, env=ENV).stdout

@@ -139,21 +139,26 @@ def register_markdown(
     return "\n".join(head) + "\n"
 
 
-def write_register(lab: Lab, rows: list[dict], out: Path) -> tuple[Path, Path]:
+def register_document(lab: Lab, rows: list[dict]) -> dict:
+    """The register as JSON-ready data."""
     gov = _governance(lab)
+    return {
+        "lab": lab.lab_id,
+        "allowed_purposes": gov.allowed_purposes,
+        "forbidden_purposes": gov.forbidden_purposes,
+        "processors": rows,
+    }
+
+
+def register_text(lab: Lab, rows: list[dict]) -> str:
+    """The register as Markdown."""
+    gov = _governance(lab)
+    return register_markdown(rows, lab.lab_id, gov.allowed_purposes, gov.forbidden_purposes)
+
+
+def write_register(lab: Lab, rows: list[dict], out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / "register.md", out / "register.json"
-    md.write_text(register_markdown(rows, lab.lab_id, gov.allowed_purposes, gov.forbidden_purposes))
-    js.write_text(
-        json.dumps(
-            {
-                "lab": lab.lab_id,
-                "allowed_purposes": gov.allowed_purposes,
-                "forbidden_purposes": gov.forbidden_purposes,
-                "processors": rows,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    md.write_text(register_text(lab, rows))
+    js.write_text(json.dumps(register_document(lab, rows), indent=2) + "\n")
     return md, js

@@ -82,7 +82,7 @@ class ScanContext:
     tenant: str
     index: Any  # vault_index.SubjectIndex
     matchers: dict[str, Any] = field(default_factory=dict)  # name -> Matcher-like
-    baseline: Any = None  # provenance.Baseline of the imported model, when known
+    baseline: Any = None  # artifact -> provenance.Baseline of its imported model, or None
     notes: list[str] = field(default_factory=list)
     derived: list[Artifact] = field(default_factory=list)  # payloads decoded by detectors
     own_models: dict[str, str] = field(default_factory=dict)  # artifact -> matcher name

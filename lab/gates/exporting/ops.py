@@ -9,7 +9,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,8 +17,8 @@ from pathlib import Path
 from lab.audit import AuditLog, Event
 from lab.errors import BadInputError
 from lab.gates.exporting import provenance, release, vault_index
-from lab.gates.exporting._types import ScanContext
-from lab.gates.exporting.artifact import Unscannable, load
+from lab.gates.exporting._types import Artifact, ScanContext
+from lab.gates.exporting.artifact import Unscannable
 from lab.gates.exporting.gate import ExportReport, expand, scan
 from lab.labdir import Lab, load_signing_key
 from lab.vault.keystore import RootKey
@@ -60,41 +60,42 @@ def _reference_matchers(lab: Lab, tenant: str, refs: Sequence[str], notes: list[
     return out
 
 
-def _baseline(
-    lab: Lab, tenant: str, paths: Sequence[Path], from_model: str | None, policy
-) -> provenance.Baseline | None:
+def baseline_finder(
+    lab: Lab, tenant: str, from_model: str | None, policy
+) -> Callable[[Artifact], provenance.Baseline | None]:
+    """For an ONNX artifact, the registered model it descends from: ``from_model``, or
+    the tenant's model that holds at least half of its tensors at the same place and
+    shape. Called by the provenance detector on the artifact the gate already parsed;
+    each registered model is parsed once per scan."""
     from lab.bench.lab_run import registered_model
     from lab.gates.importing import list_models
     from lab.gates.importing.ops import models_dir
 
     if from_model:
         entry, path = registered_model(lab, tenant, from_model)
-        return provenance.load_baseline(entry["model"], path / "model.onnx", policy)
-    onnx_files = [
-        p
-        for p in expand(paths)
-        if p.suffix.lower() == ".onnx" and p.is_file() and not p.is_symlink()
-    ]
-    if not onnx_files:
-        return None
-    try:
-        art = load(Path(onnx_files[0]), policy)
-    except Unscannable:
-        return None
-    best, best_overlap = None, 0.5
-    for m in list_models(models_dir(lab)):
-        if m["tenant"] != tenant:
-            continue
-        try:
-            base = provenance.load_baseline(
-                m["model"], models_dir(lab) / m["path"] / "model.onnx", policy
-            )
-        except (Unscannable, OSError):
-            continue
-        ov = base.overlap(art)
-        if ov >= best_overlap:
-            best, best_overlap = base, ov
-    return best
+        fixed = provenance.load_baseline(entry["model"], path / "model.onnx", policy)
+        return lambda art: fixed
+    cache: dict[str, provenance.Baseline | None] = {}
+
+    def find(art: Artifact) -> provenance.Baseline | None:
+        best, best_overlap = None, 0.5
+        for m in list_models(models_dir(lab)):
+            if m["tenant"] != tenant:
+                continue
+            if m["path"] not in cache:
+                try:
+                    cache[m["path"]] = provenance.load_baseline(
+                        m["model"], models_dir(lab) / m["path"] / "model.onnx", policy
+                    )
+                except (Unscannable, OSError):
+                    cache[m["path"]] = None
+            base = cache[m["path"]]
+            overlap = base.overlap(art) if base is not None else 0.0
+            if overlap >= best_overlap:
+                best, best_overlap = base, overlap
+        return best
+
+    return find
 
 
 def export(
@@ -161,7 +162,7 @@ def export(
             tenant,
             index,
             _reference_matchers(lab, tenant, refs, notes),
-            _baseline(lab, tenant, paths, from_model, policy),
+            baseline_finder(lab, tenant, from_model, policy),
             notes,
         )
         report = scan(

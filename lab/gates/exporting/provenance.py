@@ -64,8 +64,10 @@ def capacity_bits(old: np.ndarray, new: np.ndarray) -> tuple[int, int]:
 
 
 def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
-    base = ctx.baseline
-    if base is None or art.kind != "onnx" or art.depth > 0:
+    if ctx.baseline is None or art.kind != "onnx" or art.depth > 0:
+        return []
+    base = ctx.baseline(art)
+    if base is None:
         return []
     changed, new, bits, values = [], [], 0, 0
     for loc, a in art.tensors:

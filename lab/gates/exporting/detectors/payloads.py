@@ -187,17 +187,16 @@ class _Scan:
         self.pol = ctx.policy.payloads
         self.findings: list[Finding] = []
 
+    def add(self, severity: str, where: str, evidence: str, score: float | None = None) -> None:
+        self.findings.append(Finding(NAME, severity, self.art.name, where, evidence, score=score))
+
     def child(self, where: str, kind: str, body: bytes, declared: bool = False) -> None:
         if self.art.depth + 1 > self.ctx.policy.max_depth:
-            self.findings.append(
-                Finding(
-                    NAME,
-                    "medium",
-                    self.art.name,
-                    where,
-                    f"a {kind} payload nested deeper than "
-                    f"export.max_depth = {self.ctx.policy.max_depth}",
-                )
+            self.add(
+                "medium",
+                where,
+                f"a {kind} payload nested deeper than "
+                f"export.max_depth = {self.ctx.policy.max_depth}",
             )
             return
         name = f"{self.art.name} > {where}"
@@ -206,15 +205,7 @@ class _Scan:
                 name, "bytes" if kind == "gif" else kind, body, self.ctx.policy, self.art.depth + 1
             )
         except Unscannable as e:
-            self.findings.append(
-                Finding(
-                    NAME,
-                    "high",
-                    self.art.name,
-                    where,
-                    f"a {kind} payload that cannot be scanned ({e})",
-                )
-            )
+            self.add("high", where, f"a {kind} payload that cannot be scanned ({e})")
             return
         if kind == "gif":
             img = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -225,14 +216,10 @@ class _Scan:
 
     def embedded_streams(self, data: bytes, where: str, skip: int = 0) -> None:
         for off, kind, body in embedded(data, skip):
-            self.findings.append(
-                Finding(
-                    NAME,
-                    "high",
-                    self.art.name,
-                    f"{where}, byte offset {off}",
-                    f"an embedded {kind} stream of {len(body)} bytes",
-                )
+            self.add(
+                "high",
+                f"{where}, byte offset {off}",
+                f"an embedded {kind} stream of {len(body)} bytes",
             )
             self.child(f"{where}@{off}", kind, body)
 
@@ -242,39 +229,19 @@ class _Scan:
             kind = "gif"
         if kind is not None:
             if not declared:
-                self.findings.append(
-                    Finding(
-                        NAME,
-                        "high",
-                        self.art.name,
-                        where,
-                        f"{how}-encoded {kind} file of {len(raw)} bytes",
-                    )
-                )
+                self.add("high", where, f"{how}-encoded {kind} file of {len(raw)} bytes")
             self.child(f"{where} ({how})", kind, raw, declared)
         elif raw.startswith(b"\x1f\x8b"):
             self.embedded_streams(raw, f"{where} ({how})")
         elif _printable(raw) >= 0.95:
-            self.findings.append(
-                Finding(
-                    NAME,
-                    "low",
-                    self.art.name,
-                    where,
-                    f"{how}-encoded text of {len(raw)} bytes (decoded and scanned)",
-                )
-            )
+            self.add("low", where, f"{how}-encoded text of {len(raw)} bytes (decoded and scanned)")
             self.child(f"{where} ({how})", "text", raw, declared)
         elif len(raw) >= self.pol["opaque_min_bytes"]:
-            self.findings.append(
-                Finding(
-                    NAME,
-                    "medium",
-                    self.art.name,
-                    where,
-                    f"an opaque {how}-encoded blob of {len(raw)} bytes "
-                    "(random-looking: it could carry that much data)",
-                )
+            self.add(
+                "medium",
+                where,
+                f"an opaque {how}-encoded blob of {len(raw)} bytes "
+                "(random-looking: it could carry that much data)",
             )
 
     def strings(self) -> None:
@@ -312,15 +279,7 @@ class _Scan:
             if magic_kind(raw) or raw.startswith(b"GIF8"):
                 self.decoded(loc, raw, "byte-valued tensor", False)
             elif _printable(raw) >= 0.95 and len(raw) >= 32:
-                self.findings.append(
-                    Finding(
-                        NAME,
-                        "medium",
-                        self.art.name,
-                        loc,
-                        f"a tensor of {len(raw)} character codes (text)",
-                    )
-                )
+                self.add("medium", loc, f"a tensor of {len(raw)} character codes (text)")
                 self.child(f"{loc} (character codes)", "text", raw)
             else:
                 self.embedded_streams(raw, loc)
@@ -353,15 +312,11 @@ class _Scan:
                 raw = stream.tobytes()
                 found = embedded(raw)
                 for off, kind, body in found:
-                    self.findings.append(
-                        Finding(
-                            NAME,
-                            "high",
-                            self.art.name,
-                            f"{loc}, {what}, offset {off}",
-                            f"a {kind} stream of {len(body)} bytes hidden in the {what} of "
-                            "the values (steganography)",
-                        )
+                    self.add(
+                        "high",
+                        f"{loc}, {what}, offset {off}",
+                        f"a {kind} stream of {len(body)} bytes hidden in the {what} of "
+                        "the values (steganography)",
                     )
                     self.child(f"{loc} ({what})", kind, body)
                 if found:
@@ -372,15 +327,11 @@ class _Scan:
                     if _texty(raw[a:b])
                 ]
                 if text:
-                    self.findings.append(
-                        Finding(
-                            NAME,
-                            "high",
-                            self.art.name,
-                            f"{loc}, {what}, offset {text[0][0]}",
-                            f"text hidden in the {what} of the values (steganography): a run of "
-                            f"{text[0][1] - text[0][0]} printable characters",
-                        )
+                    self.add(
+                        "high",
+                        f"{loc}, {what}, offset {text[0][0]}",
+                        f"text hidden in the {what} of the values (steganography): a run of "
+                        f"{text[0][1] - text[0][0]} printable characters",
                     )
                     self.child(f"{loc} ({what})", "text", raw)
                     continue
@@ -397,17 +348,13 @@ class _Scan:
                     ):
                         worst = e
                 if worst < thr:
-                    self.findings.append(
-                        Finding(
-                            NAME,
-                            "medium",
-                            self.art.name,
-                            f"{loc}, {what}",
-                            f"abnormal entropy in the {what}: {worst:.2f} bits per byte in a "
-                            f"window, while the next one up looks like noise (trained weights give "
-                            f"~8 in both; threshold {thr})",
-                            score=round(worst, 3),
-                        )
+                    self.add(
+                        "medium",
+                        f"{loc}, {what}",
+                        f"abnormal entropy in the {what}: {worst:.2f} bits per byte in a "
+                        f"window, while the next one up looks like noise (trained weights give "
+                        f"~8 in both; threshold {thr})",
+                        score=round(worst, 3),
                     )
 
 
@@ -437,14 +384,10 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
     elif art.kind in ("png", "jpeg"):
         end = _png_end(art.data, 0) if art.kind == "png" else art.data.rfind(b"\xff\xd9") + 2
         if end and end < len(art.data):
-            scan.findings.append(
-                Finding(
-                    NAME,
-                    "high",
-                    art.name,
-                    f"byte offset {end}",
-                    f"{len(art.data) - end} bytes after the end of the image",
-                )
+            scan.add(
+                "high",
+                f"byte offset {end}",
+                f"{len(art.data) - end} bytes after the end of the image",
             )
             scan.embedded_streams(art.data[end:], f"after the image (offset {end})")
             tail = art.data[end:]
