@@ -199,3 +199,37 @@ def test_pool_works_after_opencv_threads_ran(tmp_path: Path) -> None:
         cv2.GaussianBlur(big, (31, 31), 0)
     write_dataset(SynthConfig(identities=4, captures=1, seed=3), tmp_path / "d", workers=2)
     assert len(_rows(tmp_path / "d")) == 8
+
+
+def test_pool_reports_every_identity_once_and_keeps_manifest_order(tmp_path: Path) -> None:
+    """This process renders chunks from the end while the pool renders from the front."""
+    done: list[int] = []
+    write_dataset(
+        SynthConfig(identities=40, captures=0, seed=5),
+        tmp_path / "d",
+        workers=2,
+        progress=done.append,
+    )
+    assert sum(done) == 40
+    subjects = [r["subject_id"] for r in _rows(tmp_path / "d")]
+    one = tmp_path / "one"
+    write_dataset(SynthConfig(identities=40, captures=0, seed=5), one, workers=1)
+    assert subjects == [r["subject_id"] for r in _rows(one)]
+    assert _digests(tmp_path / "d") == _digests(one)
+
+
+def test_writer_restores_the_callers_opencv_threads(tmp_path: Path) -> None:
+    cv2.setNumThreads(2)
+    write_dataset(SynthConfig(identities=3, captures=0, seed=5), tmp_path / "a", workers=2)
+    assert cv2.getNumThreads() == 2
+    write_dataset(SynthConfig(identities=3, captures=0, seed=5), tmp_path / "b", workers=1)
+    assert cv2.getNumThreads() == 2
+
+
+def test_failure_in_this_process_with_a_pool_leaves_no_dataset(tmp_path: Path, monkeypatch) -> None:
+    # the pool's workers fork from a server that imported the real module; the patch
+    # fails only the chunks this process renders itself, from the end of the list
+    monkeypatch.setattr(dataset_mod, "encode_png", lambda img: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        write_dataset(SynthConfig(identities=30, captures=0), tmp_path / "d", workers=2)
+    assert list(tmp_path.iterdir()) == []

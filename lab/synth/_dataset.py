@@ -60,13 +60,15 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "mask",
 )
 
-# Fixed PNG settings: no filter, Huffman-only deflate. Fast (noisy 112x112 images
-# compress no better with heavier settings) and byte-stable for a given zlib.
+# Fixed PNG settings: deflate level 0 (stored blocks), no filter. Encoding is the largest
+# cost of the writer after rendering, and the files are noisy; measured on 112x112
+# images: stored 38 KB in 0.10 ms; Huffman-only 32 KB in 0.38 ms; Huffman over the "up"
+# filter 21 KB in 0.37 ms; zlib level 6 with Paeth 17 KB in 1.7 ms. Stored files are
+# about twice the smallest, for a quarter of the time. Fixed settings keep the output
+# byte-stable for a given libpng.
 _PNG_PARAMS = [
     cv2.IMWRITE_PNG_COMPRESSION,
-    1,
-    cv2.IMWRITE_PNG_STRATEGY,
-    cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
+    0,
     cv2.IMWRITE_PNG_FILTER,
     cv2.IMWRITE_PNG_FILTER_NONE,
 ]
@@ -166,6 +168,62 @@ def _write_chunk(args: tuple[SynthConfig, str, int, int]) -> list[dict[str, str]
     return rows
 
 
+def _run_chunks(
+    jobs: list[tuple[SynthConfig, str, int, int]],
+    n_workers: int,
+    progress: Callable[[int], None] | None,
+) -> list[list[dict[str, str]]]:
+    """Run ``_write_chunk`` over ``jobs`` in ``n_workers`` processes; results in job order.
+
+    This process is one of the workers: it takes chunks from the end of the list while
+    ``n_workers - 1`` pool processes take them from the front, so the pool's start-up
+    (a forkserver that imports OpenCV) overlaps with rendering instead of preceding it.
+    """
+    threads = cv2.getNumThreads()
+    results: list[list[dict[str, str]] | None] = [None] * len(jobs)
+
+    def done(i: int, rows: list[dict[str, str]]) -> None:
+        results[i] = rows
+        if progress:
+            _, _, a, b = jobs[i]
+            progress(b - a)
+
+    try:
+        if n_workers == 1:
+            for i, job in enumerate(jobs):
+                done(i, _write_chunk(job))
+            return [r for r in results if r is not None]
+        # forkserver, not fork: forking a process whose OpenCV or dlib threads hold a
+        # lock deadlocks the child (seen when synth runs after a detector).
+        ctx = multiprocessing.get_context(
+            "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        )
+        if ctx.get_start_method() == "forkserver":
+            # workers fork from a server that imported the renderer once: fast start
+            ctx.set_forkserver_preload(["lab.synth._dataset"])
+        with ProcessPoolExecutor(n_workers - 1, mp_context=ctx) as pool:
+            try:
+                futures = [pool.submit(_write_chunk, job) for job in jobs]
+                reported: set[int] = set()
+                for i in reversed(range(len(jobs))):
+                    if not futures[i].cancel():
+                        break  # the pool has reached this chunk: the rest is its
+                    done(i, _write_chunk(jobs[i]))
+                    for k, f in enumerate(futures):  # report the pool's finished chunks
+                        if k not in reported and results[k] is None and f.done():
+                            reported.add(k)
+                            done(k, f.result())
+                for k, f in enumerate(futures):
+                    if results[k] is None:
+                        done(k, f.result())
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    finally:
+        cv2.setNumThreads(threads)  # _write_chunk pins OpenCV to one thread
+    return [r for r in results if r is not None]
+
+
 def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
     for start in range(0, n, size):
         yield start, min(n, start + size)
@@ -218,31 +276,9 @@ def write_dataset(
         raise BadInputError(f"{out}: cannot create a directory beside it ({e.strerror})") from e
     try:
         (tmp / "images").mkdir()
-        chunk = max(1, min(64, cfg.identities // (n_workers * 8) or 1))
+        chunk = max(1, min(8, cfg.identities // (n_workers * 8) or 1))
         jobs = [(cfg, str(tmp), a, b) for a, b in _chunks(cfg.identities, chunk)]
-        rows: list[dict[str, str]] = []
-        if n_workers == 1:
-            results: Iterator[list[dict[str, str]]] = map(_write_chunk, jobs)
-            for (a, b), r in zip(_chunks(cfg.identities, chunk), results, strict=True):
-                rows.extend(r)
-                if progress:
-                    progress(b - a)
-        else:
-            # forkserver, not fork: forking a process whose OpenCV or dlib threads hold
-            # a lock deadlocks the child (seen when synth runs after a detector).
-            ctx = multiprocessing.get_context(
-                "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            )
-            if ctx.get_start_method() == "forkserver":
-                # workers fork from a server that imported the renderer once: fast start
-                ctx.set_forkserver_preload(["lab.synth._dataset"])
-            with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
-                for (a, b), r in zip(
-                    _chunks(cfg.identities, chunk), pool.map(_write_chunk, jobs), strict=True
-                ):
-                    rows.extend(r)
-                    if progress:
-                        progress(b - a)
+        rows = [row for part in _run_chunks(jobs, n_workers, progress) for row in part]
         buf = io.StringIO(newline="")
         w = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
         w.writeheader()

@@ -61,12 +61,25 @@ class Scene:
     noise_seed: int = 0
 
 
-def _rot(yaw: float, pitch: float, roll: float) -> np.ndarray:
+def _rot(yaw: float, pitch: float, roll: float) -> list[list[float]]:
+    """Rz(roll) @ Rx(pitch) @ Ry(yaw), in closed form (plain floats: 3x3 NumPy products
+    cost more than the arithmetic)."""
     y, p, r = (math.radians(v) for v in (yaw, pitch, roll))
-    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
-    rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
-    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
-    return rz @ rx @ ry
+    cy, sy, cp, sp, cr, sr = (
+        math.cos(y),
+        math.sin(y),
+        math.cos(p),
+        math.sin(p),
+        math.cos(r),
+        math.sin(r),
+    )
+    # Rx @ Ry
+    m = [[cy, 0.0, sy], [sp * sy, cp, -sp * cy], [-cp * sy, sp, cp * cy]]
+    return [
+        [cr * m[0][j] - sr * m[1][j] for j in range(3)],
+        [sr * m[0][j] + cr * m[1][j] for j in range(3)],
+        m[2],
+    ]
 
 
 def skin_rgb(lightness: float, warmth: float) -> np.ndarray:
@@ -109,11 +122,11 @@ class _Canvas:
         self.a_px = float(0.235 * size * p[P["face_width"]] * scene.scale)
         self.cx = size * (0.5 + scene.dx)
         self.cy = size * (0.47 + scene.dy)
-        self.R = _rot(scene.yaw, scene.pitch, scene.roll)
+        rot = _rot(scene.yaw, scene.pitch, scene.roll)
         # the two projecting rows of R, pre-scaled, as Python floats for single points
-        r = self.R * self.a_px
-        self._r = tuple(float(v) for v in (*r[0], *r[1]))
-        self._proj = np.ascontiguousarray(r[:2].T)  # (3, 2): head frame -> pixels
+        a = self.a_px
+        self._r = tuple(v * a for v in (*rot[0], *rot[1]))
+        self._proj = np.array(self._r).reshape(2, 3).T  # (3, 2): head frame -> pixels
         self._origin = np.array([self.cx, self.cy])
         self.B = float(p[P["face_length"]])
         self._by2 = 1.0 / (self.B * 1.05) ** 2
@@ -476,22 +489,34 @@ def _draw_relief(c: _Canvas) -> None:
             c.line(c.occ, pts, v, th)
 
 
-def _draw_marks(c: _Canvas, skin: np.ndarray, rng: np.random.Generator) -> None:
-    """Moles and birthmarks: identity-specific positions on the face surface."""
+@functools.lru_cache(maxsize=256)
+def _marks(seed: int) -> tuple[tuple[tuple[float, ...], ...], tuple[float, ...] | None]:
+    """An identity's moles (x, y, radius, darkness) and birthmark (x, y, a, b, angle).
+
+    Drawn once per identity from its own seed: every capture shows the same marks.
+    """
+    rng = np.random.default_rng(seed)
+    moles = []
     for _ in range(int(rng.poisson(2.2))):
         x, y = rng.uniform(-0.75, 0.75), rng.uniform(-0.5, 1.1)
         r = rng.uniform(0.015, 0.04)
-        c.feature(c.albedo, x, y, (r, r), (skin * rng.uniform(0.45, 0.7)).tolist())
+        moles.append((float(x), float(y), float(r), float(rng.uniform(0.45, 0.7))))
+    birthmark = None
     if rng.random() < 0.12:
         x, y = rng.uniform(-0.6, 0.6), rng.uniform(-0.4, 0.9)
-        c.feature(
-            c.occ,
-            x,
-            y,
-            (rng.uniform(0.08, 0.2), rng.uniform(0.06, 0.15)),
-            _NEUTRAL - 30,
-            rng.uniform(0, 180),
-        )
+        a, b = rng.uniform(0.08, 0.2), rng.uniform(0.06, 0.15)
+        birthmark = (float(x), float(y), float(a), float(b), float(rng.uniform(0, 180)))
+    return tuple(moles), birthmark
+
+
+def _draw_marks(c: _Canvas, skin: np.ndarray, seed: int) -> None:
+    """Moles and birthmarks: identity-specific positions on the face surface."""
+    moles, birthmark = _marks(seed)
+    for x, y, r, dark in moles:
+        c.feature(c.albedo, x, y, (r, r), (skin * dark).tolist())
+    if birthmark is not None:
+        x, y, a, b, angle = birthmark
+        c.feature(c.occ, x, y, (a, b), _NEUTRAL - 30, angle)
 
 
 def _draw_beard(c: _Canvas, hair: np.ndarray, outline: np.ndarray) -> None:
@@ -676,10 +701,9 @@ def render(
     c.poly(c.occ, face2d, _NEUTRAL)
     # chin shadow on the neck
     c.feature(c.occ, 0.0, c.B * p[P["chin_length"]] + 0.12, (0.45, 0.12), _NEUTRAL - 60, 0, -0.4)
-    mark_rng = np.random.default_rng(texture_seed + 1)
     tex = _texture(c, texture_seed, size)
     _draw_relief(c)
-    _draw_marks(c, skin, mark_rng)
+    _draw_marks(c, skin, texture_seed + 1)
     eyes = _draw_eyes(c, skin, scene)
     nose = _draw_nose(c, skin, scene)
     mouth = _draw_mouth(c, skin, scene)
@@ -698,7 +722,7 @@ def render(
     light = _shading(c, scene, size) * occ * tex
     background = np.float32(scene.gain if scene.background2 else 1.0)
     light[occ8 == 0] = background
-    img = cv2.multiply(albedo, cv2.merge([light, light, light]), dtype=cv2.CV_8U)
+    img = cv2.multiply(albedo, cv2.cvtColor(light, cv2.COLOR_GRAY2RGB), dtype=cv2.CV_8U)
 
     if scene.blur_sigma > 0.05:
         img = cv2.GaussianBlur(img, (0, 0), scene.blur_sigma)
