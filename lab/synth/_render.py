@@ -82,32 +82,41 @@ def _rot(yaw: float, pitch: float, roll: float) -> list[list[float]]:
     ]
 
 
-def skin_rgb(lightness: float, warmth: float) -> np.ndarray:
-    """Skin albedo from a lightness in [0, 1] and a warmth (red-yellow undertone)."""
-    lo = np.array([58.0, 36.0, 26.0])
-    hi = np.array([246.0, 212.0, 190.0])
-    c = lo + (hi - lo) * np.array([lightness**0.85, lightness, lightness**1.1])
-    c += (warmth - 0.5) * np.array([34.0, 6.0, -40.0])
-    return np.clip(c, 0, 255)
+def _clip255(c: list[float]) -> list[float]:
+    return [0.0 if v < 0.0 else 255.0 if v > 255.0 else v for v in c]
 
 
-def hair_rgb(lightness: float, warmth: float) -> np.ndarray:
-    lo = np.array([22.0, 18.0, 16.0])
-    hi = np.array([232.0, 208.0, 160.0])
-    c = lo + (hi - lo) * lightness
-    c += (warmth - 0.4) * np.array([70.0, 10.0, -45.0]) * (0.3 + lightness)
-    return np.clip(c, 0, 255)
+def skin_rgb(lightness: float, warmth: float) -> list[float]:
+    """Skin albedo (RGB floats) from a lightness in [0, 1] and a warmth (red-yellow
+    undertone). Plain floats throughout: NumPy on three values costs microseconds."""
+    w = warmth - 0.5
+    return _clip255(
+        [
+            58.0 + 188.0 * lightness**0.85 + 34.0 * w,
+            36.0 + 176.0 * lightness + 6.0 * w,
+            26.0 + 164.0 * lightness**1.1 - 40.0 * w,
+        ]
+    )
 
 
-def _iris_rgb(darkness: float) -> np.ndarray:
-    light = np.array([95.0, 140.0, 175.0])
-    dark = np.array([52.0, 34.0, 22.0])
-    return light + (dark - light) * darkness
+def hair_rgb(lightness: float, warmth: float) -> list[float]:
+    k = (warmth - 0.4) * (0.3 + lightness)
+    return _clip255(
+        [
+            22.0 + 210.0 * lightness + 70.0 * k,
+            18.0 + 190.0 * lightness + 10.0 * k,
+            16.0 + 144.0 * lightness - 45.0 * k,
+        ]
+    )
 
 
-def _pts(a: np.ndarray) -> np.ndarray:
-    """Pixel coordinates to OpenCV's fixed point (``_SHIFT`` fractional bits)."""
-    return (a * _ONE + 0.5).astype(np.int32)
+def _iris_rgb(darkness: float) -> list[float]:
+    return [95.0 - 43.0 * darkness, 140.0 - 106.0 * darkness, 175.0 - 153.0 * darkness]
+
+
+def _times(colour: list[float], k: float) -> list[float]:
+    """A colour scaled by k (plain floats: three values do not need NumPy)."""
+    return [v * k for v in colour]
 
 
 class _Canvas:
@@ -128,6 +137,9 @@ class _Canvas:
         self._r = tuple(v * a for v in (*rot[0], *rot[1]))
         self._proj = np.array(self._r).reshape(2, 3).T  # (3, 2): head frame -> pixels
         self._origin = np.array([self.cx, self.cy])
+        # the same in OpenCV's fixed point, rounding included: one product per polygon
+        self._proj_fx = self._proj * _ONE
+        self._origin_fx = self._origin * _ONE + 0.5
         self.B = float(p[P["face_length"]])
         self._by2 = 1.0 / (self.B * 1.05) ** 2
         self.C = 0.95
@@ -140,12 +152,23 @@ class _Canvas:
         self._k = self.a_px * _ONE
 
     def surface_z(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        r = 1.0 - x**2 - (y / (self.B * 1.05)) ** 2
+        r = 1.0 - x * x - y * y * self._by2
         return self.C * np.sqrt(np.maximum(r, 0.04))
 
     def project(self, pts: np.ndarray) -> np.ndarray:
         """Head-frame points of shape (n, 3) to image pixels of shape (n, 2)."""
         return pts @ self._proj + self._origin
+
+    def fixed(self, pts: np.ndarray) -> np.ndarray:
+        """Head-frame points of shape (n, 3) to pixels in OpenCV's fixed point (int32)."""
+        return (pts @ self._proj_fx + self._origin_fx).astype(np.int32)
+
+    def on_surface(self, x: np.ndarray, y: np.ndarray, dz: float = 0.0) -> np.ndarray:
+        """Fixed-point pixels of the surface points above (x, y), raised by dz."""
+        z = self.surface_z(x, y)
+        if dz:
+            z += dz
+        return (np.array((x, y, z)).T @ self._proj_fx + self._origin_fx).astype(np.int32)
 
     def on_face(self, x: float, y: float, dz: float = 0.0) -> tuple[float, float]:
         """Image position of the surface point above (x, y), raised by dz (scalar fast path)."""
@@ -205,12 +228,23 @@ class _Canvas:
         thickness: int = -1,
         arc: tuple[int, int] = (0, 360),
     ):
-        """An ellipse on the face surface at (x, y), foreshortened by the pose (hot path)."""
-        fx, fy = self.foreshorten(x, y)
-        z = self.C * math.sqrt(max(1.0 - x * x - y * y * self._by2, 0.04)) + dz
-        r00, r01, r02, r10, r11, r12 = self._r
+        """An ellipse on the face surface at (x, y), foreshortened by the pose (hot path).
+
+        ``foreshorten`` inlined: this runs some 40 times an image.
+        """
+        xc = -0.95 if x < -0.95 else 0.95 if x > 0.95 else x
+        yb = y * self._iby
+        yb = -0.95 if yb < -0.95 else 0.95 if yb > 0.95 else yb
+        ca = math.sqrt(1.0 - xc * xc)
+        cb = math.sqrt(1.0 - yb * yb)
+        fx = ca * self._cy - xc * self._sy
+        fy = cb * self._cp + yb * self._sp
         k = self._k
-        a0, a1 = int(axes[0] * fx * k + 0.5), int(axes[1] * fy * k + 0.5)
+        a0 = int(axes[0] * ((fx if fx > 0.25 else 0.25) / ca) * k + 0.5)
+        a1 = int(axes[1] * ((fy if fy > 0.25 else 0.25) / cb) * k + 0.5)
+        r = 1.0 - x * x - y * y * self._by2
+        z = self.C * math.sqrt(r if r > 0.04 else 0.04) + dz
+        r00, r01, r02, r10, r11, r12 = self._r
         cv2.ellipse(
             img,
             (
@@ -227,11 +261,14 @@ class _Canvas:
             _SHIFT,
         )
 
-    def poly(self, img: np.ndarray, pts2d: np.ndarray, color) -> None:
-        cv2.fillPoly(img, [_pts(pts2d)], color, _AA, _SHIFT)
+    @staticmethod
+    def poly(img: np.ndarray, fixed: np.ndarray, color) -> None:
+        """Fill the polygon of fixed-point vertices ``fixed`` (see ``fixed``)."""
+        cv2.fillPoly(img, [fixed], color, _AA, _SHIFT)
 
-    def line(self, img: np.ndarray, pts2d: np.ndarray, color, thickness: int) -> None:
-        cv2.polylines(img, [_pts(pts2d)], False, color, thickness, _AA, _SHIFT)
+    @staticmethod
+    def line(img: np.ndarray, fixed: np.ndarray, color, thickness: int) -> None:
+        cv2.polylines(img, [fixed], False, color, thickness, _AA, _SHIFT)
 
 
 _OUTLINE_T = np.linspace(0.0, 2 * np.pi, 44, endpoint=False)
@@ -241,48 +278,76 @@ _BACK_COS, _BACK_SIN = np.cos(_BACK_T), np.sin(_BACK_T)
 _TOP_T = np.linspace(np.pi + 0.15, 2 * np.pi - 0.15, 18)
 _TOP_COS, _TOP_SIN = np.cos(_TOP_T), np.sin(_TOP_T)
 _HAIRLINE_X = np.linspace(0.86, -0.86, 11)
+_HAIRLINE_BEND = 1 - (_HAIRLINE_X / 0.9) ** 2
+_HAIRLINE_SIDES = 0.06 * (_HAIRLINE_X / 0.9) ** 2
 _BROW_T = np.linspace(-1.0, 1.0, 6)
+_BROW_T_SQ = _BROW_T**2
 _RIDGE_T = np.linspace(0.0, 1.0, 5)
 _MOUTH_T = np.linspace(-1.0, 1.0, 9)
-_BROW_TINT = np.array([10.0, 8.0, 6.0])
+_MOUTH_T_SQ = _MOUTH_T**2
 _RAMP = np.linspace(0.0, 1.0, 24, dtype=np.float32)
 
 
 def _face_outline(c: _Canvas) -> np.ndarray:
     """The face contour in the head frame, shape (n, 3)."""
     p = c.p
-    t, s, x = _OUTLINE_T, _OUTLINE_SIN, _OUTLINE_COS
-    y = c.B * s
-    lower = s > 0
-    narrowing = (1.0 - p[P["jaw_width"]]) * np.abs(s) ** p[P["chin_shape"]]
-    x = np.where(lower, x * (1.0 - 0.8 * narrowing), x * p[P["forehead_width"]])
-    x = x * (1.0 + 0.08 * (p[P["cheek_fullness"]] - 0.5) * np.sin(2 * t) ** 2)
-    y = np.where(lower, y * p[P["chin_length"]], y)
-    x = x + p[P["asymmetry"]] * np.maximum(y, 0)
-    z = np.where(lower, 0.62 * c.C * s**3, 0.25 * c.C * s**2)
-    return np.column_stack([x, y, z])
+    return _outline(
+        c.B,
+        c.C,
+        p[P["jaw_width"]],
+        p[P["chin_shape"]],
+        p[P["forehead_width"]],
+        p[P["cheek_fullness"]],
+        p[P["chin_length"]],
+        p[P["asymmetry"]],
+    )
 
 
-def _hair_colour(p: np.ndarray) -> np.ndarray:
+_LOWER = _OUTLINE_SIN > 0
+_ABS_SIN = np.abs(_OUTLINE_SIN)
+_SIN2T_SQ = np.sin(2 * _OUTLINE_T) ** 2
+_Z_SHAPE = np.where(_LOWER, 0.62 * _OUTLINE_SIN**3, 0.25 * _OUTLINE_SIN**2)
+
+
+@functools.lru_cache(maxsize=64)
+def _outline(
+    b: float,
+    c: float,
+    jaw: float,
+    chin_shape: float,
+    forehead: float,
+    cheeks: float,
+    chin_length: float,
+    asymmetry: float,
+) -> np.ndarray:
+    """``_face_outline`` by value: a person's gate captures share one contour."""
+    s, x = _OUTLINE_SIN, _OUTLINE_COS
+    narrowing = (1.0 - jaw) * _ABS_SIN**chin_shape
+    x = x * np.where(_LOWER, 1.0 - 0.8 * narrowing, forehead)
+    x *= 1.0 + 0.08 * (cheeks - 0.5) * _SIN2T_SQ
+    y = s * np.where(_LOWER, b * chin_length, b)
+    x += asymmetry * np.maximum(y, 0)
+    out = np.array((x, y, c * _Z_SHAPE)).T.copy()
+    out.setflags(write=False)
+    return out
+
+
+def _hair_colour(p: list[float]) -> list[float]:
     return hair_rgb(p[P["hair_lightness"]], p[P["hair_warmth"]])
 
 
-def _draw_body(c: _Canvas, skin: np.ndarray, scene: Scene) -> None:
+def _draw_body(c: _Canvas, skin: list[float], scene: Scene) -> None:
     s, a, cx, cy = c.size, c.a_px, c.cx, c.cy
     neck_top = cy + 0.6 * a
-    neck = np.array(
+    shoulder_y = cy + 1.75 * a
+    pts = np.array(
         [
+            # neck
             [cx - 0.52 * a, neck_top],
             [cx + 0.52 * a, neck_top],
             [cx + 0.6 * a, s + 2],
             [cx - 0.6 * a, s + 2],
-        ]
-    )
-    c.poly(c.albedo, neck, (skin * 0.93).tolist())
-    c.poly(c.occ, neck, _NEUTRAL - 25)
-    shoulder_y = cy + 1.75 * a
-    body = np.array(
-        [
+            # shoulders and chest
             [cx - 2.6 * a, s + 2],
             [cx - 2.3 * a, shoulder_y + 0.45 * a],
             [cx - 1.2 * a, shoulder_y],
@@ -294,42 +359,50 @@ def _draw_body(c: _Canvas, skin: np.ndarray, scene: Scene) -> None:
             [cx + 2.6 * a, s + 2],
         ]
     )
+    fx = (pts * _ONE + 0.5).astype(np.int32)
+    neck, body = fx[:4], fx[4:]
+    c.poly(c.albedo, neck, _times(skin, 0.93))
+    c.poly(c.occ, neck, _NEUTRAL - 25)
     c.poly(c.albedo, body, scene.clothing)
     c.poly(c.occ, body, _NEUTRAL)
 
 
-def _draw_back_hair(c: _Canvas, hair: np.ndarray) -> None:
+def _draw_back_hair(c: _Canvas, hair: list[float]) -> None:
     p = c.p
     length, vol = p[P["hair_length"]], p[P["hair_volume"]]
     if length < 0.55:
         return
     bottom = 0.2 + 2.2 * (length - 0.55)
     w = 1.1 + vol
-    arc = np.column_stack([w * _BACK_COS, (c.B + vol) * _BACK_SIN, np.full(16, -0.3)])
-    sides = np.array(
-        [
-            [w + 0.05, bottom, -0.3],
-            [0.6, bottom + 0.15, -0.3],
-            [-0.6, bottom + 0.15, -0.3],
-            [-w - 0.05, bottom, -0.3],
-        ]
-    )
-    pts = c.project(np.concatenate([arc, sides]))
-    c.poly(c.albedo, pts, hair.tolist())
-    c.poly(c.occ, pts, _NEUTRAL - 30)
+    pts = np.empty((20, 3))
+    pts[:16, 0] = w * _BACK_COS
+    pts[:16, 1] = (c.B + vol) * _BACK_SIN
+    pts[16:, :2] = [
+        [w + 0.05, bottom],
+        [0.6, bottom + 0.15],
+        [-0.6, bottom + 0.15],
+        [-w - 0.05, bottom],
+    ]
+    pts[:, 2] = -0.3
+    fx = c.fixed(pts)
+    c.poly(c.albedo, fx, hair)
+    c.poly(c.occ, fx, _NEUTRAL - 30)
 
 
-def _draw_ears(c: _Canvas, skin: np.ndarray) -> None:
+def _draw_ears(c: _Canvas, skin: list[float]) -> None:
     p = c.p
     size, y = p[P["ear_size"]], p[P["ear_height"]]
+    colour = _times(skin, 0.9)
+    r00, r01, r02, r10, r11, r12 = c._r
     for side in (-1.0, 1.0):
-        ctr = c.project(np.array([[side * 0.97, y, -0.05]]))[0]
-        c.ellipse(c.albedo, ctr, (0.15 * size, 0.29 * size), side * 8, (skin * 0.9).tolist())
+        x = side * 0.97
+        ctr = (c.cx + r00 * x + r01 * y - r02 * 0.05, c.cy + r10 * x + r11 * y - r12 * 0.05)
+        c.ellipse(c.albedo, ctr, (0.15 * size, 0.29 * size), side * 8, colour)
         c.ellipse(c.occ, ctr, (0.15 * size, 0.29 * size), side * 8, _NEUTRAL - 15)
         c.ellipse(c.occ, ctr, (0.07 * size, 0.17 * size), side * 8, _NEUTRAL - 55)
 
 
-def _draw_top_hair(c: _Canvas, hair: np.ndarray) -> None:
+def _draw_top_hair(c: _Canvas, hair: list[float]) -> None:
     p = c.p
     length, vol = p[P["hair_length"]], p[P["hair_volume"]]
     if length < 0.04:
@@ -338,31 +411,41 @@ def _draw_top_hair(c: _Canvas, hair: np.ndarray) -> None:
     side_y = -0.15 + 0.5 * min(length, 0.6)
     fringe = p[P["fringe"]] * 0.55
     w = 1.03 + vol
-    outer = np.column_stack([w * _TOP_COS, (c.B * 0.98 + vol) * _TOP_SIN, np.zeros(18)])
-    outer = np.concatenate([[[-w, side_y, 0.0]], outer, [[w, side_y, 0.0]]])
+    # outer arc (20 points) then the hairline back across the forehead (15 points)
+    pts = np.empty((35, 3))
+    pts[0] = (-w, side_y, 0.0)
+    pts[1:19, 0] = w * _TOP_COS
+    pts[1:19, 1] = (c.B * 0.98 + vol) * _TOP_SIN
+    pts[1:19, 2] = 0.0
+    pts[19] = (w, side_y, 0.0)
+    pts[20] = (0.99, side_y, 0.0)
+    pts[21] = (0.93, hl + 0.14, 0.2)
     xs = _HAIRLINE_X
-    ys = hl + fringe * (1 - (xs / 0.9) ** 2) + 0.06 * (xs / 0.9) ** 2
-    inner = np.column_stack([xs, ys, c.surface_z(xs, ys) + 0.02])
-    inner = np.concatenate(
-        [
-            [[0.99, side_y, 0.0], [0.93, hl + 0.14, 0.2]],
-            inner,
-            [[-0.93, hl + 0.14, 0.2], [-0.99, side_y, 0.0]],
-        ]
-    )
-    pts = c.project(np.concatenate([outer, inner]))
-    c.poly(c.albedo, pts, hair.tolist())
-    c.poly(c.occ, pts, _NEUTRAL - 10)
+    ys = hl + fringe * _HAIRLINE_BEND + _HAIRLINE_SIDES
+    pts[22:33, 0] = xs
+    pts[22:33, 1] = ys
+    pts[22:33, 2] = c.surface_z(xs, ys) + 0.02
+    pts[33] = (-0.93, hl + 0.14, 0.2)
+    pts[34] = (-0.99, side_y, 0.0)
+    fx = c.fixed(pts)
+    c.poly(c.albedo, fx, hair)
+    c.poly(c.occ, fx, _NEUTRAL - 10)
 
 
-def _draw_eyes(c: _Canvas, skin: np.ndarray, scene: Scene) -> list[np.ndarray]:
+def _draw_eyes(
+    c: _Canvas, skin: list[float], hair: list[float], scene: Scene
+) -> list[tuple[float, float]]:
     p = c.p
     ey = p[P["eye_height"]]
     w = 0.125 * p[P["eye_size"]]
     h = w * p[P["eye_openness"]]
-    iris = _iris_rgb(p[P["iris_darkness"]]).tolist()
-    brow = (_hair_colour(p) * 0.55 + _BROW_TINT).tolist()
+    iris = _iris_rgb(p[P["iris_darkness"]])
+    brow = [v * 0.55 + t for v, t in zip(hair, (10.0, 8.0, 6.0), strict=True)]
     bt = max(1, round(0.075 * c.a_px * p[P["brow_thickness"]] / 1.6))
+    lid = _times(skin, 0.3)
+    lid_t = max(1, round(c.a_px / 28))
+    gaze = 0.25 * w * math.sin(c.yaw)
+    gap, arch = p[P["brow_gap"]], p[P["brow_arch"]]
     centres = []
     for side in (-1.0, 1.0):
         ex = side * (p[P["eye_spacing"]] + side * p[P["asymmetry"]] * 0.3)
@@ -371,28 +454,15 @@ def _draw_eyes(c: _Canvas, skin: np.ndarray, scene: Scene) -> list[np.ndarray]:
         c.feature(c.occ, ex, ey - 0.03, (w * 1.75, w * 1.15), _NEUTRAL - 70, tilt)
         c.feature(c.occ, ex * 1.05, ey + 0.13, (w * 1.2, w * 0.35), _NEUTRAL - 25, tilt)
         c.feature(c.albedo, ex, ey, (w, h), (222, 214, 208), tilt)
-        gaze = 0.25 * w * math.sin(c.yaw)
         c.feature(c.albedo, ex + gaze, ey + 0.05 * h, (h * 0.92, h * 0.92), iris, 0, 0.01)
         c.feature(c.albedo, ex + gaze, ey + 0.05 * h, (h * 0.42, h * 0.42), (12, 10, 10), 0, 0.012)
-        lid = (skin * 0.3).tolist()
-        c.feature(
-            c.albedo,
-            ex,
-            ey,
-            (w * 1.05, h * 1.15),
-            lid,
-            tilt,
-            0.01,
-            max(1, round(c.a_px / 28)),
-            (180, 360),
-        )
+        c.feature(c.albedo, ex, ey, (w * 1.05, h * 1.15), lid, tilt, 0.01, lid_t, (180, 360))
         centres.append(c.on_face(ex, ey))
         # brow: a thick arched stroke above the eye
         t = _BROW_T
-        bx = ex + side * t * w * 1.35
-        by = ey - p[P["brow_gap"]] - p[P["brow_arch"]] * (1 - t**2) + side * t * 0.02
-        bz = c.surface_z(bx, by) + 0.03
-        stroke = c.project(np.column_stack([bx, by, bz]))
+        bx = ex + (side * w * 1.35) * t
+        by = (ey - gap - arch) + arch * _BROW_T_SQ + (side * 0.02) * t
+        stroke = c.on_surface(bx, by, 0.03)
         c.line(c.albedo, stroke, brow, bt)
         c.line(c.occ, stroke, _NEUTRAL - 30, bt)
     if scene.glasses:
@@ -400,16 +470,12 @@ def _draw_eyes(c: _Canvas, skin: np.ndarray, scene: Scene) -> list[np.ndarray]:
         th = max(1, round(c.a_px / 22))
         for cx in centres:
             c.ellipse(c.albedo, cx, (w * 2.0 * math.cos(c.yaw) ** 0.5, w * 1.5), 0, frame, th)
-        c.line(
-            c.albedo,
-            np.array(centres) + np.array([[0.17, 0.0], [-0.17, 0.0]]) * c.a_px * w * 12,
-            frame,
-            th,
-        )
+        bridge = np.array(centres) + np.array([[0.17, 0.0], [-0.17, 0.0]]) * c.a_px * w * 12
+        c.line(c.albedo, (bridge * _ONE + 0.5).astype(np.int32), frame, th)
     return centres
 
 
-def _draw_nose(c: _Canvas, skin: np.ndarray, scene: Scene) -> np.ndarray:
+def _draw_nose(c: _Canvas, skin: list[float], scene: Scene) -> tuple[float, float]:
     p = c.p
     ey = p[P["eye_height"]]
     ty = ey + p[P["nose_length"]]
@@ -417,23 +483,22 @@ def _draw_nose(c: _Canvas, skin: np.ndarray, scene: Scene) -> np.ndarray:
     pro = p[P["nose_protrusion"]]
     # ridge highlight and side shadows; the side away from the light is darker
     lx = math.cos(scene.light_azimuth) * math.sin(scene.light_elevation)
-    ry = ey + 0.05 + _RIDGE_T * (ty - ey - 0.08)
-    ridge = np.column_stack([np.zeros(5), ry, c.surface_z(0.0, ry) + pro * (0.2 + 0.7 * _RIDGE_T)])
-    c.line(c.occ, c.project(ridge), _NEUTRAL + 40, max(1, round(c.a_px * 0.09)))
+    ridge = np.empty((3, 5))  # rows x, y, z: the ridge, then its sides
+    ridge[0] = 0.0
+    ridge[1] = ey + 0.05 + _RIDGE_T * (ty - ey - 0.08)
+    ridge[2] = c.C * np.sqrt(np.maximum(1.0 - ridge[1] * ridge[1] * c._by2, 0.04))
+    ridge[2] += pro * (0.2 + 0.7 * _RIDGE_T)
+    c.line(c.occ, c.fixed(ridge.T), _NEUTRAL + 40, max(1, round(c.a_px * 0.09)))
+    ridge[2] -= 0.08
+    spread = 0.09 + (nw * 0.9 - 0.09) * _RIDGE_T
+    side_t = max(1, round(c.a_px * 0.07))
+    nostril = _times(skin, 0.35)
     for side in (-1.0, 1.0):
         dark = 35 + 35 * max(0.0, -side * lx)
-        side_pts = ridge.copy()
-        side_pts[:, 0] = side * (0.09 + (nw * 0.9 - 0.09) * _RIDGE_T)
-        side_pts[:, 2] -= 0.08
-        c.line(c.occ, c.project(side_pts), _NEUTRAL - dark, max(1, round(c.a_px * 0.07)))
+        ridge[0] = side * spread
+        c.line(c.occ, c.fixed(ridge.T), _NEUTRAL - dark, side_t)
         c.feature(
-            c.albedo,
-            side * nw * 0.5,
-            ty + 0.05,
-            (0.05, 0.028),
-            (skin * 0.35).tolist(),
-            side * 20,
-            pro * 0.5,
+            c.albedo, side * nw * 0.5, ty + 0.05, (0.05, 0.028), nostril, side * 20, pro * 0.5
         )
         c.feature(c.occ, side * nw * 0.85, ty, (0.06, 0.08), _NEUTRAL - 35, 0, pro * 0.4)
     c.feature(c.occ, 0.0, ty + 0.11, (nw * 0.9, 0.06), _NEUTRAL - 55, 0, pro * 0.3)
@@ -441,27 +506,28 @@ def _draw_nose(c: _Canvas, skin: np.ndarray, scene: Scene) -> np.ndarray:
     return c.on_face(0.0, ty, pro)
 
 
-def _draw_mouth(c: _Canvas, skin: np.ndarray, scene: Scene) -> list[np.ndarray]:
+def _draw_mouth(c: _Canvas, skin: list[float], scene: Scene) -> list[tuple[float, float]]:
     p = c.p
     my = p[P["mouth_height"]]
     mw = p[P["mouth_width"]] * (1 + 0.12 * scene.expression)
     lt = p[P["lip_thickness"]]
-    red = np.array([190.0, 60.0, 70.0])
-    lip = skin * 0.78 * (1 - p[P["lip_redness"]] * 0.5) + red * p[P["lip_redness"]] * 0.35
-    c.feature(c.albedo, 0.0, my - 0.03 * lt, (mw * 0.92, 0.045 * lt), lip.tolist(), 0, 0.02)
-    c.feature(c.albedo, 0.0, my + 0.04 * lt, (mw * 0.82, 0.06 * lt), (lip * 1.06).tolist(), 0, 0.02)
+    redness = p[P["lip_redness"]]
+    k = 0.78 * (1 - redness * 0.5)
+    lip = [v * k + r * redness * 0.35 for v, r in zip(skin, (190.0, 60.0, 70.0), strict=True)]
+    c.feature(c.albedo, 0.0, my - 0.03 * lt, (mw * 0.92, 0.045 * lt), lip, 0, 0.02)
+    c.feature(c.albedo, 0.0, my + 0.04 * lt, (mw * 0.82, 0.06 * lt), _times(lip, 1.06), 0, 0.02)
     c.feature(c.occ, 0.0, my + 0.16 * lt, (mw * 0.7, 0.06), _NEUTRAL - 40)
     smile = 0.05 * scene.expression
     xs = mw * _MOUTH_T
-    ys = my - smile * (xs / mw) ** 2 + smile * 0.5
-    zs = c.surface_z(xs, ys) + 0.03
-    line = c.project(np.column_stack([xs, ys, zs]))
+    ys = (my + smile * 0.5) - smile * _MOUTH_T_SQ
+    line = c.on_surface(xs, ys, 0.03)
     if scene.expression > 0.55:
         c.feature(
             c.albedo, 0.0, my + 0.01, (mw * 0.75, 0.05 * scene.expression), (40, 20, 22), 0, 0.03
         )
-    c.line(c.albedo, line, (skin * 0.3).tolist(), max(1, round(c.a_px / 30)))
-    return [line[0], line[-1]]
+    c.line(c.albedo, line, _times(skin, 0.3), max(1, round(c.a_px / 30)))
+    corner_y = my - smile + smile * 0.5
+    return [c.on_face(-mw, corner_y, 0.03), c.on_face(mw, corner_y, 0.03)]
 
 
 def _draw_relief(c: _Canvas) -> None:
@@ -482,11 +548,10 @@ def _draw_relief(c: _Canvas) -> None:
             c.feature(c.occ, 0.0, y, (0.4, 0.05), v, 0, 0.0, th, (200, 340))
         my, nw = p[P["mouth_height"]], p[P["nose_width"]]
         ty = p[P["eye_height"]] + p[P["nose_length"]]
+        xs = np.array([nw + 0.04, nw + 0.1, p[P["mouth_width"]] + 0.06])
+        ys = np.array([ty, (ty + my) / 2, my + 0.05])
         for side in (-1.0, 1.0):
-            xs = side * np.array([nw + 0.04, nw + 0.1, p[P["mouth_width"]] + 0.06])
-            ys = np.array([ty, (ty + my) / 2, my + 0.05])
-            pts = c.project(np.column_stack([xs, ys, c.surface_z(xs, ys)]))
-            c.line(c.occ, pts, v, th)
+            c.line(c.occ, c.on_surface(side * xs, ys), v, th)
 
 
 @functools.lru_cache(maxsize=256)
@@ -509,17 +574,17 @@ def _marks(seed: int) -> tuple[tuple[tuple[float, ...], ...], tuple[float, ...] 
     return tuple(moles), birthmark
 
 
-def _draw_marks(c: _Canvas, skin: np.ndarray, seed: int) -> None:
+def _draw_marks(c: _Canvas, skin: list[float], seed: int) -> None:
     """Moles and birthmarks: identity-specific positions on the face surface."""
     moles, birthmark = _marks(seed)
     for x, y, r, dark in moles:
-        c.feature(c.albedo, x, y, (r, r), (skin * dark).tolist())
+        c.feature(c.albedo, x, y, (r, r), _times(skin, dark))
     if birthmark is not None:
         x, y, a, b, angle = birthmark
         c.feature(c.occ, x, y, (a, b), _NEUTRAL - 30, angle)
 
 
-def _draw_beard(c: _Canvas, hair: np.ndarray, outline: np.ndarray) -> None:
+def _draw_beard(c: _Canvas, hair: list[float], outline: np.ndarray) -> None:
     p = c.p
     b = p[P["beard"]]
     if b < 0.12:
@@ -531,20 +596,21 @@ def _draw_beard(c: _Canvas, hair: np.ndarray, outline: np.ndarray) -> None:
     mst = np.array([[0.8, ty + 0.12, 0.6], [-0.8, ty + 0.12, 0.6]])
     region = np.concatenate([low, mst])
     region[:, 2] = np.maximum(region[:, 2], c.surface_z(region[:, 0], region[:, 1]) * 0.9)
-    pts = c.project(region)
+    fx = c.fixed(region)
     k = max(3, (c.size // 40) | 1)
     # work on the bounding box only: the blend is the costliest step of a bearded face
-    x0, y0 = np.maximum(np.floor(pts.min(0)).astype(int) - k, 0)
-    x1, y1 = np.minimum(np.ceil(pts.max(0)).astype(int) + k, c.size)
+    lo, hi = fx.min(0) >> _SHIFT, (fx.max(0) + _ONE - 1) >> _SHIFT
+    x0, y0 = max(int(lo[0]) - k, 0), max(int(lo[1]) - k, 0)
+    x1, y1 = min(int(hi[0]) + k, c.size), min(int(hi[1]) + k, c.size)
     if x1 <= x0 or y1 <= y0:
         return
     mask = np.zeros(c.occ.shape, np.uint8)
-    c.poly(mask, pts, int(255 * min(1.0, b)))
+    c.poly(mask, fx, int(255 * min(1.0, b)))
     c.feature(mask, 0.0, my + 0.03, (mw * 0.95, 0.08), 0)
     roi = mask[y0:y1, x0:x1]
     m = cv2.GaussianBlur(roi, (k, k), 0)
     beard = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
-    beard[:] = (hair * 0.6).astype(np.uint8)
+    beard[:] = [int(v * 0.6) for v in hair]
     w = m.astype(np.float32) * np.float32(0.85 / 255)
     c.albedo[y0:y1, x0:x1] = cv2.blendLinear(beard, c.albedo[y0:y1, x0:x1], w, 1.0 - w)
 
@@ -555,10 +621,10 @@ def _draw_mask(c: _Canvas, outline: np.ndarray, seed: int) -> None:
     low = outline[outline[:, 1] > top]
     low = low[np.argsort(np.arctan2(low[:, 1], low[:, 0]))][::-1]
     edge = np.array([[-0.98, top, 0.2], [0.0, top - 0.05, 0.9], [0.98, top, 0.2]])
-    pts = c.project(np.concatenate([low, edge]))
+    fx = c.fixed(np.concatenate([low, edge]))
     colour = [(200, 215, 235), (235, 235, 235), (35, 35, 40)][seed % 3]
-    c.poly(c.albedo, pts, colour)
-    c.poly(c.occ, pts, _NEUTRAL)
+    c.poly(c.albedo, fx, colour)
+    c.poly(c.occ, fx, _NEUTRAL)
 
 
 @functools.lru_cache(maxsize=256)
@@ -625,29 +691,34 @@ def _pixel_grid(out: int) -> np.ndarray:
     return np.arange(out, dtype=np.float32)
 
 
-def _shading(c: _Canvas, scene: Scene, out: int) -> np.ndarray:
-    """Lambertian shading of the head ellipsoid under the scene's light, shape (out, out).
+def _shading(c: _Canvas, scene: Scene, out: int, scale: float) -> np.ndarray:
+    """Lambertian shading of the head ellipsoid under the scene's light, times ``scale``,
+    shape (out, out).
 
     Below the cheeks the normals are flattened (v scaled by 0.6) so that the neck and
-    shoulders are lit like the lower face rather than like the rim of a sphere.
+    shoulders are lit like the lower face rather than like the rim of a sphere. The light
+    direction and every constant factor are folded into the 1-D axes, so the 2-D work is
+    six passes: u^2 + v^2, clip, 1 - r^2, sqrt, + the linear terms, floor at the ambient.
     """
     k = out / c.size
     grid = _pixel_grid(out)
     u = (grid - np.float32((c.cx + 0.5) * k - 0.5)) * np.float32(1.0 / (c.a_px * 1.05 * k))
     v = (grid - np.float32((c.cy + 0.5) * k - 0.5)) * np.float32(1.0 / (c.a_px * c.B * 1.05 * k))
     v = np.where(v > 0.3, v * np.float32(0.6), np.maximum(v, np.float32(-1.0)))
-    r2 = np.minimum(u[None, :] ** 2 + v[:, None] ** 2, np.float32(0.97))
     le = scene.light_elevation
-    lx = math.cos(scene.light_azimuth) * math.sin(le)
-    ly = -math.sin(scene.light_azimuth) * math.sin(le)
-    lz = math.cos(le)
-    scale = scene.gain / (scene.ambient + scene.diffuse)
-    lam = np.sqrt(1.0 - r2) * np.float32(lz)
-    lam += (u * np.float32(lx))[None, :]
-    lam += (v * np.float32(ly))[:, None]
-    np.maximum(lam, 0.0, out=lam)
-    lam *= np.float32(scene.diffuse * scale)
-    lam += np.float32(scene.ambient * scale)
+    g = scene.gain / (scene.ambient + scene.diffuse) * scale
+    d = scene.diffuse * g  # diffuse weight
+    lx = math.cos(scene.light_azimuth) * math.sin(le) * d
+    ly = -math.sin(scene.light_azimuth) * math.sin(le) * d
+    lz2 = np.float32((math.cos(le) * d) ** 2)
+    # d * lz * sqrt(1 - min(u^2 + v^2, 0.97)) = sqrt(lz2 - min(lz2 u^2 + lz2 v^2, 0.97 lz2))
+    lam = np.add.outer(v * v * lz2, u * u * lz2)
+    np.minimum(lam, np.float32(0.97) * lz2, out=lam)
+    np.subtract(lz2, lam, out=lam)
+    np.sqrt(lam, out=lam)
+    lam += np.add.outer(v * np.float32(ly), u * np.float32(lx) + np.float32(scene.ambient * g))
+    # max(diffuse, 0) + ambient = max(diffuse + ambient, ambient)
+    np.maximum(lam, np.float32(scene.ambient * g), out=lam)
     return lam
 
 
@@ -696,15 +767,15 @@ def render(
     _draw_back_hair(c, hair)
     _draw_ears(c, skin)
     outline = _face_outline(c)
-    face2d = c.project(outline)
-    c.poly(c.albedo, face2d, skin.tolist())
-    c.poly(c.occ, face2d, _NEUTRAL)
+    face = c.fixed(outline)
+    c.poly(c.albedo, face, skin)
+    c.poly(c.occ, face, _NEUTRAL)
     # chin shadow on the neck
     c.feature(c.occ, 0.0, c.B * p[P["chin_length"]] + 0.12, (0.45, 0.12), _NEUTRAL - 60, 0, -0.4)
     tex = _texture(c, texture_seed, size)
     _draw_relief(c)
     _draw_marks(c, skin, texture_seed + 1)
-    eyes = _draw_eyes(c, skin, scene)
+    eyes = _draw_eyes(c, skin, hair, scene)
     nose = _draw_nose(c, skin, scene)
     mouth = _draw_mouth(c, skin, scene)
     _draw_beard(c, hair, outline)
@@ -718,8 +789,10 @@ def render(
         occ8 = cv2.resize(c.occ, (size, size), interpolation=cv2.INTER_AREA)
     else:
         albedo, occ8 = c.albedo, c.occ
-    occ = cv2.GaussianBlur(occ8, (3, 3), 0).astype(np.float32) * np.float32(1.0 / _NEUTRAL)
-    light = _shading(c, scene, size) * occ * tex
+    occ = cv2.GaussianBlur(occ8, (3, 3), 0)
+    light = _shading(c, scene, size, 1.0 / _NEUTRAL)
+    light = cv2.multiply(light, occ, dtype=cv2.CV_32F)
+    light *= tex
     background = np.float32(scene.gain if scene.background2 else 1.0)
     light[occ8 == 0] = background
     img = cv2.multiply(albedo, cv2.cvtColor(light, cv2.COLOR_GRAY2RGB), dtype=cv2.CV_8U)
