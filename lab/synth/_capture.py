@@ -104,4 +104,4 @@ def capture_params(
     p[P["hair_volume"]] += rng.normal(0.0, 0.02 * d)
     p[P["fringe"]] += rng.normal(0.0, 0.08 * d)
     p[P["beard"]] *= rng.uniform(1.0 - 0.5 * min(d, 1.0), 1.0)
-    return np.clip(p, LO, HI)
+    return np.minimum(np.maximum(p, LO), HI)  # np.clip, without its errstate overhead

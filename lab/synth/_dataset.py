@@ -111,6 +111,9 @@ class SynthSummary:
         return self.images / self.seconds if self.seconds > 0 else float("inf")
 
 
+_LANDMARK_KEYS = [(f"lm{i}_x", f"lm{i}_y") for i in range(5)]
+
+
 def render_identity(cfg: SynthConfig, index: int) -> list[tuple[dict[str, str], np.ndarray]]:
     """Every image of identity ``index``: its manifest row and RGB pixels (pure)."""
     ident = sample_identity(cfg.seed, index)
@@ -140,9 +143,9 @@ def render_identity(cfg: SynthConfig, index: int) -> list[tuple[dict[str, str], 
             "glasses": str(int(scene.glasses)),
             "mask": str(int(scene.mask)),
         }
-        for i, (x, y) in enumerate(lms):
-            row[f"lm{i}_x"] = f"{x:.2f}"
-            row[f"lm{i}_y"] = f"{y:.2f}"
+        for (kx, ky), (x, y) in zip(_LANDMARK_KEYS, lms.tolist(), strict=True):
+            row[kx] = f"{x:.2f}"
+            row[ky] = f"{y:.2f}"
         out.append((row, img))
     return out
 
@@ -155,6 +158,9 @@ def encode_png(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
 def _write_chunk(args: tuple[SynthConfig, str, int, int]) -> list[dict[str, str]]:
     """Worker: render identities [start, stop) and write their PNGs under ``root``."""
     cfg, root, start, stop = args
@@ -162,8 +168,14 @@ def _write_chunk(args: tuple[SynthConfig, str, int, int]) -> list[dict[str, str]
     rows = []
     for index in range(start, stop):
         for row, img in render_identity(cfg, index):
-            with open(os.path.join(root, row["path"]), "wb") as f:
-                f.write(encode_png(img))
+            # a new file each time: O_EXCL; os.write skips the buffered file object
+            fd = os.open(os.path.join(root, row["path"]), _NEW_FILE, 0o644)
+            try:
+                data = memoryview(encode_png(img))
+                while data:  # a short write (a full disk) writes the rest or raises
+                    data = data[os.write(fd, data) :]
+            finally:
+                os.close(fd)
             rows.append(row)
     return rows
 

@@ -300,7 +300,7 @@ def age_params(params: np.ndarray, age: float) -> np.ndarray:
     out[P["jaw_width"]] += 0.003 * over
     out[P["hair_volume"]] -= 0.0012 * over
     out[P["lip_thickness"]] -= 0.004 * over
-    return np.clip(out, LO, HI)
+    return np.minimum(np.maximum(out, LO), HI)  # np.clip, without its errstate overhead
 
 
 def sample_identity(seed: int, index: int) -> Identity:
@@ -324,7 +324,7 @@ def sample_identity(seed: int, index: int) -> Identity:
         params[P["beard"]] = max(0.0, rng.normal(0.15, 0.35))
         if rng.random() < 0.25:
             params[P["hair_length"]] = rng.uniform(0.0, 0.15)  # receding or shaven
-    params = age_params(np.clip(params, LO, HI), CAPTURE_YEAR - birth_year)
+    params = age_params(np.minimum(np.maximum(params, LO), HI), CAPTURE_YEAR - birth_year)
     drift = rng.normal(0.0, 1.0, size=len(PARAM_NAMES))
 
     return Identity(
@@ -367,4 +367,4 @@ def params_at(identity: Identity, year: int, drift_scale: float) -> np.ndarray:
     younger = age_params(base, identity.age - years)
     out = identity.params - (older - younger)
     out = out - identity.drift * _SD * 0.35 * drift_scale * (years / 10.0)
-    return np.clip(out, LO, HI)
+    return np.minimum(np.maximum(out, LO), HI)  # np.clip, without its errstate overhead

@@ -1,0 +1,74 @@
+"""The renderer's fast paths equal the plain computations they replace."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lab.synth import _render as R
+from lab.synth._capture import gate_scene
+from lab.synth._identity import P, sample_identity
+
+
+def _canvas(index: int, seed: int, difficulty: float) -> tuple[R._Canvas, int]:
+    ident = sample_identity(1, index)
+    scene = gate_scene(np.random.default_rng(seed), difficulty)
+    return R._Canvas(112, ident.params, scene), ident.texture_seed
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 2**31), st.sampled_from([0.5, 1.0, 2.0, 3.0]))
+def test_texture_patch_is_the_full_warp_inside_its_box_and_one_outside(index, seed, d) -> None:
+    c, tseed = _canvas(index, seed, d)
+    got = np.ones((112, 112), np.float32)
+    out = R._texture(c, tseed, 112)
+    if out is not None:
+        patch, x0, y0 = out
+        got[y0 : y0 + patch.shape[0], x0 : x0 + patch.shape[1]] = patch
+    # the plain warp of the whole image, as the renderer did before the bounding box
+    n = 24
+    tex = R._texture_field(tseed, round(c.p[P["skin_texture"]], 3), round(c.p[P["freckles"]], 3))
+    r00, r01, r02, r10, r11, r12 = c._r
+    zc = 0.7 * c.C
+    m = np.array(
+        [
+            [r00 * 2.2 / n, r01 * 2.2 * c.B / n, c.cx - 1.1 * r00 - 1.1 * c.B * r01 + zc * r02],
+            [r10 * 2.2 / n, r11 * 2.2 * c.B / n, c.cy - 1.1 * r10 - 1.1 * c.B * r11 + zc * r12],
+        ]
+    )
+    want = cv2.warpAffine(
+        tex, m, (112, 112), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=1.0
+    )
+    # sub-pixel positions are fixed point (1/32 px) in both: they may round apart
+    assert np.abs(got - want).max() < 0.05
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 2**31))
+def test_fixed_point_projection_matches_the_float_projection(index, seed) -> None:
+    c, _ = _canvas(index, seed, 2.0)
+    rng = np.random.default_rng(seed)
+    x, y = rng.uniform(-1, 1, 9), rng.uniform(-1, 1.3, 9)
+    z = c.surface_z(x, y) + 0.03
+    fx = c.on_surface(x, y, 0.03)
+    px = c.project(np.column_stack([x, y, z]))
+    assert np.abs(fx / 16.0 - px).max() <= 1 / 16 + 1e-9
+    # the two paths multiply the same numbers; a last-bit difference may move a rounding
+    assert np.abs(c.fixed(np.column_stack([x, y, z])) - fx).max() <= 1
+
+
+def test_fill_equals_numpy_broadcast() -> None:
+    a = np.empty((37, 53, 3), np.uint8)
+    R._fill(a, (3, 200, 17))
+    b = np.empty_like(a)
+    b[:] = (3, 200, 17)
+    assert (a == b).all()
+
+
+def test_noise_table_is_centred_unit_normal_in_sixteenths() -> None:
+    t = R._noise_table().astype(np.float64)
+    z = (t - 128.0) / R._NOISE_STEPS
+    assert abs(z.mean()) < 0.01
+    assert abs(z.std() - 1.0) < 0.01
