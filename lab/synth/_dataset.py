@@ -60,12 +60,11 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "mask",
 )
 
-# Fixed PNG settings: deflate level 0 (stored blocks), no filter. Encoding is the largest
-# cost of the writer after rendering, and the files are noisy; measured on 112x112
-# images: stored 38 KB in 0.10 ms; Huffman-only 32 KB in 0.38 ms; Huffman over the "up"
-# filter 21 KB in 0.37 ms; zlib level 6 with Paeth 17 KB in 1.7 ms. Stored files are
-# about twice the smallest, for a quarter of the time. Fixed settings keep the output
-# byte-stable for a given libpng.
+# Fixed PNG settings: deflate level 0 (stored blocks), no filter. The images carry
+# sensor noise, so compression buys little for its cost; measured on 112x112 images
+# (README, "Files"): stored 38 KB in 0.04 ms; Huffman-only 32 KB in 0.34 ms; Huffman over
+# the "up" filter 21 KB in 0.37 ms; zlib level 6 with Paeth 17 KB in 1.7 ms. Fixed
+# settings keep the output byte-stable for a given libpng.
 _PNG_PARAMS = [
     cv2.IMWRITE_PNG_COMPRESSION,
     0,
@@ -216,18 +215,18 @@ def _run_chunks(
         with ProcessPoolExecutor(n_workers - 1, mp_context=ctx) as pool:
             try:
                 futures = [pool.submit(_write_chunk, job) for job in jobs]
-                reported: set[int] = set()
+                front = 0  # the pool's chunks before this one are reported
                 for i in reversed(range(len(jobs))):
                     if not futures[i].cancel():
                         break  # the pool has reached this chunk: the rest is its
                     done(i, _write_chunk(jobs[i]))
-                    for k, f in enumerate(futures):  # report the pool's finished chunks
-                        if k not in reported and results[k] is None and f.done():
-                            reported.add(k)
-                            done(k, f.result())
-                for k, f in enumerate(futures):
+                    # report the pool's finished chunks (it takes them in order)
+                    while front < i and futures[front].done():
+                        done(front, futures[front].result())
+                        front += 1
+                for k in range(front, len(jobs)):
                     if results[k] is None:
-                        done(k, f.result())
+                        done(k, futures[k].result())
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
