@@ -13,6 +13,7 @@ that the pool's start-up (a forkserver importing OpenCV, about 0.3 s of one core
 which this process renders alone) weighs as it does in real datasets. The datasets go
 to a temporary directory under --dir (default: the system's temporary directory): file
 creation and page-cache copies are part of the cost, and differ between file systems.
+Run it on a disk that has not just deleted many files (see the comment in main()).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+
+import cv2
 
 from lab.synth import SynthConfig, encode_png, render_identity, write_dataset
 
@@ -42,8 +45,13 @@ def main() -> None:
     rows: list[tuple[str, float]] = []
 
     sub = SynthConfig(
-        identities=min(200, cfg.identities), captures=cfg.captures, seed=1, size=cfg.size
+        identities=min(500, cfg.identities), captures=cfg.captures, seed=1, size=cfg.size
     )
+    cv2.setNumThreads(1)  # as in the writer's processes
+    # warm up (noise table, codecs) on other identities, then time
+    warm = SynthConfig(identities=5, captures=cfg.captures, seed=2, size=cfg.size)
+    for i in range(warm.identities):
+        render_identity(warm, i)
     t = time.perf_counter()
     images = [img for i in range(sub.identities) for _, img in render_identity(sub, i)]
     rows.append(("render-only x1", len(images) / (time.perf_counter() - t)))
@@ -56,14 +64,16 @@ def main() -> None:
     try:
         for workers in (1, cpus):
             out = tmp / f"w{workers}"
-            # start each timed run on a settled disk: write back what earlier steps left
-            # dirty (and the deletes' discards), so a run does not pay for the one before
+            # start each timed run on a settled disk (earlier steps' dirty pages written
+            # back). Datasets are deleted only at the end: ext4 skips inodes deleted in
+            # the last 60 s (up to 360 s) when it allocates new ones, so a run right
+            # after a large delete pays a scan of the inode tables that a user writing a
+            # dataset does not (seen in `perf`: recently_deleted, find_get_block_common).
             os.sync()
             time.sleep(2.0)
             t = time.perf_counter()
             write_dataset(cfg, out, workers=workers)
             rows.append((f"synth x{workers}", n_img / (time.perf_counter() - t)))
-            shutil.rmtree(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
