@@ -7,21 +7,22 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lab.synth import _canvas
 from lab.synth import _render as R
 from lab.synth._capture import gate_scene
 from lab.synth._identity import P, sample_identity
 
 
-def _canvas(index: int, seed: int, difficulty: float) -> tuple[R._Canvas, int]:
+def _make(index: int, seed: int, difficulty: float) -> tuple[_canvas.Canvas, int]:
     ident = sample_identity(1, index)
     scene = gate_scene(np.random.default_rng(seed), difficulty)
-    return R._Canvas(112, ident.params, scene), ident.texture_seed
+    return _canvas.Canvas(112, ident.params, scene), ident.texture_seed
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 10_000), st.integers(0, 2**31), st.sampled_from([0.5, 1.0, 2.0, 3.0]))
 def test_texture_patch_is_the_full_warp_inside_its_box_and_one_outside(index, seed, d) -> None:
-    c, tseed = _canvas(index, seed, d)
+    c, tseed = _make(index, seed, d)
     got = np.ones((112, 112), np.float32)
     out = R._texture(c, tseed, 112)
     if out is not None:
@@ -30,7 +31,7 @@ def test_texture_patch_is_the_full_warp_inside_its_box_and_one_outside(index, se
     # the plain warp of the whole image, as the renderer did before the bounding box
     n = 24
     tex = R._texture_field(tseed, round(c.p[P["skin_texture"]], 3), round(c.p[P["freckles"]], 3))
-    r00, r01, r02, r10, r11, r12 = c._r
+    r00, r01, r02, r10, r11, r12 = c.r
     zc = 0.7 * c.C
     m = np.array(
         [
@@ -48,7 +49,7 @@ def test_texture_patch_is_the_full_warp_inside_its_box_and_one_outside(index, se
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 10_000), st.integers(0, 2**31))
 def test_fixed_point_projection_matches_the_float_projection(index, seed) -> None:
-    c, _ = _canvas(index, seed, 2.0)
+    c, _ = _make(index, seed, 2.0)
     rng = np.random.default_rng(seed)
     x, y = rng.uniform(-1, 1, 9), rng.uniform(-1, 1.3, 9)
     z = c.surface_z(x, y) + 0.03
@@ -61,7 +62,7 @@ def test_fixed_point_projection_matches_the_float_projection(index, seed) -> Non
 
 def test_fill_equals_numpy_broadcast() -> None:
     a = np.empty((37, 53, 3), np.uint8)
-    R._fill(a, (3, 200, 17))
+    _canvas.fill(a, (3, 200, 17))
     b = np.empty_like(a)
     b[:] = (3, 200, 17)
     assert (a == b).all()
