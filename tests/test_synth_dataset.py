@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from pathlib import Path
 
 import cv2
@@ -233,3 +234,12 @@ def test_failure_in_this_process_with_a_pool_leaves_no_dataset(tmp_path: Path, m
     with pytest.raises(ZeroDivisionError):
         write_dataset(SynthConfig(identities=30, captures=0), tmp_path / "d", workers=2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_short_writes_still_write_whole_files(tmp_path: Path, monkeypatch) -> None:
+    """os.write may write less than asked (a nearly full disk): the writer loops."""
+    write_dataset(SynthConfig(identities=2, captures=1, seed=8), tmp_path / "a", workers=1)
+    real = os.write
+    monkeypatch.setattr(dataset_mod.os, "write", lambda fd, data: real(fd, bytes(data[:1000])))
+    write_dataset(SynthConfig(identities=2, captures=1, seed=8), tmp_path / "b", workers=1)
+    assert _digests(tmp_path / "a") == _digests(tmp_path / "b")

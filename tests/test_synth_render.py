@@ -73,3 +73,12 @@ def test_noise_table_is_centred_unit_normal_in_sixteenths() -> None:
     z = (t - 128.0) / R._NOISE_STEPS
     assert abs(z.mean()) < 0.01
     assert abs(z.std() - 1.0) < 0.01
+
+
+def test_head_outside_the_image_has_no_texture_patch_and_still_renders() -> None:
+    ident = sample_identity(1, 3)
+    scene = R.Scene(dx=3.0)  # the head three image widths to the right
+    c = _canvas.Canvas(112, ident.params, scene)
+    assert R._texture(c, ident.texture_seed, 112) is None
+    img, _ = R.render(ident.params, ident.texture_seed, scene, 112)
+    assert img.shape == (112, 112, 3)

@@ -14,17 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-# The 112x112 five-point template of ArcFace-style models (eyes, nose tip, mouth corners).
-TEMPLATE_112 = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ],
-    np.float32,
-)
+from lab.bench._align import align as align_to_template
 
 
 def load(dataset: Path) -> tuple[list[dict[str, str]], list[np.ndarray]]:
@@ -41,12 +31,8 @@ def landmarks(row: dict[str, str]) -> np.ndarray:
 
 
 def align(img: np.ndarray, lm: np.ndarray, size: int = 64) -> np.ndarray:
-    """Similarity-align to the 5-point template (least squares), grayscale."""
-    m, _ = cv2.estimateAffinePartial2D(lm, TEMPLATE_112 * (size / 112.0), method=cv2.LMEDS)
-    g = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-    return cv2.warpAffine(
-        g, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    """Grayscale, then similarity-aligned to the benchmark's 5-point template."""
+    return align_to_template(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), lm, (size, size))
 
 
 def haar_one_face_rate(imgs: list[np.ndarray]) -> float:
