@@ -100,6 +100,10 @@ class GovernancePolicy:
     memory_mb: int
     wall_seconds: int
     trainers: dict[str, str]
+    max_procs: int = 64
+    max_outbox_mb: int = 512
+    max_outbox_files: int = 1000
+    max_output_kb: int = 256
 
     def tenant(self, name: str) -> TenantPolicy:
         t = self.tenants.get(name)
@@ -239,6 +243,17 @@ def _governance(raw: dict, path: Path) -> GovernancePolicy | None:
         ints[key] = _get(jobs, key, int, "jobs.", path)
         if ints[key] < lo:
             raise BadInputError(f"{path}: jobs.{key} must be at least {lo}")
+    # whole-job limits (optional keys: a policy written before them keeps working)
+    for key, lo, default in (
+        ("max_procs", 8, 64),
+        ("max_outbox_mb", 1, 512),
+        ("max_outbox_files", 1, 1000),
+        ("max_output_kb", 1, 256),
+    ):
+        value = jobs.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise BadInputError(f"{path}: jobs.{key} must be an integer of at least {lo}")
+        ints[key] = value
     trainers = _get(jobs, "trainers", dict, "jobs.", path)
     for name, target in trainers.items():
         if not isinstance(target, str) or target.count(":") != 1:

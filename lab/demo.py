@@ -64,7 +64,7 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo with the lab at ``root`` (a new temporary directory if None)."""
     from lab.jobs import JobRefused, run_job
-    from lab.jobs.sandbox import probe
+    from lab.confine import missing_layers
     from lab.labdir import unlock
     from lab.vault import ops, retention
 
@@ -75,8 +75,7 @@ def run_demo(
     lab = init_and_record(base, pw, actor)
     work = base / "demo"
     work.mkdir()
-    net, abi = probe()
-    isolation = "strict" if net and abi >= 1 else "weak"
+    isolation = "weak" if missing_layers() else "strict"
     lab = _import_keys(lab, work / "keys", today, isolation)
     root_key = unlock(lab, pw)
     tenants = {

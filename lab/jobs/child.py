@@ -1,23 +1,18 @@
-"""The job's own process (``python -m lab.jobs.child``): confine itself, then run.
+"""The job inside the confinement: ``lab.confine`` calls :func:`run` after it has built
+the sandbox and applied Landlock.
 
-Reads its configuration (JSON) from stdin, enters a new network namespace, applies the
-Landlock rules the runner computed, and only then imports and runs the job: a 1:1
-benchmark, or a registered trainer. The last line of stdout is
-``FACELAB-RESULT {json}``: ok, the job's summary, or the error that stopped it (a
-denied file or socket shows here, and the runner records it in the audit log).
+It reads the tenant's records of one split from the stream the runner hands over and
+runs the job: a 1:1 benchmark of the registered model (a fixed protocol: no parameter
+of the spec changes it), or a registered trainer. What it returns is the job's
+summary; the runner treats it as data (``lab.jobs.summary``).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import os
-import sys
-import traceback
 from pathlib import Path
-
-RESULT = "FACELAB-RESULT "
 
 
 def _trainer(target: str, origin: str | None):
@@ -58,54 +53,24 @@ def _bench(ctx) -> dict:
     }
 
 
-def main() -> int:
-    cfg = json.loads(sys.stdin.readline())
-    result: dict = {"ok": False}
-    try:
-        from lab.jobs.sandbox import enter_network_namespace, restrict_filesystem
+def run(
+    job_id: str,
+    tenant: str,
+    spec: dict,
+    workspace: str,
+    outbox: str,
+    model_dir: str,
+    fd: int,
+    trainer: str | None = None,
+    trainer_origin: str | None = None,
+):
+    """Run one job; return its summary (any JSON value: the runner checks it)."""
+    from lab.jobs.api import JobContext
 
-        confinement = []
-        try:
-            confinement.append(enter_network_namespace())
-        except Exception as e:
-            if cfg["strict"]:
-                raise
-            confinement.append(f"network NOT isolated ({e})")
-        try:
-            abi = restrict_filesystem(
-                [Path(p) for p in cfg["read"]], [Path(p) for p in cfg["write"]]
-            )
-            confinement.append(f"landlock abi {abi}")
-        except Exception as e:
-            if cfg["strict"]:
-                raise
-            confinement.append(f"filesystem NOT confined ({e})")
-        result["confinement"] = confinement
-        os.chdir(cfg["workspace"])
-        from lab.jobs.api import JobContext
-
-        stream = os.fdopen(cfg["fd"], "rb", buffering=1 << 20)
-        ctx = JobContext(
-            cfg["job_id"],
-            cfg["tenant"],
-            cfg["spec"],
-            Path(cfg["workspace"]),
-            Path(cfg["outbox"]),
-            Path(cfg["model_dir"]),
-            stream,
-        )
-        if cfg["spec"]["kind"] == "bench":
-            summary = _bench(ctx)
-        else:
-            summary = _trainer(cfg["trainer"], cfg.get("trainer_origin"))(ctx)
-        result.update(ok=True, summary=summary if isinstance(summary, dict) else {})
-    except BaseException as e:  # the job's failure is data for the runner
-        result["error"] = f"{type(e).__name__}: {e}"
-        result["trace"] = traceback.format_exc(limit=6)[-2000:]
-    sys.stdout.flush()
-    print(RESULT + json.dumps(result, default=str), flush=True)
-    return 0 if result["ok"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    stream = os.fdopen(fd, "rb", buffering=1 << 20)
+    ctx = JobContext(
+        job_id, tenant, spec, Path(workspace), Path(outbox), Path(model_dir), stream
+    )
+    if spec["kind"] == "bench":
+        return _bench(ctx)
+    return _trainer(trainer, trainer_origin)(ctx)

@@ -2,42 +2,46 @@
 
 A tenant submits a job spec (a 1:1 benchmark of a registered model, or training through
 a registered trainer). The policy decides first (``enclave_policy.rules.check_job``): a
-forbidden purpose or a 1:N request is refused and recorded. An allowed job runs in a
-child process (``child.py``) that confines itself before any job code runs: no network,
-Landlock rules (read the Python installation, facelab, the trainer's module and the one
-registered model; write only ``LAB/jobs/T/<id>/`` and ``LAB/outbox/T/<id>/``), CPU,
-memory and wall-clock limits, an environment without the passphrase. The runner
+forbidden purpose, a 1:N request or a parameter the kind does not take is refused and
+recorded. An allowed job runs through ``lab.confine`` (the one confinement module:
+dedicated unprivileged uid, every namespace, seccomp, Landlock, whole-job limits) with
+its model and trainer read-only and only its workspace and outbox writable. The runner
 decrypts the tenant's records of one split and streams them over a pipe: the job never
-holds a key and no decrypted file is written. Results leave only through the export
-gate. Start, refusal and outcome (with any denied access) are audit entries.
+holds a key. Afterwards the runner reads the outbox without following links or opening
+special files (anything but a regular file is removed and recorded), removes the
+workspace, and records the outcome from its own observations: the layers it built, the
+limits and forbidden system calls the kernel enforced, the outputs' digests, and the
+job's summary only if it is a few named numbers (``lab.jobs.summary``). Results leave
+only through the export gate.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import os
 import secrets
-import site
-import subprocess
-import sys
+import shutil
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import enclave_policy
-import lab as lab_package
 from enclave_policy.rules import check_job
+from lab import confine
 from lab.audit import AuditLog, Event
+from lab.confine.safefs import disown, walk_regular
 from lab.errors import BadInputError, JobRefused
-from lab.jobs import sandbox
 from lab.jobs.api import end_stream, write_record
+from lab.jobs.summary import clean_summary
 from lab.labdir import Lab
 from lab.vault.keystore import RootKey
 from lab.vault.ops import open_vault
 from lab.vault.store import check_tenant
+
+MAX_OUTBOX_FILES = 1000
 
 
 @dataclass(frozen=True)
@@ -49,51 +53,24 @@ class JobResult:
     error: str
     confinement: tuple[str, ...]
     outputs: dict[str, str]  # file -> sha256
-
-
-def _system_read_paths() -> list[Path]:
-    paths = {
-        Path(sys.prefix),
-        Path(sys.base_prefix),
-        Path(sys.exec_prefix),
-        Path(lab_package.__file__).parent,
-        Path(enclave_policy.__file__).parent,
-        Path("/usr"),
-        Path("/lib"),
-        Path("/lib64"),
-        Path("/bin"),
-        Path("/etc"),
-        Path("/proc/cpuinfo"),
-        Path("/proc/meminfo"),
-        Path("/sys/devices/system/cpu"),
-        Path("/sys/fs/cgroup"),
-        Path("/dev/urandom"),
-    }
-    paths |= {Path(p) for p in [*site.getsitepackages(), site.getusersitepackages()]}
-    return sorted(p.resolve() for p in paths if p.exists())
+    events: tuple[str, ...] = ()  # what the kernel and the runner enforced
 
 
 def _inside(a: Path, b: Path) -> bool:
     return a == b or b in a.parents
 
 
-def plan_paths(
-    lab: Lab, model_dir: Path, extra_read: list[Path], workspace: Path, outbox: Path
-) -> tuple[list[Path], list[Path]]:
-    """Read and write paths; refuse a layout where a readable path would expose the lab
-    (its keys, vault or other tenants)."""
-    root = lab.paths.root.resolve()
-    read = _system_read_paths() + [p.resolve() for p in extra_read]
-    for p in read:
-        if _inside(root, p):
-            raise BadInputError(
-                f"{root}: the lab lies inside {p}, which jobs may read; "
-                "move the lab out of the Python installation and system "
-                "directories"
-            )
-        if _inside(p, root):
-            raise BadInputError(f"{p}: a job may not read inside the lab")
-    return [*read, model_dir.resolve()], [workspace.resolve(), outbox.resolve(), Path("/dev/null")]
+def _limits(gov) -> confine.Limits:
+    return confine.Limits(
+        wall_seconds=gov.wall_seconds,
+        cpu_seconds=gov.cpu_seconds,
+        memory_mb=gov.memory_mb,
+        max_procs=gov.max_procs,
+        max_file_mb=gov.max_outbox_mb,
+        max_write_mb=gov.max_outbox_mb,
+        max_files=gov.max_outbox_files,
+        max_output_kb=gov.max_output_kb,
+    )
 
 
 def run_job(
@@ -128,7 +105,7 @@ def run_job(
                 tenant=tenant,
                 object=f"sha256:{spec_digest}",
                 decision="refused",
-                details={"reason": decision.reason, "spec": spec},
+                details={"reason": decision.reason[:300]},
             )
         )
         raise JobRefused(f"job refused: {decision.reason}")
@@ -151,14 +128,35 @@ def run_job(
     job_id = clock().strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
     workspace = lab.paths.root / "jobs" / tenant / job_id
     outbox = lab.paths.root / "outbox" / tenant / job_id
-    workspace.mkdir(parents=True, mode=0o700)
-    outbox.mkdir(parents=True)
-    read, write = plan_paths(lab, model_dir, extra, workspace, outbox)
+    root_dir = lab.paths.root.resolve()
+    for p in [*confine.bound_paths(), *(Path(x).resolve() for x in extra)]:
+        if _inside(root_dir, p):
+            raise BadInputError(
+                f"{root_dir}: the lab lies inside {p}, which jobs read; move the lab out of it"
+            )
+        if _inside(p, root_dir):
+            raise BadInputError(f"{p}: a job may not read inside the lab")
     strict = gov.isolation == "strict"
-    if strict and sandbox.landlock_abi() < 1:
-        raise JobRefused(
-            'job refused: this kernel has no Landlock, and the policy\'s jobs.isolation is "strict"'
+    missing = confine.missing_layers()
+    if strict and missing:
+        log.record(
+            Event(
+                "job.refuse",
+                actor,
+                role="tenant",
+                tenant=tenant,
+                object=f"sha256:{spec_digest}",
+                decision="refused",
+                details={"reason": "isolation layers missing", "missing": missing},
+            )
         )
+        raise JobRefused(
+            'job refused: the policy\'s jobs.isolation is "strict" and this machine lacks: '
+            + "; ".join(missing)
+        )
+    workspace.mkdir(parents=True, mode=0o700)
+    outbox.mkdir(parents=True, mode=0o700)
+    limits = _limits(gov)
     log.record(
         Event(
             "job.start",
@@ -174,48 +172,27 @@ def run_job(
                 "trainer": trainer,
                 "isolation": gov.isolation,
                 "limits": {
-                    "cpu_seconds": gov.cpu_seconds,
-                    "memory_mb": gov.memory_mb,
-                    "wall_seconds": gov.wall_seconds,
+                    "cpu_seconds": limits.cpu_seconds,
+                    "memory_mb": limits.memory_mb,
+                    "wall_seconds": limits.wall_seconds,
+                    "max_procs": limits.max_procs,
+                    "max_outbox_mb": limits.max_write_mb,
                 },
             },
         )
     )
     rfd, wfd = os.pipe()
-    cfg = {
+    kwargs = {
         "job_id": job_id,
         "tenant": tenant,
         "spec": spec,
-        "workspace": str(workspace),
-        "outbox": str(outbox),
-        "model_dir": str(model_dir),
+        "workspace": str(workspace.resolve()),
+        "outbox": str(outbox.resolve()),
+        "model_dir": str(model_dir.resolve()),
         "fd": rfd,
-        "read": [str(p) for p in read],
-        "write": [str(p) for p in write],
-        "strict": strict,
         "trainer": trainer,
         "trainer_origin": origin,
     }
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(workspace),
-        "TMPDIR": str(workspace),
-        "MPLCONFIGDIR": str(workspace),
-        "OMP_NUM_THREADS": str(os.cpu_count() or 1),
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lab.jobs.child"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        pass_fds=(rfd,),
-        env=env,
-        cwd=workspace,
-        preexec_fn=lambda: sandbox.set_limits(gov.cpu_seconds, gov.memory_mb),
-    )
-    os.close(rfd)
-
     log.record(
         Event(
             "vault.read",
@@ -235,41 +212,50 @@ def run_job(
             pass  # the job stopped reading (it ended, failed or was killed)
 
     feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
+
+    def started(_proc) -> None:
+        os.close(rfd)
+        feeder.start()
+
     try:
-        out, err = proc.communicate(json.dumps(cfg).encode() + b"\n", timeout=gov.wall_seconds)
-        status = "done" if proc.returncode == 0 else "failed"
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        status = "timeout"
+        run = confine.run_python(
+            "lab.jobs.child:run",
+            kwargs,
+            read=[model_dir, *extra],
+            write=[workspace, outbox],
+            limits=limits,
+            strict=strict,
+            workdir=workspace,
+            pass_fds=(rfd,),
+            on_start=started,
+        )
+    finally:
+        if not feeder.is_alive() and not feeder.ident:
+            with contextlib.suppress(OSError):
+                os.close(rfd)
+            with contextlib.suppress(OSError):
+                os.close(wfd)
     feeder.join(timeout=10)
-    result = {}
-    for line in out.decode("utf-8", "replace").splitlines():
-        if line.startswith("FACELAB-RESULT "):
-            try:
-                result = json.loads(line[len("FACELAB-RESULT ") :])
-            except ValueError:
-                result = {}
-    error = (
-        result.get("error", "")
-        if status == "failed"
-        else f"killed after {gov.wall_seconds} s"
-        if status == "timeout"
-        else ""
+    status = {"ok": "done", "timeout": "timeout"}.get(run.status, "failed")
+    error = run.error
+    if run.status in ("denied", "limit", "refused") and not error:
+        error = "; ".join(run.events)
+    # the outbox as the runner sees it: regular files only, streamed, capped
+    disown(outbox)
+    files, unsafe = walk_regular(
+        outbox, max_files=MAX_OUTBOX_FILES, max_file_bytes=limits.max_write_mb << 20
     )
-    if status == "failed" and not error:
-        error = f"exit {proc.returncode}: " + err.decode("utf-8", "replace")[-300:]
-    outputs = {
-        str(p.relative_to(outbox)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(outbox.rglob("*"))
-        if p.is_file()
-    }
-    denied = [
-        s
-        for s in (error, err.decode("utf-8", "replace")[-2000:])
-        if "Permission denied" in s or "Network is unreachable" in s
-    ]
+    for u in unsafe:
+        with contextlib.suppress(OSError):
+            target = outbox / u.path
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+    outputs = {f.path: f.sha256 for f in files if (outbox / f.path).exists()}
+    with contextlib.suppress(OSError):
+        shutil.rmtree(workspace)  # scratch: never kept, never followed
+    summary, summary_problem = clean_summary(run.result if run.status == "ok" else None)
     log.record(
         Event(
             "job.finish",
@@ -279,21 +265,18 @@ def run_job(
             object=job_id,
             decision=status,
             details={
-                "error": error,
-                "denied": bool(denied),
-                "confinement": result.get("confinement", []),
-                "summary": result.get("summary", {}),
+                "error": error[:300],
+                "kernel_events": list(run.events),
+                "confinement": list(run.layers),
+                "summary": summary,
+                "summary_refused": summary_problem,
                 "outputs": outputs,
+                "removed_from_outbox": [f"{u.path}: {u.reason}"[:200] for u in unsafe][:50],
                 "outbox": str(outbox.relative_to(lab.paths.root)),
+                "workspace": "removed",
             },
         )
     )
     return JobResult(
-        job_id,
-        status,
-        outbox,
-        result.get("summary", {}),
-        error,
-        tuple(result.get("confinement", [])),
-        outputs,
+        job_id, status, outbox, summary, error, tuple(run.layers), outputs, tuple(run.events)
     )

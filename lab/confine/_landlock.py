@@ -1,15 +1,12 @@
-"""Confinement of a job's process: no network, filesystem rules, resource limits.
+"""Landlock, the confinement's second filesystem layer (the first is the minimal
+mount namespace that bubblewrap builds).
 
-* Network: ``unshare(CLONE_NEWNET)`` puts the process in a new network namespace with
-  only a loopback interface that is down: no socket reaches anything. Without the
-  privilege for it, ``CLONE_NEWUSER | CLONE_NEWNET`` (an unprivileged user namespace).
 * Filesystem: Landlock (Linux >= 5.13), applied to the process itself after
   ``PR_SET_NO_NEW_PRIVS``: read (and execute) only the listed paths, write only the
   listed ones. Everything else, the lab's keys, vault and other tenants' directories,
   ``/proc`` of the parent (its environment holds the passphrase), fails with EACCES.
   From Landlock ABI 4, TCP bind and connect are denied too; from ABI 6, signals and
   abstract UNIX sockets outside the sandbox.
-* Limits: RLIMIT_CPU, RLIMIT_AS, RLIMIT_CORE = 0; the parent enforces wall-clock time.
 
 The syscalls are made with ctypes (numbers are the same on every architecture for
 syscalls added after 5.1): ``landlock_create_ruleset`` 444, ``landlock_add_rule`` 445,
@@ -20,13 +17,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-import resource
 from pathlib import Path
 
 from lab.errors import IsolationError
 
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
 PR_SET_NO_NEW_PRIVS = 38
 SYS_CREATE, SYS_ADD, SYS_RESTRICT = 444, 445, 446
 LANDLOCK_CREATE_RULESET_VERSION = 1
@@ -53,17 +47,6 @@ def landlock_abi() -> int:
     except (OSError, AttributeError):
         return 0
     return max(0, int(v))
-
-
-def enter_network_namespace() -> str:
-    """Leave every network behind; return how ("netns" or "userns+netns")."""
-    libc = _libc()
-    if libc.unshare(CLONE_NEWNET) == 0:
-        return "netns"
-    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0:
-        return "userns+netns"
-    err = ctypes.get_errno()
-    raise IsolationError(f"cannot create a network namespace ({os.strerror(err)})")
 
 
 class _RulesetAttr(ctypes.Structure):
@@ -132,38 +115,3 @@ def restrict_filesystem(read: list[Path], write: list[Path]) -> int:
     finally:
         os.close(fd)
     return abi
-
-
-def set_limits(cpu_seconds: int, memory_mb: int) -> None:
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
-    mem = memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-_PROBE = """
-import sys
-from lab.jobs.sandbox import enter_network_namespace, landlock_abi
-try:
-    how = enter_network_namespace()
-except Exception as e:
-    how = ''
-print(how, landlock_abi())
-"""
-
-
-def probe() -> tuple[str, int]:
-    """(how a child can leave the network, or "" if it cannot; Landlock ABI), measured
-    in a throwaway child process so that this one is not changed."""
-    import subprocess
-    import sys
-
-    p = subprocess.run(
-        [sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=60, check=False
-    )
-    parts = p.stdout.split()
-    if len(parts) == 2:
-        return parts[0], int(parts[1])
-    if len(parts) == 1:
-        return "", int(parts[0])
-    return "", 0

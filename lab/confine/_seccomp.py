@@ -1,0 +1,162 @@
+"""The system-call filter of a confined process, compiled by libseccomp.
+
+libseccomp (through ``pyseccomp``, a ctypes binding with the API of libseccomp's own
+Python module) builds the BPF program; bubblewrap loads it with ``--seccomp FD`` just
+before it executes the confined command, after ``PR_SET_NO_NEW_PRIVS``. Nothing here
+assembles BPF by hand.
+
+Two actions:
+
+* ``KILL_PROCESS`` for system calls that reach the kernel's or another process's
+  state and that no job, parser or model needs: tracing and profiling
+  (``perf_event_open``, ``bpf``, ``ptrace``, ``process_vm_readv/writev``, ``kcmp``),
+  kernel images and modules, reboot, swap and accounting, the clock and the host's
+  names, mounts and namespaces (``mount``, ``umount2``, ``pivot_root``, ``unshare``,
+  ``setns``, ``clone`` with a namespace flag), the kernel key rings, ``userfaultfd``,
+  ``io_uring_*``, handles (``open_by_handle_at``), ``quotactl``, ``chroot``. The kernel
+  kills the whole process with SIGSYS, which the runner sees from outside and records:
+  a denial observed on the kernel side, not read from the job's own words.
+* ``ERRNO`` for things a library may try harmlessly and must get an error for:
+  ``socket`` and ``socketpair`` (EACCES: the job's only channels are the pipes the
+  runner hands over, so no pathname or abstract UNIX socket, netlink or packet socket
+  can be made), SysV IPC (EACCES; the IPC namespace is private too), ``clone3``
+  (ENOSYS, so that the C library falls back to ``clone``, whose flags the filter can
+  read).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+
+KILL = (
+    "perf_event_open",
+    "bpf",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "sethostname",
+    "setdomainname",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "unshare",
+    "setns",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "quotactl",
+    "chroot",
+    "lookup_dcookie",
+    "iopl",
+    "ioperm",
+    "syslog",
+    "vhangup",
+    "nfsservctl",
+    "personality",
+)
+DENY_EACCES = (
+    "socket",
+    "socketpair",
+    "shmget",
+    "shmat",
+    "msgget",
+    "msgsnd",
+    "msgrcv",
+    "semget",
+    "semop",
+    "semtimedop",
+)
+# clone(2) flags that make a new namespace (sched.h)
+CLONE_NEW = (
+    0x00020000  # NEWNS
+    | 0x02000000  # NEWCGROUP
+    | 0x04000000  # NEWUTS
+    | 0x08000000  # NEWIPC
+    | 0x10000000  # NEWUSER
+    | 0x20000000  # NEWPID
+    | 0x40000000  # NEWNET
+    | 0x00000080  # NEWTIME
+)
+
+
+def _bits(mask: int) -> list[int]:
+    return [1 << i for i in range(mask.bit_length()) if mask >> i & 1]
+
+
+def available() -> str:
+    """'' when libseccomp can be used here, else why not (one line)."""
+    try:
+        import pyseccomp  # noqa: F401
+    except Exception as e:  # the module loads libseccomp.so.2 when imported
+        return f"libseccomp unavailable ({type(e).__name__}: {e})"
+    return ""
+
+
+def build_filter():
+    """The filter described in the module docstring, as a ``pyseccomp.SyscallFilter``.
+
+    Raises
+    ------
+    ImportError, OSError
+        libseccomp or its binding is missing.
+    """
+    import pyseccomp as sc
+
+    f = sc.SyscallFilter(defaction=sc.ALLOW)
+    for name in KILL:
+        try:
+            f.add_rule(sc.KILL_PROCESS, name)
+        except (RuntimeError, ValueError, OSError):
+            continue  # a call this architecture does not have
+    for name in DENY_EACCES:
+        try:
+            f.add_rule(sc.ERRNO(errno.EACCES), name)
+        except (RuntimeError, ValueError, OSError):
+            continue
+    f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    for bit in _bits(CLONE_NEW):
+        f.add_rule(sc.KILL_PROCESS, "clone", sc.Arg(0, sc.MASKED_EQ, bit, bit))
+    # ioctl(TIOCSTI) pushes bytes into a terminal's input queue
+    f.add_rule(sc.KILL_PROCESS, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, 0x5412))
+    return f
+
+
+def bpf_file() -> int:
+    """A file descriptor, positioned at 0, holding the compiled BPF program (for
+    ``bwrap --seccomp FD``). The caller passes it to the child and closes it."""
+    f = build_filter()
+    fd, name = tempfile.mkstemp(prefix="facelab-seccomp-")
+    os.unlink(name)
+    with os.fdopen(os.dup(fd), "w+b") as fh:
+        f.export_bpf(fh)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
