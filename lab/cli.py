@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -585,20 +586,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         if not args.tenant:
             raise BadInputError("facelab bench --lab needs --tenant")
+        if args.device != "cpu":
+            raise BadInputError("facelab bench --lab: jobs run on the CPU (--device cpu)")
         lab, root, log, actor = _unlocked(args.lab, args.tenant)
         with log:
             report, page = bench_in_lab(
-                lab,
-                root,
-                args.tenant,
-                str(args.model),
-                actor,
-                log,
-                split=None if args.split == "all" else args.split,
-                device=args.device,
+                lab, root, args.tenant, str(args.model), actor, log, split=args.split
             )
         print(summary_table(report))
-        print(f"  report (in the tenant's outbox): {page}")
+        print(f"  report (in the tenant's outbox, a confined job's output): {page}")
         return 0
     if args.dataset is None:
         raise BadInputError("facelab bench: give --lab LAB --tenant T, or --dataset DIR")
@@ -856,8 +852,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--split",
         default="test",
-        choices=["train", "verification", "test", "all"],
-        help="with --lab: which split of the tenant's records (default test)",
+        choices=["train", "verification", "test"],
+        help="with --lab: which split of the tenant's records the job reads (default test)",
     )
     b.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     b.add_argument(
@@ -879,8 +875,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _absolute_paths(args: argparse.Namespace) -> None:
+    """Every path argument made absolute once, here, against the working directory the
+    user typed it in; nothing below depends on the working directory."""
+    for k, v in vars(args).items():
+        if isinstance(v, Path):
+            setattr(args, k, Path(os.path.abspath(v)))
+        elif isinstance(v, list) and v and all(isinstance(x, Path) for x in v):
+            setattr(args, k, [Path(os.path.abspath(x)) for x in v])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from lab.labdir import capture_secrets
+
+    capture_secrets()  # no child of any kind inherits the operator secret
     args = build_parser().parse_args(argv)
+    _absolute_paths(args)
     try:
         return int(args.func(args))
     except FacelabError as e:

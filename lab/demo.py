@@ -63,8 +63,8 @@ def run_demo(
     today: date | None = None,
 ) -> DemoResult:
     """Run the demo with the lab at ``root`` (a new temporary directory if None)."""
-    from lab.jobs import JobRefused, run_job
     from lab.confine import missing_layers
+    from lab.jobs import JobRefused, run_job
     from lab.labdir import unlock
     from lab.vault import ops, retention
 

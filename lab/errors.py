@@ -78,6 +78,12 @@ __all__ = [
 ]
 
 
+class JobFailed(FacelabError):
+    """A job ran in the zero client and failed, timed out or was stopped (exit 5)."""
+
+    exit_code = 5
+
+
 class JobRefused(FacelabError):
     """The policy refuses a job: a forbidden purpose, 1:N search, an unregistered
     trainer, or isolation the kernel cannot give (exit 3)."""

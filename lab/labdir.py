@@ -18,6 +18,7 @@ stored.
 from __future__ import annotations
 
 import base64
+import contextlib
 import getpass
 import json
 import os
@@ -25,7 +26,7 @@ import secrets
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,8 +91,25 @@ class Lab:
     policy: Policy
 
 
-def read_passphrase(env: Mapping[str, str] = os.environ, prompt: bool = True) -> bytes:
-    """The operator secret: FACELAB_PASSPHRASE, else FACELAB_KEY_FILE's bytes, else a prompt."""
+_CAPTURED: dict[str, str] = {}
+
+
+def capture_secrets(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Move FACELAB_PASSPHRASE and FACELAB_KEY_FILE out of the process environment
+    (the CLI calls this first), so that no child process of any kind inherits them;
+    :func:`read_passphrase` still finds them."""
+    for name in (PASSPHRASE_ENV, KEY_FILE_ENV):
+        if name in environ:
+            _CAPTURED[name] = environ.pop(name)
+    with contextlib.suppress(Exception):
+        os.unsetenv(PASSPHRASE_ENV)
+
+
+def read_passphrase(env: Mapping[str, str] | None = None, prompt: bool = True) -> bytes:
+    """The operator secret: FACELAB_PASSPHRASE, else FACELAB_KEY_FILE's bytes, else a prompt
+    (from the environment, or from what :func:`capture_secrets` took out of it)."""
+    if env is None:
+        env = {**os.environ, **_CAPTURED}
     if env.get(KEY_FILE_ENV) and not env.get(PASSPHRASE_ENV):
         path = Path(env[KEY_FILE_ENV])
         try:

@@ -1,26 +1,18 @@
-"""`facelab bench --lab LAB --tenant T --model M`: the benchmark inside the lab.
-
-Records come from the vault's read API (decrypted in memory, pseudonymous subject ids,
-the access recorded); the model must have passed the import gate for that tenant. The
-report is written to the tenant's outbox, from which only the export gate lets anything
-leave, and the run is recorded in the audit log.
+"""`facelab bench --lab LAB --tenant T --model M`: the benchmark inside the lab, as a
+job of the zero client (``lab.jobs``): the policy decides, the runner confines it, the
+report lands in the tenant's outbox, from which only the export gate lets anything
+leave. Also the look-up of registered models that jobs and the export gate share.
 """
 
 from __future__ import annotations
 
-import hashlib
-from datetime import UTC, datetime
 from pathlib import Path
 
-from lab.audit import AuditLog, Event
-from lab.bench._matcher import Matcher
-from lab.bench.report import write_report
-from lab.bench.run import Sample, run_benchmark
+from lab.audit import AuditLog
 from lab.errors import BadInputError
 from lab.gates.importing import list_models
 from lab.gates.importing.ops import models_dir
 from lab.labdir import Lab
-from lab.vault import ops
 from lab.vault.keystore import RootKey
 
 
@@ -56,36 +48,35 @@ def bench_in_lab(
     device: str = "cpu",
     progress=None,
 ) -> tuple[dict, Path]:
-    entry, path = registered_model(lab, tenant, model_ref)
-    samples = [
-        Sample(r.subject, r.kind, r.image(), r.landmarks, r.nationality, r.sex, r.birth_year)
-        for r in ops.read(
-            lab, root, tenant, actor, log, split=split, purpose=f"bench {entry['model']}"
-        )
-    ]
-    report = run_benchmark(samples, Matcher(path, device), progress=progress)
-    report["lab"] = {"tenant": tenant, "split": split or "all", "model_digest": entry["digest"]}
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = outbox(lab, tenant) / f"bench-{entry['model'].replace('@', '-')}-{stamp}"
-    page = write_report(report, out)
-    digest = hashlib.sha256((out / "report.json").read_bytes()).hexdigest()
-    op = next(p for p in report["operating_points"] if p["fmr_target"] == 1e-3)
-    log.record(
-        Event(
-            "bench.run",
-            actor,
-            role="tenant",
-            tenant=tenant,
-            object=f"sha256:{digest}",
-            details={
-                "model": entry["model"],
-                "split": split or "all",
-                "genuine_pairs": report["protocol"]["genuine_pairs"],
-                "impostor_pairs": report["protocol"]["impostor_pairs"],
-                "eer": report["eer"]["value"],
-                "fnmr_at_fmr_1e-3": op["fnmr"],
-                "report": str(out.relative_to(lab.paths.root)),
-            },
-        )
-    )
-    return report, page
+    """The 1:1 benchmark of a registered model on the tenant's records, run as a job:
+    the purpose policy decides, the zero client confines it, the audit log records it
+    (``job.refuse`` or ``job.start``/``job.finish``). The operator's process never
+    runs the tenant's model nor holds its decrypted records outside the runner.
+
+    Returns
+    -------
+    (report, page)
+        The report as the job wrote it (``report.json`` in the job's outbox) and the
+        path of its HTML page.
+
+    Raises
+    ------
+    JobRefused
+        The policy refuses the benchmark (purpose not granted, isolation missing).
+    JobFailed
+        The job ran and failed (its reason in the message).
+    """
+    import json
+
+    from lab.errors import JobFailed
+    from lab.jobs import run_job
+
+    del device, progress  # the job runs on the CPU inside the confinement
+    spec = {"kind": "bench", "purpose": "verify_1to1", "model": model_ref}
+    if split is not None:
+        spec["split"] = split
+    r = run_job(lab, root, tenant, spec, actor, log)
+    if r.status != "done":
+        raise JobFailed(f"benchmark job {r.job_id} {r.status}: {r.error}")
+    report = json.loads((r.outbox / "report.json").read_text(encoding="utf-8"))
+    return report, r.outbox / "report.html"

@@ -58,7 +58,7 @@ def _v1_parents() -> tuple[Path, Path] | None:
 
 
 def kind() -> str:
-    """"v2", "v1" or "" (no cgroup this process may create)."""
+    """ "v2", "v1" or "" (no cgroup this process may create)."""
     if os.geteuid() != 0:
         return "v2" if _v2_parent() is not None else ""
     if _v2_parent() is not None:

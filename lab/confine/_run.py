@@ -55,6 +55,7 @@ from lab.errors import IsolationError
 
 UID_BASE = 610_000  # dedicated uids UID_BASE .. UID_BASE + 65535: no account holds them
 SIGSYS_EXIT = 128 + signal.SIGSYS
+POLL_S = 0.02  # the write accounting's period: a writer overshoots by at most its rate x this
 PR_SET_PDEATHSIG = 1
 
 
@@ -183,7 +184,12 @@ def _minimal(paths: list[Path]) -> list[Path]:
 
 
 def _bwrap_argv(
-    read: list[Path], write: list[Path], workdir: Path, uid: int | None, seccomp_fd: int
+    read: list[Path],
+    write: list[Path],
+    workdir: Path,
+    uid: int | None,
+    seccomp_fd: int,
+    status_fd: int,
 ) -> list[str]:
     bw = bwrap_path()
     assert bw is not None
@@ -200,6 +206,8 @@ def _bwrap_argv(
         "--new-session",
         "--as-pid-1",
         "--clearenv",
+        "--json-status-fd",
+        str(status_fd),
     ]
     if uid is None:
         argv += ["--unshare-user", "--cap-drop", "ALL"]
@@ -278,12 +286,13 @@ def _preexec(limits: Limits, dedicated: bool, cgroup_dir: Path | None):
         mem = limits.memory_mb << 20
         for res, value in (
             (resource.RLIMIT_AS, mem),
-            (resource.RLIMIT_CPU, limits.cpu_seconds),
             (resource.RLIMIT_FSIZE, limits.max_file_mb << 20),
             (resource.RLIMIT_NOFILE, 1024),
             (resource.RLIMIT_CORE, 0),
         ):
             resource.setrlimit(res, (value, value))
+        # SIGXCPU at the soft limit (recorded as such), SIGKILL 2 s later
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 2))
         if dedicated:
             resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_procs, limits.max_procs))
 
@@ -338,10 +347,36 @@ def usage(paths: list[Path]) -> tuple[int, int]:
                     st = e.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                total += st.st_blocks * 512
+                # a sparse file counts at its size; delayed allocation at its size too
+                total += max(st.st_blocks * 512, st.st_size)
                 if e.is_dir(follow_symlinks=False):
                     stack.append(e.path)
     return total, count
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` from /proc/PID/stat, 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _kill_uid(uid: int) -> int:
+    """SIGKILL every process of the run's dedicated uid (none should be left once its
+    PID 1 is gone); return how many there were."""
+    n = 0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if os.stat(f"/proc/{d}").st_uid == uid:
+                    os.kill(int(d), signal.SIGKILL)
+                    n += 1
+            except (OSError, ProcessLookupError):
+                continue
+    return n
 
 
 def _chown_tree(paths: list[Path], uid: int) -> None:
@@ -412,8 +447,8 @@ def run_python(
         )
     for p in write:
         p.mkdir(parents=True, exist_ok=True)
-        for sub in (".tmp", ".shm"):
-            (p / sub).mkdir(exist_ok=True, mode=0o700)
+    for sub in (".tmp", ".shm") if write else ():
+        (write[0] / sub).mkdir(exist_ok=True, mode=0o700)
     workdir = (workdir or (write[0] if write else Path("/"))).resolve()
     root = os.geteuid() == 0
     uid = UID_BASE + secrets.randbelow(65536) if root else None
@@ -448,16 +483,25 @@ def run_python(
         "strict": strict,
         "workdir": str(workdir),
     }
-    argv = _bwrap_argv(read, write, workdir, uid, seccomp_fd)
+    st_r, st_w = os.pipe()
+    argv = _bwrap_argv(read, write, workdir, uid, seccomp_fd, st_w)
     events: list[str] = []
     killed = threading.Event()
+    inner: list[int] = []  # host pid of the sandbox's PID 1, from bubblewrap's status
 
     def kill(why: str) -> None:
         if not killed.is_set():
             killed.set()
             events.append(why)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        # the sandbox's PID 1 first: its namespace dies with it (the parent-death
+        # signal does not survive setpriv's change of uid)
+        for pid in inner:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if uid is not None:
+            _kill_uid(uid)
 
     try:
         proc = subprocess.Popen(
@@ -465,26 +509,42 @@ def run_python(
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            pass_fds=(seccomp_fd, res_w, *pass_fds),
+            pass_fds=(seccomp_fd, res_w, st_w, *pass_fds),
             env={"PATH": "/usr/bin:/bin"},
             preexec_fn=_preexec(limits, uid is not None, cg.path if cg else None),
             start_new_session=True,
             cwd="/",
         )
     except OSError as e:
-        os.close(res_r)
-        os.close(res_w)
-        os.close(seccomp_fd)
+        for fd in (res_r, res_w, seccomp_fd, st_r, st_w):
+            os.close(fd)
         if cg is not None:
             cg.remove()
         raise IsolationError(f"cannot start bubblewrap: {e}") from e
     os.close(seccomp_fd)
     os.close(res_w)
+    os.close(st_w)
+
+    def read_status() -> None:
+        with os.fdopen(st_r, "rb") as f:
+            for line in f:
+                with contextlib.suppress(ValueError, AttributeError):
+                    pid = json.loads(line).get("child-pid")
+                    if isinstance(pid, int) and pid > 1:
+                        inner.append(pid)
+                        if killed.is_set():
+                            kill("")
+
+    status_reader = threading.Thread(target=read_status, daemon=True)
+    status_reader.start()
     cap = limits.max_output_kb << 10
     out_r = _Capped(proc.stdout.fileno(), cap, 8192, lambda: kill("output over the cap"))
     err_r = _Capped(proc.stderr.fileno(), cap, 8192, lambda: kill("output over the cap"))
     res_reader = _Capped(
-        res_r, limits.max_result_kb << 10, limits.max_result_kb << 10, lambda: kill("result over the cap")
+        res_r,
+        limits.max_result_kb << 10,
+        limits.max_result_kb << 10,
+        lambda: kill("result over the cap"),
     )
     for t in (out_r, err_r, res_reader):
         t.start()
@@ -494,10 +554,11 @@ def run_python(
     if on_start is not None:
         on_start(proc)
     deadline = t0 + limits.wall_seconds
+    cpu_seen = 0.0
     write_cap = limits.max_write_mb << 20
     while True:
         try:
-            proc.wait(timeout=0.1)
+            proc.wait(timeout=POLL_S)
             break
         except subprocess.TimeoutExpired:
             pass
@@ -511,7 +572,11 @@ def run_python(
                 kill(f"files over the cap ({n} > {limits.max_files})")
         if cg is not None and cg.oom_killed():
             kill(f"memory over the cgroup limit ({limits.memory_mb} MiB)")
-    for t in (out_r, err_r, res_reader):
+        if inner:
+            cpu_seen = max(cpu_seen, _cpu_seconds(inner[0]))
+    if uid is not None and _kill_uid(uid) and not killed.is_set():
+        events.append("processes left behind were killed")
+    for t in (out_r, err_r, res_reader, status_reader):
         t.join(timeout=5)
     if cg is not None:
         if cg.oom_killed():
@@ -544,7 +609,11 @@ def run_python(
         if rc == 128 + signal.SIGXFSZ:
             events.append(f"file over {limits.max_file_mb} MiB (SIGXFSZ)")
         if rc == 128 + signal.SIGKILL and not events:
-            events.append("killed (SIGKILL): memory or another limit")
+            # PID 1 of a namespace ignores SIGXCPU: the hard limit's SIGKILL ends it
+            if cpu_seen >= limits.cpu_seconds - 1:
+                events.append(f"CPU time over {limits.cpu_seconds} s (RLIMIT_CPU)")
+            else:
+                events.append("killed (SIGKILL): memory or another limit")
         status = "limit"
     elif rc == 0 and "result" in final:
         status = "ok"

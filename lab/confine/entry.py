@@ -11,6 +11,7 @@ comes after it (the result line) is the target's and is data to the runner. Unde
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -66,10 +67,8 @@ def main() -> int:
             return 1
         return 0
     except BaseException as e:  # the target's failure is data for the runner
-        try:
+        with contextlib.suppress(Exception):
             _say(fd, {"error": f"{type(e).__name__}: {e}"[:2000]})
-        except Exception:
-            pass
         traceback.print_exc(limit=4)
         return 1
 
@@ -77,8 +76,6 @@ def main() -> int:
 if __name__ == "__main__":
     rc = main()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(Exception):
             stream.flush()
-        except Exception:
-            pass
     os._exit(rc)  # as PID 1 of the sandbox: everything the target left behind dies too

@@ -68,9 +68,7 @@ def run(
     from lab.jobs.api import JobContext
 
     stream = os.fdopen(fd, "rb", buffering=1 << 20)
-    ctx = JobContext(
-        job_id, tenant, spec, Path(workspace), Path(outbox), Path(model_dir), stream
-    )
+    ctx = JobContext(job_id, tenant, spec, Path(workspace), Path(outbox), Path(model_dir), stream)
     if spec["kind"] == "bench":
         return _bench(ctx)
     return _trainer(trainer, trainer_origin)(ctx)

@@ -136,6 +136,9 @@ def run_job(
             )
         if _inside(p, root_dir):
             raise BadInputError(f"{p}: a job may not read inside the lab")
+    with open_vault(lab, root) as v:  # no data, no job (a destroyed tenant, say)
+        if next(iter(v.records(tenant, split)), None) is None:
+            raise BadInputError(f"tenant {tenant!r} has no records in split {split!r}")
     strict = gov.isolation == "strict"
     missing = confine.missing_layers()
     if strict and missing:
@@ -202,14 +205,18 @@ def run_job(
         )
     )
 
+    feed_error: list[str] = []
+
     def feed() -> None:
         try:
             with os.fdopen(wfd, "wb", buffering=1 << 20) as out, open_vault(lab, root) as v:
                 for r in v.records(tenant, split):
                     write_record(out, r)
                 end_stream(out)
-        except (BrokenPipeError, OSError):
+        except (BrokenPipeError, ConnectionError):
             pass  # the job stopped reading (it ended, failed or was killed)
+        except Exception as e:  # the vault failed: the job sees a cut stream
+            feed_error.append(f"record stream: {type(e).__name__}: {e}"[:300])
 
     feeder = threading.Thread(target=feed, daemon=True)
 
@@ -237,7 +244,7 @@ def run_job(
                 os.close(wfd)
     feeder.join(timeout=10)
     status = {"ok": "done", "timeout": "timeout"}.get(run.status, "failed")
-    error = run.error
+    error = "; ".join([*feed_error, run.error] if feed_error else [run.error])
     if run.status in ("denied", "limit", "refused") and not error:
         error = "; ".join(run.events)
     # the outbox as the runner sees it: regular files only, streamed, capped
