@@ -1,11 +1,16 @@
 """The rule engine: purpose limitation for job specs, and retention due dates (pure).
 
 A job spec is data a tenant submits: ``kind`` (bench | train), ``purpose``, ``model``,
-``split``, ``trainer``, ``params``. It is refused when its purpose is forbidden, not
+``split``, ``trainer``, ``params``. Default deny: a key the kind does not take is
+refused (a benchmark takes no parameters at all: its protocol is fixed, so nothing in
+a spec can turn it into a search). It is refused when its purpose is forbidden, not
 allowed, or not granted to the tenant; when its kind does not serve its purpose; and
 when any key or value of it names a 1:N marker (gallery, search, top_k, track, ...),
-whatever purpose it declares: the red line the documented lab's critics drew. A training
-job must name a trainer the policy registers.
+whatever purpose it declares: the red line the documented lab's critics drew. The word
+check is a first filter only, on normalised text (:func:`normalise`: NFKC, case fold,
+default-ignorable characters removed, confusable letters folded to Latin, separators
+split), so that spelling cannot walk around it. A training job must name a trainer the
+policy registers.
 """
 
 from __future__ import annotations
@@ -18,7 +23,25 @@ from typing import Any
 from enclave_policy._load import GovernancePolicy
 
 KIND_PURPOSE = {"bench": "verify_1to1", "train": "train"}
-_TOKEN = re.compile(r"[a-z0-9_:]+")
+KIND_KEYS = {
+    "bench": frozenset({"kind", "purpose", "model", "split"}),
+    "train": frozenset({"kind", "purpose", "model", "split", "trainer", "params"}),
+}
+_WORD = re.compile(r"[a-z]+|[0-9]+")
+# Letters of other scripts that look like Latin ones (after NFKC and case folding),
+# after Unicode's confusables.txt (the "ma" table) for the letters of facelab's markers.
+_CONFUSABLE = str.maketrans(
+    {
+        "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i",
+        "ј": "j", "ѕ": "s", "ԁ": "d", "һ": "h", "ӏ": "l", "ԛ": "q", "ԝ": "w", "ɡ": "g",
+        "ɩ": "i", "ʀ": "r", "ո": "n", "ս": "u", "α": "a", "ε": "e", "ι": "i", "κ": "k",
+        "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ѡ": "w", "ℓ": "l",
+        "ı": "i", "ȷ": "j", "ß": "ss", "ø": "o", "ł": "l", "đ": "d", "ħ": "h",
+    }
+)  # fmt: skip
+_IGNORABLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
+                        "\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f"
+                        "\ufeff\uffa0\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -39,14 +62,58 @@ def _strings(obj: Any, where: str = "") -> Iterator[tuple[str, str]]:
         yield where.rstrip("."), obj
 
 
+def normalise(text: str) -> list[str]:
+    """The words of ``text`` as the marker check sees them: NFKC, full case folding,
+    default-ignorable characters (soft hyphen, zero-width joiners, variation selectors)
+    removed, confusable letters folded to Latin, diacritics dropped, then split on
+    anything that is not a letter or a digit and between letters and digits
+    (``camelCase`` is split too, before folding)."""
+    import unicodedata
+
+    text = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = _IGNORABLE.sub("", text).translate(_CONFUSABLE)
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return _WORD.findall(text)
+
+
+def _marker_hit(words: list[str], marker: list[str]) -> bool:
+    """``marker`` (its words) occurs in ``words``: as a run of words, as their
+    concatenation, or one word with a plural or an inflection (``galleries``,
+    ``searching``, ``ranked``)."""
+    joined = "".join(marker)
+    n = len(marker)
+    for i in range(len(words)):
+        for span in range(1, 4):
+            w = "".join(words[i : i + span])
+            if w == joined:
+                return True
+            if n == 1 and span == 1 and len(joined) >= 4 and _inflected(w, joined):
+                return True
+    return False
+
+
+def _inflected(word: str, stem: str) -> bool:
+    if not word.startswith(stem[:-1]):
+        return False
+    rest = word[len(stem) :] if word.startswith(stem) else None
+    if rest is not None and rest in ("", "s", "es", "ed", "er", "ers", "ing", "ings", "ion"):
+        return True
+    # gallery -> galleries, identify -> identified / identification
+    if stem.endswith("y") and word[len(stem) - 1 :] in ("ies", "ied", "ication", "ications"):
+        return True
+    return False
+
+
 def one_to_n_marker(spec: Mapping[str, Any], markers: tuple[str, ...]) -> tuple[str, str] | None:
-    """(marker, where) of the first 1:N marker in the spec's keys and values."""
+    """(marker, where) of the first 1:N marker in the spec's keys and values, after
+    :func:`normalise` of both."""
+    norm = [(m, normalise(m)) for m in markers]
     for where, text in _strings(spec):
-        for tok in _TOKEN.findall(text.casefold()):
-            parts = {tok, *tok.split("_"), tok.replace("_", "")}
-            hit = next((m for m in markers if m in parts), None)
-            if hit is not None:
-                return hit, where
+        words = normalise(text)
+        for m, mw in norm:
+            if mw and _marker_hit(words, mw):
+                return m, where
     return None
 
 
@@ -65,12 +132,19 @@ def check_job(gov: GovernancePolicy, tenant: str, spec: Mapping[str, Any]) -> Ru
         return RuleDecision(False, f"tenant {tenant!r} is not granted purpose {purpose!r}")
     if KIND_PURPOSE.get(kind) != purpose:
         return RuleDecision(False, f"a {kind!r} job does not serve purpose {purpose!r}")
+
     hit = one_to_n_marker(spec, gov.forbidden_markers)
     if hit is not None:
         return RuleDecision(
             False,
             f"the job asks for 1:N search ({hit[0]!r} in {hit[1]}), "
             "which the policy forbids whatever purpose is declared",
+        )
+    extra = sorted(str(k) for k in spec if k not in KIND_KEYS[kind])
+    if extra:
+        return RuleDecision(
+            False,
+            f"a {kind!r} job takes no {extra[0]!r} (it takes {', '.join(sorted(KIND_KEYS[kind]))})",
         )
     if kind == "train" and spec.get("trainer") not in gov.trainers:
         return RuleDecision(

@@ -318,3 +318,82 @@ def test_jobs_refuse_to_run_when_the_lab_is_readable_to_them(el, tmp_path: Path)
     finally:
         _sys.path.remove(str(mod_dir))
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- 1:N by any spelling
+
+DISGUISED = [
+    "galleries",
+    "Gallery-Search",
+    "1：N",  # a fullwidth colon
+    "gаllery",  # a Cyrillic a
+    "gal\u00adlery",  # a soft hyphen
+    "gal\u200blery",  # a zero-width space
+    "ｇａｌｌｅｒｙ",  # fullwidth letters
+    "closed_set",
+    "closedSet",
+    "enrol_all",
+    "topK",
+    "top-k",
+    "rank1",
+    "Ranked",
+    "identification",
+    "IDENTIFIES",
+    "one-to-many",
+    "1 : N",
+    "watch list",
+    "nearest-neighbour",
+    "kNN",
+    "best_match",
+    "dé-dup",
+    "sеarch",  # a Cyrillic ie
+]
+
+
+@pytest.mark.parametrize("word", DISGUISED)
+def test_one_to_many_markers_are_found_whatever_the_spelling(word: str) -> None:
+    spec = {
+        "kind": "train",
+        "purpose": "train",
+        "model": "m",
+        "trainer": "pca_head",
+        "params": {"mode": word},
+    }
+    d = check_job(load_policy().governance, "acme", spec)
+    assert not d.allowed and "1:N" in d.reason, word
+    spec["params"] = {word: 5}  # as a key too
+    assert not check_job(load_policy().governance, "acme", spec).allowed
+
+
+@pytest.mark.parametrize("word", ["research", "frankfurt", "backtrack", "pca_head", "dim"])
+def test_ordinary_words_that_contain_a_marker_are_not_refused(word: str) -> None:
+    spec = {
+        "kind": "train",
+        "purpose": "train",
+        "model": "m",
+        "trainer": "pca_head",
+        "params": {"mode": word},
+    }
+    assert check_job(load_policy().governance, "acme", spec).allowed
+
+
+@pytest.mark.parametrize(
+    "extra", [{"params": {"dim": 3}}, {"threshold": 0.5}, {"protocol": "custom"}, {"k": 5}]
+)
+def test_a_benchmark_takes_no_parameters_at_all(extra: dict) -> None:
+    spec = {"kind": "bench", "purpose": "verify_1to1", "model": "m", **extra}
+    d = check_job(load_policy().governance, "acme", spec)
+    assert not d.allowed and "takes no" in d.reason
+
+
+def test_a_tenant_granted_only_training_gets_no_benchmark(tmp_path: Path) -> None:
+    from enclave_policy import DEFAULT_POLICY
+
+    text = DEFAULT_POLICY.read_text().replace(
+        "[tenants]\n", '[tenants]\nacme = { purposes = ["train"] }\n'
+    )
+    (tmp_path / "policy.toml").write_text(text)
+    gov = load_policy(tmp_path / "policy.toml").governance
+    spec = {"kind": "bench", "purpose": "verify_1to1", "model": "m"}
+    d = check_job(gov, "acme", spec)
+    assert not d.allowed and "not granted" in d.reason

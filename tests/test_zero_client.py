@@ -501,3 +501,48 @@ def test_the_confinement_holds_for_an_unprivileged_operator(tmp_path: Path) -> N
     assert "CapEff:\t0000000000000000" in res["status"]
     assert "NoNewPrivs:\t1" in res["status"]
     assert "user namespace" in out["layers"][0]
+
+
+# ---------------------------------------------------------------- the one confinement
+
+
+def test_a_confined_child_never_inherits_the_callers_environment(tmp_path, monkeypatch) -> None:
+    from lab.confine import run_python
+
+    monkeypatch.setenv("FACELAB_PASSPHRASE", SECRET)
+    tmp_path.chmod(0o755)  # read paths must be readable by the run's own uid
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import os\n"
+        "def run():\n"
+        "    return {'env': dict(os.environ), 'proc': open('/proc/self/environ').read()}\n"
+    )
+    r = run_python(f"{probe}:run", {}, read=[tmp_path], write=[tmp_path / "ws"])
+    assert r.status == "ok", r.error
+    assert SECRET not in json.dumps(r.result)
+    assert "PATH" in r.result["env"]  # positive control: the probe did read an environment
+
+
+def test_the_import_gates_smoke_test_runs_in_the_confinement(el, tmp_path, monkeypatch) -> None:
+    """The smoke test (which parses and runs tenant bytes with onnxruntime) goes through
+    lab.confine, and its child sees no secret."""
+    import lab.confine
+    from lab.gates.importing.ops import import_model
+    from tests.import_helpers import make_keys, sign_and_approve
+
+    calls = []
+    real = lab.confine.run_python
+
+    def spy(target, kwargs, **kw):
+        calls.append(target)
+        return real(target, kwargs, **kw)
+
+    monkeypatch.setattr(lab.confine, "run_python", spy)
+    monkeypatch.setenv("FACELAB_PASSPHRASE", SECRET)
+    del make_keys, sign_and_approve  # the lab's own CNN package, re-imported
+    pkg = el.lab.paths.root.parent / "cnn-package"
+    root, log = el.unlocked()
+    with log:
+        report = import_model(el.lab, "acme", pkg, "operator", log)
+    assert report.accepted, report.table()
+    assert "lab.gates.importing.checks._smoke_child:run" in calls

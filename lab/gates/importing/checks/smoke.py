@@ -1,93 +1,100 @@
-"""Dynamic smoke test: load with onnxruntime and run one synthetic batch in a child
-process under CPU-time, address-space and wall-clock limits, then check the output's
-shape, dtype and finiteness against model.json. Runs only after every static check
-passed: a model that failed them is never loaded."""
+"""Dynamic smoke test: load with onnxruntime and run synthetic batches of 1 and of the
+policy's batch size in the zero client's confinement (``lab.confine``: dedicated uid,
+namespaces, seccomp, Landlock, limits; no passphrase in its environment), then check
+each output's shape, dtype and finiteness against model.json, and that memory does not
+grow faster than the batch. Runs only after every static check passed: a model that
+failed them is never loaded."""
 
 from __future__ import annotations
 
-import json
-import resource
-import signal
-import subprocess
-import sys
+import shutil
+import tempfile
+from pathlib import Path
 
+from lab import confine
 from lab.gates.importing._types import CheckResult, GateContext, result
 
 NAME = "smoke test"
-
-_CHILD = r"""
-import json, sys
-import numpy as np
-import onnxruntime as ort
-path, spec = sys.argv[1], json.loads(sys.argv[2])
-h, w = spec["input"]["size"]
-c = 1 if spec["input"]["channels"] == "GRAY" else 3
-shape = (2, c, h, w) if spec["input"]["layout"] == "NCHW" else (2, h, w, c)
-x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
-opts = ort.SessionOptions()
-opts.intra_op_num_threads = 1
-opts.inter_op_num_threads = 1
-s = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-inputs = s.get_inputs()
-if len(inputs) != 1:
-    print(json.dumps({"error": f"model has {len(inputs)} inputs, 1 expected"})); sys.exit(0)
-out = s.run(None, {inputs[0].name: x})[0]
-print(json.dumps({"shape": list(out.shape), "dtype": str(out.dtype),
-                  "finite": bool(np.isfinite(out).all())}))
-"""
+SMOKE_BATCH = 8
 
 
-def _limits(memory_mb: int, cpu_s: int):
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
+def _readable(top: Path) -> None:
+    top.chmod(0o755)
+    for p in top.rglob("*"):
+        if not p.is_symlink():
+            p.chmod(0o755 if p.is_dir() else 0o644)
 
 
 def run(ctx: GateContext) -> CheckResult:
     pol = ctx.policy
     spec = ctx.model_json
     assert spec is not None
+    big = max(2, int(getattr(pol, "smoke_batch", SMOKE_BATCH)))
+    scratch = Path(tempfile.mkdtemp(prefix="facelab-smoke-"))
+    model = ctx.package.path("model.onnx")
     try:
-        p = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(ctx.package.path("model.onnx")), json.dumps(spec)],
-            capture_output=True,
-            text=True,
-            timeout=pol.smoke_timeout_s,
-            preexec_fn=_limits(pol.smoke_memory_mb, pol.smoke_timeout_s + 2),
-            check=False,
-            cwd=ctx.root,
+        # the gate's private copy of the package, copied again for the run's uid to read
+        src = scratch / "model"
+        shutil.copytree(model.parent, src, symlinks=True)
+        _readable(scratch)
+        run = confine.run_python(
+            "lab.gates.importing.checks._smoke_child:run",
+            {"path": str(src / model.name), "spec": spec, "batches": [1, big]},
+            read=[src],
+            write=[scratch / "work"],
+            limits=confine.Limits(
+                wall_seconds=pol.smoke_timeout_s,
+                cpu_seconds=pol.smoke_timeout_s + 2,
+                memory_mb=pol.smoke_memory_mb,
+                max_procs=32,
+                max_write_mb=64,
+                max_files=64,
+                max_output_kb=64,
+            ),
         )
-    except subprocess.TimeoutExpired:
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if run.status == "refused":
+        return result(NAME, [f"the confinement cannot be built here: {run.error}"])
+    if run.status == "timeout":
         return result(NAME, [f"the model ran past the {pol.smoke_timeout_s} s time limit"])
-    if p.returncode != 0:
-        tail = (p.stderr.strip().splitlines() or ["no output"])[-1][:200]
-        if p.returncode == -signal.SIGXCPU:
-            return result(
-                NAME, [f"the model ran past the {pol.smoke_timeout_s} s time limit (CPU time)"]
-            )
-        if p.returncode == -signal.SIGKILL or "MemoryError" in p.stderr or "bad_alloc" in p.stderr:
-            return result(
-                NAME,
-                [f"the model exceeded the CPU or {pol.smoke_memory_mb} MiB memory limit ({tail})"],
-            )
-        return result(NAME, [f"onnxruntime could not run the model: {tail}"])
-    try:
-        out = json.loads(p.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return result(NAME, ["the smoke test printed no result"])
-    if "error" in out:
-        return result(NAME, [out["error"]])
-    want = [2, spec["output"]["dim"]]
-    problems = []
-    if out["shape"] != want:
-        problems.append(
-            f"output shape {tuple(out['shape'])} contradicts model.json (expected {tuple(want)})"
+    if run.status == "denied":
+        return result(NAME, ["the model's run made a forbidden system call"])
+    if run.status == "limit":
+        why = "; ".join(run.events) or "a limit"
+        return result(
+            NAME, [f"the model exceeded the CPU or {pol.smoke_memory_mb} MiB memory limit ({why})"]
         )
-    if out["dtype"] != "float32":
-        problems.append(f"output dtype {out['dtype']}, float32 expected")
-    if not out["finite"]:
-        problems.append("output holds NaN or infinity")
-    return result(NAME, problems, f"output {tuple(out['shape'])} {out['dtype']}")
+    if run.status != "ok" or not isinstance(run.result, dict):
+        err = run.error or "no result"
+        if "MemoryError" in err or "bad_alloc" in err or "allocat" in err.lower():
+            return result(
+                NAME, [f"the model exceeded the {pol.smoke_memory_mb} MiB memory limit ({err})"]
+            )
+        return result(NAME, [f"onnxruntime could not run the model: {err[:200]}"])
+    out = run.result
+    if "error" in out:
+        return result(NAME, [str(out["error"])[:200]])
+    problems = []
+    runs = out.get("runs", [])
+    for r in runs:
+        want = [r["batch"], spec["output"]["dim"]]
+        if r["shape"] != want:
+            problems.append(
+                f"output shape {tuple(r['shape'])} at batch {r['batch']} contradicts "
+                f"model.json (expected {tuple(want)})"
+            )
+        if r["dtype"] != "float32":
+            problems.append(f"output dtype {r['dtype']}, float32 expected")
+        if not r["finite"]:
+            problems.append(f"output holds NaN or infinity at batch {r['batch']}")
+    if len(runs) == 2:
+        grew = runs[1]["peak_kib"] - runs[0]["peak_kib"]
+        # memory for a batch of `big` may be `big` times a batch of one, plus slack
+        per_one = max(runs[0]["peak_kib"] // 8, 16 << 10)
+        if grew > big * per_one:
+            problems.append(
+                f"memory grows faster than the batch ({grew >> 10} MiB more at batch {big})"
+            )
+    shape = tuple(runs[0]["shape"]) if runs else ()
+    return result(NAME, sorted(set(problems)), f"output {shape} float32 at batches 1 and {big}")
