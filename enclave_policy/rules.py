@@ -100,9 +100,7 @@ def _inflected(word: str, stem: str) -> bool:
     if rest is not None and rest in ("", "s", "es", "ed", "er", "ers", "ing", "ings", "ion"):
         return True
     # gallery -> galleries, identify -> identified / identification
-    if stem.endswith("y") and word[len(stem) - 1 :] in ("ies", "ied", "ication", "ications"):
-        return True
-    return False
+    return stem.endswith("y") and word[len(stem) - 1 :] in ("ies", "ied", "ication", "ications")
 
 
 def one_to_n_marker(spec: Mapping[str, Any], markers: tuple[str, ...]) -> tuple[str, str] | None:

@@ -541,7 +541,7 @@ def test_the_import_gates_smoke_test_runs_in_the_confinement(el, tmp_path, monke
     monkeypatch.setenv("FACELAB_PASSPHRASE", SECRET)
     del make_keys, sign_and_approve  # the lab's own CNN package, re-imported
     pkg = el.lab.paths.root.parent / "cnn-package"
-    root, log = el.unlocked()
+    _, log = el.unlocked()
     with log:
         report = import_model(el.lab, "acme", pkg, "operator", log)
     assert report.accepted, report.table()
