@@ -397,3 +397,39 @@ def test_a_tenant_granted_only_training_gets_no_benchmark(tmp_path: Path) -> Non
     spec = {"kind": "bench", "purpose": "verify_1to1", "model": "m"}
     d = check_job(gov, "acme", spec)
     assert not d.allowed and "not granted" in d.reason
+
+
+def test_every_path_may_be_relative_to_any_working_directory(el, tmp_path: Path) -> None:
+    """A relative --lab, spec, dataset and output, from the lab's parent directory and
+    from a sibling directory: the CLI resolves paths once, at its boundary."""
+    import subprocess
+    import sys
+
+    # the installed command: `python -m` would put the working directory, which holds a
+    # folder named `lab`, first on sys.path (issue 17)
+    facelab = str(Path(sys.executable).parent / "facelab")
+    parent = el.lab.paths.root.parent
+    spec = parent / "rel-spec.json"
+    spec.write_text(
+        json.dumps(
+            {"kind": "train", "purpose": "train", "model": "cnn@1.0.0", "trainer": "list_records"}
+        )
+    )
+    sibling = parent / "elsewhere"
+    sibling.mkdir(exist_ok=True)
+    env = {**ENV, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # tests.hostile_jobs
+    for cwd, lab, spec_arg in (
+        (parent, "lab", "rel-spec.json"),
+        (sibling, "../lab", "../rel-spec.json"),
+    ):
+        p = subprocess.run(
+            [facelab, "job", "run", "--lab", lab, "--tenant", "acme", spec_arg],
+            capture_output=True, text=True, env=env, cwd=cwd, timeout=120, check=False,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        for args in (("vault", "list", "--lab", lab), ("audit", "verify", "--lab", lab)):
+            q = subprocess.run(
+                [facelab, *args],
+                capture_output=True, text=True, env=env, cwd=cwd, timeout=120, check=False,
+            )  # fmt: skip
+            assert q.returncode == 0, (args, q.stderr)

@@ -517,8 +517,16 @@ def test_a_confined_child_never_inherits_the_callers_environment(tmp_path, monke
         "def run():\n"
         "    return {'env': dict(os.environ), 'proc': open('/proc/self/environ').read()}\n"
     )
-    r = run_python(f"{probe}:run", {}, read=[tmp_path], write=[tmp_path / "ws"])
+    seen = []
+
+    def from_the_host(proc) -> None:  # /proc/<child>/environ read by the test itself
+        seen.append(Path(f"/proc/{proc.pid}/environ").read_bytes())
+
+    r = run_python(
+        f"{probe}:run", {}, read=[tmp_path], write=[tmp_path / "ws"], on_start=from_the_host
+    )
     assert r.status == "ok", r.error
+    assert seen and b"PATH=" in seen[0] and SECRET.encode() not in seen[0]
     assert SECRET not in json.dumps(r.result)
     assert "PATH" in r.result["env"]  # positive control: the probe did read an environment
 

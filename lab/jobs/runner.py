@@ -120,7 +120,10 @@ def run_job(
     if kind == "train":  # check_job refused trainers the policy does not register
         name = spec["trainer"]
         trainer = gov.trainers[name]
-        found = importlib.util.find_spec(trainer.split(":")[0])
+        try:
+            found = importlib.util.find_spec(trainer.split(":")[0])
+        except (ImportError, ValueError):
+            found = None
         if found is None or not found.origin:
             raise BadInputError(f"[jobs] trainers.{name}: module {trainer} not found")
         origin = found.origin
