@@ -184,11 +184,16 @@ def test_bench_inside_the_lab(tmp_path) -> None:
     with audit_writer(lab, root) as log:
         ops.ingest(lab, root, "acme", ds, "tester", log)
         assert import_model(lab, "acme", pkg, "tester", log).accepted
-        report, page = bench_in_lab(lab, root, "acme", "eigenface@1.0.0", "tester", log, split=None)
-    assert report["protocol"]["genuine_pairs"] == 240
+        report, page = bench_in_lab(
+            lab, root, "acme", "eigenface@1.0.0", "tester", log, split="train"
+        )
+    with ops.open_vault(lab, root) as v:
+        subjects = {r.subject for r in v.records("acme", "train")}
+    assert report["protocol"]["genuine_pairs"] == 2 * len(subjects)  # two gate captures each
     assert page.parent.parent == outbox(lab, "acme") and page.exists()
     entries = (lab.paths.audit / "entries.jsonl").read_text()
-    assert '"bench.run"' in entries and '"vault.read"' in entries
+    # a confined job, not a run in the operator's process
+    assert '"job.start"' in entries and '"job.finish"' in entries and '"vault.read"' in entries
     with audit_writer(lab, root) as log, pytest.raises(BadInputError, match="not registered"):
         bench_in_lab(lab, root, "acme", "nosuch@1", "tester", log)
 

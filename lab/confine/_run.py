@@ -574,8 +574,16 @@ def run_python(
             kill(f"memory over the cgroup limit ({limits.memory_mb} MiB)")
         if inner:
             cpu_seen = max(cpu_seen, _cpu_seconds(inner[0]))
-    if uid is not None and _kill_uid(uid) and not killed.is_set():
-        events.append("processes left behind were killed")
+    if uid is not None:
+        # once PID 1 is gone the kernel kills the rest; wait until they are reaped
+        left = _kill_uid(uid)
+        if left and not killed.is_set():
+            events.append("processes left behind were killed")
+        for _ in range(100):
+            if not left:
+                break
+            time.sleep(0.02)
+            left = _kill_uid(uid)
     for t in (out_r, err_r, res_reader, status_reader):
         t.join(timeout=5)
     if cg is not None:
