@@ -554,3 +554,32 @@ def test_the_import_gates_smoke_test_runs_in_the_confinement(el, tmp_path, monke
         report = import_model(el.lab, "acme", pkg, "operator", log)
     assert report.accepted, report.table()
     assert "lab.gates.importing.checks._smoke_child:run" in calls
+
+
+def test_strict_isolation_refuses_to_run_without_a_layer_and_names_it(el, monkeypatch) -> None:
+    import lab.confine
+    from lab.errors import JobRefused
+
+    started = []
+    monkeypatch.setattr(
+        lab.confine, "missing_layers", lambda: ["seccomp: libseccomp unavailable (test)"]
+    )
+    monkeypatch.setattr(lab.confine, "run_python", lambda *a, **k: started.append(a))
+    box = el.lab.paths.root / "outbox" / "acme"
+    before = {p.name for p in box.iterdir()} if box.exists() else set()
+    with pytest.raises(JobRefused, match="libseccomp unavailable"):
+        job(el, "list_records")
+    assert started == []  # nothing ran
+    assert ({p.name for p in box.iterdir()} if box.exists() else set()) == before
+    lines = (el.lab.paths.root / "audit" / "entries.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1])
+    assert last["action"] == "job.refuse" and "libseccomp" in json.dumps(last["details"])
+
+
+def test_run_python_itself_refuses_under_strict_when_a_layer_is_missing(tmp_path, monkeypatch):
+    from lab.confine import _run
+
+    monkeypatch.setattr(_run, "missing_layers", lambda: ["Landlock: none (test)"])
+    r = _run.run_python("os:getcwd", {}, write=[tmp_path / "ws"])
+    assert r.status == "refused" and "Landlock" in r.error
+    assert not (tmp_path / "ws").exists()  # nothing was set up, nothing ran
