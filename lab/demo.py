@@ -191,10 +191,10 @@ def run_demo(
             else "ACCEPTED (unexpected)",
         ),
         (
-            "jobs confined (zero client): network, filesystem, limits",
-            ", ".join(bench.confinement)
+            "jobs confined (zero client): uid, namespaces, seccomp, Landlock, limits",
+            "; ".join(layer.split(":")[0] for layer in bench.confinement)
             if isolation == "strict"
-            else "WEAK: this kernel cannot confine jobs (" + ", ".join(bench.confinement) + ")",
+            else "WEAK: missing " + "; ".join(bench.confinement),
         ),
         (
             "1:1 benchmark job (test split), report to the outbox",
