@@ -149,8 +149,9 @@ def missing_layers() -> list[str]:
 
 
 def bound_paths() -> list[Path]:
-    """What every confined run reads besides its own read paths (the Python
-    installation and facelab's packages)."""
+    """What every confined run reads besides its own read paths: the Python
+    installation, facelab's packages, and the absolute directories of ``sys.path``
+    (site-packages, ``PYTHONPATH``), never the working directory."""
     return _python_paths()
 
 
@@ -166,8 +167,16 @@ def _python_paths() -> list[Path]:
         Path(enclave_policy.__file__).parent,
         Path(os.path.realpath(sys.executable)).parent.parent,
         *(Path(p) for p in site.getsitepackages()),
+        *(Path(p) for p in sys.path if p and os.path.isabs(p) and not p.endswith(".zip")),
     }
-    return sorted({p.resolve() for p in paths if p.exists()})
+    out = set()
+    for p in paths:
+        try:
+            if p.is_dir():
+                out.add(p.resolve())
+        except OSError:  # a directory this user may not look into: not bound
+            continue
+    return sorted(out)
 
 
 def _covered(p: Path, by: list[Path]) -> bool:
