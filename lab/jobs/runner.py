@@ -248,7 +248,7 @@ def run_job(
     feeder.join(timeout=10)
     status = {"ok": "done", "timeout": "timeout"}.get(run.status, "failed")
     error = "; ".join([*feed_error, run.error] if feed_error else [run.error])
-    if run.status in ("denied", "limit", "refused") and not error:
+    if run.status in ("denied", "limit", "refused", "timeout") and not error:
         error = "; ".join(run.events)
     # the outbox as the runner sees it: regular files only, streamed, capped
     disown(outbox)
