@@ -99,15 +99,21 @@ def _open_lab(path: Path):
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from lab.audit import verify_log
-    from lab.labdir import load_public_key, public_key_from_b64
+    from lab.labdir import audit_limits, load_public_key, public_key_from_b64
 
     lab = _open_lab(args.lab)
     trusted = None
     if args.trusted_key:
         trusted = public_key_from_b64(_read_text(args.trusted_key), args.trusted_key)
-    witness = _read_text(args.witness) if args.witness else None
+    witness = _read_note(args.witness) if args.witness else None
     rep = verify_log(
-        lab.paths.audit, lab.origin, load_public_key(lab), trusted_key=trusted, witness=witness
+        lab.paths.audit,
+        lab.origin,
+        load_public_key(lab),
+        trusted_key=trusted,
+        witness=witness,
+        head_dir=lab.paths.keys,
+        max_unwitnessed=audit_limits(lab)["max_unwitnessed"],
     )
     if args.json:
         print(json.dumps(rep.to_json(), indent=2))
@@ -115,8 +121,13 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         if not args.json:
             print(
                 f"audit log intact: {rep.entries} entries, {rep.checkpoints} signed "
-                f"checkpoints (latest at size {rep.latest_size})"
+                f"checkpoints (latest at size {rep.latest_size}, head {rep.head_size})"
             )
+            for w in rep.witnesses:
+                print(
+                    f"  witness {w['name']}: cosigned size {w['cosigned_size']}"
+                    f" ({rep.entries - (w['cosigned_size'] or 0)} entries since)"
+                )
             for w in rep.warnings:
                 print(f"  warning: {w}")
         return 0
@@ -138,6 +149,18 @@ def _read_text(path: Path) -> str:
         raise BadInputError(f"{path}: unreadable ({getattr(e, 'strerror', None) or e})") from e
 
 
+def _read_note(path: Path) -> bytes:
+    """A note file's bytes: missing or unreadable is exit 2, malformed later exit 4."""
+    from lab.audit import checkpoint as ckpt
+
+    try:
+        return ckpt.read_note_file(path)
+    except NoteError as e:
+        raise NoteError(f"{path}: {e}") from e
+    except OSError as e:
+        raise BadInputError(f"{path}: unreadable ({e.strerror or e})") from e
+
+
 def _latest_checkpoint(lab):
     from lab.audit import checkpoint as ckpt
     from lab.audit.log import checkpoint_files
@@ -146,9 +169,9 @@ def _latest_checkpoint(lab):
     files = checkpoint_files(lab.paths.audit)
     if not files:
         raise BadInputError(f"{lab.paths.audit}: no checkpoint yet")
-    note = files[-1].read_text(encoding="utf-8")
     try:
-        return note, ckpt.verify(note, load_public_key(lab), lab.origin)
+        note = _read_note(files[-1])
+        return note.decode(), ckpt.verify(note, load_public_key(lab), lab.origin)
     except NoteError as e:
         raise TamperedError(f"{files[-1]}: {e}") from e
 
@@ -187,7 +210,7 @@ def _cmd_audit_consistency(args: argparse.Namespace) -> int:
 
     lab = _open_lab(args.lab)
     try:
-        old = ckpt.verify(_read_text(args.old), load_public_key(lab), lab.origin)
+        old = ckpt.verify(_read_note(args.old), load_public_key(lab), lab.origin)
     except NoteError as e:
         raise TamperedError(f"{args.old}: {e}") from e
     note, new = _latest_checkpoint(lab)
@@ -255,6 +278,76 @@ def _cmd_audit_repair(args: argparse.Namespace) -> int:
             )
         if not log.recoveries:
             print("nothing to cut; derived files rebuilt")
+    return 0
+
+
+# ---- witnesses and certificates (issue 14) -------------------------------------------
+def _cmd_witness_init(args: argparse.Namespace) -> int:
+    from lab.audit import witness
+
+    vk = witness.init(args.dir, args.name)
+    print(f"witness {args.name} created in {args.dir}; its verifier key (register it with")
+    print("`facelab audit witness-add --lab LAB VKEY`):")
+    print(vk)
+    return 0
+
+
+def _cmd_audit_witness_add(args: argparse.Namespace) -> int:
+    from lab.audit import Event
+    from lab.audit import checkpoint as ckpt
+
+    text = args.vkey
+    if Path(text).is_file():
+        text = _read_text(Path(text)).strip()
+    from lab.labdir import load_public_key, public_key_b64
+
+    try:
+        name, alg, wkey = ckpt.parse_vkey(text)
+    except NoteError as e:
+        raise BadInputError(f"{args.vkey}: {e}") from e
+    if alg != ckpt.COSIGNATURE_V1:
+        raise BadInputError(f"{args.vkey}: not a cosignature/v1 (witness) key")
+    lab, _root, log, actor = _unlocked(args.lab)
+    if public_key_b64(wkey) == public_key_b64(load_public_key(lab)):
+        log.close()
+        raise BadInputError(f"{args.vkey}: a witness key must not be the lab key")
+    with log:
+        log.record(
+            Event(
+                "audit.witness_add",
+                actor,
+                object=f"vkey:{text.split('+')[1]}",
+                details={"name": name, "vkey": text},
+            )
+        )
+    print(f"registered witness {name}; `facelab audit verify` now requires its cosignature")
+    return 0
+
+
+def _cmd_audit_witness(args: argparse.Namespace) -> int:
+    from lab.audit import witness
+
+    lab = _open_lab(args.lab)
+    c = witness.cosign(args.witness_dir, lab)
+    print(
+        f"witness {c.name}: checked consistency from size {c.old_size} to {c.new_size} "
+        f"and cosigned; {c.path}"
+    )
+    return 0
+
+
+def _cmd_certificate_verify(args: argparse.Namespace) -> int:
+    from lab.labdir import public_key_from_b64
+    from lab.vault import certificate
+
+    keys = [public_key_from_b64(_read_text(k), k) for k in args.key]
+    cert = certificate.verify_file(args.certificate, keys)
+    v = cert["validation"]
+    print(
+        f"{args.certificate}: signatures verify (performer {cert['performer']['name']}, "
+        f"validator {v['name']}); tenant {cert['media_information']['tenant']}, "
+        f"result {cert['sanitization_details']['verification_result']}"
+    )
     return 0
 
 
@@ -783,6 +876,28 @@ def build_parser() -> argparse.ArgumentParser:
     rp = asub.add_parser("repair", help="cut a torn or garbage tail, on the record")
     rp.add_argument("--lab", type=Path, required=True)
     rp.set_defaults(func=_cmd_audit_repair)
+    aw = asub.add_parser("witness", help="a witness checks consistency and cosigns")
+    aw.add_argument("--lab", type=Path, required=True)
+    aw.add_argument("--witness-dir", type=Path, required=True, help="the witness's directory")
+    aw.set_defaults(func=_cmd_audit_witness)
+    awa = asub.add_parser("witness-add", help="register a witness key (on the record)")
+    awa.add_argument("--lab", type=Path, required=True)
+    awa.add_argument("vkey", help="the witness's verifier key, or a file holding it")
+    awa.set_defaults(func=_cmd_audit_witness_add)
+    wi = sub.add_parser("witness", help="a witness of the lab's audit log (its own key)")
+    wisub = wi.add_subparsers(dest="witness_command", required=True, parser_class=_Parser)
+    wii = wisub.add_parser("init", help="create a witness key and state directory")
+    wii.add_argument("--dir", type=Path, required=True)
+    wii.add_argument("--name", required=True)
+    wii.set_defaults(func=_cmd_witness_init)
+    ce = sub.add_parser("certificate", help="destruction certificates")
+    cesub = ce.add_subparsers(dest="certificate_command", required=True, parser_class=_Parser)
+    cev = cesub.add_parser("verify", help="verify a certificate offline with public keys")
+    cev.add_argument("certificate", type=Path)
+    cev.add_argument(
+        "--key", type=Path, action="append", required=True, help="a public key file (repeatable)"
+    )
+    cev.set_defaults(func=_cmd_certificate_verify)
 
     e = sub.add_parser("export", help="run the export gate on trained artifacts")
     e.add_argument("--lab", type=Path, required=True)

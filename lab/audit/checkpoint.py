@@ -103,6 +103,24 @@ def canonical_b64(value: bytes | str, what: str) -> bytes:
     return raw
 
 
+def read_note_file(path) -> bytes:
+    """A note file's bytes, bounded and without following a link (NoteError if too big)."""
+    import os
+
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NoteError(f"{path}: not a regular file")
+        data = os.read(fd, MAX_NOTE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_NOTE_BYTES:
+        raise NoteError(f"{path}: over the {MAX_NOTE_BYTES}-byte limit of a note")
+    return data
+
+
 def _valid_name(name: str) -> bool:
     return bool(name) and "+" not in name and not any(c.isspace() for c in name)
 

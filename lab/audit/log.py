@@ -169,11 +169,14 @@ class AuditLog:
         self._frontier: list[tuple[int, bytes]] = []
         self._head_slot: int | None = None  # the slot holding the newest head
         self._repair_actor = repair_actor
+        self._pending: list[Event] = []  # what opening found and must record
         try:
             with self._flock():
                 recovery = self._open_locked(repair_actor)
-                if recovery is not None:
-                    self._append_locked([self._recovery_event(recovery, repair_actor)])
+                pre = [self._recovery_event(recovery, repair_actor)] if recovery else []
+                if pre or self._pending:
+                    self._append_locked(pre + self._pending)
+                self._pending = []
         except BaseException:
             for fd in (self._entries_fd, self._index_fd, self._hashes_fd, self._lock_fd):
                 os.close(fd)
@@ -247,8 +250,10 @@ class AuditLog:
             raise TamperedError("rebuilding the derived stores needs a repair actor")
         with self._flock():
             rec = self._open_locked(self._repair_actor, force_rewrite=True)
-            if rec is not None:
-                self._append_locked([self._recovery_event(rec, self._repair_actor)])
+            pre = [self._recovery_event(rec, self._repair_actor)] if rec else []
+            if pre or self._pending:
+                self._append_locked(pre + self._pending)
+            self._pending = []
 
     def close(self) -> None:
         """File a final checkpoint and release the files."""
@@ -300,6 +305,8 @@ class AuditLog:
         """Verify everything, then start from the signed head (caller holds the flock)."""
         from lab.audit.verify import verify_log
 
+        if repair_actor is not None:
+            self._quarantine_bad_checkpoints(repair_actor)
         rep = verify_log(
             self.dir, self.origin, self.public_key, head_dir=self.head_dir, check_witnesses=False
         )
@@ -344,6 +351,38 @@ class AuditLog:
             return None
         rest = os.pread(self._entries_fd, total - end, end)
         return self._cut(rest, unsigned, signed)
+
+    def _quarantine_bad_checkpoints(self, actor: str) -> None:
+        """Move checkpoint files that do not verify (malformed, forged, misnamed) to
+        ``cut/``; each move is recorded once the log is open (``audit.quarantined``)."""
+        for path in checkpoint_files(self.dir):
+            try:
+                cp = ckpt.verify(ckpt.read_note_file(path), self.public_key, self.origin)
+                if path.stem == f"{cp.size:012d}":
+                    continue
+            except (NoteError, OSError):
+                pass
+            (self.dir / CUT).mkdir(exist_ok=True)
+            digest = ""
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                try:
+                    digest = hashlib.sha256(os.read(fd, ckpt.MAX_NOTE_BYTES + 1)).hexdigest()
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass
+            os.rename(path, self.dir / CUT / (path.name + ".quarantined"))
+            self._pending.append(
+                Event(
+                    "audit.quarantined",
+                    actor,
+                    role="system",
+                    object=f"sha256:{digest}" if digest else "",
+                    decision="checkpoint-does-not-verify",
+                    details={"file": path.name[:64]},
+                )
+            )
 
     def _cut(self, rest: bytes, complete: int, after: int) -> Recovery:
         """Cut ``rest`` (bytes after entry ``after - 1``), keep a copy under cut/, say what."""

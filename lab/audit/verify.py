@@ -277,8 +277,9 @@ def verify_log(
     # 4. checkpoints: signature, size, root
     edited_below: int | None = None
     for path in checkpoint_files(d):
-        note = path.read_bytes()
+        note = b""
         try:
+            note = ckpt.read_note_file(path)
             cp = ckpt.verify(note, key, origin)
         except NoteError as e:
             other = None
@@ -366,8 +367,8 @@ def verify_log(
 
     for path in checkpoint_files(d):
         try:
-            cp = ckpt.verify(path.read_bytes(), key, origin)
-        except NoteError:
+            cp = ckpt.verify(ckpt.read_note_file(path), key, origin)
+        except (NoteError, OSError):
             continue
         _signed(cp.size, cp.root, path.name)
     hs = _head.read(hd, key, origin)
@@ -452,8 +453,11 @@ def verify_log(
             continue
         path = d / "witness" / f"{name}.note"
         try:
-            note = path.read_bytes()
-        except OSError:
+            note = ckpt.read_note_file(path)
+        except FileNotFoundError:
+            continue
+        except (OSError, NoteError) as e:
+            damage.append(Damage("forged-cosignature", None, f"{path.name}: {e}"))
             continue
         try:
             wcp = ckpt.verify(note, key, origin)
