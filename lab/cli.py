@@ -341,13 +341,41 @@ def _cmd_certificate_verify(args: argparse.Namespace) -> int:
     from lab.vault import certificate
 
     keys = [public_key_from_b64(_read_text(k), k) for k in args.key]
-    cert = certificate.verify_file(args.certificate, keys)
-    v = cert["validation"]
+    out = certificate.verify_file(args.certificate, keys)
+    cert = out["certificate"]
     print(
-        f"{args.certificate}: signatures verify (performer {cert['performer']['name']}, "
-        f"validator {v['name']}); tenant {cert['media_information']['tenant']}, "
-        f"result {cert['sanitization_details']['verification_result']}"
+        f"{args.certificate}: performer {out['performer']} signature verifies; validator "
+        f"{out['validator'] or 'NONE YET (pending validation)'}; tenant "
+        f"{cert['media_information']['tenant']}, result "
+        f"{cert['sanitization_details']['verification_result']}"
     )
+    if args.require_validation and out["validator"] is None:
+        print(f"facelab: error: {args.certificate}: not validated yet", file=sys.stderr)
+        return 4
+    return 0
+
+
+def _cmd_certificate_validate(args: argparse.Namespace) -> int:
+    import base64
+    from datetime import UTC, datetime
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from lab.labdir import public_key_from_b64
+    from lab.vault import certificate
+
+    try:
+        raw = base64.b64decode(Path(args.key_file).read_bytes().strip(), validate=True)
+        key = Ed25519PrivateKey.from_private_bytes(raw)
+    except (OSError, ValueError) as e:
+        raise BadInputError(f"{args.key_file}: not a base64 Ed25519 private key") from e
+    doc = certificate.read(args.certificate)
+    performer = public_key_from_b64(_read_text(args.performer_key), args.performer_key)
+    certificate.verify_document(doc, [performer])
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    doc = certificate.add_validation(doc, key, args.name, when, args.title)
+    certificate.write(doc, Path(args.certificate))
+    print(f"{args.certificate}: validated by {args.name} ({when})")
     return 0
 
 
@@ -359,9 +387,22 @@ def _unlocked(lab_path: Path, tenant: str | None = None):
 
     if tenant is not None:
         check_tenant(tenant)
+    from lab.vault import ops
+
     lab = open_lab(lab_path)
     root = unlock(lab, read_passphrase())
-    return lab, root, audit_writer(lab, root), actor_name()
+    log, actor = audit_writer(lab, root), actor_name()
+    try:  # finish what a crash interrupted; stop if the vault disagrees with the log
+        for r in ops.reconcile(lab, root, log, actor):
+            print(
+                f"facelab: reconciled an interrupted {r['action']} of {r['tenant'] or '-'} "
+                f"(entry {r['intent']}): {r['outcome']}",
+                file=sys.stderr,
+            )
+    except BaseException:
+        log.close()
+        raise
+    return lab, root, log, actor
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -397,10 +438,13 @@ def _cmd_destroy(args: argparse.Namespace) -> int:
     m = cert["media_information"]
     print(
         f"destroyed tenant {args.tenant}: {m['records']} records of {m['subjects']} "
-        f"subjects, key shredded; verification "
+        f"subjects, key erased, {len(cert['places'])} places handled; verification "
         f"{cert['sanitization_details']['verification_result']}"
     )
-    print(f"  certificate: {path}")
+    for p in cert["places"]:
+        print(f"  {p['place']}: {p['action']}")
+    print(f"  certificate: {path} (performer-signed; `facelab certificate validate` adds the")
+    print("  validator's signature)")
     return 0
 
 
@@ -897,7 +941,15 @@ def build_parser() -> argparse.ArgumentParser:
     cev.add_argument(
         "--key", type=Path, action="append", required=True, help="a public key file (repeatable)"
     )
+    cev.add_argument("--require-validation", action="store_true", help="exit 4 if unvalidated")
     cev.set_defaults(func=_cmd_certificate_verify)
+    cva = cesub.add_parser("validate", help="validator: check and counter-sign a certificate")
+    cva.add_argument("certificate", type=Path)
+    cva.add_argument("--key-file", type=Path, required=True, help="validator's private key")
+    cva.add_argument("--performer-key", type=Path, required=True, help="the lab's public key")
+    cva.add_argument("--name", required=True)
+    cva.add_argument("--title", default="data protection officer")
+    cva.set_defaults(func=_cmd_certificate_validate)
 
     e = sub.add_parser("export", help="run the export gate on trained artifacts")
     e.add_argument("--lab", type=Path, required=True)
