@@ -260,12 +260,14 @@ def scan_lab(
 
 
 def _sample(data: bytes) -> bytes | None:
-    """A 64-byte needle from the middle of a file's bytes, if it is not trivially common."""
+    """A 64-byte needle from a file's bytes: of 15 windows spread over the file, the one
+    with the most distinct bytes, if it has at least 12 (a run of zeros or a repeated
+    pattern would match unrelated files)."""
     if len(data) < 256:
         return None
-    mid = len(data) // 2
-    piece = data[mid : mid + 64]
-    return piece if len(set(piece)) >= 24 else None
+    step = len(data) // 16
+    best = max((data[k * step : k * step + 64] for k in range(1, 16)), key=lambda w: len(set(w)))
+    return best if len(set(best)) >= 12 else None
 
 
 def _remove_tree(path: Path) -> dict:
