@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.errors import AuditSchemaError
+
 FIELDS = (
     "action",
     "actor",
@@ -48,10 +50,6 @@ MAX_DEPTH = 4  # nesting of details
 MAX_DETAILS = 16 * 1024  # bytes of the canonical JSON of details
 _TENANT = re.compile(r"^(|[a-z][a-z0-9_-]{0,31})$")
 _FIELD_MAX = {"actor": 128, "role": 32, "object": 200, "decision": 40}
-
-
-class AuditSchemaError(ValueError):
-    """An event that breaks the entry schema (a programming error, or tenant data)."""
 
 
 def _printable(s: str) -> bool:

@@ -60,8 +60,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def init(wdir: Path | str, name: str) -> str:
     """Create a witness in ``wdir`` (new or empty) and return its vkey."""
     wdir = Path(wdir)
-    if (wdir / "lab.json").exists() or (wdir.parent / "lab.json").exists():
-        raise BadInputError(f"{wdir}: a witness lives outside any lab directory")
+    for d in (wdir.absolute(), *wdir.absolute().parents):
+        if (d / "lab.json").exists():
+            raise BadInputError(f"{wdir}: inside the lab {d}; a witness lives outside any lab")
     if wdir.exists() and any(wdir.iterdir()):
         raise BadInputError(f"{wdir}: already exists and is not empty")
     if not name or "+" in name or any(c.isspace() for c in name) or len(name) > 64:
