@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from lab.audit import Event, checkpoint, rfc9162
+from lab.audit import Event, _head, checkpoint, rfc9162
 from lab.audit.log import checkpoint_files
 from lab.audit.proofs import prove_consistency, prove_inclusion
 from lab.errors import TamperedError
@@ -447,7 +447,7 @@ def test_trusted_key_from_outside_catches_a_full_rewrite(signed_lab) -> None:
         f.unlink()
     root = rfc9162.root_from_leaf_hashes([rfc9162.leaf_hash(x) for x in ls])
     forged = checkpoint.sign(checkpoint.Checkpoint(signed_lab.origin, len(ls), root), evil)
-    (signed_lab.paths.keys / "audit_head.a.note").write_text(forged)
+    (signed_lab.paths.keys / "audit_head.a.note").write_bytes(_head.encode(forged.encode()))
     (signed_lab.paths.audit / "checkpoints" / f"{len(ls):012d}.note").write_text(forged)
     with audit_writer(signed_lab, PASS):
         pass  # re-signs a checkpoint over the forged history

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.audit import Event, rfc9162
+from lab.audit import Event, _head, rfc9162
 from lab.audit.log import checkpoint_files
 from lab.errors import TamperedError
 from lab.labdir import audit_writer
@@ -282,7 +282,8 @@ def test_the_head_root_is_an_rfc9162_root_of_the_entries(lab) -> None:
     ls = lines(lab)
     root = rfc9162.root_from_leaf_hashes([rfc9162.leaf_hash(x) for x in ls])
     heads = [
-        ck.verify(p.read_bytes(), load_public_key(lab)) for p in lab.paths.keys.glob("audit_head.*")
+        ck.verify(_head.decode(p.read_bytes()), load_public_key(lab))
+        for p in lab.paths.keys.glob("audit_head.*")
     ]
     newest = max(heads, key=lambda c: c.size)
     assert (newest.size, newest.root) == (len(ls), root)

@@ -1,11 +1,15 @@
 """The log's latest signed checkpoint, kept outside the log directory ("the head").
 
 Two slots, ``LAB/keys/audit_head.a.note`` and ``audit_head.b.note``; the writer
-overwrites the older slot after every durable batch (write, truncate, fsync), so a
-crash mid-write leaves the other slot whole. The head is what the writer and
-``audit verify`` compare the entries with: deleting the checkpoints and the hash store,
-editing an entry, cutting or rolling back ``entries.jsonl`` all disagree with it. Both
-slots gone while the log has entries is damage in its own right.
+overwrites the older slot in place after every durable batch, so a crash mid-write leaves
+the other slot whole. A slot is ``4-byte big-endian length || signed note || zero
+padding`` to a fixed ``SLOT_BYTES``: overwriting it never changes the file's size, so one
+``fdatasync`` makes it durable without a metadata commit (group commit stays fast).
+
+The head is what the writer and ``audit verify`` compare the entries with: deleting the
+checkpoints and the hash store, editing an entry, cutting or rolling back
+``entries.jsonl`` all disagree with it. Both slots gone while the log has entries is
+damage in its own right.
 """
 
 from __future__ import annotations
@@ -20,6 +24,22 @@ from lab.audit import checkpoint as ckpt
 from lab.errors import NoteError
 
 SLOTS = ("audit_head.a.note", "audit_head.b.note")
+SLOT_BYTES = 4096
+
+
+def encode(note: bytes) -> bytes:
+    body = len(note).to_bytes(4, "big") + note
+    return body + b"\0" * max(0, SLOT_BYTES - len(body))
+
+
+def decode(data: bytes) -> bytes:
+    """The note in a slot's bytes (b"" for an empty or torn slot)."""
+    if len(data) < 4:
+        return b""
+    n = int.from_bytes(data[:4], "big")
+    if n > ckpt.MAX_NOTE_BYTES or 4 + n > len(data):
+        return b""
+    return data[4 : 4 + n]
 
 
 @dataclass(frozen=True)
@@ -52,10 +72,11 @@ def read(head_dir: Path, key: Ed25519PublicKey, origin: str) -> HeadState:
             continue
         present += 1
         try:
-            data = os.read(fd, ckpt.MAX_NOTE_BYTES + 1)
+            raw = os.read(fd, ckpt.MAX_NOTE_BYTES + 8)
         finally:
             os.close(fd)
-        if not data:  # truncated by a writer that died before its write: no head here
+        data = decode(raw)
+        if not raw.strip(b"\0"):  # created, never written: no head here
             present -= 1
             continue
         try:
@@ -71,11 +92,16 @@ def read(head_dir: Path, key: Ed25519PublicKey, origin: str) -> HeadState:
 
 
 def write(head_dir: Path, note: bytes, slot: int) -> None:
-    """Overwrite slot ``slot`` durably with ``note``."""
+    """Overwrite slot ``slot`` durably with ``note`` (same size: fdatasync suffices)."""
     fd = os.open(head_dir / SLOTS[slot], os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:  # empty, then whole: a crash between leaves an empty slot, read as absent
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, note, 0)
-        os.fsync(fd)
+    try:
+        data = encode(note)
+        grew = os.fstat(fd).st_size != len(data)
+        os.pwrite(fd, data, 0)
+        if grew:
+            os.ftruncate(fd, len(data))
+            os.fsync(fd)
+        else:
+            os.fdatasync(fd)
     finally:
         os.close(fd)
