@@ -114,6 +114,7 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         witness=witness,
         head_dir=lab.paths.keys,
         max_unwitnessed=audit_limits(lab)["max_unwitnessed"],
+        require_witness=bool(audit_limits(lab)["require_witness"]),
     )
     if args.json:
         print(json.dumps(rep.to_json(), indent=2))

@@ -260,9 +260,11 @@ def audit_writer(
 
 
 def audit_limits(lab: Lab) -> dict[str, int]:
-    """``[audit] max_unsigned_tail`` (default 256) and ``max_unwitnessed`` (default 1024)
-    from the policy: the unsigned entries a writer cuts on its own after a crash, and the
-    entries a registered witness may not yet have cosigned before ``audit verify`` fails."""
+    """``[audit] max_unsigned_tail`` (default 256), ``max_unwitnessed`` (default 1024) and
+    ``require_witness`` (default false) from the policy: the unsigned entries a writer
+    cuts on its own after a crash, the entries a registered witness may not yet have
+    cosigned before ``audit verify`` fails, and whether a log with no registered witness
+    fails ``audit verify``."""
     raw = lab.policy.raw.get("audit", {}) if isinstance(lab.policy.raw, dict) else {}
     out = {}
     for name, default in (("max_unsigned_tail", 256), ("max_unwitnessed", 1024)):
@@ -270,6 +272,10 @@ def audit_limits(lab: Lab) -> dict[str, int]:
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 10**9:
             raise BadInputError(f"{lab.paths.policy}: audit.{name} must be an integer >= 0")
         out[name] = v
+    req = raw.get("require_witness", False)
+    if not isinstance(req, bool):
+        raise BadInputError(f"{lab.paths.policy}: audit.require_witness must be true or false")
+    out["require_witness"] = int(req)
     return out
 
 

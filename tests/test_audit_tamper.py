@@ -287,3 +287,35 @@ def test_the_head_root_is_an_rfc9162_root_of_the_entries(lab) -> None:
     ]
     newest = max(heads, key=lambda c: c.size)
     assert (newest.size, newest.root) == (len(ls), root)
+
+
+def test_the_policy_can_require_a_witness(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path / "lab", entries=2)
+    root = str(lab.paths.root)
+    assert cli("audit", "verify", "--lab", root).returncode == 0  # control: not required
+    text = lab.paths.policy.read_text().replace("[audit]\n", "[audit]\nrequire_witness = true\n")
+    lab.paths.policy.write_text(text)
+    assert "requires a witness" in one_line_exit_4(cli("audit", "verify", "--lab", root))
+
+
+def test_every_single_byte_change_of_an_old_or_witness_note_is_exit_4(
+    lab, tmp_path: Path, capsys
+) -> None:
+    """The mutation table at the command line, in process: `consistency --old` with each
+    byte of a real checkpoint flipped (and `verify --witness` with every seventh); never
+    exit 0 or 1."""
+    from lab.cli import main
+
+    note = checkpoint_files(lab.paths.audit)[-1].read_bytes()
+    f = tmp_path / "m.note"
+    f.write_bytes(note)
+    root = str(lab.paths.root)
+    assert main(["audit", "consistency", "--lab", root, "--old", str(f)]) == 0  # control
+    assert main(["audit", "verify", "--lab", root, "--witness", str(f)]) == 0
+    for i in range(len(note)):
+        f.write_bytes(note[:i] + bytes([note[i] ^ 0x01]) + note[i + 1 :])
+        assert main(["audit", "consistency", "--lab", root, "--old", str(f)]) == 4, i
+        if i % 7 == 0:  # the same parser; a full verify per byte would be slow
+            assert main(["audit", "verify", "--lab", root, "--witness", str(f)]) == 4, i
+    err = capsys.readouterr().err
+    assert "Traceback" not in err

@@ -145,6 +145,7 @@ def verify_log(
     head_dir: Path | str | None = None,
     max_unwitnessed: int | None = None,
     check_witnesses: bool = True,
+    require_witness: bool = False,
 ) -> VerifyReport:
     """Verify everything under ``audit_dir``; see the module docstring for the checks.
 
@@ -491,7 +492,16 @@ def verify_log(
                 f"the policy allows {allowed} (run `facelab audit witness`)",
             )
         )
-    if not registered:
+    if not registered and require_witness and check_witnesses:
+        damage.append(
+            Damage(
+                "unwitnessed",
+                None,
+                "the policy requires a witness (audit.require_witness) and the log "
+                "registers none (facelab audit witness-add)",
+            )
+        )
+    elif not registered:
         rep.warnings.append(
             "no witness registered: a rollback of the whole lab (log and head together) "
             "cannot be detected (facelab audit witness-add)"
