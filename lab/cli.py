@@ -337,6 +337,23 @@ def _cmd_audit_witness(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit_verify_proof(args: argparse.Namespace) -> int:
+    from lab.audit.proofs import verify_inclusion_document
+    from lab.labdir import public_key_from_b64
+
+    key = public_key_from_b64(_read_text(args.key), args.key)
+    try:
+        doc = json.loads(_read_text(args.proof))
+    except ValueError as e:
+        raise BadInputError(f"{args.proof}: not JSON") from e
+    try:
+        r = verify_inclusion_document(doc, key)
+    except (ProofError, NoteError) as e:
+        raise TamperedError(f"{args.proof}: {e}") from e
+    print(f"{args.proof}: entry {r['entry']} is in {r['origin']} at size {r['tree_size']}")
+    return 0
+
+
 def _cmd_certificate_verify(args: argparse.Namespace) -> int:
     from lab.labdir import public_key_from_b64
     from lab.vault import certificate
@@ -925,6 +942,10 @@ def build_parser() -> argparse.ArgumentParser:
     aw.add_argument("--lab", type=Path, required=True)
     aw.add_argument("--witness-dir", type=Path, required=True, help="the witness's directory")
     aw.set_defaults(func=_cmd_audit_witness)
+    avp = asub.add_parser("verify-proof", help="check a `prove` output offline (public key)")
+    avp.add_argument("proof", type=Path, help="the JSON that `facelab audit prove` printed")
+    avp.add_argument("--key", type=Path, required=True, help="the lab's public key file")
+    avp.set_defaults(func=_cmd_audit_verify_proof)
     awa = asub.add_parser("witness-add", help="register a witness key (on the record)")
     awa.add_argument("--lab", type=Path, required=True)
     awa.add_argument("vkey", help="the witness's verifier key, or a file holding it")

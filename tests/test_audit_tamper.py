@@ -319,3 +319,29 @@ def test_every_single_byte_change_of_an_old_or_witness_note_is_exit_4(
             assert main(["audit", "verify", "--lab", root, "--witness", str(f)]) == 4, i
     err = capsys.readouterr().err
     assert "Traceback" not in err
+
+
+def test_an_inclusion_proof_verifies_offline_with_the_public_key_only(lab, tmp_path) -> None:
+    from lab.labdir import load_public_key, public_key_b64
+
+    root = str(lab.paths.root)
+    p = cli("audit", "prove", "--lab", root, "--entry", "7")
+    assert p.returncode == 0
+    proof = tmp_path / "proof.json"
+    proof.write_text(p.stdout)
+    pub = tmp_path / "lab.pub"
+    pub.write_text(public_key_b64(load_public_key(lab)))
+    assert cli("audit", "verify-proof", str(proof), "--key", str(pub)).returncode == 0
+    doc = json.loads(p.stdout)
+    bad_entry = {**doc, "entry_json": doc["entry_json"].replace("tester", "mallory")}
+    flipped = [doc["proof"][0][:-1] + ("0" if doc["proof"][0][-1] != "0" else "1")]
+    bad_proof = {**doc, "proof": flipped + doc["proof"][1:]}
+    bad_index = {**doc, "entry": 8}
+    for bad in (bad_entry, bad_proof, bad_index, {"nonsense": 1}):
+        proof.write_text(json.dumps(bad))
+        one_line_exit_4(cli("audit", "verify-proof", str(proof), "--key", str(pub)))
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    pub.write_text(public_key_b64(Ed25519PrivateKey.generate().public_key()))
+    proof.write_text(p.stdout)
+    one_line_exit_4(cli("audit", "verify-proof", str(proof), "--key", str(pub)))
