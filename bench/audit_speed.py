@@ -2,8 +2,12 @@
 
 Usage: python bench/audit_speed.py [--entries N] [--threads T]
 
+Every append is durable (fsync of entries.jsonl) and covered by a signed head (an Ed25519
+checkpoint written and fsynced to LAB/keys/audit_head.*) before record() returns; the
+Event schema is checked when each event is built.
+
 Rows:
-  append, one per sync        record() from one thread: one fsync per entry (baseline)
+  append, one per sync        record() from one thread: one batch per entry (baseline)
   append, group commit        record() from T threads: callers share fsyncs
   append, record_many(64)     batches of 64 entries per fsync
   verify N entries            verify_log over the whole log and all its checkpoints

@@ -100,15 +100,22 @@ def _open_lab(path: Path):
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from lab.audit import verify_log
-    from lab.labdir import load_public_key, public_key_from_b64
+    from lab.labdir import audit_limits, load_public_key, public_key_from_b64
 
     lab = _open_lab(args.lab)
     trusted = None
     if args.trusted_key:
         trusted = public_key_from_b64(_read_text(args.trusted_key), args.trusted_key)
-    witness = _read_text(args.witness) if args.witness else None
+    witness = _read_note(args.witness) if args.witness else None
     rep = verify_log(
-        lab.paths.audit, lab.origin, load_public_key(lab), trusted_key=trusted, witness=witness
+        lab.paths.audit,
+        lab.origin,
+        load_public_key(lab),
+        trusted_key=trusted,
+        witness=witness,
+        head_dir=lab.paths.keys,
+        max_unwitnessed=audit_limits(lab)["max_unwitnessed"],
+        require_witness=bool(audit_limits(lab)["require_witness"]),
     )
     if args.json:
         print(json.dumps(rep.to_json(), indent=2))
@@ -116,8 +123,13 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         if not args.json:
             print(
                 f"audit log intact: {rep.entries} entries, {rep.checkpoints} signed "
-                f"checkpoints (latest at size {rep.latest_size})"
+                f"checkpoints (latest at size {rep.latest_size}, head {rep.head_size})"
             )
+            for w in rep.witnesses:
+                print(
+                    f"  witness {w['name']}: cosigned size {w['cosigned_size']}"
+                    f" ({rep.entries - (w['cosigned_size'] or 0)} entries since)"
+                )
             for w in rep.warnings:
                 print(f"  warning: {w}")
         return 0
@@ -139,6 +151,18 @@ def _read_text(path: Path) -> str:
         raise BadInputError(f"{path}: unreadable ({getattr(e, 'strerror', None) or e})") from e
 
 
+def _read_note(path: Path) -> bytes:
+    """A note file's bytes: missing or unreadable is exit 2, malformed later exit 4."""
+    from lab.audit import checkpoint as ckpt
+
+    try:
+        return ckpt.read_note_file(path)
+    except NoteError as e:
+        raise NoteError(f"{path}: {e}") from e
+    except OSError as e:
+        raise BadInputError(f"{path}: unreadable ({e.strerror or e})") from e
+
+
 def _latest_checkpoint(lab):
     from lab.audit import checkpoint as ckpt
     from lab.audit.log import checkpoint_files
@@ -147,9 +171,9 @@ def _latest_checkpoint(lab):
     files = checkpoint_files(lab.paths.audit)
     if not files:
         raise BadInputError(f"{lab.paths.audit}: no checkpoint yet")
-    note = files[-1].read_text(encoding="utf-8")
     try:
-        return note, ckpt.verify(note, load_public_key(lab), lab.origin)
+        note = _read_note(files[-1])
+        return note.decode(), ckpt.verify(note, load_public_key(lab), lab.origin)
     except NoteError as e:
         raise TamperedError(f"{files[-1]}: {e}") from e
 
@@ -188,7 +212,7 @@ def _cmd_audit_consistency(args: argparse.Namespace) -> int:
 
     lab = _open_lab(args.lab)
     try:
-        old = ckpt.verify(_read_text(args.old), load_public_key(lab), lab.origin)
+        old = ckpt.verify(_read_note(args.old), load_public_key(lab), lab.origin)
     except NoteError as e:
         raise TamperedError(f"{args.old}: {e}") from e
     note, new = _latest_checkpoint(lab)
@@ -259,6 +283,121 @@ def _cmd_audit_repair(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- witnesses and certificates (issue 14) -------------------------------------------
+def _cmd_witness_init(args: argparse.Namespace) -> int:
+    from lab.audit import witness
+
+    vk = witness.init(args.dir, args.name)
+    print(f"witness {args.name} created in {args.dir}; its verifier key (register it with")
+    print("`facelab audit witness-add --lab LAB VKEY`):")
+    print(vk)
+    return 0
+
+
+def _cmd_audit_witness_add(args: argparse.Namespace) -> int:
+    from lab.audit import Event
+    from lab.audit import checkpoint as ckpt
+
+    text = args.vkey
+    if Path(text).is_file():
+        text = _read_text(Path(text)).strip()
+    from lab.labdir import load_public_key, public_key_b64
+
+    try:
+        name, alg, wkey = ckpt.parse_vkey(text)
+    except NoteError as e:
+        raise BadInputError(f"{args.vkey}: {e}") from e
+    if alg != ckpt.COSIGNATURE_V1:
+        raise BadInputError(f"{args.vkey}: not a cosignature/v1 (witness) key")
+    lab, _root, log, actor = _unlocked(args.lab)
+    if public_key_b64(wkey) == public_key_b64(load_public_key(lab)):
+        log.close()
+        raise BadInputError(f"{args.vkey}: a witness key must not be the lab key")
+    with log:
+        log.record(
+            Event(
+                "audit.witness_add",
+                actor,
+                object=f"vkey:{text.split('+')[1]}",
+                details={"name": name, "vkey": text},
+            )
+        )
+    print(f"registered witness {name}; `facelab audit verify` now requires its cosignature")
+    return 0
+
+
+def _cmd_audit_witness(args: argparse.Namespace) -> int:
+    from lab.audit import witness
+
+    lab = _open_lab(args.lab)
+    c = witness.cosign(args.witness_dir, lab)
+    print(
+        f"witness {c.name}: checked consistency from size {c.old_size} to {c.new_size} "
+        f"and cosigned; {c.path}"
+    )
+    return 0
+
+
+def _cmd_audit_verify_proof(args: argparse.Namespace) -> int:
+    from lab.audit.proofs import verify_inclusion_document
+    from lab.labdir import public_key_from_b64
+
+    key = public_key_from_b64(_read_text(args.key), args.key)
+    try:
+        doc = json.loads(_read_text(args.proof))
+    except ValueError as e:
+        raise BadInputError(f"{args.proof}: not JSON") from e
+    try:
+        r = verify_inclusion_document(doc, key)
+    except (ProofError, NoteError) as e:
+        raise TamperedError(f"{args.proof}: {e}") from e
+    print(f"{args.proof}: entry {r['entry']} is in {r['origin']} at size {r['tree_size']}")
+    return 0
+
+
+def _cmd_certificate_verify(args: argparse.Namespace) -> int:
+    from lab.labdir import public_key_from_b64
+    from lab.vault import certificate
+
+    keys = [public_key_from_b64(_read_text(k), k) for k in args.key]
+    out = certificate.verify_file(args.certificate, keys)
+    cert = out["certificate"]
+    print(
+        f"{args.certificate}: performer {out['performer']} signature verifies; validator "
+        f"{out['validator'] or 'NONE YET (pending validation)'}; tenant "
+        f"{cert['media_information']['tenant']}, result "
+        f"{cert['sanitization_details']['verification_result']}"
+    )
+    if args.require_validation and out["validator"] is None:
+        print(f"facelab: error: {args.certificate}: not validated yet", file=sys.stderr)
+        return 4
+    return 0
+
+
+def _cmd_certificate_validate(args: argparse.Namespace) -> int:
+    import base64
+    from datetime import UTC, datetime
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from lab.labdir import public_key_from_b64
+    from lab.vault import certificate
+
+    try:
+        raw = base64.b64decode(Path(args.key_file).read_bytes().strip(), validate=True)
+        key = Ed25519PrivateKey.from_private_bytes(raw)
+    except (OSError, ValueError) as e:
+        raise BadInputError(f"{args.key_file}: not a base64 Ed25519 private key") from e
+    doc = certificate.read(args.certificate)
+    performer = public_key_from_b64(_read_text(args.performer_key), args.performer_key)
+    certificate.verify_document(doc, [performer])
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    doc = certificate.add_validation(doc, key, args.name, when, args.title)
+    certificate.write(doc, Path(args.certificate))
+    print(f"{args.certificate}: validated by {args.name} ({when})")
+    return 0
+
+
 def _unlocked(lab_path: Path, tenant: str | None = None):
     """Check the tenant name (if any) before anything else, open the lab, unlock its
     root key once, and open its audit log for recording."""
@@ -267,9 +406,22 @@ def _unlocked(lab_path: Path, tenant: str | None = None):
 
     if tenant is not None:
         check_tenant(tenant)
+    from lab.vault import ops
+
     lab = open_lab(lab_path)
     root = unlock(lab, read_passphrase())
-    return lab, root, audit_writer(lab, root), actor_name()
+    log, actor = audit_writer(lab, root), actor_name()
+    try:  # finish what a crash interrupted; stop if the vault disagrees with the log
+        for r in ops.reconcile(lab, root, log, actor):
+            print(
+                f"facelab: reconciled an interrupted {r['action']} of {r['tenant'] or '-'} "
+                f"(entry {r['intent']}): {r['outcome']}",
+                file=sys.stderr,
+            )
+    except BaseException:
+        log.close()
+        raise
+    return lab, root, log, actor
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -305,10 +457,13 @@ def _cmd_destroy(args: argparse.Namespace) -> int:
     m = cert["media_information"]
     print(
         f"destroyed tenant {args.tenant}: {m['records']} records of {m['subjects']} "
-        f"subjects, key shredded; verification "
+        f"subjects, key erased, {len(cert['places'])} places handled; verification "
         f"{cert['sanitization_details']['verification_result']}"
     )
-    print(f"  certificate: {path}")
+    for p in cert["places"]:
+        print(f"  {p['place']}: {p['action']}")
+    print(f"  certificate: {path} (performer-signed; `facelab certificate validate` adds the")
+    print("  validator's signature)")
     return 0
 
 
@@ -779,6 +934,40 @@ def build_parser() -> argparse.ArgumentParser:
     rp = asub.add_parser("repair", help="cut a torn or garbage tail, on the record")
     rp.add_argument("--lab", type=Path, required=True)
     rp.set_defaults(func=_cmd_audit_repair)
+    aw = asub.add_parser("witness", help="a witness checks consistency and cosigns")
+    aw.add_argument("--lab", type=Path, required=True)
+    aw.add_argument("--witness-dir", type=Path, required=True, help="the witness's directory")
+    aw.set_defaults(func=_cmd_audit_witness)
+    avp = asub.add_parser("verify-proof", help="check a `prove` output offline (public key)")
+    avp.add_argument("proof", type=Path, help="the JSON that `facelab audit prove` printed")
+    avp.add_argument("--key", type=Path, required=True, help="the lab's public key file")
+    avp.set_defaults(func=_cmd_audit_verify_proof)
+    awa = asub.add_parser("witness-add", help="register a witness key (on the record)")
+    awa.add_argument("--lab", type=Path, required=True)
+    awa.add_argument("vkey", help="the witness's verifier key, or a file holding it")
+    awa.set_defaults(func=_cmd_audit_witness_add)
+    wi = sub.add_parser("witness", help="a witness of the lab's audit log (its own key)")
+    wisub = wi.add_subparsers(dest="witness_command", required=True, parser_class=_Parser)
+    wii = wisub.add_parser("init", help="create a witness key and state directory")
+    wii.add_argument("--dir", type=Path, required=True)
+    wii.add_argument("--name", required=True)
+    wii.set_defaults(func=_cmd_witness_init)
+    ce = sub.add_parser("certificate", help="destruction certificates")
+    cesub = ce.add_subparsers(dest="certificate_command", required=True, parser_class=_Parser)
+    cev = cesub.add_parser("verify", help="verify a certificate offline with public keys")
+    cev.add_argument("certificate", type=Path)
+    cev.add_argument(
+        "--key", type=Path, action="append", required=True, help="a public key file (repeatable)"
+    )
+    cev.add_argument("--require-validation", action="store_true", help="exit 4 if unvalidated")
+    cev.set_defaults(func=_cmd_certificate_verify)
+    cva = cesub.add_parser("validate", help="validator: check and counter-sign a certificate")
+    cva.add_argument("certificate", type=Path)
+    cva.add_argument("--key-file", type=Path, required=True, help="validator's private key")
+    cva.add_argument("--performer-key", type=Path, required=True, help="the lab's public key")
+    cva.add_argument("--name", required=True)
+    cva.add_argument("--title", default="data protection officer")
+    cva.set_defaults(func=_cmd_certificate_validate)
 
     e = sub.add_parser("export", help="run the export gate on trained artifacts")
     e.add_argument("--lab", type=Path, required=True)

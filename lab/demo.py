@@ -87,7 +87,19 @@ def run_demo(
     ingested: dict[str, int] = {}
     summary = None
     sheet = work / "contact_sheet.png"
+    from lab.audit import witness
+
+    wdir = Path(tempfile.mkdtemp(prefix="facelab-demo-witness-")) / "witness"
+    wkey = witness.init(wdir, "demo-witness")  # a second party's key, outside the lab
     with audit_writer(lab, root_key) as log:
+        log.record(
+            Event(
+                "audit.witness_add",
+                actor,
+                object="vkey:" + wkey.split("+")[1],
+                details={"name": "demo-witness", "vkey": wkey},
+            )
+        )
         for tenant, cfg in tenants.items():
             plain = work / f"plaintext-{tenant}"
             s = write_dataset(cfg, plain, progress=progress if tenant == "acme" else None)
@@ -167,7 +179,8 @@ def run_demo(
         rows = retention.register(lab, root_key)
     cert = lab.paths.root / "certificates" / due[0]["certificate"] if due else Path()
     md, _ = retention.write_register(lab, rows, work)
-    report = verify_log(lab.paths.audit, lab.origin, load_public_key(lab))
+    cosigned = witness.cosign(wdir, lab)  # consistency from its last view, then cosign
+    report = verify_log(lab.paths.audit, lab.origin, load_public_key(lab), head_dir=lab.paths.keys)
     assert summary is not None
     blocking = refused_export.report.blocking()
     controls = [
@@ -226,6 +239,7 @@ def run_demo(
         ),
         ("public register of processors written (Markdown, JSON)", md.name),
         ("audit log verified", "intact" if report.intact else "TAMPERED"),
+        ("audit log cosigned by a witness (its own key)", f"size {cosigned.new_size}"),
     ]
     html = _html_report(work / "report.html", controls, bench.outbox, refused_export, md)
     return DemoResult(

@@ -56,6 +56,13 @@ class NoteError(FacelabError):
     exit_code = 4
 
 
+class AuditSchemaError(FacelabError, ValueError):
+    """An audit event that breaks the entry schema: wrong types, or data too large to be
+    anything but tenant data (exit 2; nothing is written)."""
+
+    exit_code = 2
+
+
 class VaultError(FacelabError):
     """A sealed value cannot be opened (wrong key, tampered, copied elsewhere); opaque.
 
@@ -66,6 +73,7 @@ class VaultError(FacelabError):
 
 
 __all__ = [
+    "AuditSchemaError",
     "BadInputError",
     "FacelabError",
     "MalformedProofError",

@@ -254,16 +254,47 @@ def audit_writer(
 ):
     """Open the lab's audit log for recording (needs the lab key, hence the passphrase)."""
     from lab.audit import AuditLog, policy_digest
+    from lab.errors import TamperedError
 
+    key = load_signing_key(lab, passphrase)
+    if lab.paths.public_key.exists() and public_key_b64(load_public_key(lab)) != public_key_b64(
+        key.public_key()
+    ):
+        raise TamperedError(
+            f"{lab.paths.public_key}: is not the public half of the lab's signing key "
+            "(replaced?); refusing to sign"
+        )
     return AuditLog(
         lab.paths.audit,
         lab.origin,
-        load_signing_key(lab, passphrase),
+        key,
         checkpoint_every=lab.policy.audit.checkpoint_every,
         policy_digest=policy_digest(lab.paths.policy),
         clock=clock,
         repair_actor=repair_actor,
+        head_dir=lab.paths.keys,
+        max_unsigned_tail=audit_limits(lab)["max_unsigned_tail"],
     )
+
+
+def audit_limits(lab: Lab) -> dict[str, int]:
+    """``[audit] max_unsigned_tail`` (default 256), ``max_unwitnessed`` (default 1024) and
+    ``require_witness`` (default false) from the policy: the unsigned entries a writer
+    cuts on its own after a crash, the entries a registered witness may not yet have
+    cosigned before ``audit verify`` fails, and whether a log with no registered witness
+    fails ``audit verify``."""
+    raw = lab.policy.raw.get("audit", {}) if isinstance(lab.policy.raw, dict) else {}
+    out = {}
+    for name, default in (("max_unsigned_tail", 256), ("max_unwitnessed", 1024)):
+        v = raw.get(name, default)
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 10**9:
+            raise BadInputError(f"{lab.paths.policy}: audit.{name} must be an integer >= 0")
+        out[name] = v
+    req = raw.get("require_witness", False)
+    if not isinstance(req, bool):
+        raise BadInputError(f"{lab.paths.policy}: audit.require_witness must be true or false")
+    out["require_witness"] = int(req)
+    return out
 
 
 def init_and_record(root: Path | str, passphrase: bytes, actor: str) -> Lab:

@@ -69,3 +69,118 @@ def test_another_key_or_origin_is_refused() -> None:
         ck.verify(note, Ed25519PrivateKey.generate().public_key())
     with pytest.raises(NoteError, match="origin"):
         ck.verify(note, KEY.public_key(), "facelab.local/other")
+
+
+# ---------------------------------------------------------------- signed-note spec (issue 14)
+
+
+def _note(size: int = 42) -> bytes:
+    return ck.sign(ck.Checkpoint(ORIGIN, size, ROOT), KEY).encode()
+
+
+def test_every_single_byte_mutation_of_a_note_is_refused_with_a_note_error() -> None:
+    """Mutation table over every byte: flip a low bit, flip the high bit, replace it by
+    a digit, a newline, a space, delete it, and duplicate it. Nothing else may verify,
+    and nothing may raise anything but NoteError (a traceback at the CLI)."""
+    note = _note()
+    assert ck.verify(note, KEY.public_key(), ORIGIN).size == 42  # positive control
+    probes = 0
+    for i in range(len(note)):
+        variants = {
+            note[:i] + bytes([note[i] ^ 0x01]) + note[i + 1 :],
+            note[:i] + bytes([note[i] ^ 0x80]) + note[i + 1 :],
+            note[:i] + b"7" + note[i + 1 :],
+            note[:i] + b"\n" + note[i + 1 :],
+            note[:i] + b" " + note[i + 1 :],
+            note[:i] + note[i + 1 :],
+            note[:i] + note[i : i + 1] * 2 + note[i + 1 :],
+        }
+        variants.discard(note)
+        for v in variants:
+            probes += 1
+            with pytest.raises(NoteError):
+                ck.verify(v, KEY.public_key(), ORIGIN)
+    assert probes > 6 * len(note)
+
+
+@pytest.mark.parametrize(
+    ("size_line", "why"),
+    [
+        ("\u00b2".encode(), "superscript two"),
+        ("\u0664\u0662".encode(), "Arabic-Indic digits"),
+        (b"9" * 5000, "5,000 digits"),
+        (b"18446744073709551616", "2^64"),
+        (b"+42", "a sign"),
+        (b" 42", "padding"),
+        (b"4_2", "an underscore"),
+    ],
+)
+def test_a_size_that_is_not_bounded_ascii_decimal_is_refused_even_if_signed(
+    size_line: bytes, why: str
+) -> None:
+    """Signed over the exact bytes by the right key, but not a valid checkpoint size."""
+    text = ORIGIN.encode() + b"\n" + size_line + b"\n" + base64.b64encode(ROOT) + b"\n"
+    sig = ck.key_id(ORIGIN, KEY.public_key()) + KEY.sign(text)
+    note = text + b"\n\xe2\x80\x94 " + ORIGIN.encode() + b" " + base64.b64encode(sig) + b"\n"
+    with pytest.raises(NoteError, match="size"):
+        ck.verify(note, KEY.public_key(), ORIGIN)
+
+
+def test_a_root_whose_last_base64_character_has_other_unused_bits_is_refused() -> None:
+    b64 = base64.b64encode(ROOT)  # 32 bytes: 44 chars, one '=' and 2 unused bits
+    last = b64[-2:-1]
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    other = bytes([alphabet[alphabet.index(last) ^ 1]])  # same 4 high bits, another low bit
+    bad = b64[:-2] + other + b"="
+    assert base64.b64decode(bad) == ROOT  # the lenient decoder cannot tell them apart
+    text = ORIGIN.encode() + b"\n42\n" + bad + b"\n"
+    sig = ck.key_id(ORIGIN, KEY.public_key()) + KEY.sign(text)
+    note = text + b"\n\xe2\x80\x94 " + ORIGIN.encode() + b" " + base64.b64encode(sig) + b"\n"
+    with pytest.raises(NoteError, match="canonical"):
+        ck.verify(note, KEY.public_key(), ORIGIN)
+
+
+def test_the_signature_is_checked_over_the_notes_own_bytes() -> None:
+    """A note whose text re-renders to the signed text but differs in bytes fails:
+    here a CRLF line end (the signature covers the LF form)."""
+    note = _note()
+    crlf = note.replace(b"\n42\n", b"\r\n42\n", 1)
+    with pytest.raises(NoteError):
+        ck.verify(crlf, KEY.public_key(), ORIGIN)
+
+
+def test_unknown_signature_lines_are_ignored_and_bounded() -> None:
+    note = _note()
+    other = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+    extra = ck.cosign(note, "witness.example", other, 1700000000)
+    assert ck.verify(extra, KEY.public_key(), ORIGIN).size == 42
+    many = note + b"".join(
+        b"\xe2\x80\x94 w" + str(i).encode() + b" " + base64.b64encode(b"\0" * 68) + b"\n"
+        for i in range(101)
+    )
+    with pytest.raises(NoteError, match="100"):
+        ck.verify(many, KEY.public_key(), ORIGIN)
+    with pytest.raises(NoteError, match="limit"):
+        ck.verify(note + b"x" * 70_000, KEY.public_key(), ORIGIN)
+
+
+def test_cosignature_v1_round_trip_and_what_it_binds() -> None:
+    witness = Ed25519PrivateKey.from_private_bytes(bytes(range(2, 34)))
+    cosigned = ck.cosign(_note(), "w1.example", witness, 1_700_000_000)
+    assert ck.verify_cosignature(cosigned, "w1.example", witness.public_key()) == 1_700_000_000
+    # independent oracle: the message per C2SP tlog-cosignature, checked with the raw key
+    text = cosigned.split(b"\n\n")[0] + b"\n"
+    line = next(x for x in cosigned.decode().splitlines() if x.startswith("\u2014 w1.example "))
+    blob = base64.b64decode(line.split(" ")[2])
+    raw = witness.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    assert blob[:4] == hashlib.sha256(b"w1.example\n\x04" + raw).digest()[:4]
+    assert int.from_bytes(blob[4:12], "big") == 1_700_000_000
+    witness.public_key().verify(blob[12:], b"cosignature/v1\ntime 1700000000\n" + text)
+    # the lab key is not a witness key, and another checkpoint does not carry the cosignature
+    with pytest.raises(NoteError):
+        ck.verify_cosignature(cosigned, "w1.example", KEY.public_key())
+    with pytest.raises(NoteError):
+        ck.verify_cosignature(_note(43), "w1.example", witness.public_key())
+    assert ck.parse_vkey(ck.vkey("w1.example", witness.public_key()))[0] == "w1.example"
+    with pytest.raises(NoteError):
+        ck.parse_vkey("w1.example+00000000+" + base64.b64encode(b"\x04" + raw).decode())

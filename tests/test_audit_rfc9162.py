@@ -272,3 +272,15 @@ def test_stored_hash_layout_matches_a_naive_store(n: int) -> None:
         for k in range(n >> level):
             lo, hi = k << level, (k + 1) << level
             assert stored[stored_index(level, k)] == m.root_from_leaf_hashes(hashes[lo:hi])
+
+
+def test_a_consistency_proof_from_size_zero_needs_the_empty_tree_root() -> None:
+    """RFC 9162 2.1.4: the empty tree's root is SHA-256 of nothing; from size 0 the
+    proof is empty and any other old root (or one that is not 32 bytes) is refused."""
+    root = m.root_from_leaf_hashes(HASHES[:3])
+    m.verify_consistency(0, 3, hashlib.sha256(b"").digest(), root, [])  # positive control
+    for bad in (HASHES[0], b"", b"\0" * 31, hashlib.sha256(b"").digest() + b"\0"):
+        with pytest.raises(ProofError):
+            m.verify_consistency(0, 3, bad, root, [])
+    with pytest.raises(MalformedProofError):
+        m.verify_consistency(0, 3, hashlib.sha256(b"").digest(), b"short", [])

@@ -32,7 +32,15 @@ def test_ingest_list_destroy(lab_and_data) -> None:
     actions = [
         e["action"] for e in json.loads(run("audit", "show", "--lab", str(lab), "--json").stdout)
     ]
-    assert actions == ["lab.init", "vault.ingest", "vault.ingest", "vault.list", "vault.destroy"]
+    assert actions == [
+        "lab.init",
+        "vault.ingest.intent",
+        "vault.ingest",
+        "vault.ingest",  # the second run: unchanged, no intent (nothing to commit)
+        "vault.list",
+        "vault.destroy.intent",
+        "vault.destroy",
+    ]
 
 
 def test_ingest_with_delete_source(lab_and_data) -> None:

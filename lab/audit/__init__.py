@@ -5,12 +5,13 @@ must record what it accesses and what it decides.
 """
 
 from lab.audit.checkpoint import Checkpoint
-from lab.audit.events import Event
+from lab.audit.events import AuditSchemaError, Event
 from lab.audit.log import AuditLog, Receipt, Recovery, policy_digest
 from lab.audit.verify import Damage, VerifyReport, verify_log
 
 __all__ = [
     "AuditLog",
+    "AuditSchemaError",
     "Checkpoint",
     "Damage",
     "Event",

@@ -7,15 +7,21 @@ batched into one write and one fsync (group commit: the first caller leads and w
 everyone's entries); processes are ordered by flock(2) on ``LAB/audit/lock``, so two
 processes appending at once produce one consistent order and lose nothing.
 
-A checkpoint is signed every ``policy.audit.checkpoint_every`` entries and on close.
-Before signing, the log proves the new tree consistent with the latest signed
-checkpoint (RFC 9162 consistency proof, checked by the independent verifier); if it is
-not, nothing is signed and ``TamperedError`` is raised.
+Every durable batch is covered by a signed checkpoint before ``record`` returns: the
+*head*, kept outside the log directory (``LAB/keys/audit_head.*``, see ``_head``). A
+checkpoint is also filed under ``checkpoints/`` every ``policy.audit.checkpoint_every``
+entries and on close (the sequence witnesses cosign).
 
-On open, bytes after the last complete entry are reported: a torn final line (a crash
-mid-write; such an entry was never acknowledged) is cut and an ``audit.recovered``
-entry records what was cut; anything else (a complete line that is not a valid next
-entry, non-JSON bytes) is refused until ``repair()`` cuts it, also on the record.
+Verify before signing: on open, the writer runs the independent verifier
+(``verify_log``) over the whole log, its derived stores and the head, and stops with
+``TamperedError`` (exit 4) on any damage; it never signs a size that is already signed
+with another root, nor a tree that does not extend the head. What it may fix on its
+own, on the record (an ``audit.recovered`` entry, and the cut bytes kept under
+``audit/cut/``): a torn final line, and an *unsigned tail* of at most
+``max_unsigned_tail`` complete entries after the head (a writer killed between its
+fsync and its signature: those entries were never acknowledged). A garbage tail, a
+longer unsigned tail or derived files with wrong content wait for ``repair()`` (an
+actor on the record); entries that disagree with the head are never signed.
 """
 
 from __future__ import annotations
@@ -32,12 +38,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from lab.audit import _head, rfc9162
 from lab.audit import checkpoint as ckpt
-from lab.audit import rfc9162
 from lab.audit._store import (
-    HashFile,
     frontier_of,
-    leaves_for_stored,
     new_hashes,
     pack_offsets,
     root_of,
@@ -50,6 +54,7 @@ ENTRIES = "entries.jsonl"
 INDEX = "index.bin"
 HASHES = "hashes.bin"
 CHECKPOINTS = "checkpoints"
+CUT = "cut"
 LOCK = "lock"
 
 
@@ -68,7 +73,8 @@ class Recovery:
     after_entry: int
     bytes_cut: int
     sha256: str
-    kind: str  # "torn-tail" or "garbage-tail"
+    kind: str  # "torn-tail", "unsigned-tail" or "garbage-tail"
+    entries_cut: int = 0
 
 
 def _utc(dt: datetime) -> str:
@@ -89,6 +95,10 @@ class _Ticket:
         self.error: BaseException | None = None
 
 
+# damage after the signed head that `repair` may cut (nothing signed is ever cut)
+_TAIL_KINDS = ("garbage-tail", "corrupt-entry", "deleted-entry", "reordered-entries")
+
+
 class AuditLog:
     """A writer of the audit log in ``audit_dir``.
 
@@ -101,13 +111,23 @@ class AuditLog:
     signer : Ed25519PrivateKey
         The lab key; checkpoints are signed with it.
     checkpoint_every : int
-        Sign a checkpoint each time the size crosses a multiple of this.
+        File a checkpoint under ``checkpoints/`` each time the size crosses a multiple.
     policy_digest : str
         ``sha256:<hex>`` of the policy in force, written into every entry.
     clock : callable
         Injected time source (UTC datetimes).
     repair_actor : str, optional
-        Who authorises cutting a garbage tail; without it such a tail is refused.
+        Who authorises cutting a garbage tail or a long unsigned tail and rebuilding
+        derived files; without it those are refused (``TamperedError``).
+    head_dir : path, optional
+        Where the signed head lives (default ``audit_dir/../keys``).
+    max_unsigned_tail : int
+        Unsigned entries after the head the writer cuts on its own (crash window).
+
+    Raises
+    ------
+    TamperedError
+        On open, when the log, its derived stores or its checkpoints are damaged.
     """
 
     def __init__(
@@ -120,16 +140,21 @@ class AuditLog:
         policy_digest: str = "",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         repair_actor: str | None = None,
+        head_dir: Path | str | None = None,
+        max_unsigned_tail: int = 256,
     ):
         self.dir = Path(audit_dir)
+        self.head_dir = Path(head_dir) if head_dir is not None else self.dir.parent / "keys"
         self.origin = origin
         self.signer = signer
         self.public_key: Ed25519PublicKey = signer.public_key()
         self.checkpoint_every = checkpoint_every
         self.policy_digest = policy_digest
         self.clock = clock
+        self.max_unsigned_tail = max_unsigned_tail
         self.recoveries: list[Recovery] = []
         (self.dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+        self.head_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.dir / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         self._entries_fd = os.open(self.dir / ENTRIES, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         self._index_fd = os.open(self.dir / INDEX, os.O_RDWR | os.O_CREAT, 0o600)
@@ -139,14 +164,19 @@ class AuditLog:
         self._queue: list[_Ticket] = []
         self._leading = False
         self._closed = False
-        self._size = -1  # entries known to this process; -1 = not synced yet
+        self._size = 0  # entries known to this process (all covered by the head)
         self._end = 0  # byte end of the last entry
         self._frontier: list[tuple[int, bytes]] = []
+        self._head_slot: int | None = None  # the slot holding the newest head
+        self._repair_actor = repair_actor
+        self._pending: list[Event] = []  # what opening found and must record
         try:
             with self._flock():
-                recovery = self._sync(allow_garbage=repair_actor is not None)
-                if recovery is not None:
-                    self._append_locked([self._recovery_event(recovery, repair_actor or "facelab")])
+                recovery = self._open_locked(repair_actor)
+                pre = [self._recovery_event(recovery, repair_actor)] if recovery else []
+                if pre or self._pending:
+                    self._append_locked(pre + self._pending)
+                self._pending = []
         except BaseException:
             for fd in (self._entries_fd, self._index_fd, self._hashes_fd, self._lock_fd):
                 os.close(fd)
@@ -163,7 +193,7 @@ class AuditLog:
         return self.record_many([event])[0]
 
     def record_many(self, events: Sequence[Event]) -> list[Receipt]:
-        """Append several events in order, durably, with one fsync."""
+        """Append several events in order, durably and signed, with one batch."""
         for e in events:
             e.validate()
         tickets = [_Ticket(e) for e in events]
@@ -183,8 +213,10 @@ class AuditLog:
                     receipts: list[Receipt] = []
                     try:
                         with self._flock():
-                            self._sync()
-                            receipts = self._append_locked([t.event for t in batch])
+                            rec = self._sync()
+                            pre = [self._recovery_event(rec)] if rec is not None else []
+                            receipts = self._append_locked(pre + [t.event for t in batch])
+                            receipts = receipts[len(pre) :]
                     except BaseException as e:  # every waiter learns of the failure
                         error = e
                 finally:
@@ -202,25 +234,38 @@ class AuditLog:
         return [t.receipt for t in tickets]  # type: ignore[misc]
 
     def checkpoint(self) -> str:
-        """Sign a checkpoint at the current size (if newer than the last) and return it."""
+        """File a checkpoint at the current size (if newer than the last) and return it."""
         with self._flock():
-            self._sync()
+            rec = self._sync()
+            if rec is not None:
+                self._append_locked([self._recovery_event(rec)])
             return self._checkpoint_locked()
 
     def rebuild(self) -> None:
-        """Recompute index.bin and hashes.bin from the entries (the source of truth)."""
+        """Verify the log again and rewrite index.bin and hashes.bin from the entries.
+
+        Only with a ``repair_actor``: the entries must still agree with the signed head.
+        """
+        if self._repair_actor is None:
+            raise TamperedError("rebuilding the derived stores needs a repair actor")
         with self._flock():
-            self._rebuild_derived()
+            rec = self._open_locked(self._repair_actor, force_rewrite=True)
+            pre = [self._recovery_event(rec, self._repair_actor)] if rec else []
+            if pre or self._pending:
+                self._append_locked(pre + self._pending)
+            self._pending = []
 
     def close(self) -> None:
-        """Sign a final checkpoint and release the files."""
+        """File a final checkpoint and release the files."""
         with self._mutex:
             if self._closed:
                 return
             self._closed = True
         try:
             with self._flock():
-                self._sync()
+                rec = self._sync()
+                if rec is not None:
+                    self._append_locked([self._recovery_event(rec)])
                 self._checkpoint_locked()
         finally:
             for fd in (self._entries_fd, self._index_fd, self._hashes_fd, self._lock_fd):
@@ -242,100 +287,201 @@ class AuditLog:
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def _recovery_event(self, rec: Recovery, actor: str = "facelab") -> Event:
+    def _recovery_event(self, rec: Recovery, actor: str | None = None) -> Event:
         return Event(
             action="audit.recovered",
-            actor=actor,
+            actor=actor or "facelab",
             role="system",
             object=f"sha256:{rec.sha256}",
             decision=rec.kind,
-            details={"after_entry": rec.after_entry, "bytes_cut": rec.bytes_cut},
+            details={
+                "after_entry": rec.after_entry,
+                "bytes_cut": rec.bytes_cut,
+                "entries_cut": rec.entries_cut,
+            },
         )
 
-    def _offset(self, i: int) -> int:
-        """End offset of entry ``i`` (0 for i = -1)."""
-        if i < 0:
-            return 0
-        return int.from_bytes(os.pread(self._index_fd, 8, i * 8), "big")
+    def _open_locked(self, repair_actor: str | None, force_rewrite: bool = False):
+        """Verify everything, then start from the signed head (caller holds the flock)."""
+        from lab.audit.verify import verify_log
 
-    def _sync(self, allow_garbage: bool = False, cut: bool = True) -> Recovery | None:
-        """Bring this process's view up to date with the files (caller holds the flock).
-
-        Costs O(1) when nothing changed, and O(new entries + log n) when another process
-        (or a crashed one) appended: adopts complete entries, rebuilds lagging derived
-        files, and handles bytes after the last complete entry.
-        """
-        idx_bytes = os.fstat(self._index_fd).st_size
-        entries_size = os.fstat(self._entries_fd).st_size
-        hashes_bytes = os.fstat(self._hashes_fd).st_size
-        n_idx = idx_bytes // 8
-        if (
-            n_idx == self._size
-            and idx_bytes % 8 == 0
-            and entries_size == self._end
-            and hashes_bytes == stored_count(n_idx) * 32
-        ):
-            return None
-        if idx_bytes % 8:
-            os.ftruncate(self._index_fd, n_idx * 8)
-        end_known = self._offset(n_idx - 1)
-        if entries_size < end_known:
+        if repair_actor is not None:
+            self._quarantine_bad_checkpoints(repair_actor)
+        rep = verify_log(
+            self.dir, self.origin, self.public_key, head_dir=self.head_dir, check_witnesses=False
+        )
+        scan = rep.scan
+        assert scan is not None
+        head = scan.head
+        signed = head.checkpoint.size if head is not None else 0
+        unsigned = len(scan.lines) - signed if head is not None else 0
+        for dmg in rep.damage:
+            if dmg.kind == "torn-tail":
+                continue
+            if dmg.kind == "unsigned-tail" and (
+                unsigned <= self.max_unsigned_tail or repair_actor is not None
+            ):
+                continue
+            after_head = dmg.entry is not None and dmg.entry >= signed
+            if dmg.kind in _TAIL_KINDS and after_head and repair_actor is not None:
+                continue
+            if dmg.kind == "hash-store-mismatch" and repair_actor is not None:
+                continue
+            where = f" at entry {dmg.entry}" if dmg.entry is not None else ""
+            hint = ""
+            if dmg.kind in ("garbage-tail", "hash-store-mismatch", "unsigned-tail"):
+                hint = "; `facelab audit repair` cuts or rebuilds it on the record"
             raise TamperedError(
-                f"{self.dir / ENTRIES}: shorter ({entries_size} bytes) than "
-                f"its index says ({end_known}): entries were cut"
+                f"{self.dir}: {dmg.kind}{where}: {dmg.message}; refusing to sign{hint}"
             )
-        n_hashes = min(leaves_for_stored(hashes_bytes // 32), n_idx)
-        if hashes_bytes != stored_count(n_hashes) * 32:
-            os.ftruncate(self._hashes_fd, stored_count(n_hashes) * 32)
-        if n_hashes == self._size and self._size >= 0:
-            frontier = self._frontier
-        else:
-            frontier = frontier_of(n_hashes, self._read_hash)
-        for i in range(n_hashes, n_idx):  # hashes lag the index after a crash
-            start, stop = self._offset(i - 1), self._offset(i)
-            line = os.pread(self._entries_fd, stop - start - 1, start)
-            self._write_hashes(i, rfc9162.leaf_hash(line), frontier)
-        self._size, self._end, self._frontier = n_idx, end_known, frontier
-        if entries_size == end_known:
+        end = scan.ends[signed - 1] if signed else 0
+        # derived stores: exactly what the verified entries give, up to the head
+        want_idx = pack_offsets(scan.ends[:signed])
+        want_hashes = b"".join(scan.tree.hashes[: stored_count(signed)])
+        for fd, want in ((self._index_fd, want_idx), (self._hashes_fd, want_hashes)):
+            have = os.pread(fd, len(want) + 1, 0)
+            if force_rewrite or have != want:
+                os.pwrite(fd, want, 0)
+                os.ftruncate(fd, len(want))
+        self._size, self._end = signed, end
+        self._frontier = frontier_of(signed, lambda i: scan.tree.hashes[i])
+        self._head_slot = head.slot if head is not None else None
+        total = os.fstat(self._entries_fd).st_size
+        if total == end:
             return None
-        # bytes after the last indexed entry: adopt complete valid entries, then judge the rest
-        tail = os.pread(self._entries_fd, entries_size - end_known, end_known)
-        pos = 0
+        rest = os.pread(self._entries_fd, total - end, end)
+        return self._cut(rest, unsigned, signed)
+
+    def _quarantine_bad_checkpoints(self, actor: str) -> None:
+        """Move checkpoint files that do not verify (malformed, forged, misnamed) to
+        ``cut/``; each move is recorded once the log is open (``audit.quarantined``)."""
+        for path in checkpoint_files(self.dir):
+            try:
+                cp = ckpt.verify(ckpt.read_note_file(path), self.public_key, self.origin)
+                if path.stem == f"{cp.size:012d}":
+                    continue
+            except (NoteError, OSError):
+                pass
+            (self.dir / CUT).mkdir(exist_ok=True)
+            digest = ""
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                try:
+                    digest = hashlib.sha256(os.read(fd, ckpt.MAX_NOTE_BYTES + 1)).hexdigest()
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass
+            os.rename(path, self.dir / CUT / (path.name + ".quarantined"))
+            self._pending.append(
+                Event(
+                    "audit.quarantined",
+                    actor,
+                    role="system",
+                    object=f"sha256:{digest}" if digest else "",
+                    decision="checkpoint-does-not-verify",
+                    details={"file": path.name[:64]},
+                )
+            )
+
+    def _cut(self, rest: bytes, complete: int, after: int) -> Recovery:
+        """Cut ``rest`` (bytes after entry ``after - 1``), keep a copy under cut/, say what."""
+        if complete:
+            kind = "unsigned-tail"
+        elif b"\n" not in rest and rest.startswith(b'{"'):
+            kind = "torn-tail"
+        else:
+            kind = "garbage-tail"
+        digest = hashlib.sha256(rest).hexdigest()
+        keep = self.dir / CUT
+        keep.mkdir(exist_ok=True)
+        fd = os.open(
+            keep / f"{after:012d}-{digest[:16]}.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
+        )
+        try:
+            os.write(fd, rest)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.ftruncate(self._entries_fd, self._end)
+        os.fsync(self._entries_fd)
+        os.ftruncate(self._index_fd, self._size * 8)
+        os.ftruncate(self._hashes_fd, stored_count(self._size) * 32)
+        rec = Recovery(after - 1, len(rest), digest, kind, complete)
+        self.recoveries.append(rec)
+        return rec
+
+    def _sync(self) -> Recovery | None:
+        """Adopt what other processes appended and signed since (caller holds the flock).
+
+        O(1) when nothing changed; O(new entries) otherwise. Entries are adopted only up
+        to the signed head, and the head's root must be the tree's; complete entries
+        after the head (a process killed before signing) and torn bytes are cut on the
+        record; anything else is ``TamperedError``.
+        """
+        total = os.fstat(self._entries_fd).st_size
+        if total == self._end:
+            return None
+        if total < self._end:
+            raise TamperedError(
+                f"{self.dir / ENTRIES}: shorter ({total} bytes) than the {self._end} "
+                "this writer knows: entries were cut"
+            )
+        hs = _head.read(self.head_dir, self.public_key, self.origin)
+        head = hs.head
+        if head is None or head.checkpoint.size < self._size:
+            raise TamperedError(f"{self.head_dir}: the signed head is missing or rolled back")
+        tail = os.pread(self._entries_fd, total - self._end, self._end)
+        base, pos = self._end, 0
+        lines: list[bytes] = []
         while (nl := tail.find(b"\n", pos)) >= 0:
             line = tail[pos:nl]
             try:
-                if parse_entry(line)["seq"] != self._size:
-                    break
+                ok = parse_entry(line)["seq"] == self._size + len(lines)
             except ValueError:
+                ok = False
+            if not ok:
                 break
-            self._write_hashes(self._size, rfc9162.leaf_hash(line), self._frontier)
-            self._end = end_known + nl + 1
-            os.pwrite(self._index_fd, pack_offsets([self._end]), self._size * 8)
-            self._size += 1
+            lines.append(line)
             pos = nl + 1
-        rest = tail[pos:]
+        want = head.checkpoint.size - self._size
+        if len(lines) < want:
+            raise TamperedError(
+                f"{self.dir / ENTRIES}: the head is signed at size {head.checkpoint.size} "
+                f"but only {self._size + len(lines)} valid entries follow in order"
+            )
+        offsets, end = [], base
+        for line in lines[:want]:
+            end += len(line) + 1
+            offsets.append(end)
+            self._write_hashes(self._size, rfc9162.leaf_hash(line), self._frontier)
+            self._size += 1
+        if root_of(self._frontier) != head.checkpoint.root:
+            raise TamperedError(
+                f"{self.dir / ENTRIES}: the entries do not give the root the head signed "
+                f"at size {head.checkpoint.size}; refusing to sign"
+            )
+        os.pwrite(self._index_fd, pack_offsets(offsets), (self._size - want) * 8)
+        self._end = end
+        self._head_slot = head.slot
+        rest_start = sum(len(x) + 1 for x in lines[:want])
+        rest = tail[rest_start:]
         if not rest:
             return None
-        torn = b"\n" not in rest and rest.startswith(b'{"')
-        kind = "torn-tail" if torn else "garbage-tail"
-        if not torn and not allow_garbage:
+        unsigned = len(lines) - want
+        torn = unsigned == 0 and b"\n" not in rest and rest.startswith(b'{"')
+        if not torn and unsigned == 0:
             raise TamperedError(
                 f"{self.dir / ENTRIES}: {len(rest)} bytes after entry {self._size - 1} are "
                 "not a valid entry (garbage tail); run `facelab audit repair` to cut them "
                 "on the record"
             )
-        recovery = Recovery(self._size - 1, len(rest), hashlib.sha256(rest).hexdigest(), kind)
-        if cut:
-            os.ftruncate(self._entries_fd, self._end)
-            os.fsync(self._entries_fd)
-        self.recoveries.append(recovery)
-        return recovery
-
-    def _read_hash(self, index: int) -> bytes:
-        b = os.pread(self._hashes_fd, 32, index * 32)
-        if len(b) != 32:
-            raise TamperedError(f"{self.dir / HASHES}: stored hash {index} is missing")
-        return b
+        if unsigned > self.max_unsigned_tail:
+            raise TamperedError(
+                f"{self.dir / ENTRIES}: {unsigned} entries after the signed head "
+                "(a forged append?); run `facelab audit repair` to cut them on the record"
+            )
+        return self._cut(rest, unsigned, self._size)
 
     def _write_hashes(self, n: int, leaf: bytes, frontier: list[tuple[int, bytes]]) -> None:
         hashes = new_hashes(n, leaf, frontier)
@@ -360,16 +506,20 @@ class AuditLog:
         old = self._size
         self._size += len(events)
         self._end = end
+        self._sign_head()  # acknowledged only once a signed checkpoint covers it
         if old // self.checkpoint_every != self._size // self.checkpoint_every:
             self._checkpoint_locked()
         return receipts
 
-    def _rebuild_derived(self) -> None:
-        """Recompute index.bin and hashes.bin from the entries (after repair)."""
-        os.ftruncate(self._index_fd, 0)
-        os.ftruncate(self._hashes_fd, 0)
-        self._size, self._end, self._frontier = -1, 0, []
-        self._sync()
+    def _sign_head(self) -> bytes:
+        note = ckpt.sign(
+            ckpt.Checkpoint(self.origin, self._size, root_of(self._frontier)), self.signer
+        ).encode()
+        slot = 0 if self._head_slot is None else 1 - self._head_slot
+        _head.write(self.head_dir, note, slot)
+        self._head_slot = slot
+        self._head_note = note
+        return note
 
     def latest_checkpoint(self) -> tuple[Path, ckpt.Checkpoint] | None:
         files = checkpoint_files(self.dir)
@@ -382,35 +532,29 @@ class AuditLog:
             raise TamperedError(f"{files[-1]}: {e}") from e
 
     def _checkpoint_locked(self) -> str:
-        os.fsync(self._index_fd)
-        os.fsync(self._hashes_fd)
-        root = root_of(self._frontier)
-        new = ckpt.Checkpoint(self.origin, self._size, root)
-        latest = self.latest_checkpoint()
-        if latest is not None:
-            path, old = latest
-            if old.size > new.size:
+        """File the head (the checkpoint at the current size) under checkpoints/."""
+        if self._size == 0:
+            return ""
+        hs = _head.read(self.head_dir, self.public_key, self.origin)
+        if hs.head is None or hs.head.checkpoint.size != self._size:
+            note = self._sign_head()
+        else:
+            note = hs.head.note
+        cp = ckpt.verify(note, self.public_key, self.origin)
+        target = self.dir / CHECKPOINTS / f"{cp.size:012d}.note"
+        if target.exists():
+            try:
+                old = ckpt.verify(target.read_bytes(), self.public_key, self.origin)
+            except NoteError as e:
+                raise TamperedError(f"{target}: {e}") from e
+            if old.root != cp.root:
                 raise TamperedError(
-                    f"{path}: a checkpoint at size {old.size} exists but the "
-                    f"log has only {new.size} entries (truncated)"
+                    f"{target}: already signs size {cp.size} with another root; "
+                    "refusing a second checkpoint at a signed size (split view)"
                 )
-            hf = HashFile(self.dir / HASHES)
-            try:
-                proof = rfc9162.consistency_proof(old.size, new.size, hf.subtree)
-            finally:
-                hf.close()
-            try:
-                rfc9162.verify_consistency(old.size, new.size, old.root, root, proof)
-            except rfc9162.RootMismatchError as e:
-                raise TamperedError(
-                    f"log is not consistent with {path}: {e}; refusing to sign"
-                ) from e
-            if old.size == new.size:
-                return path.read_text(encoding="utf-8")
-        note = ckpt.sign(new, self.signer)
-        target = self.dir / CHECKPOINTS / f"{new.size:012d}.note"
+            return note.decode()
         tmp = target.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "wb") as f:
             f.write(note)
             f.flush()
             os.fsync(f.fileno())
@@ -420,7 +564,7 @@ class AuditLog:
             os.fsync(dfd)
         finally:
             os.close(dfd)
-        return note
+        return note.decode()
 
 
 def policy_digest(path: Path) -> str:

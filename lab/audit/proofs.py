@@ -67,3 +67,34 @@ def prove_consistency(audit_dir: Path | str, old_size: int, new_size: int) -> li
         return rfc9162.consistency_proof(old_size, new_size, hf.subtree)
     finally:
         hf.close()
+
+
+def verify_inclusion_document(doc: object, key) -> dict:
+    """Check the JSON of ``facelab audit prove`` with the lab's public key only.
+
+    The checkpoint note must verify under ``key`` (C2SP signed note), the entry's bytes
+    must hash to the leaf hash (RFC 9162 leaf), and the proof must lead from that leaf
+    to the checkpoint's root at the checkpoint's size (RFC 9162 2.1.3.2). Returns
+    ``{"entry", "tree_size", "origin"}``; raises ``NoteError`` or ``ProofError`` (exit 4).
+    """
+    from lab.audit import checkpoint as ckpt
+    from lab.errors import MalformedProofError
+
+    try:
+        assert isinstance(doc, dict)
+        note = str(doc["checkpoint"]).encode()
+        entry, size = doc["entry"], doc["tree_size"]
+        line = str(doc["entry_json"]).encode("utf-8")
+        leaf = bytes.fromhex(doc["leaf_hash"])
+        path = [bytes.fromhex(h) for h in doc["proof"]]
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (entry, size)):
+            raise TypeError("entry and tree_size must be integers")
+    except (AssertionError, KeyError, TypeError, ValueError) as e:
+        raise MalformedProofError(f"not an inclusion proof document ({e})") from e
+    cp = ckpt.verify(note, key)
+    if cp.size != size:
+        raise MalformedProofError(f"proof is for size {size}, its checkpoint for {cp.size}")
+    if rfc9162.leaf_hash(line) != leaf:
+        raise MalformedProofError("entry_json does not hash to leaf_hash")
+    rfc9162.verify_inclusion(entry, size, leaf, path, cp.root)
+    return {"entry": entry, "tree_size": size, "origin": cp.origin}

@@ -209,8 +209,14 @@ def verify_consistency(
             raise RootMismatchError(bytes(new_root), bytes(old_root), "equal-size root")
         return
     if old_size == 0:
+        # RFC 9162 2.1.4: every tree extends the empty tree, whose root is MTH({}) =
+        # SHA-256(""); the proof is empty and the old root must be exactly that hash.
         if proof:
             raise MalformedProofError("a proof from the empty tree must be empty")
+        if len(new_root) != HASH_SIZE:
+            raise MalformedProofError(f"new root is not a {HASH_SIZE}-byte hash")
+        if bytes(old_root) != EMPTY_ROOT:
+            raise RootMismatchError(EMPTY_ROOT, bytes(old_root), "old (empty-tree) root")
         return
     fr, sr = roots_from_consistency_proof(old_size, new_size, old_root, proof)
     if fr != old_root:

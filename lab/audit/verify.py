@@ -17,6 +17,13 @@ kind and the first entry it concerns:
     corrupt-entry          a line that is not a canonical audit entry
     torn-tail / garbage-tail  bytes after the last complete entry
     hash-store-mismatch    derived files that disagree with the entries
+    head-missing           the log has entries but no signed head (``LAB/keys/audit_head.*``)
+    unsigned-tail          entries that no signed checkpoint covers (a forged append, or
+                           a writer killed between its fsync and its signature)
+    split-view             two signed checkpoints at one size with different roots
+    unwitnessed            a witness is registered but no valid cosigned checkpoint
+                           covers all but ``max_unwitnessed`` entries
+    forged-cosignature     a witness's cosigned checkpoint that does not verify
 
 Trust: without an outside reference, someone who holds the lab key and rewrites
 everything consistently cannot be caught locally. ``trusted_key`` (a key kept outside
@@ -34,7 +41,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from lab.audit import checkpoint as ckpt
 from lab.audit import rfc9162
-from lab.audit._store import new_hashes, read_offsets, stored_count, stored_index
+from lab.audit._store import (
+    leaves_for_stored,
+    new_hashes,
+    read_offsets,
+    stored_count,
+    stored_index,
+)
 from lab.audit.events import parse_entry
 from lab.audit.log import ENTRIES, HASHES, INDEX, checkpoint_files
 from lab.errors import BadInputError, NoteError
@@ -52,9 +65,12 @@ class VerifyReport:
     entries: int = 0
     checkpoints: int = 0
     latest_size: int = 0
+    head_size: int = 0
     unsigned_tail: int = 0
+    witnesses: list[dict] = field(default_factory=list)
     damage: list[Damage] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    scan: _Scan | None = field(default=None, repr=False, compare=False)
 
     @property
     def intact(self) -> bool:
@@ -69,10 +85,22 @@ class VerifyReport:
             "entries": self.entries,
             "checkpoints": self.checkpoints,
             "latest_checkpoint_size": self.latest_size,
+            "head_size": self.head_size,
             "unsigned_tail": self.unsigned_tail,
+            "witnesses": self.witnesses,
             "damage": [d.__dict__ for d in self.damage],
             "warnings": self.warnings,
         }
+
+
+@dataclass
+class _Scan:
+    """What the verifier computed from the entries, for the writer to start from."""
+
+    lines: list[bytes]
+    ends: list[int]
+    tree: _Tree
+    head: object  # lab.audit._head.Head | None
 
 
 class _Tree:
@@ -113,18 +141,32 @@ def verify_log(
     lab_key: Ed25519PublicKey,
     *,
     trusted_key: Ed25519PublicKey | None = None,
-    witness: str | None = None,
+    witness: str | bytes | None = None,
+    head_dir: Path | str | None = None,
+    max_unwitnessed: int | None = None,
+    check_witnesses: bool = True,
+    require_witness: bool = False,
 ) -> VerifyReport:
-    """Verify everything under ``audit_dir``; see the module docstring for the checks."""
+    """Verify everything under ``audit_dir``; see the module docstring for the checks.
+
+    ``head_dir`` holds the signed head (default ``audit_dir/../keys``). Witnesses are
+    the ones the log itself registered (``audit.witness_add`` entries); when there is
+    one, a cosigned checkpoint in ``audit_dir/witness/`` must cover all but
+    ``max_unwitnessed`` entries (default 1024). ``check_witnesses=False`` skips that
+    requirement (the writer: appending never waits for a witness).
+    """
+    from lab.audit import _head
     from lab.labdir import public_key_b64, public_key_from_b64
 
     d = Path(audit_dir)
+    hd = Path(head_dir) if head_dir is not None else d.parent / "keys"
     rep = VerifyReport()
     damage = rep.damage
     try:
         data = (d / ENTRIES).read_bytes()
     except FileNotFoundError as e:
         raise BadInputError(f"{d / ENTRIES}: no audit log here") from e
+    registered: dict[str, str] = {}
 
     # 1. entries: form and sequence
     parts = data.split(b"\n")
@@ -135,7 +177,10 @@ def verify_log(
     for i, line in enumerate(parts):
         leaves.append(rfc9162.leaf_hash(line))
         try:
-            seqs.append(parse_entry(line)["seq"])
+            obj = parse_entry(line)
+            seqs.append(obj["seq"])
+            if obj["action"] == "audit.witness_add" and isinstance(obj["details"], dict):
+                registered[str(obj["details"].get("name"))] = str(obj["details"].get("vkey"))
         except ValueError as e:
             seqs.append(None)
             last = i == len(parts) - 1
@@ -180,24 +225,26 @@ def verify_log(
     # 2. derived files: the stored leaf hashes localise an edited entry
     tree = _Tree(leaves)
     stored = (d / HASHES).read_bytes() if (d / HASHES).exists() else b""
+    covered = min(leaves_for_stored(len(stored) // 32), n)  # a crash leaves it short
     first_edit = None
-    if len(stored) >= stored_count(n) * 32:
-        for i in range(n):
-            j = stored_index(0, i) * 32
-            if stored[j : j + 32] != leaves[i]:
-                first_edit = i
-                break
-        if first_edit is None and stored[: stored_count(n) * 32] != b"".join(tree.hashes):
-            damage.append(
-                Damage(
-                    "hash-store-mismatch",
-                    None,
-                    f"{HASHES} disagrees with the entries' subtree hashes",
-                )
+    for i in range(covered):
+        j = stored_index(0, i) * 32
+        if stored[j : j + 32] != leaves[i]:
+            first_edit = i
+            break
+    if first_edit is None and stored[: stored_count(covered) * 32] != b"".join(
+        tree.hashes[: stored_count(covered)]
+    ):
+        damage.append(
+            Damage(
+                "hash-store-mismatch",
+                None,
+                f"{HASHES} disagrees with the entries' subtree hashes",
             )
-    else:
+        )
+    if covered < n:
         rep.warnings.append(
-            f"{HASHES} covers fewer entries than the log (crash?); the writer rebuilds it on open"
+            f"{HASHES} covers {covered} of {n} entries (crash?); the writer rebuilds it on open"
         )
     offsets = read_offsets(d / INDEX)
     ends, pos = [], 0
@@ -231,8 +278,9 @@ def verify_log(
     # 4. checkpoints: signature, size, root
     edited_below: int | None = None
     for path in checkpoint_files(d):
-        note = path.read_bytes()
+        note = b""
         try:
+            note = ckpt.read_note_file(path)
             cp = ckpt.verify(note, key, origin)
         except NoteError as e:
             other = None
@@ -304,6 +352,74 @@ def verify_log(
                 )
             )
 
+    # 4b. the signed head kept outside the log directory, and split views
+    signed: dict[int, tuple[bytes, str]] = {}
+
+    def _signed(size: int, root: bytes, source: str) -> None:
+        if size in signed and signed[size][0] != root:
+            damage.append(
+                Damage(
+                    "split-view",
+                    None,
+                    f"{source} and {signed[size][1]} sign size {size} with different roots",
+                )
+            )
+        signed.setdefault(size, (root, source))
+
+    for path in checkpoint_files(d):
+        try:
+            cp = ckpt.verify(ckpt.read_note_file(path), key, origin)
+        except (NoteError, OSError):
+            continue
+        _signed(cp.size, cp.root, path.name)
+    hs = _head.read(hd, key, origin)
+    rep.warnings.extend(f"head slot {p}" for p in hs.problems if "split view" not in p)
+    for p in hs.problems:
+        if "split view" in p:
+            damage.append(Damage("split-view", None, p))
+    head = hs.head
+    if head is None:
+        if n:
+            damage.append(
+                Damage(
+                    "head-missing",
+                    None,
+                    f"the log has {n} entries but no signed head in {hd} (deleted?)",
+                )
+            )
+    else:
+        hcp = head.checkpoint
+        rep.head_size = hcp.size
+        _signed(hcp.size, hcp.root, _head.SLOTS[head.slot])
+        if hcp.size > n:
+            damage.append(
+                Damage(
+                    "truncated",
+                    n,
+                    f"the log has {n} entries but its signed head is at size {hcp.size} "
+                    "(cut or rolled back)",
+                )
+            )
+        elif tree.root(hcp.size) != hcp.root:
+            damage.append(
+                Damage(
+                    "edited-entry",
+                    first_edit if first_edit is not None and first_edit < hcp.size else None,
+                    f"the entries below size {hcp.size} differ from what the signed head "
+                    "commits to",
+                )
+            )
+        if n and not checkpoint_files(d):
+            damage.append(
+                Damage(
+                    "checkpoint-missing",
+                    None,
+                    f"the head is at size {hcp.size} but "
+                    f"{d / 'checkpoints'} holds no checkpoint (deleted)",
+                )
+            )
+    rep.latest_size = max(rep.latest_size, rep.head_size)
+
     # 5. an outside witness's checkpoint
     if witness is not None:
         try:
@@ -323,12 +439,90 @@ def verify_log(
                     )
                 )
 
-    rep.unsigned_tail = max(0, n - rep.latest_size)
-    if rep.unsigned_tail:
-        rep.warnings.append(
-            f"{rep.unsigned_tail} entries after the last signed checkpoint "
-            "(a writer that did not close, or a crash)"
+    # 6. witnesses the log registered, and their cosigned checkpoints
+    allowed = 1024 if max_unwitnessed is None else max_unwitnessed
+    best = 0
+    for name, vk in sorted(registered.items()):
+        state = {"name": name, "cosigned_size": None, "time": None, "valid": False}
+        rep.witnesses.append(state)
+        try:
+            wname, _, wkey = ckpt.parse_vkey(vk)
+            if wname != name:
+                raise NoteError("vkey names another witness")
+        except NoteError as e:
+            damage.append(Damage("forged-cosignature", None, f"witness {name}: {e}"))
+            continue
+        path = d / "witness" / f"{name}.note"
+        try:
+            note = ckpt.read_note_file(path)
+        except FileNotFoundError:
+            continue
+        except (OSError, NoteError) as e:
+            damage.append(Damage("forged-cosignature", None, f"{path.name}: {e}"))
+            continue
+        try:
+            wcp = ckpt.verify(note, key, origin)
+            state["time"] = ckpt.verify_cosignature(note, name, wkey)
+        except NoteError as e:
+            damage.append(Damage("forged-cosignature", None, f"{path.name}: {e}"))
+            continue
+        state["cosigned_size"] = wcp.size
+        _signed(wcp.size, wcp.root, f"witness {name}")
+        if wcp.size > n:
+            damage.append(
+                Damage("truncated", n, f"witness {name} cosigned size {wcp.size}; the log has {n}")
+            )
+        elif tree.root(wcp.size) != wcp.root:
+            damage.append(
+                Damage(
+                    "edited-entry",
+                    None,
+                    f"the log is not the one witness {name} cosigned at size {wcp.size}",
+                )
+            )
+        else:
+            state["valid"] = True
+            best = max(best, wcp.size)
+    if registered and check_witnesses and n - best > allowed:
+        damage.append(
+            Damage(
+                "unwitnessed",
+                best,
+                f"no witness cosigned beyond size {best}: {n - best} entries unwitnessed, "
+                f"the policy allows {allowed} (run `facelab audit witness`)",
+            )
         )
+    if not registered and require_witness and check_witnesses:
+        damage.append(
+            Damage(
+                "unwitnessed",
+                None,
+                "the policy requires a witness (audit.require_witness) and the log "
+                "registers none (facelab audit witness-add)",
+            )
+        )
+    elif not registered:
+        rep.warnings.append(
+            "no witness registered: a rollback of the whole lab (log and head together) "
+            "cannot be detected (facelab audit witness-add)"
+        )
+
+    rep.unsigned_tail = max(0, n - rep.head_size) if head is not None else n
+    if head is not None and rep.unsigned_tail:
+        damage.append(
+            Damage(
+                "unsigned-tail",
+                rep.head_size,
+                f"{rep.unsigned_tail} entries after the signed head: no checkpoint covers "
+                "them (a forged append, or a writer killed before signing; the next writer "
+                "cuts them on the record)",
+            )
+        )
+    ends, pos = [], 0
+    for line in parts:
+        pos += len(line) + 1
+        ends.append(pos)
+    rep.scan = _Scan(parts, ends, tree, head)
     damage.sort(key=lambda x: (_RANK.get(x.kind, 2), x.entry is None, x.entry or 0))
     return rep
 
@@ -338,6 +532,10 @@ def verify_log(
 _RANK = {
     "signing-key-replaced": 0,
     "forged-checkpoint": 1,
+    "forged-cosignature": 1,
+    "split-view": 1,
+    "unsigned-tail": 3,
+    "unwitnessed": 3,
     "torn-tail": 3,
     "garbage-tail": 3,
     "hash-store-mismatch": 4,

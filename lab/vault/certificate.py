@@ -1,107 +1,256 @@
-"""Destruction certificates: NIST SP 800-88 Rev. 1 Appendix G fields, signed by the lab.
+"""Destruction certificates: NIST SP 800-88 Rev. 1 Appendix G fields, two signing roles.
 
 File ``LAB/certificates/destroy-<tenant>-<UTC time>.json``::
 
-    {"certificate": {...fields below...}, "signature": b64(Ed25519 over the canonical JSON
-     of "certificate"), "public_key": b64(lab public key)}
+    {"certificate": {...the fields below...},
+     "signatures": [
+        {"role": "performer", "name", "date", "public_key": b64, "signature": b64},
+        {"role": "validator", "name", "date", "public_key": b64, "signature": b64}]}
 
-Fields, as far as they apply to logical data in a lab (the Appendix G form is written for
-physical media): person performing the sanitization; media information (what was
-sanitised: the tenant's records and key in the lab's vault, counts, dataset digests,
-data categories); sanitization details (method type "Purge", technique "cryptographic
-erase" plus deletion, the tool and its version, verification method and result); the
-media's destination; the person validating (the lab, by its signature) and the date.
+The performer (the operator, through the lab's key, at destroy time) signs the
+canonical JSON of ``certificate``. The validator is a person with a key of their own,
+never the lab's: ``facelab certificate validate`` signs the canonical JSON of
+``{"certificate": ..., "performer_signature": ...}`` after checking the performer's
+signature. ``verify_document`` needs only public keys (``facelab certificate verify
+CERT --key PUB``, offline).
+
+Fields (Appendix G, for logical data in a lab): person performing the sanitization
+(name, title, organization, location, contact); media information (media type, source,
+classification, the tenant, counts, dataset digests, the data categories derived from
+the datasets' actual manifest columns, data backed up and where); sanitization details
+(method type "Purge", method "cryptographic erase" plus deletion, method details, tool
+and version, verification method and result, post-sanitization classification); every
+place the tenant's data could be and what was done there; media destination; person
+validating (name, title, organization, date, signature).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from lab.audit.events import canonical
-from lab.errors import BadInputError
+from lab.errors import BadInputError, TamperedError
+
+TITLE = "Certificate of Sanitization (NIST SP 800-88 Rev. 1, Appendix G)"
+MAX_BYTES = 1 << 20
+
+# manifest column -> data category (DESIGN.md's dataset format, plus synth's extras)
+_CATEGORIES = {
+    "path": "face images",
+    "name": "names",
+    "passport_no": "passport numbers",
+    "nationality": "nationality",
+    "sex": "sex",
+    "birth_year": "birth years",
+    "birth_date": "birth dates",
+    "subject_id": "subject identifiers",
+    "capture_id": "capture identifiers",
+    "kind": "capture kind (enrolment or live)",
+    "capture_year": "capture years",
+    "yaw": "head pose",
+    "pitch": "head pose",
+    "roll": "head pose",
+    "glasses": "accessories (glasses, mask)",
+    "mask": "accessories (glasses, mask)",
+}
+
+
+def data_categories(columns: list[str]) -> list[str]:
+    """The data categories of a dataset with these manifest columns (sorted, unique)."""
+    out = set()
+    for c in columns:
+        if c.startswith("lm") and c[-2:] in ("_x", "_y"):
+            out.add("facial landmarks")
+        else:
+            out.add(_CATEGORIES.get(c, f"other column: {c}"))
+    return sorted(out)
 
 
 def build(
     *,
+    certificate_id: str,
     lab_id: str,
     tenant: str,
-    actor: str,
+    performer: str,
     when: str,
-    vault_path: str,
-    destroyed: dict,
+    inventory: dict,
+    places: list[dict],
     verification: dict,
     tool: str,
+    location: str,
 ) -> dict:
+    """The certificate body (unsigned)."""
     return {
-        "title": "Certificate of Sanitization (NIST SP 800-88 Rev. 1, Appendix G)",
-        "person_performing_sanitization": {
-            "name": actor,
+        "title": TITLE,
+        "certificate_id": certificate_id,
+        "performer": {
+            "name": performer,
             "title": "lab operator",
             "organization": lab_id,
+            "location": location,
+            "contact": performer,
+            "date": when,
         },
         "media_information": {
-            "media_type": "logical: encrypted records and the tenant key-encryption key",
-            "location": vault_path,
+            "media_type": "logical: encrypted records, the tenant key, tenant workspaces, "
+            "outbox and released files in one lab directory",
+            "source": f"tenant {tenant}",
             "tenant": tenant,
-            "records": destroyed["records"],
-            "subjects": destroyed["subjects"],
-            "datasets": destroyed["datasets"],
-            "data_categories": [
-                "face images (synthetic)",
-                "names",
-                "passport numbers",
-                "nationality",
-                "sex",
-                "birth year",
-                "landmarks",
-            ],
-            "data_backed_up": "no (the lab keeps no backups of tenant data)",
+            "classification": "confidential: personal data incl. biometric data "
+            "(GDPR art. 9), pseudonymised",
+            "records": inventory["records"],
+            "subjects": inventory["subjects"],
+            "datasets": inventory["datasets"],
+            "manifest_columns": inventory["columns"],
+            "data_categories": data_categories(inventory["columns"]),
+            "data_backed_up": "no backup made by the lab; a copy of vault.db made by anyone "
+            "does not open after this destruction (the tenant key lived only in the key store)",
         },
         "sanitization_details": {
             "method_type": "Purge",
             "method_used": "cryptographic erase + deletion",
             "method_details": (
-                "the tenant KEK existed only wrapped under the lab root key; its wrapped "
-                "copy and every record were deleted in one transaction with SQLite "
-                "secure_delete on, the database was rebuilt (VACUUM) and its write-ahead "
-                "log truncated before and after; without the KEK no data key opens"
+                "the tenant key-encryption key existed only wrapped, in the key store apart "
+                "from the database; that file was overwritten and unlinked first; then every "
+                "record was deleted with SQLite secure_delete on, the database rebuilt "
+                "(VACUUM) and its write-ahead log truncated; every other place listed below "
+                "was removed without following links or opening special files"
             ),
-            "wrapped_kek_sha256": destroyed["wrapped_kek_sha256"],
             "tool_used": tool,
             "verification_method": verification["method"],
             "verification_result": verification["result"],
             "verification_details": verification["details"],
+            "post_sanitization_classification": "unclassified (no tenant data remains)",
         },
-        "media_destination": "none: data destroyed in place; the vault file is reused",
-        "validation": {"validated_by": f"{lab_id} (Ed25519 lab key)", "date": when},
+        "places": places,
+        "media_destination": "none: data destroyed in place; the lab directory is reused",
     }
 
 
-def sign(cert: dict, key: Ed25519PrivateKey) -> dict:
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+def _pub_b64(key: Ed25519PublicKey) -> str:
     from lab.labdir import public_key_b64
 
+    return public_key_b64(key)
+
+
+def sign_performer(cert: dict, key: Ed25519PrivateKey, name: str, when: str) -> dict:
+    """The document with the performer's signature over the certificate."""
     return {
         "certificate": cert,
-        "signature": base64.b64encode(key.sign(canonical(cert))).decode(),
-        "public_key": public_key_b64(key.public_key()),
+        "signatures": [
+            {
+                "role": "performer",
+                "name": name,
+                "date": when,
+                "public_key": _pub_b64(key.public_key()),
+                "signature": _b64(key.sign(canonical(cert))),
+            }
+        ],
     }
 
 
-def verify(doc: dict, key: Ed25519PublicKey) -> dict:
-    """Return the certificate if ``key`` signed it; else BadInputError."""
+def _validator_message(doc: dict) -> bytes:
+    perf = doc["signatures"][0]
+    return canonical({"certificate": doc["certificate"], "performer_signature": perf["signature"]})
+
+
+def add_validation(
+    doc: dict, key: Ed25519PrivateKey, name: str, when: str, title: str = "validator"
+) -> dict:
+    """Add the validator's signature; the validator's key must not be the performer's."""
+    perf = doc["signatures"][0]
+    if perf["public_key"] == _pub_b64(key.public_key()):
+        raise BadInputError("the validator's key is the performer's: roles must be distinct")
+    sig = {
+        "role": "validator",
+        "name": name,
+        "title": title,
+        "date": when,
+        "public_key": _pub_b64(key.public_key()),
+        "signature": _b64(key.sign(_validator_message(doc))),
+    }
+    return {**doc, "signatures": [perf, sig]}
+
+
+def verify_document(doc: dict, keys: list[Ed25519PublicKey]) -> dict:
+    """Check a certificate with public keys only; return a summary.
+
+    The performer's signature must verify under one of ``keys``; a validator's signature,
+    when present, too, under a different key. Raises ``TamperedError`` when a signature
+    does not verify or the document's shape is wrong.
+    """
+    trusted = {_pub_b64(k): k for k in keys}
     try:
-        key.verify(base64.b64decode(doc["signature"]), canonical(doc["certificate"]))
-    except (KeyError, TypeError, ValueError, InvalidSignature) as e:
-        raise BadInputError("destruction certificate: signature does not verify") from e
-    return doc["certificate"]
+        cert = doc["certificate"]
+        sigs = doc["signatures"]
+        perf = sigs[0]
+        if perf["role"] != "performer":
+            raise KeyError("role")
+        out = {"performer": perf["name"], "validator": None, "certificate": cert}
+        key = trusted.get(perf["public_key"])
+        if key is None:
+            raise TamperedError("the performer's key is not one of the keys given")
+        key.verify(base64.b64decode(perf["signature"], validate=True), canonical(cert))
+        if len(sigs) > 1:
+            val = sigs[1]
+            if val["role"] != "validator" or val["public_key"] == perf["public_key"]:
+                raise TamperedError("the validator must be a second role with its own key")
+            vkey = trusted.get(val["public_key"])
+            if vkey is None:
+                raise TamperedError("the validator's key is not one of the keys given")
+            vkey.verify(base64.b64decode(val["signature"], validate=True), _validator_message(doc))
+            out["validator"] = val["name"]
+    except InvalidSignature as e:
+        raise TamperedError("destruction certificate: a signature does not verify") from e
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        raise TamperedError(f"destruction certificate: malformed ({e.__class__.__name__})") from e
+    return out
+
+
+def read(path: Path | str) -> dict:
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            data = os.read(fd, MAX_BYTES + 1)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise BadInputError(f"{path}: unreadable ({e.strerror})") from e
+    if len(data) > MAX_BYTES:
+        raise BadInputError(f"{path}: over {MAX_BYTES} bytes, not a certificate")
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadInputError(f"{path}: not JSON") from e
+    if not isinstance(doc, dict):
+        raise BadInputError(f"{path}: not a certificate document")
+    return doc
+
+
+def verify_file(path: Path | str, keys: list[Ed25519PublicKey]) -> dict:
+    try:
+        return verify_document(read(path), keys)
+    except TamperedError as e:
+        raise TamperedError(f"{path}: {e}") from e
 
 
 def write(doc: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
     return path

@@ -12,9 +12,19 @@ The root key is scrypt(secret, salt) and is never stored. Subkeys are HKDF with 
 label: K_check = "check/v1", K_sign = "lab-signing-key/v1", K_wrap = "kek-wrap/v1",
 K_pseudonym = "pseudonym/v1", K_split = "split/v1". A tenant's key-encryption key (KEK)
 is random and stored only wrapped: seal(K_wrap, KEK, aad = "facelab/v1|kek|<tenant>"),
-so a wrapped KEK copied to another tenant does not open. The secret is the operator
-passphrase (FACELAB_PASSPHRASE or the terminal) or, for automation, the bytes of a key
-file named by FACELAB_KEY_FILE.
+so a wrapped KEK copied to another tenant does not open.
+
+Tenant keys live here, apart from the data store (issue 14)::
+
+    tenants/<tenant>.kek   the wrapped KEK, the only copy; vault.db holds none
+
+``destroy_tenant_key`` overwrites and unlinks it: from then on no copy of vault.db,
+including a backup taken before the destruction, opens that tenant's records (the
+passphrase-derived wrapping key survives, but there is nothing left for it to
+unwrap).
+
+The secret is the operator passphrase (FACELAB_PASSPHRASE or the terminal) or, for
+automation, the bytes of a key file named by FACELAB_KEY_FILE.
 """
 
 from __future__ import annotations
@@ -99,3 +109,74 @@ def unlock(keys_dir: Path, secret: bytes) -> RootKey:
     except VaultError as e:
         raise PassphraseError(f"{path}: wrong passphrase (or key file)") from e
     return root
+
+
+TENANTS = "tenants"
+
+
+def tenant_key_path(keys_dir: Path, tenant: str) -> Path:
+    return keys_dir / TENANTS / f"{tenant}.kek"
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def store_tenant_key(keys_dir: Path, tenant: str, wrapped: bytes) -> Path:
+    """Write a tenant's wrapped KEK durably (temporary file, fsync, rename, fsync dir)."""
+    d = keys_dir / TENANTS
+    d.mkdir(mode=0o700, exist_ok=True)
+    target = tenant_key_path(keys_dir, tenant)
+    tmp = target.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, wrapped)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, target)
+    _fsync_dir(d)
+    return target
+
+
+def load_tenant_key(keys_dir: Path, tenant: str) -> bytes | None:
+    """The wrapped KEK of ``tenant``, or None when the key store holds none."""
+    try:
+        fd = os.open(tenant_key_path(keys_dir, tenant), os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        path = tenant_key_path(keys_dir, tenant)
+        raise BadInputError(f"{path}: unreadable ({e.strerror})") from e
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
+def destroy_tenant_key(keys_dir: Path, tenant: str) -> str | None:
+    """Overwrite and unlink the tenant's wrapped KEK; return its SHA-256, None if absent.
+
+    The overwrite is best effort on flash storage (SP 800-88 Rev. 1 2.5: cryptographic
+    erase relies on the key being unrecoverable; the KEK itself was never stored in
+    clear, and its wrapping copy is the one deleted here).
+    """
+    import hashlib
+
+    path = tenant_key_path(keys_dir, tenant)
+    wrapped = load_tenant_key(keys_dir, tenant)
+    if wrapped is None:
+        return None
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+    try:
+        os.pwrite(fd, os.urandom(len(wrapped)), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    path.unlink()
+    _fsync_dir(path.parent)
+    return hashlib.sha256(wrapped).hexdigest()

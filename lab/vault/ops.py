@@ -1,33 +1,66 @@
-"""Vault operations as the lab runs them: each one audited.
+"""Vault operations as the lab runs them: each one audited, intent before outcome.
 
-``ingest`` validates a dataset, encrypts it in one transaction and records it;
-``delete_source`` then removes the plaintext only after reading every image back from
-the vault and matching its digest. ``read`` hands records to lab code and records the
-access. ``destroy`` crypto-shreds a tenant, scans every file of the lab for any copy of
-its wrapped key, and writes a signed destruction certificate.
+``ingest`` validates a dataset and records ``vault.ingest.intent``, encrypts it in one
+transaction, then records ``vault.ingest`` (the outcome); ``delete_source`` then
+removes the plaintext only after reading every image back from the vault and matching
+its digest. ``read`` hands records to lab code and records the access. ``destroy``
+records its intent, crypto-erases the tenant key (the commit), then empties every place
+of ``tenant_places``, scans every file of the lab for what it destroyed (without
+following links or opening special files), writes a certificate signed by the
+performer, and records the outcome. ``reconcile`` (every command that unlocks the lab
+runs it) finishes what a crash interrupted: an ingest that committed gets its outcome,
+a destroy whose key is gone is finished; and it stops (``TamperedError``) when the vault
+and the log disagree (a missing database, a tenant or dataset the log does not know, or
+one the log recorded that is gone).
+
+Crash points are driven by the ``hook`` argument (called with a point name), never by
+timing: ``after-intent``, ``before-commit``, ``after-commit`` (ingest); ``after-intent``,
+``after-key``, ``after-shred``, ``after-places``, ``after-certificate`` (destroy).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from collections.abc import Iterator
+import shutil
+import stat
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from lab import __version__
-from lab.audit import AuditLog, Event
-from lab.errors import BadInputError
+from lab.audit import AuditLog, Event, intents
+from lab.errors import BadInputError, TamperedError
 from lab.labdir import Lab, load_signing_key
 from lab.synth import dataset_digest
-from lab.vault import certificate
+from lab.vault import certificate, keystore
 from lab.vault.dataset import read_dataset
 from lab.vault.keystore import RootKey
 from lab.vault.store import IngestResult, Record, Vault, check_tenant
 
+Hook = Callable[[str], None] | None
+
+# Where a tenant's data can be, relative to the lab (issue 14): the job runner's
+# workspaces, the outbox (refused artifacts stay there), what the export gate released,
+# and caches. A component that adds a place adds it here; destroy empties each one and
+# the certificate names it.
+TENANT_TREES: tuple[tuple[str, str], ...] = (
+    ("job workspaces", "jobs/{tenant}"),
+    ("outbox, including artifacts the export gate refused", "outbox/{tenant}"),
+    ("released artifacts", "released/{tenant}"),
+    ("caches", "cache/{tenant}"),
+)
+DESTROYING = "destroying"  # LAB/keys/destroying/<tenant>.json: scan needles, no secrets
+
+
+def _hook(hook: Hook, point: str) -> None:
+    if hook is not None:
+        hook(point)
+
 
 def open_vault(lab: Lab, root: RootKey, **kw) -> Vault:
-    return Vault(lab.paths.vault, root, lab.policy.vault, **kw)
+    return Vault(lab.paths.vault, root, lab.policy.vault, keys_dir=lab.paths.keys, **kw)
 
 
 def ingest(
@@ -39,29 +72,62 @@ def ingest(
     log: AuditLog,
     *,
     delete_source: bool = False,
+    hook: Hook = None,
     **vault_kw,
 ) -> IngestResult:
+    """Encrypt a dataset into the vault, intent and outcome on the record."""
     check_tenant(tenant)
     dataset = Path(dataset)
     items = read_dataset(dataset, lab.policy.vault.max_image_side)
     digest = dataset_digest(dataset)
+    subjects = len({it.row["subject_id"] for it in items})
+    details = {"images": len(items), "subjects": subjects, "source": str(dataset)[:256]}
     with open_vault(lab, root, **vault_kw) as v:
-        res = v.ingest(tenant, items, digest)
-        log.record(
-            Event(
-                "vault.ingest",
-                actor,
-                tenant=tenant,
-                object=digest,
-                decision="unchanged" if res.already_present else "ok",
-                details={
-                    "images": res.images,
-                    "subjects": res.subjects,
-                    "created_tenant": res.created_tenant,
-                    "source": str(dataset),
-                },
+        if v.has_dataset(tenant, digest):
+            res = v.ingest(tenant, items, digest)  # already present: changes nothing
+            log.record(
+                Event(
+                    "vault.ingest",
+                    actor,
+                    tenant=tenant,
+                    object=digest,
+                    decision="unchanged",
+                    details={**details, "created_tenant": False},
+                )
             )
-        )
+        else:
+            seq = intents.begin(
+                log, Event("vault.ingest", actor, tenant=tenant, object=digest, details=details)
+            )
+            _hook(hook, "after-intent")
+            if hook is not None:
+                v._before_commit = lambda: hook("before-commit")
+            try:
+                res = v.ingest(tenant, items, digest)
+            except BaseException as e:
+                failed = Event(
+                    "vault.ingest",
+                    actor,
+                    tenant=tenant,
+                    object=digest,
+                    decision="failed",
+                    details={**details, "error": type(e).__name__},
+                )
+                intents.finish(log, seq, failed)
+                raise
+            _hook(hook, "after-commit")
+            intents.finish(
+                log,
+                seq,
+                Event(
+                    "vault.ingest",
+                    actor,
+                    tenant=tenant,
+                    object=digest,
+                    decision="ok",
+                    details={**details, "created_tenant": res.created_tenant},
+                ),
+            )
         if delete_source:
             stored = v.dataset_image_digests(tenant, digest)
             source = sorted(hashlib.sha256(it.png).hexdigest() for it in items)
@@ -76,7 +142,7 @@ def ingest(
                     actor,
                     tenant=tenant,
                     object=digest,
-                    details={"images": len(items), "source": str(dataset)},
+                    details={"images": len(items), "source": str(dataset)[:256]},
                 )
             )
     return res
@@ -129,56 +195,286 @@ def read(
         yield from v.records(tenant, split, on_error=failed)
 
 
-def scan_lab(root_dir: Path, needles: list[bytes]) -> list[str]:
-    """Every file under ``root_dir`` (WAL and journals included) that holds a needle."""
-    found = []
-    for dirpath, _, files in os.walk(root_dir):
-        for f in files:
-            p = Path(dirpath) / f
+# ---------------------------------------------------------------- files, safely
+
+
+def _regular_files(root_dir: Path, skip: set[Path] | None = None) -> Iterator[tuple[Path, int]]:
+    """(path, size) of every regular file under ``root_dir``: no link followed, no
+    special file (FIFO, socket, device) opened; those are counted by ``scan_lab``."""
+    for dirpath, dirs, files in os.walk(root_dir, followlinks=False):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
+            p = Path(dirpath) / name
+            if skip and p in skip:
+                continue
             try:
-                data = p.read_bytes()
+                st = os.lstat(p)
             except OSError:
                 continue
-            if any(n in data for n in needles):
-                found.append(str(p))
+            yield p, st.st_mode if not stat.S_ISREG(st.st_mode) else -st.st_size - 1
+
+
+def _read_chunks(p: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
+    fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return
+        while b := os.read(fd, chunk):
+            yield b
+    finally:
+        os.close(fd)
+
+
+def scan_lab(
+    root_dir: Path, needles: list[bytes], skip: set[Path] | None = None, stats: dict | None = None
+) -> list[str]:
+    """Every regular file under ``root_dir`` (WAL and journals included) holding a needle.
+
+    Reads each file in 1 MiB chunks with an overlap of the longest needle, never whole;
+    links are not followed and special files are not opened (``stats`` counts files
+    scanned, bytes, and what was skipped).
+    """
+    found = []
+    needles = [n for n in needles if n]
+    overlap = max((len(n) for n in needles), default=1) - 1
+    st = stats if stats is not None else {}
+    st.setdefault("files", 0)
+    st.setdefault("bytes", 0)
+    st.setdefault("skipped_links_or_special", 0)
+    for p, code in _regular_files(root_dir, skip):
+        if code >= 0:  # not a regular file: a link, FIFO, socket or device
+            st["skipped_links_or_special"] += 1
+            continue
+        st["files"] += 1
+        carry = b""
+        try:
+            for b in _read_chunks(p):
+                st["bytes"] += len(b)
+                window = carry + b
+                if any(n in window for n in needles):
+                    found.append(str(p))
+                    break
+                carry = window[-overlap:] if overlap else b""
+        except OSError:
+            continue
     return found
 
 
+def _sample(data: bytes) -> bytes | None:
+    """A 64-byte needle from a file's bytes: of 15 windows spread over the file, the one
+    with the most distinct bytes, if it has at least 12 (a run of zeros or a repeated
+    pattern would match unrelated files)."""
+    if len(data) < 256:
+        return None
+    step = len(data) // 16
+    best = max((data[k * step : k * step + 64] for k in range(1, 16)), key=lambda w: len(set(w)))
+    return best if len(set(best)) >= 12 else None
+
+
+def _remove_tree(path: Path) -> dict:
+    """Remove ``path`` (a directory tree, a file or a link) without following links or
+    opening special files; say what was there."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return {"action": "nothing there", "files": 0, "bytes": 0}
+    if not stat.S_ISDIR(st.st_mode):
+        path.unlink()
+        kind = "a link, removed (not followed)" if stat.S_ISLNK(st.st_mode) else "removed"
+        return {"action": kind, "files": 1, "bytes": st.st_size}
+    files = total = 0
+    for _p, code in _regular_files(path):
+        files += 1
+        total += -code - 1 if code < 0 else 0
+    shutil.rmtree(path)  # fd-based on Linux: does not follow links, unlinks FIFOs unopened
+    return {"action": "removed (every file unlinked)", "files": files, "bytes": total}
+
+
+def _tree_samples(path: Path, limit: int = 64) -> list[bytes]:
+    out: list[bytes] = []
+    if not path.is_dir() or path.is_symlink():
+        return out
+    for p, code in _regular_files(path):
+        if code >= 0 or len(out) >= limit:
+            continue
+        try:
+            data = b"".join(_read_chunks(p, 1 << 16))[: 1 << 20]
+        except OSError:
+            continue
+        s = _sample(data)
+        if s is not None:
+            out.append(s)
+    return out
+
+
+# ---------------------------------------------------------------- destroy
+
+
+def tenant_places(lab: Lab, tenant: str) -> list[tuple[str, Path]]:
+    """Every place of ``tenant``'s data in the lab (see ``TENANT_TREES``), beside the
+    vault's records and the key store's tenant key."""
+    return [(name, lab.paths.root / rel.format(tenant=tenant)) for name, rel in TENANT_TREES]
+
+
+def _needles_path(lab: Lab, tenant: str) -> Path:
+    return lab.paths.keys / DESTROYING / f"{tenant}.json"
+
+
 def destroy(
-    lab: Lab, root: RootKey, tenant: str, actor: str, log: AuditLog, clock=lambda: datetime.now(UTC)
+    lab: Lab,
+    root: RootKey,
+    tenant: str,
+    actor: str,
+    log: AuditLog,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    *,
+    hook: Hook = None,
 ) -> Path:
-    """Crypto-shred ``tenant`` and return the path of the signed certificate."""
+    """Destroy every copy of ``tenant``'s data and return the certificate's path.
+
+    Raises ``BadInputError`` for a tenant with nothing in the lab, and (after writing a
+    certificate that says FAILED, and the outcome) when the verification finds a copy.
+    """
     check_tenant(tenant)
+    wrapped = keystore.load_tenant_key(lab.paths.keys, tenant)
     with open_vault(lab, root) as v:
-        destroyed = v.shred(tenant)
-        left = v.db.execute("SELECT COUNT(*) FROM records WHERE tenant=?", (tenant,)).fetchone()
-    wrapped = destroyed.pop("wrapped_kek")
-    copies = scan_lab(lab.paths.root, [wrapped])
-    ok = not copies and left[0] == 0
+        present = v.has_tenant(tenant)
+        inv = v.inventory(tenant)
+    trees = [p for _, p in tenant_places(lab, tenant) if os.path.lexists(p)]
+    if not present and wrapped is None and not trees:
+        raise BadInputError(f"tenant {tenant!r} has no data in this vault")
+    # what the scan looks for afterwards: ciphertext and file samples (no secret), kept
+    # apart from the log so that a destroy finished after a crash can scan too
+    needles = [*inv.pop("ciphertext_samples")]
+    for p in trees:
+        needles += _tree_samples(p)
+    side = _needles_path(lab, tenant)
+    side.parent.mkdir(mode=0o700, exist_ok=True)
+    side.write_text(json.dumps({"needles": [n.hex() for n in needles], "inventory": inv}))
+    seq = intents.begin(
+        log,
+        Event(
+            "vault.destroy",
+            actor,
+            tenant=tenant,
+            details={
+                "records": inv["records"],
+                "subjects": inv["subjects"],
+                "datasets": inv["datasets"][:64],
+                "places": 2 + len(TENANT_TREES),
+            },
+        ),
+    )
+    _hook(hook, "after-intent")
+    key_sha = keystore.destroy_tenant_key(lab.paths.keys, tenant)  # the commit
+    _hook(hook, "after-key")
+    extra = [wrapped] if wrapped else []
+    return _finish_destroy(lab, root, tenant, actor, log, seq, key_sha, extra, clock, hook)
+
+
+def _finish_destroy(
+    lab: Lab,
+    root: RootKey,
+    tenant: str,
+    actor: str,
+    log: AuditLog,
+    seq: int,
+    key_sha: str | None,
+    extra_needles: list[bytes],
+    clock: Callable[[], datetime],
+    hook: Hook = None,
+    reconciled: bool = False,
+) -> Path:
+    side = _needles_path(lab, tenant)
+    try:
+        saved = json.loads(side.read_text())
+        needles = [bytes.fromhex(h) for h in saved["needles"]]
+        inv = saved["inventory"]
+    except (OSError, ValueError, KeyError):
+        needles, inv = [], {"records": 0, "subjects": 0, "datasets": [], "columns": []}
+    needles += extra_needles
+    places: list[dict] = []
+    places.append(
+        {
+            "place": "tenant key (key store)",
+            "path": str(
+                keystore.tenant_key_path(lab.paths.keys, tenant).relative_to(lab.paths.root)
+            ),
+            "action": "overwritten and unlinked (cryptographic erase)"
+            if key_sha
+            else "already gone (erased before an interruption)",
+            "wrapped_key_sha256": key_sha,
+        }
+    )
+    with open_vault(lab, root) as v:
+        shredded = v.shred(tenant)
+    _hook(hook, "after-shred")
+    places.append(
+        {
+            "place": "vault records",
+            "path": lab.paths.vault.name,
+            "action": "deleted with secure_delete, database rebuilt (VACUUM), WAL truncated",
+            "records_deleted": shredded["records_deleted"],
+            "records_left": shredded["records_left"],
+        }
+    )
+    for name, path in tenant_places(lab, tenant):
+        r = _remove_tree(path)
+        places.append({"place": name, "path": str(path.relative_to(lab.paths.root)), **r})
+    _hook(hook, "after-places")
+    stats: dict = {}
+    copies = scan_lab(lab.paths.root, needles, skip={side}, stats=stats)
+    left_trees = [str(p) for _, p in tenant_places(lab, tenant) if os.path.lexists(p)]
+    ok = not copies and shredded["records_left"] == 0 and not left_trees
+    places.append(
+        {
+            "place": "audit log",
+            "path": "audit/",
+            "action": "kept: entries hold digests, counts and pseudonymous ids only "
+            "(schema enforced when each entry is built); scanned like every file",
+        }
+    )
     when = clock().astimezone(UTC)
+    stamp = when.isoformat(timespec="seconds")
+    cert_id = hashlib.sha256(f"{lab.lab_id}|{tenant}|{seq}".encode()).hexdigest()[:24]
     cert = certificate.build(
+        certificate_id=cert_id,
         lab_id=lab.lab_id,
         tenant=tenant,
-        actor=actor,
-        when=when.isoformat(timespec="seconds"),
-        vault_path=str(lab.paths.vault),
-        destroyed=destroyed,
+        performer=actor,
+        when=stamp,
+        inventory=inv,
+        places=places,
         tool=f"facelab {__version__}",
+        location=str(lab.paths.root),
         verification={
-            "method": "full: every byte of every file in the lab (database, WAL, "
-            "journals, logs) scanned for the wrapped KEK; record count",
+            "method": "full: every regular file under the lab directory (database, WAL, "
+            "journals, key store, audit log, every tenant's workspace and outbox) read in "
+            f"chunks and scanned for {len(needles)} needles (the wrapped key when still "
+            "known, ciphertext samples of the records, samples of every removed file); "
+            "links not followed, special files not opened; record count; places re-listed",
             "result": "passed" if ok else "FAILED",
-            "details": {"files_with_key_copies": copies, "records_left": left[0]},
+            "details": {
+                "files_with_copies": copies,
+                "places_left": left_trees,
+                "records_left": shredded["records_left"],
+                "files_scanned": stats.get("files", 0),
+                "bytes_scanned": stats.get("bytes", 0),
+                "links_or_special_files_skipped": stats.get("skipped_links_or_special", 0),
+                "finished_after_interruption": reconciled,
+            },
         },
     )
-    doc = certificate.sign(cert, load_signing_key(lab, root))
+    doc = certificate.sign_performer(cert, load_signing_key(lab, root), actor, stamp)
     path = certificate.write(
         doc,
         lab.paths.root
         / "certificates"
         / f"destroy-{tenant}-{when.strftime('%Y%m%dT%H%M%SZ')}.json",
     )
-    log.record(
+    _hook(hook, "after-certificate")
+    intents.finish(
+        log,
+        seq,
         Event(
             "vault.destroy",
             actor,
@@ -186,13 +482,138 @@ def destroy(
             object="sha256:" + hashlib.sha256(path.read_bytes()).hexdigest(),
             decision="destroyed" if ok else "failed",
             details={
-                "records": destroyed["records"],
-                "subjects": destroyed["subjects"],
-                "datasets": destroyed["datasets"],
+                "records": inv["records"],
+                "subjects": inv["subjects"],
                 "certificate": path.name,
+                "places": len(places),
+                "reconciled": reconciled,
             },
-        )
+        ),
     )
+    side.unlink(missing_ok=True)
     if not ok:
-        raise BadInputError(f"{lab.paths.vault}: destroy could not be verified: {copies}")
+        raise BadInputError(
+            f"{lab.paths.root}: destroy could not be verified: copies in {copies}, "
+            f"places left {left_trees}; see {path}"
+        )
     return path
+
+
+# ---------------------------------------------------------------- reconciliation
+
+
+def reconcile(
+    lab: Lab,
+    root: RootKey,
+    log: AuditLog,
+    actor: str,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> list[dict]:
+    """Finish what a crash interrupted, then check the vault against the log.
+
+    Returns one row per intent it closed. Raises ``TamperedError`` when the vault and
+    the log disagree (see the module docstring).
+    """
+    done = []
+    for e in intents.open_intents(lab.paths.audit):
+        action = e["action"][: -len(intents.INTENT)]
+        tenant = e["tenant"]
+        outcome = "interrupted"
+        if action == "vault.ingest":
+            with open_vault(lab, root) as v:
+                committed = v.has_dataset(tenant, e["object"])
+            outcome = "ok" if committed else "aborted"
+            intents.finish(
+                log,
+                e["seq"],
+                Event(
+                    "vault.ingest",
+                    actor,
+                    tenant=tenant,
+                    object=e["object"],
+                    decision=outcome,
+                    details={**e["details"], "reconciled": True},
+                ),
+            )
+        elif action == "vault.destroy":
+            key_gone = keystore.load_tenant_key(lab.paths.keys, tenant) is None
+            if key_gone:  # the commit happened: finish every step
+                _finish_destroy(
+                    lab, root, tenant, actor, log, e["seq"], None, [], clock, reconciled=True
+                )
+                outcome = "destroyed"
+            else:
+                outcome = "aborted"
+                intents.finish(
+                    log,
+                    e["seq"],
+                    Event(
+                        "vault.destroy",
+                        actor,
+                        tenant=tenant,
+                        decision="aborted",
+                        details={"reconciled": True},
+                    ),
+                )
+                _needles_path(lab, tenant).unlink(missing_ok=True)
+        else:  # another component's intent: on the record as interrupted
+            intents.finish(
+                log,
+                e["seq"],
+                Event(
+                    action,
+                    actor,
+                    role="system",
+                    tenant=tenant,
+                    object=e["object"],
+                    decision="interrupted",
+                    details={"reconciled": True},
+                ),
+            )
+        done.append({"intent": e["seq"], "action": action, "tenant": tenant, "outcome": outcome})
+    check_vault_against_log(lab, root)
+    return done
+
+
+def recorded_state(audit_dir: Path) -> dict[str, set[str]]:
+    """Tenant -> dataset digests the log says the vault holds (ingests committed, minus
+    destroyed tenants), from the outcome entries in log order."""
+    from lab.audit.log import ENTRIES
+
+    state: dict[str, set[str]] = {}
+    with open(Path(audit_dir) / ENTRIES, "rb") as f:
+        for raw in f:
+            if not raw.endswith(b"\n") or b'"action":"vault.' not in raw:
+                continue
+            try:
+                e = json.loads(raw)
+            except ValueError:
+                continue
+            a, d = e.get("action"), e.get("decision")
+            if a == "vault.ingest" and d in ("ok", "unchanged"):
+                state.setdefault(e["tenant"], set()).add(e["object"])
+            elif a == "vault.destroy" and d in ("destroyed", "failed"):
+                state.pop(e["tenant"], None)
+    return state
+
+
+def check_vault_against_log(lab: Lab, root: RootKey) -> None:
+    """``TamperedError`` unless the vault holds exactly what the log recorded."""
+    want = recorded_state(lab.paths.audit)
+    with open_vault(lab, root) as v:
+        have = {t["tenant"]: set(t["datasets"]) for t in v.tenants()}
+    problems = []
+    for t in sorted(set(want) | set(have)):
+        w, h = want.get(t, set()), have.get(t, set())
+        if w - h:
+            problems.append(f"tenant {t}: {len(w - h)} ingested dataset(s) missing from the vault")
+        if h - w:
+            problems.append(
+                f"tenant {t}: {len(h - w)} dataset(s) in the vault with no ingest on the record"
+            )
+        if t in have and keystore.load_tenant_key(lab.paths.keys, t) is None:
+            problems.append(f"tenant {t}: records in the vault but no key in the key store")
+    if problems:
+        raise TamperedError(
+            f"{lab.paths.vault}: the vault disagrees with the audit log: {'; '.join(problems)}"
+        )

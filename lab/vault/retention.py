@@ -14,7 +14,7 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from lab.audit import AuditLog, Event
+from lab.audit import AuditLog, Event, intents
 from lab.errors import BadInputError
 from lab.labdir import Lab
 from lab.vault import ops
@@ -65,20 +65,17 @@ def run(
     """Destroy every tenant whose due date is today or past; return what was due."""
     today = today or datetime.now(UTC).date()
     due = [s for s in schedule(lab, root) if date.fromisoformat(s["due"]) <= today]
-    for s in due:
-        if dry_run:
+    details = {"today": today.isoformat(), "due": [s["tenant"] for s in due][:256]}
+    if dry_run:
+        for s in due:
             s["certificate"] = None
-            continue
+        log.record(Event("retention.run", actor, decision="dry-run", details=details))
+        return due
+    seq = intents.begin(log, Event("retention.run", actor, details=details))
+    for s in due:  # each destroy has its own intent and outcome
         cert = ops.destroy(lab, root, s["tenant"], actor, log)
         s["certificate"] = cert.name
-    log.record(
-        Event(
-            "retention.run",
-            actor,
-            decision="dry-run" if dry_run else "ok",
-            details={"today": today.isoformat(), "due": [s["tenant"] for s in due]},
-        )
-    )
+    intents.finish(log, seq, Event("retention.run", actor, decision="ok", details=details))
     return due
 
 
@@ -90,7 +87,7 @@ def register(lab: Lab, root: RootKey) -> list[dict]:
     for cert in sorted((lab.paths.root / "certificates").glob("destroy-*.json")):
         try:
             c = json.loads(cert.read_text())["certificate"]
-            destroyed[c["media_information"]["tenant"]] = c["validation"]["date"][:10]
+            destroyed[c["media_information"]["tenant"]] = c["performer"]["date"][:10]
         except (OSError, ValueError, KeyError, TypeError):
             continue
     names = sorted(set(active) | set(destroyed) | set(gov.tenants))

@@ -2,8 +2,12 @@
 
 Database ``LAB/vault.db`` (SQLite, WAL, ``synchronous=FULL``, ``secure_delete=ON``)::
 
-    tenants(name, wrapped_kek, created)           the KEK exists only wrapped (keystore.py)
+    tenants(name, wrapped_kek, created)           wrapped_kek is empty: the wrapped KEK lives
+                                                  in the key store (LAB/keys/tenants/), apart
+                                                  from this file (keystore.py)
     datasets(tenant, digest, images, subjects, ingested)
+    dataset_columns(tenant, digest, columns)      the manifest's column names (JSON list),
+                                                  for the certificate's data categories
     records(tenant, record_id, dataset, subject, split, kind, wrapped_dek, image, meta)
 
 Per record: a fresh 256-bit data key (DEK); ``wrapped_dek = seal(KEK, DEK, aad)``,
@@ -32,8 +36,9 @@ import cv2
 import numpy as np
 
 from enclave_policy import VaultPolicy
-from lab.errors import BadInputError, VaultError
+from lab.errors import BadInputError, TamperedError, VaultError
 from lab.vault import _primitives as pr
+from lab.vault import keystore
 from lab.vault.dataset import Item
 from lab.vault.keystore import RootKey
 
@@ -50,6 +55,9 @@ CREATE TABLE IF NOT EXISTS records(
     wrapped_dek BLOB NOT NULL, image BLOB NOT NULL, meta BLOB NOT NULL,
     PRIMARY KEY(tenant, record_id));
 CREATE INDEX IF NOT EXISTS records_by_split ON records(tenant, split);
+CREATE TABLE IF NOT EXISTS dataset_columns(
+    tenant TEXT NOT NULL, digest TEXT NOT NULL, columns TEXT NOT NULL,
+    PRIMARY KEY(tenant, digest));
 """
 
 
@@ -132,13 +140,23 @@ class Vault:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_pages: int | None = None,
+        keys_dir: Path | str | None = None,
     ):
         self.path = Path(path)
         self.root = root
         self.policy = policy
         self.clock = clock
+        self.keys_dir = Path(keys_dir) if keys_dir is not None else self.path.parent / "keys"
+        self._before_commit: Callable[[], None] | None = None  # test seam (crash point)
+        if not self.path.is_file():  # never recreated silently: init creates it, once
+            raise TamperedError(
+                f"{self.path}: the vault database is missing; the lab's records are gone "
+                "(damage; it is not recreated)"
+            )
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.db = sqlite3.connect(
+                f"file:{self.path}?mode=rw", uri=True, isolation_level=None, timeout=30
+            )
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA secure_delete=ON")
@@ -160,10 +178,15 @@ class Vault:
     # ------------------------------------------------------------------ keys
 
     def _kek(self, tenant: str) -> bytes:
-        row = self.db.execute("SELECT wrapped_kek FROM tenants WHERE name=?", (tenant,)).fetchone()
+        row = self.db.execute("SELECT 1 FROM tenants WHERE name=?", (tenant,)).fetchone()
         if row is None:
             raise BadInputError(f"tenant {tenant!r} has no data in this vault")
-        return self.root.unwrap_kek(tenant, row[0])
+        wrapped = keystore.load_tenant_key(self.keys_dir, tenant)
+        if wrapped is None:
+            raise VaultError(
+                f"tenant {tenant!r}: no key in the key store (destroyed); nothing opens"
+            )
+        return self.root.unwrap_kek(tenant, wrapped)
 
     @staticmethod
     def _tenant_keys(kek: bytes) -> tuple[bytes, bytes]:
@@ -179,15 +202,15 @@ class Vault:
             "SELECT 1 FROM datasets WHERE tenant=? AND digest=?", (tenant, digest)
         ).fetchone():
             return IngestResult(tenant, digest, len(items), subjects, False, True)
-        row = self.db.execute("SELECT wrapped_kek FROM tenants WHERE name=?", (tenant,)).fetchone()
+        row = self.db.execute("SELECT 1 FROM tenants WHERE name=?", (tenant,)).fetchone()
         created = row is None
         if created:
             if self.policy.tenants and tenant not in self.policy.tenants:
                 raise BadInputError(f"tenant {tenant!r} is not listed in the policy")
             kek = pr.random_key()
-            wrapped = self.root.wrap_kek(tenant, kek)
+            keystore.store_tenant_key(self.keys_dir, tenant, self.root.wrap_kek(tenant, kek))
         else:
-            kek = self.root.unwrap_kek(tenant, row[0])
+            kek = self._kek(tenant)
         k_pseudo, k_split = self._tenant_keys(kek)
         rows = []
         for it in items:
@@ -221,7 +244,7 @@ class Vault:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 if created:
-                    self.db.execute("INSERT INTO tenants VALUES (?,?,?)", (tenant, wrapped, now))
+                    self.db.execute("INSERT INTO tenants VALUES (?,?,?)", (tenant, b"", now))
                 self.db.executemany(
                     "INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?)", rows
                 )
@@ -229,11 +252,20 @@ class Vault:
                     "INSERT INTO datasets VALUES (?,?,?,?,?)",
                     (tenant, digest, len(items), subjects, now),
                 )
+                columns = sorted({c for it in items for c in it.row})
+                self.db.execute(
+                    "INSERT OR REPLACE INTO dataset_columns VALUES (?,?,?)",
+                    (tenant, digest, json.dumps(columns)),
+                )
+                if self._before_commit is not None:
+                    self._before_commit()
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
+            if created:
+                keystore.destroy_tenant_key(self.keys_dir, tenant)
             raise BadInputError(f"{self.path}: ingest failed, nothing stored ({e})") from e
         return IngestResult(tenant, digest, len(items), subjects, created, False)
 
@@ -344,17 +376,16 @@ class Vault:
 
     # ------------------------------------------------------------------ destroy
 
-    def shred(self, tenant: str) -> dict:
-        """Crypto-shred ``tenant``: delete its wrapped KEK and records, then compact.
+    def has_tenant(self, tenant: str) -> bool:
+        q = "SELECT 1 FROM tenants WHERE name=?"
+        return self.db.execute(q, (tenant,)).fetchone() is not None
 
-        Returns what was destroyed (counts, dataset digests, the SHA-256 of the wrapped
-        KEK so that a scan can prove no copy is left). The caller writes the certificate.
-        """
-        check_tenant(tenant)
-        row = self.db.execute("SELECT wrapped_kek FROM tenants WHERE name=?", (tenant,)).fetchone()
-        if row is None:
-            raise BadInputError(f"tenant {tenant!r} has no data in this vault")
-        wrapped = row[0]
+    def has_dataset(self, tenant: str, digest: str) -> bool:
+        q = "SELECT 1 FROM datasets WHERE tenant=? AND digest=?"
+        return self.db.execute(q, (tenant, digest)).fetchone() is not None
+
+    def inventory(self, tenant: str) -> dict:
+        """What the vault holds of ``tenant``: counts, dataset digests, manifest columns."""
         n, s = self.db.execute(
             "SELECT COUNT(*), COUNT(DISTINCT subject) FROM records WHERE tenant=?", (tenant,)
         ).fetchone()
@@ -364,27 +395,51 @@ class Vault:
                 "SELECT digest FROM datasets WHERE tenant=? ORDER BY ingested", (tenant,)
             )
         ]
+        columns: set[str] = set()
+        for (c,) in self.db.execute(
+            "SELECT columns FROM dataset_columns WHERE tenant=?", (tenant,)
+        ):
+            columns.update(json.loads(c))
+        samples = [
+            bytes(b[:48])
+            for (b,) in self.db.execute(
+                "SELECT image FROM records WHERE tenant=? ORDER BY record_id LIMIT 16", (tenant,)
+            )
+        ]
+        return {
+            "records": n,
+            "subjects": s,
+            "datasets": datasets,
+            "columns": sorted(columns),
+            "ciphertext_samples": samples,
+        }
+
+    def shred(self, tenant: str) -> dict:
+        """Delete ``tenant``'s records, datasets and tenant row, then compact.
+
+        Old pages are zeroed (secure_delete), the file rebuilt (VACUUM) and the WAL
+        emptied before and after. Returns the rows deleted. Idempotent: a tenant already
+        gone deletes nothing (a destroy finished after a crash). The key store is the
+        caller's (``keystore.destroy_tenant_key``).
+        """
+        check_tenant(tenant)
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                self.db.execute("DELETE FROM tenants WHERE name=?", (tenant,))
-                self.db.execute("DELETE FROM records WHERE tenant=?", (tenant,))
+                n = self.db.execute("DELETE FROM records WHERE tenant=?", (tenant,)).rowcount
                 self.db.execute("DELETE FROM datasets WHERE tenant=?", (tenant,))
+                self.db.execute("DELETE FROM dataset_columns WHERE tenant=?", (tenant,))
+                t = self.db.execute("DELETE FROM tenants WHERE name=?", (tenant,)).rowcount
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
-            # no copy survives: old pages zeroed (secure_delete), the file rebuilt, the WAL
-            # emptied before and after the rebuild
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.db.execute("VACUUM")
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as e:
             raise BadInputError(f"{self.path}: destroy failed ({e})") from e
-        return {
-            "records": n,
-            "subjects": s,
-            "datasets": datasets,
-            "wrapped_kek": wrapped,
-            "wrapped_kek_sha256": hashlib.sha256(wrapped).hexdigest(),
-        }
+        left = self.db.execute("SELECT COUNT(*) FROM records WHERE tenant=?", (tenant,)).fetchone()[
+            0
+        ]
+        return {"records_deleted": n, "tenant_rows_deleted": t, "records_left": left}

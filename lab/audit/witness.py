@@ -1,0 +1,149 @@
+"""A witness (C2SP tlog-witness, run locally): a second party with its own Ed25519 key.
+
+The witness keeps, per log origin, the log's public key (pinned at first contact) and
+the last checkpoint it cosigned, in its own directory (``WDIR``, never inside the lab)::
+
+    WDIR/witness.json     {"name", "vkey"}             who the witness is
+    WDIR/witness.key      base64 of the raw Ed25519 private key (0600)
+    WDIR/logs/<id>.json   {"origin", "log_key", "note"} the last cosigned checkpoint
+
+``cosign`` reads the lab's latest signed checkpoint (its head), checks the log's
+signature with the pinned key, asks the lab's hash store for an RFC 9162 consistency
+proof from the witness's last cosigned size, verifies it, and only then cosigns
+(``cosignature/v1``) and stores the result both in WDIR and in
+``LAB/audit/witness/<name>.note`` where ``facelab audit verify`` finds it. A checkpoint
+smaller than the last cosigned one (a rollback), another root at the same size (a split
+view) or a proof that does not verify is ``TamperedError`` and nothing is cosigned.
+The witness key is never the lab key: ``init`` refuses a directory inside a lab.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from lab.audit import _head, rfc9162
+from lab.audit import checkpoint as ckpt
+from lab.errors import BadInputError, NoteError, ProofError, TamperedError
+
+
+@dataclass(frozen=True)
+class Cosigned:
+    name: str
+    old_size: int
+    new_size: int
+    note: bytes
+    path: Path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def init(wdir: Path | str, name: str) -> str:
+    """Create a witness in ``wdir`` (new or empty) and return its vkey."""
+    wdir = Path(wdir)
+    for d in (wdir.absolute(), *wdir.absolute().parents):
+        if (d / "lab.json").exists():
+            raise BadInputError(f"{wdir}: inside the lab {d}; a witness lives outside any lab")
+    if wdir.exists() and any(wdir.iterdir()):
+        raise BadInputError(f"{wdir}: already exists and is not empty")
+    if not name or "+" in name or any(c.isspace() for c in name) or len(name) > 64:
+        raise BadInputError(f"witness name {name!r}: 1-64 characters, no space or '+'")
+    wdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = Ed25519PrivateKey.generate()
+    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    _atomic_write(wdir / "witness.key", base64.b64encode(raw) + b"\n")
+    vk = ckpt.vkey(name, key.public_key())
+    _atomic_write(wdir / "witness.json", json.dumps({"name": name, "vkey": vk}).encode())
+    return vk
+
+
+def load(wdir: Path | str) -> tuple[str, Ed25519PrivateKey]:
+    wdir = Path(wdir)
+    try:
+        meta = json.loads((wdir / "witness.json").read_text())
+        raw = base64.b64decode((wdir / "witness.key").read_bytes().strip(), validate=True)
+        return str(meta["name"]), Ed25519PrivateKey.from_private_bytes(raw)
+    except FileNotFoundError as e:
+        raise BadInputError(f"{wdir}: not a witness (facelab witness init)") from e
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BadInputError(f"{wdir}: unreadable witness files ({e})") from e
+
+
+def cosign(
+    wdir: Path | str,
+    lab,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Cosigned:
+    """Check the lab's latest checkpoint against this witness's last one and cosign it."""
+    from lab.audit.proofs import prove_consistency
+    from lab.labdir import load_public_key, public_key_b64, public_key_from_b64
+
+    wdir = Path(wdir)
+    name, key = load(wdir)
+    state_path = wdir / "logs" / (hashlib.sha256(lab.origin.encode()).hexdigest()[:24] + ".json")
+    state = None
+    if state_path.exists():
+        try:
+            state = json.loads(state_path.read_text())
+        except (OSError, ValueError) as e:
+            raise BadInputError(f"{state_path}: unreadable witness state ({e})") from e
+    if state is not None:
+        log_key = public_key_from_b64(state["log_key"], state_path)
+        if public_key_b64(load_public_key(lab)) != state["log_key"]:
+            raise TamperedError(
+                f"{lab.paths.public_key}: not the log key this witness pinned; not cosigning"
+            )
+        old = ckpt.verify(state["note"].encode(), log_key, lab.origin)
+    else:
+        log_key = load_public_key(lab)  # trust on first use, pinned from now on
+        old = ckpt.Checkpoint(lab.origin, 0, rfc9162.EMPTY_ROOT)
+    hs = _head.read(lab.paths.keys, log_key, lab.origin)
+    if hs.head is None:
+        raise TamperedError(f"{lab.paths.keys}: no signed checkpoint to cosign")
+    note, new = hs.head.note, hs.head.checkpoint
+    if new.size < old.size:
+        raise TamperedError(
+            f"the lab's checkpoint is at size {new.size}, below the size {old.size} this "
+            "witness cosigned: the log was rolled back; not cosigning"
+        )
+    try:
+        proof = prove_consistency(lab.paths.audit, old.size, new.size) if new.size else []
+        rfc9162.verify_consistency(old.size, new.size, old.root, new.root, proof)
+    except (ProofError, BadInputError, OSError) as e:
+        raise TamperedError(
+            f"the lab's checkpoint at size {new.size} is not consistent with the one this "
+            f"witness cosigned at size {old.size} ({e}); not cosigning"
+        ) from e
+    try:
+        cosigned = ckpt.cosign(note, name, key, int(clock().timestamp()))
+    except NoteError as e:
+        raise TamperedError(f"the lab's checkpoint: {e}") from e
+    _atomic_write(
+        state_path,
+        json.dumps(
+            {"origin": lab.origin, "log_key": public_key_b64(log_key), "note": note.decode()}
+        ).encode(),
+    )
+    out = lab.paths.audit / "witness" / f"{name}.note"
+    _atomic_write(out, cosigned)
+    return Cosigned(name, old.size, new.size, cosigned, out)

@@ -1,0 +1,353 @@
+"""Issue 14: destruction covers every place, survives backups, and is on the record even
+when the process dies at any step; the vault and the log never silently disagree.
+
+Oracles are the test's own: a raw byte scan of every regular file (not destroy's
+scanner), SQLite opened directly, the entry lines parsed here."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from lab.errors import VaultError
+from lab.labdir import audit_writer, load_public_key, public_key_b64, unlock
+from lab.synth import SynthConfig, write_dataset
+from lab.vault import certificate, keystore, ops
+from lab.vault.store import Vault
+from tests.audit_helpers import PASS, lines, make_lab
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("vd") / "ds"
+    write_dataset(SynthConfig(identities=4, captures=1, seed=5), out, workers=1)
+    return out
+
+
+@pytest.fixture
+def lab(tmp_path: Path):
+    return make_lab(tmp_path / "lab")
+
+
+def _ingest(lab, ds, tenant):
+    root = unlock(lab, PASS)
+    with audit_writer(lab, root) as log:
+        return ops.ingest(lab, root, tenant, ds, "tester", log)
+
+
+def _destroy(lab, tenant, **kw):
+    root = unlock(lab, PASS)
+    with audit_writer(lab, root) as log:
+        return ops.destroy(lab, root, tenant, "officer", log, **kw)
+
+
+def _pngs(ds: Path) -> list[bytes]:
+    return [p.read_bytes() for p in sorted((ds / "images").rglob("*.png"))]
+
+
+def _needles(ds: Path) -> list[bytes]:
+    return [png[200:264] for png in _pngs(ds)]
+
+
+def raw_scan(root: Path, needles: list[bytes]) -> list[str]:
+    """Every regular file holding a needle; links and special files are not read."""
+    hits = []
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            p = Path(dirpath) / f
+            if p.is_symlink() or not p.is_file():
+                continue
+            data = p.read_bytes()
+            if any(n in data for n in needles):
+                hits.append(str(p.relative_to(root)))
+    return hits
+
+
+def entries(lab) -> list[dict]:
+    return [json.loads(x) for x in lines(lab)]
+
+
+# ---------------------------------------------------------------- every place
+def test_destroy_empties_every_place_without_following_links_or_opening_fifos(lab, dataset) -> None:
+    _ingest(lab, dataset, "acme")
+    _ingest(lab, dataset, "keep")
+    face = _pngs(dataset)[0]
+    r = lab.paths.root
+    # acme's data in every place a tenant's data can be
+    (r / "jobs/acme/j1").mkdir(parents=True)
+    (r / "jobs/acme/j1/decrypted_view.png").write_bytes(face)
+    (r / "outbox/acme/j1").mkdir(parents=True)
+    (r / "outbox/acme/j1/refused_artifact.png").write_bytes(face)  # the gate refused it
+    (r / "released/acme/rel1").mkdir(parents=True)
+    (r / "released/acme/rel1/report.json").write_text('{"eer": 0.1}')
+    # another tenant's job left a FIFO and a link to /dev/zero; acme's workspace links out
+    (r / "outbox/keep/j2").mkdir(parents=True)
+    os.mkfifo(r / "outbox/keep/j2/pipe")
+    os.symlink("/dev/zero", r / "outbox/keep/j2/zero")
+    (r / "outbox/keep/j2/theirs.bin").write_bytes(b"keep's own output")
+    os.symlink(r / "outbox/keep/j2/theirs.bin", r / "jobs/acme/j1/link-out")
+    assert raw_scan(r, [face[200:264]])  # positive control: the scan sees the copies
+    signal.alarm(60)  # a hang on the FIFO or /dev/zero fails the test instead of the run
+    try:
+        cert_path = _destroy(lab, "acme")
+    finally:
+        signal.alarm(0)
+    for place in ("jobs/acme", "outbox/acme", "released/acme"):
+        assert not os.path.lexists(r / place), place
+    assert (r / "outbox/keep/j2/theirs.bin").read_bytes() == b"keep's own output"  # not followed
+    assert os.path.islink(r / "outbox/keep/j2/zero")
+    assert raw_scan(r, [face[200:264]]) == []  # no acme face anywhere (keep's are sealed)
+    assert raw_scan(r, _needles(dataset)) == []
+    doc = json.loads(cert_path.read_text())
+    cert = certificate.verify_document(doc, [load_public_key(lab)])["certificate"]
+    places = {p["place"]: p for p in cert["places"]}
+    assert set(places) >= {
+        "tenant key (key store)",
+        "vault records",
+        "job workspaces",
+        "outbox, including artifacts the export gate refused",
+        "released artifacts",
+        "caches",
+        "audit log",
+    }
+    assert places["job workspaces"]["files"] == 2  # the view and the link (unlinked only)
+    assert places["vault records"]["records_deleted"] == 8
+    assert cert["sanitization_details"]["verification_result"] == "passed"
+    details = cert["sanitization_details"]["verification_details"]
+    assert details["links_or_special_files_skipped"] >= 2
+
+
+def test_a_copy_elsewhere_makes_the_certificate_say_failed(lab, dataset) -> None:
+    _ingest(lab, dataset, "acme")
+    face = _pngs(dataset)[1]
+    (lab.paths.root / "outbox/acme/j").mkdir(parents=True)
+    (lab.paths.root / "outbox/acme/j/a.png").write_bytes(face)
+    (lab.paths.root / "stray").mkdir()
+    (lab.paths.root / "stray/copy.png").write_bytes(face)  # outside every known place
+    with pytest.raises(Exception, match="could not be verified"):
+        _destroy(lab, "acme")
+    cert = json.loads(next((lab.paths.root / "certificates").glob("*.json")).read_text())
+    sd = cert["certificate"]["sanitization_details"]
+    assert sd["verification_result"] == "FAILED"
+    assert any("stray/copy.png" in f for f in sd["verification_details"]["files_with_copies"])
+    assert entries(lab)[-1]["decision"] == "failed"
+
+
+# ---------------------------------------------------------------- crypto-erase and backups
+def test_a_copy_of_vault_db_taken_before_destroy_does_not_open_after_it(
+    lab, dataset, tmp_path
+) -> None:
+    _ingest(lab, dataset, "acme")
+    root = unlock(lab, PASS)
+    backup = tmp_path / "backup.db"
+    with sqlite3.connect(lab.paths.vault) as db:  # a consistent copy, WAL included
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copyfile(lab.paths.vault, backup)
+    with Vault(backup, root, lab.policy.vault, keys_dir=lab.paths.keys) as v:
+        assert len(list(v.records("acme"))) == 8  # positive control: the backup opens now
+    wrapped = keystore.load_tenant_key(lab.paths.keys, "acme")
+    assert wrapped is not None and wrapped not in lab.paths.vault.read_bytes()  # kept apart
+    _destroy(lab, "acme")
+    assert not keystore.tenant_key_path(lab.paths.keys, "acme").exists()
+    assert raw_scan(lab.paths.root, [wrapped]) == []
+    with (
+        Vault(backup, root, lab.policy.vault, keys_dir=lab.paths.keys) as v,
+        pytest.raises(VaultError),
+    ):
+        list(v.records("acme"))  # the same passphrase, the same backup: nothing opens
+
+
+def test_data_categories_come_from_the_manifest_columns(lab, dataset) -> None:
+    _ingest(lab, dataset, "acme")
+    cert = json.loads(_destroy(lab, "acme").read_text())["certificate"]
+    cats = cert["media_information"]["data_categories"]
+    header = (dataset / "manifest.csv").read_text().splitlines()[0].split(",")
+    assert "birth_date" in header and "birth dates" in cats
+    assert "face images" in cats and "passport numbers" in cats and "facial landmarks" in cats
+    assert cert["media_information"]["manifest_columns"] == sorted(header)
+    assert cert["media_information"]["classification"].startswith("confidential")
+    assert cert["performer"]["name"] == "officer" and cert["performer"]["date"]
+
+
+# ---------------------------------------------------------------- certificate, offline
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FACELAB_PASSPHRASE": PASS.decode()}
+    return subprocess.run(
+        [sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, env=env
+    )
+
+
+def test_certificate_verify_and_validate_offline_with_public_keys(lab, dataset, tmp_path) -> None:
+    _ingest(lab, dataset, "acme")
+    cert = _destroy(lab, "acme")
+    pub = tmp_path / "lab.pub"
+    pub.write_text(public_key_b64(load_public_key(lab)) + "\n")
+    p = _cli("certificate", "verify", str(cert), "--key", str(pub))
+    assert p.returncode == 0 and "pending validation" in p.stdout
+    assert (
+        _cli(
+            "certificate", "verify", str(cert), "--key", str(pub), "--require-validation"
+        ).returncode
+        == 4
+    )
+    # a validator with a key of their own counter-signs
+    vkey = Ed25519PrivateKey.generate()
+    vfile = tmp_path / "validator.key"
+    vfile.write_bytes(
+        base64.b64encode(vkey.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
+    )
+    vpub = tmp_path / "validator.pub"
+    vpub.write_text(public_key_b64(vkey.public_key()))
+    p = _cli(
+        "certificate", "validate", str(cert), "--key-file", str(vfile),
+        "--performer-key", str(pub), "--name", "Dana Officer",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    p = _cli("certificate", "verify", str(cert), "--key", str(pub), "--key", str(vpub))
+    assert p.returncode == 0 and "Dana Officer" in p.stdout
+    # the validator's key alone does not vouch for the performer
+    assert _cli("certificate", "verify", str(cert), "--key", str(vpub)).returncode == 4
+    # any edit of the certificate breaks both signatures
+    doc = json.loads(cert.read_text())
+    doc["certificate"]["media_information"]["records"] = 0
+    cert.write_text(json.dumps(doc))
+    p = _cli("certificate", "verify", str(cert), "--key", str(pub), "--key", str(vpub))
+    assert p.returncode == 4 and "Traceback" not in p.stderr
+
+
+def test_the_validator_cannot_be_the_performer(lab, dataset) -> None:
+    from lab.errors import BadInputError
+    from lab.labdir import load_signing_key
+
+    _ingest(lab, dataset, "acme")
+    doc = json.loads(_destroy(lab, "acme").read_text())
+    with pytest.raises(BadInputError, match="distinct"):
+        certificate.add_validation(doc, load_signing_key(lab, PASS), "same", "2026-01-01")
+
+
+# ---------------------------------------------------------------- the vault and the log
+def test_a_deleted_vault_db_is_damage_and_never_recreated(lab, dataset) -> None:
+    _ingest(lab, dataset, "acme")
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(lab.paths.vault) + suffix).unlink(missing_ok=True)
+    p = _cli("vault", "list", "--lab", str(lab.paths.root))
+    assert p.returncode == 4 and "Traceback" not in p.stderr
+    assert not lab.paths.vault.exists()
+
+
+def test_an_emptied_vault_db_or_a_missing_tenant_is_damage(lab, dataset) -> None:
+    _ingest(lab, dataset, "acme")
+    assert _cli("vault", "list", "--lab", str(lab.paths.root)).returncode == 0  # control
+    with sqlite3.connect(lab.paths.vault) as db:
+        db.execute("DELETE FROM records WHERE tenant='acme'")
+        db.execute("DELETE FROM datasets WHERE tenant='acme'")
+        db.execute("DELETE FROM tenants WHERE name='acme'")
+    p = _cli("vault", "list", "--lab", str(lab.paths.root))
+    assert p.returncode == 4 and "disagrees with the audit log" in p.stderr
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(lab.paths.vault) + suffix).unlink(missing_ok=True)
+    lab.paths.vault.write_bytes(b"")
+    assert _cli("vault", "list", "--lab", str(lab.paths.root)).returncode == 4
+
+
+# ---------------------------------------------------------------- crashes, deterministic
+_CRASH = r"""
+import os, signal, sys
+from lab.labdir import open_lab, unlock, audit_writer
+from lab.vault import ops
+lab = open_lab(sys.argv[1]); root = unlock(lab, b"correct horse battery staple")
+what, point, arg = sys.argv[2], sys.argv[3], sys.argv[4]
+
+def hook(p):
+    if p == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+log = audit_writer(lab, root)
+if what == "ingest":
+    ops.ingest(lab, root, "acme", arg, "tester", log, hook=hook)
+else:
+    ops.destroy(lab, root, arg, "officer", log, hook=hook)
+print("no crash", flush=True)
+"""
+
+
+def _crash(lab, what: str, point: str, arg: str) -> None:
+    p = subprocess.run(
+        [sys.executable, "-c", _CRASH, str(lab.paths.root), what, point, arg],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == -signal.SIGKILL, p.stderr
+
+
+def _reopen(lab) -> list[dict]:
+    root = unlock(lab, PASS)
+    with audit_writer(lab, root) as log:
+        return ops.reconcile(lab, root, log, "tester")
+
+
+@pytest.mark.parametrize(
+    ("point", "committed"),
+    [("after-intent", False), ("before-commit", False), ("after-commit", True)],
+)
+def test_ingest_killed_at_each_point_is_on_the_record_after_reopening(
+    lab, dataset, point, committed
+) -> None:
+    _crash(lab, "ingest", point, str(dataset))
+    done = _reopen(lab)
+    assert [d["outcome"] for d in done] == ["ok" if committed else "aborted"]
+    with sqlite3.connect(lab.paths.vault) as db:
+        n = db.execute("SELECT COUNT(*) FROM records WHERE tenant='acme'").fetchone()[0]
+    assert n == (8 if committed else 0)
+    es = entries(lab)
+    intent = next(e for e in es if e["action"] == "vault.ingest.intent")
+    outcome = [e for e in es if e["action"] == "vault.ingest"]
+    assert len(outcome) == 1 and outcome[0]["details"]["intent"] == intent["seq"]
+    assert outcome[0]["decision"] == ("ok" if committed else "aborted")
+    assert _reopen(lab) == []  # nothing left open; a rerun ingests or reports unchanged
+
+
+@pytest.mark.parametrize(
+    "point", ["after-intent", "after-key", "after-shred", "after-places", "after-certificate"]
+)
+def test_destroy_killed_at_each_point_is_finished_or_aborted_on_the_record(
+    lab, dataset, point
+) -> None:
+    _ingest(lab, dataset, "acme")
+    (lab.paths.root / "outbox/acme/j").mkdir(parents=True)
+    (lab.paths.root / "outbox/acme/j/out.png").write_bytes(_pngs(dataset)[0])
+    _crash(lab, "destroy", point, "acme")
+    done = _reopen(lab)
+    committed = point != "after-intent"
+    assert [d["outcome"] for d in done] == ["destroyed" if committed else "aborted"]
+    outcome = [e for e in entries(lab) if e["action"] == "vault.destroy"]
+    assert len(outcome) == 1
+    if committed:
+        assert outcome[0]["decision"] == "destroyed"
+        certs = list((lab.paths.root / "certificates").glob("destroy-acme-*.json"))
+        assert certs, "a certificate exists"
+        assert not keystore.tenant_key_path(lab.paths.keys, "acme").exists()
+        assert not (lab.paths.root / "outbox/acme").exists()
+        assert raw_scan(lab.paths.root, _needles(dataset)) == []
+        with sqlite3.connect(lab.paths.vault) as db:
+            assert db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 0
+    else:
+        assert outcome[0]["decision"] == "aborted"
+        root = unlock(lab, PASS)
+        with ops.open_vault(lab, root) as v:
+            assert len(list(v.records("acme"))) == 8  # untouched, and still consistent
+    assert _reopen(lab) == []  # nothing left open
