@@ -330,3 +330,15 @@ def list_records(ctx) -> dict:
         "subjects": len({r.subject for r in recs}),
         "train_split_only": {r.split for r in recs} == {"train"},
     }
+
+
+def odd_names(ctx) -> dict:
+    """Names the audit log must not choke on: control characters, a fake log line,
+    very long names, and more files than an entry lists."""
+    names = ["new\nline.txt", "esc\x1b[31mred.txt", "tab\tand\rcr.txt", "ü" * 120, "x" * 250]
+    names += ['fake"}, "decision": "done', "\u202eevil.txt"]
+    for n in names:
+        (ctx.outbox / n).write_text("x")
+    for i in range(80):
+        (ctx.outbox / f"many-{i:03d}.txt").write_text(str(i))
+    raise RuntimeError('stop\n{"action": "job.finish", "decision": "done"}\x07')

@@ -622,3 +622,20 @@ def test_run_python_itself_refuses_under_strict_when_a_layer_is_missing(tmp_path
     r = _run.run_python("os:getcwd", {}, write=[tmp_path / "ws"])
     assert r.status == "refused" and "Landlock" in r.error
     assert not (tmp_path / "ws").exists()  # nothing was set up, nothing ran
+
+
+def test_odd_file_names_and_messages_cannot_break_or_forge_the_log(el) -> None:
+    r = job(el, "odd_names")
+    assert r.status == "failed" and len(r.outputs) == 87
+    e = finish(el, r.job_id)  # the entry was written, one line of valid JSON
+    assert e["decision"] == "failed"
+    assert e["details"]["output_files"] == 87 and "outputs" not in e["details"]
+    assert "\n" not in e["details"]["error"] and "\x07" not in e["details"]["error"]
+    lines = (el.lab.paths.root / "audit" / "entries.jsonl").read_text().splitlines()
+    assert all(json.loads(line) for line in lines)  # nothing injected a line
+    env = {**os.environ, "FACELAB_PASSPHRASE": PASSPHRASE.decode()}
+    v = subprocess.run(
+        [sys.executable, "-m", "lab.cli", "audit", "verify", "--lab", str(el.lab.paths.root)],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert v.returncode == 0, v.stdout + v.stderr

@@ -60,6 +60,28 @@ def _inside(a: Path, b: Path) -> bool:
     return a == b or b in a.parents
 
 
+def _text(s: str, n: int) -> str:
+    """A string of the job's (an error message, a file name) as the audit log may hold
+    it: control characters escaped, at most ``n`` characters."""
+    out = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in s)
+    return out if len(out) <= n else out[: n - 1] + "…"
+
+
+def _outputs_record(outputs: dict[str, str]) -> dict:
+    """The outbox in the audit entry: up to 64 files as "sha256  name" lines, beyond
+    that their count and the digest of the sorted listing (names are the job's)."""
+    lines = [f"{d}  {_text(name, 200)}" for name, d in sorted(outputs.items())]
+    if len(lines) <= 64:
+        return {"outputs": lines}
+    listing = "\n".join(f"{d}  {name}" for name, d in sorted(outputs.items()))
+    return {
+        "output_files": len(lines),
+        "outputs_listing_sha256": hashlib.sha256(
+            listing.encode("utf-8", "surrogateescape")
+        ).hexdigest(),
+    }
+
+
 def _limits(gov) -> confine.Limits:
     return confine.Limits(
         wall_seconds=gov.wall_seconds,
@@ -275,13 +297,13 @@ def run_job(
             object=job_id,
             decision=status,
             details={
-                "error": error[:300],
-                "kernel_events": list(run.events),
+                "error": _text(error, 300),
+                "kernel_events": [_text(e, 200) for e in run.events][:20],
                 "confinement": list(run.layers),
                 "summary": summary,
                 "summary_refused": summary_problem,
-                "outputs": outputs,
-                "removed_from_outbox": [f"{u.path}: {u.reason}"[:200] for u in unsafe][:50],
+                **_outputs_record(outputs),
+                "removed_from_outbox": [_text(f"{u.path}: {u.reason}", 200) for u in unsafe][:50],
                 "outbox": str(outbox.relative_to(lab.paths.root)),
                 "workspace": "removed",
             },
