@@ -67,7 +67,8 @@ def test_caps_on_entries_and_file_size(tmp_path: Path) -> None:
     for i in range(30):
         (tmp_path / f"f{i:02d}").write_bytes(b"x" * i)
     got, bad = walk_regular(tmp_path, max_files=10)
-    assert len(got) <= 10 and any("more than 10 entries" in b.reason for b in bad)
+    assert len(got) == 10  # exactly the cap: the eleventh entry stops the walk
+    assert [b.reason for b in bad] == ["more than 10 entries"] and bad[0].path == "f10"
     got, bad = walk_regular(tmp_path, max_file_bytes=20)
     assert {f.path for f in got} == {f"f{i:02d}" for i in range(21)}
     assert len(bad) == 9 and all("over the cap" in b.reason for b in bad)
