@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -104,6 +104,9 @@ class GovernancePolicy:
     max_outbox_mb: int = 512
     max_outbox_files: int = 1000
     max_output_kb: int = 256
+    # trainer name -> parameter name -> "number" | "flag" | "text"; a trainer takes no
+    # parameter it does not declare (default deny)
+    trainer_params: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def tenant(self, name: str) -> TenantPolicy:
         t = self.tenants.get(name)
@@ -258,6 +261,19 @@ def _governance(raw: dict, path: Path) -> GovernancePolicy | None:
     for name, target in trainers.items():
         if not isinstance(target, str) or target.count(":") != 1:
             raise BadInputError(f'{path}: jobs.trainers.{name} must be "module:function"')
+    tparams = jobs.get("trainer_params", {})
+    if not isinstance(tparams, dict):
+        raise BadInputError(f"{path}: jobs.trainer_params must be a table")
+    for name, decl in tparams.items():
+        if name not in trainers:
+            raise BadInputError(f"{path}: jobs.trainer_params.{name}: no such trainer")
+        if not isinstance(decl, dict) or not all(
+            isinstance(v, str) and v in ("number", "flag", "text") for v in decl.values()
+        ):
+            raise BadInputError(
+                f'{path}: jobs.trainer_params.{name}: each parameter is "number", "flag" or "text"'
+            )
+    ints["trainer_params"] = {k: dict(v) for k, v in tparams.items()}
     return GovernancePolicy(
         roles,
         allowed,

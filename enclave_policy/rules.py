@@ -37,6 +37,10 @@ _CONFUSABLE = str.maketrans(
         "ɩ": "i", "ʀ": "r", "ո": "n", "ս": "u", "α": "a", "ε": "e", "ι": "i", "κ": "k",
         "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ѡ": "w", "ℓ": "l",
         "ı": "i", "ȷ": "j", "ß": "ss", "ø": "o", "ł": "l", "đ": "d", "ħ": "h",
+        "ɑ": "a", "ꞡ": "g", "ɢ": "g", "ʟ": "l", "ʏ": "y", "ɴ": "n", "ʜ": "h",
+        "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ꜰ": "f", "ɪ": "i", "ᴊ": "j",
+        "ᴋ": "k", "ᴍ": "m", "ᴏ": "o", "ᴘ": "p", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u", "ᴠ": "v",
+        "ᴡ": "w", "ᴢ": "z", "ƚ": "l", "ɫ": "l", "ɭ": "l", "ʋ": "u", "ɛ": "e",
     }
 )  # fmt: skip
 _IGNORABLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
@@ -115,6 +119,29 @@ def one_to_n_marker(spec: Mapping[str, Any], markers: tuple[str, ...]) -> tuple[
     return None
 
 
+def _bad_param(params: Any, declared: Mapping[str, str]) -> str:
+    """Why ``params`` breaks the trainer's declaration, or "" (see [jobs] trainer_params)."""
+    import math
+
+    if not isinstance(params, Mapping):
+        return "params must be an object"
+    for k, v in params.items():
+        kind = declared.get(k)
+        if kind is None:
+            return f"takes no parameter {str(k)[:40]!r}"
+        if kind == "number" and not (
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        ):
+            return f"parameter {k!r} must be a finite number"
+        if kind == "flag" and not isinstance(v, bool):
+            return f"parameter {k!r} must be true or false"
+        if kind == "text" and not (
+            isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+        ):
+            return f"parameter {k!r} must be text"
+    return ""
+
+
 def check_job(gov: GovernancePolicy, tenant: str, spec: Mapping[str, Any]) -> RuleDecision:
     purpose = spec.get("purpose")
     kind = spec.get("kind")
@@ -148,4 +175,8 @@ def check_job(gov: GovernancePolicy, tenant: str, spec: Mapping[str, Any]) -> Ru
         return RuleDecision(
             False, f"trainer {spec.get('trainer')!r} is not registered in [jobs] trainers"
         )
+    if kind == "train":
+        bad = _bad_param(spec.get("params", {}), gov.trainer_params.get(spec["trainer"], {}))
+        if bad:
+            return RuleDecision(False, f"trainer {spec['trainer']!r}: {bad}")
     return RuleDecision(True, f"{kind} for {purpose}, granted to {tenant}")

@@ -342,3 +342,111 @@ def odd_names(ctx) -> dict:
     for i in range(80):
         (ctx.outbox / f"many-{i:03d}.txt").write_text(str(i))
     raise RuntimeError('stop\n{"action": "job.finish", "decision": "done"}\x07')
+
+
+# ------------------------------------------------------------------- found by the red team
+
+
+def fake_sigsys_exit(ctx) -> dict:
+    """Exit with the status a seccomp kill gives, without any forbidden call."""
+    os._exit(159)
+
+
+def hidden_child_violation(ctx) -> dict:
+    """A child makes a forbidden call and dies; the job itself ends cleanly."""
+    pid = os.fork()
+    if pid == 0:
+        libc.syscall(298, 0, 0, -1, -1, 0)  # perf_event_open
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return {"clean": True}
+
+
+def fallocate_burst(ctx) -> dict:
+    out = []
+    for i in range(8):
+        fd = os.open(ctx.outbox / f"big-{i}.bin", os.O_CREAT | os.O_WRONLY)
+        try:
+            os.posix_fallocate(fd, 0, 16 << 20)
+            out.append("ok")
+        except OSError as e:
+            out.append(e.strerror)
+        finally:
+            os.close(fd)
+    _note(ctx, "fallocate.txt", ",".join(out))
+    return {}
+
+
+def exec_written(ctx) -> dict:
+    import shutil
+
+    target = ctx.workspace / "mytrue"
+    shutil.copyfile("/usr/bin/true", target)
+    os.chmod(target, 0o755)
+    try:
+        subprocess.run([str(target)], check=True)
+        result = "ran"
+    except OSError as e:
+        result = e.strerror
+    _note(ctx, "exec.txt", result)
+    return {}
+
+
+def watch_files(ctx) -> dict:
+    try:
+        fd = libc.inotify_init1(0)
+        result = f"fd={fd} errno={ctypes.get_errno()}"
+    except Exception as e:
+        result = str(e)
+    try:
+        import fcntl
+
+        with open(os.__file__, "rb") as f:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        result += " flock=ok"
+    except OSError as e:
+        result += f" flock={e.strerror}"
+    _note(ctx, "watch.txt", result)
+    return {}
+
+
+def long_paths(ctx) -> dict:
+    """A tree deeper than PATH_MAX, built relative to directory descriptors."""
+    fd = os.open(ctx.outbox, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(40):
+        os.mkdir("y" * 250, dir_fd=fd)
+        nfd = os.open("y" * 250, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    f = os.open("deep.txt", os.O_CREAT | os.O_WRONLY, dir_fd=fd)
+    os.write(f, b"deep")
+    os.close(f)
+    os.close(fd)
+    return {}
+
+
+def xattr_smuggle(ctx) -> dict:
+    p = ctx.outbox / "plain.txt"
+    p.write_text("plain")
+    os.setxattr(p, "user.face", ctx.records()[0].png[:2000])
+    os.utime(p, ns=(123456789, 987654321))
+    return {}
+
+
+def read_beside_me(ctx) -> dict:
+    """Read a file that sits next to this trainer's module on the host."""
+    here = Path(__file__).resolve().parent
+    out = []
+    for p in sorted(here.iterdir()) if here.is_dir() else []:
+        if p.name != Path(__file__).name:
+            try:
+                out.append(f"{p.name}: {p.read_bytes()[:40]!r}")
+            except OSError as e:
+                out.append(f"{p.name}: {e.strerror}")
+    _note(ctx, "beside.txt", "\n".join(out) or "nothing")
+    return {}
+
+
+def error_with_data(ctx) -> dict:
+    r = ctx.records()[0]
+    raise ValueError(f"{r.subject} {r.png[:100].hex()} \x1b[2J")

@@ -285,18 +285,18 @@ def test_policy_errors_name_the_key(tmp_path: Path, edit: tuple[str, str], key: 
 
 
 def test_jobs_refuse_to_run_when_the_lab_is_readable_to_them(el, tmp_path: Path) -> None:
-    """A lab placed inside a directory that every job reads (here: a trainer's module
-    directory) would be visible to jobs: the runner refuses before starting one."""
+    """A lab placed inside what a job reads (here: the package of a registered trainer,
+    which is bound whole) would be visible to jobs: the runner refuses before starting."""
     from lab.labdir import init_and_record
 
     mod_dir = tmp_path / "trainers"
-    mod_dir.mkdir()
-    (mod_dir / "nosy_trainer.py").write_text("def run(ctx):\n    return {}\n")
-    lab = init_and_record(mod_dir / "lab", PASSPHRASE, "op")
+    (mod_dir / "nosypkg").mkdir(parents=True)
+    (mod_dir / "nosypkg" / "__init__.py").write_text("def run(ctx):\n    return {}\n")
+    lab = init_and_record(mod_dir / "nosypkg" / "lab", PASSPHRASE, "op")
     text = el.lab.paths.policy.read_text()
     text = text.replace(
         'trainers = { pca_head = "lab.jobs.trainers:pca_head"',
-        'trainers = { nosy = "nosy_trainer:run", pca_head = "lab.jobs.trainers:pca_head"',
+        'trainers = { nosy = "nosypkg:run", pca_head = "lab.jobs.trainers:pca_head"',
     )
     lab.paths.policy.write_text(text)
     import sys as _sys
@@ -307,7 +307,7 @@ def test_jobs_refuse_to_run_when_the_lab_is_readable_to_them(el, tmp_path: Path)
         from lab.labdir import audit_writer, unlock
 
         root = unlock(lab, PASSPHRASE)
-        with audit_writer(lab, root) as log, pytest.raises(BadInputError):
+        with audit_writer(lab, root) as log, pytest.raises(BadInputError, match="lies inside"):
             run_job(
                 lab,
                 root,
@@ -318,6 +318,7 @@ def test_jobs_refuse_to_run_when_the_lab_is_readable_to_them(el, tmp_path: Path)
             )
     finally:
         _sys.path.remove(str(mod_dir))
+        _sys.modules.pop("nosypkg", None)
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
@@ -371,9 +372,9 @@ def test_ordinary_words_that_contain_a_marker_are_not_refused(word: str) -> None
     spec = {
         "kind": "train",
         "purpose": "train",
-        "model": "m",
+        "model": f"{word}@1.0",
         "trainer": "pca_head",
-        "params": {"mode": word},
+        "params": {"dim": 8},
     }
     assert check_job(load_policy().governance, "acme", spec).allowed
 

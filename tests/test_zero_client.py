@@ -27,6 +27,7 @@ import pytest
 from lab.confine import missing_layers
 from lab.jobs import run_job
 from lab.labdir import open_lab
+from tests import hostile_jobs
 from tests.export_helpers import PASSPHRASE, build_export_lab
 
 MISSING = missing_layers()
@@ -52,6 +53,13 @@ def el(tmp_path_factory: pytest.TempPathFactory):
     text = p.read_text().replace(
         'trainers = { pca_head = "lab.jobs.trainers:pca_head" }',
         f'trainers = {{ pca_head = "lab.jobs.trainers:pca_head", {trainers} }}',
+    )
+    text = text.replace(
+        'trainer_params = { pca_head = { dim = "number" } }',
+        'trainer_params = { pca_head = { dim = "number" }, unix_connect = { path = "text" }, '
+        'tcp_connect = { port = "number" }, sysv_shm_read = { key = "number", size = "number" }, '
+        'sysv_msg_send = { key = "number" }, read_paths = { paths = "text" }, '
+        'write_paths = { paths = "text" }, plant_links = { vault = "text" } }',
     )
     for old, new in (
         ("wall_seconds = 900", "wall_seconds = 20"),
@@ -373,7 +381,8 @@ def test_the_outbox_is_capped(el) -> None:
 
 def test_a_sparse_giant_file_is_refused_by_the_kernel(el) -> None:
     r = job(el, "sparse_file")
-    assert r.status == "failed" and "File too large" in r.error  # EFBIG: RLIMIT_FSIZE
+    assert r.status == "failed" and r.error == "OSError"
+    assert "File too large" in (r.outbox / "job-error.txt").read_text()  # EFBIG: RLIMIT_FSIZE
     sparse = r.outbox / "sparse.bin"
     assert not sparse.exists() or sparse.stat().st_size <= 24 << 20
 
@@ -417,9 +426,118 @@ def test_tenant_data_in_a_summary_never_reaches_the_log(el, trainer: str) -> Non
     r = job(el, trainer)
     e = finish(el, r.job_id)
     assert e["details"]["summary_refused"]
-    assert set(e["details"]["summary"]) == {"refused_sha256"}
+    assert "summary" not in e["details"] and e["details"]["summary_sha256"] is not None
     raw = (el.lab.paths.root / "audit" / "entries.jsonl").read_text()
     assert '"face"' not in raw and '"subject": "' not in raw.split(r.job_id)[-1]
+
+
+def test_even_a_valid_summarys_values_stay_out_of_the_signed_log(el) -> None:
+    """Sixteen floats are 128 bytes of channel per job into a log that outlives the
+    tenant: the log keeps their digest, the caller gets the values."""
+    r = job(el, "list_records")
+    e = finish(el, r.job_id)
+    assert r.summary["records"] > 0
+    import hashlib
+
+    assert e["details"]["summary_keys"] == len(r.summary)
+    assert {k for k in e["details"] if k.startswith("summary")} == {
+        "summary_sha256",
+        "summary_keys",
+        "summary_refused",
+    }
+    expected = hashlib.sha256(json.dumps(r.summary, sort_keys=True).encode()).hexdigest()
+    assert e["details"]["summary_sha256"] == expected
+
+
+def test_a_jobs_error_text_is_data_not_a_log_line(el) -> None:
+    r = job(el, "error_with_data")
+    e = finish(el, r.job_id)
+    subject = (r.outbox / "job-error.txt").read_text().split()[1]  # the text went here
+    entry = json.dumps(e)
+    assert e["details"]["job_error"]["class"] == "ValueError"
+    assert subject not in entry and "\\x1b" not in entry and "\x1b" not in entry
+    assert r.error == "ValueError"
+
+
+def test_an_exit_status_cannot_forge_a_kernel_event(el) -> None:
+    r = job(el, "fake_sigsys_exit")
+    e = finish(el, r.job_id)
+    if os.geteuid() == 0:  # the kernel's own record is read: the exit status is not trusted
+        assert not any("forbidden system call" in k for k in e["details"]["kernel_events"])
+
+
+def test_a_childs_forbidden_call_is_recorded_from_the_kernel(el) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the kernel's seccomp records (/dev/kmsg) need root")
+    r = job(el, "hidden_child_violation")
+    e = finish(el, r.job_id)
+    assert r.status == "failed"
+    assert any("perf_event_open" in k for k in e["details"]["kernel_events"])
+
+
+def test_fallocate_cannot_pass_the_write_accounting(el) -> None:
+    r = job(el, "fallocate_burst")
+    used = sum(p.stat().st_blocks * 512 for p in r.outbox.rglob("*") if p.is_file())
+    assert used < 24 << 20
+    assert "ok" not in (r.outbox / "fallocate.txt").read_text().split(",")
+
+
+def test_a_binary_the_job_wrote_cannot_be_executed(el) -> None:
+    r = job(el, "exec_written")
+    assert (r.outbox / "exec.txt").read_text() != "ran"
+
+
+def test_no_inotify_and_no_file_locks_between_jobs(el) -> None:
+    r = job(el, "watch_files")
+    seen = (r.outbox / "watch.txt").read_text()
+    assert seen.startswith("fd=-1") and "flock=ok" not in seen
+
+
+def test_an_outbox_past_path_max_is_read_and_the_job_recorded(el) -> None:
+    r = job(el, "long_paths")
+    e = finish(el, r.job_id)  # recorded, no traceback: the walk uses directory descriptors
+    assert e["decision"] == "done"
+    assert any(name.endswith("/deep.txt") for name in r.outputs)
+    assert not (el.lab.paths.root / "jobs" / "acme" / r.job_id).exists()
+
+
+def test_extended_attributes_and_timestamps_do_not_survive_the_outbox(el) -> None:
+    r = job(el, "xattr_smuggle")
+    p = r.outbox / "plain.txt"
+    assert os.listxattr(p) == []
+    assert p.stat().st_mtime_ns != 987654321
+
+
+def test_only_the_trainers_own_code_is_bound(el, tmp_path, monkeypatch) -> None:
+    """A trainer that is a single module file gets that file bound, not the directory
+    it was found in (which may hold the operator's files)."""
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    tmp_path.chmod(0o755)
+    mods.chmod(0o755)
+    src = Path(hostile_jobs.__file__).read_text()
+    (mods / "beside_mod.py").write_text(src)
+    (mods / "operator-notes.txt").write_text(SECRET)
+    (mods / "operator-notes.txt").chmod(0o644)
+    monkeypatch.syspath_prepend(str(mods))
+    p = el.lab.paths.policy
+    before = p.read_text()
+    p.write_text(
+        before.replace(
+            'trainers = { pca_head = "lab.jobs.trainers:pca_head"',
+            'trainers = { beside = "beside_mod:read_beside_me", '
+            'pca_head = "lab.jobs.trainers:pca_head"',
+        )
+    )
+    try:
+        el.lab = open_lab(el.lab.paths.root)
+        assert (mods / "operator-notes.txt").read_text() == SECRET  # the host reads it
+        r = job(el, "beside")
+        assert r.status == "done", r.error
+        assert SECRET.encode() not in outbox_bytes(r)
+    finally:
+        p.write_text(before)
+        el.lab = open_lab(el.lab.paths.root)
 
 
 def test_a_job_sees_only_its_tenants_records_of_its_split(el) -> None:
@@ -626,11 +744,11 @@ def test_run_python_itself_refuses_under_strict_when_a_layer_is_missing(tmp_path
 
 def test_odd_file_names_and_messages_cannot_break_or_forge_the_log(el) -> None:
     r = job(el, "odd_names")
-    assert r.status == "failed" and len(r.outputs) == 87
+    assert r.status == "failed" and len(r.outputs) == 88  # and job-error.txt
     e = finish(el, r.job_id)  # the entry was written, one line of valid JSON
     assert e["decision"] == "failed"
-    assert e["details"]["output_files"] == 87 and "outputs" not in e["details"]
-    assert "\n" not in e["details"]["error"] and "\x07" not in e["details"]["error"]
+    assert e["details"]["output_files"] == 88 and "outputs" not in e["details"]
+    assert "\n" not in json.dumps(e["details"]["error"]) and e["details"]["job_error"]
     lines = (el.lab.paths.root / "audit" / "entries.jsonl").read_text().splitlines()
     assert all(json.loads(line) for line in lines)  # nothing injected a line
     env = {**os.environ, "FACELAB_PASSPHRASE": PASSPHRASE.decode()}

@@ -85,7 +85,11 @@ def restrict_filesystem(read: list[Path], write: list[Path]) -> int:
     if fd < 0:
         raise IsolationError(f"landlock_create_ruleset: {os.strerror(ctypes.get_errno())}")
     try:
-        for paths, rights in ((read, FS_EXECUTE | FS_READ_FILE | FS_READ_DIR), (write, fs)):
+        # write paths: everything but execute (a binary the run writes cannot be run)
+        for paths, rights in (
+            (read, FS_EXECUTE | FS_READ_FILE | FS_READ_DIR),
+            (write, fs & ~FS_EXECUTE),
+        ):
             for p in paths:
                 if not p.exists():
                     continue

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import enclave_policy
 import lab as lab_package
-from lab.confine import _cgroup, _landlock, _seccomp
+from lab.confine import _cgroup, _kmsg, _landlock, _seccomp
 from lab.errors import IsolationError
 
 UID_BASE = 610_000  # dedicated uids UID_BASE .. UID_BASE + 65535: no account holds them
@@ -150,8 +150,8 @@ def missing_layers() -> list[str]:
 
 def bound_paths() -> list[Path]:
     """What every confined run reads besides its own read paths: the Python
-    installation, facelab's packages, and the absolute directories of ``sys.path``
-    (site-packages, ``PYTHONPATH``), never the working directory."""
+    installation, its site-packages and facelab's packages; never the working
+    directory or other ``PYTHONPATH`` entries."""
     return _python_paths()
 
 
@@ -167,7 +167,9 @@ def _python_paths() -> list[Path]:
         Path(enclave_policy.__file__).parent,
         Path(os.path.realpath(sys.executable)).parent.parent,
         *(Path(p) for p in site.getsitepackages()),
-        *(Path(p) for p in sys.path if p and os.path.isabs(p) and not p.endswith(".zip")),
+        # site-packages added by .pth files (a venv over another's packages); never other
+        # sys.path entries (PYTHONPATH may name a directory holding anything)
+        *(Path(p) for p in sys.path if p.endswith(("site-packages", "dist-packages"))),
     }
     out = set()
     for p in paths:
@@ -512,6 +514,7 @@ def run_python(
         if uid is not None:
             _kill_uid(uid)
 
+    kernel = _kmsg.SeccompRecords() if uid is not None else None
     try:
         proc = subprocess.Popen(
             argv,
@@ -600,6 +603,12 @@ def run_python(
             events.append(f"memory over the cgroup limit ({limits.memory_mb} MiB)")
         cg.remove()
     rc = proc.returncode
+    kills: list[str] = []
+    confirmed = kernel is not None and kernel.available  # the kernel's record is read
+    if kernel is not None:
+        time.sleep(0.05)  # the kernel's audit records of the last kills
+        kills = kernel.kills(uid)
+        kernel.close()
     messages = []
     for line in bytes(res_reader.head).decode("utf-8", "replace").splitlines():
         try:
@@ -615,22 +624,29 @@ def run_python(
     error = str(final.get("error", ""))[:500] if "error" in final else ""
     if not error and "error" in hello:
         error = str(hello["error"])[:500]
-    if rc == SIGSYS_EXIT or rc == -signal.SIGSYS:
-        events.append("forbidden system call: killed by seccomp (SIGSYS)")
+    if kills:
+        names = ", ".join(sorted(set(kills)))
+        events.append(
+            f"forbidden system call: {len(kills)} process(es) killed by seccomp "
+            f"(kernel audit record): {names}"
+        )
+        status = "denied"
+    elif rc in (SIGSYS_EXIT, -signal.SIGSYS) and not confirmed:
+        # no kernel record to read here: the exit status alone (which a process can fake)
+        events.append("exit status of SIGSYS (a forbidden system call; no kernel record here)")
         status = "denied"
     elif any(e.startswith("wall clock") for e in events):
         status = "timeout"
-    elif events or rc in (128 + signal.SIGKILL, 128 + signal.SIGXCPU, 128 + signal.SIGXFSZ):
-        if rc == 128 + signal.SIGXCPU:
-            events.append(f"CPU time over {limits.cpu_seconds} s (SIGXCPU)")
-        if rc == 128 + signal.SIGXFSZ:
-            events.append(f"file over {limits.max_file_mb} MiB (SIGXFSZ)")
-        if rc == 128 + signal.SIGKILL and not events:
-            # PID 1 of a namespace ignores SIGXCPU: the hard limit's SIGKILL ends it
-            if cpu_seen >= limits.cpu_seconds - 1:
-                events.append(f"CPU time over {limits.cpu_seconds} s (RLIMIT_CPU)")
-            else:
-                events.append("killed (SIGKILL): memory or another limit")
+    elif events:
+        status = "limit"
+    elif rc in (128 + signal.SIGKILL, 128 + signal.SIGXCPU, 128 + signal.SIGXFSZ):
+        # an exit status is the run's own word (a process may exit 137 itself): only the
+        # CPU time the runner saw in /proc turns it into a finding
+        if cpu_seen >= limits.cpu_seconds - 1:
+            events.append(f"CPU time over {limits.cpu_seconds} s (RLIMIT_CPU)")
+        else:
+            sig = signal.Signals(rc - 128).name
+            events.append(f"exit status {rc} ({sig}: memory or file-size limit, or its own exit)")
         status = "limit"
     elif rc == 0 and "result" in final:
         status = "ok"

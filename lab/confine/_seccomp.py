@@ -16,6 +16,9 @@ Two actions:
   ``io_uring_*``, handles (``open_by_handle_at``), ``quotactl``, ``chroot``. The kernel
   kills the whole process with SIGSYS, which the runner sees from outside and records:
   a denial observed on the kernel side, not read from the job's own words.
+* ``ERRNO(ENOSYS)`` for interfaces that open side or covert channels or pass the
+  write accounting (``DENY_ENOSYS``: fallocate, inotify, flock and fcntl record locks,
+  cachestat, mincore, AIO, NUMA policy, scheduler classes).
 * ``ERRNO`` for things a library may try harmlessly and must get an error for:
   ``socket`` and ``socketpair`` (EACCES: the job's only channels are the pipes the
   runner hands over, so no pathname or abstract UNIX socket, netlink or packet socket
@@ -82,7 +85,47 @@ KILL = (
     "vhangup",
     "nfsservctl",
     "personality",
+    "memfd_secret",
+    "modify_ldt",
+    "pidfd_getfd",
+    "process_madvise",
+    "process_mrelease",
+    "move_pages",
+    "migrate_pages",
+    "listmount",
+    "statmount",
+    "fanotify_init",
+    "fanotify_mark",
+    "quotactl_fd",
 )
+# ENOSYS: interfaces a library may probe and must do without. fallocate allocates disk
+# without writing (past the write accounting); inotify and file locks on the shared
+# read-only files are covert channels between tenants' jobs and watch the host's
+# processes; cachestat and mincore read the host's page cache; AIO and mbind are unused.
+DENY_ENOSYS = (
+    "fallocate",
+    "inotify_init",
+    "inotify_init1",
+    "inotify_add_watch",
+    "flock",
+    "cachestat",
+    "mincore",
+    "io_setup",
+    "io_submit",
+    "io_getevents",
+    "io_pgetevents",
+    "io_cancel",
+    "io_destroy",
+    "mbind",
+    "set_mempolicy",
+    "set_mempolicy_home_node",
+    "sched_setattr",
+    "sched_setscheduler",
+    "lookup_dcookie",
+)
+# fcntl(2) commands that take or test a record lock (F_GETLK 5, F_SETLK 6, F_SETLKW 7,
+# F_OFD_GETLK 36, F_OFD_SETLK 37, F_OFD_SETLKW 38)
+FCNTL_LOCKS = (5, 6, 7, 36, 37, 38)
 DENY_EACCES = (
     "socket",
     "socketpair",
@@ -142,6 +185,13 @@ def build_filter():
             f.add_rule(sc.ERRNO(errno.EACCES), name)
         except (RuntimeError, ValueError, OSError):
             continue
+    for name in DENY_ENOSYS:
+        try:
+            f.add_rule(sc.ERRNO(errno.ENOSYS), name)
+        except (RuntimeError, ValueError, OSError):
+            continue
+    for cmd in FCNTL_LOCKS:
+        f.add_rule(sc.ERRNO(errno.ENOLCK), "fcntl", sc.Arg(1, sc.EQ, cmd))
     f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     for bit in _bits(CLONE_NEW):
         f.add_rule(sc.KILL_PROCESS, "clone", sc.Arg(0, sc.MASKED_EQ, bit, bit))

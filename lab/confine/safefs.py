@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,29 +137,31 @@ def walk_regular(
     return files, bad
 
 
-def iter_tree(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """(relative path, lstat) of every entry under ``root``, depth first, no links
-    followed."""
-    stack = [(root, "")]
-    while stack:
-        d, rel = stack.pop()
-        with os.scandir(d) as it:
-            for e in it:
-                st = e.stat(follow_symlinks=False)
-                yield rel + e.name, st
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append((Path(e.path), rel + e.name + "/"))
-
-
 def disown(root: Path, uid: int = 0, gid: int = 0) -> None:
-    """Give every entry under ``root`` (and ``root``) back to ``uid:gid`` without
-    following links; drop group and other permissions."""
+    """Give every entry under ``root`` (and ``root``) back to ``uid:gid``; drop group
+    and other permissions, extended attributes and chosen timestamps (both are channels
+    the export gate does not read). Works relative to directory descriptors, never
+    follows a link, never opens a special file, and copes with paths past PATH_MAX.
+
+    Raises
+    ------
+    OSError
+        ``root`` is not a real directory, or the walk fails.
+    """
     os.chown(root, uid, gid, follow_symlinks=False)
     os.chmod(root, 0o700)
-    for rel, st in iter_tree(root):
-        p = root / rel
-        os.chown(p, uid, gid, follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            os.chmod(p, 0o700)
-        elif stat.S_ISREG(st.st_mode):
-            os.chmod(p, stat.S_IMODE(st.st_mode) & 0o600 | 0o400)
+    for _, dirs, files, dfd in os.fwalk(root, follow_symlinks=False):
+        for name in [*dirs, *files]:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            os.chown(name, uid, gid, dir_fd=dfd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                os.chmod(name, 0o700, dir_fd=dfd)
+            elif stat.S_ISREG(st.st_mode):
+                fd = os.open(name, _OPEN_FILE, dir_fd=dfd)
+                try:
+                    os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o600 | 0o400)
+                    for attr in os.listxattr(fd):
+                        os.removexattr(fd, attr)
+                    os.utime(fd)
+                finally:
+                    os.close(fd)

@@ -22,8 +22,10 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import secrets
 import shutil
+import stat
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,6 +60,75 @@ class JobResult:
 
 def _inside(a: Path, b: Path) -> bool:
     return a == b or b in a.parents
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+_CLASS = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
+
+
+def _error_class(message: str) -> str:
+    """The exception class of a job's error message ("ValueError: ..." -> "ValueError"),
+    if it looks like one; never any of the message's own text."""
+    head = message.split(":", 1)[0].strip()
+    return head if _CLASS.fullmatch(head) else ("error" if message else "")
+
+
+def _error_record(message: str) -> dict | None:
+    if not message:
+        return None
+    return {
+        "class": _error_class(message),
+        "sha256": hashlib.sha256(message.encode("utf-8", "surrogateescape")).hexdigest(),
+        "chars": len(message),
+    }
+
+
+def _collect_outbox(
+    outbox: Path, limits: confine.Limits, job_error: str
+) -> tuple[dict[str, str], list, str]:
+    """Read back the outbox without trusting it: give it back to the lab's owner
+    (no extended attributes, no chosen timestamps), keep regular files only, remove
+    the rest; the job's own error text goes in ``job-error.txt``. An outbox that cannot
+    be read safely (names past PATH_MAX, a tree too deep) is removed whole: default
+    deny. Returns (outputs, refused entries, problem or "")."""
+    try:
+        disown(outbox)
+        if job_error:
+            (outbox / "job-error.txt").write_text(job_error, encoding="utf-8", errors="replace")
+        files, unsafe = walk_regular(
+            outbox, max_files=MAX_OUTBOX_FILES, max_file_bytes=limits.max_write_mb << 20
+        )
+        for u in unsafe:
+            _remove(outbox, u.path)
+        return {f.path: f.sha256 for f in files}, unsafe, ""
+    except (OSError, ValueError, UnicodeError) as e:
+        shutil.rmtree(outbox, ignore_errors=True)
+        outbox.mkdir(mode=0o700, exist_ok=True)
+        return {}, [], f"outbox removed whole: not readable safely ({type(e).__name__})"
+
+
+def _remove(root: Path, rel: str) -> None:
+    """Remove ``root/rel`` (a link, a special file, or a directory) without following
+    anything: relative to directory descriptors, so long paths work too."""
+    parts = rel.split("/")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for name in parts[:-1]:
+            nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(parts[-1], dir_fd=fd)
+        else:
+            os.unlink(parts[-1], dir_fd=fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _text(s: str, n: int) -> str:
@@ -137,7 +208,6 @@ def run_job(
         raise BadInputError(
             f"job spec: split {split!r} is not one of {sorted(lab.policy.vault.splits)}"
         )
-    entry, model_dir = registered_model(lab, tenant, str(spec.get("model", "")))
     trainer, origin, extra = None, None, []
     if kind == "train":  # check_job refused trainers the policy does not register
         name = spec["trainer"]
@@ -149,7 +219,14 @@ def run_job(
         if found is None or not found.origin:
             raise BadInputError(f"[jobs] trainers.{name}: module {trainer} not found")
         origin = found.origin
-        extra = [Path(origin).parent]
+        # only the trainer's own code: its file, or the top-level package it lives in
+        # (never the rest of the directory it was found in)
+        top = trainer.split(":")[0].split(".")[0]
+        top_spec = importlib.util.find_spec(top) if top != trainer.split(":")[0] else found
+        if top_spec is not None and top_spec.submodule_search_locations:
+            extra = [Path(p) for p in top_spec.submodule_search_locations]
+        else:
+            extra = [Path(origin)]
     job_id = clock().strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
     workspace = lab.paths.root / "jobs" / tenant / job_id
     outbox = lab.paths.root / "outbox" / tenant / job_id
@@ -161,6 +238,7 @@ def run_job(
             )
         if _inside(p, root_dir):
             raise BadInputError(f"{p}: a job may not read inside the lab")
+    entry, model_dir = registered_model(lab, tenant, str(spec.get("model", "")))
     with open_vault(lab, root) as v:  # no data, no job (a destroyed tenant, say)
         if next(iter(v.records(tenant, split)), None) is None:
             raise BadInputError(f"tenant {tenant!r} has no records in split {split!r}")
@@ -269,22 +347,14 @@ def run_job(
                 os.close(wfd)
     feeder.join(timeout=10)
     status = {"ok": "done", "timeout": "timeout"}.get(run.status, "failed")
-    error = "; ".join([*feed_error, run.error] if feed_error else [run.error])
-    if run.status in ("denied", "limit", "refused", "timeout") and not error:
-        error = "; ".join(run.events)
-    # the outbox as the runner sees it: regular files only, streamed, capped
-    disown(outbox)
-    files, unsafe = walk_regular(
-        outbox, max_files=MAX_OUTBOX_FILES, max_file_bytes=limits.max_write_mb << 20
-    )
-    for u in unsafe:
-        with contextlib.suppress(OSError):
-            target = outbox / u.path
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            else:
-                target.unlink()
-    outputs = {f.path: f.sha256 for f in files if (outbox / f.path).exists()}
+    # what the runner and the kernel saw is recorded as it is; what the job said (its
+    # exception) is data: its class name and digest in the log, its text in the outbox
+    facts = [*feed_error, *run.events]
+    job_error = run.error if run.status == "failed" else ""
+    outputs, unsafe, outbox_problem = _collect_outbox(outbox, limits, job_error)
+    if outbox_problem:
+        facts.append(outbox_problem)
+    error = "; ".join(facts) or _error_class(job_error)
     with contextlib.suppress(OSError):
         shutil.rmtree(workspace)  # scratch: never kept, never followed
     summary, summary_problem = clean_summary(run.result if run.status == "ok" else None)
@@ -298,9 +368,12 @@ def run_job(
             decision=status,
             details={
                 "error": _text(error, 300),
+                "job_error": _error_record(job_error),
                 "kernel_events": [_text(e, 200) for e in run.events][:20],
                 "confinement": list(run.layers),
-                "summary": summary,
+                # the values stay out of the signed log (it outlives the tenant): digest only
+                "summary_sha256": _digest(summary) if summary else None,
+                "summary_keys": len(summary),
                 "summary_refused": summary_problem,
                 **_outputs_record(outputs),
                 "removed_from_outbox": [_text(f"{u.path}: {u.reason}", 200) for u in unsafe][:50],
