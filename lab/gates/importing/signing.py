@@ -23,6 +23,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -36,6 +37,37 @@ SIG_DIR = "signatures"
 TENANT_SIG = f"{SIG_DIR}/tenant.sig"
 APPROVALS = f"{SIG_DIR}/approvals"
 APPROVAL_FORMAT = "facelab-import-approval/v1"
+_APPROVAL_FILE = re.compile(r"signatures/approvals/[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.json")
+MAX_SIGNATURE_BYTES = 1 << 20  # a model-signing bundle is a few KiB; an approval < 1 KiB
+
+
+def is_signature_file(rel: str) -> bool:
+    """``signatures/`` may hold the tenant's bundle and officers' approvals, nothing
+    else: the tenant signature does not cover it (issue 15 failure 4)."""
+    return rel == TENANT_SIG or bool(_APPROVAL_FILE.fullmatch(rel))
+
+
+def read_json(path: Path, max_bytes: int = MAX_SIGNATURE_BYTES):
+    """A small JSON document of tenant bytes, parsed only when it is at most
+    ``max_bytes`` and nests at most 64 deep.
+
+    Raises
+    ------
+    ValueError
+        Too large, too deep, not UTF-8 or not JSON.
+    """
+    from lab.gates.importing.filetype import json_depth_ok
+
+    with open(path, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"{path.name}: larger than {max_bytes} bytes")
+    if not json_depth_ok(data, 64):
+        raise ValueError(f"{path.name}: JSON nested deeper than 64")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"{path.name}: not UTF-8 JSON") from e
 
 
 def _hashing_config():
@@ -66,7 +98,7 @@ def sign_package(package: Path | str, private_key_pem: Path | str) -> Path:
 def statement_digest(sig_path: Path) -> str:
     """SHA-256 of the signed in-toto statement (the manifest of file digests)."""
     try:
-        bundle = json.loads(sig_path.read_text())
+        bundle = read_json(sig_path)
         payload = base64.b64decode(bundle["dsseEnvelope"]["payload"])
     except (OSError, ValueError, KeyError, TypeError, binascii.Error) as e:
         raise BadInputError(f"{sig_path}: not a model-signing bundle ({e})") from e
@@ -75,8 +107,17 @@ def statement_digest(sig_path: Path) -> str:
 
 def signed_statement(sig_path: Path) -> dict:
     """The in-toto statement inside the tenant's bundle (not verified by itself)."""
-    bundle = json.loads(sig_path.read_text())
-    return json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    bundle = read_json(sig_path)
+    payload = base64.b64decode(bundle["dsseEnvelope"]["payload"])
+    if len(payload) > MAX_SIGNATURE_BYTES or not _depth_ok(payload):
+        raise ValueError("the signed statement is too large or too deep")
+    return json.loads(payload)
+
+
+def _depth_ok(data: bytes) -> bool:
+    from lab.gates.importing.filetype import json_depth_ok
+
+    return json_depth_ok(data, 64)
 
 
 def unsigned_files(package: Path, files: list[str]) -> list[str]:
