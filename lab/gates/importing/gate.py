@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -114,6 +115,13 @@ def _confined_failure(run: confine.ConfinedRun) -> str:
         return "made a forbidden system call"
     if run.status == "limit":
         return f"hit a limit ({'; '.join(run.events) or 'memory or CPU'})"
+    rc = run.returncode
+    if rc is not None and rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = "unknown"
+        return f"was killed by signal {-rc} ({name})"
     return f"crashed ({(run.error or 'no result')[:200]})"
 
 
@@ -143,7 +151,7 @@ def _inspect(
         write=[out],
         limits=confine.Limits(
             wall_seconds=STATIC_TIMEOUT_S,
-            cpu_seconds=int(STATIC_TIMEOUT_S),
+            cpu_seconds=int(STATIC_TIMEOUT_S) + 2,
             memory_mb=STATIC_MEMORY_MB,
             max_procs=16,
             max_file_mb=(policy.max_package_bytes >> 20) + 1,
