@@ -142,19 +142,51 @@ def unsigned_files(package: Path, files: list[str]) -> list[str]:
     return problems
 
 
-def verify_tenant(package: Path, public_key_pem: str) -> None:
-    """Raise ValueError unless the tenant's bundle verifies and every file matches it."""
-    import model_signing
+def verify_tenant(
+    package: Path, public_key_pem: str, digests: dict[str, str] | None = None
+) -> None:
+    """Raise ValueError unless the tenant's bundle verifies and every file matches it.
 
+    With ``digests`` ({relative path: SHA-256 hex} of every file, taken by the gate
+    while it copied or read back the package), the files are not hashed again:
+    model-signing checks the bundle's signature and returns the signed manifest
+    (method ``files``, ``sha256``: one plain SHA-256 per file), and the manifest must
+    name exactly the package's files outside ``signatures/`` with these digests.
+    Without it, model-signing hashes the files itself.
+    """
+    from model_signing._signing import sign_ec_key, sign_sigstore_pb
+
+    read_json(package / TENANT_SIG)  # bounded and shallow before anyone parses it
     with tempfile.NamedTemporaryFile("w", suffix=".pem") as f:
         f.write(public_key_pem)
         f.flush()
-        (
-            model_signing.verifying.Config()
-            .set_hashing_config(_hashing_config())
-            .use_elliptic_key_verifier(public_key=Path(f.name))
-            .verify(package, package / TENANT_SIG)
+        if digests is None:
+            import model_signing
+
+            (
+                model_signing.verifying.Config()
+                .set_hashing_config(_hashing_config())
+                .use_elliptic_key_verifier(public_key=Path(f.name))
+                .verify(package, package / TENANT_SIG)
+            )
+            return
+        verifier = sign_ec_key.Verifier(Path(f.name))
+        expected = verifier.verify(sign_sigstore_pb.Signature.read(package / TENANT_SIG))
+    ser = expected.serialization_type
+    if ser.get("method") != "files" or ser.get("hash_type") != "sha256":
+        raise ValueError(
+            f"Signature uses {ser.get('method')}/{ser.get('hash_type')}, not files/sha256"
         )
+    want = {rd.identifier: rd.digest for rd in expected.resource_descriptors()}
+    have = {r: d for r, d in digests.items() if r.split("/", 1)[0] != SIG_DIR}
+    odd = sorted(set(want) ^ set(have))
+    if odd:
+        raise ValueError(
+            f"Signature mismatch: files {', '.join(odd[:5])} signed or present, not both"
+        )
+    for rel, d in sorted(want.items()):
+        if d.algorithm != "sha256" or d.digest_hex != have[rel]:
+            raise ValueError(f"Signature mismatch: {rel} differs from what was signed")
 
 
 def _body(officer: str, digest: str) -> dict:

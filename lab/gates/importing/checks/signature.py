@@ -9,6 +9,8 @@ failure 4: weights under ``signatures/`` were swapped after both approvals).
 
 from __future__ import annotations
 
+import contextlib
+
 from lab.gates.importing._types import CheckResult, GateContext, result
 from lab.gates.importing.signing import (
     APPROVALS,
@@ -43,10 +45,14 @@ def run(ctx: GateContext) -> CheckResult:
     try:
         from lab.gates.importing.signing import verify_tenant
 
-        verify_tenant(ctx.root, key)
+        verify_tenant(ctx.root, key, ctx.package.sha256 or None)
     except Exception as e:  # model-signing raises ValueError and friends on any mismatch
         msg = str(e).replace("\n", " ")
-        return result(NAME, [f"tenant signature does not verify: {msg[:300]}"])
+        why = [f"tenant signature does not verify: {msg[:300]}"]
+        # what the (unverified) statement leaves out, when it can be read at all
+        with contextlib.suppress(Exception):
+            why += unsigned_files(ctx.root, sorted(ctx.package.files))
+        return result(NAME, why)
     try:
         problems = unsigned_files(ctx.root, sorted(ctx.package.files))
         names = {
