@@ -6,6 +6,7 @@ refusal there, with its reason."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from lab.gates.importing import _tar
 from lab.gates.importing._types import GateContext, policy_from_json
 from lab.gates.importing.checks import files as files_check
 from lab.gates.importing.checks import model_json, onnx_static
+from lab.gates.importing.filetype import Payload
 from lab.gates.importing.package import Package
 
 
@@ -25,6 +27,38 @@ def _strip_top(tree: Path, files: dict[str, int]) -> tuple[Path, dict[str, int]]
         if not rest:
             return tree / top, {r.split("/", 1)[1]: n for r, n in files.items()}
     return tree, files
+
+
+def _scan_in_a_second_process(ctx: GateContext) -> tuple[int, int]:
+    """Fork: the child scans every file for payloads (``files_check.scan_all``) and
+    writes the result to a pipe, while this process parses ONNX (two cores)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the forked scanner
+        code = 1
+        try:
+            os.close(r)
+            out = {
+                rel: [[p.kind, p.offset, p.detail] for p in found]
+                for rel, found in files_check.scan_all(ctx).items()
+            }
+            data = json.dumps(out).encode()
+            while data:
+                data = data[os.write(w, data) :]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    return pid, r
+
+
+def _collect(pid: int, fd: int) -> dict[str, list[Payload]] | None:
+    with os.fdopen(fd, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        return None
+    return {rel: [Payload(*x) for x in found] for rel, found in json.loads(data).items()}
 
 
 def run(source: str, kind: str, out: str, policy: dict, files: dict | None = None) -> dict:
@@ -52,7 +86,13 @@ def run(source: str, kind: str, out: str, policy: dict, files: dict | None = Non
     else:
         root, files = Path(source), dict(files or {})
     ctx = GateContext(Package(root, files, problems), pol, "")
-    checks = [files_check.run(ctx), model_json.run(ctx), onnx_static.run(ctx)]
+    files_check.sniff_all(ctx)
+    pid, scan_fd = _scan_in_a_second_process(ctx)
+    later = [model_json.run(ctx), onnx_static.run(ctx)]
+    payloads = _collect(pid, scan_fd)
+    if payloads is None:
+        return {"fatal": "the payload scan of the package's files failed"}
+    checks = [files_check.run(ctx, payloads), *later]
     return {
         "root": str(root),
         "files": files,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from lab.gates.importing._types import CheckResult, GateContext, result
-from lab.gates.importing.filetype import scan_file, sniff
+from lab.gates.importing.filetype import Payload, scan_file, sniff
 from lab.gates.importing.signing import SIG_DIR, TENANT_SIG, is_signature_file
 
 NAME = "files"
@@ -42,21 +42,41 @@ def _text_payload(path) -> str:
     return ""
 
 
-def run(ctx: GateContext) -> CheckResult:
-    problems = list(ctx.package.problems)  # links, special files, escaping tar members
+def sniff_all(ctx: GateContext) -> None:
+    """``ctx.kinds``: each file's type from its head (what the ONNX check needs)."""
     allowed = ctx.policy.allowed_files
     for rel, size in sorted(ctx.package.files.items()):
-        if len(problems) > _MAX_PROBLEMS:
-            problems.append("... more problems not listed")
-            break
-        path = ctx.package.path(rel)
-        with open(path, "rb") as f:
+        with open(ctx.package.path(rel), "rb") as f:
             head = f.read(_HEAD)
         kind = sniff(head) if size <= _HEAD else sniff(head[:4096])
         if kind == "binary" and allowed.get(rel) == "onnx":
             kind = "onnx"  # protobuf has no magic; the ONNX check parses it
         ctx.kinds[rel] = kind
-        found = {p.kind: p for p in scan_file(path, first_only=False)}
+
+
+def scan_all(ctx: GateContext) -> dict[str, list[Payload]]:
+    """Every file read whole for pickles and archives (``filetype.scan_file``)."""
+    return {
+        rel: scan_file(ctx.package.path(rel), first_only=False) for rel in sorted(ctx.package.files)
+    }
+
+
+def run(ctx: GateContext, payloads: dict[str, list[Payload]] | None = None) -> CheckResult:
+    """The files check; ``payloads`` is :func:`scan_all`'s result when it was computed
+    elsewhere (the confined checks scan in a second process while ONNX is parsed)."""
+    problems = list(ctx.package.problems)  # links, special files, escaping tar members
+    allowed = ctx.policy.allowed_files
+    if not ctx.kinds:
+        sniff_all(ctx)
+    if payloads is None:
+        payloads = scan_all(ctx)
+    for rel, size in sorted(ctx.package.files.items()):
+        if len(problems) > _MAX_PROBLEMS:
+            problems.append("... more problems not listed")
+            break
+        path = ctx.package.path(rel)
+        kind = ctx.kinds[rel]
+        found = {p.kind: p for p in payloads.get(rel, [])}
         if "pickle" in found:
             p = found["pickle"]
             zipped = "zip of pickles, " if "zip" in found else ""
