@@ -108,7 +108,7 @@ def test_dataset_reader_raises_only_bad_input(
         read_dataset(d)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(st.binary(max_size=300), json_values)
 def test_import_gate_reports_on_any_package(tmp_path_factory, onnx_bytes, spec) -> None:
     from enclave_policy import load_policy

@@ -212,7 +212,7 @@ def _inspect(
 def _adopt_tar(ctx: GateContext, out: Path, res: dict, policy: ImportPolicy) -> str:
     """Take over the tree the confined unpacker wrote: this uid owns it from now on,
     and only regular single-link files under ``out/tree`` are read back."""
-    disown(out)
+    disown(out, os.getuid(), os.getgid())
     tree = out / "tree"
     root = Path(str(res.get("root", "")))
     if root != tree and root.parent != tree:

@@ -107,7 +107,7 @@ def run(ctx: GateContext, payloads: dict[str, list[Payload]] | None = None) -> C
                 problems.append(f"{rel}: expected {want}, the bytes say {kind}")
             elif kind == "text" and size > ctx.policy.max_string_bytes * 16:
                 problems.append(f"{rel}: {size:,} bytes of text is more than a model card needs")
-            elif kind == "text" and (why := _text_payload(path)):
+            elif kind in ("text", "json") and (why := _text_payload(path)):
                 problems.append(f"{rel}: {why} refused")
             continue
         if kind == "binary":

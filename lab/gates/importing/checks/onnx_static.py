@@ -142,6 +142,10 @@ def _string(t: _Tally, where: str, s, bounded: bool = True) -> None:
     if bounded and len(data) > t.pol.max_string_bytes:
         t.add(f"{where} is {len(data):,} bytes (limit {t.pol.max_string_bytes:,})")
         return
+    if len(data) < 12:  # too short for a payload; only a URL scheme could fit
+        if b"://" in data:
+            t.add(f"{where} holds a URL ({data[:60]!r})")
+        return
     found = scan(data, max_ops=200_000)
     if found:
         p = found[0]
