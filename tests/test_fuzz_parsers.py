@@ -255,3 +255,34 @@ def test_tar_reader_raises_only_its_own_refusal(tmp_path_factory, data) -> None:
     d = tmp_path_factory.mktemp("tz")
     with contextlib.suppress(_tar.TarRefused):
         _extract(d, data)
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        # STACK_GLOBAL fed by BINUNICODE names fetched back from the memo, no PROTO
+        b"X\x05\x00\x00\x00posix\x94X\x06\x00\x00\x00system\x94h\x00h\x01\x93"
+        b"X\x02\x00\x00\x00id\x85R.",
+        # the same with SHORT_BINSTRING names
+        b"U\x05posix\x94U\x06system\x94h\x00h\x01\x93U\x02id\x85R.",
+        # PROTO 4, names from the memo
+        b"\x80\x04\x8c\x05posix\x94\x8c\x06system\x94h\x00h\x01\x93\x8c\x02id\x85R.",
+    ],
+)
+@pytest.mark.parametrize("before", [b"", b"junk\x01\x02", b"# notes\n"])
+def test_hand_built_pickles_with_memoized_names(stream, before) -> None:
+    """Hand-written streams (no pickle.dumps writes them): names pushed by other string
+    opcodes or fetched back from the memo, at offset 0 and after junk, in a small file."""
+    found = [p for p in scan(before + stream) if p.kind == "pickle"]
+    assert found and "posix.system" in found[0].detail
+
+
+def test_no_false_payloads_in_small_random_files() -> None:
+    """Small files get more pickle starts (every string push of a name); 16 random
+    1 MiB blobs and 16 of float32 weights hold none."""
+    import numpy as np
+
+    rng = np.random.default_rng(16)
+    for _ in range(16):
+        assert scan(rng.integers(0, 256, 1 << 20, dtype=np.uint8).tobytes()) == []
+        assert scan(rng.standard_normal(1 << 18, dtype=np.float32).tobytes()) == []

@@ -187,7 +187,7 @@ def _walk(data, start: int, strict: bool, budget: list[int]) -> _Walk:
     pos = start
     stack: list[object] = []  # items: None, ("str", value) or ("global", name)
     marks: list[int] = []
-    memo: set[int] = set()
+    memo: dict[int, object] = {}  # memo index -> the item stored (names, globals)
     ops = content = 0
     imports: list[str] = []
     called = inst = False
@@ -276,18 +276,18 @@ def _walk(data, start: int, strict: bool, budget: list[int]) -> _Walk:
             if name in ("PUT", "BINPUT", "LONG_BINPUT"):
                 if strict and not stack:
                     raise _Bad
-                memo.add(arg)
+                memo[arg] = stack[-1] if stack else None
                 continue
             if name == "MEMOIZE":
                 if strict and not stack:
                     raise _Bad
-                memo.add(len(memo))
+                memo[len(memo)] = stack[-1] if stack else None
                 continue
             content += 1
             if name in ("GET", "BINGET", "LONG_BINGET"):
                 if strict and arg not in memo:
                     raise _Bad
-                stack.append(None)
+                stack.append(memo.get(arg))
                 continue
             if name == "MARK":
                 marks.append(len(stack))
@@ -312,9 +312,9 @@ def _walk(data, start: int, strict: bool, budget: list[int]) -> _Walk:
             elif name == "STACK_GLOBAL":
                 a, b = args
                 if not (isinstance(a, tuple) and isinstance(b, tuple)):
-                    if strict:
+                    if not strict:  # mid-stream: only names seen pushed count
                         raise _Bad
-                    imports.append("(names from the stack)")
+                    imports.append("(names computed on the stack)")
                 else:
                     if not (_NAME.match(a[1]) and _NAME.match(b[1])):
                         raise _Bad
@@ -356,6 +356,11 @@ _STACK_GLOBAL = re.compile(
     rb"\x8c[\x01-\x80][\x21-\x7e]{1,128}?(?:\x94|q.)?\x8c[\x01-\x80][\x21-\x7e]{1,128}?"
     rb"(?:\x94|q.)?\x93",
     re.S,
+)
+_SMALL = 1 << 20
+_NAME_PUSH = re.compile(
+    rb"(?:\x8c[\x01-\x7f]|X[\x01-\x7f]\x00\x00\x00|U[\x01-\x7f]|T[\x01-\x7f]\x00\x00\x00)"
+    rb"(?=[A-Za-z_])"
 )
 _MEMO_STACK_GLOBAL = re.compile(rb"\x94\x93")
 _ZIP_METHODS = {0, 1, 6, 8, 9, 12, 14, 93, 95, 96, 97, 98, 99}
@@ -434,6 +439,11 @@ def _pickle_starts(data):
         for s in range(k, j - 1):
             if data[s] in (0x63, 0x69):  # c, i
                 yield s, False
+    if len(data) <= _SMALL:
+        # small files and strings: every string push of a name may start a stream
+        # (STACK_GLOBAL fed by BINUNICODE, SHORT_BINSTRING or memoized names)
+        for m in _NAME_PUSH.finditer(data):
+            yield m.start(), False
     for m in _MEMO_STACK_GLOBAL.finditer(data):
         i = m.start()
         lo = max(0, i - 300)
