@@ -16,9 +16,9 @@ Where a payload may start:
   0 to 3); at every STACK_GLOBAL fed by two SHORT_BINUNICODE names (protocol 4+, what
   ``pickle.dumps`` writes); in data up to 1 MiB (text files, strings), at every string
   push of a name (SHORT_BINUNICODE, BINUNICODE, SHORT_BINSTRING, BINSTRING). The walker
-  keeps the memo's values, so names fetched back with BINGET are names. From each start, a small opcode walker (``pickletools``'s
-  opcode table, its own argument reader that never reads past the data) follows the
-  stream. It is a pickle when the walk imports something (GLOBAL, INST, STACK_GLOBAL,
+  keeps the memo's values, so names fetched back with BINGET are names. From each
+  start, a small opcode walker (``pickletools``'s opcode table, its own argument reader
+  that never reads past the data) follows the stream. It is a pickle when the walk imports something (GLOBAL, INST, STACK_GLOBAL,
   EXT*, persistent ids) *and calls it* (REDUCE, OBJ, INST, NEWOBJ, NEWOBJ_EX, BUILD) or
   ends at STOP, or when it is a complete, stack-valid stream of at least a few opcodes
   from a strong start (offset 0 or PROTO). A truncated pickle whose tail is garbage
