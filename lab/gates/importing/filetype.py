@@ -18,11 +18,12 @@ Where a payload may start:
   push of a name (SHORT_BINUNICODE, BINUNICODE, SHORT_BINSTRING, BINSTRING). The walker
   keeps the memo's values, so names fetched back with BINGET are names. From each
   start, a small opcode walker (``pickletools``'s opcode table, its own argument reader
-  that never reads past the data) follows the stream. It is a pickle when the walk imports something (GLOBAL, INST, STACK_GLOBAL,
-  EXT*, persistent ids) *and calls it* (REDUCE, OBJ, INST, NEWOBJ, NEWOBJ_EX, BUILD) or
-  ends at STOP, or when it is a complete, stack-valid stream of at least a few opcodes
-  from a strong start (offset 0 or PROTO). A truncated pickle whose tail is garbage
-  still executes up to the tail, hence "calls", not "complete".
+  that never reads past the data) follows the stream. It is a pickle when the walk
+  imports something (GLOBAL, INST, STACK_GLOBAL) *and calls it* (REDUCE, OBJ, NEWOBJ,
+  NEWOBJ_EX with the import as callable, INST, BUILD from a strong start) or ends at
+  STOP after an import, or when it is a complete, stack-valid stream of at least three
+  opcodes from a strong start (offset 0 or PROTO). A truncated pickle whose tail is
+  garbage still executes up to the tail, hence "calls", not "complete".
 * **zip**: every local-file header, central-directory header and end-of-central-
   directory record (``PK\\x03\\x04``, ``PK\\x01\\x02``, ``PK\\x05\\x06``, ``PK\\x06\\x06``)
   whose fixed fields are plausible (compression method, name length). A zip reader
