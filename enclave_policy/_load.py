@@ -41,6 +41,11 @@ class ImportPolicy:
     max_tensor_elements: int
     smoke_timeout_s: int
     smoke_memory_mb: int
+    # optional keys (issue 15), with these defaults when a policy leaves them out
+    max_files: int = 256
+    max_compression_ratio: int = 200
+    max_string_bytes: int = 65536
+    allow_training_info: bool = False
 
 
 SEVERITIES = ("low", "medium", "high")
@@ -397,6 +402,14 @@ def _import(raw: dict, path: Path) -> ImportPolicy:
         if v < lo:
             raise BadInputError(f"{path}: import.{key} must be at least {lo}")
         ints[key] = v
+    for key, lo in (("max_files", 1), ("max_compression_ratio", 1), ("max_string_bytes", 64)):
+        if key in t:
+            v = _get(t, key, int, "import.", path)
+            if v < lo:
+                raise BadInputError(f"{path}: import.{key} must be at least {lo}")
+            ints[key] = v
+    if "allow_training_info" in t:
+        ints["allow_training_info"] = _get(t, "allow_training_info", bool, "import.", path)
     for key in ("allowed_domains", "allowed_ops"):
         lst = _get(t, key, list, "import.", path)
         if not all(isinstance(x, str) for x in lst):

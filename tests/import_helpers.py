@@ -176,3 +176,73 @@ def sign_and_approve(d: Path, keys: Keys, approvers=("kim", "lee")) -> Path:
         key = keys.officers.get(name) or keys.stranger
         approve(d, name, key)
     return d
+
+
+# ---------------------------------------------------------------- hostile building blocks
+def tar_header(
+    name: str, size_field: bytes, typ: bytes = b"0", magic: bytes = b"ustar\x0000"
+) -> bytes:
+    """A 512-byte tar header with a raw 12-byte size field and a correct checksum
+    (POSIX.1-2017 ustar layout), for headers ``tarfile`` will not write."""
+    h = bytearray(512)
+    h[0 : len(name)] = name.encode()
+    h[100:108] = b"0000644\0"
+    h[108:116] = b"0000000\0"
+    h[116:124] = b"0000000\0"
+    h[124:136] = size_field
+    h[136:148] = b"00000000000\0"
+    h[148:156] = b" " * 8
+    h[156:157] = typ
+    h[257:265] = magic
+    h[148:156] = f"{sum(h):06o}\0 ".encode()
+    return bytes(h)
+
+
+def dir_to_tar_bytes(pkg: Path, top: str = "p") -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        tf.add(pkg, arcname=top)
+    return buf.getvalue()
+
+
+def with_external_weights(model: onnx.ModelProto, location: str, n: int) -> onnx.ModelProto:
+    """Add an unused float32 initializer E[n] whose data is ``location`` (offset 0)."""
+    t = _external_tensor("E", [n])
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", "0"), ("length", str(4 * n))):
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    model.graph.initializer.append(t)
+    return model
+
+
+def blowup_model(dim: int = 16) -> onnx.ModelProto:
+    """A model whose memory grows as N**10 with the batch N: at N=1 it asks for one
+    float, at N=8 for 2**30 floats (4 GiB), through ConstantOfShape summed into Y."""
+    base = build_model(dim)
+    g = base.graph
+    y0 = g.output[0].name
+    one = numpy_helper.from_array(np.array([0], np.int64), "ax0")
+    zero = numpy_helper.from_array(np.array(0.0, np.float32), "zero_f")
+    idx = numpy_helper.from_array(np.array(0, np.int64), "idx0")
+    g.initializer.extend([one, zero, idx])
+    g.node.extend(
+        [
+            helper.make_node("Shape", ["X"], ["xs"]),
+            helper.make_node("Gather", ["xs", "idx0"], ["n1"], axis=0),
+            helper.make_node("Mul", ["n1", "n1"], ["n2"]),
+            helper.make_node("Mul", ["n2", "n2"], ["n4"]),
+            helper.make_node("Mul", ["n4", "n4"], ["n8"]),
+            helper.make_node("Mul", ["n8", "n2"], ["n10"]),
+            helper.make_node("Unsqueeze", ["n10", "ax0"], ["shape"]),
+            helper.make_node("ConstantOfShape", ["shape"], ["big"]),
+            helper.make_node("ReduceSum", ["big"], ["s"], keepdims=0),
+            helper.make_node("Mul", ["s", "zero_f"], ["s0"]),
+            helper.make_node("Add", [y0, "s0"], ["Yb"]),
+        ]
+    )
+    g.output[0].name = "Yb"
+    return base

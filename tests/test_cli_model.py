@@ -83,3 +83,19 @@ def test_import_of_a_missing_package(tmp_path: Path) -> None:
         )
     )
     assert "no such package" in line
+    entries = (tmp_path / "lab" / "audit" / "entries.jsonl").read_text().splitlines()
+    last = json.loads(entries[-1])
+    assert last["action"] == "model.import" and last["decision"] == "error"  # exit 2 audited
+    assert "no such package" in last["details"]["error"]
+
+
+def test_a_malformed_tar_is_refused_with_exit_3_not_a_traceback(tmp_path: Path) -> None:
+    """Issue 15 failure 2 from the command line: a negative base-256 size."""
+    from tests.import_helpers import tar_header
+
+    assert run("init", str(tmp_path / "lab")).returncode == 0
+    tar = tmp_path / "neg.tar"
+    tar.write_bytes(tar_header("p/README.md", b"\xff" * 12) + b"x" * 512 + b"\0" * 1024)
+    p = run("model", "import", "--lab", str(tmp_path / "lab"), "--tenant", "acme", str(tar))
+    assert p.returncode == 3 and "Traceback" not in p.stderr
+    assert "base-256" in p.stdout

@@ -1,29 +1,69 @@
-"""The import gate against a corpus of bad packages built here, and a good one."""
+"""The import gate against a corpus of bad packages built here, and a good one.
+
+Regression tests for issue 15 (failures 1-8) and for public reports, each asserting the
+effect (refused for its real defect, an audit entry written, nothing left in $TMPDIR,
+no file of the package copied into the lab). Source, idea:
+
+* issue 15 f1: README.md / model.json of 100,000 ``[`` (RecursionError in json.loads).
+* issue 15 f2, CPython CVE-2025-8194: a tar member with a negative base-256 size makes
+  ``tarfile`` loop forever.
+* issue 15 f3, onnx CVE-2022-25882 / CVE-2024-27318 (``a/../b``), CVE-2026-34446
+  (hard links): external data resolved against the working directory; a hard-linked
+  file outside the package copied in.
+* issue 15 f4: weights under ``signatures/`` (outside the tenant signature) swapped
+  after the approvals.
+* issue 15 f5, picklescan CVE-2025-10155 / GHSA-769v-p64c-89pr and CVE-2025-1889
+  (protocol 0/1 pickles under any name), google/saferpickle#46 (a zip behind
+  ``PK\x07\x08``), modelaudit#624 (a pickle inside a zip entry), fickling#190 (recent
+  picklescan bypasses): a pickle with a broken tail, with text after it, stacked
+  pickles, a polyglot ONNX holding a zip of pickles, a 17 MiB pickle, a protocol-4
+  pickle without PROTO.
+* issue 15 f6: training_info with a custom op, external data outside and a declared
+  50000 x 50000 tensor; a sparse 8200 x 8200 initializer; Constant value_ints and
+  string tensors over the limits.
+* issue 15 f7: memory that explodes with the batch (asked for at batch 8 only).
+* issue 15 f8: a gzip bomb (refused while streaming); metadata holding a base64
+  pickle and a URL.
+* onnxruntime's ``*/_ORT_MEM_ADDR_/*`` external-data tag (reads process memory).
+* picklescan GHSA-w8jq-xcqf-f792 / GHSA-7q5r-7gvp-wc82 (zip flag-bit tricks that
+  crash a scanner but not PyTorch): found by signature, never by opening the zip.
+"""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import io
 import json
 import os
 import pickle
 import stat
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
+from lab.errors import BadInputError
+from lab.gates.importing import gate as gate_module
 from lab.gates.importing import list_models
 from lab.gates.importing.ops import import_model, models_dir
 from lab.labdir import audit_writer, open_lab
 from tests.audit_helpers import PASS, make_lab
 from tests.import_helpers import (
+    blowup_model,
     build_model,
     configure,
+    dir_to_tar_bytes,
     make_keys,
     make_package,
     model_json,
     sign_and_approve,
+    tar_header,
+    with_external_weights,
 )
 
 
@@ -272,3 +312,347 @@ def test_a_signature_that_leaves_the_model_unsigned(lab, keys, tmp_path) -> None
     f = failed(gate(lab, pkg))
     assert "only 'signatures' may be left out" in f["signature"]
     assert "model.onnx: not covered" in f["signature"]
+
+
+# ---------------------------------------------------------------- issue 15 regressions
+
+
+@pytest.fixture
+def tmpdir_watch(tmp_path, monkeypatch) -> Path:
+    """$TMPDIR for the gate: a fresh directory the test checks is empty afterwards."""
+    d = tmp_path / "TMPDIR"
+    d.mkdir()
+    monkeypatch.setenv("TMPDIR", str(d))
+    monkeypatch.setattr(tempfile, "tempdir", str(d))
+    return d
+
+
+def audit_entries(lab) -> list[dict]:
+    return [json.loads(x) for x in (lab.paths.audit / "entries.jsonl").read_text().splitlines()]
+
+
+def last_import(lab) -> dict:
+    return [e for e in audit_entries(lab) if e["action"] == "model.import"][-1]
+
+
+def stored_bytes(lab) -> list[bytes]:
+    d = models_dir(lab)
+    return [p.read_bytes() for p in d.rglob("*") if p.is_file()] if d.exists() else []
+
+
+# f1 -------------------------------------------------------------------------------------
+def test_a_readme_of_100000_brackets_is_only_text(lab, keys, tmp_path, tmpdir_watch) -> None:
+    pkg = make_package(tmp_path / "p")
+    (pkg / "README.md").write_text("[" * 100_000)
+    report = gate(lab, sign_and_approve(pkg, keys))
+    assert report.accepted, report.table()  # positive control: odd text is still text
+    assert last_import(lab)["decision"] == "registered"
+    assert list(tmpdir_watch.iterdir()) == []
+
+
+def test_a_model_json_of_100000_brackets_is_refused(lab, keys, tmp_path, tmpdir_watch) -> None:
+    pkg = make_package(tmp_path / "p")
+    (pkg / "model.json").write_text("[" * 100_000)
+    f = failed(gate(lab, sign_and_approve(pkg, keys)))
+    assert "deeper than 64" in f["model.json"] or "not JSON" in f["model.json"]
+    assert last_import(lab)["decision"] == "refused"
+    assert list(tmpdir_watch.iterdir()) == []
+
+
+# f2 -------------------------------------------------------------------------------------
+def test_a_negative_base256_tar_size_is_refused_before_any_loop(
+    lab, tmp_path, tmpdir_watch
+) -> None:
+    body = tar_header("p/README.md", b"\xff" * 12) + b"x" * 512 + b"\0" * 1024
+    tar = tmp_path / "neg.tar"
+    tar.write_bytes(body)
+    report = gate(lab, tar)
+    assert not report.accepted
+    assert "base-256" in failed(report)["files"]
+    entry = last_import(lab)
+    assert entry["decision"] == "refused" and "base-256" in json.dumps(entry["details"])
+    assert list(tmpdir_watch.iterdir()) == []
+
+
+# f3 -------------------------------------------------------------------------------------
+def test_external_data_resolves_inside_the_private_copy_from_any_directory(
+    lab, keys, tmp_path, monkeypatch
+) -> None:
+    weights = np.arange(64, dtype=np.float32).tobytes()
+    pkg = make_package(
+        tmp_path / "p",
+        with_external_weights(build_model(), "weights.bin", 64),
+        extra={"weights.bin": weights},
+    )
+    sign_and_approve(pkg, keys)
+    decoy = tmp_path / "cwd-with-decoy"
+    decoy.mkdir()
+    (decoy / "weights.bin").write_bytes(b"\0" * 3)  # a wrong-size file where cwd lookups land
+    empty = tmp_path / "cwd-empty"
+    empty.mkdir()
+    for cwd in (decoy, empty):
+        monkeypatch.chdir(cwd)
+        report = gate(lab, pkg)
+        assert report.accepted, (cwd, report.table())
+
+
+def test_a_hard_linked_file_is_refused_and_never_copied(lab, keys, tmp_path) -> None:
+    secret = tmp_path / "outside-secret.bin"
+    secret.write_bytes(b"SECRET-OUTSIDE-THE-PACKAGE" * 10)
+    model = with_external_weights(build_model(), "weights.bin", len(secret.read_bytes()) // 4)
+    pkg = make_package(tmp_path / "p", model)
+    os.link(secret, pkg / "weights.bin")
+    f = failed(gate(lab, sign_and_approve(pkg, keys)))
+    assert "hard link" in f["files"]
+    assert all(b"SECRET-OUTSIDE" not in b for b in stored_bytes(lab))
+    assert list_models(models_dir(lab)) == []
+
+
+# f4 -------------------------------------------------------------------------------------
+def test_weights_under_signatures_are_refused(lab, keys, tmp_path) -> None:
+    pkg = make_package(tmp_path / "p", with_external_weights(build_model(), "signatures/w.bin", 4))
+    sign_and_approve(pkg, keys)
+    (pkg / "signatures" / "w.bin").write_bytes(b"\1" * 16)  # swapped after both approvals
+    f = failed(gate(lab, pkg))
+    assert "signature files only" in f["signature"]
+    assert "outside the tenant signature" in f["onnx"]
+
+
+def test_a_stray_file_in_signatures_is_refused(lab, keys, tmp_path) -> None:
+    pkg = sign_and_approve(make_package(tmp_path / "p"), keys)
+    (pkg / "signatures" / "notes.txt").write_text("hello\n")
+    assert "signature files only" in failed(gate(lab, pkg))["signature"]
+
+
+# f5 -------------------------------------------------------------------------------------
+def _zip_of_pickles() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", pickle.dumps(_Evil(), protocol=2))
+    return buf.getvalue()
+
+
+_HIDDEN = {
+    "protocol 0 with a broken tail": ("README.md", pickle.dumps(_Evil(), 0) + b"\xff\xfe junk"),
+    "a pickle then text": ("LICENSE", pickle.dumps(_Evil(), 2) + b"\nMIT License\n"),
+    "stacked pickles": ("weights.bin", pickle.dumps(1, 4) + pickle.dumps(_Evil(), 4)),
+    "a zip behind PK\\x07\\x08": ("LICENSE", b"PK\x07\x08" + _zip_of_pickles()),
+    "a 17 MiB pickle": ("weights.bin", pickle.dumps([b"\0" * (17 << 20), _Evil()], 4)),
+    "protocol 4 without PROTO, mid-file": (
+        "MODEL_CARD.md",
+        b"# card\n" + b"\x8c\x05posix\x94\x8c\x06system\x94\x93\x8c\x02id\x85R.",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_HIDDEN))
+def test_a_hidden_pickle_is_found_by_content(lab, keys, tmp_path, case) -> None:
+    name, data = _HIDDEN[case]
+    pkg = make_package(tmp_path / "p", extra={name: data})
+    f = failed(gate(lab, sign_and_approve(pkg, keys)))
+    assert "pickle" in f["files"] and name in f["files"], f
+    assert not Path("/tmp/facelab-pwned").exists()
+
+
+def test_an_onnx_model_that_is_also_a_zip_of_pickles(lab, keys, tmp_path) -> None:
+    model = build_model()
+    blob = numpy_helper.from_array(np.frombuffer(_zip_of_pickles(), np.uint8), "blob")
+    model.graph.initializer.append(blob)
+    pkg = make_package(tmp_path / "p", model)
+    f = failed(gate(lab, sign_and_approve(pkg, keys)))
+    assert "model.onnx" in f["files"] and "zip of pickles" in f["files"]
+
+
+# f6 -------------------------------------------------------------------------------------
+def test_training_info_is_refused_and_checked_like_the_graph(lab, keys, tmp_path) -> None:
+    model = build_model()
+    big = TensorProto(name="T", data_type=TensorProto.FLOAT, dims=[50_000, 50_000])
+    big.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "../../etc/passwd"), ("offset", "0"), ("length", "40")):
+        e = big.external_data.add()
+        e.key, e.value = k, v
+    algo = helper.make_graph(
+        [helper.make_node("Steal", ["T"], ["u"], domain="evil.io")], "algo", [], [], [big]
+    )
+    ti = model.training_info.add()
+    ti.algorithm.CopyFrom(algo)
+    ti.initialization.CopyFrom(helper.make_graph([], "init", [], []))
+    f = failed(gate(lab, sign_and_approve(make_package(tmp_path / "p", model), keys)))
+    for needle in ("training_info", "evil.io:Steal", "outside the package", "2,500,000,000"):
+        assert needle in f["onnx"], (needle, f["onnx"])
+
+
+def test_a_sparse_initializer_counts_at_its_dense_size(lab, keys, tmp_path) -> None:
+    model = build_model()
+    values = numpy_helper.from_array(np.ones(4, np.float32), "S")
+    indices = numpy_helper.from_array(np.arange(4, dtype=np.int64), "S_idx")
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(values, indices, [8200, 8200]))
+    f = failed(gate(lab, sign_and_approve(make_package(tmp_path / "p", model), keys)))
+    assert "dense [8200, 8200]" in f["onnx"] and "parameters total 256.5 MiB" in f["onnx"]
+
+
+@pytest.fixture
+def small_limits(tmp_path, keys):
+    """A lab whose limits are small enough to breach with small test files."""
+    lab = make_lab(tmp_path / "lab-small")
+    configure(lab.paths.root, keys, max_tensor_elements=40_000, max_param_bytes=1 << 20)
+    return open_lab(lab.paths.root)
+
+
+def _static(lab, pkg):
+    from lab.gates.importing import inspect
+
+    report, ctx = inspect(pkg, "acme", lab.policy.importing, dynamic=False)
+    ctx.package.cleanup()
+    return report
+
+
+def test_list_valued_constants_and_string_tensors_count(small_limits, keys, tmp_path) -> None:
+    good = sign_and_approve(make_package(tmp_path / "good"), keys)
+    assert _static(small_limits, good).accepted  # positive control under these limits
+    ints = build_model()
+    ints.graph.node.append(helper.make_node("Constant", [], ["c"], value_ints=list(range(50_000))))
+    f = failed(_static(small_limits, sign_and_approve(make_package(tmp_path / "i", ints), keys)))
+    assert "value_ints declares 50,000 elements" in f["onnx"]
+    strings = build_model()
+    st = helper.make_tensor("names", TensorProto.STRING, [40], [b"a" * (1 << 16)] * 40)
+    strings.graph.initializer.append(st)
+    f = failed(_static(small_limits, sign_and_approve(make_package(tmp_path / "s", strings), keys)))
+    assert "parameters total 2.5 MiB" in f["onnx"]
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        (base64.b64encode(pickle.dumps(_Evil(), 2)).decode(), "base64-encoded"),
+        ("weights at https://evil.example/w.bin", "URL"),
+    ],
+)
+def test_metadata_is_scanned_for_payloads(lab, keys, tmp_path, value, needle) -> None:
+    model = build_model()
+    helper.set_model_props(model, {"note": value})
+    f = failed(gate(lab, sign_and_approve(make_package(tmp_path / "p", model), keys)))
+    assert needle in f["onnx"]
+
+
+def test_custom_ops_in_subgraphs_and_functions_are_found(lab, keys, tmp_path) -> None:
+    model = build_model()
+    branch = helper.make_graph(
+        [helper.make_node("Exec", [], ["o"], domain="evil.io")],
+        "then",
+        [],
+        [helper.make_tensor_value_info("o", TensorProto.FLOAT, None)],
+    )
+    model.graph.node.append(
+        helper.make_node("If", ["cond_in"], ["r"], then_branch=branch, else_branch=branch)
+    )
+    fn = helper.make_function(
+        "lib", "F", ["a"], ["b"], [helper.make_node("Run", ["a"], ["b"], domain="evil.io")], []
+    )
+    model.functions.append(fn)
+    f = failed(gate(lab, sign_and_approve(make_package(tmp_path / "p", model), keys)))
+    assert "subgraph" in f["onnx"] and "evil.io:Exec" in f["onnx"]
+    assert "function lib:F" in f["onnx"] and "evil.io:Run" in f["onnx"]
+
+
+def test_onnxruntime_memory_address_tag_is_refused(lab, keys, tmp_path) -> None:
+    loc = "_ORT_MEM_ADDR_/x.bin"
+    pkg = make_package(tmp_path / "p", with_external_weights(build_model(), loc, 4))
+    f = failed(gate(lab, sign_and_approve(pkg, keys)))
+    assert "process memory" in f["onnx"]
+
+
+# f7 -------------------------------------------------------------------------------------
+def test_memory_that_explodes_with_the_batch_is_refused(lab, keys, tmp_path) -> None:
+    pkg = sign_and_approve(make_package(tmp_path / "p", blowup_model()), keys)
+    f = failed(gate(lab, pkg))
+    assert set(f) == {"smoke test"} and "memory" in f["smoke test"], f
+
+
+# f8 -------------------------------------------------------------------------------------
+def _gzip_bomb(total: int) -> bytes:
+    """A .tar.gz whose one member declares ``total`` zero bytes: gzip members of 1 MiB
+    of zeros concatenated (a multi-member gzip stream), a few KiB on disk."""
+    head = gzip.compress(tar_header("p/weights.bin", f"{total:011o}\0".encode()), 9)
+    chunk = gzip.compress(b"\0" * (1 << 20), 9)
+    return head + chunk * (total >> 20)
+
+
+def test_a_gzip_bomb_stops_at_its_first_megabytes(tmp_path) -> None:
+    from lab.gates.importing import _tar
+
+    src = tmp_path / "bomb.tar.gz"
+    src.write_bytes(_gzip_bomb(4 << 30))
+    assert src.stat().st_size < 8 << 20
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(_tar.TarRefused, match="decompression ratio"):
+        _tar.extract(
+            src, dest, max_members=10, max_member=8 << 30, max_total=8 << 30, max_ratio=200
+        )
+    written = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+    assert written < 4 << 20  # stopped long before 4 GiB
+
+
+def test_a_gzip_bomb_package_is_refused_and_audited(lab, tmp_path, tmpdir_watch) -> None:
+    src = tmp_path / "bomb.tar.gz"
+    src.write_bytes(_gzip_bomb(256 << 20))  # declares less than the package limit
+    f = failed(gate(lab, src))
+    assert "decompression ratio" in f["files"]
+    assert last_import(lab)["decision"] == "refused"
+    assert list(tmpdir_watch.iterdir()) == []
+
+
+def test_a_good_tar_gz_package_is_accepted(lab, keys, tmp_path) -> None:
+    pkg = sign_and_approve(make_package(tmp_path / "good"), keys)
+    src = tmp_path / "good.tar.gz"
+    src.write_bytes(gzip.compress(dir_to_tar_bytes(pkg)))
+    assert gate(lab, src).accepted
+
+
+# failing closed: crashes, hangs, errors are refusals (or audited bad input) --------------
+def test_a_crash_in_the_confined_checks_is_a_refusal(
+    lab, keys, tmp_path, tmpdir_watch, monkeypatch
+) -> None:
+    monkeypatch.setattr(gate_module, "STATIC_TARGET", "lab.gates.importing._static_child:nope")
+    pkg = sign_and_approve(make_package(tmp_path / "p"), keys)
+    f = failed(gate(lab, pkg))
+    assert "crashed" in f["files"] and "AttributeError" in f["files"]
+    assert last_import(lab)["decision"] == "refused"
+    assert list(tmpdir_watch.iterdir()) == []
+
+
+def test_a_hang_in_the_confined_checks_is_a_refusal(
+    lab, keys, tmp_path, tmpdir_watch, monkeypatch
+) -> None:
+    monkeypatch.setattr(gate_module, "STATIC_TIMEOUT_S", 0.3)
+    pkg = sign_and_approve(make_package(tmp_path / "p"), keys)
+    f = failed(gate(lab, pkg))
+    assert "ran past the 0.3 s time limit" in f["files"]
+    assert list(tmpdir_watch.iterdir()) == []
+
+
+def test_a_failure_of_the_gate_itself_is_audited_and_leaves_nothing(
+    lab, keys, tmp_path, tmpdir_watch, monkeypatch
+) -> None:
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(gate_module.confine, "run_python", boom)
+    pkg = sign_and_approve(make_package(tmp_path / "p"), keys)
+    with pytest.raises(RuntimeError):
+        gate(lab, pkg)
+    entry = last_import(lab)
+    assert entry["decision"] == "error" and "disk on fire" in entry["details"]["error"]
+    assert list(tmpdir_watch.iterdir()) == []
+
+
+@pytest.mark.parametrize("what", ["missing", "not an archive"])
+def test_bad_input_is_audited(lab, tmp_path, tmpdir_watch, what) -> None:
+    src = tmp_path / "pkg"
+    if what == "not an archive":
+        src.write_bytes(b"just some bytes\n" * 100)
+    with pytest.raises(BadInputError):
+        gate(lab, src)
+    assert last_import(lab)["decision"] == "error"
+    assert list(tmpdir_watch.iterdir()) == []

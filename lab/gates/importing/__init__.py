@@ -1,6 +1,26 @@
-"""The model import gate: signed packages, officer approvals, static and sandboxed checks."""
+"""The model import gate: signed packages, officer approvals, static and sandboxed checks.
 
-from lab.gates.importing.gate import ImportReport, inspect, list_models, register
-from lab.gates.importing.signing import approve, sign_package
+Names are imported on first use (PEP 562), so that the confined checks, which import
+``lab.gates.importing._static_child``, do not pay for the gate's own imports.
+"""
+
+from __future__ import annotations
 
 __all__ = ["ImportReport", "approve", "inspect", "list_models", "register", "sign_package"]
+
+_FROM = {
+    "ImportReport": "gate",
+    "inspect": "gate",
+    "list_models": "gate",
+    "register": "gate",
+    "approve": "signing",
+    "sign_package": "signing",
+}
+
+
+def __getattr__(name: str):
+    if name in _FROM:
+        import importlib
+
+        return getattr(importlib.import_module(f"lab.gates.importing.{_FROM[name]}"), name)
+    raise AttributeError(f"module 'lab.gates.importing' has no attribute {name!r}")

@@ -47,3 +47,23 @@ class CheckResult:
 
 def result(name: str, problems: list[str], info: str = "") -> CheckResult:
     return CheckResult(name, not problems, tuple(problems), info)
+
+
+def policy_to_json(pol: ImportPolicy) -> dict:
+    """The import policy as JSON, for a confined run (public keys only: no secret)."""
+    from dataclasses import asdict
+
+    d = asdict(pol)
+    d["allowed_ops"] = sorted(pol.allowed_ops)
+    d["allowed_domains"] = list(pol.allowed_domains)
+    return d
+
+
+def policy_from_json(d: dict) -> ImportPolicy:
+    return ImportPolicy(
+        **{
+            **d,
+            "allowed_ops": frozenset(d["allowed_ops"]),
+            "allowed_domains": tuple(d["allowed_domains"]),
+        }
+    )

@@ -1,10 +1,53 @@
-"""Recognise a file by its bytes, never by its name (modelscan skips a raw pickle
-renamed .pt; this does not)."""
+"""Recognise a file by its bytes, never by its name, and find pickles and archives
+anywhere in it.
+
+:func:`sniff` names a file's type from its head (modelscan skips a raw pickle renamed
+``.pt``; this does not). :func:`scan` reads the *whole* file (an ``mmap``: the bytes are
+streamed by the kernel, never copied into memory at once) and reports every kind of
+payload it holds at any offset: a pickle stream (protocol 0 to 5, with or without a
+PROTO opcode, stacked, or followed by junk), or an archive (zip, tar, gzip, bzip2, xz,
+7z, rar; zstd and lz4 at offset 0). Nothing is ever unpickled or decompressed.
+
+Where a payload may start:
+
+* **pickles**: at offset 0 and after every complete stream there (stacked pickles, as
+  PyTorch's legacy format writes them); at every PROTO opcode (``\\x80`` then 2..5);
+  at every GLOBAL or INST opcode with a dotted-name pair (``cos\\nsystem\\n``, protocols
+  0 to 3); at every STACK_GLOBAL fed by two SHORT_BINUNICODE names (protocol 4+, what
+  ``pickle.dumps`` writes); in data up to 1 MiB (text files, strings), at every string
+  push of a name (SHORT_BINUNICODE, BINUNICODE, SHORT_BINSTRING, BINSTRING). The walker
+  keeps the memo's values, so names fetched back with BINGET are names. From each
+  start, a small opcode walker (``pickletools``'s opcode table, its own argument reader
+  that never reads past the data) follows the stream. It is a pickle when the walk
+  imports something (GLOBAL, INST, STACK_GLOBAL) *and calls it* (REDUCE, OBJ, NEWOBJ,
+  NEWOBJ_EX with the import as callable, INST, BUILD from a strong start) or ends at
+  STOP after an import, or when it is a complete, stack-valid stream of at least three
+  opcodes from a strong start (offset 0 or PROTO). A truncated pickle whose tail is
+  garbage still executes up to the tail, hence "calls", not "complete".
+* **zip**: every local-file header, central-directory header and end-of-central-
+  directory record (``PK\\x03\\x04``, ``PK\\x01\\x02``, ``PK\\x05\\x06``, ``PK\\x06\\x06``)
+  whose fixed fields are plausible (compression method, name length). A zip reader
+  finds the directory from the end, so a zip behind any prefix (``PK\\x07\\x08``, an ONNX
+  protobuf: a polyglot) still opens.
+* **tar**: a ``ustar`` magic whose 512-byte header checksum is right. **gzip**: the
+  magic, deflate, and plausible flag/XFL/OS bytes. bzip2, xz, 7z, rar: their 6-10 byte
+  magics, anywhere in files up to 16 MiB and at offset 0 in larger ones (no loader opens
+  them mid-file; each pass costs time on a 100 MB model). zstd and lz4 (4-byte magics,
+  too weak to look for inside weights): offset 0.
+
+Random float weights give false positives at a rate measured by ``tests/test_import_
+gate.py`` (none in 256 MiB of random bytes). The whole walk is bounded (``max_ops``);
+a file that exhausts it is reported as a possible pickle: the gate fails closed.
+"""
 
 from __future__ import annotations
 
 import json
+import mmap
 import pickletools
+import re
+from dataclasses import dataclass
+from pathlib import Path
 
 ARCHIVES = {
     "zip": (b"PK\x03\x04", b"PK\x05\x06"),
@@ -13,12 +56,16 @@ ARCHIVES = {
     "xz": (b"\xfd7zXZ\x00",),
     "zstd": (b"\x28\xb5\x2f\xfd",),
     "7z": (b"7z\xbc\xaf\x27\x1c",),
+    "lz4": (b"\x04\x22\x4d\x18",),
+    "rar": (b"Rar!\x1a\x07",),
 }
 
 
 def sniff(data: bytes) -> str:
-    """One of: pickle, zip, gzip, bzip2, xz, zstd, 7z, tar, npy, png, jpeg, json, text,
-    onnx (a protobuf that parses as a model is decided by the ONNX check), or binary."""
+    """One of: pickle, zip, gzip, bzip2, xz, zstd, 7z, lz4, rar, tar, npy, png, jpeg,
+    json, text, or binary (a protobuf has no magic: the ONNX check parses it), from the
+    head of a file (``data``: its first bytes, up to 64 KiB are enough). Payloads deeper
+    in the file are :func:`scan`'s job."""
     head = data[:16]
     if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
         return "pickle"
@@ -33,31 +80,458 @@ def sniff(data: bytes) -> str:
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
-    if _looks_like_protocol0_pickle(data):
-        return "pickle"
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return "binary"
     stripped = text.strip()
-    if stripped[:1] in "{[":
+    if stripped[:1] in ("{", "[") and json_depth_ok(data, 64):
         try:
             json.loads(stripped)
             return "json"
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     if all(c.isprintable() or c in "\n\r\t" for c in text):
         return "text"
     return "binary"
 
 
-def _looks_like_protocol0_pickle(data: bytes) -> bool:
-    """Protocol 0/1 pickles have no magic: parse the opcodes (never execute them) and
-    call it a pickle when they run cleanly to a STOP at the end of the data."""
-    if not data.rstrip(b"\n").endswith(b"."):
-        return False
+def json_depth_ok(data: bytes, limit: int) -> bool:
+    """True when JSON-ish ``data`` nests brackets at most ``limit`` deep (strings
+    skipped). Checked before ``json.loads``, whose recursion on 100,000 ``[`` is a
+    RecursionError (issue 15, failure 1)."""
+    depth = 0
+    in_str = esc = False
+    for b in data:
+        if in_str:
+            if esc:
+                esc = False
+            elif b == 0x5C:
+                esc = True
+            elif b == 0x22:
+                in_str = False
+        elif b == 0x22:
+            in_str = True
+        elif b in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return False
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+# ------------------------------------------------------------------ payload scanning
+@dataclass(frozen=True)
+class Payload:
+    """A pickle stream or an archive found inside a file.
+
+    ``kind`` is ``pickle`` or an archive name; ``offset`` its first byte; ``detail``
+    what a pickle imports (``posix.system``) or which archive structure was seen.
+    """
+
+    kind: str
+    offset: int
+    detail: str
+
+
+_OPS = {o.code.encode("latin-1")[0]: o for o in pickletools.opcodes}
+_CALLS = {"REDUCE", "OBJ", "NEWOBJ", "NEWOBJ_EX"}
+_STRINGS = {
+    "SHORT_BINUNICODE",
+    "BINUNICODE",
+    "BINUNICODE8",
+    "UNICODE",
+    "STRING",
+    "BINSTRING",
+    "SHORT_BINSTRING",
+}
+_NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_.]{0,127}\Z")
+_NL_MAX = 1 << 16  # a newline-terminated argument longer than this is not a pickle's
+# fixed-size arguments: (bytes of the length prefix or value, signed)
+_FIXED = {"uint1": 1, "uint2": 2, "int4": 4, "uint4": 4, "uint8": 8, "float8": 8}
+_COUNTED = {
+    "bytes1": 1,
+    "string1": 1,
+    "unicodestring1": 1,
+    "long1": 1,
+    "bytes4": 4,
+    "string4": 4,
+    "unicodestring4": 4,
+    "long4": 4,
+    "bytes8": 8,
+    "unicodestring8": 8,
+    "bytearray8": 8,
+}
+
+
+class _Bad(Exception):
+    pass
+
+
+@dataclass
+class _Walk:
+    end: str  # "stop", "bad", "eof", "budget"
+    pos: int
+    ops: int
+    content_ops: int
+    imports: list[str]
+    called: bool
+    inst: bool = False  # an INST opcode (import and call in one)
+
+
+def _walk(data, start: int, strict: bool, budget: list[int]) -> _Walk:
+    """Follow a pickle opcode stream from ``start`` without executing it.
+
+    ``strict``: the stream must be valid from here (stack and memo); otherwise (a start
+    in the middle of a stream) a missing stack item or mark is assumed to be there.
+    """
+    n = len(data)
+    pos = start
+    stack: list[object] = []  # items: None, ("str", value) or ("global", name)
+    marks: list[int] = []
+    memo: dict[int, object] = {}  # memo index -> the item stored (names, globals)
+    ops = content = 0
+    imports: list[str] = []
+    called = inst = False
+
+    def pop(k: int) -> list[object]:
+        if len(stack) < k:
+            if strict:
+                raise _Bad
+            got = [None] * (k - len(stack)) + stack[:]
+            del stack[:]
+            return got
+        got = stack[len(stack) - k :]
+        del stack[len(stack) - k :]
+        return got
+
     try:
-        ops = list(pickletools.genops(data))
-    except Exception:  # any malformed opcode stream: not a pickle
+        while True:
+            if pos >= n:
+                return _Walk("eof", pos, ops, content, imports, called, inst)
+            budget[0] -= 1
+            if budget[0] < 0:
+                return _Walk("budget", pos, ops, content, imports, called, inst)
+            op = _OPS.get(data[pos])
+            if op is None:
+                raise _Bad
+            pos += 1
+            ops += 1
+            arg = None
+            kind = op.arg.name if op.arg is not None else None
+            if kind in _FIXED:
+                k = _FIXED[kind]
+                if pos + k > n:
+                    raise _Bad
+                arg = int.from_bytes(data[pos : pos + k], "little", signed=kind == "int4")
+                pos += k
+            elif kind in _COUNTED:
+                k = _COUNTED[kind]
+                if pos + k > n:
+                    raise _Bad
+                length = int.from_bytes(data[pos : pos + k], "little", signed=k == 4)
+                if length < 0 or pos + k + length > n:
+                    raise _Bad
+                if op.name in _STRINGS and length <= 256:
+                    arg = bytes(data[pos + k : pos + k + length])
+                pos += k + length
+            elif kind is not None:  # newline-terminated: one line, two for a name pair
+                lines = []
+                for _ in range(2 if kind == "stringnl_noescape_pair" else 1):
+                    nl = data.find(b"\n", pos, min(n, pos + _NL_MAX))
+                    if nl < 0:
+                        raise _Bad
+                    lines.append(bytes(data[pos:nl]))
+                    pos = nl + 1
+                if kind == "stringnl_noescape_pair":
+                    if not all(_NAME.match(x) for x in lines):
+                        raise _Bad
+                    arg = lines
+                elif kind.startswith("decimalnl"):
+                    s = lines[0].rstrip(b"L")
+                    if not re.fullmatch(rb"[+-]?[0-9]+", s):
+                        raise _Bad
+                    arg = int(s)
+                elif kind == "floatnl":
+                    if not re.fullmatch(rb"[+-]?[0-9.eEinfa]+", lines[0]):
+                        raise _Bad
+                elif kind == "stringnl":
+                    s = lines[0]
+                    if len(s) < 2 or s[:1] not in (b"'", b'"') or s[-1:] != s[:1]:
+                        raise _Bad
+                    arg = s[1:-1]
+                else:
+                    arg = lines[0]
+            name = op.name
+            if name == "STOP":
+                if strict and (len(stack) != 1 or marks):
+                    raise _Bad
+                return _Walk("stop", pos, ops, content, imports, called, inst)
+            if name == "PROTO":
+                if not 0 <= arg <= 5:
+                    raise _Bad
+                continue
+            if name == "FRAME":
+                if pos + arg > n:
+                    raise _Bad
+                continue
+            if name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                if strict and not stack:
+                    raise _Bad
+                memo[arg] = stack[-1] if stack else None
+                continue
+            if name == "MEMOIZE":
+                if strict and not stack:
+                    raise _Bad
+                memo[len(memo)] = stack[-1] if stack else None
+                continue
+            content += 1
+            if name in ("GET", "BINGET", "LONG_BINGET"):
+                if strict and arg not in memo:
+                    raise _Bad
+                stack.append(memo.get(arg))
+                continue
+            if name == "MARK":
+                marks.append(len(stack))
+                continue
+            before = [s.name for s in op.stack_before]
+            if "mark" in before:
+                below = before.index("mark")
+                if marks:
+                    m = marks.pop()
+                    above = stack[m:]
+                    del stack[m:]
+                elif strict:
+                    raise _Bad
+                else:
+                    above = stack[:]
+                    del stack[:]
+                args = pop(below) + above
+            else:
+                args = pop(len(before))
+            if name == "GLOBAL" or name == "INST":
+                imports.append(".".join(x.decode("ascii") for x in arg))
+            elif name == "STACK_GLOBAL":
+                a, b = args
+                if not (isinstance(a, tuple) and isinstance(b, tuple)):
+                    if not strict:  # mid-stream: only names seen pushed count
+                        raise _Bad
+                    imports.append("(names computed on the stack)")
+                else:
+                    if not (_NAME.match(a[1]) and _NAME.match(b[1])):
+                        raise _Bad
+                    imports.append(f"{a[1].decode()}.{b[1].decode()}")
+            head = args[0] if args else None
+            if name == "INST":
+                inst = True
+            elif (name in _CALLS and isinstance(head, tuple) and head[0] == "global") or (
+                name == "BUILD" and strict and imports
+            ):
+                called = True
+            after = [s.name for s in op.stack_after]
+            for _ in after:
+                stack.append(None)
+            if name in _STRINGS and arg is not None:
+                stack[-1] = ("str", arg)
+            elif name in ("GLOBAL", "STACK_GLOBAL"):
+                stack[-1] = ("global", imports[-1])
+    except (_Bad, UnicodeDecodeError, ValueError):
+        return _Walk("bad", pos, ops, content, imports, called, inst)
+
+
+def _is_pickle(w: _Walk, strong: bool) -> bool:
+    """Strong starts (offset 0, a PROTO opcode) were walked strictly: a stream that
+    imports and calls, or imports and stops cleanly, or is a complete stream of a few
+    opcodes, is a pickle. Weak starts (a name pair in the middle of the bytes, walked
+    leniently) count only when what they import is called."""
+    if w.end == "budget":
+        return True
+    if w.imports and (w.called or (w.inst and (strong or w.end == "stop"))):
+        return True
+    return strong and w.end == "stop" and (bool(w.imports) or w.content_ops >= 3)
+
+
+_PROTO = re.compile(rb"\x80[\x02-\x05]")
+_GLOBAL_TAIL = re.compile(rb"\n(?=[A-Za-z_][A-Za-z0-9_.]{0,127}\n)")
+_NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.")
+_STACK_GLOBAL = re.compile(
+    rb"\x8c[\x01-\x80][\x21-\x7e]{1,128}?(?:\x94|q.)?\x8c[\x01-\x80][\x21-\x7e]{1,128}?"
+    rb"(?:\x94|q.)?\x93",
+    re.S,
+)
+_SMALL = 1 << 20
+_NAME_PUSH = re.compile(
+    rb"(?:\x8c[\x01-\x7f]|X[\x01-\x7f]\x00\x00\x00|U[\x01-\x7f]|T[\x01-\x7f]\x00\x00\x00)"
+    rb"(?=[A-Za-z_])"
+)
+_MEMO_STACK_GLOBAL = re.compile(rb"\x94\x93")
+_ZIP_METHODS = {0, 1, 6, 8, 9, 12, 14, 93, 95, 96, 97, 98, 99}
+_DEEP_MAGICS = 16 << 20
+_MAGICS = {
+    "bzip2": re.compile(rb"BZh[1-9]1AY&SY"),
+    "xz": re.compile(re.escape(b"\xfd7zXZ\x00")),
+    "7z": re.compile(re.escape(b"7z\xbc\xaf\x27\x1c")),
+    "rar": re.compile(re.escape(b"Rar!\x1a\x07")),
+}
+
+
+def _finds(data, needle: bytes):
+    """Every offset of ``needle`` (``find``: memchr speed, unlike a regex)."""
+    i = data.find(needle)
+    while i >= 0:
+        yield i
+        i = data.find(needle, i + 1)
+
+
+def _u16(d, p: int) -> int:
+    return int.from_bytes(d[p : p + 2], "little")
+
+
+def _zip_at(d, p: int) -> str | None:
+    n = len(d)
+    sig = bytes(d[p + 2 : p + 4])
+    if sig == b"\x03\x04" and p + 30 <= n:
+        method, name_len = _u16(d, p + 8), _u16(d, p + 26)
+        if method in _ZIP_METHODS and 1 <= name_len <= 4096 and p + 30 + name_len <= n:
+            return "local file header"
+    elif sig == b"\x01\x02" and p + 46 <= n:
+        method, name_len = _u16(d, p + 10), _u16(d, p + 28)
+        if method in _ZIP_METHODS and 1 <= name_len <= 4096 and p + 46 + name_len <= n:
+            return "central directory"
+    elif sig == b"\x05\x06" and p + 22 <= n:
+        on_disk, total, comment = _u16(d, p + 8), _u16(d, p + 10), _u16(d, p + 20)
+        if on_disk == total and p + 22 + comment <= n:
+            return "end of central directory"
+    elif sig == b"\x06\x06" and p + 56 <= n:
+        size = int.from_bytes(d[p + 4 : p + 12], "little")
+        if 44 <= size <= 1 << 16:
+            return "zip64 end of central directory"
+    return None
+
+
+def _tar_at(d, magic: int) -> bool:
+    h = magic - 257
+    if h < 0 or h + 512 > len(d):
         return False
-    return bool(ops) and ops[-1][0].name == "STOP" and ops[-1][2] >= len(data.rstrip(b"\n")) - 1
+    block = bytes(d[h : h + 512])
+    field = block[148:156].split(b"\0", 1)[0].strip(b" ")
+    if not field or not re.fullmatch(rb"[0-7]+", field):
+        return False
+    return int(field, 8) == sum(block[:148]) + 8 * 32 + sum(block[156:])
+
+
+def _gzip_at(d, p: int) -> bool:
+    if p + 10 > len(d):
+        return False
+    flags, xfl, os_ = d[p + 3], d[p + 8], d[p + 9]
+    return flags & 0xE0 == 0 and xfl in (0, 2, 4) and (os_ <= 13 or os_ == 255)
+
+
+def _pickle_starts(data):
+    """(offset, strict) of every place a pickle stream may start, cheapest first."""
+    for m in _PROTO.finditer(data):
+        yield m.start(), True
+    for m in _GLOBAL_TAIL.finditer(data):
+        # the module name ends just before the match; GLOBAL ('c') or INST ('i') is
+        # one of the name characters before it (the byte before may be a name char too)
+        j = m.start()
+        k = j
+        while k > 0 and j - k < 129 and data[k - 1] in _NAME_CHARS:
+            k -= 1
+        for s in range(k, j - 1):
+            if data[s] in (0x63, 0x69):  # c, i
+                yield s, False
+    if len(data) <= _SMALL:
+        # small files and strings: every string push of a name may start a stream
+        # (STACK_GLOBAL fed by BINUNICODE, SHORT_BINSTRING or memoized names)
+        for m in _NAME_PUSH.finditer(data):
+            yield m.start(), False
+    for m in _MEMO_STACK_GLOBAL.finditer(data):
+        i = m.start()
+        lo = max(0, i - 300)
+        back = bytes(data[lo:i])
+        for m in _STACK_GLOBAL.finditer(back + b"\x94\x93"):
+            yield lo + m.start(), False
+
+
+def scan(data, *, max_ops: int = 20_000_000, first_only: bool = True) -> list[Payload]:
+    """Every payload kind found in ``data`` (bytes or mmap), each at its first offset;
+    with ``first_only`` (the gate's use), stop at the first one found.
+
+    Bounded: at most ``max_ops`` pickle opcodes are walked over all candidate starts; a
+    file that needs more is reported as a pickle (``detail`` says so).
+    """
+    found: dict[str, Payload] = {}
+    budget = [max_ops]
+    n = len(data)
+
+    def add(p: Payload) -> bool:
+        found.setdefault(p.kind, p)
+        return first_only
+
+    pos = 0  # offset 0 and the streams stacked after it
+    for _ in range(64):
+        if pos >= n:
+            break
+        w = _walk(data, pos, True, budget)
+        if _is_pickle(w, True):
+            if add(Payload("pickle", pos, _what(w))):
+                return list(found.values())
+            break
+        if w.end != "stop":
+            break
+        pos = w.pos
+    if "pickle" not in found:
+        for start, strict in _pickle_starts(data):
+            w = _walk(data, start, strict, budget)
+            if _is_pickle(w, strict):
+                if add(Payload("pickle", start, _what(w))):
+                    return list(found.values())
+                break
+    for i in _finds(data, b"PK"):
+        what = _zip_at(data, i)
+        if what:
+            if add(Payload("zip", i, what)):
+                return list(found.values())
+            break
+    for i in _finds(data, b"ustar"):
+        if _tar_at(data, i):
+            if add(Payload("tar", i - 257, "ustar header with a valid checksum")):
+                return list(found.values())
+            break
+    for i in _finds(data, b"\x1f\x8b\x08"):
+        if _gzip_at(data, i):
+            if add(Payload("gzip", i, "gzip member header")):
+                return list(found.values())
+            break
+    for kind, rx in _MAGICS.items():
+        # no model loader opens these in the middle of a file: anywhere in small files,
+        # at the start of large ones (each pass over 100 MB costs ~0.1 s)
+        m = rx.search(data) if n <= _DEEP_MAGICS else rx.match(data)
+        if m and add(Payload(kind, m.start(), f"{kind} magic")):
+            return list(found.values())
+    head = bytes(data[:8])
+    for kind in ("zstd", "lz4"):
+        if any(head.startswith(x) for x in ARCHIVES[kind]):
+            add(Payload(kind, 0, f"{kind} frame magic"))
+    return list(found.values())
+
+
+def _what(w: _Walk) -> str:
+    if w.end == "budget":
+        return "too many pickle-like opcodes to rule out (scan budget spent)"
+    if w.imports:
+        return "imports " + ", ".join(dict.fromkeys(w.imports))
+    return f"a complete pickle stream of {w.ops} opcodes"
+
+
+def scan_file(path: Path | str, **kw) -> list[Payload]:
+    """:func:`scan` over a whole file through ``mmap`` (an empty file holds nothing)."""
+    with open(path, "rb") as f:
+        try:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # empty file
+            return []
+        with mm:
+            return scan(mm, **kw)

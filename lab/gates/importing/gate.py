@@ -1,10 +1,23 @@
 """The import gate: run every check, decide, and register what passes.
 
-Checks, in order (each in its own module under ``checks/``): files (allowed names and
-types by magic bytes, no links, special files, nested archives or pickles), signature
-(the tenant's model-signing bundle), approvals (officers from the policy), model.json,
-onnx (static), smoke test (dynamic, only when everything static passed). The report
-lists every check and every problem; the decision is "registered" only if all passed.
+Where each check runs (issue 15: every byte a checker reads, parsers that fail closed):
+
+1. **intake**, in this process, parsing nothing: a directory is copied file by file
+   (``package.copy_dir``: no links followed, hard links refused), an archive is copied
+   whole, into a private work directory.
+2. **confined checks** (``_static_child`` in ``lab.confine``, one run, with time and
+   memory limits): the tar is unpacked by ``_tar.py``; files (types by magic bytes,
+   pickles and archives at any offset), model.json, ONNX (the whole ModelProto, then
+   ``onnx.checker`` with the private copy as base directory). A crash, hang,
+   RecursionError or blow-up in there is a refusal naming it.
+3. **read-back**: what the run wrote is read with ``walk_regular`` (no links, one link
+   per file) and compared with what it reported; the copy is handed back to this uid.
+4. **signature and approvals**, in this process, on the private copy.
+5. **smoke test** (``checks/smoke.py``, confined), only when everything before passed.
+
+The report lists every check and every problem; the decision is "registered" only if
+all passed. The work directory is removed on every path (``Package.cleanup``; on an
+exception, here).
 """
 
 from __future__ import annotations
@@ -12,16 +25,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from enclave_policy import ImportPolicy
-from lab.gates.importing._types import CheckResult, GateContext
+from lab import confine
+from lab.confine.safefs import disown
+from lab.errors import BadInputError
+from lab.gates.importing import _tar
+from lab.gates.importing._types import CheckResult, GateContext, policy_to_json
 from lab.gates.importing.checks import files, model_json, onnx_static, signature, smoke
-from lab.gates.importing.package import open_package
-from lab.synth import dataset_digest
+from lab.gates.importing.package import Package, adopt, copy_archive, copy_dir
+
+STATIC_TARGET = "lab.gates.importing._static_child:run"
+STATIC_TIMEOUT_S = 120.0
+STATIC_MEMORY_MB = 4096
 
 
 @dataclass(frozen=True)
@@ -66,13 +87,111 @@ class ImportReport:
 def inspect(
     package: Path | str, tenant: str, policy: ImportPolicy, dynamic: bool = True
 ) -> tuple[ImportReport, GateContext]:
-    """Run the gate on a private copy of ``package``; the caller must clean it up."""
-    pkg = open_package(package, policy.max_package_bytes)
+    """Run the gate on a private copy of ``package``; the caller must clean it up
+    (``ctx.package.cleanup()``). On an exception nothing is left behind.
+
+    Raises
+    ------
+    BadInputError
+        ``package`` does not exist, or is neither a directory nor an archive.
+    """
+    src = Path(package)
+    if not src.exists():
+        raise BadInputError(f"{src}: no such package")
+    work = Path(tempfile.mkdtemp(prefix="facelab-import-"))
+    try:
+        return _inspect(src, work, tenant, policy, dynamic)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _confined_failure(run: confine.ConfinedRun) -> str:
+    if run.status == "refused":
+        return f"the confinement cannot be built here: {run.error}"
+    if run.status == "timeout":
+        return f"ran past the {STATIC_TIMEOUT_S:g} s time limit"
+    if run.status == "denied":
+        return "made a forbidden system call"
+    if run.status == "limit":
+        return f"hit a limit ({'; '.join(run.events) or 'memory or CPU'})"
+    rc = run.returncode
+    if rc is not None and rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = "unknown"
+        return f"was killed by signal {-rc} ({name})"
+    return f"crashed ({(run.error or 'no result')[:200]})"
+
+
+def _inspect(
+    src: Path, work: Path, tenant: str, policy: ImportPolicy, dynamic: bool
+) -> tuple[ImportReport, GateContext]:
+    work.chmod(0o755)
+    inp, out = work / "in", work / "out"
+    inp.mkdir(mode=0o755)
+    kwargs: dict = {"out": str(out), "policy": policy_to_json(policy)}
+    if src.is_dir():
+        pkg = copy_dir(
+            src, inp / "pkg", max_bytes=policy.max_package_bytes, max_files=policy.max_files
+        )
+        kwargs |= {"source": str(inp / "pkg"), "kind": "dir", "files": pkg.files}
+    else:
+        if not _tar.is_tar_or_gzip(src):
+            raise BadInputError(f"{src}: not a directory or a tar archive")
+        archive_sha = copy_archive(src, inp / "package.tar", max_bytes=policy.max_package_bytes)
+        pkg = Package(work / "out" / "tree")
+        kwargs |= {"source": str(inp / "package.tar"), "kind": "tar"}
+    pkg.work = work
+    run = confine.run_python(
+        STATIC_TARGET,
+        kwargs,
+        read=[inp],
+        write=[out],
+        limits=confine.Limits(
+            wall_seconds=STATIC_TIMEOUT_S,
+            cpu_seconds=int(STATIC_TIMEOUT_S) + 2,
+            memory_mb=STATIC_MEMORY_MB,
+            max_procs=16,
+            max_file_mb=(policy.max_package_bytes >> 20) + 1,
+            max_write_mb=(policy.max_package_bytes >> 20) + 64,
+            max_files=policy.max_files + 256,
+            max_output_kb=256,
+            max_result_kb=2048,
+        ),
+    )
+    res = run.result if run.status == "ok" and isinstance(run.result, dict) else None
     ctx = GateContext(pkg, policy, tenant)
-    checks = [files.run(ctx), signature.run(ctx)]
-    checks.append(signature.run_approvals(ctx))
-    checks.append(model_json.run(ctx))
-    checks.append(onnx_static.run(ctx))
+    fatal = ""
+    if res is None:
+        fatal = f"unpacking and parsing the package in the confinement {_confined_failure(run)}"
+    elif "fatal" in res:
+        fatal = f"{src.name}: archive refused: {str(res['fatal'])[:300]}"
+    elif kwargs["kind"] == "tar":
+        fatal = _adopt_tar(ctx, out, res, policy)
+    if not fatal:
+        fatal = _take_facts(ctx, res)
+    if fatal:
+        checks = [CheckResult(files.NAME, False, (fatal, *pkg.problems))]
+        for name in (signature.NAME, signature.APPROVAL_NAME, model_json.NAME, onnx_static.NAME):
+            checks.append(CheckResult(name, False, ("not checked: the package was refused whole",)))
+    else:
+        by_name = {c["check"]: c for c in res["checks"]}
+        confined = {
+            name: CheckResult(
+                name,
+                bool(by_name.get(name, {}).get("passed")),
+                tuple(str(p)[:500] for p in by_name.get(name, {}).get("problems", ["no result"])),
+                str(by_name.get(name, {}).get("info", ""))[:200],
+            )
+            for name in (files.NAME, model_json.NAME, onnx_static.NAME)
+        }
+        f = confined[files.NAME]
+        if pkg.problems:  # what intake or read-back refused, in this process
+            f = CheckResult(f.name, False, (*pkg.problems, *f.problems), f.info)
+        checks = [f, signature.run(ctx), signature.run_approvals(ctx)]
+        checks += [_model_json_here(ctx, confined[model_json.NAME]), confined[onnx_static.NAME]]
     if dynamic:
         if all(c.passed for c in checks):
             checks.append(smoke.run(ctx))
@@ -85,8 +204,54 @@ def inspect(
     model = ""
     if ctx.model_json:
         model = f"{ctx.model_json['name']}@{ctx.model_json['version']}"
-    report = ImportReport(str(package), tenant, tuple(checks), dataset_digest(pkg.root), model)
+    digest = pkg.digest() if pkg.sha256 or src.is_dir() else f"sha256:{archive_sha}"
+    report = ImportReport(str(src), tenant, tuple(checks), digest, model)
     return report, ctx
+
+
+def _adopt_tar(ctx: GateContext, out: Path, res: dict, policy: ImportPolicy) -> str:
+    """Take over the tree the confined unpacker wrote: this uid owns it from now on,
+    and only regular single-link files under ``out/tree`` are read back."""
+    disown(out, os.getuid(), os.getgid())
+    tree = out / "tree"
+    root = Path(str(res.get("root", "")))
+    if root != tree and root.parent != tree:
+        return "the unpacker reported a package root outside its tree"
+    reported = res.get("files")
+    if not isinstance(reported, dict):
+        return "the unpacker reported no file list"
+    pkg = adopt(root, reported, policy.max_files, policy.max_package_bytes)
+    ctx.package.root, ctx.package.files = pkg.root, pkg.files
+    ctx.package.sha256 = pkg.sha256
+    ctx.package.problems += pkg.problems
+    return ""
+
+
+def _take_facts(ctx: GateContext, res: dict) -> str:
+    kinds, ext = res.get("kinds"), res.get("external_files")
+    if not isinstance(kinds, dict) or not isinstance(ext, list):
+        return "the confined checks returned a malformed result"
+    ctx.kinds = {str(k): str(v) for k, v in kinds.items() if k in ctx.package.files}
+    ctx.external_files = {str(r) for r in ext}
+    if not ctx.external_files <= set(ctx.package.files):
+        return "the confined checks adopted external data that is not in the package"
+    return ""
+
+
+def _model_json_here(ctx: GateContext, confined: CheckResult) -> CheckResult:
+    """The confined check decided; this process reads the (bounded, shallow) document
+    again for itself rather than trust a document handed back by the run."""
+    if not confined.passed:
+        return confined
+    try:
+        doc = model_json.read(ctx.package.path("model.json"))
+    except (OSError, ValueError) as e:
+        return CheckResult(model_json.NAME, False, (f"model.json: {e}",))
+    problems = model_json.validate(doc)
+    if problems:
+        return CheckResult(model_json.NAME, False, tuple(problems))
+    ctx.model_json = doc
+    return confined
 
 
 def register(report: ImportReport, ctx: GateContext, models_dir: Path) -> Path:

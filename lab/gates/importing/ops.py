@@ -17,27 +17,53 @@ def models_dir(lab: Lab) -> Path:
 def import_model(
     lab: Lab, tenant: str, package: Path | str, actor: str, log: AuditLog
 ) -> ImportReport:
-    check_tenant(tenant)
-    report, ctx = inspect(package, tenant, lab.policy.importing)
+    """Run the gate on ``package`` and register it when every check passed.
+
+    Every outcome is audited (``model.import``): registered, refused (exit 3), and an
+    error (bad input, exit 2, or a failure of the gate itself), and the gate's
+    temporary copies are removed on every path.
+
+    Raises
+    ------
+    BadInputError
+        A bad tenant name, a missing package, a file that is no archive (audited first).
+    """
+    ctx = None
     try:
+        check_tenant(tenant)
+        report, ctx = inspect(package, tenant, lab.policy.importing)
         if report.accepted:
             register(report, ctx, models_dir(lab))
+    except Exception as e:
         log.record(
             Event(
                 "model.import",
                 actor,
                 role="tenant",
-                tenant=tenant,
-                object=report.digest,
-                decision="registered" if report.accepted else "refused",
-                details={
-                    "model": report.model,
-                    "package": str(package),
-                    "approvers": ctx.approvers,
-                    "failed": {c.name: list(c.problems) for c in report.failed()},
-                },
+                tenant=tenant if isinstance(tenant, str) else "",
+                object=str(package),
+                decision="error",
+                details={"package": str(package), "error": f"{type(e).__name__}: {e}"[:500]},
             )
         )
+        raise
     finally:
-        ctx.package.cleanup()
+        if ctx is not None:
+            ctx.package.cleanup()
+    log.record(
+        Event(
+            "model.import",
+            actor,
+            role="tenant",
+            tenant=tenant,
+            object=report.digest,
+            decision="registered" if report.accepted else "refused",
+            details={
+                "model": report.model,
+                "package": str(package),
+                "approvers": ctx.approvers,
+                "failed": {c.name: list(c.problems) for c in report.failed()},
+            },
+        )
+    )
     return report

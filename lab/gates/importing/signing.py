@@ -23,6 +23,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -36,6 +37,37 @@ SIG_DIR = "signatures"
 TENANT_SIG = f"{SIG_DIR}/tenant.sig"
 APPROVALS = f"{SIG_DIR}/approvals"
 APPROVAL_FORMAT = "facelab-import-approval/v1"
+_APPROVAL_FILE = re.compile(r"signatures/approvals/[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.json")
+MAX_SIGNATURE_BYTES = 1 << 20  # a model-signing bundle is a few KiB; an approval < 1 KiB
+
+
+def is_signature_file(rel: str) -> bool:
+    """``signatures/`` may hold the tenant's bundle and officers' approvals, nothing
+    else: the tenant signature does not cover it (issue 15 failure 4)."""
+    return rel == TENANT_SIG or bool(_APPROVAL_FILE.fullmatch(rel))
+
+
+def read_json(path: Path, max_bytes: int = MAX_SIGNATURE_BYTES):
+    """A small JSON document of tenant bytes, parsed only when it is at most
+    ``max_bytes`` and nests at most 64 deep.
+
+    Raises
+    ------
+    ValueError
+        Too large, too deep, not UTF-8 or not JSON.
+    """
+    from lab.gates.importing.filetype import json_depth_ok
+
+    with open(path, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"{path.name}: larger than {max_bytes} bytes")
+    if not json_depth_ok(data, 64):
+        raise ValueError(f"{path.name}: JSON nested deeper than 64")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"{path.name}: not UTF-8 JSON") from e
 
 
 def _hashing_config():
@@ -66,7 +98,7 @@ def sign_package(package: Path | str, private_key_pem: Path | str) -> Path:
 def statement_digest(sig_path: Path) -> str:
     """SHA-256 of the signed in-toto statement (the manifest of file digests)."""
     try:
-        bundle = json.loads(sig_path.read_text())
+        bundle = read_json(sig_path)
         payload = base64.b64decode(bundle["dsseEnvelope"]["payload"])
     except (OSError, ValueError, KeyError, TypeError, binascii.Error) as e:
         raise BadInputError(f"{sig_path}: not a model-signing bundle ({e})") from e
@@ -75,8 +107,17 @@ def statement_digest(sig_path: Path) -> str:
 
 def signed_statement(sig_path: Path) -> dict:
     """The in-toto statement inside the tenant's bundle (not verified by itself)."""
-    bundle = json.loads(sig_path.read_text())
-    return json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    bundle = read_json(sig_path)
+    payload = base64.b64decode(bundle["dsseEnvelope"]["payload"])
+    if len(payload) > MAX_SIGNATURE_BYTES or not _depth_ok(payload):
+        raise ValueError("the signed statement is too large or too deep")
+    return json.loads(payload)
+
+
+def _depth_ok(data: bytes) -> bool:
+    from lab.gates.importing.filetype import json_depth_ok
+
+    return json_depth_ok(data, 64)
 
 
 def unsigned_files(package: Path, files: list[str]) -> list[str]:
@@ -101,19 +142,51 @@ def unsigned_files(package: Path, files: list[str]) -> list[str]:
     return problems
 
 
-def verify_tenant(package: Path, public_key_pem: str) -> None:
-    """Raise ValueError unless the tenant's bundle verifies and every file matches it."""
-    import model_signing
+def verify_tenant(
+    package: Path, public_key_pem: str, digests: dict[str, str] | None = None
+) -> None:
+    """Raise ValueError unless the tenant's bundle verifies and every file matches it.
 
+    With ``digests`` ({relative path: SHA-256 hex} of every file, taken by the gate
+    while it copied or read back the package), the files are not hashed again:
+    model-signing checks the bundle's signature and returns the signed manifest
+    (method ``files``, ``sha256``: one plain SHA-256 per file), and the manifest must
+    name exactly the package's files outside ``signatures/`` with these digests.
+    Without it, model-signing hashes the files itself.
+    """
+    from model_signing._signing import sign_ec_key, sign_sigstore_pb
+
+    read_json(package / TENANT_SIG)  # bounded and shallow before anyone parses it
     with tempfile.NamedTemporaryFile("w", suffix=".pem") as f:
         f.write(public_key_pem)
         f.flush()
-        (
-            model_signing.verifying.Config()
-            .set_hashing_config(_hashing_config())
-            .use_elliptic_key_verifier(public_key=Path(f.name))
-            .verify(package, package / TENANT_SIG)
+        if digests is None:
+            import model_signing
+
+            (
+                model_signing.verifying.Config()
+                .set_hashing_config(_hashing_config())
+                .use_elliptic_key_verifier(public_key=Path(f.name))
+                .verify(package, package / TENANT_SIG)
+            )
+            return
+        verifier = sign_ec_key.Verifier(Path(f.name))
+        expected = verifier.verify(sign_sigstore_pb.Signature.read(package / TENANT_SIG))
+    ser = expected.serialization_type
+    if ser.get("method") != "files" or ser.get("hash_type") != "sha256":
+        raise ValueError(
+            f"Signature uses {ser.get('method')}/{ser.get('hash_type')}, not files/sha256"
         )
+    want = {rd.identifier: rd.digest for rd in expected.resource_descriptors()}
+    have = {r: d for r, d in digests.items() if r.split("/", 1)[0] != SIG_DIR}
+    odd = sorted(set(want) ^ set(have))
+    if odd:
+        raise ValueError(
+            f"Signature mismatch: files {', '.join(odd[:5])} signed or present, not both"
+        )
+    for rel, d in sorted(want.items()):
+        if d.algorithm != "sha256" or d.digest_hex != have[rel]:
+            raise ValueError(f"Signature mismatch: {rel} differs from what was signed")
 
 
 def _body(officer: str, digest: str) -> dict:

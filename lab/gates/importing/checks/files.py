@@ -1,54 +1,103 @@
 """Only allowed files, each of the type its name promises (by magic bytes); no links,
-special files or nested archives; pickles are refused unread, naming what they import."""
+special files, nested archives or pickles anywhere in any file; ``signatures/`` holds
+signature files only.
+
+Runs inside ``lab.confine``. Every file is read whole (``filetype.scan`` over an
+``mmap``): a pickle or an archive at any offset refuses the package, whatever the
+file's name or type (issue 15 failure 5: a protocol-0 pickle with a broken tail named
+``README.md``, a pickle with text after it named ``LICENSE``, a ``model.onnx`` that is
+also a zip, stacked pickles, a zip behind ``PK\\x07\\x08``, a 17 MiB pickle).
+"""
 
 from __future__ import annotations
 
-import io
+import re
 
 from lab.gates.importing._types import CheckResult, GateContext, result
-from lab.gates.importing.filetype import ARCHIVES, sniff
-from lab.gates.importing.signing import APPROVALS, TENANT_SIG
+from lab.gates.importing.filetype import Payload, scan_file, sniff
+from lab.gates.importing.signing import SIG_DIR, TENANT_SIG, is_signature_file
 
 NAME = "files"
-_WHOLE = 16 << 20  # files up to this size are sniffed whole (protocol-0 pickles have no
-#                    magic: only the opcode stream as a whole tells); larger ones by head
+_HEAD = 1 << 16
+_MAX_PROBLEMS = 60
+_TEXT_B64 = re.compile(rb"[A-Za-z0-9+/]{40,}={0,2}")
 
 
-def _pickle_findings(rel: str, data: bytes) -> str:
-    """What a pickle would import, found by picklescan without unpickling anything."""
-    from picklescan.scanner import scan_bytes
+def _text_payload(path) -> str:
+    """A base64 run in a text file that decodes to a pickle or an archive."""
+    import base64
+    import binascii
 
-    try:
-        res = scan_bytes(io.BytesIO(data), rel)
-    except Exception as e:  # picklescan raises on malformed streams
-        return f"unparseable ({e.__class__.__name__})"
-    names = [f"{g.module}.{g.name} ({g.safety.value})" for g in res.globals]
-    return ", ".join(names) if names else "no imports found"
+    from lab.gates.importing.filetype import scan
+
+    data = path.read_bytes()
+    for m in _TEXT_B64.finditer(data):
+        try:
+            raw = base64.b64decode(m.group() + b"=" * (-len(m.group()) % 4))
+        except (binascii.Error, ValueError):
+            continue
+        found = scan(raw, max_ops=200_000)
+        if found:
+            return f"base64-encoded {found[0].kind} at byte {m.start()} ({found[0].detail})"
+    return ""
 
 
-def run(ctx: GateContext) -> CheckResult:
-    problems = list(ctx.package.problems)  # links, special files, escaping tar members
+def sniff_all(ctx: GateContext) -> None:
+    """``ctx.kinds``: each file's type from its head (what the ONNX check needs)."""
     allowed = ctx.policy.allowed_files
     for rel, size in sorted(ctx.package.files.items()):
-        path = ctx.package.path(rel)
-        with open(path, "rb") as f:
-            kind = sniff(f.read(_WHOLE if size <= _WHOLE else 1 << 16))
-        if kind == "binary" and rel in allowed and allowed[rel] == "onnx":
+        with open(ctx.package.path(rel), "rb") as f:
+            head = f.read(_HEAD)
+        kind = sniff(head) if size <= _HEAD else sniff(head[:4096])
+        if kind == "binary" and allowed.get(rel) == "onnx":
             kind = "onnx"  # protobuf has no magic; the ONNX check parses it
         ctx.kinds[rel] = kind
-        if kind == "pickle" or (kind == "zip" and _zip_has_pickle(path)):
-            data = path.read_bytes()
-            what = _pickle_findings(rel, data)
+
+
+def scan_all(ctx: GateContext) -> dict[str, list[Payload]]:
+    """Every file read whole for pickles and archives (``filetype.scan_file``)."""
+    return {
+        rel: scan_file(ctx.package.path(rel), first_only=False) for rel in sorted(ctx.package.files)
+    }
+
+
+def run(ctx: GateContext, payloads: dict[str, list[Payload]] | None = None) -> CheckResult:
+    """The files check; ``payloads`` is :func:`scan_all`'s result when it was computed
+    elsewhere (the confined checks scan in a second process while ONNX is parsed)."""
+    problems = list(ctx.package.problems)  # links, special files, escaping tar members
+    allowed = ctx.policy.allowed_files
+    if not ctx.kinds:
+        sniff_all(ctx)
+    if payloads is None:
+        payloads = scan_all(ctx)
+    for rel, size in sorted(ctx.package.files.items()):
+        if len(problems) > _MAX_PROBLEMS:
+            problems.append("... more problems not listed")
+            break
+        path = ctx.package.path(rel)
+        kind = ctx.kinds[rel]
+        found = {p.kind: p for p in payloads.get(rel, [])}
+        if "pickle" in found:
+            p = found["pickle"]
+            zipped = "zip of pickles, " if "zip" in found else ""
             problems.append(
-                f"{rel}: pickle data ({'zip of pickles, ' if kind == 'zip' else ''}"
-                f"PyTorch/joblib style) refused unread; it imports: {what}"
+                f"{rel}: pickle data ({zipped}PyTorch/joblib style) at byte {p.offset} "
+                f"refused unread; it {p.detail}"
             )
             continue
-        if kind in ARCHIVES or kind == "tar":
-            problems.append(f"{rel}: nested archive ({kind}) refused")
+        if found:
+            p = next(iter(found.values()))
+            problems.append(
+                f"{rel}: nested archive ({p.kind} at byte {p.offset}: {p.detail}) refused"
+            )
             continue
-        if rel == TENANT_SIG or (rel.startswith(APPROVALS + "/") and rel.endswith(".json")):
-            if kind != "json":
+        if rel.split("/", 1)[0] == SIG_DIR:
+            if not is_signature_file(rel):
+                problems.append(
+                    f"{rel}: {SIG_DIR}/ may hold signature files only "
+                    f"({TENANT_SIG} and {SIG_DIR}/approvals/<officer>.json)"
+                )
+            elif kind != "json":
                 problems.append(f"{rel}: a signature file must be JSON, found {kind}")
             continue
         if rel in allowed:
@@ -56,22 +105,16 @@ def run(ctx: GateContext) -> CheckResult:
             ok = kind == want or (want == "onnx" and kind in ("binary", "onnx"))
             if not ok:
                 problems.append(f"{rel}: expected {want}, the bytes say {kind}")
+            elif kind == "text" and size > ctx.policy.max_string_bytes * 16:
+                problems.append(f"{rel}: {size:,} bytes of text is more than a model card needs")
+            elif kind in ("text", "json") and (why := _text_payload(path)):
+                problems.append(f"{rel}: {why} refused")
             continue
-        if kind in ("binary", "npy") and rel not in allowed:
+        if kind == "binary":
             # may be ONNX external data; the ONNX check adopts it if model.onnx refers to it
             continue
         problems.append(f"{rel}: file not allowed in a model package ({kind})")
     return result(NAME, problems, f"{len(ctx.package.files)} files")
-
-
-def _zip_has_pickle(path) -> bool:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any(n.endswith((".pkl", "data.pkl")) or "/data/" in n for n in z.namelist())
-    except zipfile.BadZipFile:
-        return False
 
 
 def unreferenced_binaries(ctx: GateContext) -> list[str]:
@@ -80,5 +123,5 @@ def unreferenced_binaries(ctx: GateContext) -> list[str]:
     return [
         f"{rel}: file not allowed in a model package ({kind}; not external data of model.onnx)"
         for rel, kind in sorted(ctx.kinds.items())
-        if kind in ("binary", "npy") and rel not in allowed and rel not in ctx.external_files
+        if kind == "binary" and rel not in allowed and rel not in ctx.external_files
     ]

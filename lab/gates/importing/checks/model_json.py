@@ -11,12 +11,12 @@ An ArcFace-style model is {"size": [112, 112], "layout": "NCHW", "channels": "RG
 
 from __future__ import annotations
 
-import json
 import re
 
 from lab.gates.importing._types import CheckResult, GateContext, result
 
 NAME = "model.json"
+MAX_BYTES = 1 << 16
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -62,12 +62,26 @@ def validate(doc: object) -> list[str]:
     return p
 
 
+def read(path) -> dict | list | str | int | float | bool | None:
+    """model.json's document: at most 64 KiB, nested at most 64 deep (100,000 ``[``
+    is a RecursionError in ``json.loads``; issue 15 failure 1).
+
+    Raises
+    ------
+    ValueError
+        Too large, too deep or not JSON.
+    """
+    from lab.gates.importing.signing import read_json
+
+    return read_json(path, MAX_BYTES)
+
+
 def run(ctx: GateContext) -> CheckResult:
     if "model.json" not in ctx.package.files:
         return result(NAME, ["model.json: missing"])
     try:
-        doc = json.loads(ctx.package.path("model.json").read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
+        doc = read(ctx.package.path("model.json"))
+    except ValueError as e:
         return result(NAME, [f"model.json: not JSON ({e})"])
     problems = validate(doc)
     if not problems:
