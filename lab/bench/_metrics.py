@@ -435,7 +435,7 @@ def roc_points(ss: ScoreSet) -> tuple[np.ndarray, np.ndarray]:
             xs.append(ig / n)
             ys.append(gl / g)
     x, y = np.concatenate(xs), np.concatenate(ys)
-    o = np.lexsort((y, x))
+    o = np.lexsort((-y, x))  # threshold descending: FMR up, FNMR down
     return x[o], y[o]
 
 
