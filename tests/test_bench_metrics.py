@@ -9,6 +9,7 @@ with population variances. It shares nothing with lab.bench._metrics.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from fractions import Fraction
@@ -55,8 +56,8 @@ class Ref:
         """Every threshold at which a count can change, ordered from lenient to strict."""
         u = np.unique(np.concatenate([self.gen, self.imp]))
         if self.kind == "similarity":
-            return list(u) + [self.dt(np.inf)]
-        return list(u[::-1]) + [self.dt(-np.inf)]
+            return [*list(u), self.dt(np.inf)]
+        return [*list(u[::-1]), self.dt(-np.inf)]
 
     def fnmr_at_fmr(self, a):
         """The most lenient threshold (similarity: smallest) with FMR <= a."""
@@ -73,7 +74,7 @@ class Ref:
             fm, fnm = self.counts(t)
             pts.append((t, Fraction(fm, self.N), Fraction(fnm, self.G)))
         t1 = [p for p in pts if p[2] <= p[1]][-1]
-        t2 = [p for p in pts if p[2] >= p[1]][0]
+        t2 = next(p for p in pts if p[2] >= p[1])
         if t1[2] + t1[1] <= t2[1] + t2[2]:
             lo, hi = t1[2], t1[1]
         else:
@@ -94,7 +95,7 @@ class Ref:
                 else:
                     break
             hull.append(p)
-        for (x0, y0), (x1, y1) in zip(hull, hull[1:], strict=False):
+        for (x0, y0), (x1, y1) in itertools.pairwise(hull):
             if y0 - x0 >= 0 >= y1 - x1:
                 if y0 == x0:
                     return float(x0)
@@ -128,7 +129,7 @@ def check_all(gen, imp, kind="similarity", targets=(0.5, 0.1, 0.01)):
     assert (ss.n_genuine, ss.n_impostor) == (ref.G, ref.N)
     for a in targets:
         op = fnmr_at_fmr(ss, a)
-        if ref.N >= 3 / a:
+        if 3 / a <= ref.N:
             t, f, fm = ref.fnmr_at_fmr(a)
             assert (op.threshold, op.fnmr, op.false_matches) == (t, f, fm), (a, op)
             assert op.fmr <= a
@@ -311,7 +312,9 @@ def test_6_distances_and_the_orientation_warning() -> None:
     right = check_all(gen, imp, "distance")
     assert orientation_warning(right) is None
     op = fnmr_at_fmr(right, 0.01)
-    assert (imp <= op.threshold).mean() <= 0.01 and (imp <= np.nextafter(op.threshold, 9)).mean() > 0.01
+    assert (imp <= op.threshold).mean() <= 0.01 and (
+        imp <= np.nextafter(op.threshold, 9)
+    ).mean() > 0.01
 
 
 def test_6_nan_is_a_failed_comparison_with_generalized_rates() -> None:

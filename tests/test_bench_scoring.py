@@ -32,7 +32,11 @@ def templates(rng, n, m, d, quantise: bool, noise=0.6):
 
 def split(e, p, gen_row, block=None):
     """Genuine and impostor scores of the matrix, computed by the same GEMM blocks."""
-    s = e @ p.T if block is None else np.concatenate([e @ p[j : j + block].T for j in range(0, len(p), block)], 1)
+    s = (
+        e @ p.T
+        if block is None
+        else np.concatenate([e @ p[j : j + block].T for j in range(0, len(p), block)], 1)
+    )
     mask = np.ones(s.shape, bool)
     has = gen_row >= 0
     mask[gen_row[has], np.nonzero(has)[0]] = False
@@ -43,7 +47,7 @@ def assert_exact(ss, gen, imp) -> None:
     ref = Ref(gen, imp)
     for a in (1e-1, 1e-2, 1e-3, 0.0371):
         op = fnmr_at_fmr(ss, a)
-        if ref.N >= 3 / a:
+        if 3 / a <= ref.N:
             assert (op.threshold, op.fnmr) == ref.fnmr_at_fmr(a)[:2], a
     assert eer(ss).value == pytest.approx(ref.eer(), abs=1e-15)
     for t in (0.0, 0.25, float(np.median(imp))):

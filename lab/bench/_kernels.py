@@ -242,7 +242,13 @@ def collect_1d(values: np.ndarray, binning: Binning, wanted: np.ndarray, expecte
     fill = np.zeros(nt, np.int64)
     wide = values.dtype == np.float64
     _collect_1d(
-        values, values.view(np.uint64 if wide else np.uint32), wide, *binning.args(), wanted, out, fill
+        values,
+        values.view(np.uint64 if wide else np.uint32),
+        wide,
+        *binning.args(),
+        wanted,
+        out,
+        fill,
     )
     return np.concatenate([out[t, : min(fill[t], expected + 1)] for t in range(nt)])
 

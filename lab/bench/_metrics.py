@@ -138,7 +138,9 @@ class ScoreSet:
         """Record the exact values of every bin all of whose values are in ``values``
         (only those in ``bins`` when given)."""
         counts, store = (
-            (self.gen_counts, self.gen_exact) if which == "gen" else (self.imp_counts, self.imp_exact)
+            (self.gen_counts, self.gen_exact)
+            if which == "gen"
+            else (self.imp_counts, self.imp_exact)
         )
         if values is None or len(values) == 0:
             return
@@ -164,10 +166,14 @@ class ScoreSet:
                 raise RuntimeError(f"bin {b}: the exact values do not match the counts")
 
     def gen_values(self, b: int) -> np.ndarray:
-        return self.gen_exact.get(b, _empty(self.dtype)) if self.gen_counts[b] else _empty(self.dtype)
+        return (
+            self.gen_exact.get(b, _empty(self.dtype)) if self.gen_counts[b] else _empty(self.dtype)
+        )
 
     def imp_values(self, b: int) -> np.ndarray:
-        return self.imp_exact.get(b, _empty(self.dtype)) if self.imp_counts[b] else _empty(self.dtype)
+        return (
+            self.imp_exact.get(b, _empty(self.dtype)) if self.imp_counts[b] else _empty(self.dtype)
+        )
 
     # -- the counting core -------------------------------------------------------------
     def internal(self, t: float) -> np.generic:

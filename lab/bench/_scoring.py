@@ -87,9 +87,7 @@ def _scale(lo: int, hi: int, dtype) -> float:
     return 2.0 ** min(max(-math.frexp(m)[1], -1000), 1000)
 
 
-def reduce_scores(
-    genuine, impostor, *, kind: str = "similarity", targets=FMR_TARGETS
-) -> ScoreSet:
+def reduce_scores(genuine, impostor, *, kind: str = "similarity", targets=FMR_TARGETS) -> ScoreSet:
     """The exact reduction of scores already computed.
 
     Parameters
@@ -278,7 +276,12 @@ class GemmSource:
     """Reads impostor bins by scoring the tiles again (a collection pass)."""
 
     def __init__(self, tiles, binning: Binning, block_elems: int, counts: np.ndarray) -> None:
-        self.tiles, self.binning, self.block_elems, self.counts = tiles, binning, block_elems, counts
+        self.tiles, self.binning, self.block_elems, self.counts = (
+            tiles,
+            binning,
+            block_elems,
+            counts,
+        )
 
     def collect(self, bins):
         expected = int(self.counts[list(bins)].sum())
