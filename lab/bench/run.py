@@ -298,7 +298,145 @@ def run_benchmark(
         "2.5 and 97.5 percentiles; bootstrap thresholds and EERs on the distinct scores "
         "around each operating point",
     }
+    report["provenance"] = provenance(matcher)
     return jsonable(report)
+
+
+def score_report(genuine, impostor, *, kind: str = "similarity", name: str = "scores") -> dict:
+    """The report of scores computed elsewhere (no subjects: Wilson intervals only, no
+    demographics). ``kind``: similarity or distance; NaN = a failed comparison."""
+    from lab.bench._scoring import reduce_scores
+
+    ss = reduce_scores(genuine, impostor, kind=kind)
+    points = []
+    for op in (fnmr_at_fmr(ss, a) for a in FMR_TARGETS):
+        p = {
+            "fmr_target": op.fmr_target,
+            "estimable": op.estimable,
+            "reason": op.reason,
+            "threshold": op.threshold,
+            "fnmr": op.fnmr,
+            "fmr": op.fmr,
+            "false_non_matches": op.false_non_matches,
+            "false_matches": op.false_matches,
+        }
+        if op.estimable:
+            r = rates_at(ss, op.threshold)
+            p["fnmr_ci95"] = _ci(wilson(op.false_non_matches, ss.n_genuine))
+            p["fmr_ci95"] = _ci(wilson(op.false_matches, ss.n_impostor))
+            p["generalized_fnmr"], p["generalized_fmr"] = r.generalized_fnmr, r.generalized_fmr
+        points.append(p)
+    e, a = eer(ss), auc(ss, exact=True)
+    fmr_c, fnmr_c = det_curve(ss)
+    rule = "score >= threshold" if kind == "similarity" else "score <= threshold"
+    n_all = ss.n_genuine + ss.gen_failed
+    m_all = ss.n_impostor + ss.imp_failed
+    return jsonable(
+        {
+            "protocol": {
+                "enrolments": None,
+                "probes": None,
+                "genuine_pairs": ss.n_genuine,
+                "impostor_pairs": ss.n_impostor,
+                "score": f"{kind} scores in {ss.dtype} (a comparison matches when {rule})",
+            },
+            "failures": {
+                "fte": None,
+                "fta": None,
+                "failed_genuine_comparisons": ss.gen_failed,
+                "failed_impostor_comparisons": ss.imp_failed,
+                "failed_comparison_rate": (ss.gen_failed + ss.imp_failed) / (n_all + m_all),
+            },
+            "model": {"name": name, "version": "scores"},
+            "operating_points": points,
+            "eer": {
+                "value": e.value,
+                "low": e.low,
+                "high": e.high,
+                "t1": e.t1,
+                "t2": e.t2,
+                "threshold": e.threshold,
+                "ci95_bootstrap": None,
+                "rule": "FVC2000 (Maio et al. 2002)",
+            },
+            "rocch_eer": rocch_eer(ss),
+            "auc": a.value,
+            "auc_error_bound": a.error_bound,
+            "d_prime": d_prime(ss),
+            "warnings": [m for m in [orientation_warning(ss)] if m],
+            "speed": {"comparisons_per_second": None},
+            "groups_at_fmr": {"fmr": GROUP_FMR, "threshold": None},
+            "fairness": {},
+            "det": {"fmr": fmr_c.tolist(), "fnmr": fnmr_c.tolist()},
+            "histogram": _histograms(ss),
+            "intervals": "ci95: Wilson score interval (comparisons independent)",
+            "provenance": provenance(),
+        }
+    )
+
+
+def provenance(matcher=None, dataset=None) -> dict:
+    """Where the numbers come from: facelab version, date, machine, BLAS, the model's
+    file digest and the dataset's manifest digest and generator seed (when known)."""
+    import hashlib
+    import json
+    import os
+    import platform
+    from datetime import UTC, datetime
+    from importlib import metadata
+    from pathlib import Path
+
+    def digest(path) -> str | None:
+        try:
+            return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            return None
+
+    try:
+        version = metadata.version("facelab")
+    except metadata.PackageNotFoundError:
+        version = None
+    out = {
+        "facelab": version,
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": f"{platform.machine()} {platform.system()} {platform.release()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}",
+        "blas": blas_info(),
+    }
+    onnx_file = getattr(matcher, "onnx_file", None)
+    if onnx_file is not None:
+        out["model_digest"] = digest(onnx_file)
+    if dataset is not None:
+        d = Path(dataset)
+        out["dataset"] = str(d)
+        out["dataset_manifest_digest"] = digest(d / "manifest.csv")
+        try:
+            meta = json.loads((d / "synth.json").read_text())
+            out["dataset_seed"] = meta.get("seed")
+            out["dataset_generator"] = {k: v for k, v in meta.items() if k != "seed"}
+        except (OSError, ValueError):
+            out["dataset_seed"] = None
+    return out
+
+
+def blas_info() -> str:
+    """The BLAS library and threads in use (threadpoolctl when installed)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        libs = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        return (
+            "; ".join(
+                f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
+                f"{i.get('num_threads')} threads)"
+                for i in libs
+            )
+            or "unknown"
+        )
+    except ImportError:
+        cfg = np.show_config(mode="dicts") if hasattr(np, "show_config") else {}
+        blas = (cfg or {}).get("Build Dependencies", {}).get("blas", {})
+        return f"{blas.get('name', 'unknown')} {blas.get('version', '')} (threadpoolctl absent)"
 
 
 def _demographics(sc, names, ge, pg, gen_row, w, thr):
@@ -499,8 +637,9 @@ def summary_table(report: dict) -> str:
         f"model {report['model']['name']}@{report['model']['version']}: "
         f"{report['protocol']['genuine_pairs']:,} genuine, "
         f"{report['protocol']['impostor_pairs']:,} impostor pairs; "
-        f"FTE {report['failures']['fte']:.4f}, FTA {report['failures']['fta']:.4f}",
-        f"  {'FMR':>8} {'FNMR':>13} {'95% CI (subjects)':>19} {'threshold':>13}",
+        f"FTE {num(report['failures']['fte'], '.4f', 'n/a')}, "
+        f"FTA {num(report['failures']['fta'], '.4f', 'n/a')}",
+        f"  {'FMR':>8} {'FNMR':>13} {'95% CI':>19} {'threshold':>13}",
     ]
     for p in report["operating_points"]:
         if not p["estimable"]:
@@ -508,7 +647,8 @@ def summary_table(report: dict) -> str:
             continue
         lines.append(
             f"  {p['fmr_target']:>8.0e} {p['fnmr']:>13.5f} "
-            f"{ci_text(p['fnmr_ci95_bootstrap']):>19} {p['threshold']:>13.6f}"
+            f"{ci_text(p.get('fnmr_ci95_bootstrap') or p.get('fnmr_ci95')):>19} "
+            f"{p['threshold']:>13.6f}"
         )
     e = report["eer"]
     lines.append(
@@ -516,13 +656,16 @@ def summary_table(report: dict) -> str:
         f"t1 {num(e['t1'], '.6f', 'n/a')}); ROCCH-EER {num(report['rocch_eer'], '.4f')}; "
         f"AUC {num(report['auc'], '.4f')}; d' {num(report['d_prime'], '.3f', 'undefined')}"
     )
-    sp = report["speed"]
-    lines.append(
-        f"  {sp['comparisons_per_second'] or 0:,.0f} comparisons/s; "
-        f"{report['model']['template_bytes']} bytes per template; "
-        f"{report['model']['extraction_ms_per_image']:.2f} ms per image"
-    )
+    sp, m = report["speed"], report["model"]
+    if sp["comparisons_per_second"] is not None:
+        lines.append(
+            f"  {sp['comparisons_per_second']:,.0f} comparisons/s; "
+            f"{m['template_bytes']} bytes per template; "
+            f"{m['extraction_ms_per_image']:.2f} ms per image"
+        )
     for key in ("nationality", "sex", "age_band"):
+        if key not in report["groups_at_fmr"]:
+            continue
         g = report["groups_at_fmr"][key]
         if "fmr_max_min" not in g:
             lines.append(f"  by {key}: {g.get('reason', '')}")
