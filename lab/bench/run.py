@@ -572,6 +572,7 @@ def _histograms(ss, bins: int | None = None) -> dict:
         bins = int(np.clip(2 * math.sqrt(ss.n_genuine), 20, 120))
     edges = np.linspace(lo, hi, bins + 1).astype(np.float32)
     edges[-1] = np.nextafter(np.float32(hi), np.float32(np.inf))
+    edges = np.unique(edges)  # float32 may merge edges of a very narrow range
     imp_ge, gen_lt = ss.counts_at(edges)
     width = np.diff(edges.astype(np.float64))
     imp = -np.diff(imp_ge) / max(ss.n_impostor, 1) / width
