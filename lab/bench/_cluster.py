@@ -100,7 +100,6 @@ def score_pairs_on_cluster(
     parts = client.gather(futs)
     counts = np.sum([p[0] for p in parts], axis=0)
     sums = (sum(p[4][0] for p in parts), sum(p[4][1] for p in parts))
-    complete = all(p[3] for p in parts)
     source = ClusterSource(client, e_fut, probes, gen_row, slices, binning, block_elems, counts)
     ss = assemble(
         binning,
@@ -108,7 +107,7 @@ def score_pairs_on_cluster(
         counts,
         sums,
         source,
-        collected=np.concatenate([p[2] for p in parts]) if complete else None,
+        collected=np.concatenate([p[2] for p in parts]),  # overflowed bins: not adopted
         wanted=wanted,
     )
     ss.ensure(needed_bins(ss, targets, thresholds))

@@ -90,31 +90,27 @@ class Binning:
 
 @njit(cache=True, nogil=True, inline="always")
 def _key32(u):
+    """Branch-free: -0.0 made +0.0, then the sign bit flipped (positive) or every bit
+    (negative)."""
     u = np.uint64(u)
-    if (u & np.uint64(0x7FFFFFFF)) == np.uint64(0):
-        u = np.uint64(0)
-    if u >> np.uint64(31):
-        return (~u) & np.uint64(0xFFFFFFFF)
-    return u | np.uint64(0x80000000)
+    u = u * np.uint64((u & np.uint64(0x7FFFFFFF)) != np.uint64(0))
+    neg = u >> np.uint64(31)
+    return u ^ (((np.uint64(0) - neg) & np.uint64(0xFFFFFFFF)) | np.uint64(0x80000000))
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _key64(u):
-    if (u << np.uint64(1)) == np.uint64(0):
-        u = np.uint64(0)
-    if u >> np.uint64(63):
-        return ~u
-    return u | np.uint64(0x8000000000000000)
+    u = np.uint64(u)
+    u = u * np.uint64((u << np.uint64(1)) != np.uint64(0))
+    neg = u >> np.uint64(63)
+    return u ^ ((np.uint64(0) - neg) | np.uint64(0x8000000000000000))
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _bin(key, base, shift, top):
-    if key < base:
-        return np.int64(0)
-    k = (key - base) >> shift
-    if k > top:
-        k = top
-    return np.int64(k)
+    """min((max(key, base) - base) >> shift, top), branch-free."""
+    k = ((key - base) * np.uint64(key >= base)) >> shift
+    return np.int64(min(k, top))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -170,10 +166,35 @@ def key_range(values: np.ndarray) -> tuple[int, int, int, int]:
     return int(lo.min()), int(hi.max()), int(bad[:, 0].sum()), int(bad[:, 1].sum())
 
 
+@njit(cache=True, nogil=True, fastmath=True)
+def _sums_fast(vals, a, z, pivot, scale):
+    s1 = 0.0
+    s2 = 0.0
+    for i in range(a, z):
+        y = np.float64(vals[i]) * scale - pivot
+        s1 += y
+        s2 += y * y
+    return s1, s2
+
+
+@njit(cache=True, nogil=True)
+def _sums_finite(vals, a, z, pivot, scale):
+    s1 = 0.0
+    s2 = 0.0
+    for i in range(a, z):
+        x = np.float64(vals[i])
+        if np.isfinite(x):
+            y = x * scale - pivot
+            s1 += y
+            s2 += y * y
+    return s1, s2
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _hist_1d(vals, bits, wide, base, shift, top, local, sums, pivot, scale):
     """Per thread: histogram of the finite values, and sum and sum of squares of
-    x * scale - pivot in float64 (for the mean and variance; scale a power of two)."""
+    x * scale - pivot in float64 (for the mean and variance; scale a power of two),
+    chunk by chunk (the sums vectorised where a chunk holds no NaN)."""
     n = bits.shape[0]
     nt = local.shape[0]
     per = (n + nt - 1) // nt
@@ -183,14 +204,22 @@ def _hist_1d(vals, bits, wide, base, shift, top, local, sums, pivot, scale):
         h = local[t]
         s1 = 0.0
         s2 = 0.0
-        for i in range(t * per, min(n, (t + 1) * per)):
-            u = np.uint64(bits[i])
-            if (u & mag) >= emax:
-                continue
-            h[_bin(_key(u, wide), base, shift, top)] += 1
-            y = np.float64(vals[i]) * scale - pivot
-            s1 += y
-            s2 += y * y
+        end = min(n, (t + 1) * per)
+        for c0 in range(t * per, end, 4096):
+            c1 = min(end, c0 + 4096)
+            bad = 0
+            for i in range(c0, c1):
+                u = np.uint64(bits[i])
+                if (u & mag) >= emax:
+                    bad += 1
+                    continue
+                h[_bin(_key(u, wide), base, shift, top)] += 1
+            if bad:
+                a, b = _sums_finite(vals, c0, c1, pivot, scale)
+            else:
+                a, b = _sums_fast(vals, c0, c1, pivot, scale)
+            s1 += a
+            s2 += b
         sums[t, 0] = s1
         sums[t, 1] = s2
 
@@ -253,8 +282,22 @@ def collect_1d(values: np.ndarray, binning: Binning, wanted: np.ndarray, expecte
     return np.concatenate([out[t, : min(fill[t], expected + 1)] for t in range(nt)])
 
 
+@njit(cache=True, nogil=True, fastmath=True)
+def _sums(row):
+    """Sum and sum of squares of a row in float64 (vectorised: fastmath reassociates)."""
+    a = 0.0
+    b = 0.0
+    for j in range(row.shape[0]):
+        y = np.float64(row[j])
+        a += y
+        b += y * y
+    return a, b
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _bin_rows(scores, bits, gen_row, base, shift, top, local, wanted, out, fill, sums):
+    """Every score of the block into the per-thread histograms (genuine ones too: the
+    caller subtracts them), the sums, and the impostor scores of the wanted bins."""
     n, b = scores.shape
     nt = local.shape[0]
     cap = out.shape[1]
@@ -268,17 +311,15 @@ def _bin_rows(scores, bits, gen_row, base, shift, top, local, wanted, out, fill,
             row = bits[i]
             srow = scores[i]
             for j in range(b):
-                if gen_row[j] == i:
-                    continue
                 k = _bin(_key32(row[j]), base, shift, top)
                 h[k] += 1
-                y = np.float64(srow[j])
-                s1 += y
-                s2 += y * y
-                if wanted[k]:
+                if wanted[k] and gen_row[j] != i:  # rare: the deciding bins
                     if f < cap:
                         out[t, f] = srow[j]
                     f += 1
+            a, c = _sums(srow)
+            s1 += a
+            s2 += c
         fill[t] = f
         sums[t, 0] += s1
         sums[t, 1] += s2
@@ -303,8 +344,9 @@ class Binner:
         self.fill = np.zeros(self.nt, np.int64)
         self.sums = np.zeros((self.nt, 2), np.float64)
 
-    def add(self, scores: np.ndarray, gen_row: np.ndarray) -> None:
-        """Bin a block, skipping the genuine entry of each column (row gen_row[j])."""
+    def add(self, scores: np.ndarray, gen_row: np.ndarray, genuine: np.ndarray) -> None:
+        """Bin a block, less the genuine entry of each column (row gen_row[j]), whose
+        values are ``genuine`` (in column order)."""
         _bin_rows(
             scores,
             scores.view(np.uint32),
@@ -318,6 +360,11 @@ class Binner:
         )
         self.total += self.local.sum(axis=0, dtype=np.int64)
         self.local[:] = 0
+        if len(genuine):
+            self.total -= np.bincount(self.binning.of(genuine), minlength=self.binning.nbins)
+            g = genuine.astype(np.float64)
+            self.sums[0, 0] -= g.sum()
+            self.sums[0, 1] -= (g * g).sum()
 
     def counts(self) -> np.ndarray:
         return self.total.copy()

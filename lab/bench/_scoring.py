@@ -205,15 +205,15 @@ def _pilot(enrol, probes, gen_row, targets, pilot, seed, n_imp_total):
         fnmr = np.searchsorted(gen, imp, "left") / len(gen)
         fmr = np.arange(1, n + 1) / n
         ranks.append(float(np.argmax(fnmr <= fmr)) if (fnmr <= fmr).any() else n - 1.0)
-    expected = 0.0
     for r in ranks:
         band = 5 * math.sqrt(r) + 10  # five binomial standard deviations, and a margin
         top, bottom = max(int(r - band), 0), min(math.ceil(r + band), n - 1)
         k_hi = binning.nbins - 1 if top == 0 else int(binning.of(imp[top : top + 1])[0]) + 1
         k_lo = 0 if bottom >= n - 1 else int(binning.of(imp[bottom : bottom + 1])[0]) - 1
         wanted[max(k_lo, 0) : min(k_hi, binning.nbins - 1) + 1] = True
-        expected += (bottom - top + 1) / n * n_imp_total
-    return binning, wanted, int(expected * 1.5) + 4096
+    # the wanted bins' share of the pilot's impostor scores, scaled up, with a margin
+    share = np.count_nonzero(wanted[binning.of(imp)]) / n
+    return binning, wanted, int(share * n_imp_total * 1.25) + 4096
 
 
 def _gemm_blocks(enrol, probes, gen_row, block_elems):
@@ -257,8 +257,9 @@ def _gemm_blocks(enrol, probes, gen_row, block_elems):
 def _pass(enrol, probes, gen_row, block_elems, binner, genuine):
     for s, gr in _gemm_blocks(enrol, probes, gen_row, block_elems):
         has = np.nonzero(gr >= 0)[0]
-        genuine.append(s[gr[has], has])
-        binner.add(s, gr)
+        g = s[gr[has], has]
+        genuine.append(g)
+        binner.add(s, gr, g)
 
 
 def _collect_pass(enrol, probes, gen_row, block_elems, binning, bins, expected: int):
@@ -371,14 +372,14 @@ def score_pairs(
     genuine: list[np.ndarray] = []
     _pass(enrol, probes, gen_row, block_elems, binner, genuine)
     counts = binner.counts()
-    vals, complete = binner.collected()
+    vals, _ = binner.collected()  # a bin that overflowed is simply not adopted
     ss = assemble(
         binning,
         np.concatenate(genuine) if genuine else np.empty(0, np.float32),
         counts,
         binner.moments(),
         GemmSource([(enrol, probes, gen_row)], binning, block_elems, counts),
-        collected=vals if complete else None,
+        collected=vals,
         wanted=wanted,
     )
     ss.ensure(needed_bins(ss, targets, thresholds))  # one pass for whatever is missing
