@@ -88,6 +88,12 @@ class Binning:
         return _U64(self.base), _U64(self.shift), _U64(self.nbins - 1)
 
 
+# Every float32 in 2^16 bins; the grid is offset by half a bin so that -0.0 (key
+# 0x7FFFFFFF) and +0.0 (key 0x80000000) share a bin; finite keys lie in
+# 0x00800000..0xFF7FFFFF, so no bin index leaves 0..65535.
+FULL_RANGE = Binning(0x8000, 16, NBINS)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _key32(u):
     """Branch-free: -0.0 made +0.0, then the sign bit flipped (positive) or every bit
@@ -96,6 +102,15 @@ def _key32(u):
     u = u * np.uint64((u & np.uint64(0x7FFFFFFF)) != np.uint64(0))
     neg = u >> np.uint64(31)
     return u ^ (((np.uint64(0) - neg) & np.uint64(0xFFFFFFFF)) | np.uint64(0x80000000))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fast_bin32(u, base, shift):
+    """The bin of float32 bits when the binning covers every key met (no clamp, which
+    lets LLVM keep the loop tight) and -0.0 and +0.0 share a bin (checked by the
+    caller's choice of ``base``)."""
+    k = np.int64(~u if u >> np.uint32(31) else u | np.uint32(0x80000000))
+    return (k - base) >> shift
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -191,17 +206,19 @@ def _sums_finite(vals, a, z, pivot, scale):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _hist_1d(vals, bits, wide, base, shift, top, local, sums, pivot, scale):
+def _hist_1d(vals, bits, wide, base, shift, top, local, sums, pivot, scale, wanted, out, fill):
     """Per thread: histogram of the finite values, and sum and sum of squares of
     x * scale - pivot in float64 (for the mean and variance; scale a power of two),
     chunk by chunk (the sums vectorised where a chunk holds no NaN)."""
     n = bits.shape[0]
     nt = local.shape[0]
+    cap = out.shape[1]
     per = (n + nt - 1) // nt
     mag = np.uint64(0x7FFFFFFFFFFFFFFF) if wide else np.uint64(0x7FFFFFFF)
     emax = np.uint64(0x7FF0000000000000) if wide else np.uint64(0x7F800000)
     for t in prange(nt):
         h = local[t]
+        f = 0
         s1 = 0.0
         s2 = 0.0
         end = min(n, (t + 1) * per)
@@ -213,7 +230,12 @@ def _hist_1d(vals, bits, wide, base, shift, top, local, sums, pivot, scale):
                 if (u & mag) >= emax:
                     bad += 1
                     continue
-                h[_bin(_key(u, wide), base, shift, top)] += 1
+                k = _bin(_key(u, wide), base, shift, top)
+                h[k] += 1
+                if wanted[k]:  # rare: the bins the pilot expects to decide
+                    if f < cap:
+                        out[t, f] = vals[i]
+                    f += 1
             if bad:
                 a, b = _sums_finite(vals, c0, c1, pivot, scale)
             else:
@@ -222,25 +244,90 @@ def _hist_1d(vals, bits, wide, base, shift, top, local, sums, pivot, scale):
             s2 += b
         sums[t, 0] = s1
         sums[t, 1] = s2
+        fill[t] = f
 
 
-def hist_1d(values: np.ndarray, binning: Binning, pivot: float, scale: float):
-    """(histogram int64 (nbins,), sum, sum of squares) over the finite values."""
+@njit(cache=True, nogil=True)
+def _hist32_part(vals, bits, a, z, base, shift, h, pivot, scale, wanted, out):
+    """One thread's share of ``_hist32`` (a plain function: LLVM optimises it whole)."""
+    cap = out.shape[0]
+    f = 0
+    s1 = 0.0
+    s2 = 0.0
+    for c0 in range(a, z, 4096):
+        c1 = min(z, c0 + 4096)
+        bad = 0
+        for i in range(c0, c1):
+            u = bits[i]
+            if (u & np.uint32(0x7FFFFFFF)) >= np.uint32(0x7F800000):
+                bad += 1
+            else:
+                h[_fast_bin32(u, base, shift)] += 1
+        for i in range(c0, c1):  # the rare scores of the wanted bins
+            u = bits[i]
+            if (u & np.uint32(0x7FFFFFFF)) < np.uint32(0x7F800000) and wanted[
+                _fast_bin32(u, base, shift)
+            ]:
+                if f < cap:
+                    out[f] = vals[i]
+                f += 1
+        if bad:
+            x, y = _sums_finite(vals, c0, c1, pivot, scale)
+        else:
+            x, y = _sums_fast(vals, c0, c1, pivot, scale)
+        s1 += x
+        s2 += y
+    return f, s1, s2
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _hist32(vals, bits, base, shift, local, sums, pivot, scale, wanted, out, fill):
+    """``_hist_1d`` for float32 under a binning that covers every float32 key."""
+    n = bits.shape[0]
+    nt = local.shape[0]
+    per = (n + nt - 1) // nt
+    for t in prange(nt):
+        f, s1, s2 = _hist32_part(
+            vals, bits, t * per, min(n, (t + 1) * per), base, shift, local[t], pivot, scale,
+            wanted, out[t],
+        )  # fmt: skip
+        sums[t, 0] = s1
+        sums[t, 1] = s2
+        fill[t] = f
+
+
+def hist_1d(
+    values: np.ndarray,
+    binning: Binning,
+    pivot: float,
+    scale: float,
+    wanted: np.ndarray | None = None,
+    capacity: int = 0,
+):
+    """(histogram int64 (nbins,), sum, sum of squares, values of the wanted bins or None
+    if more than ``capacity`` of them) over the finite values, in one parallel pass."""
     nt = get_num_threads()
     local = np.zeros((nt, binning.nbins), np.int64)
     sums = np.zeros((nt, 2), np.float64)
+    if wanted is None:
+        wanted = np.zeros(binning.nbins, np.bool_)
+    out = np.empty((nt, capacity // nt + 1), values.dtype)
+    fill = np.zeros(nt, np.int64)
     wide = values.dtype == np.float64
-    _hist_1d(
-        values,
-        values.view(np.uint64 if wide else np.uint32),
-        wide,
-        *binning.args(),
-        local,
-        sums,
-        float(pivot),
-        float(scale),
-    )
-    return local.sum(axis=0), float(sums[:, 0].sum()), float(sums[:, 1].sum())
+    bits = values.view(np.uint64 if wide else np.uint32)
+    if not wide and binning == FULL_RANGE:
+        _hist32(
+            values, bits, np.int64(binning.base), np.int64(binning.shift), local, sums,
+            float(pivot), float(scale), wanted, out, fill,
+        )  # fmt: skip
+    else:
+        _hist_1d(
+            values, bits, wide, *binning.args(), local, sums, float(pivot), float(scale),
+            wanted, out, fill,
+        )  # fmt: skip
+    cap = out.shape[1]
+    vals = np.concatenate([out[t, : min(int(fill[t]), cap)] for t in range(nt)])
+    return local.sum(axis=0), float(sums[:, 0].sum()), float(sums[:, 1].sum()), vals
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -295,6 +382,38 @@ def _sums(row):
 
 
 @njit(cache=True, nogil=True, parallel=True)
+def _bin_rows_fast(scores, bits, gen_row, base, shift, local, wanted, out, fill, sums):
+    """``_bin_rows`` for a binning that covers every score of the block."""
+    n, b = scores.shape
+    nt = local.shape[0]
+    cap = out.shape[1]
+    per = (n + nt - 1) // nt
+    for t in prange(nt):
+        h = local[t]
+        f = fill[t]
+        s1 = 0.0
+        s2 = 0.0
+        for i in range(t * per, min(n, (t + 1) * per)):
+            row = bits[i]
+            srow = scores[i]
+            for j in range(b):
+                k = _fast_bin32(row[j], base, shift)
+                h[k] += 1
+            for j in range(b):  # a second, cheap look for the rare wanted scores
+                k = _fast_bin32(row[j], base, shift)
+                if wanted[k] and gen_row[j] != i:
+                    if f < cap:
+                        out[t, f] = srow[j]
+                    f += 1
+            a, c = _sums(srow)
+            s1 += a
+            s2 += c
+        fill[t] = f
+        sums[t, 0] += s1
+        sums[t, 1] += s2
+
+
+@njit(cache=True, nogil=True, parallel=True)
 def _bin_rows(scores, bits, gen_row, base, shift, top, local, wanted, out, fill, sums):
     """Every score of the block into the per-thread histograms (genuine ones too: the
     caller subtracts them), the sums, and the impostor scores of the wanted bins."""
@@ -331,9 +450,16 @@ class Binner:
     per-thread buffers of about ``capacity`` values in all."""
 
     def __init__(
-        self, binning: Binning, wanted: np.ndarray | None = None, capacity: int = 0
+        self,
+        binning: Binning,
+        wanted: np.ndarray | None = None,
+        capacity: int = 0,
+        covers_all: bool = False,
     ) -> None:
+        """``covers_all``: every score lies inside the binning's range and -0.0 shares
+        +0.0's bin (the caller has checked), so the fast kernel needs no clamp."""
         self.binning = binning
+        self.covers_all = covers_all
         self.nt = get_num_threads()
         # int32 per thread (L2-resident), emptied into int64 after every block;
         # a block holds fewer than 2**31 scores
@@ -347,17 +473,17 @@ class Binner:
     def add(self, scores: np.ndarray, gen_row: np.ndarray, genuine: np.ndarray) -> None:
         """Bin a block, less the genuine entry of each column (row gen_row[j]), whose
         values are ``genuine`` (in column order)."""
-        _bin_rows(
-            scores,
-            scores.view(np.uint32),
-            gen_row,
-            *self.binning.args(),
-            self.local,
-            self.wanted,
-            self.out,
-            self.fill,
-            self.sums,
-        )
+        bn = self.binning
+        if self.covers_all:
+            _bin_rows_fast(
+                scores, scores.view(np.uint32), gen_row, np.int64(bn.base), np.int64(bn.shift),
+                self.local, self.wanted, self.out, self.fill, self.sums,
+            )  # fmt: skip
+        else:
+            _bin_rows(
+                scores, scores.view(np.uint32), gen_row, *bn.args(), self.local, self.wanted,
+                self.out, self.fill, self.sums,
+            )  # fmt: skip
         self.total += self.local.sum(axis=0, dtype=np.int64)
         self.local[:] = 0
         if len(genuine):

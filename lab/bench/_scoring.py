@@ -22,6 +22,7 @@ import threading
 import numpy as np
 
 from lab.bench._kernels import (
+    FULL_RANGE,
     Binner,
     Binning,
     collect,
@@ -112,28 +113,38 @@ def reduce_scores(genuine, impostor, *, kind: str = "similarity", targets=FMR_TA
     if kind == "distance":
         gen, imp = np.negative(gen), np.negative(imp)
     dtype = gen.dtype
-    ranges = {}
+    if dtype == np.float32:  # every float32 in 2^16 bins: no pass for the range
+        binning, scale = FULL_RANGE, 1.0
+        lo = hi = None
+    else:  # float64: bins over the data's own range (a first pass finds it)
+        r = [key_range(a) if len(a) else (1 << 64, 0, 0, 0) for a in (gen, imp)]
+        for name, (_, _, _, inf) in zip(("genuine", "impostor"), r, strict=True):
+            if inf:
+                raise BadInputError(f"{name} scores hold {inf} infinite value(s)")
+        lo, hi = min(r[0][0], r[1][0]), max(r[0][1], r[1][1])
+        binning = Binning.for_keys(lo, hi) if lo <= hi else Binning(0, 0, 1)
+        scale = _scale(lo, hi, dtype) if lo <= hi else 1.0
+    wanted, cap = _pilot_1d(gen, imp, binning, targets)
+    hists, moments, collected, failed = [], [], [], []
     for name, a in (("genuine", gen), ("impostor", imp)):
-        lo, hi, nan, inf = key_range(a) if len(a) else (1 << 64, 0, 0, 0)
-        if inf:
-            raise BadInputError(f"{name} scores hold {inf} infinite value(s)")
-        ranges[name] = (lo, hi, nan)
-    lo = min(ranges["genuine"][0], ranges["impostor"][0])
-    hi = max(ranges["genuine"][1], ranges["impostor"][1])
-    binning = Binning.for_keys(lo, hi) if lo <= hi else Binning(0, 0, 1)
-    scale = _scale(lo, hi, dtype) if lo <= hi else 1.0
-    hists, moments = [], []
-    for name, a in (("genuine", gen), ("impostor", imp)):
-        a_lo, a_hi, nan = ranges[name]
-        pivot = 0.0
-        if a_lo <= a_hi:  # the middle of this kind's range, scaled (less cancellation)
-            pivot = key_to_float(a_lo, dtype) * scale / 2 + key_to_float(a_hi, dtype) * scale / 2
+        # the pivot (less cancellation in the variance): a sample's middle value, scaled
+        sample = a[:: max(1, len(a) // 1024)]
+        sample = sample[np.isfinite(sample)]
+        pivot = float(np.median(sample)) * scale if len(sample) else 0.0
         if len(a):
-            h, s1, s2 = hist_1d(a, binning, pivot, scale)
+            h, s1, s2, vals = hist_1d(a, binning, pivot, scale, wanted, cap)
         else:
-            h, s1, s2 = np.zeros(binning.nbins, np.int64), 0.0, 0.0
+            h, s1, s2, vals = np.zeros(binning.nbins, np.int64), 0.0, 0.0, a[:0]
+        n = int(h.sum())
+        bad = len(a) - n
+        if bad:  # NaN (failed comparisons) or infinity (refused)
+            inf = int(np.isinf(a).sum())
+            if inf:
+                raise BadInputError(f"{name} scores hold {inf} infinite value(s)")
         hists.append(h)
-        moments.append(Moments(int(h.sum()), s1, s2, pivot, scale))
+        moments.append(Moments(n, s1, s2, pivot, scale))
+        collected.append(vals)
+        failed.append(bad)
     ss = ScoreSet(
         binning,
         hists[0],
@@ -143,12 +154,39 @@ def reduce_scores(genuine, impostor, *, kind: str = "similarity", targets=FMR_TA
         gen_moments=moments[0],
         imp_moments=moments[1],
         kind=kind,
-        gen_failed=ranges["genuine"][2],
-        imp_failed=ranges["impostor"][2],
+        gen_failed=failed[0],
+        imp_failed=failed[1],
         cheap=True,
     )
-    ss.ensure(needed_bins(ss, targets))
+    wb = np.nonzero(wanted)[0]
+    ss.adopt(collected[0], "gen", wb)  # bins that overflowed are simply not adopted
+    ss.adopt(collected[1], "imp", wb)
+    ss.ensure(needed_bins(ss, targets))  # a further pass only if the pilot missed
     return ss
+
+
+def _pilot_1d(gen, imp, binning, targets, share: int = 64):
+    """The bins each quantity will likely be decided in, from every ``share``-th score,
+    and how many values they may hold."""
+    wanted = np.zeros(binning.nbins, np.bool_)
+    g = np.sort(gen[::share][np.isfinite(gen[::share])])
+    i = np.sort(imp[::share][np.isfinite(imp[::share])])[::-1]
+    if len(i) < 16 or len(g) < 4:
+        return wanted, 0
+    n = len(i)
+    ranks = [a * n for a in targets]
+    fnmr = np.searchsorted(g, i, "left") / len(g)
+    fmr = np.arange(1, n + 1) / n
+    ranks.append(float(np.argmax(fnmr <= fmr)) if (fnmr <= fmr).any() else n - 1.0)
+    for r in ranks:
+        band = 5 * math.sqrt(r) + 10
+        top, bottom = max(int(r - band), 0), min(math.ceil(r + band), n - 1)
+        k_hi, k_lo = (int(x) for x in binning.of(i[[top, bottom]]))
+        if top == 0:  # the rank may lie above the sample's largest score: widen
+            k_hi += 2 * (k_hi - k_lo) + 2
+        wanted[max(k_lo - 1, 0) : min(k_hi + 1, binning.nbins - 1) + 1] = True
+    exp = np.count_nonzero(wanted[binning.of(i)]) + np.count_nonzero(wanted[binning.of(g)])
+    return wanted, int(exp * share * 1.25) + 4096
 
 
 # -- all-pairs scoring ------------------------------------------------------------------
@@ -156,9 +194,6 @@ def _blocks(n: int, m: int, block_elems: int):
     b = max(1, block_elems // max(n, 1))
     for j0 in range(0, m, b):
         yield j0, min(m, j0 + b)
-
-
-FULL_RANGE = Binning.for_keys(0, (1 << 32) - 1)  # every float32, 2^16 bins
 
 
 def _pilot(enrol, probes, gen_row, targets, pilot, seed, n_imp_total):
