@@ -24,7 +24,7 @@ from lab.bench._scoring import _collect_pass, _pass, assemble, prepare
 
 
 def _score_slice(enrol, probes, gen_row, binning, wanted, capacity, block_elems):
-    binner = Binner(binning, wanted, capacity)
+    binner = Binner(binning, wanted, capacity, covers_all=True)  # as in score_pairs
     genuine: list[np.ndarray] = []
     _pass(enrol, probes, gen_row, block_elems, binner, genuine)
     vals, ok = binner.collected()

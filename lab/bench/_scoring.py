@@ -196,10 +196,32 @@ def _blocks(n: int, m: int, block_elems: int):
         yield j0, min(m, j0 + b)
 
 
+def _unit_range() -> Binning:
+    """Bins over [-1.0625, 1.0625], every cosine of near-unit templates (the fast kernel
+    needs no clamp), the grid placed so that -0.0 and +0.0 share a bin."""
+    lo, hi = (int(k) for k in float_keys(np.array([-1.0625, 1.0625], np.float32)))
+    b = Binning.for_keys(lo, hi)
+    if ((0x7FFFFFFF - b.base) >> b.shift) != ((0x80000000 - b.base) >> b.shift):
+        b = Binning.for_keys(lo - (1 << b.shift) // 2, hi)
+    return b
+
+
+UNIT_RANGE = _unit_range()
+
+
+def _is_unit(a: np.ndarray) -> bool:
+    """Every row of norm 1 within 1e-3: cosines then lie well inside [-1.0625, 1.0625]."""
+    if len(a) == 0:
+        return True
+    n = np.einsum("ij,ij->i", a, a, dtype=np.float64)
+    return bool(np.all(np.abs(n - 1) <= 2e-3))
+
+
 def _pilot(enrol, probes, gen_row, targets, pilot, seed, n_imp_total):
     """The binning (from the range of a sample of scores), the bins where each quantity
     will likely be decided and how many scores they will hold."""
     m = probes.shape[0]
+    unit = _is_unit(enrol) and _is_unit(probes)
     if pilot <= 0 or m == 0 or len(enrol) == 0:
         return FULL_RANGE, np.zeros(FULL_RANGE.nbins, np.bool_), 0
     # the share asked for, within about a million scores: enough for the quantiles
@@ -223,13 +245,7 @@ def _pilot(enrol, probes, gen_row, targets, pilot, seed, n_imp_total):
             ]
         )
     )
-    both = np.concatenate([imp, gen])
-    if len(both) == 0:
-        return FULL_RANGE, np.zeros(FULL_RANGE.nbins, np.bool_), 0
-    lo, hi = float(both.min()), float(both.max())
-    pad = max((hi - lo) / 4, 1e-6 * max(abs(lo), abs(hi), 1e-30))
-    keys = float_keys(np.array([lo - pad, hi + pad], np.float32))
-    binning = Binning.for_keys(int(keys[0]), int(keys[1]))
+    binning = UNIT_RANGE if unit else FULL_RANGE
     wanted = np.zeros(binning.nbins, np.bool_)
     imp = np.sort(imp)[::-1]  # descending
     n = len(imp)
@@ -403,7 +419,7 @@ def score_pairs(
     enrol, probes, gen_row, binning, wanted, cap = prepare(
         enrol, probes, gen_row, targets, pilot, seed
     )
-    binner = Binner(binning, wanted, cap)
+    binner = Binner(binning, wanted, cap, covers_all=True)  # FULL_RANGE, or unit templates
     genuine: list[np.ndarray] = []
     _pass(enrol, probes, gen_row, block_elems, binner, genuine)
     counts = binner.counts()
@@ -435,7 +451,7 @@ def score_tiles(tiles, *, targets=FMR_TARGETS, thresholds=(), block_elems: int =
     ]
     for e, p, g in tiles:
         _check(e, p, g)
-    binner = Binner(FULL_RANGE)
+    binner = Binner(FULL_RANGE, covers_all=True)
     genuine: list[np.ndarray] = []
     for e, p, g in tiles:
         if len(e) and len(p):
