@@ -159,6 +159,14 @@ def _ci(c) -> str:
     return "<i>n/a</i>" if c is None else f"[{c[0]:.4g}, {c[1]:.4g}]"
 
 
+def _ratio(r: dict) -> str:
+    if r["value"] is not None:
+        return f"{r['value']:.2f}"
+    if r.get("lower_bound") is not None:
+        return f"&ge; {r['lower_bound']:.2f} ({html.escape(r['reason'])})"
+    return f"<i>n/a</i> ({html.escape(r['reason'])})"
+
+
 def _tree(obj, depth: int = 0) -> str:
     """Any JSON value as nested HTML tables (long number lists in a collapsed block)."""
     if isinstance(obj, dict):
@@ -224,8 +232,7 @@ def _html(report: dict, images: dict[str, Path]) -> str:
             f"<h3>{e(key)}</h3><table><tr><th>group</th><th>genuine</th><th>impostor</th>"
             f"<th>FMR</th><th>95% CI (subjects)</th><th>FNMR</th><th>95% CI (subjects)</th>"
             f"</tr>{body}</table><p>max/min over estimable groups: FMR "
-            f"{_v(rf['value'], '.2f', 'n/a')} {e(rf['reason'])}; FNMR "
-            f"{_v(rn['value'], '.2f', 'n/a')} {e(rn['reason'])}. FDR "
+            f"{_ratio(rf)}; FNMR {_ratio(rn)}. FDR "
             f"{_v(fa.get('fdr'), '.4f', 'n/a')} {_ci(fa.get('fdr_ci95_bootstrap'))}, GARBE "
             f"{_v(fa.get('garbe'), '.4f', 'n/a')} {_ci(fa.get('garbe_ci95_bootstrap'))} "
             f"{e(fa.get('reason', ''))}</p>"

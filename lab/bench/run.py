@@ -99,14 +99,22 @@ def _extract(matcher, samples, progress):
     return ext, failed
 
 
-def _ratio(vals: list[float]) -> dict:
-    """max/min of a rate over estimable groups; with a 0 minimum, a lower bound from
-    the largest rate over the smallest non-zero one is not given: only the fact."""
-    if len(vals) < 2:
-        return {"value": None, "reason": "fewer than two estimable groups"}
-    if min(vals) == 0:
-        return {"value": None, "reason": "a group has no errors at this threshold"}
-    return {"value": max(vals) / min(vals), "reason": ""}
+def _ratio(counts: list[tuple[int, int]]) -> dict:
+    """max/min of a rate over estimable groups, from (errors, comparisons) per group.
+    When a group has no errors the ratio is unbounded; then its lower bound, the largest
+    rate over the upper 95% Wilson bound of the smallest, is given instead."""
+    if len(counts) < 2:
+        return {"value": None, "lower_bound": None, "reason": "fewer than two estimable groups"}
+    rates = [e / n for e, n in counts]
+    if min(rates) > 0:
+        return {"value": max(rates) / min(rates), "lower_bound": None, "reason": ""}
+    upper = min(wilson(e, n)[1] for e, n in counts if e == 0)
+    return {
+        "value": None,
+        "lower_bound": max(rates) / upper,
+        "reason": "a group has no errors at this threshold: the ratio is at least "
+        "max / (its upper 95% bound)",
+    }
 
 
 def run_benchmark(
@@ -485,10 +493,14 @@ def _demographics(sc, names, ge, pg, gen_row, w, thr):
         }
     fmrs = np.array([v["fmr"] if v["fmr"] is not None else np.nan for v in per.values()])
     fnmrs = np.array([v["fnmr"] if v["fnmr"] is not None else np.nan for v in per.values()])
+    fm_n = [(int(fm_cell[g, g]), int(n_cell[g, g])) for g in range(k) if est_fmr[g]]
+    fnm_n = [
+        (int(misses[ge == g].sum()), int(tries[ge == g].sum())) for g in range(k) if est_fnmr[g]
+    ]
     groups = {
         "groups": per,
-        "fmr_max_min": _ratio(fmrs[est_fmr].tolist()),
-        "fnmr_max_min": _ratio(fnmrs[est_fnmr].tolist()),
+        "fmr_max_min": _ratio(fm_n),
+        "fnmr_max_min": _ratio(fnm_n),
         "min_genuine": MIN_GENUINE,
         "min_impostor": math.ceil(3 / GROUP_FMR),
     }
@@ -633,6 +645,14 @@ def ci_text(ci, spec: str = ".4f") -> str:
     return "n/a" if ci is None else f"[{ci[0]:{spec}}, {ci[1]:{spec}}]"
 
 
+def _ratio_text(r: dict) -> str:
+    if r["value"] is not None:
+        return f"{r['value']:.2f}"
+    if r.get("lower_bound") is not None:
+        return f">= {r['lower_bound']:.2f} (a group has no errors)"
+    return f"n/a ({r['reason']})"
+
+
 def summary_table(report: dict) -> str:
     lines = [
         f"model {report['model']['name']}@{report['model']['version']}: "
@@ -671,8 +691,7 @@ def summary_table(report: dict) -> str:
         if "fmr_max_min" not in g:
             lines.append(f"  by {key}: {g.get('reason', '')}")
             continue
-        f = num(g["fmr_max_min"]["value"], ".2f", "n/a (" + g["fmr_max_min"]["reason"] + ")")
-        n = num(g["fnmr_max_min"]["value"], ".2f", "n/a (" + g["fnmr_max_min"]["reason"] + ")")
+        f, n = (_ratio_text(g[k]) for k in ("fmr_max_min", "fnmr_max_min"))
         fa = report["fairness"][key]
         lines.append(
             f"  by {key:<11} at the FMR 1e-3 threshold: FMR max/min {f}, FNMR max/min {n}; "
