@@ -554,7 +554,7 @@ def _cmd_model_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scorer(scheduler: str | None):
+def _scorer(scheduler: str | None, client_out: list | None = None):
     from lab.bench import score_pairs
 
     if scheduler is None:
@@ -573,6 +573,8 @@ def _scorer(scheduler: str | None):
         client = distributed.Client(scheduler, timeout=10)
     except OSError as e:
         raise BadInputError(f"--scheduler {scheduler}: cannot connect ({e})") from e
+    if client_out is not None:
+        client_out.append(client)
     return partial(score_pairs_on_cluster, client)
 
 
@@ -638,7 +640,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if args.dataset is None:
         raise BadInputError("facelab bench: give --lab LAB --tenant T, or --dataset DIR")
-    scorer = _scorer(args.scheduler)  # an unreachable cluster fails before any work
+    clients: list = []
+    scorer = _scorer(args.scheduler, clients)  # an unreachable cluster fails first
     samples = samples_from_dataset(args.dataset)
     reports = []
     for ref in models:
@@ -650,9 +653,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             matcher = Matcher(
                 Path(ref), args.device, warn=lambda m: print(f"facelab: {m}", file=sys.stderr)
             )
+        extract = None
+        if clients and ref != "dlib":  # extraction on the cluster too
+            from lab.bench._cluster import extract_on_cluster
+
+            extract = extract_on_cluster(clients[0], Path(ref).resolve(), args.device)
         update, close = _progress_bar(len(samples), "extract")
         try:
-            report = run_benchmark(samples, matcher, progress=update, scorer=scorer)
+            report = run_benchmark(
+                samples, matcher, progress=update, scorer=scorer, extract=extract
+            )
         finally:
             close()
         report["provenance"].update(provenance(matcher, args.dataset))

@@ -66,3 +66,25 @@ def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path) -> None:
     assert p.returncode == 2
     assert "cannot connect" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_extraction_on_the_cluster_equals_in_process(client, tmp_path) -> None:
+    """Records partitioned over two workers, each loading the model once."""
+    from pathlib import Path
+
+    from lab.bench._cluster import extract_on_cluster
+    from lab.bench._matcher import Matcher
+    from lab.bench.run import run_benchmark, samples_from_dataset
+    from lab.synth import SynthConfig, write_dataset
+
+    write_dataset(SynthConfig(identities=30, captures=2, seed=9), tmp_path / "ds", workers=1)
+    samples = samples_from_dataset(tmp_path / "ds")
+    model = Path(__file__).resolve().parents[1] / "models" / "eigenface"
+    local = Matcher(model).extract([s.image for s in samples], [s.landmarks for s in samples])
+    remote = extract_on_cluster(client, model, part=17)(
+        [s.image for s in samples], [s.landmarks for s in samples], failures="mark"
+    )
+    assert remote.templates.shape == local.templates.shape and not remote.failed.any()
+    assert np.allclose(remote.templates, local.templates, atol=1e-6)
+    rep = run_benchmark(samples, Matcher(model), extract=extract_on_cluster(client, model))
+    assert rep["protocol"]["genuine_pairs"] == 60

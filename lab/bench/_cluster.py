@@ -112,3 +112,54 @@ def score_pairs_on_cluster(
     )
     ss.ensure(needed_bins(ss, targets, thresholds))
     return ss
+
+
+# -- extraction on the cluster ---------------------------------------------------------
+_MATCHERS: dict = {}  # per worker process: one loaded model per (dir, device)
+
+
+def _extract_part(model_dir: str, device: str, images, landmarks, failures: str):
+    from lab.bench._matcher import Matcher
+
+    m = _MATCHERS.get((model_dir, device))
+    if m is None:
+        m = _MATCHERS[(model_dir, device)] = Matcher(model_dir, device)
+    ext = m.extract(images, landmarks, failures=failures)
+    return ext.templates, ext.failed, ext.seconds_per_image * len(images), ext.template_bytes
+
+
+def extract_on_cluster(client, model_dir, device: str = "cpu", part: int = 256):
+    """An ``extract(images, landmarks, progress=, failures=)`` that runs the ONNX model
+    on the Dask workers, ``part`` images a task (each worker loads the model once from
+    ``model_dir``, which must be readable there: shared storage). Templates come back in
+    order; ``seconds_per_image`` is the workers' time per image."""
+    from lab.bench._matcher import Extraction
+
+    def extract(images, landmarks, *, progress=None, failures="raise", batch=64):
+        n = len(images)
+        cuts = [(a, min(a + part, n)) for a in range(0, n, part)]
+        futs = [
+            client.submit(
+                _extract_part,
+                str(model_dir),
+                device,
+                list(images[a:b]),
+                list(landmarks[a:b]),
+                failures,
+                pure=False,
+            )
+            for a, b in cuts
+        ]
+        out = client.gather(futs)
+        if progress:
+            progress(n)
+        if not out:
+            return Extraction(np.empty((0, 0), np.float32), 0.0, 0, np.zeros(0, bool))
+        return Extraction(
+            np.concatenate([o[0] for o in out]),
+            sum(o[2] for o in out) / max(n, 1),
+            out[0][3],
+            np.concatenate([o[1] for o in out]),
+        )
+
+    return extract

@@ -90,8 +90,8 @@ def _ci(x) -> list[float] | None:
     return None if x is None else [float(x[0]), float(x[1])]
 
 
-def _extract(matcher, samples, progress):
-    ext = matcher.extract(
+def _extract(extract, samples, progress):
+    ext = extract(
         [s.image for s in samples], [s.landmarks for s in samples], progress=progress,
         failures="mark",
     )  # fmt: skip
@@ -123,12 +123,15 @@ def run_benchmark(
     *,
     progress: Callable[[int], None] | None = None,
     scorer: Callable = score_pairs,
+    extract: Callable | None = None,
     rounds: int = BOOTSTRAP_ROUNDS,
     seed: int = 0,
 ) -> dict:
     """Run the protocol on ``samples`` with ``matcher``; ``scorer`` is ``score_pairs``
-    in-process or ``score_pairs_on_cluster`` bound to a Dask client. Returns the report
-    as a dict of strict-JSON values (None where a number is not estimable)."""
+    in-process or ``score_pairs_on_cluster`` bound to a Dask client, ``extract``
+    ``matcher.extract`` (default) or ``extract_on_cluster(client, model_dir)``. Returns
+    the report as a dict of strict-JSON values (None where a number is not estimable)."""
+    extract = extract or matcher.extract
     # one enrolment per subject (its first passport image): a second passport of the
     # same subject would otherwise be scored against that subject's probes as an impostor
     enrol, row_of, extra = [], {}, 0
@@ -146,8 +149,8 @@ def run_benchmark(
         raise BadInputError(
             "no genuine pairs: the data needs passport and gate images of the same subjects"
         )
-    ext_e, fail_e = _extract(matcher, enrol, progress)
-    ext_p, fail_p = _extract(matcher, probes, progress)
+    ext_e, fail_e = _extract(extract, enrol, progress)
+    ext_p, fail_p = _extract(extract, probes, progress)
     # failures to extract: their comparisons are failed comparisons (generalized rates)
     ok_e, ok_p = np.nonzero(~fail_e)[0], np.nonzero(~fail_p)[0]
     new_row = np.full(len(enrol), -1, np.int64)
