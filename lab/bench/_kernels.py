@@ -84,6 +84,18 @@ class Binning:
         """The bins of float values (int64 array)."""
         return self.of_keys(float_keys(x))
 
+    def lower_values(self, dtype) -> np.ndarray:
+        """The smallest value of each bin's key range (-inf for bin 0), for plots."""
+        wide = np.dtype(dtype) == np.float64
+        keys = _U64(self.base) + (np.arange(self.nbins, dtype=np.uint64) << _U64(self.shift))
+        sign = _U64(1 << 63) if wide else _U64(1 << 31)
+        mask = ~_U64(0) if wide else _U64(0xFFFFFFFF)
+        bits = np.where(keys & sign, keys ^ sign, ~keys & mask)
+        v = bits.view(np.float64) if wide else bits.astype(np.uint32).view(np.float32)
+        v = np.where(np.isnan(v), np.where(keys & sign, np.inf, -np.inf), v).astype(np.float64)
+        v[0] = -np.inf
+        return v
+
     def args(self) -> tuple[np.uint64, np.uint64, np.uint64]:
         return _U64(self.base), _U64(self.shift), _U64(self.nbins - 1)
 

@@ -103,7 +103,7 @@ def _scores_plot(report: dict, path: Path) -> Path:
             ax.axvline(p["threshold"], color="k", ls="--", lw=0.8)
             ax.annotate(f"FMR {p['fmr_target']:.0e}", (p["threshold"], ax.get_ylim()[1] * 0.9),
                         fontsize=7, rotation=90, ha="right")  # fmt: skip
-    ax.set_xlabel("score (" + report["protocol"].get("score", "similarity")[:40] + ")")
+    ax.set_xlabel("score (" + report["protocol"].get("score", "similarity").split(" of ")[0] + ")")
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -133,7 +133,8 @@ def _groups_plot(report: dict, path: Path) -> Path | None:
         if f.shape[0] <= 12:
             for (i, j), v in np.ndenumerate(f):
                 txt = "n/a" if np.isnan(v) else ("0" if v == 0 else f"{v:.0e}")
-                ax.text(j, i, txt, ha="center", va="center", fontsize=5, color="w")
+                c = "w" if np.isfinite(lg[i, j]) else "k"  # no colour for 0: dark text
+                ax.text(j, i, txt, ha="center", va="center", fontsize=5, color=c)
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path)
