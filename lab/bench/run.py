@@ -439,7 +439,11 @@ def blas_info() -> str:
     try:
         from threadpoolctl import threadpool_info
 
-        libs = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        try:  # it reads /proc/self/maps, which a confined job may not see
+            info = threadpool_info()
+        except OSError as e:
+            return f"unknown ({e.strerror or e})"
+        libs = [i for i in info if i.get("user_api") == "blas"]
         return (
             "; ".join(
                 f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
