@@ -313,6 +313,15 @@ def run_benchmark(
         "2.5 and 97.5 percentiles; bootstrap thresholds and EERs on the distinct scores "
         "around each operating point",
     }
+    if str(matcher.spec.get("similarity", "")).startswith("euclidean"):
+        # the model compares by distance: the same rates, thresholds also as distances
+        # of the unit templates, d = sqrt(2 - 2 cos) (a match when d <= that)
+        report["protocol"]["score"] += (
+            "; model.json says euclidean: distance thresholds = sqrt(2 - 2 x cosine)"
+        )
+        for p in report["operating_points"]:
+            t = p["threshold"]
+            p["threshold_euclidean"] = None if t is None else math.sqrt(max(0.0, 2 - 2 * t))
     report["provenance"] = provenance(matcher)
     return jsonable(report)
 
