@@ -409,3 +409,14 @@ def test_cuda_without_a_gpu_says_so_and_uses_the_cpu() -> None:
     assert m.session.get_providers() == ["CPUExecutionProvider"]
     with pytest.raises(BadInputError, match="--device"):
         Matcher(EIGENFACE, "tpu")
+
+
+def test_a_euclidean_model_also_gets_distance_thresholds(dataset) -> None:
+    spec = json.loads((EIGENFACE / "model.json").read_text())
+    spec["similarity"] = "euclidean"
+    rep = run_benchmark(samples_from_dataset(dataset), Matcher(EIGENFACE, spec=spec))
+    est = [p for p in rep["operating_points"] if p["estimable"]]
+    assert est
+    for p in est:  # unit templates: |a - b| = sqrt(2 - 2 cos)
+        assert p["threshold_euclidean"] == pytest.approx((2 - 2 * p["threshold"]) ** 0.5)
+    assert "euclidean" in rep["protocol"]["score"]
