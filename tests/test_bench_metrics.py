@@ -343,3 +343,16 @@ def test_bad_input_is_refused() -> None:
         rates_at(reduce_scores([1.0], [0.0]), math.nan)
     with pytest.raises(BadInputError, match="numbers"):
         reduce_scores(np.array(["a"]), [0.0])
+
+
+def test_auc_agrees_with_scikit_learn_where_installed() -> None:
+    """A second, outside oracle (scikit-learn is benchmark-only: skipped without it)."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(11)
+    for gen, imp in (
+        (rng.normal(1, 1, 500), rng.normal(0, 1, 5000)),
+        (rng.integers(0, 11, 500).astype(float), rng.integers(0, 8, 5000).astype(float)),
+    ):
+        y = np.r_[np.ones(len(gen)), np.zeros(len(imp))]
+        want = metrics.roc_auc_score(y, np.r_[gen, imp])
+        assert auc(reduce_scores(gen, imp)).value == pytest.approx(want, abs=1e-12)
