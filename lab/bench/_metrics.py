@@ -433,6 +433,8 @@ def roc_points(ss: ScoreSet) -> tuple[np.ndarray, np.ndarray]:
     """(FMR, FNMR) at every bin edge and at every distinct score of the bins held,
     sorted by FMR ascending (threshold descending)."""
     n, g = ss.n_impostor, ss.n_genuine
+    if n == 0 or g == 0:  # no curve without both kinds of score
+        return np.empty(0), np.empty(0)
     xs = [ss.imp_suffix / n]
     ys = [ss.gen_prefix / g]
     for b in sorted(set(ss.gen_exact) | set(ss.imp_exact)):
