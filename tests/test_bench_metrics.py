@@ -356,3 +356,12 @@ def test_auc_agrees_with_scikit_learn_where_installed() -> None:
         y = np.r_[np.ones(len(gen)), np.zeros(len(imp))]
         want = metrics.roc_auc_score(y, np.r_[gen, imp])
         assert auc(reduce_scores(gen, imp)).value == pytest.approx(want, abs=1e-12)
+
+
+def test_the_rank_of_a_target_is_exact() -> None:
+    """0.7 * 10 is 7.0 in floats, but the float 0.7 lies below 7/10: at most 6 of 10
+    impostors may match (FMR <= target, read exactly)."""
+    imp = np.arange(10.0)
+    op = fnmr_at_fmr(reduce_scores(np.arange(20.0), imp), 0.7)
+    assert op.false_matches == 6 and Fraction(op.false_matches, 10) <= Fraction(0.7)
+    assert op.threshold == np.nextafter(3.0, np.inf)

@@ -282,6 +282,12 @@ def _kth_largest_impostor(ss: ScoreSet, k: int):
     return vals[len(vals) - (k + 1 - int(ss.imp_suffix[b + 1]))]
 
 
+def _rank(a: float, n: int) -> int:
+    """floor(a * n) exactly (a float product can round up past an integer: 0.7 * 10 is
+    7.0 in floats, but the float 0.7 is just below 7/10, so only 6 may match)."""
+    return math.floor(Fraction(a) * n)
+
+
 def _check_target(alpha: float) -> float:
     a = float(alpha)
     if not 0 < a < 1:
@@ -303,7 +309,7 @@ def fnmr_at_fmr(ss: ScoreSet, alpha: float) -> OperatingPoint:
             a, None, None, None, False, None, None,
             f"{n:,} impostor comparisons < 3/FMR = {math.ceil(3 / a):,} (rule of three)",
         )  # fmt: skip
-    k = math.floor(a * n)
+    k = _rank(a, n)
     v = _kth_largest_impostor(ss, k)
     t = np.nextafter(v, ss.dtype.type(np.inf))
     imp_ge, gen_lt = ss.counts_at([t])
@@ -592,7 +598,7 @@ def needed_bins(ss: ScoreSet, targets=FMR_TARGETS, thresholds=()) -> list[int]:
     out: set[int] = set()
     if n and g:
         for a in targets:
-            k = math.floor(a * n)
+            k = _rank(a, n)
             if n >= 3.0 / a and k < n:
                 out.add(int(np.searchsorted(-ss.imp_suffix, -(k + 1), "right")) - 1)
         out.add(_bisect(0, nb + 1, lambda e: _edge_sign(ss, e) > 0) - 1)
