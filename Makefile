@@ -26,8 +26,9 @@ lint: $(STAMP)
 
 # Benchmarks print tables with their own baselines. scikit-learn and pyeer are the
 # scoring benchmark's comparison points: installed here, never project dependencies.
+# threadpoolctl names the BLAS kernel beside the scoring figures.
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,reference]' scikit-learn pyeer 'setuptools<81'
+	$(BIN)/python -m pip install --quiet -e '.[dev,reference]' scikit-learn pyeer threadpoolctl 'setuptools<81'
 	$(BIN)/python bench/synth_speed.py
 	$(BIN)/python bench/synth_realism.py
 	$(BIN)/python bench/vault_speed.py

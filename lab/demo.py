@@ -51,6 +51,11 @@ class DemoResult:
     register: Path
 
 
+def _rate(v) -> str:
+    """A rate of the benchmark, or why there is none (None: not estimable)."""
+    return "not estimable" if v is None else f"{v:.3f}"
+
+
 def run_demo(
     root: Path | str | None = None,
     *,
@@ -211,8 +216,8 @@ def run_demo(
         ),
         (
             "1:1 benchmark job (test split), report to the outbox",
-            f"{bench.status}: EER {bench.summary.get('eer', float('nan')):.3f}, FNMR@FMR1e-3 "
-            f"{bench.summary.get('fnmr_at_fmr_1e-3', float('nan')):.3f}",
+            f"{bench.status}: EER {_rate(bench.summary.get('eer'))}, FNMR@FMR1e-3 "
+            f"{_rate(bench.summary.get('fnmr_at_fmr_1e-3'))}",
         ),
         (
             "training job: a PCA head fitted on the train split",

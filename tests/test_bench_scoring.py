@@ -1,4 +1,5 @@
-"""The scoring core: every reported number equals a sort-based computation."""
+"""All-pairs scoring: every reported number equals the brute-force reference on the
+materialised score matrix (tests/test_bench_metrics.Ref)."""
 
 from __future__ import annotations
 
@@ -9,37 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.bench import (
-    FMR_TARGETS,
-    auc,
-    d_prime,
-    det_curve,
-    eer,
-    fnmr_at_fmr,
-    reduce_scores,
-    score_pairs,
-)
-from lab.bench._kernels import NBINS
+from lab.bench import auc, d_prime, det_curve, eer, fnmr_at_fmr, rates_at, rocch_eer, score_pairs
 from lab.errors import BadInputError
-
-
-def sort_reference(gen: np.ndarray, imp: np.ndarray):
-    """The definitions of lab.bench._metrics, computed by sorting everything."""
-    imp, gen = np.sort(imp), np.sort(gen)
-    n, g = len(imp), len(gen)
-    ops = {}
-    for a in FMR_TARGETS:
-        k = math.floor(a * n)
-        if k >= n:
-            continue
-        v = imp[n - 1 - k]
-        t = float(np.nextafter(np.float32(v), np.float32(np.inf)))
-        ops[a] = (t, np.searchsorted(gen, t, "left") / g)
-    cands = np.unique(np.concatenate([imp, gen, [np.inf]]))
-    fm = (n - np.searchsorted(imp, cands, "left")) / n
-    fnm = np.searchsorted(gen, cands, "left") / g
-    i = np.nonzero(fnm > fm)[0][0]
-    return ops, ((fm[i] + fnm[i]) / 2, float(cands[i]))
+from tests.test_bench_metrics import Ref
 
 
 def templates(rng, n, m, d, quantise: bool, noise=0.6):
@@ -57,8 +30,13 @@ def templates(rng, n, m, d, quantise: bool, noise=0.6):
     return e, p, gen_row
 
 
-def split(e, p, gen_row):
-    s = e @ p.T
+def split(e, p, gen_row, block=None):
+    """Genuine and impostor scores of the matrix, computed by the same GEMM blocks."""
+    s = (
+        e @ p.T
+        if block is None
+        else np.concatenate([e @ p[j : j + block].T for j in range(0, len(p), block)], 1)
+    )
     mask = np.ones(s.shape, bool)
     has = gen_row >= 0
     mask[gen_row[has], np.nonzero(has)[0]] = False
@@ -66,79 +44,67 @@ def split(e, p, gen_row):
 
 
 def assert_exact(ss, gen, imp) -> None:
-    ops, (want_eer, want_t) = sort_reference(gen, imp)
-    for a, (t, f) in ops.items():
+    ref = Ref(gen, imp)
+    for a in (1e-1, 1e-2, 1e-3, 0.0371):
         op = fnmr_at_fmr(ss, a)
-        assert (op.threshold, op.fnmr) == (t, f), (a, op, t, f)
-        assert op.fmr <= a
-    assert eer(ss) == (want_eer, want_t)
+        if 3 / a <= ref.N:
+            assert (op.threshold, op.fnmr) == ref.fnmr_at_fmr(a)[:2], a
+    assert eer(ss).value == pytest.approx(ref.eer(), abs=1e-15)
+    for t in (0.0, 0.25, float(np.median(imp))):
+        r = rates_at(ss, t)
+        assert (r.false_matches, r.false_non_matches) == ref.counts(np.float32(t))
 
 
 @pytest.mark.parametrize("quantise", [False, True])
 @pytest.mark.parametrize("pilot", [0.0, 0.03, 1.0])
 def test_all_pairs_scoring_is_exact(quantise: bool, pilot: float) -> None:
     rng = np.random.default_rng(7 + quantise)
-    e, p, gr = templates(rng, 250, 800, 16, quantise)
+    e, p, gr = templates(rng, 120, 300, 16, quantise)
+    block = 40_000 // 120
     ss = score_pairs(e, p, gr, pilot=pilot, block_elems=40_000)
-    gen, imp = split(e, p, gr)
+    gen, imp = split(e, p, gr, block)
     assert ss.n_impostor == len(imp) and ss.n_genuine == len(gen)
     assert_exact(ss, gen, imp)
+    ref = Ref(gen, imp)
+    assert rocch_eer(ss) == pytest.approx(ref.rocch_eer(), abs=1e-12)
+    a = auc(ss, exact=True)
+    assert a.error_bound == 0 and a.value == pytest.approx(ref.auc(), abs=1e-12)
+    assert d_prime(ss) == pytest.approx(ref.d_prime(), rel=1e-9)
 
 
-def test_a_plain_histogram_would_not_be_exact() -> None:
-    """The boundary bins matter: bin centres are off by up to half a bin."""
-    rng = np.random.default_rng(3)
-    gen = rng.normal(0.6, 0.1, 20_000).astype(np.float32)
-    imp = rng.normal(0.0, 0.1, 2_000_000).astype(np.float32)
-    ss = reduce_scores(gen, imp)
-    op = fnmr_at_fmr(ss, 1e-4)
-    k = math.floor(1e-4 * len(imp))
-    centre = -1 + (math.floor((np.sort(imp)[-k - 1] + 1) * NBINS / 2) + 0.5) * 2 / NBINS
-    assert op.threshold != centre
-    assert_exact(ss, gen, imp)
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    st.integers(0, 10_000),
-    st.integers(2, 400),
-    st.integers(3, 3000),
-    st.sampled_from([1, 8, 64, 4096]),
-)
-def test_reduction_of_any_scores_is_exact(seed: int, g: int, n: int, levels: int) -> None:
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 60), st.integers(2, 120), st.booleans())
+def test_scoring_of_any_templates_is_exact(seed: int, n: int, m: int, quantise: bool) -> None:
     rng = np.random.default_rng(seed)
-    gen = (np.round(rng.uniform(-1, 1, g) * levels) / levels).astype(np.float32)
-    imp = (np.round(rng.uniform(-1, 0.8, n) * levels) / levels).astype(np.float32)
-    assert_exact(reduce_scores(gen, imp), gen, imp)
+    e, p, gr = templates(rng, n, m, 8, quantise)
+    ss = score_pairs(e, p, gr, block_elems=n * 7)
+    gen, imp = split(e, p, gr, 7)
+    if len(gen) and len(imp):
+        assert_exact(ss, gen, imp)
 
 
-def test_rule_of_three_marks_points_not_estimable() -> None:
-    rng = np.random.default_rng(0)
-    ss = reduce_scores(rng.normal(0.5, 0.1, 500), rng.normal(0, 0.1, 50_000))
-    est = {a: fnmr_at_fmr(ss, a).estimable for a in FMR_TARGETS}
-    assert est == {1e-2: True, 1e-3: True, 1e-4: True, 1e-5: False, 1e-6: False}
+def test_an_unread_bin_gives_an_auc_bound_then_an_exact_value() -> None:
+    rng = np.random.default_rng(3)
+    e, p, gr = templates(rng, 200, 400, 8, False, noise=1.5)
+    ss = score_pairs(e, p, gr)
+    cheap = auc(ss)  # reading more bins would cost a scoring pass: a bound instead
+    exact = auc(ss, exact=True)
+    assert exact.error_bound == 0
+    assert abs(cheap.value - exact.value) <= cheap.error_bound
+    gen, imp = split(e, p, gr)
+    assert exact.value == pytest.approx(Ref(gen, imp).auc(), abs=1e-12)
 
 
-def test_d_prime_auc_and_det_agree_with_direct_computation() -> None:
+def test_det_is_monotone_and_on_exact_counts() -> None:
     rng = np.random.default_rng(1)
-    gen = rng.normal(0.5, 0.1, 3000).astype(np.float32)
-    imp = rng.normal(0.0, 0.12, 30_000).astype(np.float32)
-    ss = reduce_scores(gen, imp)
-    g64, i64 = gen.astype(np.float64), imp.astype(np.float64)
-    want = abs(g64.mean() - i64.mean()) / math.sqrt((g64.var() + i64.var()) / 2)
-    assert d_prime(ss) == pytest.approx(want, rel=1e-3)
-    pairs = (g64[:, None] > i64[None, :]).mean() + 0.5 * (g64[:, None] == i64[None, :]).mean()
-    assert auc(ss) == pytest.approx(pairs, abs=1e-4)
-    t, fmr, fnmr = det_curve(ss)
-    assert np.all(np.diff(fmr) <= 0) and np.all(np.diff(fnmr) >= 0)
-    j = len(t) // 2
-    assert fmr[j] == (imp >= t[j]).mean() and fnmr[j] == (gen < t[j]).mean()
-
-
-def test_no_genuine_pairs_is_not_estimable() -> None:
-    ss = reduce_scores(np.empty(0), np.linspace(-0.5, 0.5, 1000))
-    assert math.isnan(eer(ss)[0]) and math.isnan(fnmr_at_fmr(ss, 1e-2).fnmr)
-    assert not fnmr_at_fmr(ss, 1e-2).estimable
+    e, p, gr = templates(rng, 150, 300, 16, False)
+    ss = score_pairs(e, p, gr)
+    fmr, fnmr = det_curve(ss)
+    assert np.all(np.diff(fmr) >= 0) and np.all(np.diff(fnmr) <= 0)
+    gen, imp = split(e, p, gr)
+    ref = Ref(gen, imp)
+    every = {(f / ref.N, m / ref.G) for f, m in map(ref.counts, ref.thresholds())}
+    assert set(zip(fmr.tolist(), fnmr.tolist(), strict=True)) <= every | {(0.0, 1.0), (1.0, 0.0)}
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -148,10 +114,16 @@ def test_nan_or_inf_templates_are_refused(bad: float) -> None:
     p[2, 1] = bad
     with pytest.raises(BadInputError, match="NaN or infinity"):
         score_pairs(e, p, np.arange(4))
-    with pytest.raises(BadInputError):
-        reduce_scores(np.array([0.5, bad]), np.array([0.1]))
 
 
 def test_mismatched_shapes_are_refused() -> None:
     with pytest.raises(BadInputError, match="one dimension"):
         score_pairs(np.ones((3, 4), np.float32), np.ones((3, 5), np.float32), np.arange(3))
+
+
+def test_no_genuine_pairs_is_not_estimable() -> None:
+    rng = np.random.default_rng(0)
+    e, p, _ = templates(rng, 20, 30, 8, False)
+    ss = score_pairs(e, p, np.full(30, -1))
+    assert eer(ss).value is None and fnmr_at_fmr(ss, 1e-1).fnmr is None
+    assert not math.isnan(ss.n_impostor)

@@ -62,7 +62,9 @@ class DlibMatcher:
         *,
         batch: int = 64,
         progress: Callable[[int], None] | None = None,
+        failures: str = "raise",
     ) -> Extraction:
+        """Templates (dlib always returns a finite descriptor: no failures)."""
         out = np.empty((len(images_rgb), self.dim), np.float32)
         t0 = time.perf_counter()
         for i, (im, lm) in enumerate(zip(images_rgb, landmarks, strict=True)):

@@ -26,9 +26,10 @@ from lab.gates.importing.checks.model_json import validate
 
 @dataclass
 class Extraction:
-    templates: np.ndarray  # (n, dim) float32, unit norm
+    templates: np.ndarray  # (n, dim) float32, unit norm (NaN rows where failed)
     seconds_per_image: float
     template_bytes: int
+    failed: np.ndarray | None = None  # (n,) bool: no template (failures="mark")
 
 
 class Matcher:
@@ -96,8 +97,13 @@ class Matcher:
         *,
         batch: int = 64,
         progress: Callable[[int], None] | None = None,
+        failures: str = "raise",
     ) -> Extraction:
+        """Templates of the images. A NaN, infinite or all-zero output is an error
+        (``failures="raise"``) or a failure to extract, marked in ``Extraction.failed``
+        with a NaN template (``failures="mark"``, ISO/IEC 19795-1 FTE/FTA)."""
         out = np.empty((len(images_rgb), self.dim), np.float32)
+        failed = np.zeros(len(images_rgb), bool)
         t0 = time.perf_counter()
         for i in range(0, len(images_rgb), batch):
             aligned = [
@@ -110,13 +116,19 @@ class Matcher:
                     f"{self.onnx_file}: output shape {y.shape} "
                     f"contradicts model.json (dim {self.dim})"
                 )
-            if not np.isfinite(y).all():
+            bad = ~np.isfinite(y).all(axis=1)
+            if bad.any() and failures == "raise":
                 raise BadInputError(f"{self.onnx_file}: NaN or infinite template")
+            y = np.where(bad[:, None], 0, y)
             norms = np.linalg.norm(y, axis=1, keepdims=True)
-            if (norms == 0).any():
+            zero = (norms[:, 0] == 0) & ~bad
+            if zero.any() and failures == "raise":
                 raise BadInputError(f"{self.onnx_file}: an all-zero template")
-            out[i : i + len(y)] = y / norms
+            bad |= zero
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[i : i + len(y)] = np.where(bad[:, None], np.nan, y / norms)
+            failed[i : i + len(y)] = bad
             if progress:
                 progress(len(y))
         secs = (time.perf_counter() - t0) / max(1, len(images_rgb))
-        return Extraction(out, secs, self.dim * 4)
+        return Extraction(out, secs, self.dim * 4, failed)

@@ -1,215 +1,628 @@
-"""Exact verification error rates from a fine impostor histogram plus exact boundary bins.
+"""Verification error rates of the field, exact for any finite float32 or float64 scores.
 
-Definitions (scores: higher = more alike; a pair matches when its score >= t)::
+Definitions (ISO/IEC 19795-1:2021, 3.4; one comparison = one score)::
 
-    FMR(t)  = #{impostor >= t} / N_imp          FNMR(t) = #{genuine < t} / N_gen
+    similarity scores: a comparison matches when score >= t
+    distance scores:   a comparison matches when score <= t
 
-FNMR at FMR = a: the smallest threshold t whose FMR(t) <= a. With k = floor(a N_imp)
-and v the (k+1)-th largest impostor score, t* = nextafter(v, +inf) (float32), so
-FMR(t*) = #{impostor > v} / N_imp <= a and FNMR(t*) = #{genuine <= v} / N_gen. Not
-estimable when N_imp < 3 / a (the rule of three).
+    FMR(t)  = #{impostor comparisons that match at t} / N_imp
+    FNMR(t) = #{genuine comparisons that do not match at t} / N_gen
 
-EER: at the crossing threshold t_c, the smallest score value t with FNMR(t) > FMR(t)
-(+inf if none), EER = (FMR(t_c) + FNMR(t_c)) / 2, reported with t_c.
+Internally a distance ``d`` is the similarity ``-d`` (negation is exact), so
+``d <= t  <=>  -d >= -t``; every threshold is reported in the scores' own orientation.
 
-Every number equals a sort-based computation: bin membership is exact (bin k holds
-exactly the scores in [e_k, e_k+1)), counts above a bin come from the histogram, and the
-one bin where a quantity is decided is read from its exact values (``ScoreSet.exact``).
-``needed_bins`` says which bins those are, so the scorer can collect them.
+FNMR at FMR = a (the operating point of NIST FRTE 1:1 and ISO/IEC 19795-1): the
+threshold is the *smallest* threshold t with FMR(t) <= a. FMR is a step function that
+drops just above each impostor score, so with k = floor(a N_imp) and v the (k+1)-th
+largest impostor score, t* = nextafter(v, +inf) in the scores' precision, FMR(t*) =
+#{impostor > v} / N_imp <= a and FNMR(t*) = #{genuine <= v} / N_gen. Not estimable
+(``None``, never a number) without impostor or genuine scores, or when N_imp < 3 / a:
+with no false match the upper 95% bound 3 / N_imp (the rule of three, ISO/IEC
+19795-1) would still be above a.
+
+EER (Maio et al., "FVC2000: Fingerprint Verification Competition", IEEE TPAMI 24(3),
+2002, section 3): over every threshold t (the distinct scores and +inf, where the two
+step functions can change), t1 = max{t : FNMR(t) <= FMR(t)}, t2 = min{t : FNMR(t) >=
+FMR(t)}; [EER_low, EER_high] = [FNMR(t1), FMR(t1)] if FNMR(t1) + FMR(t1) <= FMR(t2) +
+FNMR(t2), else [FMR(t2), FNMR(t2)]; EER = (EER_low + EER_high) / 2.
+
+ROCCH-EER (Provost and Fawcett 2001; Brummer, BOSARIS toolkit, as in bob.measure's
+``eer_rocch``): the point where the lower convex hull of the (FMR, FNMR) points crosses
+FMR = FNMR, i.e. max over w in [0, 1] of min_t (w FMR(t) + (1 - w) FNMR(t)).
+
+AUC = P(genuine > impostor) + P(genuine = impostor) / 2 over all pairs of one genuine
+and one impostor score (the Mann-Whitney statistic). d' (Daugman) = |mu_g - mu_i| /
+sqrt((var_g + var_i) / 2) with population variances; undefined when both are 0.
+
+How the numbers stay exact: the scores are counted in bins that are monotone in the
+score (``lab.bench._kernels``), so a count above or below a threshold is exact except
+inside the one bin the threshold falls in, and that bin's scores are read exactly from
+the source (the arrays, or a second scoring pass) the first time it is needed.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
+from numba import njit
 
-from lab.bench._kernels import NBINS, bin_edges
+from lab.bench._kernels import Binning
+from lab.errors import BadInputError
 
 FMR_TARGETS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+KINDS = ("similarity", "distance")
 
 
-@dataclass
+@dataclass(frozen=True)
+class Moments:
+    """n values with sum and sum of squares of (x * scale - pivot) in float64."""
+
+    n: int
+    s1: float
+    s2: float
+    pivot: float = 0.0
+    scale: float = 1.0
+
+    def scaled_mean_var(self) -> tuple[float, float]:
+        """Mean and population variance of x * scale (no overflow for any finite x)."""
+        m = self.s1 / self.n
+        return m + self.pivot, max(self.s2 / self.n - m * m, 0.0)
+
+
+def _empty(dtype) -> np.ndarray:
+    return np.empty(0, dtype)
+
+
 class ScoreSet:
-    """The reduced scores of one run: all genuine scores, the impostor histogram, and
-    the exact impostor values of some bins."""
+    """The reduced scores of one run: genuine and impostor histograms on one monotone
+    binning, the exact scores of the bins read so far, the moments, the failures.
 
-    genuine: np.ndarray  # sorted float32
-    counts: np.ndarray  # (NBINS,) int64
-    exact: dict[int, np.ndarray] = field(default_factory=dict)  # bin -> sorted values
+    Values are held in the similarity orientation (distances negated) and in their own
+    precision (``dtype``). ``source.collect(bins)`` returns (genuine, impostor) values of
+    the given bins (genuine may be None when all genuine values are held already).
+    """
 
-    def __post_init__(self) -> None:
-        # suffix[k] = number of impostors in bins k.. (so FMR at edge e_k = suffix[k] / N)
-        self.suffix = np.concatenate([np.cumsum(self.counts[::-1])[::-1], [0]])
-        self._eer_bin: int | None = None
+    def __init__(
+        self,
+        binning: Binning,
+        gen_counts: np.ndarray,
+        imp_counts: np.ndarray,
+        *,
+        dtype,
+        source,
+        gen_moments: Moments,
+        imp_moments: Moments,
+        kind: str = "similarity",
+        gen_failed: int = 0,
+        imp_failed: int = 0,
+        cheap: bool = True,
+    ) -> None:
+        self.binning = binning
+        self.gen_counts = np.asarray(gen_counts, np.int64)
+        self.imp_counts = np.asarray(imp_counts, np.int64)
+        self.dtype = np.dtype(dtype)
+        self.source = source
+        self.kind = kind
+        self.gen_moments, self.imp_moments = gen_moments, imp_moments
+        self.gen_failed, self.imp_failed = int(gen_failed), int(imp_failed)
+        self.cheap = cheap  # reading a bin costs a pass over arrays, not a scoring pass
+        self.gen_exact: dict[int, np.ndarray] = {}
+        self.imp_exact: dict[int, np.ndarray] = {}
+        # imp_suffix[b] = impostors in bins >= b; gen_prefix[b] = genuine in bins < b
+        self.imp_suffix = np.concatenate([np.cumsum(self.imp_counts[::-1])[::-1], [0]])
+        self.gen_prefix = np.concatenate([[0], np.cumsum(self.gen_counts)])
 
+    # -- sizes -------------------------------------------------------------------------
     @property
     def n_impostor(self) -> int:
-        return int(self.suffix[0])
+        return int(self.imp_suffix[0])
 
     @property
     def n_genuine(self) -> int:
-        return len(self.genuine)
+        return int(self.gen_prefix[-1])
 
-    def bin_values(self, k: int) -> np.ndarray:
-        """The exact impostor scores of bin k (sorted); KeyError if they were not kept."""
-        if self.counts[k] == 0:
-            return np.empty(0, np.float32)
-        return self.exact[k]
+    @property
+    def nbins(self) -> int:
+        return self.binning.nbins
 
-    def imp_ge(self, t: float) -> int:
-        """#{impostor >= t}; reads the exact values of t's bin unless t is an inner edge."""
-        if t == -math.inf:
-            return self.n_impostor
-        if t == math.inf:
-            return 0
-        k = int(np.clip(math.floor((t + 1.0) * (NBINS / 2.0)), 0, NBINS - 1))
-        if 0 < k < NBINS - 1 and bin_edges(k)[0] == t:
-            return int(self.suffix[k])
-        vals = self.bin_values(k)
-        return int(self.suffix[k + 1] + len(vals) - np.searchsorted(vals, t, "left"))
+    # -- exact values ------------------------------------------------------------------
+    def held(self, b: int) -> bool:
+        return (self.gen_counts[b] == 0 or b in self.gen_exact) and (
+            self.imp_counts[b] == 0 or b in self.imp_exact
+        )
 
-    def gen_lt(self, t: float) -> int:
-        return int(np.searchsorted(self.genuine, t, "left"))
+    def adopt(self, values: np.ndarray, which: str, bins=None) -> None:
+        """Record the exact values of every bin all of whose values are in ``values``
+        (only those in ``bins`` when given)."""
+        counts, store = (
+            (self.gen_counts, self.gen_exact)
+            if which == "gen"
+            else (self.imp_counts, self.imp_exact)
+        )
+        if values is None or len(values) == 0:
+            return
+        v = np.sort(np.asarray(values, self.dtype))
+        kb = self.binning.of(v)
+        ub, start = np.unique(kb, return_index=True)
+        stop = np.append(start[1:], len(v))
+        allow = None if bins is None else set(int(b) for b in bins)
+        for b, a, z in zip(ub.tolist(), start.tolist(), stop.tolist(), strict=True):
+            if z - a == counts[b] and b not in store and (allow is None or b in allow):
+                store[b] = v[a:z]
+
+    def ensure(self, bins) -> None:
+        """Read the exact values of these bins from the source where not held yet."""
+        missing = sorted({int(b) for b in bins if 0 <= b < self.nbins and not self.held(int(b))})
+        if not missing:
+            return
+        g, i = self.source.collect(missing)
+        self.adopt(g, "gen", missing)
+        self.adopt(i, "imp", missing)
+        for b in missing:
+            if not self.held(b):  # the source and the histogram disagree: a bug
+                raise RuntimeError(f"bin {b}: the exact values do not match the counts")
+
+    def gen_values(self, b: int) -> np.ndarray:
+        return (
+            self.gen_exact.get(b, _empty(self.dtype)) if self.gen_counts[b] else _empty(self.dtype)
+        )
+
+    def imp_values(self, b: int) -> np.ndarray:
+        return (
+            self.imp_exact.get(b, _empty(self.dtype)) if self.imp_counts[b] else _empty(self.dtype)
+        )
+
+    # -- the counting core -------------------------------------------------------------
+    def internal(self, t: float) -> np.generic:
+        """A user threshold as the smallest internal (similarity) threshold of the scores'
+        dtype that admits the same scores."""
+        s = float(t)
+        if math.isnan(s):
+            raise BadInputError("a threshold must be a number, not NaN")
+        s = s if self.kind == "similarity" else -s
+        with np.errstate(over="ignore"):
+            x = self.dtype.type(s)
+        if float(x) < s:  # rounded down: the next value up admits the same scores
+            x = np.nextafter(x, self.dtype.type(np.inf))
+        return x
+
+    def counts_at(self, ts) -> tuple[np.ndarray, np.ndarray]:
+        """(#impostor >= t, #genuine < t) for internal thresholds ``ts`` (int64 arrays)."""
+        ts = np.atleast_1d(np.asarray(ts, self.dtype))
+        fin = np.isfinite(ts)
+        b = np.zeros(len(ts), np.int64)
+        b[fin] = self.binning.of(ts[fin])
+        self.ensure(np.unique(b[fin]))
+        imp_ge = np.where(ts == -np.inf, self.n_impostor, 0).astype(np.int64)
+        gen_lt = np.where(ts == np.inf, self.n_genuine, 0).astype(np.int64)
+        for k in np.unique(b[fin]).tolist():
+            sel = fin & (b == k)
+            iv, gv = self.imp_values(k), self.gen_values(k)
+            imp_ge[sel] = self.imp_suffix[k + 1] + len(iv) - np.searchsorted(iv, ts[sel], "left")
+            gen_lt[sel] = self.gen_prefix[k] + np.searchsorted(gv, ts[sel], "left")
+        return imp_ge, gen_lt
+
+    def external(self, t) -> float:
+        """An internal threshold in the scores' own orientation."""
+        return float(t) if self.kind == "similarity" else -float(t)
+
+
+# -- results -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Rates:
+    """Error counts and rates at one threshold; rates are None without comparisons."""
+
+    threshold: float
+    false_matches: int
+    impostors: int
+    false_non_matches: int
+    genuine: int
+    gen_failed: int = 0
+    imp_failed: int = 0
+
+    @property
+    def fmr(self) -> float | None:
+        return self.false_matches / self.impostors if self.impostors else None
+
+    @property
+    def fnmr(self) -> float | None:
+        return self.false_non_matches / self.genuine if self.genuine else None
+
+    @property
+    def generalized_fmr(self) -> float | None:
+        """ISO/IEC 19795-1 generalized FMR: failed comparisons count as non-matches."""
+        n = self.impostors + self.imp_failed
+        return self.false_matches / n if n else None
+
+    @property
+    def generalized_fnmr(self) -> float | None:
+        n = self.genuine + self.gen_failed
+        return (self.false_non_matches + self.gen_failed) / n if n else None
+
+
+def rates_at(ss: ScoreSet, threshold: float) -> Rates:
+    """FMR, FNMR and their counts at a fixed threshold in the scores' own orientation
+    (similarity: match when score >= threshold; distance: when score <= threshold)."""
+    imp_ge, gen_lt = ss.counts_at([ss.internal(threshold)])
+    return Rates(
+        float(threshold),
+        int(imp_ge[0]),
+        ss.n_impostor,
+        int(gen_lt[0]),
+        ss.n_genuine,
+        ss.gen_failed,
+        ss.imp_failed,
+    )
 
 
 @dataclass(frozen=True)
 class OperatingPoint:
+    """FNMR at a target FMR. ``threshold`` and ``fnmr`` are None when not estimable
+    (``reason`` says why); ``fmr`` is the FMR reached at the threshold (<= target)."""
+
     fmr_target: float
-    threshold: float
-    fnmr: float
-    fmr: float
+    threshold: float | None
+    fnmr: float | None
+    fmr: float | None
     estimable: bool
-    false_non_matches: int
-    false_matches: int
+    false_non_matches: int | None
+    false_matches: int | None
+    reason: str = ""
 
 
-def fnmr_bin(ss: ScoreSet, alpha: float) -> int | None:
-    n = ss.n_impostor
-    k = math.floor(alpha * n)
-    if k >= n:
-        return None
-    # suffix is non-increasing; the bin b with suffix[b] >= k+1 > suffix[b+1]
-    return int(np.searchsorted(-ss.suffix[: NBINS + 1], -(k + 1), "right")) - 1
+def _kth_largest_impostor(ss: ScoreSet, k: int):
+    """The (k+1)-th largest impostor score (0 <= k < N_imp), exactly."""
+    # imp_suffix is non-increasing: the bin b with imp_suffix[b] >= k+1 > imp_suffix[b+1]
+    b = int(np.searchsorted(-ss.imp_suffix, -(k + 1), "right")) - 1
+    ss.ensure([b])
+    vals = ss.imp_values(b)
+    return vals[len(vals) - (k + 1 - int(ss.imp_suffix[b + 1]))]
+
+
+def _rank(a: float, n: int) -> int:
+    """floor(a * n) exactly (a float product can round up past an integer: 0.7 * 10 is
+    7.0 in floats, but the float 0.7 is just below 7/10, so only 6 may match)."""
+    return math.floor(Fraction(a) * n)
+
+
+def _check_target(alpha: float) -> float:
+    a = float(alpha)
+    if not 0 < a < 1:
+        raise BadInputError(f"an FMR target must lie in (0, 1), got {alpha!r}")
+    return a
 
 
 def fnmr_at_fmr(ss: ScoreSet, alpha: float) -> OperatingPoint:
+    """FNMR at the smallest threshold whose FMR <= alpha (see the module docstring).
+
+    Any alpha in (0, 1); the deciding bin is read from the source when not held."""
+    a = _check_target(alpha)
     n, g = ss.n_impostor, ss.n_genuine
-    estimable = n >= 3.0 / alpha and g > 0
-    k = math.floor(alpha * n)
-    if k >= n:
-        t = -math.inf
+    if n == 0 or g == 0:
+        why = "no impostor comparisons" if n == 0 else "no genuine comparisons"
+        return OperatingPoint(a, None, None, None, False, None, None, why)
+    if n < 3.0 / a:
+        return OperatingPoint(
+            a, None, None, None, False, None, None,
+            f"{n:,} impostor comparisons < 3/FMR = {math.ceil(3 / a):,} (rule of three)",
+        )  # fmt: skip
+    k = _rank(a, n)
+    v = _kth_largest_impostor(ss, k)
+    t = np.nextafter(v, ss.dtype.type(np.inf))
+    imp_ge, gen_lt = ss.counts_at([t])
+    fm, fnm = int(imp_ge[0]), int(gen_lt[0])
+    return OperatingPoint(a, ss.external(t), fnm / g, fm / n, True, fnm, fm)
+
+
+# -- EER --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EER:
+    """FVC2000 EER: value = (low + high) / 2; t1, t2 as defined there (the scores' own
+    orientation). None when not estimable."""
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    t1: float | None = None
+    t2: float | None = None
+    threshold: float | None = None  # t1 or t2, whichever gave [low, high]
+    reason: str = ""
+
+    def __iter__(self):  # (value, threshold), as the earlier API returned
+        return iter((self.value, self.threshold))
+
+
+def _sign_d(gen_lt: int, imp_ge: int, n: int, g: int) -> int:
+    """sign(FNMR - FMR) exactly (Python integers)."""
+    d = int(gen_lt) * n - int(imp_ge) * g
+    return (d > 0) - (d < 0)
+
+
+def _edge_sign(ss: ScoreSet, b: int) -> int:
+    return _sign_d(ss.gen_prefix[b], ss.imp_suffix[b], ss.n_impostor, ss.n_genuine)
+
+
+def _bisect(lo: int, hi: int, pred) -> int:
+    """The first i in [lo, hi) with pred(i) (pred monotone False..True), else hi."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if pred(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _candidates(ss: ScoreSet, b: int):
+    """The distinct scores of bin b with (imp_ge, gen_lt) at each (internal thresholds)."""
+    ss.ensure([b])
+    c = np.unique(np.concatenate([ss.gen_values(b), ss.imp_values(b)]))
+    iv, gv = ss.imp_values(b), ss.gen_values(b)
+    imp_ge = ss.imp_suffix[b + 1] + len(iv) - np.searchsorted(iv, c, "left")
+    gen_lt = ss.gen_prefix[b] + np.searchsorted(gv, c, "left")
+    return c, imp_ge, gen_lt
+
+
+def _last_le0(ss: ScoreSet):
+    """The largest threshold with FNMR <= FMR: (t, imp_ge, gen_lt)."""
+    n, g, nb = ss.n_impostor, ss.n_genuine, ss.nbins
+    # edges 0..nb; edge nb is t = +inf. The last edge with sign <= 0 is a non-empty bin.
+    b = _bisect(0, nb + 1, lambda e: _edge_sign(ss, e) > 0) - 1
+    c, ig, gl = _candidates(ss, b)
+    j = _bisect(0, len(c), lambda i: _sign_d(gl[i], ig[i], n, g) > 0) - 1
+    return c[j], int(ig[j]), int(gl[j])
+
+
+def _first_ge0(ss: ScoreSet):
+    """The smallest threshold with FNMR >= FMR: (t, imp_ge, gen_lt)."""
+    n, g, nb = ss.n_impostor, ss.n_genuine, ss.nbins
+    e = _bisect(0, nb + 1, lambda x: _edge_sign(ss, x) >= 0)
+    prev = np.nonzero((ss.gen_counts[:e] + ss.imp_counts[:e]) > 0)[0]
+    if len(prev):  # the sign may reach 0 inside the last non-empty bin below edge e
+        c, ig, gl = _candidates(ss, int(prev[-1]))
+        j = _bisect(0, len(c), lambda i: _sign_d(gl[i], ig[i], n, g) >= 0)
+        if j < len(c):
+            return c[j], int(ig[j]), int(gl[j])
+    nxt = np.nonzero((ss.gen_counts[e:] + ss.imp_counts[e:]) > 0)[0]
+    if len(nxt) == 0:
+        return ss.dtype.type(np.inf), 0, g
+    c, ig, gl = _candidates(ss, e + int(nxt[0]))
+    return c[0], int(ig[0]), int(gl[0])
+
+
+def eer(ss: ScoreSet) -> EER:
+    """The FVC2000 equal error rate (module docstring), exact."""
+    n, g = ss.n_impostor, ss.n_genuine
+    if n == 0 or g == 0:
+        return EER(None, reason="no impostor comparisons" if n == 0 else "no genuine comparisons")
+    t1, ig1, gl1 = _last_le0(ss)
+    t2, ig2, gl2 = _first_ge0(ss)
+    fmr1, fnmr1 = Fraction(ig1, n), Fraction(gl1, g)
+    fmr2, fnmr2 = Fraction(ig2, n), Fraction(gl2, g)
+    if fnmr1 + fmr1 <= fmr2 + fnmr2:
+        low, high, t = fnmr1, fmr1, t1
     else:
-        b = fnmr_bin(ss, alpha)
-        assert b is not None
-        vals = ss.bin_values(b)  # ascending; rank within the bin from the top
-        r = k + 1 - int(ss.suffix[b + 1])
-        v = vals[len(vals) - r]
-        t = float(np.nextafter(np.float32(v), np.float32(np.inf)))
-    fm = ss.imp_ge(t) if t != -math.inf else n
-    fnm = ss.gen_lt(t)
-    return OperatingPoint(
-        alpha, t, fnm / g if g else math.nan, fm / n if n else math.nan, estimable, fnm, fm
+        low, high, t = fmr2, fnmr2, t2
+    return EER(
+        float((low + high) / 2),
+        float(low),
+        float(high),
+        ss.external(t1),
+        ss.external(t2),
+        ss.external(t),
     )
 
 
-def eer_bin(ss: ScoreSet) -> int:
-    """The last bin whose lower edge still has FMR >= FNMR: t_c lies in it or is the
-    first score value above it."""
-    if ss._eer_bin is None:
-        ss._eer_bin = _eer_bin(ss)
-    return ss._eer_bin
+# -- ROC convex hull --------------------------------------------------------------------
+@njit(cache=True)
+def _lower_hull(x, y):
+    """Indices of the lower convex hull of points sorted by strictly increasing x."""
+    h = np.empty(len(x), np.int64)
+    m = 0
+    for i in range(len(x)):
+        while m >= 2:
+            o, a = h[m - 2], h[m - 1]
+            cross = (x[a] - x[o]) * (y[i] - y[o]) - (y[a] - y[o]) * (x[i] - x[o])
+            if cross <= 0:
+                m -= 1
+            else:
+                break
+        h[m] = i
+        m += 1
+    return h[:m]
 
 
-def _eer_bin(ss: ScoreSet) -> int:
-    edges = -1.0 + np.arange(NBINS + 1) * (2.0 / NBINS)
-    fmr = ss.suffix / max(ss.n_impostor, 1)
-    fnmr = np.searchsorted(ss.genuine, edges, "left") / max(ss.n_genuine, 1)
-    ok = np.nonzero(fmr - fnmr >= 0)[0]
-    return int(min(ok[-1], NBINS - 1)) if len(ok) else 0
+def roc_points(ss: ScoreSet) -> tuple[np.ndarray, np.ndarray]:
+    """(FMR, FNMR) at every bin edge and at every distinct score of the bins held,
+    sorted by FMR ascending (threshold descending)."""
+    n, g = ss.n_impostor, ss.n_genuine
+    if n == 0 or g == 0:  # no curve without both kinds of score
+        return np.empty(0), np.empty(0)
+    xs = [ss.imp_suffix / n]
+    ys = [ss.gen_prefix / g]
+    for b in sorted(set(ss.gen_exact) | set(ss.imp_exact)):
+        if ss.held(b):
+            _, ig, gl = _candidates(ss, b)
+            xs.append(ig / n)
+            ys.append(gl / g)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    o = np.lexsort((-y, x))  # threshold descending: FMR up, FNMR down
+    return x[o], y[o]
 
 
-def _next_nonempty(ss: ScoreSet, b: int) -> int | None:
-    nz = np.nonzero(ss.counts[b + 1 :])[0]
-    return int(b + 1 + nz[0]) if len(nz) else None
-
-
-def eer(ss: ScoreSet) -> tuple[float, float]:
-    """(EER, crossing threshold), exact, as defined in the module docstring."""
+def rocch_eer(ss: ScoreSet) -> float | None:
+    """EER of the ROC convex hull (module docstring), exact: bins whose points could lie
+    below the hull's crossing segment are read and the hull recomputed."""
     n, g = ss.n_impostor, ss.n_genuine
     if n == 0 or g == 0:
-        return math.nan, math.nan
-    b = eer_bin(ss)
-    lo, hi = bin_edges(b)
-    # the end bins also hold the scores beyond [-1, 1] (rounding of unit vectors)
-    lo = -math.inf if b == 0 else lo
-    hi = math.inf if b == NBINS - 1 else hi
-    inside = ss.genuine[(ss.genuine >= lo) & (ss.genuine < hi)]
-    cands = np.unique(np.concatenate([ss.bin_values(b), inside]))
-    for t in cands.tolist():
-        fm, fnm = ss.imp_ge(t) / n, ss.gen_lt(t) / g
-        if fnm > fm:
-            return (fm + fnm) / 2, t
-    # the first score value at or above the bin's upper edge
-    nb = _next_nonempty(ss, b)
-    t_imp = float(ss.bin_values(nb)[0]) if nb is not None else math.inf
-    j = int(np.searchsorted(ss.genuine, hi, "left"))
-    t_gen = float(ss.genuine[j]) if j < g else math.inf
-    t = min(t_imp, t_gen)
-    return (ss.imp_ge(t) / n + ss.gen_lt(t) / g) / 2, t
+        return None
+    while True:
+        x, y = roc_points(ss)
+        keep = np.append(x[1:] != x[:-1], True)  # for equal FMR the smallest FNMR
+        first = np.append(True, x[1:] != x[:-1])
+        ymin = np.minimum.reduceat(y, np.nonzero(first)[0])
+        x, y = x[keep], ymin
+        h = _lower_hull(x, y)
+        hx, hy = x[h], y[h]
+        d = hy - hx  # decreasing along the hull (FMR up, FNMR down)
+        j = int(np.nonzero(d >= 0)[0][-1])
+        k = min(j, len(hx) - 2)  # the segment k..k+1 holds the crossing
+        x0, y0, x1, y1 = hx[k], hy[k], hx[k + 1], hy[k + 1]
+        w = (y0 - y1) / ((y0 - y1) + (x1 - x0))  # its normal (w, 1 - w)
+        if d[j] == 0:
+            e = float(hx[j])
+        else:
+            s = (y0 - x0) / ((y0 - x0) - (y1 - x1))
+            e = float(x0 + s * (x1 - x0))
+        # a bin not read holds points inside the box between its two edge points; only
+        # a box with both kinds of score can reach below the supporting line at the EER
+        mixed = (ss.gen_counts > 0) & (ss.imp_counts > 0)
+        idx = np.nonzero(mixed)[0]
+        idx = np.array([b for b in idx.tolist() if not ss.held(b)], np.int64)
+        if len(idx) == 0:
+            return e
+        cx = ss.imp_suffix[idx + 1] / n
+        cy = ss.gen_prefix[idx] / g
+        below = idx[w * cx + (1 - w) * cy < e - 1e-15]
+        if len(below) == 0:
+            return e
+        ss.ensure(below)
 
 
-def needed_bins(ss: ScoreSet, targets=FMR_TARGETS) -> set[int]:
-    """Bins whose exact values the metrics read (empty bins need nothing)."""
-    b = eer_bin(ss)
-    out = {b, 0, NBINS - 1}
-    nb = _next_nonempty(ss, b)
-    if nb is not None:
-        out.add(nb)
-    for a in targets:
-        k = fnmr_bin(ss, a)
-        if k is not None:
-            out.add(k)
-    return {k for k in out if ss.counts[k] > 0}
+# -- AUC and d' --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AUC:
+    """AUC and a bound on its error (0 when every tied bin was read)."""
+
+    value: float | None
+    error_bound: float = 0.0
 
 
-def d_prime(ss: ScoreSet) -> float:
-    """Decidability d' = |mu_g - mu_i| / sqrt((var_g + var_i) / 2); the impostor moments
-    come from the histogram at bin centres (relative error about 1e-4)."""
-    n, g = ss.n_impostor, ss.n_genuine
-    if n < 2 or g < 2:
-        return math.nan
-    centres = -1.0 + (np.arange(NBINS) + 0.5) * (2.0 / NBINS)
-    mi = float(ss.counts @ centres) / n
-    vi = max(float(ss.counts @ (centres * centres)) / n - mi * mi, 0.0)
-    mg = float(np.mean(ss.genuine, dtype=np.float64))
-    vg = float(np.var(ss.genuine, dtype=np.float64))
-    return abs(mg - mi) / math.sqrt((vg + vi) / 2) if vg + vi > 0 else math.inf
-
-
-def det_curve(ss: ScoreSet, points: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(thresholds, FMR, FNMR) at bin edges spread over the range the scores occupy."""
-    used = np.nonzero(ss.counts)[0]
-    glo = float(ss.genuine[0]) if ss.n_genuine else 1.0
-    ghi = float(ss.genuine[-1]) if ss.n_genuine else -1.0
-    lo_k = min(int(used[0]) if len(used) else NBINS, int((glo + 1) * NBINS / 2))
-    hi_k = max(int(used[-1]) + 1 if len(used) else 0, int((ghi + 1) * NBINS / 2) + 1)
-    ks = np.unique(np.linspace(max(lo_k, 0), min(hi_k, NBINS), points).astype(np.int64))
-    t = -1.0 + ks * (2.0 / NBINS)
-    fmr = ss.suffix[ks] / max(ss.n_impostor, 1)
-    fnmr = np.searchsorted(ss.genuine, t, "left") / max(ss.n_genuine, 1)
-    return t, fmr, fnmr
-
-
-def auc(ss: ScoreSet) -> float:
-    """P(genuine > impostor) + P(equal)/2, with impostors at their bin (error < 1 bin)."""
+def auc(ss: ScoreSet, exact: bool | None = None) -> AUC:
+    """P(genuine > impostor) + P(equal) / 2. Pairs in different bins are ordered by their
+    bins; pairs in one bin are compared exactly when the bin is held (``exact``: read
+    every bin holding both kinds first; default: when reading is cheap), else counted
+    as half, with half their share as the error bound."""
     n, g = ss.n_impostor, ss.n_genuine
     if n == 0 or g == 0:
-        return math.nan
-    kb = np.clip(np.floor((ss.genuine.astype(np.float64) + 1) * NBINS / 2), 0, NBINS - 1).astype(
-        np.int64
+        return AUC(None)
+    mixed = np.nonzero((ss.gen_counts > 0) & (ss.imp_counts > 0))[0]
+    if exact or (exact is None and ss.cheap):
+        ss.ensure(mixed)
+    below = n - ss.imp_suffix[:-1]  # impostors in the bins below b, for b = 0..nb-1
+    total = math.fsum((ss.gen_counts * below.astype(np.float64)).tolist())
+    unresolved = 0.0
+    for b in mixed.tolist():  # a loop over bins, not over scores
+        if ss.held(b):
+            iv, gv = ss.imp_values(b), ss.gen_values(b)
+            lt = np.searchsorted(iv, gv, "left")
+            le = np.searchsorted(iv, gv, "right")
+            total += float(lt.sum()) + 0.5 * float((le - lt).sum())
+        else:
+            unresolved += float(ss.gen_counts[b]) * float(ss.imp_counts[b])
+    gn = float(g) * float(n)
+    return AUC((total + 0.5 * unresolved) / gn, 0.5 * unresolved / gn)
+
+
+def d_prime(ss: ScoreSet) -> float | None:
+    """Decidability d' = |mu_g - mu_i| / sqrt((var_g + var_i) / 2) (Daugman), population
+    variances from float64 sums (relative error about n * 1e-16). None (undefined) with
+    fewer than one score of a kind or when both variances are 0."""
+    if ss.n_genuine == 0 or ss.n_impostor == 0:
+        return None
+    if ss.gen_moments.scale != ss.imp_moments.scale:
+        raise RuntimeError("d': the two kinds were summed on different scales")
+    mg, vg = ss.gen_moments.scaled_mean_var()  # d' does not depend on the scale
+    mi, vi = ss.imp_moments.scaled_mean_var()
+    if vg + vi <= 0:
+        return None
+    return abs(mg - mi) / math.sqrt((vg + vi) / 2)
+
+
+def det_curve(ss: ScoreSet) -> tuple[np.ndarray, np.ndarray]:
+    """(FMR, FNMR) at every point where the exact counts change that the bins resolve:
+    every bin edge with a change, and every distinct score of the bins held."""
+    x, y = roc_points(ss)
+    keep = np.ones(len(x), bool)
+    keep[1:] = (x[1:] != x[:-1]) | (y[1:] != y[:-1])
+    return x[keep], y[keep]
+
+
+# -- strict JSON ------------------------------------------------------------------------
+def jsonable(obj):
+    """A copy with every NaN or infinity as None (strict JSON, RFC 8259) and numpy
+    scalars as Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+__all__ = [
+    "AUC",
+    "EER",
+    "FMR_TARGETS",
+    "KINDS",
+    "Moments",
+    "OperatingPoint",
+    "Rates",
+    "ScoreSet",
+    "auc",
+    "d_prime",
+    "det_curve",
+    "eer",
+    "fnmr_at_fmr",
+    "jsonable",
+    "needed_bins",
+    "orientation_warning",
+    "rates_at",
+    "rocch_eer",
+]
+
+
+def needed_bins(ss: ScoreSet, targets=FMR_TARGETS, thresholds=()) -> list[int]:
+    """The bins the standard quantities read (FNMR at each target FMR, the EER's t1 and
+    t2, the given internal thresholds), from the histograms alone: a scoring pass can
+    collect them all at once."""
+    n, g, nb = ss.n_impostor, ss.n_genuine, ss.nbins
+    out: set[int] = set()
+    if n and g:
+        for a in targets:
+            k = _rank(a, n)
+            if n >= 3.0 / a and k < n:
+                out.add(int(np.searchsorted(-ss.imp_suffix, -(k + 1), "right")) - 1)
+        out.add(_bisect(0, nb + 1, lambda e: _edge_sign(ss, e) > 0) - 1)
+        e = _bisect(0, nb + 1, lambda x: _edge_sign(ss, x) >= 0)
+        nonempty = (ss.gen_counts + ss.imp_counts) > 0
+        prev = np.nonzero(nonempty[:e])[0]
+        nxt = np.nonzero(nonempty[e:])[0]
+        if len(prev):
+            out.add(int(prev[-1]))
+        if len(nxt):
+            out.add(e + int(nxt[0]))
+    ts = np.asarray([t for t in thresholds if math.isfinite(float(t))], ss.dtype)
+    out.update(ss.binning.of(ts).tolist())
+    return sorted(b for b in out if ss.gen_counts[b] + ss.imp_counts[b] > 0)
+
+
+def orientation_warning(ss: ScoreSet) -> str | None:
+    """A warning when the genuine scores sit below the impostor scores (AUC < 0.5 as
+    the scores are read): distances given as similarities, or the reverse."""
+    a = auc(ss, exact=False).value
+    if a is None or a >= 0.5:
+        return None
+    other = "distance" if ss.kind == "similarity" else "similarity"
+    return (
+        f"genuine scores sit below the impostor scores (AUC {a:.4f} read as {ss.kind}): "
+        f"are these {other} scores? (model.json 'similarity', or --score-kind {other})"
     )
-    below = n - ss.suffix[kb]  # impostors in lower bins
-    same = ss.counts[kb]
-    return float((below.sum() + 0.5 * same.sum()) / (n * g))

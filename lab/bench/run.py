@@ -3,14 +3,27 @@
 Protocol (the documented lab's task 1): the enrolment is each subject's passport image,
 the probe each gate capture. Genuine pairs: every (passport, gate) pair of one subject.
 Impostor pairs: every cross-subject (passport, gate) pair, all N x M of them, scored in
-blocks and reduced exactly (``lab.bench._scoring``).
+blocks and reduced exactly (``lab.bench._scoring``). Scores are the cosine similarity
+of the L2-normalised templates (for a model whose model.json says "euclidean", the
+distance of unit templates is sqrt(2 - 2 cos), a monotone map: every rate is the same).
 
-Reported: FNMR at FMR 1e-2 ... 1e-6 with thresholds, Wilson 95% intervals and the rule
-of three; EER and its threshold; AUC; d'; the DET curve; per group (nationality, sex,
-age band) the FMR over the group's own impostor pairs and the FNMR, at the global
-FMR = 1e-3 threshold, with max/min ratios (NISTIR 8280); the NIST-style impostor
-subsets (same sex, same age band, same nationality) with their own FNMR at FMR and EER;
-template size, extraction time per image and comparisons per second.
+Reported (definitions and sources in ``lab.bench._metrics`` and
+``lab.bench._uncertainty``):
+
+* FNMR at FMR 1e-2 ... 1e-6: threshold, FNMR, FMR reached, counts, "not estimable"
+  (None) by the rule of three; Wilson and subject-bootstrap intervals for FNMR and FMR
+  at the threshold and a bootstrap interval for the threshold; generalized FMR/FNMR.
+* FTE and FTA: enrolment and probe images the matcher gave no template for (NaN,
+  infinite or all-zero output); their comparisons count as failures in the
+  generalized rates (ISO/IEC 19795-1).
+* EER (FVC2000) with t1, t2 and a bootstrap interval; ROCCH-EER; AUC (exact); d'.
+* The DET at every point the exact counts resolve; score densities.
+* Demographics (NISTIR 8280): per nationality, sex and age band the FMR (impostor
+  pairs within the group) and FNMR at the global FMR = 1e-3 threshold with Wilson and
+  bootstrap intervals, "too small" flags, the cross-group FMR matrix, max/min ratios
+  only between estimable groups, FDR and GARBE with bootstrap intervals; the NIST-style
+  impostor subsets (same sex, age band, nationality) with their own FNMR at FMR.
+* Template size, extraction time per image, comparisons per second; provenance.
 """
 
 from __future__ import annotations
@@ -24,12 +37,35 @@ import numpy as np
 
 from lab.bench._dlib import DlibMatcher
 from lab.bench._matcher import Matcher
-from lab.bench._metrics import FMR_TARGETS, auc, d_prime, det_curve, eer, fnmr_at_fmr
+from lab.bench._metrics import (
+    FMR_TARGETS,
+    auc,
+    d_prime,
+    det_curve,
+    eer,
+    fnmr_at_fmr,
+    jsonable,
+    orientation_warning,
+    rates_at,
+    rocch_eer,
+)
 from lab.bench._scoring import score_pairs, score_tiles
+from lab.bench._uncertainty import (
+    eer_interval,
+    fdr,
+    garbe,
+    point_intervals,
+    resample_weights,
+    subject_counts,
+    wilson,
+)
 from lab.errors import BadInputError
 from lab.synth import CAPTURE_YEAR
 
 GROUP_FMR = 1e-3
+MIN_GENUINE = 30  # a group with fewer genuine comparisons is flagged too small for FNMR
+BOOTSTRAP_ROUNDS = 1000
+AUC_READ_LIMIT = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -51,30 +87,35 @@ def age_band(birth_year: int) -> str:
     return f"{lo}-{lo + 9}" if lo < 70 else "70+"
 
 
-def bootstrap_fnmr(
-    scores: np.ndarray, subject: np.ndarray, threshold: float, *, rounds: int = 1000, seed: int = 0
-) -> list[float]:
-    """95% percentile interval of FNMR at a fixed threshold, resampling subjects (a
-    subject's gate captures are correlated, so captures are not resampled alone)."""
-    if len(scores) == 0:
-        return [math.nan, math.nan]
-    subjects, inv = np.unique(subject, return_inverse=True)
-    misses = np.bincount(inv, weights=(scores < threshold)).astype(np.float64)
-    tries = np.bincount(inv).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    pick = rng.integers(0, len(subjects), (rounds, len(subjects)))
-    rates = misses[pick].sum(1) / tries[pick].sum(1)
-    return [float(np.quantile(rates, 0.025)), float(np.quantile(rates, 0.975))]
+def _ci(x) -> list[float] | None:
+    return None if x is None else [float(x[0]), float(x[1])]
 
 
-def wilson(failures: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return math.nan, math.nan
-    p = failures / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
+def _extract(extract, samples, progress):
+    ext = extract(
+        [s.image for s in samples], [s.landmarks for s in samples], progress=progress,
+        failures="mark",
+    )  # fmt: skip
+    failed = ext.failed if ext.failed is not None else np.zeros(len(samples), bool)
+    return ext, failed
+
+
+def _ratio(counts: list[tuple[int, int]]) -> dict:
+    """max/min of a rate over estimable groups, from (errors, comparisons) per group.
+    When a group has no errors the ratio is unbounded; then its lower bound, the largest
+    rate over the upper 95% Wilson bound of the smallest, is given instead."""
+    if len(counts) < 2:
+        return {"value": None, "lower_bound": None, "reason": "fewer than two estimable groups"}
+    rates = [e / n for e, n in counts]
+    if min(rates) > 0:
+        return {"value": max(rates) / min(rates), "lower_bound": None, "reason": ""}
+    upper = min(wilson(e, n)[1] for e, n in counts if e == 0)
+    return {
+        "value": None,
+        "lower_bound": max(rates) / upper,
+        "reason": "a group has no errors at this threshold: the ratio is at least "
+        "max / (its upper 95% bound)",
+    }
 
 
 def run_benchmark(
@@ -83,9 +124,15 @@ def run_benchmark(
     *,
     progress: Callable[[int], None] | None = None,
     scorer: Callable = score_pairs,
+    extract: Callable | None = None,
+    rounds: int = BOOTSTRAP_ROUNDS,
+    seed: int = 0,
 ) -> dict:
     """Run the protocol on ``samples`` with ``matcher``; ``scorer`` is ``score_pairs``
-    in-process or ``score_pairs_on_cluster`` bound to a Dask client."""
+    in-process or ``score_pairs_on_cluster`` bound to a Dask client, ``extract``
+    ``matcher.extract`` (default) or ``extract_on_cluster(client, model_dir)``. Returns
+    the report as a dict of strict-JSON values (None where a number is not estimable)."""
+    extract = extract or matcher.extract
     # one enrolment per subject (its first passport image): a second passport of the
     # same subject would otherwise be scored against that subject's probes as an impostor
     enrol, row_of, extra = [], {}, 0
@@ -98,100 +145,117 @@ def run_benchmark(
         row_of[s.subject] = len(enrol)
         enrol.append(s)
     probes = [s for s in samples if s.kind == "gate"]
-    gen_row = np.array([row_of.get(s.subject, -1) for s in probes], np.int64)
-    if not enrol or not probes or (gen_row < 0).all():
+    gen_row_all = np.array([row_of.get(s.subject, -1) for s in probes], np.int64)
+    if not enrol or not probes or (gen_row_all < 0).all():
         raise BadInputError(
             "no genuine pairs: the data needs passport and gate images of the same subjects"
         )
-    ext_e = matcher.extract(
-        [s.image for s in enrol], [s.landmarks for s in enrol], progress=progress
-    )
-    ext_p = matcher.extract(
-        [s.image for s in probes], [s.landmarks for s in probes], progress=progress
-    )
+    ext_e, fail_e = _extract(extract, enrol, progress)
+    ext_p, fail_p = _extract(extract, probes, progress)
+    # failures to extract: their comparisons are failed comparisons (generalized rates)
+    ok_e, ok_p = np.nonzero(~fail_e)[0], np.nonzero(~fail_p)[0]
+    new_row = np.full(len(enrol), -1, np.int64)
+    new_row[ok_e] = np.arange(len(ok_e))
+    gr_ok = gen_row_all[ok_p]
+    gen_row = np.where(gr_ok >= 0, new_row[np.maximum(gr_ok, 0)], -1)
+    gen_total = int((gen_row_all >= 0).sum())
+    gen_failed = gen_total - int((gen_row >= 0).sum())
+    imp_total = len(enrol) * len(probes) - gen_total
+    E, P = ext_e.templates[ok_e], ext_p.templates[ok_p]
+    enrol_ok = [enrol[i] for i in ok_e]
+    probes_ok = [probes[j] for j in ok_p]
+    if len(E) == 0 or len(P) == 0 or (gen_row < 0).all():
+        raise BadInputError("no genuine pair left: the matcher failed on the images")
     t0 = time.perf_counter()
-    ss = scorer(ext_e.templates, ext_p.templates, gen_row)
+    ss = scorer(E, P, gen_row)
     seconds = time.perf_counter() - t0
-    n_pairs = len(enrol) * len(probes)
-    has = np.nonzero(gen_row >= 0)[0]
-    gen_scores = np.einsum("ij,ij->i", ext_e.templates[gen_row[has]], ext_p.templates[has])
-    gen_subject = gen_row[has]
-    points = []
-    for a in FMR_TARGETS:
-        op = fnmr_at_fmr(ss, a)
-        lo, hi = wilson(op.false_non_matches, ss.n_genuine)
-        points.append(
-            {
-                "fmr_target": a,
-                "threshold": op.threshold,
-                "fnmr": op.fnmr,
-                "fnmr_ci95": [lo, hi],
-                "fnmr_ci95_bootstrap": bootstrap_fnmr(gen_scores, gen_subject, op.threshold),
-                "fmr": op.fmr,
-                "estimable": op.estimable,
-            }
+    ss.gen_failed = gen_failed
+    ss.imp_failed = imp_total - ss.n_impostor
+    n_pairs = len(E) * len(P)
+
+    # the operating points and the candidates of the bootstrap around them
+    ops = [fnmr_at_fmr(ss, a) for a in FMR_TARGETS]
+    e = eer(ss)
+    group_op = fnmr_at_fmr(ss, GROUP_FMR)
+    thr = group_op.threshold
+    held = [ss.imp_values(b) for b in sorted(ss.imp_exact)]
+    fixed = [o.threshold for o in ops if o.threshold is not None]
+    fixed += [t for t in (e.t1, e.t2) if t is not None and math.isfinite(t)]
+    cands = np.unique(
+        np.concatenate(
+            [np.nextafter(v, np.float32(np.inf)) for v in held]
+            + [ss.gen_values(b) for b in sorted(ss.gen_exact)]
+            + [np.asarray(fixed, np.float32)]
+        ).astype(np.float32)
+    )
+    if len(cands) > 20_000:  # keep the operating thresholds, thin the rest
+        keep = np.unique(np.concatenate([np.linspace(0, len(cands) - 1, 20_000).astype(int)]))
+        cands = np.unique(np.concatenate([cands[keep], np.asarray(fixed, np.float32)]))
+
+    keys = {
+        "nationality": lambda s: s.nationality,
+        "sex": lambda s: s.sex,
+        "age_band": lambda s: age_band(s.birth_year),
+    }
+    labels = {}
+    for key, fn in keys.items():
+        names = sorted({fn(s) for s in enrol_ok} | {fn(s) for s in probes_ok})
+        idx = {n: i for i, n in enumerate(names)}
+        labels[key] = (
+            names,
+            np.array([idx[fn(s)] for s in enrol_ok], np.int64),
+            np.array([idx[fn(s)] for s in probes_ok], np.int64),
         )
-    e, et = eer(ss)
-    t, fmr, fnmr = det_curve(ss)
-    hist = _histograms(ss)
-    # demographic differentials (NISTIR 8280): per group, FMR over the impostor pairs
-    # within the group and FNMR, both at the global threshold of FMR = GROUP_FMR; and
-    # NIST-style impostor subsets (same sex, same age band, same nationality)
-    thr = fnmr_at_fmr(ss, GROUP_FMR).threshold
-    groups, subsets = {}, {}
-    del has, gen_scores
-    for key, fn in (
-        ("nationality", lambda s: s.nationality),
-        ("sex", lambda s: s.sex),
-        ("age_band", lambda s: age_band(s.birth_year)),
-    ):
-        le = np.array([fn(s) for s in enrol])
-        lp = np.array([fn(s) for s in probes])
-        per, tiles = {}, []
-        for g in sorted(set(le) | set(lp)):
-            ie, ip = np.nonzero(le == g)[0], np.nonzero(lp == g)[0]
-            local = {int(r): k for k, r in enumerate(ie)}
-            gr = np.array([local.get(int(gen_row[j]), -1) for j in ip], np.int64)
-            tiles.append((ext_e.templates[ie], ext_p.templates[ip], gr))
-            s_g = (
-                ext_e.templates[ie] @ ext_p.templates[ip].T
-                if len(ie) and len(ip)
-                else np.empty((0, 0), np.float32)
+    # one pass per grouping (the first also gives the per-subject counts)
+    counts = {
+        key: subject_counts(
+            E, P, gen_row, cands, threshold=thr, probe_group=pg, n_groups=len(names)
+        )
+        for key, (names, _, pg) in labels.items()
+    }
+    sc = counts["nationality"]
+    w = resample_weights(len(E), rounds, seed)
+
+    points = []
+    for op in ops:
+        p = {
+            "fmr_target": op.fmr_target,
+            "estimable": op.estimable,
+            "reason": op.reason,
+            "threshold": op.threshold,
+            "fnmr": op.fnmr,
+            "fmr": op.fmr,
+            "false_non_matches": op.false_non_matches,
+            "false_matches": op.false_matches,
+        }
+        if op.estimable:
+            r = rates_at(ss, op.threshold)
+            b = point_intervals(sc, w, op.threshold, op.fmr_target)
+            p.update(
+                {
+                    "fnmr_ci95": _ci(wilson(op.false_non_matches, ss.n_genuine)),
+                    "fmr_ci95": _ci(wilson(op.false_matches, ss.n_impostor)),
+                    "fnmr_ci95_bootstrap": b["fnmr"],
+                    "fmr_ci95_bootstrap": b["fmr"],
+                    "threshold_ci95_bootstrap": b["threshold"],
+                    "generalized_fnmr": r.generalized_fnmr,
+                    "generalized_fmr": r.generalized_fmr,
+                }
             )
-            gmask = np.zeros(s_g.shape, bool)
-            has_g = np.nonzero(gr >= 0)[0]
-            gmask[gr[has_g], has_g] = True
-            n_imp_g = int(s_g.size - len(has_g))
-            fm = int(((s_g >= thr) & ~gmask).sum())
-            fnm = int((s_g[gr[has_g], has_g] < thr).sum())
-            per[str(g)] = {
-                "enrolments": len(ie),
-                "probes": len(ip),
-                "impostor_pairs": n_imp_g,
-                "genuine_pairs": len(has_g),
-                "fmr": fm / n_imp_g if n_imp_g else None,
-                "fmr_estimable": n_imp_g >= 3 / GROUP_FMR,
-                "fnmr": fnm / len(has_g) if len(has_g) else None,
-                "fnmr_ci95": list(wilson(fnm, len(has_g))) if len(has_g) else None,
-            }
-        fmrs = [v["fmr"] for v in per.values() if v["fmr"] is not None]
-        fnmrs = [v["fnmr"] for v in per.values() if v["fnmr"] is not None]
-        groups[key] = {"groups": per, "fmr_max_min": _ratio(fmrs), "fnmr_max_min": _ratio(fnmrs)}
-        sub = score_tiles(tiles, thresholds=[thr])
-        if sub.n_genuine and sub.n_impostor:
-            op = fnmr_at_fmr(sub, GROUP_FMR)
-            subsets[f"same_{key}"] = {
-                "impostor_pairs": sub.n_impostor,
-                "eer": eer(sub)[0],
-                "fnmr_at_fmr": {
-                    str(a): fnmr_at_fmr(sub, a).fnmr
-                    for a in FMR_TARGETS
-                    if fnmr_at_fmr(sub, a).estimable
-                },
-                "fmr_at_global_threshold": sub.imp_ge(thr) / sub.n_impostor,
-                "threshold_at_fmr": op.threshold,
-            }
-    return {
+        points.append(p)
+
+    # exact when the bins holding both kinds are affordable to read (a collection pass
+    # keeps their impostor scores: at most 50M values, 200 MB), else a stated bound
+    mixed = (ss.gen_counts > 0) & (ss.imp_counts > 0)
+    a = auc(ss, exact=int(ss.imp_counts[mixed].sum()) <= AUC_READ_LIMIT)
+    fmr_c, fnmr_c = det_curve(ss)
+    groups, matrices, fairness = {}, {}, {}
+    for key, (names, ge, pg) in labels.items():
+        groups[key], matrices[key], fairness[key] = _demographics(
+            counts[key], names, ge, pg, gen_row, w, thr
+        )
+    subsets = _subsets(E, P, gen_row, labels, thr)
+    report = {
         "protocol": {
             "enrolments": len(enrol),
             "probes": len(probes),
@@ -199,6 +263,16 @@ def run_benchmark(
             "genuine_pairs": ss.n_genuine,
             "impostor_pairs": ss.n_impostor,
             "passport_images_not_enrolled": extra,
+            "score": "cosine similarity of L2-normalised templates (higher = more alike; "
+            "a comparison matches when score >= threshold)",
+        },
+        "failures": {
+            "fte": float(fail_e.mean()),
+            "fta": float(fail_p.mean()),
+            "failed_enrolments": int(fail_e.sum()),
+            "failed_probes": int(fail_p.sum()),
+            "failed_genuine_comparisons": ss.gen_failed,
+            "failed_impostor_comparisons": ss.imp_failed,
         },
         "model": {
             **matcher.spec,
@@ -208,46 +282,365 @@ def run_benchmark(
             / 2,
         },
         "operating_points": points,
-        "eer": {"value": e, "threshold": et},
-        "auc": auc(ss),
+        "eer": {
+            "value": e.value,
+            "low": e.low,
+            "high": e.high,
+            "t1": e.t1,
+            "t2": e.t2,
+            "threshold": e.threshold,
+            "ci95_bootstrap": eer_interval(sc, w) if e.value is not None else None,
+            "rule": "FVC2000 (Maio et al. 2002)",
+        },
+        "rocch_eer": rocch_eer(ss),
+        "auc": a.value,
+        "auc_error_bound": a.error_bound,
         "d_prime": d_prime(ss),
+        "warnings": [m for m in [orientation_warning(ss)] if m],
         "speed": {
             "comparisons": n_pairs,
             "scoring_seconds": seconds,
             "comparisons_per_second": n_pairs / seconds if seconds > 0 else None,
         },
         "groups_at_fmr": {"fmr": GROUP_FMR, "threshold": thr, **groups},
+        "cross_group_fmr": matrices,
+        "fairness": fairness,
         "impostor_subsets": subsets,
-        "det": {"threshold": t.tolist(), "fmr": fmr.tolist(), "fnmr": fnmr.tolist()},
-        "histogram": hist,
-        "intervals": "fnmr_ci95: Wilson score interval; fnmr_ci95_bootstrap: 1,000 "
-        "resamples of subjects at the fixed threshold",
+        "det": {"fmr": fmr_c.tolist(), "fnmr": fnmr_c.tolist()},
+        "histogram": _histograms(ss),
+        "intervals": "ci95: Wilson score interval (comparisons independent); "
+        f"ci95_bootstrap: {rounds} resamples of enrolled subjects (Bolle et al. 2004), "
+        "2.5 and 97.5 percentiles; bootstrap thresholds and EERs on the distinct scores "
+        "around each operating point",
     }
+    if str(matcher.spec.get("similarity", "")).startswith("euclidean"):
+        # the model compares by distance: the same rates, thresholds also as distances
+        # of the unit templates, d = sqrt(2 - 2 cos) (a match when d <= that)
+        report["protocol"]["score"] += (
+            "; model.json says euclidean: distance thresholds = sqrt(2 - 2 x cosine)"
+        )
+        for p in report["operating_points"]:
+            t = p["threshold"]
+            p["threshold_euclidean"] = None if t is None else math.sqrt(max(0.0, 2 - 2 * t))
+    report["provenance"] = provenance(matcher)
+    return jsonable(report)
 
 
-def _histograms(ss, bins: int = 200) -> dict:
-    """Genuine and impostor score densities on a common grid (for the plot)."""
-    from lab.bench._kernels import NBINS
+def score_report(genuine, impostor, *, kind: str = "similarity", name: str = "scores") -> dict:
+    """The report of scores computed elsewhere (no subjects: Wilson intervals only, no
+    demographics). ``kind``: similarity or distance; NaN = a failed comparison."""
+    from lab.bench._scoring import reduce_scores
 
-    lo = min(float(ss.genuine[0]), -1 + np.nonzero(ss.counts)[0][0] * 2 / NBINS)
-    hi = max(float(ss.genuine[-1]), -1 + (np.nonzero(ss.counts)[0][-1] + 1) * 2 / NBINS)
-    edges = np.linspace(lo, hi, bins + 1)
-    g, _ = np.histogram(ss.genuine, edges, density=True)
-    centres_fine = -1 + (np.arange(NBINS) + 0.5) * 2 / NBINS
-    imp, _ = np.histogram(centres_fine, edges, weights=ss.counts)
-    imp = imp / max(imp.sum() * (edges[1] - edges[0]), 1e-12)
-    return {
-        "centres": ((edges[:-1] + edges[1:]) / 2).tolist(),
-        "genuine": g.tolist(),
-        "impostor": imp.tolist(),
+    ss = reduce_scores(genuine, impostor, kind=kind)
+    points = []
+    for op in (fnmr_at_fmr(ss, a) for a in FMR_TARGETS):
+        p = {
+            "fmr_target": op.fmr_target,
+            "estimable": op.estimable,
+            "reason": op.reason,
+            "threshold": op.threshold,
+            "fnmr": op.fnmr,
+            "fmr": op.fmr,
+            "false_non_matches": op.false_non_matches,
+            "false_matches": op.false_matches,
+        }
+        if op.estimable:
+            r = rates_at(ss, op.threshold)
+            p["fnmr_ci95"] = _ci(wilson(op.false_non_matches, ss.n_genuine))
+            p["fmr_ci95"] = _ci(wilson(op.false_matches, ss.n_impostor))
+            p["generalized_fnmr"], p["generalized_fmr"] = r.generalized_fnmr, r.generalized_fmr
+        points.append(p)
+    e, a = eer(ss), auc(ss, exact=True)
+    fmr_c, fnmr_c = det_curve(ss)
+    rule = "score >= threshold" if kind == "similarity" else "score <= threshold"
+    n_all = ss.n_genuine + ss.gen_failed
+    m_all = ss.n_impostor + ss.imp_failed
+    return jsonable(
+        {
+            "protocol": {
+                "enrolments": None,
+                "probes": None,
+                "genuine_pairs": ss.n_genuine,
+                "impostor_pairs": ss.n_impostor,
+                "score": f"{kind} scores in {ss.dtype} (a comparison matches when {rule})",
+            },
+            "failures": {
+                "fte": None,
+                "fta": None,
+                "failed_genuine_comparisons": ss.gen_failed,
+                "failed_impostor_comparisons": ss.imp_failed,
+                "failed_comparison_rate": (ss.gen_failed + ss.imp_failed) / (n_all + m_all),
+            },
+            "model": {"name": name, "version": "scores"},
+            "operating_points": points,
+            "eer": {
+                "value": e.value,
+                "low": e.low,
+                "high": e.high,
+                "t1": e.t1,
+                "t2": e.t2,
+                "threshold": e.threshold,
+                "ci95_bootstrap": None,
+                "rule": "FVC2000 (Maio et al. 2002)",
+            },
+            "rocch_eer": rocch_eer(ss),
+            "auc": a.value,
+            "auc_error_bound": a.error_bound,
+            "d_prime": d_prime(ss),
+            "warnings": [m for m in [orientation_warning(ss)] if m],
+            "speed": {"comparisons_per_second": None},
+            "groups_at_fmr": {"fmr": GROUP_FMR, "threshold": None},
+            "fairness": {},
+            "det": {"fmr": fmr_c.tolist(), "fnmr": fnmr_c.tolist()},
+            "histogram": _histograms(ss),
+            "intervals": "ci95: Wilson score interval (comparisons independent)",
+            "provenance": provenance(),
+        }
+    )
+
+
+def provenance(matcher=None, dataset=None) -> dict:
+    """Where the numbers come from: facelab version, date, machine, BLAS, the model's
+    file digest and the dataset's manifest digest and generator seed (when known)."""
+    import hashlib
+    import json
+    import os
+    import platform
+    from datetime import UTC, datetime
+    from importlib import metadata
+    from pathlib import Path
+
+    def digest(path) -> str | None:
+        try:
+            return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            return None
+
+    try:
+        version = metadata.version("facelab")
+    except metadata.PackageNotFoundError:
+        version = None
+    out = {
+        "facelab": version,
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": f"{platform.machine()} {platform.system()} {platform.release()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}",
+        "blas": blas_info(),
     }
+    onnx_file = getattr(matcher, "onnx_file", None)
+    if onnx_file is not None:
+        out["model_digest"] = digest(onnx_file)
+    if dataset is not None:
+        d = Path(dataset)
+        out["dataset"] = str(d)
+        out["dataset_manifest_digest"] = digest(d / "manifest.csv")
+        try:
+            meta = json.loads((d / "synth.json").read_text())
+            out["dataset_seed"] = meta.get("seed")
+            out["dataset_generator"] = {k: v for k, v in meta.items() if k != "seed"}
+        except (OSError, ValueError):
+            out["dataset_seed"] = None
+    return out
 
 
-def _ratio(vals: list[float]) -> float | None:
-    """max/min of a rate across groups; None when a group has no error at all."""
-    if not vals or min(vals) == 0:
+def blas_info() -> str:
+    """The BLAS library and threads in use (threadpoolctl when installed)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        try:  # it reads /proc/self/maps, which a confined job may not see
+            info = threadpool_info()
+        except OSError as e:
+            return f"unknown ({e.strerror or e})"
+        libs = [i for i in info if i.get("user_api") == "blas"]
+        return (
+            "; ".join(
+                f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
+                f"{i.get('num_threads')} threads)"
+                for i in libs
+            )
+            or "unknown"
+        )
+    except ImportError:
+        cfg = np.show_config(mode="dicts") if hasattr(np, "show_config") else {}
+        blas = (cfg or {}).get("Build Dependencies", {}).get("blas", {})
+        return f"{blas.get('name', 'unknown')} {blas.get('version', '')} (threadpoolctl absent)"
+
+
+def _demographics(sc, names, ge, pg, gen_row, w, thr):
+    """Per group rates at the global threshold, the cross-group FMR matrix, FDR and
+    GARBE (``lab.bench._uncertainty``), all with subject-bootstrap intervals."""
+    k = len(names)
+    if thr is None:
+        why = "the global FMR 1e-3 threshold is not estimable"
+        return {"groups": {}, "reason": why}, {"reason": why}, {"reason": why}
+    onehot = np.zeros((len(ge), k))
+    onehot[np.arange(len(ge)), ge] = 1
+    # cross-group: rows = enrolment group, columns = probe group
+    fm_cell = onehot.T @ sc.fm_group
+    n_cell = onehot.T @ sc.n_group
+    j = int(np.searchsorted(sc.cands, np.float32(thr), "left"))
+    misses = sc.gen_lt[:, j].astype(np.float64)
+    tries = sc.n_gen.astype(np.float64)
+    same_fm = np.einsum("ek,ek->e", sc.fm_group, onehot)  # row e vs its own group
+    same_n = np.einsum("ek,ek->e", sc.n_group, onehot)
+    per = {}
+    est_fmr, est_fnmr = np.zeros(k, bool), np.zeros(k, bool)
+    for g, name in enumerate(names):
+        n_imp, fm = int(n_cell[g, g]), int(fm_cell[g, g])
+        in_g = ge == g
+        n_gen, fnm = int(tries[in_g].sum()), int(misses[in_g].sum())
+        est_fmr[g] = n_imp >= 3 / GROUP_FMR
+        est_fnmr[g] = n_gen >= MIN_GENUINE
+        with np.errstate(invalid="ignore", divide="ignore"):
+            wg = w[:, in_g]
+            b_fmr = (wg @ same_fm[in_g]) / (wg @ same_n[in_g])
+            b_fnmr = (wg @ misses[in_g]) / (wg @ tries[in_g])
+        per[str(name)] = {
+            "enrolments": int(in_g.sum()),
+            "probes": int((pg == g).sum()),
+            "impostor_pairs": n_imp,
+            "genuine_pairs": n_gen,
+            "fmr": fm / n_imp if n_imp else None,
+            "fmr_estimable": bool(est_fmr[g]),
+            "fmr_ci95": _ci(wilson(fm, n_imp)),
+            "fmr_ci95_bootstrap": _pct(b_fmr),
+            "fnmr": fnm / n_gen if n_gen else None,
+            "fnmr_estimable": bool(est_fnmr[g]),
+            "fnmr_ci95": _ci(wilson(fnm, n_gen)),
+            "fnmr_ci95_bootstrap": _pct(b_fnmr),
+            "too_small": not (est_fmr[g] and est_fnmr[g]),
+        }
+    fmrs = np.array([v["fmr"] if v["fmr"] is not None else np.nan for v in per.values()])
+    fnmrs = np.array([v["fnmr"] if v["fnmr"] is not None else np.nan for v in per.values()])
+    fm_n = [(int(fm_cell[g, g]), int(n_cell[g, g])) for g in range(k) if est_fmr[g]]
+    fnm_n = [
+        (int(misses[ge == g].sum()), int(tries[ge == g].sum())) for g in range(k) if est_fnmr[g]
+    ]
+    groups = {
+        "groups": per,
+        "fmr_max_min": _ratio(fm_n),
+        "fnmr_max_min": _ratio(fnm_n),
+        "min_genuine": MIN_GENUINE,
+        "min_impostor": math.ceil(3 / GROUP_FMR),
+    }
+    with np.errstate(invalid="ignore", divide="ignore"):
+        matrix = {
+            "enrolment_groups": [str(n) for n in names],
+            "probe_groups": [str(n) for n in names],
+            "fmr": (fm_cell / n_cell).tolist(),
+            "impostor_pairs": n_cell.astype(np.int64).tolist(),
+            "false_matches": fm_cell.astype(np.int64).tolist(),
+        }
+    both = est_fmr & est_fnmr
+    f_now = fdr(fmrs[both], fnmrs[both])
+    g_now = garbe(fmrs[both], fnmrs[both])
+    # bootstrap replicates of the per-group rates, then of FDR and GARBE
+    sel = np.nonzero(both)[0]
+    rep_f, rep_g = [], []
+    if len(sel) >= 2:
+        in_sel = onehot[:, sel]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bf = (w @ (in_sel * same_fm[:, None])) / (w @ (in_sel * same_n[:, None]))
+            bn = (w @ (in_sel * misses[:, None])) / (w @ (in_sel * tries[:, None]))
+        for r in range(len(w)):  # a loop over replicates, not scores
+            if np.isfinite(bf[r]).all() and np.isfinite(bn[r]).all():
+                rep_f.append(fdr(bf[r], bn[r]))
+                gv = garbe(bf[r], bn[r])
+                rep_g.append(np.nan if gv is None else gv)
+    fair = {
+        "groups_used": [str(names[i]) for i in sel],
+        "fdr": f_now,
+        "fdr_ci95_bootstrap": _pct(np.asarray(rep_f, np.float64)),
+        "garbe": g_now,
+        "garbe_ci95_bootstrap": _pct(np.asarray(rep_g, np.float64)),
+        "alpha": 0.5,
+        "reason": "" if len(sel) >= 2 else "fewer than two groups estimable for FMR and FNMR",
+    }
+    return groups, matrix, fair
+
+
+def _pct(x: np.ndarray) -> list[float] | None:
+    x = np.asarray(x, np.float64)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
         return None
-    return max(vals) / min(vals)
+    return [float(np.quantile(x, 0.025)), float(np.quantile(x, 0.975))]
+
+
+def _subsets(E, P, gen_row, labels, thr) -> dict:
+    """NIST-style impostor subsets: only same-group impostor pairs, their own FNMR at
+    FMR and EER."""
+    out = {}
+    for key, (names, ge, pg) in labels.items():
+        tiles = []
+        for g in range(len(names)):
+            ie, ip = np.nonzero(ge == g)[0], np.nonzero(pg == g)[0]
+            local = np.full(len(E), -1, np.int64)
+            local[ie] = np.arange(len(ie))
+            gr = np.where(gen_row[ip] >= 0, local[np.maximum(gen_row[ip], 0)], -1)
+            tiles.append((E[ie], P[ip], gr))
+        sub = score_tiles(tiles, thresholds=[thr] if thr is not None else [])
+        if not (sub.n_genuine and sub.n_impostor):
+            continue
+        ops = {a: fnmr_at_fmr(sub, a) for a in FMR_TARGETS}
+        out[f"same_{key}"] = {
+            "impostor_pairs": sub.n_impostor,
+            "eer": eer(sub).value,
+            "fnmr_at_fmr": {str(a): o.fnmr for a, o in ops.items() if o.estimable},
+            "fmr_at_global_threshold": rates_at(sub, thr).fmr if thr is not None else None,
+            "threshold_at_fmr": ops[GROUP_FMR].threshold,
+        }
+    return out
+
+
+def _histograms(ss, bins: int | None = None) -> dict:
+    """Genuine and impostor score densities on one grid, counted exactly at its edges."""
+    lo = min(_first(ss, "gen"), _first(ss, "imp"))
+    hi = max(_last(ss, "gen"), _last(ss, "imp"))
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return {"edges": [], "genuine": [], "impostor": []}
+    if bins is None:  # fewer bins for few genuine scores: a smooth density
+        bins = int(np.clip(2 * math.sqrt(ss.n_genuine), 20, 120))
+    edges = np.linspace(lo, hi, bins + 1).astype(np.float32)
+    edges[-1] = np.nextafter(np.float32(hi), np.float32(np.inf))
+    edges = np.unique(edges)  # float32 may merge edges of a very narrow range
+    if ss.cheap:
+        imp_ge, gen_lt = ss.counts_at(edges)
+    else:  # reading bins costs a scoring pass: place whole bins by their lowest score
+        low = ss.binning.lower_values(ss.dtype)
+        imp_ge = np.array([ss.imp_counts[low >= e].sum() for e in edges])
+        gen_lt = _gen_lt(ss, edges)
+    width = np.diff(edges.astype(np.float64))
+    imp = -np.diff(imp_ge) / max(ss.n_impostor, 1) / width
+    gen = np.diff(gen_lt) / max(ss.n_genuine, 1) / width
+    return {"edges": edges.tolist(), "genuine": gen.tolist(), "impostor": imp.tolist()}
+
+
+def _gen_lt(ss, edges) -> np.ndarray:
+    """#genuine < each edge from the genuine values (all held for GEMM scores)."""
+    g = np.sort(np.concatenate([ss.gen_values(b) for b in sorted(ss.gen_exact)] + [[]]))
+    return np.searchsorted(g, edges, "left")
+
+
+def _first(ss, which: str) -> float:
+    counts = ss.gen_counts if which == "gen" else ss.imp_counts
+    nz = np.nonzero(counts)[0]
+    if len(nz) == 0:
+        return math.inf
+    ss.ensure([nz[0]])
+    v = ss.gen_values(nz[0]) if which == "gen" else ss.imp_values(nz[0])
+    return float(v[0])
+
+
+def _last(ss, which: str) -> float:
+    counts = ss.gen_counts if which == "gen" else ss.imp_counts
+    nz = np.nonzero(counts)[0]
+    if len(nz) == 0:
+        return -math.inf
+    ss.ensure([nz[-1]])
+    v = ss.gen_values(nz[-1]) if which == "gen" else ss.imp_values(nz[-1])
+    return float(v[-1])
 
 
 def samples_from_dataset(path) -> list[Sample]:
@@ -274,35 +667,67 @@ def samples_from_dataset(path) -> list[Sample]:
     return out
 
 
+def num(v, spec: str, none: str = "not estimable") -> str:
+    """A number, or the words saying why there is none (never a made-up number)."""
+    return none if v is None else format(v, spec)
+
+
+def ci_text(ci, spec: str = ".4f") -> str:
+    return "n/a" if ci is None else f"[{ci[0]:{spec}}, {ci[1]:{spec}}]"
+
+
+def _ratio_text(r: dict) -> str:
+    if r["value"] is not None:
+        return f"{r['value']:.2f}"
+    if r.get("lower_bound") is not None:
+        return f">= {r['lower_bound']:.2f} (a group has no errors)"
+    return f"n/a ({r['reason']})"
+
+
 def summary_table(report: dict) -> str:
     lines = [
         f"model {report['model']['name']}@{report['model']['version']}: "
         f"{report['protocol']['genuine_pairs']:,} genuine, "
-        f"{report['protocol']['impostor_pairs']:,} impostor pairs",
-        f"  {'FMR':>8} {'FNMR':>9} {'95% CI':>19} {'threshold':>11}",
+        f"{report['protocol']['impostor_pairs']:,} impostor pairs; "
+        f"FTE {num(report['failures']['fte'], '.4f', 'n/a')}, "
+        f"FTA {num(report['failures']['fta'], '.4f', 'n/a')}",
+        f"  {'FMR':>8} {'FNMR':>13} {'95% CI':>19} {'threshold':>13}",
     ]
     for p in report["operating_points"]:
-        ci = (
-            "not estimable"
-            if not p["estimable"]
-            else f"[{p['fnmr_ci95'][0]:.4f}, {p['fnmr_ci95'][1]:.4f}]"
-        )
+        if not p["estimable"]:
+            lines.append(f"  {p['fmr_target']:>8.0e} {'not estimable':>13}  ({p['reason']})")
+            continue
         lines.append(
-            f"  {p['fmr_target']:>8.0e} {p['fnmr']:>9.5f} {ci:>19} {p['threshold']:>11.6f}"
+            f"  {p['fmr_target']:>8.0e} {p['fnmr']:>13.5f} "
+            f"{ci_text(p.get('fnmr_ci95_bootstrap') or p.get('fnmr_ci95')):>19} "
+            f"{p['threshold']:>13.6f}"
         )
+    e = report["eer"]
     lines.append(
-        f"  EER {report['eer']['value']:.4f} at {report['eer']['threshold']:.6f}; "
-        f"AUC {report['auc']:.4f}; d' {report['d_prime']:.3f}"
+        f"  EER {num(e['value'], '.4f')} {ci_text(e['ci95_bootstrap'])} (FVC2000, "
+        f"t1 {num(e['t1'], '.6f', 'n/a')}); ROCCH-EER {num(report['rocch_eer'], '.4f')}; "
+        f"AUC {num(report['auc'], '.4f')}; d' {num(report['d_prime'], '.3f', 'undefined')}"
     )
-    sp = report["speed"]
-    lines.append(
-        f"  {sp['comparisons_per_second'] or 0:,.0f} comparisons/s; "
-        f"{report['model']['template_bytes']} bytes per template; "
-        f"{report['model']['extraction_ms_per_image']:.2f} ms per image"
-    )
+    sp, m = report["speed"], report["model"]
+    if sp["comparisons_per_second"] is not None:
+        lines.append(
+            f"  {sp['comparisons_per_second']:,.0f} comparisons/s; "
+            f"{m['template_bytes']} bytes per template; "
+            f"{m['extraction_ms_per_image']:.2f} ms per image"
+        )
     for key in ("nationality", "sex", "age_band"):
+        if key not in report["groups_at_fmr"]:
+            continue
         g = report["groups_at_fmr"][key]
-        f = "n/a" if g["fmr_max_min"] is None else f"{g['fmr_max_min']:.2f}"
-        n = "n/a" if g["fnmr_max_min"] is None else f"{g['fnmr_max_min']:.2f}"
-        lines.append(f"  by {key:<11} at the FMR 1e-3 threshold: FMR max/min {f}, FNMR max/min {n}")
+        if "fmr_max_min" not in g:
+            lines.append(f"  by {key}: {g.get('reason', '')}")
+            continue
+        f, n = (_ratio_text(g[k]) for k in ("fmr_max_min", "fnmr_max_min"))
+        fa = report["fairness"][key]
+        lines.append(
+            f"  by {key:<11} at the FMR 1e-3 threshold: FMR max/min {f}, FNMR max/min {n}; "
+            f"FDR {num(fa.get('fdr'), '.4f', 'n/a')}, GARBE {num(fa.get('garbe'), '.4f', 'n/a')}"
+        )
+    for w in report.get("warnings", []):
+        lines.append(f"  warning: {w}")
     return "\n".join(lines)
