@@ -278,6 +278,14 @@ def _governance(raw: dict, path: Path) -> GovernancePolicy | None:
             raise BadInputError(
                 f'{path}: jobs.trainer_params.{name}: each parameter is "number", "flag" or "text"'
             )
+    allow_text = jobs.get("allow_text_params", False)
+    if not isinstance(allow_text, bool):
+        raise BadInputError(f"{path}: jobs.allow_text_params must be true or false")
+    if not allow_text and any("text" in d.values() for d in tparams.values()):
+        raise BadInputError(
+            f'{path}: jobs.trainer_params: a "text" parameter needs jobs.allow_text_params '
+            "= true (development only: free text is a channel the 1:N word check only filters)"
+        )
     ints["trainer_params"] = {k: dict(v) for k, v in tparams.items()}
     return GovernancePolicy(
         roles,

@@ -649,7 +649,7 @@ def _cmd_job_run(args: argparse.Namespace) -> int:
         print(f"job {r.job_id}: {r.status} ({', '.join(r.confinement) or 'no confinement'})")
         for k, v in r.summary.items():
             print(f"  {k}: {v}")
-        for f in r.outputs:
+        for f in r.outputs:  # names the runner checked: [A-Za-z0-9._-] only
             print(f"  output: {r.outbox / f}")
     if r.status != "done":
         print(f"facelab: job {r.job_id} {r.status}: {r.error}", file=sys.stderr)

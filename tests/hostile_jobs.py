@@ -450,3 +450,17 @@ def read_beside_me(ctx) -> dict:
 def error_with_data(ctx) -> dict:
     r = ctx.records()[0]
     raise ValueError(f"{r.subject} {r.png[:100].hex()} \x1b[2J")
+
+
+def names_carry_data(ctx) -> dict:
+    """File names as the payload (the red team's thumbnail in names), and a name that is
+    not even UTF-8."""
+    payload = ctx.records()[0].png[:60].hex()
+    for i in range(0, len(payload), 40):
+        (ctx.outbox / f"log_{i:03d}_{payload[i : i + 40]}.txt").write_text("ok")
+    (ctx.outbox / "plain.txt").write_text("ok")
+    fd = os.open(os.fsencode(ctx.outbox) + b"/\xff\xfe.txt", os.O_CREAT | os.O_WRONLY)
+    os.close(fd)
+    (ctx.outbox / "dir\x1b[2J").mkdir()
+    (ctx.outbox / "dir\x1b[2J" / "x.txt").write_text("x")
+    return {}

@@ -60,7 +60,7 @@ def el(tmp_path_factory: pytest.TempPathFactory):
         'tcp_connect = { port = "number" }, sysv_shm_read = { key = "number", size = "number" }, '
         'sysv_msg_send = { key = "number" }, read_paths = { paths = "text" }, '
         'write_paths = { paths = "text" }, plant_links = { vault = "text" } }',
-    )
+    ).replace("allow_text_params = false", "allow_text_params = true")
     for old, new in (
         ("wall_seconds = 900", "wall_seconds = 20"),
         ("cpu_seconds = 600", "cpu_seconds = 15"),
@@ -493,11 +493,12 @@ def test_no_inotify_and_no_file_locks_between_jobs(el) -> None:
     assert seen.startswith("fd=-1") and "flock=ok" not in seen
 
 
-def test_an_outbox_past_path_max_is_read_and_the_job_recorded(el) -> None:
+def test_an_outbox_past_path_max_is_handled_and_the_job_recorded(el) -> None:
     r = job(el, "long_paths")
     e = finish(el, r.job_id)  # recorded, no traceback: the walk uses directory descriptors
     assert e["decision"] == "done"
-    assert any(name.endswith("/deep.txt") for name in r.outputs)
+    assert r.outputs == {} and not list(r.outbox.iterdir())  # 250-character names refused
+    assert e["details"]["removed_from_outbox"]
     assert not (el.lab.paths.root / "jobs" / "acme" / r.job_id).exists()
 
 
@@ -744,10 +745,11 @@ def test_run_python_itself_refuses_under_strict_when_a_layer_is_missing(tmp_path
 
 def test_odd_file_names_and_messages_cannot_break_or_forge_the_log(el) -> None:
     r = job(el, "odd_names")
-    assert r.status == "failed" and len(r.outputs) == 88  # and job-error.txt
+    assert r.status == "failed" and len(r.outputs) == 81  # 80 plain names + job-error.txt
     e = finish(el, r.job_id)  # the entry was written, one line of valid JSON
     assert e["decision"] == "failed"
-    assert e["details"]["output_files"] == 88 and "outputs" not in e["details"]
+    assert e["details"]["output_files"] == 81 and "outputs" not in e["details"]
+    assert len(e["details"]["removed_from_outbox"]) == 7  # every odd name
     assert "\n" not in json.dumps(e["details"]["error"]) and e["details"]["job_error"]
     lines = (el.lab.paths.root / "audit" / "entries.jsonl").read_text().splitlines()
     assert all(json.loads(line) for line in lines)  # nothing injected a line
@@ -757,3 +759,17 @@ def test_odd_file_names_and_messages_cannot_break_or_forge_the_log(el) -> None:
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_outbox_names_are_plain_and_short(el) -> None:
+    """Names outside [A-Za-z0-9._-]{1,64} are removed like links (escape sequences,
+    invalid UTF-8); what remains is recorded. Shorter names still carry bits: the export
+    gate's rebuild names what it releases."""
+    r = job(el, "names_carry_data")
+    assert r.status == "done", r.error
+    names = {p.name for p in r.outbox.rglob("*")}
+    assert "plain.txt" in names
+    assert not any("\x1b" in n or "\udcff" in n for n in names)
+    e = finish(el, r.job_id)
+    assert any("name" in x for x in e["details"]["removed_from_outbox"])
+    assert all(len(n) <= 64 for n in names)

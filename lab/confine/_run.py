@@ -123,6 +123,42 @@ class ConfinedRun:
     extra: dict = field(default_factory=dict)
 
 
+_PROC_MASKED = (
+    "cmdline",
+    "kallsyms",
+    "keys",
+    "key-users",
+    "timer_list",
+    "sched_debug",
+    "interrupts",
+    "diskstats",
+    "kcore",
+    "modules",
+    "buddyinfo",
+    "slabinfo",
+    "vmallocinfo",
+    "zoneinfo",
+    "pagetypeinfo",
+    "iomem",
+    "ioports",
+    "swaps",
+    "partitions",
+    "consoles",
+    "devices",
+    "misc",
+    "locks",
+    "latency_stats",
+    "sys/kernel/random/boot_id",
+    "config.gz",
+    "kpagecount",
+    "kpageflags",
+    "kpagecgroup",
+    "stat",
+    "loadavg",
+    "vmstat",
+)
+
+
 def bwrap_path() -> str | None:
     return shutil.which("bwrap", path="/usr/bin:/bin:/usr/local/bin")
 
@@ -257,6 +293,11 @@ def _bwrap_argv(
     for p in _minimal(write):
         argv += ["--bind", str(p), str(p)]
     argv += ["--proc", "/proc", "--dev", "/dev"]
+    # the host-wide files of procfs masked (as container runtimes do): boot command line,
+    # kernel symbols, key rings, interrupts, disks, devices, memory maps of the machine
+    for name in _PROC_MASKED:
+        if Path("/proc", name).exists():
+            argv += ["--ro-bind", "/dev/null", f"/proc/{name}"]
     if scratch is not None:
         argv += ["--bind", str(scratch / ".shm"), "/dev/shm"]
     argv += ["--remount-ro", "/", "--chdir", "/"]  # the entry changes directory as the run's uid

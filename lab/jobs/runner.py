@@ -34,7 +34,7 @@ from pathlib import Path
 from enclave_policy.rules import check_job
 from lab import confine
 from lab.audit import AuditLog, Event
-from lab.confine.safefs import disown, walk_regular
+from lab.confine.safefs import UnsafeEntry, disown, walk_regular
 from lab.errors import BadInputError, JobRefused
 from lab.jobs.api import end_stream, write_record
 from lab.jobs.summary import clean_summary
@@ -44,6 +44,8 @@ from lab.vault.ops import open_vault
 from lab.vault.store import check_tenant
 
 MAX_OUTBOX_FILES = 1000
+MAX_OUTBOX_DEPTH = 4
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,63})*")
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,25 @@ def _collect_outbox(
         files, unsafe = walk_regular(
             outbox, max_files=MAX_OUTBOX_FILES, max_file_bytes=limits.max_write_mb << 20
         )
+        # names are a channel too (and a terminal's escape sequences): plain short names
+        # only, a few levels deep; anything else is removed like a link
+        named = []
+        for f in files:
+            if _NAME.fullmatch(f.path) and f.path.count("/") < MAX_OUTBOX_DEPTH:
+                named.append(f)
+            else:
+                unsafe.append(UnsafeEntry(_text(f.path, 120), "name outside [A-Za-z0-9._-]{1,64}"))
+                _remove(outbox, f.path)
         for u in unsafe:
-            _remove(outbox, u.path)
-        return {f.path: f.sha256 for f in files}, unsafe, ""
+            if not u.reason.startswith("name outside"):
+                _remove(outbox, u.path)
+        for _, dirs, _, dfd in os.fwalk(outbox, follow_symlinks=False):
+            for d in list(dirs):
+                if not _NAME.fullmatch(d):
+                    shutil.rmtree(d, dir_fd=dfd)
+                    dirs.remove(d)
+                    unsafe.append(UnsafeEntry(_text(d, 120), "directory name refused"))
+        return {f.path: f.sha256 for f in named}, unsafe, ""
     except (OSError, ValueError, UnicodeError) as e:
         shutil.rmtree(outbox, ignore_errors=True)
         outbox.mkdir(mode=0o700, exist_ok=True)
