@@ -43,7 +43,10 @@ def import_model(
                 tenant=tenant if isinstance(tenant, str) else "",
                 object=str(package),
                 decision="error",
-                details={"package": str(package), "error": f"{type(e).__name__}: {e}"[:500]},
+                details={
+                    "package": _bounded(str(package)),
+                    "error": _bounded(f"{type(e).__name__}: {e}"),
+                },
             )
         )
         raise
@@ -60,10 +63,17 @@ def import_model(
             decision="registered" if report.accepted else "refused",
             details={
                 "model": report.model,
-                "package": str(package),
+                "package": _bounded(str(package)),
                 "approvers": ctx.approvers,
-                "failed": {c.name: list(c.problems) for c in report.failed()},
+                "failed": {c.name: [_bounded(x) for x in c.problems[:32]] for c in report.failed()},
             },
         )
     )
     return report
+
+
+def _bounded(text: str, n: int = 300) -> str:
+    """A finding as the audit log holds it: control characters escaped, at most ``n``
+    characters (findings quote the package's own names and bytes)."""
+    out = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
+    return out if len(out) <= n else out[: n - 1] + "…"
