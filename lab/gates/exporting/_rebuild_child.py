@@ -295,9 +295,15 @@ def rebuild_onnx(src: Path, out: Path, policy: dict, rng, bases) -> dict:
     g = m.graph
     allowed_ops = set(policy["allowed_ops"])
     allowed_domains = set(policy["allowed_domains"])
-    for t in g.initializer:
+    limit = int(policy["max_tensor_elements"])
+    for t in [*g.initializer, *(sp.values for sp in g.sparse_initializer)]:
         if t.data_location == onnx.TensorProto.EXTERNAL:
             raise Refused(f"initializer {t.name[:40]!r} keeps its data in an external file")
+        if math.prod(t.dims) > limit or any(d < 0 for d in t.dims):
+            raise Refused(f"initializer {t.name[:40]!r}: declared shape exceeds the limit")
+    for sp in g.sparse_initializer:
+        if math.prod(sp.dims) > limit or any(d < 0 for d in sp.dims):
+            raise Refused("a sparse initializer's declared shape exceeds the limit")
     consts: dict[str, np.ndarray] = {}
     for t in g.initializer:
         consts[t.name] = numpy_helper.to_array(t)
@@ -658,7 +664,10 @@ def rebuild_text(src: Path, out: Path, policy: dict, rng, base) -> dict:
     data = src.read_bytes()
     if len(data) > int(policy["max_text_bytes"]):
         raise Refused(f"{len(data)} bytes of text (at most {policy['max_text_bytes']})")
-    text = data.decode("utf-8")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Refused(f"not UTF-8 text (byte {e.start})") from e
     text = unicodedata.normalize("NFKC", text)
     bad = [
         c for c in text if unicodedata.category(c) in ("Cc", "Cf", "Co", "Cs") and c not in "\n\t"

@@ -343,10 +343,13 @@ def identification(
     return reasons, notes
 
 
-def fnmr_at(templates: np.ndarray, subjects: np.ndarray, passport: np.ndarray, fmr: float):
-    """FNMR at the threshold where the impostor rate is ``fmr`` (passport enrolments
-    against gate probes, all cross-subject pairs as impostors); None when the impostor
-    pairs are too few to resolve ``fmr``."""
+def fnmr_at(
+    templates: np.ndarray, subjects: np.ndarray, passport: np.ndarray, fmr: float
+) -> tuple[float, float] | None:
+    """(FNMR, FMR used) at the threshold where the impostor rate is ``fmr`` (passport
+    enrolments against gate probes, all cross-subject pairs as impostors; ISO/IEC
+    19795-1). With fewer than ``1 / fmr`` impostor pairs the FMR is the smallest the
+    pairs resolve (``1 / impostor pairs``). None without genuine or impostor pairs."""
     t = templates / np.maximum(np.linalg.norm(templates, axis=1, keepdims=True), 1e-12)
     e, p = t[passport], t[~passport]
     se, sp = subjects[passport], subjects[~passport]
@@ -354,41 +357,38 @@ def fnmr_at(templates: np.ndarray, subjects: np.ndarray, passport: np.ndarray, f
         return None
     s = e @ p.T
     same = se[:, None] == sp[None, :]
-    imp = s[~same]
-    gen = s[same]
-    if len(imp) * fmr < 1 or len(gen) == 0:
+    imp, gen = s[~same], s[same]
+    if len(imp) == 0 or len(gen) == 0:
         return None
+    fmr = max(fmr, 1.0 / len(imp))
     thr = np.quantile(imp, 1 - fmr, method="higher")
-    return float((gen < thr).mean())
+    return float((gen < thr).mean()), fmr
 
 
 def accuracy_cost(run: ModelRun, rows: np.ndarray, index, pol: dict) -> tuple[str | None, str]:
-    """(refusal reason or None, note) comparing the tenant's model with the rebuilt one."""
+    """(refusal reason or None, note) comparing the tenant's model with the rebuilt one
+    on the verification subjects (all held-out ones when the vault has too few)."""
     if not run.original or not run.outputs:
         return None, ""
     ver = index.splits[rows] == "verification"
-    if ver.sum() < 4:
+    if len(set(index.subjects[rows][ver])) < 4:
         ver = index.splits[rows] != "train"
     subjects = index.subjects[rows][ver]
     passport = (index.kinds[rows] == "passport")[ver]
-    fmr = float(pol["fnmr_at_fmr"])
-    a = fnmr_at(run.original[0][ver], subjects, passport, fmr)
-    b = fnmr_at(run.outputs[0][ver], subjects, passport, fmr)
+    a = fnmr_at(run.original[0][ver], subjects, passport, float(pol["fnmr_at_fmr"]))
+    b = fnmr_at(run.outputs[0][ver], subjects, passport, float(pol["fnmr_at_fmr"]))
     if a is None or b is None:
-        # too few impostor pairs for this FMR: the closest estimable one
-        fmr = max(fmr, 1.0 / max(1, int(passport.sum() * (~passport).sum() * 0.9)))
-        a = fnmr_at(run.original[0][ver], subjects, passport, fmr)
-        b = fnmr_at(run.outputs[0][ver], subjects, passport, fmr)
-    if a is None or b is None:
-        return None, f"accuracy cost ({run.name}): not estimable on this vault"
+        return None, f"accuracy cost ({run.name}): not estimable (no genuine or impostor pairs)"
+    (fa, fmr), (fb, _) = a, b
     note = (
-        f"accuracy cost of the rebuild ({run.name}): FNMR {a:.4f} before, {b:.4f} after, "
-        f"at FMR {fmr:g} on {len(set(subjects))} verification subjects"
+        f"accuracy cost of the rebuild ({run.name}): FNMR {fa:.4f} before, {fb:.4f} after, "
+        f"at FMR {fmr:.2g} on {len(set(subjects))} held-out subjects"
     )
-    if b - a > pol["max_fnmr_increase"]:
+    if fb - fa > pol["max_fnmr_increase"]:
         return (
-            f"the re-quantised model loses accuracy: FNMR {a:.4f} -> {b:.4f} at FMR {fmr:g} "
-            f"(at most +{pol['max_fnmr_increase']:g}); the weights' low bits mattered",
+            f"the re-quantised model loses accuracy: FNMR {fa:.4f} -> {fb:.4f} at FMR "
+            f"{fmr:.2g} (at most +{pol['max_fnmr_increase']:g}); its weights' low bits "
+            "carried what it computes",
             note,
         )
     return None, note
