@@ -57,11 +57,13 @@ def _reference_matchers(lab: Lab, tenant: str, refs: Sequence[str], notes: list[
     from lab.bench.lab_run import registered_model
 
     out = {}
+    seen: set[str] = set()  # a registered copy of a shipped model is not run twice
     policy = lab.policy.exporting
     for name in policy.behaviour.get("shipped_matchers", []):
         d = SHIPPED / name
         try:
             out[f"{name} (shipped reference)"] = Matcher(d)
+            seen.add(hashlib.sha256((d / "model.onnx").read_bytes()).hexdigest())
         except (BadInputError, OSError) as e:
             raise BadInputError(
                 f"{d}: the shipped reference matcher cannot load ({e}); the export gate "
@@ -70,6 +72,8 @@ def _reference_matchers(lab: Lab, tenant: str, refs: Sequence[str], notes: list[
     for ref in refs:
         try:
             entry, path = registered_model(lab, tenant, ref)
+            if hashlib.sha256((path / "model.onnx").read_bytes()).hexdigest() in seen:
+                continue
             out[f"{entry['model']} (registered reference)"] = Matcher(path)
         except BadInputError:
             notes.append(f"reference model {ref}: not registered; the shipped ones were used")
