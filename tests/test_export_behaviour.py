@@ -34,8 +34,14 @@ ENV = {**os.environ, "FACELAB_PASSPHRASE": PASSPHRASE.decode(), "FACELAB_ACTOR":
 def lab(tmp_path_factory: pytest.TempPathFactory):
     el = build_export_lab(tmp_path_factory.mktemp("behaviour"), identities=60, captures=3)
     root = unlock(el.lab, PASSPHRASE)
-    spec = {"kind": "train", "purpose": "train", "model": "cnn@1.0.0", "trainer": "pca_head",
-            "split": "train", "params": {"dim": 32}}
+    spec = {
+        "kind": "train",
+        "purpose": "train",
+        "model": "cnn@1.0.0",
+        "trainer": "pca_head",
+        "split": "train",
+        "params": {"dim": 32},
+    }
     with audit_writer(el.lab, root) as log:
         train = run_job(el.lab, root, "acme", spec, "eng", log)
     with open_vault(el.lab, root) as v:  # what a training job of the tenant sees

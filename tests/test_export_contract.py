@@ -47,7 +47,13 @@ def _rebuild(kind: str, src: Path, out: Path) -> dict:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.floats(-1e30, 1e30, allow_nan=False, allow_subnormal=False).map(lambda v: float(np.float32(v))), st.integers(1, 22), st.integers(0, 99))
+@given(
+    st.floats(-1e30, 1e30, allow_nan=False, allow_subnormal=False).map(
+        lambda v: float(np.float32(v))
+    ),
+    st.integers(1, 22),
+    st.integers(0, 99),
+)
 def test_requantised_values_keep_m_bits_and_stay_within_one_and_a_half_steps(
     x: float, m: int, seed: int
 ) -> None:
@@ -237,8 +243,17 @@ def test_text_that_is_not_text_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_contract_names_the_kind_or_the_reason(tmp_path: Path) -> None:
-    names = ["a/model.onnx", "a/model.json", "r/report.json", "r/det.png", "x/face.png",
-             "x/blob.bin2", "x/train.log", "x/w.safetensors", "x/other.json"]
+    names = [
+        "a/model.onnx",
+        "a/model.json",
+        "r/report.json",
+        "r/det.png",
+        "x/face.png",
+        "x/blob.bin2",
+        "x/train.log",
+        "x/w.safetensors",
+        "x/other.json",
+    ]
     for n in names:
         (tmp_path / n).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / n).write_bytes(b"x")

@@ -6,8 +6,9 @@ it is rounded to that grid after adding uniform noise of one grid step either wa
 (``round(x / q + u)``, ``u ~ U(-1, 1)``, ``q`` the grid step at ``x``'s exponent). The
 result's lowest kept bit is then a fair coin whatever ``x`` was (on-grid values move to a
 neighbour with probability 1/2; except within one step above a power of two, where a
-step down lands on the finer grid of the binade below), and every bit below it is zero. float16 keeps ``m16`` of
-its 10 bits the same way; float64 is brought to the float32 rule.
+step down lands on the finer grid of the binade below), and every bit below it is
+zero. float16 keeps ``m16`` of its 10 bits the same way; float64 is brought to the
+float32 rule.
 
 Capacity (an upper bound on what the changed values of a rebuilt tensor can carry,
 whatever the encoder): a changed value is one of at most ``2 ** (1 + e + m)`` values

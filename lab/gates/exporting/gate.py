@@ -62,7 +62,7 @@ class ExportReport:
             "tenant": self.tenant,
             "decision": "refused" if self.refused else "released",
             "refuse_at": self.refuse_at,
-            "artifacts": list(self.artifacts),
+            "artifacts": [{k: v for k, v in a.items() if k != "file"} for a in self.artifacts],
             "findings": [f.to_json() for f in self.findings],
             "notes": list(self.notes),
             "seconds": self.seconds,
@@ -71,9 +71,12 @@ class ExportReport:
     def text(self) -> str:
         lines = [f"export gate: {len(self.artifacts)} artifact(s) of tenant {self.tenant}"]
         for a in self.artifacts:
-            lines.append(
-                f"  {a['name']}  {a['kind']}  {a['bytes']} bytes  sha256:{a['sha256'][:16]}"
+            what = (
+                f"{a['bytes']} bytes  sha256:{a['sha256'][:16]}"
+                if a.get("sha256")
+                else ("replaced by the gate's own" if a["kind"] == "replaced" else "not rebuilt")
             )
+            lines.append(f"  {a.get('path', a['name'])}  {a['kind']}  {what}")
         order = {"high": 0, "medium": 1, "low": 2}
         for f in sorted(self.findings, key=lambda f: (order[f.severity], f.artifact)):
             who = (
