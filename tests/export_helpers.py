@@ -134,6 +134,10 @@ class Scanner:
                 scratch,
                 seed=0,
             )
+            # the bytes a release would hold (the gate's rebuild), for oracles
+            self.last_rebuilt = {
+                a["path"]: Path(a["file"]).read_bytes() for a in report.artifacts if a["file"]
+            }
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         # own-model templates live for one scan

@@ -386,3 +386,26 @@ def test_a_safetensors_header_that_declares_a_huge_tensor_is_refused(tmp_path: P
     (tmp_path / "h.safetensors").write_bytes(data)
     with pytest.raises(rb.Refused, match="exceeds"):
         _rebuild("weights", tmp_path / "h.safetensors", tmp_path / "o.safetensors")
+
+
+def test_a_subject_pseudonym_is_an_identifier() -> None:
+    from lab.gates.exporting._types import Artifact, ScanContext
+    from lab.gates.exporting.detectors import identifiers
+    from lab.gates.exporting.vault_index import SubjectIndex
+
+    pseudo = "fec658cd70d92978a36c855649ae4813"
+    idx = SubjectIndex(
+        b"k" * 32,
+        {},
+        np.array([pseudo, "0" * 32]),
+        np.array(["passport"] * 2),
+        np.array(["train"] * 2),
+        np.zeros((2, 64, 64), np.uint8),
+        {},
+    )
+    ctx = ScanContext(POL.exporting, "acme", idx)
+    hit = Artifact("t.txt", "text", b"", strings=[("line 1", f"row {pseudo.upper()} 0.3")])
+    miss = Artifact("t.txt", "text", b"", strings=[("line 1", f"row {pseudo[:-1]}f 0.3")])
+    found = identifiers.detect(hit, ctx)
+    assert [f.severity for f in found] == ["high"] and "pseudonym" in found[0].evidence
+    assert identifiers.detect(miss, ctx) == []

@@ -24,6 +24,7 @@ _PRINTABLE = np.zeros(256, bool)
 _PRINTABLE[0x20:0x7F] = True
 _PRINTABLE[0x09] = True
 _PASSPORT_LIKE = re.compile(r"(?<![A-Za-z0-9])([A-Z]{1,2}[0-9]{6,8}|[0-9]{9})(?![A-Za-z0-9])")
+_TOKEN = re.compile(r"[0-9A-Fa-f]{16,64}")
 _SSN = re.compile(r"(?<![0-9-])(\d{3})-(\d{2})-(\d{4})(?![0-9-])")
 
 
@@ -75,7 +76,14 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
             seen_patterns.add((evidence, loc))
             findings.append(Finding(NAME, sev, art.name, loc, evidence))
 
+    pseudonyms = ctx.cache.setdefault("pseudonyms", {str(x).lower() for x in idx.subjects})
     for loc, text in texts(art):
+        # the pseudonyms jobs see are identifiers too: a table keyed by them, exported
+        # beside a list of names, would put names on pseudonymous records
+        for m in _TOKEN.finditer(text):
+            tok = m.group(0).lower()
+            if tok in pseudonyms:
+                hits[(tok, "pseudonym")].append(loc)
         for form, _ in keyed.text_name_forms(text):
             for subject, field in idx.lookup(form):
                 hits[(subject, field)].append(loc)
@@ -113,7 +121,11 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
     for (subject, field), locs in sorted(hits.items()):
         if field == "birth_date":
             continue
-        what = {"name": "the name", "passport_no": "the passport number"}[field]
+        what = {
+            "name": "the name",
+            "passport_no": "the passport number",
+            "pseudonym": "the pseudonym that jobs see",
+        }[field]
         findings.append(
             Finding(
                 NAME,
