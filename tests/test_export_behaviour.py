@@ -180,3 +180,42 @@ def test_templates_are_checked_with_the_shipped_matchers_when_none_is_registered
     # positive control: random rows of the same shape leave
     np.save(d / "t.npy", np.random.default_rng(8).normal(size=protos[:10].shape))
     assert _export(el, [d], reference_models=[]).decision == "released"
+
+
+def test_a_face_split_into_shares_or_factors_is_recombined_and_refused(lab) -> None:
+    import cv2
+
+    el, _, _, _, _ = lab
+    with open(el.dataset / "manifest.csv", encoding="utf-8") as f:
+        row = next(r for r in __import__("csv").DictReader(f) if r["kind"] == "passport")
+    face = cv2.imread(str(el.dataset / row["path"]), cv2.IMREAD_GRAYSCALE) / 255.0
+    share = np.random.default_rng(9).normal(0, 1, face.shape)
+    d = _outbox_dir(el, "shares")
+    with open(d / "s.npz", "wb") as fh:
+        np.savez(fh, a=share.astype(np.float32), b=(face - share).astype(np.float32))
+    out = _export(el, [d])
+    hits = [f for f in out.report.blocking() if f.detector == "faces"]
+    assert out.decision == "refused" and any("combined tensors" in f.artifact for f in hits)
+    # positive control: two unrelated noise tensors of the same shape leave
+    with open(d / "s.npz", "wb") as fh:
+        np.savez(fh, a=share.astype(np.float32), b=(0.3 - share).astype(np.float32))
+    assert _export(el, [d]).decision == "released"
+
+
+def test_unsalted_hashes_of_passport_numbers_are_identifiers(lab) -> None:
+    import csv
+
+    el, _, _, _, _ = lab
+    with open(el.dataset / "manifest.csv", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["kind"] == "passport"][:5]
+    d = _outbox_dir(el, "hashes")
+    (d / "ids.txt").write_text(
+        "\n".join(hashlib.sha256(r["passport_no"].encode()).hexdigest() for r in rows) + "\n"
+    )
+    out = _export(el, [d])
+    assert out.decision == "refused"
+    assert any(f.detector == "identifiers" for f in out.report.blocking())
+    (d / "ids.txt").write_text(
+        "\n".join(hashlib.sha256(r["passport_no"].encode() + b"salt").hexdigest() for r in rows)
+    )
+    assert _export(el, [d]).decision == "released"  # salted: not the identifier

@@ -24,11 +24,21 @@ from lab.gates.exporting.detectors import (
     identifiers,
     memorisation,
     payloads,
+    representations,
     structural,
     templates,
 )
 
-DETECTORS = (provenance, identifiers, faces, templates, payloads, structural, memorisation)
+DETECTORS = (
+    provenance,
+    identifiers,
+    faces,
+    templates,
+    payloads,
+    representations,
+    structural,
+    memorisation,
+)
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,9 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
             tok = m.group(0).lower()
             if tok in pseudonyms:
                 hits[(tok, "pseudonym")].append(loc)
+            if len(tok) in (32, 40, 64):  # an unsalted digest of an identifier
+                for subject, field in idx.lookup("H|" + tok):
+                    hits[(subject, field)].append(loc)
         for form, _ in keyed.text_name_forms(text):
             for subject, field in idx.lookup(form):
                 hits[(subject, field)].append(loc)
