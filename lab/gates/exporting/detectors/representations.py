@@ -78,7 +78,7 @@ def derived_views(art: Artifact, ctx: ScanContext) -> list[tuple[str, np.ndarray
 
 
 def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
-    if art.depth >= ctx.policy.max_depth or art.declared:
+    if art.depth > 0 or art.declared:  # combinations are not combined again
         return []
     views = derived_views(art, ctx)
     if views:
@@ -89,5 +89,7 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
             tensors=[(loc, np.nan_to_num(v)) for loc, v in views],
             depth=art.depth + 1,
         )
+        # computed values: their low bits are arithmetic, not a channel (no low-bit rule)
+        kid.cache["computed"] = True
         ctx.derived.append(kid)
     return []
