@@ -219,3 +219,23 @@ def test_unsalted_hashes_of_passport_numbers_are_identifiers(lab) -> None:
         "\n".join(hashlib.sha256(r["passport_no"].encode() + b"salt").hexdigest() for r in rows)
     )
     assert _export(el, [d]).decision == "released"  # salted: not the identifier
+
+
+def test_given_and_family_names_apart_are_still_a_name(lab) -> None:
+    import csv
+
+    el, _, _, _, _ = lab
+    with open(el.dataset / "manifest.csv", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["kind"] == "passport"][:12]
+    d = _outbox_dir(el, "vocab")
+    # a tokenizer vocabulary: one word per line, names taken apart and shuffled
+    words = [w for r in rows for w in r["name"].split()]
+    np.random.default_rng(4).shuffle(words)
+    (d / "vocab.txt").write_text("\n".join(words) + "\n")
+    out = _export(el, [d])
+    assert out.decision == "refused"
+    hits = [f for f in out.report.blocking() if f.detector == "identifiers"]
+    assert len({s for f in hits for s in f.subjects}) >= 10
+    # positive control: the same number of words, no vault names
+    (d / "vocab.txt").write_text("\n".join(["epoch", "loss", "rate", "model"] * 6) + "\n")
+    assert _export(el, [d]).decision == "released"

@@ -91,6 +91,9 @@ def _identifier_forms(r: Record) -> Iterator[tuple[str, str]]:
             yield f, "name"
         for d in _digests(r.name):
             yield d, "name"
+        for w in set(keyed.words(r.name)):  # each part alone: names split across cells
+            if len(w) >= 4:
+                yield "W|" + w, "name part"
     if r.passport_no:
         yield keyed.passport_form(r.passport_no), "passport_no"
         for d in _digests(r.passport_no):
@@ -150,7 +153,7 @@ def build(
         b: list[Record] = []
         for r in records:
             for form, fld in _identifier_forms(r):
-                if fld in fields:
+                if fld in fields or (fld == "name part" and "name" in fields):
                     ident[keyed.h(key, form)].add((r.subject, fld))
             subjects.append(r.subject)
             kinds.append(r.kind)

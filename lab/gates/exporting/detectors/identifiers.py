@@ -77,7 +77,12 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
             findings.append(Finding(NAME, sev, art.name, loc, evidence))
 
     pseudonyms = ctx.cache.setdefault("pseudonyms", {str(x).lower() for x in idx.subjects})
+    parts: dict[str, dict[str, str]] = defaultdict(dict)  # subject -> name part -> location
     for loc, text in texts(art):
+        for w in set(keyed.words(text)):
+            if len(w) >= 4:
+                for subject, _field in idx.lookup("W|" + w):
+                    parts[subject].setdefault(w, loc)
         # the pseudonyms jobs see are identifiers too: a table keyed by them, exported
         # beside a list of names, would put names on pseudonymous records
         for m in _TOKEN.finditer(text):
@@ -120,6 +125,11 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
                         "a national-ID-like number (SSN format) next to a context word",
                     )
 
+    # two or more parts of one subject's name anywhere in the artifact (given and family
+    # names in separate columns, lines of a vocabulary)
+    for subject, found in parts.items():
+        if len(found) >= 2:
+            hits[(subject, "name")].append(" and ".join(sorted(set(found.values()))[:2]))
     strong = {s for (s, f) in hits if f in ("name", "passport_no")}
     for (subject, field), locs in sorted(hits.items()):
         if field == "birth_date":
