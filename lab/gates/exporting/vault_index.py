@@ -92,7 +92,7 @@ def _identifier_forms(r: Record) -> Iterator[tuple[str, str]]:
         for d in _digests(r.name):
             yield d, "name"
         for w in set(keyed.words(r.name)):  # each part alone: names split across cells
-            if len(w) >= 4:
+            if len(w) >= 2:
                 yield "W|" + w, "name part"
     if r.passport_no:
         yield keyed.passport_form(r.passport_no), "passport_no"

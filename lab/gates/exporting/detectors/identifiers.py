@@ -80,7 +80,7 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
     parts: dict[str, dict[str, str]] = defaultdict(dict)  # subject -> name part -> location
     for loc, text in texts(art):
         for w in set(keyed.words(text)):
-            if len(w) >= 4:
+            if len(w) >= 2:
                 for subject, _field in idx.lookup("W|" + w):
                     parts[subject].setdefault(w, loc)
         # the pseudonyms jobs see are identifiers too: a table keyed by them, exported
@@ -128,7 +128,8 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
     # two or more parts of one subject's name anywhere in the artifact (given and family
     # names in separate columns, lines of a vocabulary)
     for subject, found in parts.items():
-        if len(found) >= 2:
+        # a two-letter part alone is common; with a long part of the same name it is not
+        if len(found) >= 2 and max(map(len, found)) >= 4:
             hits[(subject, "name")].append(" and ".join(sorted(set(found.values()))[:2]))
     strong = {s for (s, f) in hits if f in ("name", "passport_no")}
     for (subject, field), locs in sorted(hits.items()):
