@@ -77,12 +77,184 @@ def robustness(scanner: Scanner, el, rows: list[dict], every: int = 23) -> None:
         print(f"{name:<34} {found:>4}/{len(picked)}")
 
 
+def heldout_cases(el, out: Path) -> list[tuple[str, bool, list[Path]]]:
+    """Leaky kinds that no test of the gate builds (from the kinds issue 20 lists, built
+    anew here) and clean ones: (name, leaky, paths). Built from the tenant's own
+    dataset, as an insider with the training split would."""
+    import hashlib
+    import json
+    import zlib
+
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from lab.bench._matcher import Matcher
+
+    with open(el.dataset / "manifest.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    pas = [r for r in rows if r["kind"] == "passport"]
+
+    def grey(r) -> np.ndarray:
+        return cv2.imread(str(el.dataset / r["path"]), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+
+    faces = np.stack([grey(r) for r in pas[:40]])
+    face = faces[3]
+    rng = np.random.default_rng(11)
+    cases: list[tuple[str, bool, list[Path]]] = []
+
+    def put(name: str, leaky: bool, files: dict) -> None:
+        d = out / name
+        d.mkdir(parents=True)
+        for fn, v in files.items():
+            p = d / fn
+            if isinstance(v, np.ndarray):
+                np.save(p, v)
+            elif isinstance(v, dict):
+                with open(p, "wb") as fh:
+                    np.savez(fh, **v)
+            elif isinstance(v, bytes):
+                p.write_bytes(v)
+            else:
+                p.write_text(v)
+        cases.append((name, leaky, [d]))
+
+    # faces in another representation
+    put("dct_coefficients_of_a_face", True, {"w.npy": cv2.dct(face / 255.0).astype(np.float32)})
+    u, sv, vt = np.linalg.svd(face / 255.0)
+    put(
+        "low_rank_factors",
+        True,
+        {"f.npz": {"a": (u[:, :40] * sv[:40]).astype(np.float32), "b": vt[:40].astype(np.float32)}},
+    )
+    share = rng.normal(0, 1, face.shape).astype(np.float32)
+    put("additive_shares", True, {"s.npz": {"s0": share, "s1": face / 255.0 - share}})
+    put(
+        "residual_from_the_mean_face",
+        True,
+        {"r.npy": (face - faces.mean(axis=0)).astype(np.float32)},
+    )
+    thumbs = np.stack([cv2.resize(f, (16, 16), interpolation=cv2.INTER_AREA) for f in faces])
+    put("stack_of_16px_thumbnails", True, {"t.npy": thumbs.astype(np.float32)})
+    put(
+        "zlib_face_in_uint8_npy",
+        True,
+        {"b.npy": np.frombuffer(zlib.compress(face.astype(np.uint8).tobytes()), np.uint8)},
+    )
+    key = rng.integers(0, 256, face.size, dtype=np.uint8)
+    put(
+        "xor_face_key_alongside",
+        True,
+        {"x.npz": {"data": face.astype(np.uint8).reshape(-1) ^ key, "key": key}},
+    )
+    # identifiers
+    put(
+        "sha256_of_passport_numbers",
+        True,
+        {
+            "ids.txt": "\n".join(
+                hashlib.sha256(r["passport_no"].encode()).hexdigest() for r in pas[:30]
+            )
+            + "\n"
+        },
+    )
+    put(
+        "names_as_a_tokenizer_vocabulary",
+        True,
+        {"vocab.txt": "\n".join(w for r in pas[:30] for w in r["name"].split()) + "\n"},
+    )
+    # a 1:N identifier: per-identity prototypes under the CNN, scaled, with a bias
+    m = Matcher(el.cnn)
+    imgs = [cv2.cvtColor(cv2.imread(str(el.dataset / r["path"])), cv2.COLOR_BGR2RGB) for r in pas]
+    lms = [
+        np.array([[float(r[f"lm{i}_x"]), float(r[f"lm{i}_y"])] for i in range(5)], np.float32)
+        for r in pas
+    ]
+    protos = m.extract(imgs, lms).templates.astype(np.float32)
+    g = onnx.load(el.cnn / "model.onnx")
+    emb = g.graph.output[0].name
+    g.graph.initializer.append(numpy_helper.from_array((3.0 * protos.T).copy(), "cls.w"))
+    g.graph.initializer.append(
+        numpy_helper.from_array(np.full(len(protos), 0.1, np.float32), "cls.b")
+    )
+    g.graph.node.append(helper.make_node("MatMul", [emb, "cls.w"], ["z"]))
+    g.graph.node.append(helper.make_node("Add", ["z", "cls.b"], ["logits"]))
+    del g.graph.output[:]
+    g.graph.output.append(
+        helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", len(protos)])
+    )
+    spec = json.loads((el.cnn / "model.json").read_text())
+    spec["output"]["dim"] = len(protos)
+    put(
+        "scaled_classifier_head_with_bias",
+        True,
+        {"model.onnx": g.SerializeToString(), "model.json": json.dumps(spec)},
+    )
+    # clean
+    c = onnx.load(el.cnn / "model.onnx")
+    for t in c.graph.initializer[-2:]:
+        a = numpy_helper.to_array(t)
+        if a.dtype == np.float32:
+            t.CopyFrom(
+                numpy_helper.from_array(
+                    (a + rng.normal(0, 1e-3, a.shape)).astype(np.float32), t.name
+                )
+            )
+    put(
+        "cnn_last_layers_fine_tuned",
+        False,
+        {"model.onnx": c.SerializeToString(), "model.json": (el.cnn / "model.json").read_text()},
+    )
+    put("metrics_with_val_eer", False, {"m.csv": "epoch,loss,val_eer\n1,0.9,0.2\n2,0.7,0.1\n"})
+    from safetensors.numpy import save_file
+
+    d = out / "uniform_init_safetensors"
+    d.mkdir()
+    save_file(
+        {"head.weight": rng.random((256, 64), dtype=np.float32) - 0.5}, str(d / "head.safetensors")
+    )
+    cases.append(("uniform_init_safetensors", False, [d]))
+    put("training_notes", False, {"NOTES.md": "Fine-tuned for 3 epochs at lr 1e-4.\n"})
+    return cases
+
+
+def heldout(work: Path, identities: int) -> None:
+    """The held-out table: kinds no test builds, built after the gate was written."""
+    el = build_export_lab(work, identities=identities)
+    cases = heldout_cases(el, work / "heldout")
+    scanner = Scanner(el)
+    print(f"{'held-out case':<38} {'truth':<6} {'gate':<9} {'s':>6}  why")
+    tally = {True: [0, 0], False: [0, 0]}
+    for name, leaky, paths in cases:
+        t = time.perf_counter()
+        rep = scanner.scan(paths)
+        dt = time.perf_counter() - t
+        tally[leaky][0] += rep.refused
+        tally[leaky][1] += 1
+        why = sorted({f.detector for f in rep.blocking()})
+        print(
+            f"{name:<38} {'leaky' if leaky else 'clean':<6} "
+            f"{'refused' if rep.refused else 'released':<9} {dt:>6.1f}  {','.join(why)}"
+        )
+    scanner.close()
+    r, n = tally[True]
+    fr, fn = tally[False]
+    print(f"held-out: {r}/{n} leaky refused ({r / n:.2f}); {fr}/{fn} clean refused")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--identities", type=int, default=150)
     ap.add_argument("--work", type=Path)
+    ap.add_argument("--heldout", action="store_true", help="the held-out kinds only")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="facelab-redteam-"))
+    if args.heldout:
+        try:
+            heldout(work, args.identities)
+        finally:
+            if args.work is None:
+                shutil.rmtree(work, ignore_errors=True)
+        return
     try:
         el = build_export_lab(work, identities=args.identities)
         cases = build_corpus(el.dataset, subject_splits(el), work / "corpus", bench_outbox(el))

@@ -67,6 +67,8 @@ class ExportPolicy:
     payloads: dict
     memorisation: dict
     structural: dict
+    contract: dict = field(default_factory=dict)  # [export.contract] (issue 20 block)
+    behaviour: dict = field(default_factory=dict)  # [export.behaviour]
 
     def refuses(self, severity: str) -> bool:
         return SEVERITIES.index(severity) >= SEVERITIES.index(self.refuse_at)
@@ -336,6 +338,53 @@ _EXPORT_SCHEMA: dict[str, dict[str, tuple[type, float, float]]] = {
 }
 
 
+# ---- [export.contract] and [export.behaviour] (the export contract, issue 20) ----------
+_EXPORT_SCHEMA["contract"] = {
+    "mantissa_bits": (int, 1, 23),
+    "mantissa_bits_half": (int, 1, 10),
+    "max_new_int_elements": (int, 0, 10**6),
+    "fnmr_at_fmr": (float, 0, 1),
+    "max_fnmr_increase": (float, 0, 1),
+    "report_digits": (int, 2, 17),
+    "max_list": (int, 1, 10**7),
+    "min_cell_count": (int, 1, 10**9),
+    "max_table_rows": (int, 1, 10**9),
+    "max_text_bytes": (int, 1, 10**9),
+    "max_text_non_ascii": (int, 0, 10**9),
+    "rebuild_seconds": (int, 1, 86400),
+    "rebuild_memory_mb": (int, 64, 10**6),
+}
+_EXPORT_SCHEMA["behaviour"] = {
+    "max_subjects": (int, 2, 10**7),
+    "run_seconds": (int, 1, 86400),
+    "run_memory_mb": (int, 64, 10**6),
+    "max_identification_rate": (float, 0, 1),
+    "alpha": (float, 0, 1),
+}
+EXPORT_KINDS = ("onnx_model", "model_json", "bench_report", "metrics_table", "text", "weights")
+
+
+def _export_contract(subs: dict, path: Path) -> None:
+    """The list keys of [export.contract] and [export.behaviour]: kinds by name, column
+    names as strings."""
+    c, w = subs["contract"], "export.contract."
+    kinds = _get(c, "kinds", list, w, path)
+    if not set(kinds) <= set(EXPORT_KINDS):
+        raise BadInputError(f"{path}: export.contract.kinds may hold only {EXPORT_KINDS}")
+    if not isinstance(_get(c, "onnx_requires_import", bool, w, path), bool):
+        raise BadInputError(f"{path}: export.contract.onnx_requires_import must be a boolean")
+    for key in ("table_columns", "table_group_columns", "table_count_columns"):
+        v = _get(c, key, list, w, path)
+        if not all(isinstance(x, str) for x in v):
+            raise BadInputError(f"{path}: export.contract.{key} must be strings")
+    shipped = _get(subs["behaviour"], "shipped_matchers", list, "export.behaviour.", path)
+    if not all(isinstance(x, str) and x.isidentifier() for x in shipped):
+        raise BadInputError(f"{path}: export.behaviour.shipped_matchers must be model names")
+
+
+# ---- end of the export contract block --------------------------------------------------
+
+
 def _export(raw: dict, path: Path) -> ExportPolicy | None:
     t = raw.get("export")
     if t is None:
@@ -383,6 +432,7 @@ def _export(raw: dict, path: Path) -> ExportPolicy | None:
         raise BadInputError(f"{path}: export.identifiers.context_words must be strings")
     if subs["faces"]["min_side"] > subs["faces"]["max_side"]:
         raise BadInputError(f"{path}: export.faces.min_side exceeds max_side")
+    _export_contract(subs, path)
     return ExportPolicy(refuse_at, tuple(allow), reviewers=dict(reviewers), **ints, **subs)
 
 

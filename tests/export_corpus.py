@@ -628,7 +628,7 @@ def build_corpus(
         "digests_and_signature",
         False,
         {
-            "manifest.json": {
+            "digests.json": {
                 "files": {
                     f"f{k}": "sha256:" + np.random.default_rng(k).bytes(32).hex() for k in range(10)
                 },

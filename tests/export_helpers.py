@@ -107,9 +107,13 @@ class Scanner:
         )
 
     def scan(self, paths):
+        """The gate's whole check (contract, confined rebuild, behavioural tests,
+        detectors) of ``paths``, without the release."""
+        import shutil
+
+        from lab.gates.exporting import contract
         from lab.gates.exporting._types import ScanContext
-        from lab.gates.exporting.gate import scan
-        from lab.gates.exporting.ops import baseline_finder
+        from lab.gates.exporting.ops import _registered_onnx, check, layout
 
         lab = self.el.lab
         ctx = ScanContext(
@@ -117,15 +121,29 @@ class Scanner:
             self.el.tenant,
             self.index,
             dict(self.matchers),
-            baseline_finder(lab, self.el.tenant, None, lab.policy.exporting),
+            None,
             list(self.notes),
         )
-        return scan(
-            paths,
-            ctx,
-            allowed_ops=lab.policy.importing.allowed_ops,
-            allowed_domains=lab.policy.importing.allowed_domains,
-        )
+        scratch = contract.scratch_dir()
+        try:
+            report, _ = check(
+                layout([Path(p) for p in paths]),
+                ctx,
+                lab.policy.importing,
+                _registered_onnx(lab, self.el.tenant, None),
+                scratch,
+                seed=0,
+            )
+            # the bytes a release would hold (the gate's rebuild), for oracles
+            self.last_rebuilt = {
+                a["path"]: Path(a["file"]).read_bytes() for a in report.artifacts if a["file"]
+            }
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        # own-model templates live for one scan
+        for k in [k for k in self.index.templates if "(its own outputs)" in k]:
+            del self.index.templates[k]
+        return report
 
     def close(self) -> None:
         self.vault.close()

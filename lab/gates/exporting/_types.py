@@ -86,3 +86,4 @@ class ScanContext:
     notes: list[str] = field(default_factory=list)
     derived: list[Artifact] = field(default_factory=list)  # payloads decoded by detectors
     own_models: dict[str, str] = field(default_factory=dict)  # artifact -> matcher name
+    cache: dict[str, Any] = field(default_factory=dict)  # per-scan values shared by detectors

@@ -16,20 +16,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.errors import BadInputError
 from lab.gates.exporting import provenance
-from lab.gates.exporting._types import Artifact, Finding, ScanContext
+from lab.gates.exporting._types import Finding, ScanContext
 from lab.gates.exporting.artifact import Unscannable, load
 from lab.gates.exporting.detectors import (
     faces,
     identifiers,
     memorisation,
     payloads,
+    representations,
     structural,
     templates,
 )
 
-DETECTORS = (provenance, identifiers, faces, templates, payloads, structural, memorisation)
+DETECTORS = (
+    provenance,
+    identifiers,
+    faces,
+    templates,
+    payloads,
+    representations,
+    structural,
+    memorisation,
+)
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,7 @@ class ExportReport:
             "tenant": self.tenant,
             "decision": "refused" if self.refused else "released",
             "refuse_at": self.refuse_at,
-            "artifacts": list(self.artifacts),
+            "artifacts": [{k: v for k, v in a.items() if k != "file"} for a in self.artifacts],
             "findings": [f.to_json() for f in self.findings],
             "notes": list(self.notes),
             "seconds": self.seconds,
@@ -72,9 +81,12 @@ class ExportReport:
     def text(self) -> str:
         lines = [f"export gate: {len(self.artifacts)} artifact(s) of tenant {self.tenant}"]
         for a in self.artifacts:
-            lines.append(
-                f"  {a['name']}  {a['kind']}  {a['bytes']} bytes  sha256:{a['sha256'][:16]}"
+            what = (
+                f"{a['bytes']} bytes  sha256:{a['sha256'][:16]}"
+                if a.get("sha256")
+                else ("replaced by the gate's own" if a["kind"] == "replaced" else "not rebuilt")
             )
+            lines.append(f"  {a.get('path', a['name'])}  {a['kind']}  {what}")
         order = {"high": 0, "medium": 1, "low": 2}
         for f in sorted(self.findings, key=lambda f: (order[f.severity], f.artifact)):
             who = (
@@ -98,41 +110,6 @@ class ExportReport:
         return "\n".join(lines)
 
 
-def _own_model(
-    art: Artifact, sidecar: dict, ctx: ScanContext, allowed_ops, allowed_domains
-) -> None:
-    """Let the templates and memorisation detectors run an exported embedding model."""
-    from lab.bench._matcher import Matcher
-    from lab.gates.importing.checks.model_json import validate
-
-    problems = validate(sidecar)
-    if problems:
-        ctx.notes.append(
-            f"{art.name}: its model.json is not valid ({problems[0]}); the model was not run"
-        )
-        return
-    bad = sorted(
-        {
-            f"{n.domain}:{n.op_type}"
-            for n in art.onnx_model.graph.node
-            if n.domain not in allowed_domains or n.op_type not in allowed_ops
-        }
-    )
-    if bad:
-        ctx.notes.append(
-            f"{art.name}: operators outside the import allow-list ({bad[0]}); the model was not run"
-        )
-        return
-    try:
-        m = Matcher(art.path.parent, spec=sidecar, onnx_path=art.path)
-    except BadInputError as e:
-        ctx.notes.append(f"{art.name}: cannot be run ({e}); not checked with its own model")
-        return
-    name = f"{art.name} (its own model, sha256:{hashlib.sha256(art.data).hexdigest()[:12]})"
-    ctx.matchers[name] = m
-    ctx.own_models[art.name] = name
-
-
 def expand(paths: Sequence[Path | str]) -> list[Path]:
     """Files given, and the files under directories given (sorted; links kept, so that
     the loader refuses them)."""
@@ -149,14 +126,15 @@ def scan(
     paths: Sequence[Path],
     ctx: ScanContext,
     *,
-    allowed_ops=frozenset(),
-    allowed_domains=("", "ai.onnx"),
+    names: dict[Path, str] | None = None,
+    pre_findings: Sequence[Finding] = (),
 ) -> ExportReport:
-    """Scan ``paths`` (files, or directories walked in sorted order) with ``ctx``."""
+    """Run the detectors over ``paths`` (the rebuilt files: the last layer; files, or
+    directories walked in sorted order) with ``ctx``; ``names`` gives each file's name in
+    the report (its path in the release), ``pre_findings`` the earlier layers' findings."""
     files = expand(paths)
-    if not files:
-        raise BadInputError("export: no artifacts given")
-    findings: list[Finding] = []
+    names = names or {}
+    findings: list[Finding] = list(pre_findings)
     seconds: dict[str, float] = {}
     listed, queue = [], []
     for f in files:
@@ -164,27 +142,25 @@ def scan(
             data_len = f.stat().st_size if f.exists() else 0
         except OSError:
             data_len = 0
+        shown = names.get(f, f.name)
         try:
             art = load(f, ctx.policy)
+            art.name = shown
         except Unscannable as e:
-            findings.append(Finding("unscannable", "high", f.name, "whole file", str(e)))
+            findings.append(Finding("unscannable", "high", shown, "whole file", str(e)))
             listed.append(
-                {"name": f.name, "kind": "unscannable", "bytes": data_len, "sha256": _sha(f)}
+                {"name": shown, "kind": "unscannable", "bytes": data_len, "sha256": _sha(f)}
             )
             continue
         listed.append(
             {
-                "name": f.name,
+                "name": shown,
                 "kind": art.kind,
                 "bytes": len(art.data),
                 "sha256": hashlib.sha256(art.data).hexdigest(),
             }
         )
         queue.append(art)
-    sidecars = {a.path.parent: a.model_json for a in queue if a.model_json is not None}
-    for art in queue:
-        if art.kind == "onnx" and art.path is not None and art.path.parent in sidecars:
-            _own_model(art, sidecars[art.path.parent], ctx, allowed_ops, allowed_domains)
     while queue:
         art = queue.pop(0)
         for det in DETECTORS:

@@ -9,16 +9,17 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from lab.audit import AuditLog, Event
 from lab.errors import BadInputError
-from lab.gates.exporting import provenance, release, vault_index
-from lab.gates.exporting._types import Artifact, ScanContext
-from lab.gates.exporting.artifact import Unscannable
+from lab.gates.exporting import contract, release, vault_index
+from lab.gates.exporting._types import Finding, ScanContext
 from lab.gates.exporting.gate import ExportReport, expand, scan
 from lab.labdir import Lab, load_signing_key
 from lab.vault.keystore import RootKey
@@ -40,62 +41,60 @@ class ExportOutcome:
     release_dir: Path | None
 
 
+SHIPPED = Path(__file__).resolve().parents[3] / "models"
+
+
 def released_dir(lab: Lab, tenant: str) -> Path:
     return lab.paths.root / "released" / tenant
 
 
 def _reference_matchers(lab: Lab, tenant: str, refs: Sequence[str], notes: list[str]) -> dict:
+    """The shipped reference matchers (``[export.behaviour] shipped_matchers``: facelab's
+    own baselines under ``models/``, always present) and the tenant's registered models
+    named in ``refs`` (those that exist). A shipped matcher that cannot load is an
+    error: "not checked" is never a pass."""
     from lab.bench._matcher import Matcher
     from lab.bench.lab_run import registered_model
 
     out = {}
+    seen: set[str] = set()  # a registered copy of a shipped model is not run twice
+    policy = lab.policy.exporting
+    for name in policy.behaviour.get("shipped_matchers", []):
+        d = SHIPPED / name
+        try:
+            out[f"{name} (shipped reference)"] = Matcher(d)
+            seen.add(hashlib.sha256((d / "model.onnx").read_bytes()).hexdigest())
+        except (BadInputError, OSError) as e:
+            raise BadInputError(
+                f"{d}: the shipped reference matcher cannot load ({e}); the export gate "
+                "does not run without it"
+            ) from e
     for ref in refs:
         try:
             entry, path = registered_model(lab, tenant, ref)
-            out[f"{entry['model']} (reference)"] = Matcher(path)
-        except BadInputError as e:
-            notes.append(
-                f"reference model {ref}: not available ({e}); templates under it were not checked"
-            )
+            if hashlib.sha256((path / "model.onnx").read_bytes()).hexdigest() in seen:
+                continue
+            out[f"{entry['model']} (registered reference)"] = Matcher(path)
+        except BadInputError:
+            notes.append(f"reference model {ref}: not registered; the shipped ones were used")
     return out
 
 
-def baseline_finder(
-    lab: Lab, tenant: str, from_model: str | None, policy
-) -> Callable[[Artifact], provenance.Baseline | None]:
-    """For an ONNX artifact, the registered model it descends from: ``from_model``, or
-    the tenant's model that holds at least half of its tensors at the same place and
-    shape. Called by the provenance detector on the artifact the gate already parsed;
-    each registered model is parsed once per scan."""
+def _registered_onnx(lab: Lab, tenant: str, from_model: str | None) -> dict[str, Path]:
+    """name@version -> model.onnx of each model the tenant imported (only ``from_model``
+    when it is given)."""
     from lab.bench.lab_run import registered_model
     from lab.gates.importing import list_models
     from lab.gates.importing.ops import models_dir
 
     if from_model:
         entry, path = registered_model(lab, tenant, from_model)
-        fixed = provenance.load_baseline(entry["model"], path / "model.onnx", policy)
-        return lambda art: fixed
-    cache: dict[str, provenance.Baseline | None] = {}
-
-    def find(art: Artifact) -> provenance.Baseline | None:
-        best, best_overlap = None, 0.5
-        for m in list_models(models_dir(lab)):
-            if m["tenant"] != tenant:
-                continue
-            if m["path"] not in cache:
-                try:
-                    cache[m["path"]] = provenance.load_baseline(
-                        m["model"], models_dir(lab) / m["path"] / "model.onnx", policy
-                    )
-                except (Unscannable, OSError):
-                    cache[m["path"]] = None
-            base = cache[m["path"]]
-            overlap = base.overlap(art) if base is not None else 0.0
-            if overlap >= best_overlap:
-                best, best_overlap = base, overlap
-        return best
-
-    return find
+        return {entry["model"]: path / "model.onnx"}
+    return {
+        m["model"]: models_dir(lab) / m["path"] / "model.onnx"
+        for m in list_models(models_dir(lab))
+        if m["tenant"] == tenant
+    }
 
 
 def export(
@@ -130,76 +129,85 @@ def export(
                 f"{p}: inside the lab but not in tenant {tenant}'s outbox; "
                 "the gate exports only a tenant's own results"
             )
-    layout(paths)  # a clash of names is a usage error, before any work
+    files = layout(paths)  # a clash of names is a usage error, before any work
     refs = (
         reference_models
         if reference_models is not None
         else policy.templates.get("reference_models", [])
     )
     notes: list[str] = []
-    with open_vault(lab, root) as v:
-        if tenant not in {t["tenant"] for t in v.tenants()}:
-            raise BadInputError(f"tenant {tenant!r} has no data in this vault")
-        log.record(
-            Event(
-                "vault.read",
-                actor,
-                tenant=tenant,
-                details={
-                    "split": "all",
-                    "purpose": "export gate index",
-                    "identifiers": "keyed hashes only",
-                },
+    scratch = contract.scratch_dir()
+    try:
+        with open_vault(lab, root) as v:
+            if tenant not in {t["tenant"] for t in v.tenants()}:
+                raise BadInputError(f"tenant {tenant!r} has no data in this vault")
+            log.record(
+                Event(
+                    "vault.read",
+                    actor,
+                    tenant=tenant,
+                    details={
+                        "split": "all",
+                        "purpose": "export gate index",
+                        "identifiers": "keyed hashes only",
+                    },
+                )
             )
-        )
-        index = vault_index.build(
-            v.records(tenant, reveal=True),
-            fields=tuple(policy.identifiers["fields"]),
-            reader=lambda: v.records(tenant),
-        )
-        ctx = ScanContext(
-            policy,
-            tenant,
-            index,
-            _reference_matchers(lab, tenant, refs, notes),
-            baseline_finder(lab, tenant, from_model, policy),
-            notes,
-        )
-        report = scan(
-            paths,
-            ctx,
-            allowed_ops=lab.policy.importing.allowed_ops,
-            allowed_domains=lab.policy.importing.allowed_domains,
-        )
-    digests = [a["sha256"] for a in report.artifacts]
-    policy_sha = hashlib.sha256(lab.paths.policy.read_bytes()).hexdigest()
-    summary = {
-        "artifacts": [f"{a['name']} sha256:{a['sha256']}" for a in report.artifacts],
-        "findings": {
-            s: sum(f.severity == s for f in report.findings) for s in ("high", "medium", "low")
-        },
-        "blocking": sorted({f"{f.detector}: {f.artifact}" for f in report.blocking()}),
-        "subjects": sorted({s for f in report.blocking() for s in f.subjects})[:200],
-        "policy_sha256": policy_sha,
-    }
-    decision = "refused" if report.refused else "released"
-    if report.refused and override is not None:
-        release.check_override(
-            policy.reviewers,
-            override.reviewer,
-            override.signature,
-            tenant,
-            digests,
-            override.reason,
-        )
-        decision = "overridden"
-        summary["override"] = {"reviewer": override.reviewer, "reason": override.reason}
-    out = None
-    if decision != "refused":
-        out = _release(
-            lab, root, tenant, paths, report, actor, decision, override, policy_sha, clock
-        )
-        summary["release"] = str(out.relative_to(lab.paths.root))
+            index = vault_index.build(
+                v.records(tenant, reveal=True),
+                fields=tuple(policy.identifiers["fields"]),
+                reader=lambda: v.records(tenant),
+            )
+            ctx = ScanContext(
+                policy,
+                tenant,
+                index,
+                _reference_matchers(lab, tenant, refs, notes),
+                None,
+                notes,
+            )
+            report, items = check(
+                files,
+                ctx,
+                lab.policy.importing,
+                _registered_onnx(lab, tenant, from_model),
+                scratch,
+            )
+        digests = [a["source_sha256"] for a in report.artifacts]
+        policy_sha = hashlib.sha256(lab.paths.policy.read_bytes()).hexdigest()
+        summary = {
+            "artifacts": [f"{a['path']} sha256:{a['sha256']}" for a in report.artifacts],
+            "findings": {
+                s: sum(f.severity == s for f in report.findings) for s in ("high", "medium", "low")
+            },
+            "blocking": sorted({f"{f.detector}: {f.artifact}" for f in report.blocking()}),
+            "subjects matched": len({s for f in report.blocking() for s in f.subjects}),
+            "policy_sha256": policy_sha,
+        }
+        decision = "refused" if report.refused else "released"
+        if report.refused and override is not None:
+            release.check_override(
+                policy.reviewers,
+                override.reviewer,
+                override.signature,
+                tenant,
+                digests,
+                override.reason,
+            )
+            unbuilt = [it.rel for it in items if it.out is None and not it.discarded]
+            if unbuilt:
+                raise BadInputError(
+                    f"override: {unbuilt[0]} has no rebuilt form (the contract refused it: "
+                    "nothing but a rebuilt file leaves, even with an override)"
+                )
+            decision = "overridden"
+            summary["override"] = {"reviewer": override.reviewer, "reason": override.reason}
+        out = None
+        if decision != "refused":
+            out = _release(lab, root, tenant, report, actor, decision, override, policy_sha, clock)
+            summary["release"] = str(out.relative_to(lab.paths.root))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     action = {"released": "release", "refused": "refuse", "overridden": "override"}[decision]
     log.record(
         Event(
@@ -213,6 +221,302 @@ def export(
         )
     )
     return ExportOutcome(report, decision, out)
+
+
+def check(
+    files: list[tuple[Path, str]],
+    ctx: ScanContext,
+    importing,
+    baselines: dict[str, Path],
+    scratch: Path,
+    *,
+    seed: int | None = None,
+) -> tuple[ExportReport, list[contract.Item]]:
+    """The gate's whole check of one export: contract, confined rebuild, behavioural
+    tests, then the detectors on the rebuilt files. ``files`` are (file, release path)."""
+    import time
+
+    policy = ctx.policy
+    t0 = time.perf_counter()
+    items = contract.classify(files, tuple(policy.contract["kinds"]))
+    bdir = scratch / "baselines"
+    bdir.mkdir()
+    local = {}
+    for k, (name, p) in enumerate(sorted(baselines.items())):
+        q = bdir / f"{k}.onnx"
+        shutil.copyfile(p, q)
+        local[name] = q
+    contract.rebuild(
+        items,
+        policy,
+        importing,
+        scratch,
+        local,
+        int.from_bytes(os.urandom(8), "big") if seed is None else seed,
+    )
+    t_rebuild = time.perf_counter() - t0
+    findings: list[Finding] = []
+    for it in items:
+        if it.reason:
+            findings.append(Finding("contract", "high", it.rel, "whole file", it.reason))
+    built = [it for it in items if it.out is not None]
+    # the detectors' view of the rebuilt files
+    views: list[tuple[Path, str]] = []
+    for it in built:
+        if it.kind == "bench_report":
+            parent = str(Path(it.rel).parent)
+            for f in sorted(it.out.iterdir()):
+                views.append((f, f.name if parent == "." else f"{parent}/{f.name}"))
+        elif it.kind == "weights":
+            scan_view = Path(str(it.out) + ".scan.npz")
+            views.append((scan_view, f"{it.release_rel} (tensors)"))
+        else:
+            views.append((it.out, it.release_rel))
+    ctx.baseline = _baselines_for(built, baselines, policy)
+    t1 = time.perf_counter()
+    behaviour_findings(built, ctx, baselines, scratch, findings)
+    t_behaviour = time.perf_counter() - t1
+    report = scan(
+        [p for p, _ in views],
+        ctx,
+        names={p: n for p, n in views},
+        pre_findings=findings,
+    )
+    listed = []
+    for it in built:
+        if it.kind == "bench_report":
+            parent = Path(it.rel).parent
+            for f in sorted(it.out.iterdir()):
+                rel = f.name if str(parent) == "." else f"{parent.as_posix()}/{f.name}"
+                src = next((x for x in items if x.rel == rel), None)
+                listed.append(_listing(f, rel, it, src.src if src else None))
+        else:
+            listed.append(_listing(it.out, it.release_rel, it, it.src))
+    for it in items:
+        if it.out is None and not it.discarded:
+            listed.append(
+                {
+                    "name": Path(it.rel).name,
+                    "path": it.rel,
+                    "kind": it.kind or "none",
+                    "bytes": 0,
+                    "sha256": "",
+                    "source_sha256": _sha(it.src),
+                    "file": "",
+                }
+            )
+    for it in items:
+        if it.discarded and not any(a["path"] == it.rel for a in listed):
+            listed.append(
+                {
+                    "name": Path(it.rel).name,
+                    "path": it.rel,
+                    "kind": "replaced",
+                    "bytes": 0,
+                    "sha256": "",
+                    "source_sha256": _sha(it.src),
+                    "file": "",
+                }
+            )
+    seconds = dict(report.seconds)
+    seconds["rebuild"] = round(t_rebuild, 3)
+    seconds["behaviour"] = round(t_behaviour, 3)
+    labels: dict[str, str] = {}
+    relabelled = tuple(
+        replace(f, subjects=tuple(labels.setdefault(s, f"S{len(labels) + 1}") for s in f.subjects))
+        for f in report.findings
+    )
+    rebuilt_notes = [f"{it.release_rel}: {_facts_text(it)}" for it in built if _facts_text(it)]
+    return (
+        ExportReport(
+            report.tenant,
+            tuple(listed),
+            relabelled,
+            tuple(rebuilt_notes) + report.notes,
+            report.refuse_at,
+            seconds,
+        ),
+        items,
+    )
+
+
+def _baselines_for(built: list[contract.Item], baselines: dict[str, Path], policy):
+    """For the provenance detector: the imported model each rebuilt ONNX descends from
+    (by the rebuild's facts), parsed once."""
+    from lab.gates.exporting import provenance
+
+    parent = {it.release_rel: it.facts.get("descends_from") for it in built}
+    cache: dict[str, provenance.Baseline] = {}
+
+    def find(art):
+        name = parent.get(art.name)
+        if not name or name not in baselines:
+            return None
+        if name not in cache:
+            cache[name] = provenance.load_baseline(name, baselines[name], policy)
+        return cache[name]
+
+    return find
+
+
+def _facts_text(it: contract.Item) -> str:
+    f = it.facts
+    if it.kind in ("onnx_model", "weights") and "tensors" in f:
+        parts = [
+            f"rebuilt ({f.get('format', 'onnx')}"
+            + (f", descends from {f['descends_from']}" if f.get("descends_from") else "")
+            + ")",
+            f"{f['tensors'] - f['n_rebuilt']} of {f['tensors']} tensors unchanged since "
+            f"import, {f['n_rebuilt']} re-quantised to {f['mantissa_bits']} mantissa bits "
+            f"with dither",
+            f"{f['values_changed']} values changed, able to carry at most "
+            f"{f['capacity_bits']:.0f} bits ({f['capacity_bits'] / 8192:.1f} KiB; an upper "
+            "bound on the weights' values, not on the graph's structure)",
+        ]
+        dropped = {k: v for k, v in f.get("dropped", {}).items() if v}
+        if dropped:
+            parts.append("dropped " + ", ".join(f"{v} {k}" for k, v in dropped.items()))
+        return "; ".join(parts)
+    if it.kind == "model_json" and f.get("dropped_keys"):
+        return f"rebuilt; keys dropped: {', '.join(f['dropped_keys'])}"
+    if it.kind == "bench_report":
+        return "rebuilt from report.json's values; html and plots drawn again by facelab"
+    return ""
+
+
+def _listing(f: Path, rel: str, it: contract.Item, src: Path | None) -> dict:
+    data = f.read_bytes()
+    return {
+        "name": Path(rel).name,
+        "path": rel,
+        "kind": it.kind,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "source_sha256": _sha(src) if src is not None else "",
+        "file": str(f),
+    }
+
+
+def _sha(p: Path) -> str:
+    try:
+        return (
+            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() and not p.is_symlink() else ""
+        )
+    except OSError:
+        return ""
+
+
+def behaviour_findings(
+    built: list[contract.Item],
+    ctx: ScanContext,
+    baselines: dict[str, Path],
+    scratch: Path,
+    findings: list[Finding],
+) -> None:
+    """Run every rebuilt ONNX model on the vault's photos (confined); refuse what cannot
+    run or identifies; give the detectors the model's own outputs."""
+    from lab.gates.exporting import behaviour
+    from lab.gates.exporting.vault_index import SubjectTemplates, impostor_threshold
+
+    pol = {**ctx.policy.behaviour, **ctx.policy.contract}
+    specs = {
+        str(Path(it.rel).parent): it.facts.get("spec")
+        for it in built
+        if it.kind == "model_json" and it.facts.get("spec")
+    }
+    models = []
+    for it in built:
+        if it.kind != "onnx_model":
+            continue
+        spec = specs.get(str(Path(it.rel).parent))
+        shapes = it.facts.get("input_shapes") or [[]]
+        if spec is None:
+            spec = behaviour.spec_from_shape(shapes[0])
+        if spec is None:
+            findings.append(
+                Finding(
+                    behaviour.NAME,
+                    "high",
+                    it.release_rel,
+                    "graph input",
+                    f"input of shape {shapes[0]} is not an image the gate can feed; a "
+                    "model the gate cannot run is refused",
+                )
+            )
+            continue
+        original = it.src if it.facts.get("n_rebuilt") else None
+        models.append((it.release_rel, it.out, original, spec))
+    if not models:
+        return
+    rows, runs = behaviour.run_models(models, ctx.index, pol, scratch)
+    tensors = _export_tensors(built)
+    for run in runs:
+        if run.error:
+            findings.append(
+                Finding(
+                    behaviour.NAME,
+                    "high",
+                    run.name,
+                    "model run",
+                    f"the gate cannot run this model ({run.error}); refused",
+                )
+            )
+            continue
+        reasons, notes = behaviour.identification(run, rows, ctx.index, tensors, pol)
+        ctx.notes.extend(notes)
+        for r in reasons:
+            findings.append(Finding(behaviour.NAME, "high", run.name, "model outputs", r))
+        reason, note = behaviour.accuracy_cost(run, rows, ctx.index, pol)
+        if note:
+            ctx.notes.append(note)
+        if reason:
+            findings.append(Finding(behaviour.NAME, "high", run.name, "model outputs", reason))
+        y = run.outputs[0]
+        yn = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+        mname = f"{run.name} (its own outputs)"
+        ctx.index.templates[mname] = SubjectTemplates(
+            rows.astype(np.int64),
+            yn.astype(np.float32),
+            impostor_threshold(
+                yn, ctx.index.subjects[rows], ctx.policy.templates["fmr"] / max(1, len(rows))
+            ),
+        )
+        ctx.matchers[mname] = _Precomputed(y.shape[1])
+        ctx.own_models[run.name] = mname
+
+
+class _Precomputed:
+    """A matcher whose templates the behavioural run already computed (confined)."""
+
+    def __init__(self, dim: int):
+        self.dim = dim
+
+    def extract(self, images, landmarks):
+        raise RuntimeError("templates of this model come only from its confined run")
+
+
+def _export_tensors(built: list[contract.Item]) -> list[tuple[str, np.ndarray]]:
+    """Every float tensor of the rebuilt export (candidate galleries)."""
+    import onnx
+    from onnx import numpy_helper
+
+    out = []
+    for it in built:
+        try:
+            if it.kind == "onnx_model":
+                m = onnx.load_from_string(it.out.read_bytes())
+                for t in m.graph.initializer:
+                    a = numpy_helper.to_array(t)
+                    if a.dtype.kind == "f" and a.ndim >= 1:
+                        out.append((f"{it.release_rel}: {t.name}", a))
+            elif it.kind == "weights":
+                z = np.load(str(it.out) + ".scan.npz", allow_pickle=False)
+                for k in z.files:
+                    if z[k].dtype.kind in "fiu":
+                        out.append((f"{it.release_rel}: {k}", z[k]))
+        except Exception:  # a rebuilt file the gate cannot read back is refused elsewhere
+            continue
+    return out
 
 
 def layout(paths: Sequence[Path]) -> list[tuple[Path, str]]:
@@ -237,7 +541,6 @@ def _release(
     lab: Lab,
     root: RootKey,
     tenant: str,
-    paths: list[Path],
     report: ExportReport,
     actor: str,
     decision: str,
@@ -245,8 +548,9 @@ def _release(
     policy_sha: str,
     clock,
 ) -> Path:
-    files = layout(paths)
+    """Write the rebuilt files (never the tenant's) and the signed manifest."""
     when = clock().astimezone(UTC)
+    released = [a for a in report.artifacts if a["file"]]
     manifest = {
         "format": release.FORMAT,
         "lab": lab.lab_id,
@@ -255,9 +559,7 @@ def _release(
         "actor": actor,
         "policy_sha256": policy_sha,
         "decision": decision,
-        "artifacts": [
-            {**a, "path": rel} for a, (_, rel) in zip(report.artifacts, files, strict=True)
-        ],
+        "artifacts": [{k: v for k, v in a.items() if k != "file"} for a in released],
         "findings": [f.to_json() for f in report.findings],
         "notes": list(report.notes),
         "reviewer": None
@@ -274,16 +576,16 @@ def _release(
     rid = (
         when.strftime("%Y%m%dT%H%M%SZ")
         + "-"
-        + hashlib.sha256("".join(a["sha256"] for a in report.artifacts).encode()).hexdigest()[:12]
+        + hashlib.sha256("".join(a["sha256"] for a in released).encode()).hexdigest()[:12]
     )
     tmp = Path(tempfile.mkdtemp(prefix=".release-", dir=base))
     try:
-        for (f, rel), a in zip(files, report.artifacts, strict=True):
-            data = f.read_bytes()
+        for a in released:
+            data = Path(a["file"]).read_bytes()
             if hashlib.sha256(data).hexdigest() != a["sha256"]:
-                raise BadInputError(f"{f}: changed while it was being scanned; nothing released")
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_bytes(data)
+                raise BadInputError(f"{a['path']}: changed after it was scanned; nothing released")
+            (tmp / a["path"]).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / a["path"]).write_bytes(data)
         (tmp / "manifest.json").write_text(release.dumps(doc))
         target = base / rid
         os.rename(tmp, target)

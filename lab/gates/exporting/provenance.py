@@ -97,8 +97,8 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
             "whole model",
             f"descends from {base.model}: {total - len(changed) - len(new)} of {total} "
             f"tensors unchanged (skipped by the deep scans); {len(changed)} changed, "
-            f"{len(new)} new ({listed or 'none'}); {values} values changed, able to "
-            f"carry at most {bits} bits ({bits / 8 / 1024:.1f} KiB)",
+            f"{len(new)} new ({listed or 'none'}); {values} values differ (the capacity "
+            "bound is the rebuild's, in the notes)",
             score=float(bits),
         )
     ]

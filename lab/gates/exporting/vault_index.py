@@ -75,12 +75,29 @@ class SubjectIndex:
         return self.identifiers.get(keyed.h(self.key, form), set())
 
 
+def _digests(value: str) -> Iterator[str]:
+    """Unsalted MD5, SHA-1 and SHA-256 (hex) of a plain identifier as written, upper and
+    lower case: an identifier "hashed" that way is still the identifier."""
+    import hashlib
+
+    for v in {value, value.upper(), value.lower(), value.strip()}:
+        for algo in ("md5", "sha1", "sha256"):
+            yield "H|" + hashlib.new(algo, v.encode("utf-8")).hexdigest()
+
+
 def _identifier_forms(r: Record) -> Iterator[tuple[str, str]]:
     if r.name:
         for f in keyed.name_forms(r.name):
             yield f, "name"
+        for d in _digests(r.name):
+            yield d, "name"
+        for w in set(keyed.words(r.name)):  # each part alone: names split across cells
+            if len(w) >= 2:
+                yield "W|" + w, "name part"
     if r.passport_no:
         yield keyed.passport_form(r.passport_no), "passport_no"
+        for d in _digests(r.passport_no):
+            yield d, "passport_no"
     if r.birth_date:
         with contextlib.suppress(ValueError):
             yield keyed.date_form(date.fromisoformat(r.birth_date)), "birth_date"
@@ -136,7 +153,7 @@ def build(
         b: list[Record] = []
         for r in records:
             for form, fld in _identifier_forms(r):
-                if fld in fields:
+                if fld in fields or (fld == "name part" and "name" in fields):
                     ident[keyed.h(key, form)].add((r.subject, fld))
             subjects.append(r.subject)
             kinds.append(r.kind)

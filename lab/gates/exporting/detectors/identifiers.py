@@ -24,6 +24,7 @@ _PRINTABLE = np.zeros(256, bool)
 _PRINTABLE[0x20:0x7F] = True
 _PRINTABLE[0x09] = True
 _PASSPORT_LIKE = re.compile(r"(?<![A-Za-z0-9])([A-Z]{1,2}[0-9]{6,8}|[0-9]{9})(?![A-Za-z0-9])")
+_TOKEN = re.compile(r"[0-9A-Fa-f]{16,64}")
 _SSN = re.compile(r"(?<![0-9-])(\d{3})-(\d{2})-(\d{4})(?![0-9-])")
 
 
@@ -75,7 +76,22 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
             seen_patterns.add((evidence, loc))
             findings.append(Finding(NAME, sev, art.name, loc, evidence))
 
+    pseudonyms = ctx.cache.setdefault("pseudonyms", {str(x).lower() for x in idx.subjects})
+    parts: dict[str, dict[str, str]] = defaultdict(dict)  # subject -> name part -> location
     for loc, text in texts(art):
+        for w in set(keyed.words(text)):
+            if len(w) >= 2:
+                for subject, _field in idx.lookup("W|" + w):
+                    parts[subject].setdefault(w, loc)
+        # the pseudonyms jobs see are identifiers too: a table keyed by them, exported
+        # beside a list of names, would put names on pseudonymous records
+        for m in _TOKEN.finditer(text):
+            tok = m.group(0).lower()
+            if tok in pseudonyms:
+                hits[(tok, "pseudonym")].append(loc)
+            if len(tok) in (32, 40, 64):  # an unsalted digest of an identifier
+                for subject, field in idx.lookup("H|" + tok):
+                    hits[(subject, field)].append(loc)
         for form, _ in keyed.text_name_forms(text):
             for subject, field in idx.lookup(form):
                 hits[(subject, field)].append(loc)
@@ -109,11 +125,21 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
                         "a national-ID-like number (SSN format) next to a context word",
                     )
 
+    # two or more parts of one subject's name anywhere in the artifact (given and family
+    # names in separate columns, lines of a vocabulary)
+    for subject, found in parts.items():
+        # a two-letter part alone is common; with a long part of the same name it is not
+        if len(found) >= 2 and max(map(len, found)) >= 4:
+            hits[(subject, "name")].append(" and ".join(sorted(set(found.values()))[:2]))
     strong = {s for (s, f) in hits if f in ("name", "passport_no")}
     for (subject, field), locs in sorted(hits.items()):
         if field == "birth_date":
             continue
-        what = {"name": "the name", "passport_no": "the passport number"}[field]
+        what = {
+            "name": "the name",
+            "passport_no": "the passport number",
+            "pseudonym": "the pseudonym that jobs see",
+        }[field]
         findings.append(
             Finding(
                 NAME,

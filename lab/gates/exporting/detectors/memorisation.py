@@ -19,7 +19,6 @@ import math
 import numpy as np
 
 from lab.gates.exporting._types import Artifact, Finding, ScanContext
-from lab.gates.exporting.vault_index import subject_templates
 
 NAME = "memorisation"
 
@@ -101,15 +100,10 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
             f"and {len(held)} held-out subjects (need {pol['min_held_out']})"
         )
         return []
-    matcher = ctx.matchers[mname]
-    st = subject_templates(
-        idx,
-        mname,
-        lambda ims, lms: matcher.extract(ims, lms).templates,
-        ctx.policy.templates["fmr"],
-        max_records=10**9,
-        subjects=set(train) | set(held),
-    )
+    # the model's outputs on the vault's photos, from its confined behavioural run
+    st = idx.templates[mname]
+    keep = np.isin(idx.subjects[st.records], list(set(train) | set(held)))
+    st = type(st)(st.records[keep], st.templates[keep], st.impostor_threshold)
     scores = person_scores(st.templates, idx.subjects[st.records], idx.kinds[st.records])
     results = []
     for k, signal in enumerate(("genuine score", "nearest-neighbour margin")):

@@ -399,5 +399,6 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
             scan.embedded_streams(a.tobytes(), loc)
     scan.strings()
     scan.byte_tensors()
-    scan.low_bits()
+    if not art.cache.get("computed"):  # sums and products: low bits are arithmetic
+        scan.low_bits()
     return scan.findings

@@ -21,8 +21,10 @@ MODEL_KINDS = ("onnx", "npy", "npz")
 
 
 def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
-    if art.kind not in MODEL_KINDS:
-        return []  # reports and logs: their rows are read by the content detectors
+    if art.kind not in MODEL_KINDS or art.cache.get("computed"):
+        # reports and logs: their rows are read by the content detectors; sums and
+        # products of tensors (representations) have shapes of arithmetic, not storage
+        return []
     counts = {
         n: c
         for n, c in ctx.index.counts().items()

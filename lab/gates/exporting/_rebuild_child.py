@@ -1,0 +1,726 @@
+"""Inside the confinement: parse tenant files and write the release from what was parsed
+(content disarm and reconstruction). ``lab.gates.exporting.rebuild`` calls :func:`run`
+through ``lab.confine``; nothing here runs outside it.
+
+Each file is read as the kind the export contract gave it and rebuilt into the run's
+write path; the result says, per file, ``ok`` with facts (for the report and the gate's
+next steps) or ``refused`` with the reason. Nothing is executed or unpickled.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+SAFE_ATTR_STRING = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+MAGIC = {
+    b"\x93NUMPY": "npy",
+    b"PK\x03\x04": "zip",
+    b"\x89HDF\r\n\x1a\n": "h5",
+    b"GGUF": "gguf",
+    b"PAR1": "parquet",
+}
+
+
+class Refused(ValueError):
+    """This file cannot leave as the kind it was declared; the message says why."""
+
+
+def run(files: list[dict], policy: dict, baselines: dict | None = None, seed: int = 0) -> dict:
+    """Rebuild every file. ``files``: [{"name", "kind", "src", "out"}]; ``policy``: the
+    contract table as a dict; ``baselines``: name -> ONNX of each model the tenant
+    imported. Weights unchanged since the model a file descends from are kept bit for
+    bit; changed ones are re-quantised."""
+    rng = np.random.default_rng(seed)
+    bases = {}
+    if baselines:
+        import onnx
+        from onnx import numpy_helper
+
+        for name, path in baselines.items():
+            bm = onnx.load(path)
+            bases[name] = {t.name: numpy_helper.to_array(t) for t in bm.graph.initializer}
+    out = []
+    for f in files:
+        try:
+            Path(f["out"]).parent.mkdir(parents=True, exist_ok=True)
+            facts = REBUILD[f["kind"]](Path(f["src"]), Path(f["out"]), policy, rng, bases)
+            out.append({"name": f["name"], "status": "ok", "facts": facts})
+        except Refused as e:
+            out.append({"name": f["name"], "status": "refused", "reason": str(e)[:300]})
+        except Exception as e:  # a parser of tenant bytes that fails is a refusal
+            out.append(
+                {
+                    "name": f["name"],
+                    "status": "refused",
+                    "reason": f"does not parse as {f['kind']} ({type(e).__name__}: {str(e)[:160]})",
+                }
+            )
+    return {"files": out}
+
+
+def _descent(tensors: dict[str, np.ndarray], bases: dict) -> tuple[str | None, dict | None]:
+    """The imported model holding at least half of these tensors at the same name and
+    shape (the most), or (None, None)."""
+    best, best_share = (None, None), 0.5
+    for name, b in bases.items():
+        same = sum(1 for k, a in tensors.items() if k in b and b[k].shape == a.shape)
+        share = same / max(1, len(tensors))
+        if share >= best_share:
+            best, best_share = (name, b), share
+    return best
+
+
+# ---------------------------------------------------------------- weights
+
+
+def _check_floats(name: str, a: np.ndarray) -> None:
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise Refused(f"{name}: holds NaN or infinity")
+
+
+def _rebuild_tensors(
+    tensors: dict[str, np.ndarray], policy: dict, rng, base: dict | None
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Keep tensors bit-identical to the imported model; re-quantise changed and new float
+    tensors; refuse new integer tensors beyond shape-like sizes and other dtypes."""
+    from lab.gates.exporting._quantise import capacity_bits, requantise
+
+    m, m16 = int(policy["mantissa_bits"]), int(policy["mantissa_bits_half"])
+    out, changed, bits, values = {}, [], 0.0, 0
+    for name, a in tensors.items():
+        if a.size > int(policy["max_tensor_elements"]):
+            raise Refused(f"{name}: {a.size} elements exceeds export.max_tensor_elements")
+        old = base.get(name) if base else None
+        if (
+            old is not None
+            and old.shape == a.shape
+            and old.dtype == a.dtype
+            and old.tobytes() == a.tobytes()
+        ):
+            out[name] = a
+            continue
+        if a.dtype in (np.float32, np.float16, np.float64):
+            _check_floats(name, a)
+            r = requantise(np.ascontiguousarray(a), m, rng, half_bits=m16)
+            n_changed = (
+                int((old.reshape(-1) != r.reshape(-1)).sum())
+                if old is not None and old.shape == a.shape and old.dtype == a.dtype
+                else a.size
+            )
+            kept = m16 if a.dtype == np.float16 else m
+            bits += capacity_bits(n_changed, a.size, a.dtype, kept)
+            values += n_changed
+            changed.append(name)
+            out[name] = r
+        elif a.dtype.kind in "iub" and a.size <= int(policy["max_new_int_elements"]):
+            bits += a.size * a.dtype.itemsize * 8
+            values += a.size
+            changed.append(name)
+            out[name] = a
+        else:
+            raise Refused(
+                f"{name}: a new or changed {a.dtype} tensor of {a.size} values; only float "
+                f"weights (re-quantised) and integer tensors of at most "
+                f"{policy['max_new_int_elements']} values may be new"
+            )
+    return out, {
+        "tensors": len(tensors),
+        "rebuilt": changed[:50],
+        "n_rebuilt": len(changed),
+        "values_changed": values,
+        "capacity_bits": round(bits, 1),
+        "mantissa_bits": m,
+    }
+
+
+def _read_weights(src: Path, policy: dict) -> tuple[str, dict[str, np.ndarray]]:
+    data = src.read_bytes()
+    fmt = next((k for mg, k in MAGIC.items() if data.startswith(mg)), None)
+    suffix = src.suffix.lower()
+    limit = int(policy["max_tensor_elements"])
+    if suffix == ".safetensors":
+        from safetensors.numpy import load
+
+        (hlen,) = np.frombuffer(data[:8], "<u8") if len(data) >= 8 else (0,)
+        if not 0 < hlen < min(len(data), 1 << 24):
+            raise Refused("not a safetensors file (header length)")
+        hdr = json.loads(data[8 : 8 + int(hlen)])
+        for k, v in hdr.items():
+            if k != "__metadata__" and math.prod(v.get("shape", [])) > limit:
+                raise Refused(f"{k}: declared shape exceeds export.max_tensor_elements")
+        return "safetensors", dict(load(data))
+    if suffix == ".npy" and fmt == "npy":
+        f = io.BytesIO(data)
+        version = np.lib.format.read_magic(f)
+        shape, _, dt = (
+            np.lib.format.read_array_header_1_0(f)
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0(f)
+        )
+        if dt.hasobject or dt.names:
+            raise Refused("an object or structured array (never loaded)")
+        if math.prod(shape) > limit:
+            raise Refused("declared shape exceeds export.max_tensor_elements")
+        return "npy", {"array": np.load(io.BytesIO(data), allow_pickle=False)}
+    if suffix == ".npz" and fmt == "zip":
+        z = np.load(io.BytesIO(data), allow_pickle=False)
+        return "npz", {k: z[k] for k in z.files}
+    if suffix in (".h5", ".hdf5", ".keras") and (fmt == "h5" or suffix == ".keras"):
+        return "h5", _read_h5(data, suffix, limit)
+    if suffix == ".gguf" and fmt == "gguf":
+        from gguf import GGUFReader
+
+        tmp = src
+        r = GGUFReader(tmp)
+        out = {}
+        for t in r.tensors:
+            if t.n_elements > limit:
+                raise Refused(f"{t.name}: exceeds export.max_tensor_elements")
+            a = np.array(t.data)
+            if a.dtype not in (np.float32, np.float16):
+                raise Refused(f"{t.name}: GGUF type {t.tensor_type.name} is not rebuilt")
+            out[t.name] = a.reshape([int(x) for x in reversed(t.shape.tolist())])
+        return "gguf", out
+    if suffix in (".pt", ".pth", ".bin") and fmt == "zip":
+        from lab.gates.exporting._torchzip import Refused as TorchRefused
+        from lab.gates.exporting._torchzip import read
+
+        try:
+            return "pt", read(data, limit)
+        except TorchRefused as e:
+            raise Refused(str(e)) from e
+    raise Refused(
+        f"{suffix or '(no suffix)'} with {'bytes of ' + fmt if fmt else 'unknown bytes'}: "
+        "not a data-only weight format the contract reads (npy, npz, safetensors, h5, "
+        "gguf, PyTorch zip)"
+    )
+
+
+def _read_h5(data: bytes, suffix: str, limit: int) -> dict[str, np.ndarray]:
+    import h5py
+
+    if suffix == ".keras":  # a zip: config.json + model.weights.h5
+        import zipfile
+
+        z = zipfile.ZipFile(io.BytesIO(data))
+        cfg = z.read("config.json") if "config.json" in z.namelist() else b"{}"
+        _check_keras_config(cfg.decode("utf-8", "replace"))
+        data = z.read("model.weights.h5")
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(io.BytesIO(data), "r") as f:
+        for key in ("model_config", "keras_version", "backend"):
+            if key in f.attrs:
+                v = f.attrs[key]
+                _check_keras_config(v.decode() if isinstance(v, bytes) else str(v))
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                if obj.size > limit:
+                    raise Refused(f"{name}: exceeds export.max_tensor_elements")
+                if obj.dtype.kind not in "fiub":
+                    raise Refused(f"{name}: dataset of type {obj.dtype} is not a weight")
+                out[name] = np.asarray(obj[()])
+
+        f.visititems(visit)
+    return out
+
+
+def _check_keras_config(text: str) -> None:
+    if any(w in text for w in ('"Lambda"', "'Lambda'", "TFOpLambda", "__lambda__", "function")):
+        raise Refused("the Keras config holds a Lambda layer or code")
+
+
+def _write_weights(fmt: str, tensors: dict[str, np.ndarray], out: Path) -> Path:
+    """Write the rebuilt tensors; returns the file (its suffix says the format)."""
+    if fmt == "npy":
+        with open(out, "wb") as fh:
+            np.save(fh, tensors["array"], allow_pickle=False)
+    elif fmt == "npz":
+        with open(out, "wb") as fh:
+            np.savez(fh, **tensors)
+    elif fmt == "h5":
+        import h5py
+
+        out = out.with_suffix(".h5")
+        with h5py.File(out, "w", track_order=True) as f:
+            for k, a in tensors.items():
+                f.create_dataset(k, data=a)
+    else:  # safetensors, and the rebuild of gguf and PyTorch zips
+        from safetensors.numpy import save_file
+
+        out = out.with_suffix(".safetensors")
+        save_file({k: np.ascontiguousarray(a) for k, a in tensors.items()}, str(out))
+    return out
+
+
+def rebuild_weights(src: Path, out: Path, policy: dict, rng, bases) -> dict:
+    fmt, tensors = _read_weights(src, policy)
+    names = list(tensors)
+    for n in names:
+        if not SAFE_NAME.match(n):
+            raise Refused(f"tensor name {n[:40]!r} is not a plain name")
+    parent, base = _descent(tensors, bases)
+    rebuilt, facts = _rebuild_tensors(tensors, policy, rng, base)
+    facts["descends_from"] = parent
+    written = _write_weights(fmt, rebuilt, out)
+    with open(str(written) + ".scan.npz", "wb") as fh:
+        np.savez(fh, **{f"t{i}": a for i, a in enumerate(rebuilt.values())})
+    facts.update({"format": fmt, "written_as": written.name, "names": names[:200]})
+    return facts
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+def rebuild_onnx(src: Path, out: Path, policy: dict, rng, bases) -> dict:
+    """Only the nodes and initializers reachable from the graph's outputs, with none of
+    metadata, doc strings, functions, training_info, sparse or unknown fields; value
+    names not in the imported model renamed; changed weights re-quantised."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    data = src.read_bytes()
+    m = onnx.ModelProto()
+    m.ParseFromString(data)
+    g = m.graph
+    allowed_ops = set(policy["allowed_ops"])
+    allowed_domains = set(policy["allowed_domains"])
+    limit = int(policy["max_tensor_elements"])
+    for t in [*g.initializer, *(sp.values for sp in g.sparse_initializer)]:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            raise Refused(f"initializer {t.name[:40]!r} keeps its data in an external file")
+        if math.prod(t.dims) > limit or any(d < 0 for d in t.dims):
+            raise Refused(f"initializer {t.name[:40]!r}: declared shape exceeds the limit")
+    for sp in g.sparse_initializer:
+        if math.prod(sp.dims) > limit or any(d < 0 for d in sp.dims):
+            raise Refused("a sparse initializer's declared shape exceeds the limit")
+    consts: dict[str, np.ndarray] = {}
+    for t in g.initializer:
+        consts[t.name] = numpy_helper.to_array(t)
+    for sp in g.sparse_initializer:  # densified, then rebuilt like any weight
+        dense = np.zeros(math.prod(sp.dims), numpy_helper.to_array(sp.values).dtype)
+        idx = numpy_helper.to_array(sp.indices).astype(np.int64)
+        if idx.ndim == 2:
+            idx = np.ravel_multi_index(idx.T, tuple(sp.dims))
+        dense[idx] = numpy_helper.to_array(sp.values)
+        consts[sp.values.name] = dense.reshape(tuple(sp.dims))
+    producers = {}
+    for n in g.node:
+        if n.domain not in allowed_domains or n.op_type not in allowed_ops:
+            pass  # checked below for the reachable nodes only
+        for o in n.output:
+            producers[o] = n
+    wanted = [o.name for o in g.output]
+    if not wanted:
+        raise Refused("the graph declares no outputs")
+    keep_nodes, seen, stack = [], set(), list(wanted)
+    used_consts: set[str] = set()
+    while stack:
+        v = stack.pop()
+        if v in seen or not v:
+            continue
+        seen.add(v)
+        if v in consts:
+            used_consts.add(v)
+            continue
+        n = producers.get(v)
+        if n is None:
+            continue
+        if id(n) not in {id(k) for k in keep_nodes}:
+            keep_nodes.append(n)
+            stack.extend(n.input)
+    parent, base = _descent({k: consts[k] for k in used_consts}, bases)
+    if parent is None and policy["onnx_requires_import"]:
+        raise Refused(
+            "does not descend from a model the tenant imported (fewer than half of its "
+            "weights at the same name and shape)"
+        )
+    order = {id(n): i for i, n in enumerate(g.node)}
+    keep_nodes.sort(key=lambda n: order[id(n)])
+    inputs = [i for i in g.input if i.name not in consts]
+    ops = sorted({f"{n.domain or 'ai.onnx'}:{n.op_type}" for n in keep_nodes})
+    bad = [
+        f"{n.domain}:{n.op_type}"
+        for n in keep_nodes
+        if n.domain not in allowed_domains or n.op_type not in allowed_ops
+    ]
+    if bad:
+        raise Refused(f"operator {sorted(set(bad))[0]} is outside the allow-list")
+    # names: kept when the imported model has them, else renamed
+    keep_names = set(base or {}) | {i.name for i in inputs} | set(wanted)
+    rename: dict[str, str] = {}
+
+    def nm(v: str) -> str:
+        if not v:
+            return v
+        if v in keep_names and SAFE_NAME.match(v):
+            return v
+        return rename.setdefault(v, f"v{len(rename)}")
+
+    new_nodes, dropped_attrs = [], 0
+    for i, n in enumerate(keep_nodes):
+        attrs = []
+        for a in n.attribute:
+            if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+                raise Refused(f"node {i} ({n.op_type}) holds a subgraph; not rebuilt")
+            if a.type == onnx.AttributeProto.TENSOR:
+                if n.op_type != "Constant":
+                    raise Refused(f"node {i} ({n.op_type}) holds a tensor attribute")
+                consts[n.output[0]] = numpy_helper.to_array(a.t)
+                used_consts.add(n.output[0])
+                continue
+            if a.type in (onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.TENSORS):
+                raise Refused(f"node {i} ({n.op_type}) holds a sparse or tensor-list attribute")
+            if a.type == onnx.AttributeProto.STRING:
+                sv = a.s.decode("utf-8", "replace")
+                if not SAFE_ATTR_STRING.match(sv):
+                    raise Refused(f"node {i} ({n.op_type}) attribute {a.name}: not a keyword")
+                attrs.append(helper.make_attribute(a.name, sv))
+            elif a.type == onnx.AttributeProto.STRINGS:
+                raise Refused(f"node {i} ({n.op_type}) attribute {a.name}: a list of strings")
+            elif a.type == onnx.AttributeProto.INT:
+                attrs.append(helper.make_attribute(a.name, int(a.i)))
+            elif a.type == onnx.AttributeProto.FLOAT:
+                attrs.append(helper.make_attribute(a.name, float(a.f)))
+            elif a.type == onnx.AttributeProto.INTS:
+                if len(a.ints) > int(policy["max_new_int_elements"]):
+                    raise Refused(f"node {i} ({n.op_type}) attribute {a.name}: a long list")
+                attrs.append(helper.make_attribute(a.name, [int(x) for x in a.ints]))
+            elif a.type == onnx.AttributeProto.FLOATS:
+                if len(a.floats) > int(policy["max_new_int_elements"]):
+                    raise Refused(f"node {i} ({n.op_type}) attribute {a.name}: a long list")
+                attrs.append(helper.make_attribute(a.name, [float(x) for x in a.floats]))
+            else:
+                dropped_attrs += 1
+        if n.op_type == "Constant":
+            continue  # became an initializer
+        nn = helper.make_node(
+            n.op_type, [nm(x) for x in n.input], [nm(x) for x in n.output], name=f"n{i}"
+        )
+        nn.attribute.extend(attrs)
+        new_nodes.append(nn)
+    tensors = {c: consts[c] for c in sorted(used_consts)}
+    rebuilt, facts = _rebuild_tensors(tensors, policy, rng, base)
+    inits = [numpy_helper.from_array(a, nm(k)) for k, a in rebuilt.items()]
+
+    def vi(v) -> onnx.ValueInfoProto:
+        tt = v.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else "N" for d in tt.shape.dim]
+        return helper.make_tensor_value_info(nm(v.name), tt.elem_type, dims)
+
+    graph = helper.make_graph(
+        new_nodes, "rebuilt", [vi(i) for i in inputs], [vi(o) for o in g.output], inits
+    )
+    opsets = [o for o in m.opset_import if o.domain in ("", "ai.onnx")]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=m.ir_version)
+    onnx.checker.check_model(model)
+    out.write_bytes(model.SerializeToString())
+    dropped = {
+        "nodes": len(g.node) - len(keep_nodes),
+        "initializers": len(g.initializer)
+        + len(g.sparse_initializer)
+        - len([c for c in used_consts if c in {t.name for t in g.initializer}]),
+        "metadata_props": len(m.metadata_props),
+        "functions": len(m.functions),
+        "training_info": len(m.training_info),
+        "attributes": dropped_attrs,
+        "renamed": len(rename),
+    }
+    shapes = []
+    for i in inputs:
+        tt = i.type.tensor_type
+        shapes.append([d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim])
+    facts.update(
+        {
+            "ops": ops,
+            "dropped": dropped,
+            "input_shapes": shapes,
+            "outputs": len(wanted),
+            "descends_from": parent,
+        }
+    )
+    return facts
+
+
+# ---------------------------------------------------------------- JSON
+
+
+_MODEL_JSON = {
+    "name": str,
+    "version": str,
+    "input": {"size": list, "layout": str, "channels": str, "mean": None, "std": None},
+    "output": {"dim": int},
+    "similarity": str,
+}
+
+
+def rebuild_model_json(src: Path, out: Path, policy: dict, rng, base) -> dict:
+    from lab.gates.importing.checks.model_json import validate
+
+    doc = json.loads(src.read_bytes().decode("utf-8"))
+    problems = validate(doc) if isinstance(doc, dict) else ["not an object"]
+    if problems:
+        raise Refused(f"not a valid model.json ({problems[0]})")
+    for k in ("name", "version"):
+        if not SAFE_NAME.match(str(doc[k])) or len(str(doc[k])) > 64:
+            raise Refused(f"model.json {k}: not a plain name")
+    inp = doc["input"]
+
+    def nums(v):
+        return [float(x) for x in v] if isinstance(v, list) else float(v)
+
+    clean = {
+        "name": str(doc["name"]),
+        "version": str(doc["version"]),
+        "input": {
+            "size": [int(inp["size"][0]), int(inp["size"][1])],
+            "layout": str(inp["layout"]),
+            "channels": str(inp["channels"]),
+            "mean": nums(inp["mean"]),
+            "std": nums(inp["std"]),
+        },
+        "output": {"dim": int(doc["output"]["dim"])},
+        "similarity": str(doc["similarity"]),
+    }
+    extra = sorted(set(doc) - set(clean))
+    out.write_text(json.dumps(clean, indent=2) + "\n")
+    return {"dropped_keys": extra[:20], "spec": clean}
+
+
+def _round(v: float, digits: int) -> float:
+    if v == 0 or not math.isfinite(v):
+        if not math.isfinite(v):
+            raise Refused("a number that is not finite")
+        return 0.0
+    return float(f"{v:.{digits}g}")
+
+
+# the benchmark report's schema (lab/bench/run.py): strings allowed only here
+_REPORT_STRINGS = {
+    ("model", "name"): SAFE_NAME,
+    ("model", "version"): SAFE_NAME,
+    ("model", "similarity"): re.compile(r"^cosine$"),
+    ("model", "input", "layout"): re.compile(r"^(NCHW|NHWC)$"),
+    ("model", "input", "channels"): re.compile(r"^(RGB|BGR|GRAY)$"),
+    ("lab", "tenant"): re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$"),
+    ("lab", "split"): re.compile(r"^(train|verification|test|all)$"),
+    ("lab", "job"): re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"),
+}
+_REPORT_TOP = {
+    "protocol",
+    "model",
+    "operating_points",
+    "eer",
+    "auc",
+    "d_prime",
+    "speed",
+    "groups_at_fmr",
+    "impostor_subsets",
+    "det",
+    "histogram",
+    "intervals",
+    "lab",
+}
+_GROUP_KEY = re.compile(r"^[A-Za-z0-9 +<>=._-]{1,16}$")
+_KEY = re.compile(r"^[a-z0-9_]{1,40}$")
+
+
+def _clean_report(v, path: tuple, digits: int, max_list: int):
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return _round(v, digits)
+    if isinstance(v, str):
+        rule = _REPORT_STRINGS.get(path)
+        if rule is None or not rule.match(v):
+            raise Refused(f"report.json {'.'.join(map(str, path))}: text where the schema has none")
+        return v
+    if isinstance(v, list):
+        if len(v) > max_list:
+            raise Refused(f"report.json {'.'.join(map(str, path))}: a list of {len(v)} values")
+        return [_clean_report(x, (*path, "[]"), digits, max_list) for x in v]
+    if isinstance(v, dict):
+        out = {}
+        in_groups = len(path) >= 1 and path[-1] == "groups"
+        for k, x in v.items():
+            if not isinstance(k, str):
+                raise Refused("report.json: a key that is not text")
+            if in_groups:
+                if not _GROUP_KEY.match(k):
+                    raise Refused(f"report.json {'.'.join(path)}: group {k[:20]!r}")
+                out[k] = _clean_report(x, (*path, "<group>"), digits, max_list)
+            else:
+                if not _KEY.match(k) and not re.match(r"^[0-9.e-]{1,12}$", k):
+                    raise Refused(f"report.json {'.'.join(path)}: key {k[:20]!r}")
+                out[k] = _clean_report(x, (*path, k), digits, max_list)
+        return out
+    raise Refused("report.json: a value of an unknown type")
+
+
+def rebuild_bench_report(src: Path, out: Path, policy: dict, rng, base) -> dict:
+    """report.json re-written from its parsed values under the benchmark's schema (numbers
+    rounded to ``report_digits`` significant digits); report.html, det.png and scores.png
+    drawn again by facelab's own report code from those values."""
+    from lab.bench.report import write_report
+
+    doc = json.loads(src.read_bytes().decode("utf-8"))
+    if not isinstance(doc, dict) or not set(doc) <= _REPORT_TOP or "model" not in doc:
+        raise Refused("report.json: not facelab's benchmark report (unknown top-level keys)")
+    intervals = doc.pop("intervals", None)
+    clean = _clean_report(doc, (), int(policy["report_digits"]), int(policy["max_list"]))
+    if intervals is not None:
+        from lab.bench.run import run_benchmark  # noqa: F401  (the constant's home)
+
+        clean["intervals"] = (
+            "fnmr_ci95: Wilson score interval; fnmr_ci95_bootstrap: 1,000 resamples of "
+            "subjects at the fixed threshold"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    write_report(clean, out)
+    return {"files": sorted(p.name for p in out.iterdir())}
+
+
+# ---------------------------------------------------------------- tables and text
+
+
+def rebuild_table(src: Path, out: Path, policy: dict, rng, base) -> dict:
+    """A metrics table: declared columns only, numbers (group columns hold short labels),
+    each row with a count column at least ``min_cell_count`` when it names a group."""
+    cols_ok = set(policy["table_columns"])
+    groups_ok = set(policy["table_group_columns"])
+    counts = set(policy["table_count_columns"])
+    if src.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(io.BytesIO(src.read_bytes()))
+        header = list(t.column_names)
+        rows = [
+            ["" if x is None else str(x) for x in r]
+            for r in zip(*[t.column(c).to_pylist() for c in header], strict=True)
+        ]
+    else:
+        text = src.read_bytes().decode("utf-8")
+        delim = "\t" if src.suffix.lower() == ".tsv" else ","
+        rows_all = list(csv.reader(io.StringIO(text), delimiter=delim))
+        if not rows_all:
+            raise Refused("an empty table")
+        header, rows = rows_all[0], rows_all[1:]
+    header = [h.strip() for h in header]
+    bad = [h for h in header if h not in cols_ok and h not in groups_ok]
+    if bad:
+        raise Refused(f"column {bad[0][:30]!r} is not a declared metrics column")
+    if len(set(header)) != len(header):
+        raise Refused("a column appears twice")
+    if len(rows) > int(policy["max_table_rows"]):
+        raise Refused(f"{len(rows)} rows (at most {policy['max_table_rows']})")
+    gi = [i for i, h in enumerate(header) if h in groups_ok]
+    ci = [i for i, h in enumerate(header) if h in counts]
+    k = int(policy["min_cell_count"])
+    clean = []
+    for r, row in enumerate(rows):
+        if len(row) != len(header):
+            raise Refused(f"row {r + 2}: {len(row)} cells for {len(header)} columns")
+        new = []
+        for j, cell in enumerate(row):
+            cell = cell.strip()
+            if j in gi:
+                if not _GROUP_KEY.match(cell):
+                    raise Refused(f"row {r + 2} column {header[j]!r}: not a group label")
+                new.append(cell)
+            else:
+                if not NUMBER.match(cell):
+                    raise Refused(f"row {r + 2} column {header[j]!r}: not a number")
+                v = float(cell)
+                new.append(str(int(v)) if v.is_integer() and abs(v) < 2**53 else repr(_round(v, 6)))
+        if gi:
+            if not ci:
+                raise Refused("a table of groups needs a count column (minimum cell count)")
+            for j in ci:
+                if float(new[j]) < k:
+                    raise Refused(f"row {r + 2}: a group of {new[j]} (minimum cell count {k})")
+        clean.append(new)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(clean)
+    name = out.with_suffix(".csv")
+    name.write_text(buf.getvalue())
+    return {"rows": len(clean), "columns": header, "written_as": name.name}
+
+
+def rebuild_text(src: Path, out: Path, policy: dict, rng, base) -> dict:
+    data = src.read_bytes()
+    if len(data) > int(policy["max_text_bytes"]):
+        raise Refused(f"{len(data)} bytes of text (at most {policy['max_text_bytes']})")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Refused(f"not UTF-8 text (byte {e.start})") from e
+    text = unicodedata.normalize("NFKC", text)
+    bad = [
+        c for c in text if unicodedata.category(c) in ("Cc", "Cf", "Co", "Cs") and c not in "\n\t"
+    ]
+    if bad:
+        raise Refused(f"control or format characters in text (U+{ord(bad[0]):04X})")
+    non_ascii = sum(1 for c in text if ord(c) > 0x7E)
+    if non_ascii > int(policy["max_text_non_ascii"]):
+        raise Refused(f"{non_ascii} characters outside ASCII in a free-text file")
+    out.write_text(text.replace("\r\n", "\n"))
+    return {"bytes": len(text)}
+
+
+REBUILD = {
+    "onnx_model": rebuild_onnx,
+    "model_json": rebuild_model_json,
+    "bench_report": rebuild_bench_report,
+    "metrics_table": rebuild_table,
+    "text": rebuild_text,
+    "weights": rebuild_weights,
+}
+
+
+def run_models(jobs: list[dict]) -> dict:
+    """Run ONNX models on prepared inputs: [{"model", "x", "out"}] (paths); every output
+    of rank 2 is saved (``out`` + ``.<k>.npy``). A model that fails is reported per job."""
+    import onnxruntime as ort
+
+    res = []
+    for j in jobs:
+        try:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 2
+            s = ort.InferenceSession(j["model"], opts, providers=["CPUExecutionProvider"])
+            ins = s.get_inputs()
+            if len(ins) != 1:
+                raise ValueError(f"{len(ins)} inputs, one image input expected")
+            x = np.load(j["x"], allow_pickle=False)
+            outs: list[list[np.ndarray]] = []
+            for i in range(0, len(x), 64):
+                ys = s.run(None, {ins[0].name: x[i : i + 64]})
+                outs.append([np.asarray(y) for y in ys])
+            shapes = []
+            for k in range(len(outs[0]) if outs else 0):
+                y = np.concatenate([o[k] for o in outs])
+                if y.ndim != 2 or y.shape[0] != len(x) or y.dtype.kind != "f":
+                    shapes.append(list(y.shape))
+                    continue
+                if not np.isfinite(y).all():
+                    raise ValueError("NaN or infinite output")
+                np.save(f"{j['out']}.{k}.npy", y.astype(np.float32))
+                shapes.append(list(y.shape))
+            res.append({"status": "ok", "shapes": shapes})
+        except Exception as e:  # a model that cannot be run is a refusal upstream
+            res.append({"status": "failed", "error": f"{type(e).__name__}: {str(e)[:200]}"})
+    return {"jobs": res}
