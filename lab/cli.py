@@ -856,12 +856,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import os
 
     from lab.demo import run_demo
-    from lab.labdir import PASSPHRASE_ENV
+    from lab.labdir import PASSPHRASE_ENV, captured_secret
 
-    env_pw = os.environ.get(PASSPHRASE_ENV)
+    env_pw = captured_secret(PASSPHRASE_ENV)
     update, close = _progress_bar(200, "demo synth")
     try:
         r = run_demo(args.lab, passphrase=env_pw.encode() if env_pw else None, progress=update)

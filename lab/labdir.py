@@ -105,6 +105,12 @@ def capture_secrets(environ: MutableMapping[str, str] = os.environ) -> None:
         os.unsetenv(PASSPHRASE_ENV)
 
 
+def captured_secret(name: str) -> str | None:
+    """A secret variable as the process started with it: from what
+    :func:`capture_secrets` took out of the environment, else the environment."""
+    return _CAPTURED.get(name, os.environ.get(name))
+
+
 def read_passphrase(env: Mapping[str, str] | None = None, prompt: bool = True) -> bytes:
     """The operator secret: FACELAB_PASSPHRASE, else FACELAB_KEY_FILE's bytes, else a prompt
     (from the environment, or from what :func:`capture_secrets` took out of it)."""

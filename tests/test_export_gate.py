@@ -62,16 +62,17 @@ def test_a_clean_export_is_released_with_a_signed_manifest(el, clean: Path) -> N
     assert p.returncode == 0, p.stdout + p.stderr
     assert "RELEASED" in p.stdout and "descends from cnn@1.0.0" in p.stdout
     rel = Path(p.stdout.split("released to ")[1].split(" (signed")[0])
+    # released under the gate's names (one directory given: no part-k level)
     assert sorted(x.relative_to(rel).as_posix() for x in rel.rglob("*") if x.is_file()) == [
-        "clean/metrics.csv",
-        "clean/model.onnx",
         "manifest.json",
+        "model.onnx",
+        "table.csv",
     ]
     doc = json.loads((rel / "manifest.json").read_text())
     assert doc["manifest"]["decision"] == "released" and doc["manifest"]["tenant"] == "acme"
     v = run("release", "verify", "--lab", str(el.lab.paths.root), str(rel))
     assert v.returncode == 0, v.stderr
-    (rel / "clean" / "metrics.csv").write_text("epoch,loss\n1,0.0\n")  # tamper after release
+    (rel / "table.csv").write_text("epoch,loss\n1,0.0\n")  # tamper after release
     assert run("release", "verify", "--lab", str(el.lab.paths.root), str(rel)).returncode == 4
     doc["manifest"]["decision"] = "overridden"  # forge the manifest
     (rel / "manifest.json").write_text(json.dumps(doc))
@@ -93,8 +94,8 @@ def test_a_leaky_export_is_refused_with_exit_3_and_a_json_report(el, leaky: Path
     assert {"faces", "identifiers"} <= set(by)
     # the detectors scan the rebuilt (re-quantised) array: the face is still there
     assert "viewed as 112x112x3" in by["faces"]["location"]
-    assert by["faces"]["artifact"] == "leaky/w.npy (tensors)"
-    assert by["identifiers"]["artifact"] == "leaky/notes.txt"
+    assert by["faces"]["artifact"] == "weights.npy (tensors)"  # named by the gate
+    assert by["identifiers"]["artifact"] == "text.txt"
     # subjects are labels that live for one scan, never the pseudonyms jobs see
     assert by["identifiers"]["subjects"] == ["S2"] or by["identifiers"]["subjects"] == ["S1"]
     assert len(by["faces"]["subjects"]) == 1
@@ -106,7 +107,7 @@ def test_a_leaky_export_is_refused_with_exit_3_and_a_json_report(el, leaky: Path
     assert after == before
     last = _audit_actions(el)[-1]
     assert last["action"] == "export.refuse" and last["decision"] == "refused"
-    assert any(b.startswith("faces: leaky/w.npy") for b in last["details"]["blocking"])
+    assert any(b.startswith("faces: weights.npy") for b in last["details"]["blocking"])
     assert run("audit", "verify", "--lab", str(el.lab.paths.root)).returncode == 0
 
 

@@ -530,7 +530,18 @@ _REPORT_TOP = {
     "histogram",
     "intervals",
     "lab",
+    # the report card of the exact metrics (issue 16)
+    "auc_error_bound",
+    "cross_group_fmr",
+    "failures",
+    "fairness",
+    "provenance",
+    "rocch_eer",
+    "warnings",
 }
+# any other text of the report: one printable line (a reason, a rule's name, provenance),
+# no more of a channel than the contract's free text
+_REPORT_TEXT = re.compile(r"^[\x20-\x7e]{0,400}$")
 _GROUP_KEY = re.compile(r"^[A-Za-z0-9 +<>=._-]{1,16}$")
 _KEY = re.compile(r"^[a-z0-9_]{1,40}$")
 
@@ -543,8 +554,8 @@ def _clean_report(v, path: tuple, digits: int, max_list: int):
     if isinstance(v, float):
         return _round(v, digits)
     if isinstance(v, str):
-        rule = _REPORT_STRINGS.get(path)
-        if rule is None or not rule.match(v):
+        rule = _REPORT_STRINGS.get(path, _REPORT_TEXT)
+        if not rule.match(v):
             raise Refused(f"report.json {'.'.join(map(str, path))}: text where the schema has none")
         return v
     if isinstance(v, list):
@@ -562,7 +573,7 @@ def _clean_report(v, path: tuple, digits: int, max_list: int):
                     raise Refused(f"report.json {'.'.join(path)}: group {k[:20]!r}")
                 out[k] = _clean_report(x, (*path, "<group>"), digits, max_list)
             else:
-                if not _KEY.match(k) and not re.match(r"^[0-9.e-]{1,12}$", k):
+                if not (_KEY.match(k) or _GROUP_KEY.match(k) or re.match(r"^[0-9.e-]{1,12}$", k)):
                     raise Refused(f"report.json {'.'.join(path)}: key {k[:20]!r}")
                 out[k] = _clean_report(x, (*path, k), digits, max_list)
         return out

@@ -70,14 +70,44 @@ class Item:
     out: Path | None = None  # the rebuilt file (or directory, for a report)
     facts: dict = field(default_factory=dict)
     discarded: bool = False  # a report file replaced by the gate's own drawing
+    canon: str = ""  # the path the gate gives it in the release (see ``canonical_names``)
 
     @property
     def release_rel(self) -> str:
-        """Path in the release: the given one, with the suffix of the rebuilt format when
-        the rebuild changed it (a PyTorch zip or GGUF as safetensors, a table as CSV)."""
+        """Path in the release: the gate's own name for it (file names chosen by the
+        tenant are a channel out), with the suffix of the rebuilt format when the
+        rebuild changed it (a PyTorch zip or GGUF as safetensors, a table as CSV)."""
+        rel = self.canon or self.rel
         if self.out is not None and self.kind in ("weights", "metrics_table"):
-            return str(PurePosixPath(self.rel).with_suffix(self.out.suffix))
-        return self.rel
+            return str(PurePosixPath(rel).with_suffix(self.out.suffix))
+        return rel
+
+
+_BASE = {"onnx_model": "model", "text": "text", "metrics_table": "table", "weights": "weights"}
+
+
+def canonical_names(items: list[Item]) -> None:
+    """Name every item as the gate names it: directories ``part-1``, ``part-2``, ...
+    (in the order of their given names; none when all files share one), files by kind
+    (``model.onnx``, ``text.txt``, ``table-2.csv``); the fixed names of facelab's own
+    formats (model.json, report.json and a report's plots) are kept. Only the names'
+    order and count are left of what the tenant chose."""
+    parents = sorted({str(PurePosixPath(it.rel).parent) for it in items})
+    flat = len(parents) == 1
+    dir_of = {p: "" if flat else f"part-{i}/" for i, p in enumerate(parents, 1)}
+    used: dict[str, set[str]] = {}
+    for it in sorted(items, key=lambda x: x.rel):
+        d = dir_of[str(PurePosixPath(it.rel).parent)]
+        name = PurePosixPath(it.rel).name
+        if not (name in ("model.json", "report.json") or name in REPORT_FILES):
+            suffix = PurePosixPath(name).suffix.lower()
+            base = _BASE.get(it.kind or "", "file")
+            name, n = f"{base}{suffix}", 1
+            while name in used.setdefault(d, set()):
+                n += 1
+                name = f"{base}-{n}{suffix}"
+        used.setdefault(d, set()).add(name)
+        it.canon = d + name
 
 
 def classify(items: list[tuple[Path, str]], kinds: tuple[str, ...]) -> list[Item]:
@@ -116,6 +146,7 @@ def classify(items: list[tuple[Path, str]], kinds: tuple[str, ...]) -> list[Item
             out.append(Item(src, rel, kind, f"kind {kind} is not in export.contract.kinds"))
         else:
             out.append(Item(src, rel, kind))
+    canonical_names(out)
     return out
 
 
