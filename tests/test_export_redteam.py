@@ -12,6 +12,9 @@ import pytest
 from tests.export_corpus import build_corpus
 from tests.export_helpers import Scanner, bench_outbox, build_export_lab, subject_splits
 
+# a 150-subject lab and the whole corpus: about 4 minutes on 2 cores; `make test-slow`
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def scan_all(tmp_path_factory: pytest.TempPathFactory):
