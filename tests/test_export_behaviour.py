@@ -95,6 +95,7 @@ def test_the_demos_head_and_report_leave_as_the_gates_rebuild(lab) -> None:
     assert out.decision == "released", out.report.text()
     rel = out.release_dir
     files = sorted(p.relative_to(rel).as_posix() for p in rel.rglob("*") if p.is_file())
+    files = [f for f in files if not f.endswith("/groups.png")]  # drawn when groups estimable
     # the gate names what it releases (given names are a channel): part-k per directory,
     # in the order of the given names
     head, rep = ("part-1", "part-2") if train.name < bench.name else ("part-2", "part-1")

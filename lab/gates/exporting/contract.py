@@ -38,7 +38,7 @@ from pathlib import Path, PurePosixPath
 
 from lab import confine
 
-REPORT_FILES = {"report.html", "det.png", "scores.png"}
+REPORT_FILES = {"report.html", "det.png", "scores.png", "groups.png"}  # lab.bench.report
 SUFFIX_KIND = {
     ".onnx": "onnx_model",
     ".csv": "metrics_table",
