@@ -52,6 +52,14 @@ _TENANT = re.compile(r"^(|[a-z][a-z0-9_-]{0,31})$")
 _FIELD_MAX = {"actor": 128, "role": 32, "object": 200, "decision": 40}
 
 
+def escape_text(text: str, n: int = 300) -> str:
+    """Text from outside (a job's message, a file name, a package's finding) as an entry
+    may hold it: control and other non-printable characters escaped (``\\x1b``), at most
+    ``n`` characters, so it passes the schema and cannot forge a line on a terminal."""
+    out = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
+    return out if len(out) <= n else out[: n - 1] + "…"
+
+
 def _printable(s: str) -> bool:
     return not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in s)
 

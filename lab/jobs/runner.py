@@ -34,6 +34,7 @@ from pathlib import Path
 from enclave_policy.rules import check_job
 from lab import confine
 from lab.audit import AuditLog, Event
+from lab.audit.events import escape_text
 from lab.confine.safefs import UnsafeEntry, disown, walk_regular
 from lab.errors import BadInputError, JobRefused
 from lab.jobs.api import end_stream, write_record
@@ -150,10 +151,7 @@ def _remove(root: Path, rel: str) -> None:
 
 
 def _text(s: str, n: int) -> str:
-    """A string of the job's (an error message, a file name) as the audit log may hold
-    it: control characters escaped, at most ``n`` characters."""
-    out = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in s)
-    return out if len(out) <= n else out[: n - 1] + "…"
+    return escape_text(s, n)
 
 
 def _outputs_record(outputs: dict[str, str]) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lab.audit import AuditLog, Event
+from lab.audit.events import escape_text
 from lab.gates.importing.gate import ImportReport, inspect, register
 from lab.labdir import Lab
 from lab.vault.store import check_tenant
@@ -44,8 +45,8 @@ def import_model(
                 object=str(package),
                 decision="error",
                 details={
-                    "package": _bounded(str(package)),
-                    "error": _bounded(f"{type(e).__name__}: {e}"),
+                    "package": escape_text(str(package)),
+                    "error": escape_text(f"{type(e).__name__}: {e}"),
                 },
             )
         )
@@ -63,17 +64,12 @@ def import_model(
             decision="registered" if report.accepted else "refused",
             details={
                 "model": report.model,
-                "package": _bounded(str(package)),
+                "package": escape_text(str(package)),
                 "approvers": ctx.approvers,
-                "failed": {c.name: [_bounded(x) for x in c.problems[:32]] for c in report.failed()},
+                "failed": {
+                    c.name: [escape_text(x) for x in c.problems[:32]] for c in report.failed()
+                },
             },
         )
     )
     return report
-
-
-def _bounded(text: str, n: int = 300) -> str:
-    """A finding as the audit log holds it: control characters escaped, at most ``n``
-    characters (findings quote the package's own names and bytes)."""
-    out = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
-    return out if len(out) <= n else out[: n - 1] + "…"
