@@ -26,9 +26,9 @@ import threading
 import time
 from pathlib import Path
 
-from lab.audit import Event, rfc9162, verify_log
-from lab.audit.proofs import prove_inclusion
-from lab.labdir import audit_writer, init_and_record, load_public_key, open_lab
+from facelab.audit import Event, rfc9162, verify_log
+from facelab.audit.proofs import prove_inclusion
+from facelab.labdir import audit_writer, init_and_record, load_public_key, open_lab
 
 PASS = b"bench"
 

@@ -61,8 +61,8 @@ RNG = np.random.default_rng(5)
 
 def robustness(scanner: Scanner, el, rows: list[dict], every: int = 23) -> None:
     """How often the faces detector finds one vault image under each transform."""
-    from lab.gates.exporting._types import Artifact, ScanContext
-    from lab.gates.exporting.detectors import faces
+    from facelab.gates.exporting._types import Artifact, ScanContext
+    from facelab.gates.exporting.detectors import faces
 
     ctx = ScanContext(el.lab.policy.exporting, el.tenant, scanner.index)
     picked = rows[::every]
@@ -86,9 +86,8 @@ def heldout_cases(el, out: Path) -> list[tuple[str, bool, list[Path]]]:
     import zlib
 
     import onnx
+    from facelab.bench._matcher import Matcher
     from onnx import helper, numpy_helper
-
-    from lab.bench._matcher import Matcher
 
     with open(el.dataset / "manifest.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))

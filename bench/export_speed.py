@@ -27,8 +27,9 @@ from onnx import helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lab.gates.exporting import export
-from lab.vault.ops import open_vault
+from facelab.gates.exporting import export
+from facelab.vault.ops import open_vault
+
 from tests.export_helpers import build_export_lab
 
 

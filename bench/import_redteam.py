@@ -30,8 +30,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lab.gates.importing.ops import import_model
-from lab.labdir import audit_writer, open_lab
+from facelab.gates.importing.ops import import_model
+from facelab.labdir import audit_writer, open_lab
+
 from tests.audit_helpers import PASS, make_lab
 from tests.import_helpers import (
     build_model,

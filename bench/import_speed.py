@@ -7,7 +7,7 @@ Rows:
   onnx.load (parse only)     protobuf parse without external data
   payload scan               filetype.scan over the whole file (pickles and archives at
                              any offset), in this process
-  static checks              intake copy; one confined run (lab.confine: start-up, files
+  static checks              intake copy; one confined run (facelab.confine: start-up, files
                              with the whole-file payload scan, model.json, the whole
                              ModelProto, onnx.checker); signature (model-signing re-hashes
                              every file) and approvals; nothing executed
@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from facelab.gates.importing import approve, inspect, sign_package
+from facelab.gates.importing.filetype import scan_file
+from facelab.gates.importing.keys import load_officer_key, write_keypair
+from facelab.labdir import public_key_b64
 from onnx import TensorProto, helper, numpy_helper
 
 from enclave_policy import load_policy
-from lab.gates.importing import approve, inspect, sign_package
-from lab.gates.importing.filetype import scan_file
-from lab.gates.importing.keys import load_officer_key, write_keypair
-from lab.labdir import public_key_b64
 
 
 def build(d: Path, mb: int) -> None:

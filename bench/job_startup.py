@@ -4,7 +4,7 @@ Usage: python bench/job_startup.py [--runs 15]
 
 Rows (median and 90th percentile of --runs, wall clock):
   python -I -c pass            a bare interpreter start: the floor of any child process
-  python -I -m lab.confine.entry-like import    the same interpreter importing the entry
+  python -I -m facelab.confine.entry-like import    the same interpreter importing the entry
   run_python, no-op target     bubblewrap + setpriv + seccomp + Landlock + the entry,
                                a target that returns at once
   run_job, no-op trainer       the whole job path on a 6-subject lab: policy check, the
@@ -42,7 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
-    from lab.confine import missing_layers, run_python
+    from facelab.confine import missing_layers, run_python
 
     missing = missing_layers()
     if missing:
@@ -64,10 +64,12 @@ def main() -> None:
     )
     rows.append(
         (
-            "python -I, import lab.confine.entry",
+            "python -I, import facelab.confine.entry",
             *timed(
                 lambda: subprocess.run(
-                    [sys.executable, "-I", "-c", "import lab.confine.entry"], check=True, cwd="/"
+                    [sys.executable, "-I", "-c", "import facelab.confine.entry"],
+                    check=True,
+                    cwd="/",
                 ),
                 args.runs,
             ),
@@ -84,21 +86,21 @@ def main() -> None:
 
     el = build_export_lab(work / "lab", identities=6, captures=2)
     text = el.lab.paths.policy.read_text().replace(
-        'trainers = { pca_head = "lab.jobs.trainers:pca_head" }',
-        'trainers = { pca_head = "lab.jobs.trainers:pca_head", noop = "bench_noop:run" }',
+        'trainers = { pca_head = "facelab.jobs.trainers:pca_head" }',
+        'trainers = { pca_head = "facelab.jobs.trainers:pca_head", noop = "bench_noop:run" }',
     )
     el.lab.paths.policy.write_text(text)
     mods = Path(tempfile.mkdtemp(prefix="facelab-bench-mods-"))
     mods.chmod(0o755)
     (mods / "bench_noop.py").write_text("def run(ctx):\n    return {}\n")
     sys.path.insert(0, str(mods))
-    from lab.jobs import run_job
-    from lab.labdir import open_lab
+    from facelab.jobs import run_job
+    from facelab.labdir import open_lab
 
     el.lab = open_lab(el.lab.paths.root)
     spec = {"kind": "train", "purpose": "train", "model": "cnn@1.0.0", "trainer": "noop"}
 
-    from lab.labdir import audit_writer, unlock
+    from facelab.labdir import audit_writer, unlock
 
     root = unlock(el.lab, PASSPHRASE)  # the operator's key derivation is not the job's
 

@@ -22,9 +22,8 @@ import time
 from fractions import Fraction
 
 import numpy as np
-
-from lab.bench import FMR_TARGETS, eer, fnmr_at_fmr, reduce_scores, score_pairs
-from lab.bench.run import blas_info
+from facelab.bench import FMR_TARGETS, eer, fnmr_at_fmr, reduce_scores, score_pairs
+from facelab.bench.run import blas_info
 
 
 def templates(n: int, m: int, d: int, seed: int = 0):

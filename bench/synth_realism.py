@@ -22,9 +22,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-from lab.synth import SynthConfig, write_dataset
-from lab.synth import _realism as R
+from facelab.synth import SynthConfig, write_dataset
+from facelab.synth import _realism as R
 
 
 def main() -> None:

@@ -26,8 +26,7 @@ import time
 from pathlib import Path
 
 import cv2
-
-from lab.synth import SynthConfig, encode_png, render_identity, write_dataset
+from facelab.synth import SynthConfig, encode_png, render_identity, write_dataset
 
 TARGET = 1500.0
 

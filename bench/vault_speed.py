@@ -22,11 +22,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from lab.audit import Event
-from lab.labdir import audit_writer, init_and_record, unlock
-from lab.synth import SynthConfig, write_dataset
-from lab.vault import ops
+from facelab.audit import Event
+from facelab.labdir import audit_writer, init_and_record, unlock
+from facelab.synth import SynthConfig, write_dataset
+from facelab.vault import ops
 
 PASS = b"bench"
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from lab.errors import BadInputError
+from facelab.errors import BadInputError
 
 DEFAULT_POLICY = Path(__file__).with_name("default.toml")
 TENANT_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")

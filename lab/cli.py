@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from lab import __version__
-from lab.errors import BadInputError, FacelabError, NoteError, ProofError, TamperedError
+from facelab import __version__
+from facelab.errors import BadInputError, FacelabError, NoteError, ProofError, TamperedError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,7 +34,7 @@ def _progress_bar(total: int, desc: str) -> tuple[Callable[[int], None] | None, 
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from lab.synth import SynthConfig, write_dataset
+    from facelab.synth import SynthConfig, write_dataset
 
     cfg = SynthConfig(
         identities=args.identities,
@@ -46,7 +46,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     cfg.validate()
     log = None
     if args.lab is not None:  # open the log first: a wrong passphrase fails before the work
-        from lab.labdir import audit_writer, open_lab, read_passphrase
+        from facelab.labdir import audit_writer, open_lab, read_passphrase
 
         log = audit_writer(open_lab(args.lab), read_passphrase())
     update, close = _progress_bar(cfg.identities, "synth")
@@ -55,9 +55,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     finally:
         close()
     if log is not None:
-        from lab.audit import Event
-        from lab.labdir import actor_name
-        from lab.synth import dataset_digest
+        from facelab.audit import Event
+        from facelab.labdir import actor_name
+        from facelab.synth import dataset_digest
 
         with log:
             log.record(
@@ -85,7 +85,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from lab.labdir import actor_name, init_and_record, read_passphrase
+    from facelab.labdir import actor_name, init_and_record, read_passphrase
 
     lab = init_and_record(args.lab, read_passphrase(), actor_name())
     print(f"initialised lab {lab.lab_id} in {lab.paths.root} (audit origin {lab.origin})")
@@ -93,14 +93,14 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _open_lab(path: Path):
-    from lab.labdir import open_lab
+    from facelab.labdir import open_lab
 
     return open_lab(path)
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    from lab.audit import verify_log
-    from lab.labdir import audit_limits, load_public_key, public_key_from_b64
+    from facelab.audit import verify_log
+    from facelab.labdir import audit_limits, load_public_key, public_key_from_b64
 
     lab = _open_lab(args.lab)
     trusted = None
@@ -153,7 +153,7 @@ def _read_text(path: Path) -> str:
 
 def _read_note(path: Path) -> bytes:
     """A note file's bytes: missing or unreadable is exit 2, malformed later exit 4."""
-    from lab.audit import checkpoint as ckpt
+    from facelab.audit import checkpoint as ckpt
 
     try:
         return ckpt.read_note_file(path)
@@ -164,9 +164,9 @@ def _read_note(path: Path) -> bytes:
 
 
 def _latest_checkpoint(lab):
-    from lab.audit import checkpoint as ckpt
-    from lab.audit.log import checkpoint_files
-    from lab.labdir import load_public_key
+    from facelab.audit import checkpoint as ckpt
+    from facelab.audit.log import checkpoint_files
+    from facelab.labdir import load_public_key
 
     files = checkpoint_files(lab.paths.audit)
     if not files:
@@ -185,8 +185,8 @@ def _cmd_audit_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_prove(args: argparse.Namespace) -> int:
-    from lab.audit import rfc9162
-    from lab.audit.proofs import prove_inclusion
+    from facelab.audit import rfc9162
+    from facelab.audit.proofs import prove_inclusion
 
     lab = _open_lab(args.lab)
     note, cp = _latest_checkpoint(lab)
@@ -205,10 +205,10 @@ def _cmd_audit_prove(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_consistency(args: argparse.Namespace) -> int:
-    from lab.audit import checkpoint as ckpt
-    from lab.audit import rfc9162
-    from lab.audit.proofs import prove_consistency
-    from lab.labdir import load_public_key
+    from facelab.audit import checkpoint as ckpt
+    from facelab.audit import rfc9162
+    from facelab.audit.proofs import prove_consistency
+    from facelab.labdir import load_public_key
 
     lab = _open_lab(args.lab)
     try:
@@ -253,7 +253,7 @@ def _cmd_audit_consistency(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_show(args: argparse.Namespace) -> int:
-    from lab.audit.show import filter_entries, format_table
+    from facelab.audit.show import filter_entries, format_table
 
     lab = _open_lab(args.lab)
     rows = filter_entries(
@@ -267,7 +267,7 @@ def _cmd_audit_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_repair(args: argparse.Namespace) -> int:
-    from lab.labdir import actor_name, audit_writer, read_passphrase
+    from facelab.labdir import actor_name, audit_writer, read_passphrase
 
     lab = _open_lab(args.lab)
     actor = actor_name()
@@ -285,7 +285,7 @@ def _cmd_audit_repair(args: argparse.Namespace) -> int:
 
 # ---- witnesses and certificates (issue 14) -------------------------------------------
 def _cmd_witness_init(args: argparse.Namespace) -> int:
-    from lab.audit import witness
+    from facelab.audit import witness
 
     vk = witness.init(args.dir, args.name)
     print(f"witness {args.name} created in {args.dir}; its verifier key (register it with")
@@ -295,13 +295,13 @@ def _cmd_witness_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_witness_add(args: argparse.Namespace) -> int:
-    from lab.audit import Event
-    from lab.audit import checkpoint as ckpt
+    from facelab.audit import Event
+    from facelab.audit import checkpoint as ckpt
 
     text = args.vkey
     if Path(text).is_file():
         text = _read_text(Path(text)).strip()
-    from lab.labdir import load_public_key, public_key_b64
+    from facelab.labdir import load_public_key, public_key_b64
 
     try:
         name, alg, wkey = ckpt.parse_vkey(text)
@@ -327,7 +327,7 @@ def _cmd_audit_witness_add(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_witness(args: argparse.Namespace) -> int:
-    from lab.audit import witness
+    from facelab.audit import witness
 
     lab = _open_lab(args.lab)
     c = witness.cosign(args.witness_dir, lab)
@@ -339,8 +339,8 @@ def _cmd_audit_witness(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_verify_proof(args: argparse.Namespace) -> int:
-    from lab.audit.proofs import verify_inclusion_document
-    from lab.labdir import public_key_from_b64
+    from facelab.audit.proofs import verify_inclusion_document
+    from facelab.labdir import public_key_from_b64
 
     key = public_key_from_b64(_read_text(args.key), args.key)
     try:
@@ -356,8 +356,8 @@ def _cmd_audit_verify_proof(args: argparse.Namespace) -> int:
 
 
 def _cmd_certificate_verify(args: argparse.Namespace) -> int:
-    from lab.labdir import public_key_from_b64
-    from lab.vault import certificate
+    from facelab.labdir import public_key_from_b64
+    from facelab.vault import certificate
 
     keys = [public_key_from_b64(_read_text(k), k) for k in args.key]
     out = certificate.verify_file(args.certificate, keys)
@@ -379,9 +379,8 @@ def _cmd_certificate_validate(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from lab.labdir import public_key_from_b64
-    from lab.vault import certificate
+    from facelab.labdir import public_key_from_b64
+    from facelab.vault import certificate
 
     try:
         raw = base64.b64decode(Path(args.key_file).read_bytes().strip(), validate=True)
@@ -401,12 +400,12 @@ def _cmd_certificate_validate(args: argparse.Namespace) -> int:
 def _unlocked(lab_path: Path, tenant: str | None = None):
     """Check the tenant name (if any) before anything else, open the lab, unlock its
     root key once, and open its audit log for recording."""
-    from lab.labdir import actor_name, audit_writer, open_lab, read_passphrase, unlock
-    from lab.vault.store import check_tenant
+    from facelab.labdir import actor_name, audit_writer, open_lab, read_passphrase, unlock
+    from facelab.vault.store import check_tenant
 
     if tenant is not None:
         check_tenant(tenant)
-    from lab.vault import ops
+    from facelab.vault import ops
 
     lab = open_lab(lab_path)
     root = unlock(lab, read_passphrase())
@@ -425,7 +424,7 @@ def _unlocked(lab_path: Path, tenant: str | None = None):
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from lab.vault import ops
+    from facelab.vault import ops
 
     lab, root, log, actor = _unlocked(args.lab, args.tenant)
     with log:
@@ -448,7 +447,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_destroy(args: argparse.Namespace) -> int:
-    from lab.vault import ops
+    from facelab.vault import ops
 
     lab, root, log, actor = _unlocked(args.lab, args.tenant)
     with log:
@@ -468,8 +467,8 @@ def _cmd_destroy(args: argparse.Namespace) -> int:
 
 
 def _cmd_vault_list(args: argparse.Namespace) -> int:
-    from lab.audit import Event
-    from lab.vault import ops
+    from facelab.audit import Event
+    from facelab.vault import ops
 
     lab, root, log, actor = _unlocked(args.lab)
     with log, ops.open_vault(lab, root) as v:
@@ -487,7 +486,7 @@ def _cmd_vault_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_keygen(args: argparse.Namespace) -> int:
-    from lab.gates.importing.keys import write_keypair
+    from facelab.gates.importing.keys import write_keypair
 
     priv, pub, policy_line = write_keypair(args.kind, args.out)
     print(f"private key: {priv}\npublic key:  {pub}\npolicy entry: {policy_line}")
@@ -495,7 +494,7 @@ def _cmd_model_keygen(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_sign(args: argparse.Namespace) -> int:
-    from lab.gates.importing import sign_package
+    from facelab.gates.importing import sign_package
 
     out = sign_package(args.package, args.key)
     print(f"signed {args.package}: {out}")
@@ -503,8 +502,8 @@ def _cmd_model_sign(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_approve(args: argparse.Namespace) -> int:
-    from lab.gates.importing import approve
-    from lab.gates.importing.keys import load_officer_key
+    from facelab.gates.importing import approve
+    from facelab.gates.importing.keys import load_officer_key
 
     out = approve(args.package, args.officer, load_officer_key(args.key))
     print(f"approved by {args.officer}: {out}")
@@ -512,7 +511,7 @@ def _cmd_model_approve(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_import(args: argparse.Namespace) -> int:
-    from lab.gates.importing.ops import import_model
+    from facelab.gates.importing.ops import import_model
 
     lab, _root, log, actor = _unlocked(args.lab, args.tenant)
     with log:
@@ -529,7 +528,7 @@ def _cmd_model_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from lab.gates.exporting.ops import Override, export
+    from facelab.gates.exporting.ops import Override, export
 
     override = None
     if args.override is not None:
@@ -574,8 +573,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_review(args: argparse.Namespace) -> int:
     import hashlib
 
-    from lab.gates.exporting.release import sign_override
-    from lab.gates.importing.keys import load_officer_key
+    from facelab.gates.exporting.release import sign_override
+    from facelab.gates.importing.keys import load_officer_key
 
     key = load_officer_key(args.key, "a reviewer")
     digests = []
@@ -595,8 +594,8 @@ def _cmd_review(args: argparse.Namespace) -> int:
 def _cmd_release_verify(args: argparse.Namespace) -> int:
     import hashlib
 
-    from lab.gates.exporting.release import verify_manifest
-    from lab.labdir import load_public_key
+    from facelab.gates.exporting.release import verify_manifest
+    from facelab.labdir import load_public_key
 
     lab = _open_lab(args.lab)
     path = args.release / "manifest.json"
@@ -625,7 +624,7 @@ def _cmd_release_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_job_run(args: argparse.Namespace) -> int:
-    from lab.jobs import run_job
+    from facelab.jobs import run_job
 
     try:
         spec = json.loads(args.spec.read_text(encoding="utf-8"))
@@ -660,7 +659,7 @@ def _cmd_job_run(args: argparse.Namespace) -> int:
 def _cmd_retention_run(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from lab.vault import retention
+    from facelab.vault import retention
 
     lab, root, log, actor = _unlocked(args.lab)
     try:
@@ -681,8 +680,8 @@ def _cmd_retention_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_register(args: argparse.Namespace) -> int:
-    from lab.labdir import open_lab, read_passphrase, unlock
-    from lab.vault import retention
+    from facelab.labdir import open_lab, read_passphrase, unlock
+    from facelab.vault import retention
 
     lab = open_lab(args.lab)  # read-only: the audit log is not opened
     rows = retention.register(lab, unlock(lab, read_passphrase()))
@@ -694,8 +693,8 @@ def _cmd_register(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_list(args: argparse.Namespace) -> int:
-    from lab.gates.importing import list_models
-    from lab.gates.importing.ops import models_dir
+    from facelab.gates.importing import list_models
+    from facelab.gates.importing.ops import models_dir
 
     rows = list_models(models_dir(_open_lab(args.lab)))
     if args.json:
@@ -711,7 +710,7 @@ def _cmd_model_list(args: argparse.Namespace) -> int:
 
 
 def _scorer(scheduler: str | None, client_out: list | None = None):
-    from lab.bench import score_pairs
+    from facelab.bench import score_pairs
 
     if scheduler is None:
         return score_pairs
@@ -723,7 +722,7 @@ def _scorer(scheduler: str | None, client_out: list | None = None):
         ) from e
     from functools import partial
 
-    from lab.bench._cluster import score_pairs_on_cluster
+    from facelab.bench._cluster import score_pairs_on_cluster
 
     try:
         client = distributed.Client(scheduler, timeout=10)
@@ -752,9 +751,9 @@ def _read_scores(path: Path):
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from lab.bench._matcher import Matcher
-    from lab.bench.report import write_comparison, write_report
-    from lab.bench.run import (
+    from facelab.bench._matcher import Matcher
+    from facelab.bench.report import write_comparison, write_report
+    from facelab.bench.run import (
         provenance,
         run_benchmark,
         samples_from_dataset,
@@ -774,7 +773,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if not models:
         raise BadInputError("facelab bench: give --model (or --scores GEN IMP)")
     if args.lab is not None:
-        from lab.bench.lab_run import bench_in_lab
+        from facelab.bench.lab_run import bench_in_lab
 
         if not args.tenant:
             raise BadInputError("facelab bench --lab needs --tenant")
@@ -797,7 +796,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     reports = []
     for ref in models:
         if ref == "dlib":
-            from lab.bench._dlib import DlibMatcher
+            from facelab.bench._dlib import DlibMatcher
 
             matcher = DlibMatcher()
         else:
@@ -806,7 +805,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             )
         extract = None
         if clients and ref != "dlib":  # extraction on the cluster too
-            from lab.bench._cluster import extract_on_cluster
+            from facelab.bench._cluster import extract_on_cluster
 
             extract = extract_on_cluster(clients[0], Path(ref).resolve(), args.device)
         update, close = _progress_bar(len(samples), "extract")
@@ -834,7 +833,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     import json as _json
 
-    from lab.bench.report import write_comparison
+    from facelab.bench.report import write_comparison
 
     reports = []
     for r in args.reports:
@@ -857,8 +856,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
 
-    from lab.demo import run_demo
-    from lab.labdir import PASSPHRASE_ENV, captured_secret
+    from facelab.demo import run_demo
+    from facelab.labdir import PASSPHRASE_ENV, captured_secret
 
     env_pw = captured_secret(PASSPHRASE_ENV)
     update, close = _progress_bar(200, "demo synth")
@@ -1172,7 +1171,7 @@ def _absolute_paths(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from lab.labdir import capture_secrets
+    from facelab.labdir import capture_secrets
 
     capture_secrets()  # no child of any kind inherits the operator secret
     args = build_parser().parse_args(argv)

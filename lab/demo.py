@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from lab.audit import Event, VerifyReport, verify_log
-from lab.gates.exporting import export
-from lab.gates.importing.ops import import_model
-from lab.labdir import audit_writer, init_and_record, load_public_key
-from lab.synth import SynthConfig, SynthSummary, contact_sheet, dataset_digest, write_dataset
+from facelab.audit import Event, VerifyReport, verify_log
+from facelab.gates.exporting import export
+from facelab.gates.importing.ops import import_model
+from facelab.labdir import audit_writer, init_and_record, load_public_key
+from facelab.synth import SynthConfig, SynthSummary, contact_sheet, dataset_digest, write_dataset
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,10 @@ def run_demo(
     today: date | None = None,
 ) -> DemoResult:
     """Run the demo with the lab at ``root`` (a new temporary directory if None)."""
-    from lab.confine import missing_layers
-    from lab.jobs import JobRefused, run_job
-    from lab.labdir import unlock
-    from lab.vault import ops, retention
+    from facelab.confine import missing_layers
+    from facelab.jobs import JobRefused, run_job
+    from facelab.labdir import unlock
+    from facelab.vault import ops, retention
 
     today = today or datetime.now(UTC).date()
     base = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="facelab-demo-"))
@@ -92,7 +92,7 @@ def run_demo(
     ingested: dict[str, int] = {}
     summary = None
     sheet = work / "contact_sheet.png"
-    from lab.audit import witness
+    from facelab.audit import witness
 
     wdir = Path(tempfile.mkdtemp(prefix="facelab-demo-witness-")) / "witness"
     wkey = witness.init(wdir, "demo-witness")  # a second party's key, outside the lab
@@ -302,8 +302,7 @@ def _html_report(path: Path, controls, bench_dir: Path, refused, register_md: Pa
 def _leaky_artifact(lab, root_key, out: Path, log) -> Path:
     """What an insider might try: "weights" that are a training face, normalised."""
     import numpy as np
-
-    from lab.vault import ops
+    from facelab.vault import ops
 
     rec = next(
         ops.read(
@@ -325,8 +324,8 @@ def _leaky_artifact(lab, root_key, out: Path, log) -> Path:
 def _import_keys(lab, keys_dir: Path, today: date, isolation: str):
     """A tenant signing key, two import officers, the two processors (borealis due for
     destruction today) and the job isolation this machine can give, into the policy."""
-    from lab.gates.importing.keys import write_keypair
-    from lab.labdir import open_lab
+    from facelab.gates.importing.keys import write_keypair
+    from facelab.labdir import open_lab
 
     keys_dir.mkdir()
     _, tpub, _ = write_keypair("tenant", keys_dir / "acme")
@@ -418,8 +417,8 @@ def _packages(work: Path, keys: Path) -> tuple[Path, Path]:
     import pickle
     import shutil
 
-    from lab.gates.importing import approve, sign_package
-    from lab.gates.importing.keys import load_officer_key
+    from facelab.gates.importing import approve, sign_package
+    from facelab.gates.importing.keys import load_officer_key
 
     good, bad = work / "package-good", work / "package-malicious"
     if (MODELS / "cnn" / "model.onnx").exists():  # a source checkout: the CNN baseline

@@ -4,11 +4,11 @@ Layout::
 
     LAB/lab.json               format, lab id, creation time, the signing key's public half
     LAB/policy.toml            the policy in force (a copy of enclave_policy/default.toml)
-    LAB/keys/keystore.json     scrypt parameters and a check value (lab.vault.keystore)
+    LAB/keys/keystore.json     scrypt parameters and a check value (facelab.vault.keystore)
     LAB/keys/lab_signing.sealed  the Ed25519 lab key, sealed under a root subkey
     LAB/keys/lab_signing.pub   the public key, raw 32 bytes in base64, one line
-    LAB/audit/                 the audit log (lab.audit)
-    LAB/vault.db               the encrypted records (lab.vault)
+    LAB/audit/                 the audit log (facelab.audit)
+    LAB/vault.db               the encrypted records (facelab.vault)
 
 The operator secret comes from FACELAB_PASSPHRASE when set (automation, CI), or the
 bytes of the file named by FACELAB_KEY_FILE, otherwise from the terminal; it is never
@@ -38,10 +38,10 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
+from facelab.errors import BadInputError, PassphraseError, VaultError
+from facelab.vault import keystore
 
 from enclave_policy import DEFAULT_POLICY, Policy, load_policy
-from lab.errors import BadInputError, PassphraseError, VaultError
-from lab.vault import keystore
 
 LAB_FORMAT = "facelab-lab/1"
 PASSPHRASE_ENV = "FACELAB_PASSPHRASE"
@@ -185,7 +185,7 @@ def init_lab(
         }
         paths.meta.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         shutil.copyfile(policy.source, paths.policy)
-        from lab.vault.store import create_database
+        from facelab.vault.store import create_database
 
         create_database(paths.vault)
         if root.exists():
@@ -259,8 +259,8 @@ def audit_writer(
     repair_actor: str | None = None,
 ):
     """Open the lab's audit log for recording (needs the lab key, hence the passphrase)."""
-    from lab.audit import AuditLog, policy_digest
-    from lab.errors import TamperedError
+    from facelab.audit import AuditLog, policy_digest
+    from facelab.errors import TamperedError
 
     key = load_signing_key(lab, passphrase)
     if lab.paths.public_key.exists() and public_key_b64(load_public_key(lab)) != public_key_b64(
@@ -305,8 +305,8 @@ def audit_limits(lab: Lab) -> dict[str, int]:
 
 def init_and_record(root: Path | str, passphrase: bytes, actor: str) -> Lab:
     """``facelab init``: create the lab and record its genesis entry (lab.init, entry 0)."""
-    from lab import __version__
-    from lab.audit import Event
+    from facelab import __version__
+    from facelab.audit import Event
 
     lab = init_lab(root, passphrase)
     with audit_writer(lab, passphrase) as log:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lab.audit import Event
-from lab.labdir import Lab, audit_writer, init_and_record, load_public_key
+from facelab.audit import Event
+from facelab.labdir import Lab, audit_writer, init_and_record, load_public_key
 
 PASS = b"correct horse battery staple"
 
@@ -18,7 +18,7 @@ def make_lab(root: Path, entries: int = 0, checkpoint_every: int | None = None) 
             "checkpoint_every = 256", f"checkpoint_every = {checkpoint_every}"
         )
         lab.paths.policy.write_text(text)
-        from lab.labdir import open_lab
+        from facelab.labdir import open_lab
 
         lab = open_lab(root)
     if entries:
@@ -45,6 +45,6 @@ def seqs(lab: Lab) -> list[int]:
 
 
 def verify(lab: Lab, **kw):
-    from lab.audit import verify_log
+    from facelab.audit import verify_log
 
     return verify_log(lab.paths.audit, lab.origin, load_public_key(lab), **kw)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from lab.synth import SynthConfig, write_dataset
+from facelab.synth import SynthConfig, write_dataset
 
 
 @pytest.fixture(scope="session")

@@ -25,10 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
+from facelab.bench._matcher import Matcher
+from facelab.gates.exporting._mrz import check_digit
 from onnx import helper, numpy_helper
-
-from lab.bench._matcher import Matcher
-from lab.gates.exporting._mrz import check_digit
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,12 +8,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.audit import AuditLog
-from lab.gates.importing.keys import load_officer_key, write_keypair
-from lab.gates.importing.ops import import_model
-from lab.labdir import Lab, audit_writer, init_and_record, open_lab, public_key_b64, unlock
-from lab.synth import SynthConfig, write_dataset
-from lab.vault import ops as vault_ops
+from facelab.audit import AuditLog
+from facelab.gates.importing.keys import load_officer_key, write_keypair
+from facelab.gates.importing.ops import import_model
+from facelab.labdir import Lab, audit_writer, init_and_record, open_lab, public_key_b64, unlock
+from facelab.synth import SynthConfig, write_dataset
+from facelab.vault import ops as vault_ops
+
 from tests.import_helpers import configure, make_keys, sign_and_approve
 
 PASSPHRASE = b"export gate tests"
@@ -74,7 +75,7 @@ def subject_splits(el: ExportLab) -> dict[str, str]:
     """dataset subject_id -> the vault's split of that person (via the passport number)."""
     import csv
 
-    from lab.vault.ops import open_vault
+    from facelab.vault.ops import open_vault
 
     root = unlock(el.lab, PASSPHRASE)
     with open_vault(el.lab, root) as v:
@@ -88,9 +89,9 @@ class Scanner:
     for one set), so that a corpus does not rebuild the index per case."""
 
     def __init__(self, el: ExportLab):
-        from lab.gates.exporting import vault_index
-        from lab.gates.exporting.ops import _reference_matchers
-        from lab.vault.ops import open_vault
+        from facelab.gates.exporting import vault_index
+        from facelab.gates.exporting.ops import _reference_matchers
+        from facelab.vault.ops import open_vault
 
         self.el = el
         self.root = unlock(el.lab, PASSPHRASE)
@@ -111,9 +112,9 @@ class Scanner:
         detectors) of ``paths``, without the release."""
         import shutil
 
-        from lab.gates.exporting import contract
-        from lab.gates.exporting._types import ScanContext
-        from lab.gates.exporting.ops import _registered_onnx, check, layout
+        from facelab.gates.exporting import contract
+        from facelab.gates.exporting._types import ScanContext
+        from facelab.gates.exporting.ops import _registered_onnx, check, layout
 
         lab = self.el.lab
         ctx = ScanContext(
@@ -151,7 +152,7 @@ class Scanner:
 
 def bench_outbox(el: ExportLab) -> Path:
     """Run the 1:1 benchmark inside the lab; its report directory (a clean export)."""
-    from lab.bench.lab_run import bench_in_lab
+    from facelab.bench.lab_run import bench_in_lab
 
     root = unlock(el.lab, PASSPHRASE)
     with audit_writer(el.lab, root) as log:

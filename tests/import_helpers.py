@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from facelab.gates.importing import approve, sign_package
+from facelab.gates.importing.keys import load_officer_key, write_keypair
+from facelab.labdir import open_lab
 from onnx import TensorProto, helper, numpy_helper
-
-from lab.gates.importing import approve, sign_package
-from lab.gates.importing.keys import load_officer_key, write_keypair
-from lab.labdir import open_lab
 
 
 @dataclass
@@ -36,7 +35,7 @@ def make_keys(d: Path) -> Keys:
 
 def configure(lab_root: Path, keys: Keys, tenant: str = "acme", **limits) -> None:
     """Put the tenant's and two officers' public keys (not park's) into the lab policy."""
-    from lab.labdir import public_key_b64
+    from facelab.labdir import public_key_b64
 
     policy = lab_root / "policy.toml"
     text = policy.read_text()

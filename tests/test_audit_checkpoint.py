@@ -8,11 +8,10 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from facelab.audit import checkpoint as ck
+from facelab.errors import NoteError
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from lab.audit import checkpoint as ck
-from lab.errors import NoteError
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 ORIGIN = "facelab.local/lab-test"

@@ -6,10 +6,9 @@ import base64
 
 import numpy as np
 import pytest
+from facelab.audit import AuditSchemaError, Event
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from lab.audit import AuditSchemaError, Event
 
 
 def test_a_job_summary_of_a_handful_of_metrics_is_legal() -> None:

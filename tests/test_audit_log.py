@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from facelab.audit import Event, _head, checkpoint, rfc9162
+from facelab.audit.log import checkpoint_files
+from facelab.audit.proofs import prove_consistency, prove_inclusion
+from facelab.errors import TamperedError
+from facelab.labdir import audit_writer, load_public_key, public_key_b64, unlock
 
-from lab.audit import Event, _head, checkpoint, rfc9162
-from lab.audit.log import checkpoint_files
-from lab.audit.proofs import prove_consistency, prove_inclusion
-from lab.errors import TamperedError
-from lab.labdir import audit_writer, load_public_key, public_key_b64, unlock
 from tests.audit_helpers import PASS, lines, make_lab, seqs, verify, write_lines
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def test_inclusion_and_consistency_proofs_from_the_store(tmp_path: Path, monkeyp
     latest = cps[-1]
     assert latest.size == 300
     reads = {"n": 0}
-    from lab.audit import _store
+    from facelab.audit import _store
 
     real = _store.HashFile.read
 
@@ -150,9 +150,9 @@ def test_bad_events_are_refused_before_writing(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- processes and crashes
 _WRITER = r"""
 import os, random, signal, sys
-import lab.audit.log as logmod
-from lab.labdir import open_lab, audit_writer
-from lab.audit import Event
+import facelab.audit.log as logmod
+from facelab.labdir import open_lab, audit_writer
+from facelab.audit import Event
 lab = open_lab(sys.argv[1]); tag = sys.argv[2]; n = int(sys.argv[3])
 mode = sys.argv[4] if len(sys.argv) > 4 else "run"
 rng = random.Random(int(sys.argv[5]) if len(sys.argv) > 5 else 0)
@@ -461,7 +461,15 @@ def test_cli_names_the_kind_and_the_entry(signed_lab) -> None:
     del ls[7]
     write_lines(signed_lab, ls)
     p = subprocess.run(
-        [sys.executable, "-m", "lab.cli", "audit", "verify", "--lab", str(signed_lab.paths.root)],
+        [
+            sys.executable,
+            "-m",
+            "facelab.cli",
+            "audit",
+            "verify",
+            "--lab",
+            str(signed_lab.paths.root),
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},

@@ -8,12 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from facelab.audit import rfc9162 as m
+from facelab.audit._store import leaves_for_stored, new_hashes, stored_count, stored_index
+from facelab.errors import MalformedProofError, ProofError, RootMismatchError
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from lab.audit import rfc9162 as m
-from lab.audit._store import leaves_for_stored, new_hashes, stored_count, stored_index
-from lab.errors import MalformedProofError, ProofError, RootMismatchError
 
 V = json.loads((Path(__file__).parent / "vectors" / "audit" / "rfc6962.json").read_text())
 LEAVES = [bytes.fromhex(x) for x in V["leaves_hex"]]

@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from facelab.audit import Event, _head, rfc9162
+from facelab.audit.log import checkpoint_files
+from facelab.errors import TamperedError
+from facelab.labdir import audit_writer
 
-from lab.audit import Event, _head, rfc9162
-from lab.audit.log import checkpoint_files
-from lab.errors import TamperedError
-from lab.labdir import audit_writer
 from tests.audit_helpers import PASS, lines, make_lab, verify, write_lines
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 def cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "FACELAB_PASSPHRASE": PASS.decode()}
     return subprocess.run(
-        [sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "facelab.cli", *args], capture_output=True, text=True, env=env
     )
 
 
@@ -184,8 +184,7 @@ def test_7_the_writer_never_signs_a_log_that_verify_calls_damaged(lab, attack) -
         (a / "index.bin").write_bytes(bytes(data))
     else:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-        from lab.labdir import public_key_b64
+        from facelab.labdir import public_key_b64
 
         other = Ed25519PrivateKey.generate().public_key()
         lab.paths.public_key.write_text(public_key_b64(other) + "\n")
@@ -203,8 +202,8 @@ def test_deleting_the_head_outside_the_log_is_damage(lab) -> None:
 def test_no_second_checkpoint_at_a_signed_size_with_another_root(lab) -> None:
     """Plant a validly signed note at the next size with another root (what a writer
     fooled into signing a split view would leave): the writer refuses to add its own."""
-    from lab.audit import checkpoint as ck
-    from lab.labdir import load_signing_key, open_lab
+    from facelab.audit import checkpoint as ck
+    from facelab.labdir import load_signing_key, open_lab
 
     key = load_signing_key(open_lab(lab.paths.root), PASS)
     n = len(lines(lab))
@@ -265,8 +264,8 @@ def test_verify_requires_a_cosigned_checkpoint_within_the_allowed_tail(tmp_path:
 
 
 def test_a_witness_key_is_never_the_lab_key(tmp_path: Path) -> None:
-    from lab.audit import checkpoint as ck
-    from lab.labdir import load_public_key
+    from facelab.audit import checkpoint as ck
+    from facelab.labdir import load_public_key
 
     lab = make_lab(tmp_path / "lab")
     vk = ck.vkey("sneaky", load_public_key(lab))
@@ -276,8 +275,8 @@ def test_a_witness_key_is_never_the_lab_key(tmp_path: Path) -> None:
 
 def test_the_head_root_is_an_rfc9162_root_of_the_entries(lab) -> None:
     """Independent oracle: recompute the root from the entry lines with the pure hashes."""
-    from lab.audit import checkpoint as ck
-    from lab.labdir import load_public_key
+    from facelab.audit import checkpoint as ck
+    from facelab.labdir import load_public_key
 
     ls = lines(lab)
     root = rfc9162.root_from_leaf_hashes([rfc9162.leaf_hash(x) for x in ls])
@@ -304,7 +303,7 @@ def test_every_single_byte_change_of_an_old_or_witness_note_is_exit_4(
     """The mutation table at the command line, in process: `consistency --old` with each
     byte of a real checkpoint flipped (and `verify --witness` with every seventh); never
     exit 0 or 1."""
-    from lab.cli import main
+    from facelab.cli import main
 
     note = checkpoint_files(lab.paths.audit)[-1].read_bytes()
     f = tmp_path / "m.note"
@@ -322,7 +321,7 @@ def test_every_single_byte_change_of_an_old_or_witness_note_is_exit_4(
 
 
 def test_an_inclusion_proof_verifies_offline_with_the_public_key_only(lab, tmp_path) -> None:
-    from lab.labdir import load_public_key, public_key_b64
+    from facelab.labdir import load_public_key, public_key_b64
 
     root = str(lab.paths.root)
     p = cli("audit", "prove", "--lab", root, "--entry", "7")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from lab.bench import auc, eer, fnmr_at_fmr, score_pairs
+from facelab.bench import auc, eer, fnmr_at_fmr, score_pairs
 
 distributed = pytest.importorskip("distributed")
 
@@ -23,7 +22,7 @@ def client():
 
 @pytest.mark.parametrize("pilot", [0.0, 0.05])
 def test_two_worker_cluster_equals_in_process(client, pilot: float) -> None:
-    from lab.bench._cluster import score_pairs_on_cluster
+    from facelab.bench._cluster import score_pairs_on_cluster
 
     rng = np.random.default_rng(5)
     # small integer templates: every dot product is exact, whatever the BLAS block
@@ -49,7 +48,7 @@ def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path) -> None:
         [
             sys.executable,
             "-m",
-            "lab.cli",
+            "facelab.cli",
             "bench",
             "--dataset",
             str(tmp_path),
@@ -72,10 +71,10 @@ def test_extraction_on_the_cluster_equals_in_process(client, tmp_path) -> None:
     """Records partitioned over two workers, each loading the model once."""
     from pathlib import Path
 
-    from lab.bench._cluster import extract_on_cluster
-    from lab.bench._matcher import Matcher
-    from lab.bench.run import run_benchmark, samples_from_dataset
-    from lab.synth import SynthConfig, write_dataset
+    from facelab.bench._cluster import extract_on_cluster
+    from facelab.bench._matcher import Matcher
+    from facelab.bench.run import run_benchmark, samples_from_dataset
+    from facelab.synth import SynthConfig, write_dataset
 
     write_dataset(SynthConfig(identities=30, captures=2, seed=9), tmp_path / "ds", workers=1)
     samples = samples_from_dataset(tmp_path / "ds")

@@ -4,7 +4,7 @@ The reference (``Ref``) walks every candidate threshold with plain comparisons a
 Python fractions: ISO/IEC 19795-1 FMR and FNMR, the FNMR@FMR threshold rule (smallest
 threshold with FMR <= target), the FVC2000 EER (Maio et al. 2002), the ROC convex hull
 EER (monotone chain on exact fractions), the Mann-Whitney AUC over all pairs, and d'
-with population variances. It shares nothing with lab.bench._metrics.
+with population variances. It shares nothing with facelab.bench._metrics.
 """
 
 from __future__ import annotations
@@ -16,10 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from lab.bench import (
+from facelab.bench import (
     auc,
     d_prime,
     eer,
@@ -29,8 +26,10 @@ from lab.bench import (
     reduce_scores,
     rocch_eer,
 )
-from lab.bench._metrics import orientation_warning
-from lab.errors import BadInputError
+from facelab.bench._metrics import orientation_warning
+from facelab.errors import BadInputError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 class Ref:

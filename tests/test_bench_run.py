@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from facelab.bench._align import ARCFACE_112, align
+from facelab.bench._matcher import Matcher
+from facelab.bench.run import run_benchmark, samples_from_dataset, wilson
+from facelab.errors import BadInputError
+from facelab.synth import SynthConfig, write_dataset
 
-from lab.bench._align import ARCFACE_112, align
-from lab.bench._matcher import Matcher
-from lab.bench.run import run_benchmark, samples_from_dataset, wilson
-from lab.errors import BadInputError
-from lab.synth import SynthConfig, write_dataset
 from tests.import_helpers import build_model, model_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def test_group_ratios_only_between_estimable_groups(dataset) -> None:
 
 
 def test_fairness_measures_by_hand() -> None:
-    from lab.bench._uncertainty import fdr, garbe, gini
+    from facelab.bench._uncertainty import fdr, garbe, gini
 
     fmr, fnmr = np.array([1e-3, 2e-3, 4e-3]), np.array([0.1, 0.1, 0.4])
     assert fdr(fmr, fnmr) == pytest.approx(1 - (0.5 * 3e-3 + 0.5 * 0.3))
@@ -190,7 +190,7 @@ def test_no_genuine_pairs_exits_2(tmp_path) -> None:
         [
             sys.executable,
             "-m",
-            "lab.cli",
+            "facelab.cli",
             "bench",
             "--dataset",
             str(ds),
@@ -212,7 +212,7 @@ def test_cli_writes_the_report(dataset, tmp_path) -> None:
         [
             sys.executable,
             "-m",
-            "lab.cli",
+            "facelab.cli",
             "bench",
             "--dataset",
             str(dataset),
@@ -244,7 +244,7 @@ def test_cli_writes_the_report(dataset, tmp_path) -> None:
 
 def test_cli_two_models_on_one_det_and_compare(dataset, tmp_path) -> None:
     cnn = REPO / "models" / "cnn"
-    cmd = [sys.executable, "-m", "lab.cli", "bench", "--dataset", str(dataset)]
+    cmd = [sys.executable, "-m", "facelab.cli", "bench", "--dataset", str(dataset)]
     p = subprocess.run(
         [*cmd, "--model", str(EIGENFACE), "--model", str(cnn), "--out", str(tmp_path / "r")],
         capture_output=True, text=True, check=False,
@@ -253,7 +253,7 @@ def test_cli_two_models_on_one_det_and_compare(dataset, tmp_path) -> None:
     assert (tmp_path / "r" / "compare.html").exists()
     assert (tmp_path / "r" / "det-compare.png").read_bytes()[:4] == b"\x89PNG"
     reports = [tmp_path / "r" / "eigenface", tmp_path / "r" / "cnn" / "report.json"]
-    cmd = [sys.executable, "-m", "lab.cli", "compare", *map(str, reports)]
+    cmd = [sys.executable, "-m", "facelab.cli", "compare", *map(str, reports)]
     p = subprocess.run([*cmd, "--out", str(tmp_path / "c")], capture_output=True, text=True,
                        check=False)  # fmt: skip
     assert p.returncode == 0, p.stderr
@@ -261,7 +261,7 @@ def test_cli_two_models_on_one_det_and_compare(dataset, tmp_path) -> None:
     assert "eigenface@1.0.0" in page and "cnn@1.0.0" in page
     bad = tmp_path / "bad.json"
     bad.write_text("[1]")
-    p = subprocess.run([sys.executable, "-m", "lab.cli", "compare", str(bad)],
+    p = subprocess.run([sys.executable, "-m", "facelab.cli", "compare", str(bad)],
                        capture_output=True, text=True, check=False)  # fmt: skip
     assert p.returncode == 2 and "not a facelab benchmark report" in p.stderr
     assert "Traceback" not in p.stderr
@@ -271,7 +271,7 @@ def test_cli_scores_from_files_with_a_distance_flag(tmp_path) -> None:
     rng = np.random.default_rng(0)
     np.save(tmp_path / "g.npy", rng.uniform(0, 0.8, 300))
     np.savetxt(tmp_path / "i.txt", rng.uniform(0.6, 1.6, 5000))
-    cmd = [sys.executable, "-m", "lab.cli", "bench", "--scores", str(tmp_path / "g.npy"),
+    cmd = [sys.executable, "-m", "facelab.cli", "bench", "--scores", str(tmp_path / "g.npy"),
            str(tmp_path / "i.txt"), "--out", str(tmp_path / "r")]  # fmt: skip
     p = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert p.returncode == 0 and "are these distance scores?" in p.stdout
@@ -305,10 +305,11 @@ def test_bench_inside_the_lab(tmp_path) -> None:
     tenant's outbox, the run in the audit log."""
     import shutil
 
-    from lab.bench.lab_run import bench_in_lab, outbox
-    from lab.gates.importing.ops import import_model
-    from lab.labdir import audit_writer, open_lab, unlock
-    from lab.vault import ops
+    from facelab.bench.lab_run import bench_in_lab, outbox
+    from facelab.gates.importing.ops import import_model
+    from facelab.labdir import audit_writer, open_lab, unlock
+    from facelab.vault import ops
+
     from tests.audit_helpers import PASS, make_lab
     from tests.import_helpers import configure, make_keys, sign_and_approve
 
@@ -341,7 +342,7 @@ def test_bench_inside_the_lab(tmp_path) -> None:
 
 def test_the_dlib_reference_matcher(dataset) -> None:
     pytest.importorskip("face_recognition_models")
-    from lab.bench._dlib import DlibMatcher
+    from facelab.bench._dlib import DlibMatcher
 
     samples = samples_from_dataset(dataset)[:60]  # 20 subjects: dlib takes ~0.1 s a face
     rep = run_benchmark(samples, DlibMatcher())

@@ -7,11 +7,20 @@ import math
 
 import numpy as np
 import pytest
+from facelab.bench import (
+    auc,
+    d_prime,
+    det_curve,
+    eer,
+    fnmr_at_fmr,
+    rates_at,
+    rocch_eer,
+    score_pairs,
+)
+from facelab.errors import BadInputError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.bench import auc, d_prime, det_curve, eer, fnmr_at_fmr, rates_at, rocch_eer, score_pairs
-from lab.errors import BadInputError
 from tests.test_bench_metrics import Ref
 
 

@@ -21,7 +21,7 @@ ENV = {
 
 def run(*args: str, env: dict | None = None, stdin=subprocess.DEVNULL):
     return subprocess.run(
-        [sys.executable, "-m", "lab.cli", *args],
+        [sys.executable, "-m", "facelab.cli", *args],
         capture_output=True,
         text=True,
         env=env or ENV,

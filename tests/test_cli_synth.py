@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-FACELAB = [sys.executable, "-m", "lab.cli"]
+FACELAB = [sys.executable, "-m", "facelab.cli"]
 
 
 def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from facelab.synth import SynthConfig, write_dataset
 
-from lab.synth import SynthConfig, write_dataset
 from tests.test_cli_audit import ENV, one_line_error, run
 
 

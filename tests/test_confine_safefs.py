@@ -1,4 +1,4 @@
-"""Reading what a confined run left behind (``lab.confine.safefs``), without a sandbox:
+"""Reading what a confined run left behind (``facelab.confine.safefs``), without a sandbox:
 links, FIFOs, sockets, hard links, caps. The oracle is the test's own hashlib."""
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from lab.confine.safefs import disown, hash_fd, walk_regular
+from facelab.confine.safefs import disown, hash_fd, walk_regular
 
 
 def _tree(root: Path) -> dict[str, bytes]:

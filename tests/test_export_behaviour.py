@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from facelab.bench._matcher import Matcher
+from facelab.gates.exporting import export
+from facelab.jobs.runner import run_job
+from facelab.labdir import audit_writer, unlock
+from facelab.vault.ops import open_vault
 from onnx import TensorProto, helper, numpy_helper
 
-from lab.bench._matcher import Matcher
-from lab.gates.exporting import export
-from lab.jobs.runner import run_job
-from lab.labdir import audit_writer, unlock
-from lab.vault.ops import open_vault
 from tests.export_helpers import PASSPHRASE, bench_outbox, build_export_lab
 from tests.test_cli_audit import run as _run
 

@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from facelab.gates.exporting import _rebuild_child as rb
+from facelab.gates.exporting import _torchzip
+from facelab.gates.exporting._quantise import capacity_bits, requantise
+from facelab.gates.exporting.contract import child_policy, classify
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from enclave_policy import load_policy
-from lab.gates.exporting import _rebuild_child as rb
-from lab.gates.exporting import _torchzip
-from lab.gates.exporting._quantise import capacity_bits, requantise
-from lab.gates.exporting.contract import child_policy, classify
 
 POL = load_policy()
 CP = child_policy(POL.exporting, POL.importing)
@@ -389,9 +389,9 @@ def test_a_safetensors_header_that_declares_a_huge_tensor_is_refused(tmp_path: P
 
 
 def test_a_subject_pseudonym_is_an_identifier() -> None:
-    from lab.gates.exporting._types import Artifact, ScanContext
-    from lab.gates.exporting.detectors import identifiers
-    from lab.gates.exporting.vault_index import SubjectIndex
+    from facelab.gates.exporting._types import Artifact, ScanContext
+    from facelab.gates.exporting.detectors import identifiers
+    from facelab.gates.exporting.vault_index import SubjectIndex
 
     pseudo = "fec658cd70d92978a36c855649ae4813"
     idx = SubjectIndex(

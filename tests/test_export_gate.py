@@ -153,7 +153,7 @@ def test_a_reviewer_override_releases_and_is_logged_with_its_reason(
 def test_forged_or_misused_overrides_are_rejected_and_nothing_is_released(
     el, leaky: Path, tmp_path: Path
 ) -> None:
-    from lab.gates.importing.keys import write_keypair
+    from facelab.gates.importing.keys import write_keypair
 
     stranger, _, _ = write_keypair("reviewer", tmp_path / "mallory")
     forged = tmp_path / "forged.json"

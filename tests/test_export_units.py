@@ -10,16 +10,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from facelab.gates.exporting import _mrz, keyed
+from facelab.gates.exporting._views import count, views
+from facelab.gates.exporting.artifact import Unscannable, load
+from facelab.gates.exporting.detectors.memorisation import auc_p, tpr_at
+from facelab.gates.exporting.detectors.payloads import embedded
+from facelab.gates.exporting.provenance import capacity_bits
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enclave_policy import load_policy
-from lab.gates.exporting import _mrz, keyed
-from lab.gates.exporting._views import count, views
-from lab.gates.exporting.artifact import Unscannable, load
-from lab.gates.exporting.detectors.memorisation import auc_p, tpr_at
-from lab.gates.exporting.detectors.payloads import embedded
-from lab.gates.exporting.provenance import capacity_bits
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "export" / "mrz.json").read_text())
 POLICY = load_policy().exporting

@@ -8,15 +8,15 @@ import os
 import pickle
 
 import pytest
+from facelab.audit import checkpoint as ck
+from facelab.audit.events import parse_entry
+from facelab.errors import NoteError
+from facelab.gates.importing import _tar
+from facelab.gates.importing.checks.model_json import validate
+from facelab.gates.importing.filetype import scan, sniff
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.audit import checkpoint as ck
-from lab.audit.events import parse_entry
-from lab.errors import NoteError
-from lab.gates.importing import _tar
-from lab.gates.importing.checks.model_json import validate
-from lab.gates.importing.filetype import scan, sniff
 from tests.import_helpers import tar_header
 
 blobs = st.binary(max_size=600)
@@ -92,8 +92,8 @@ def test_model_json_with_the_right_keys_and_wrong_values(doc) -> None:
 def test_dataset_reader_raises_only_bad_input(
     tmp_path_factory, manifest: bytes, image: bytes
 ) -> None:
-    from lab.errors import BadInputError
-    from lab.vault.dataset import read_dataset
+    from facelab.errors import BadInputError
+    from facelab.vault.dataset import read_dataset
 
     d = tmp_path_factory.mktemp("fz")
     (d / "images").mkdir()
@@ -111,8 +111,9 @@ def test_dataset_reader_raises_only_bad_input(
 @settings(max_examples=12, deadline=None)
 @given(st.binary(max_size=300), json_values)
 def test_import_gate_reports_on_any_package(tmp_path_factory, onnx_bytes, spec) -> None:
+    from facelab.gates.importing import inspect
+
     from enclave_policy import load_policy
-    from lab.gates.importing import inspect
 
     d = tmp_path_factory.mktemp("pkg")
     (d / "model.onnx").write_bytes(onnx_bytes)

@@ -45,13 +45,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from facelab.errors import BadInputError
+from facelab.gates.importing import gate as gate_module
+from facelab.gates.importing import list_models
+from facelab.gates.importing.ops import import_model, models_dir
+from facelab.labdir import audit_writer, open_lab
 from onnx import TensorProto, helper, numpy_helper
 
-from lab.errors import BadInputError
-from lab.gates.importing import gate as gate_module
-from lab.gates.importing import list_models
-from lab.gates.importing.ops import import_model, models_dir
-from lab.labdir import audit_writer, open_lab
 from tests.audit_helpers import PASS, make_lab
 from tests.import_helpers import (
     blowup_model,
@@ -163,7 +163,7 @@ def test_an_approver_not_in_the_policy(lab, keys, tmp_path) -> None:
 
 
 def test_an_approval_forged_with_another_key(lab, keys, tmp_path) -> None:
-    from lab.gates.importing import approve
+    from facelab.gates.importing import approve
 
     pkg = sign_and_approve(make_package(tmp_path / "p"), keys, ("kim",))
     approve(pkg, "lee", keys.stranger)  # lee's name, someone else's key
@@ -290,8 +290,7 @@ def test_a_signature_that_leaves_the_model_unsigned(lab, keys, tmp_path) -> None
     """model-signing verifies all but the paths the signer ignored: a tenant signature
     that ignores model.onnx verifies with any model.onnx. The gate refuses it."""
     import model_signing
-
-    from lab.gates.importing import approve
+    from facelab.gates.importing import approve
 
     pkg = make_package(tmp_path / "p")
     (pkg / "signatures").mkdir()
@@ -500,7 +499,7 @@ def small_limits(tmp_path, keys):
 
 
 def _static(lab, pkg):
-    from lab.gates.importing import inspect
+    from facelab.gates.importing import inspect
 
     report, ctx = inspect(pkg, "acme", lab.policy.importing, dynamic=False)
     ctx.package.cleanup()
@@ -579,7 +578,7 @@ def _gzip_bomb(total: int) -> bytes:
 
 
 def test_a_gzip_bomb_stops_at_its_first_megabytes(tmp_path) -> None:
-    from lab.gates.importing import _tar
+    from facelab.gates.importing import _tar
 
     src = tmp_path / "bomb.tar.gz"
     src.write_bytes(_gzip_bomb(4 << 30))
@@ -614,7 +613,7 @@ def test_a_good_tar_gz_package_is_accepted(lab, keys, tmp_path) -> None:
 def test_a_crash_in_the_confined_checks_is_a_refusal(
     lab, keys, tmp_path, tmpdir_watch, monkeypatch
 ) -> None:
-    monkeypatch.setattr(gate_module, "STATIC_TARGET", "lab.gates.importing._static_child:nope")
+    monkeypatch.setattr(gate_module, "STATIC_TARGET", "facelab.gates.importing._static_child:nope")
     pkg = sign_and_approve(make_package(tmp_path / "p"), keys)
     f = failed(gate(lab, pkg))
     assert "crashed" in f["files"] and "AttributeError" in f["files"]

@@ -1,4 +1,4 @@
-"""What of a job's summary may enter the signed audit log (``lab.jobs.summary``)."""
+"""What of a job's summary may enter the signed audit log (``facelab.jobs.summary``)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import hashlib
 import json
 import math
 
+from facelab.jobs.summary import MAX_KEYS, clean_summary
 from hypothesis import given
 from hypothesis import strategies as st
-
-from lab.jobs.summary import MAX_KEYS, clean_summary
 
 keys = st.from_regex(r"[a-z][a-z0-9_.\-]{0,47}", fullmatch=True)
 numbers = st.one_of(

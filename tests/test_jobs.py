@@ -10,13 +10,13 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from facelab.confine import missing_layers
+from facelab.errors import BadInputError, JobRefused
+from facelab.jobs import run_job
+from facelab.labdir import open_lab
 
 from enclave_policy import load_policy
 from enclave_policy.rules import check_job
-from lab.confine import missing_layers
-from lab.errors import BadInputError, JobRefused
-from lab.jobs import run_job
-from lab.labdir import open_lab
 from tests.export_helpers import PASSPHRASE, build_export_lab
 from tests.test_cli_audit import one_line_error
 from tests.test_cli_audit import run as _run
@@ -30,8 +30,8 @@ def _policy(lab_root: Path, extra: str = "", wall: int = 60) -> None:
     text = p.read_text()
     trainers = ", ".join(f'{n} = "tests.hostile_jobs:{n}"' for n in EVIL)
     text = text.replace(
-        'trainers = { pca_head = "lab.jobs.trainers:pca_head" }',
-        f'trainers = {{ pca_head = "lab.jobs.trainers:pca_head", {trainers} }}',
+        'trainers = { pca_head = "facelab.jobs.trainers:pca_head" }',
+        f'trainers = {{ pca_head = "facelab.jobs.trainers:pca_head", {trainers} }}',
     )
     text = text.replace("wall_seconds = 900", f"wall_seconds = {wall}")
     text = text.replace("cpu_seconds = 600", "cpu_seconds = 10")
@@ -45,8 +45,8 @@ def el(tmp_path_factory: pytest.TempPathFactory):
     e = build_export_lab(tmp_path_factory.mktemp("jobs"), identities=30, captures=2)
     _policy(e.lab.paths.root, wall=30)
     # a second tenant with data and an outbox file of its own
-    from lab.synth import SynthConfig, write_dataset
-    from lab.vault import ops
+    from facelab.synth import SynthConfig, write_dataset
+    from facelab.vault import ops
 
     ds = e.lab.paths.root.parent / "beta-data"
     write_dataset(SynthConfig(identities=5, captures=1, seed=99), ds, workers=1)
@@ -263,7 +263,7 @@ def test_retention_destroys_tenants_past_due_and_the_register_shows_it(tmp_path:
         (("retention_days = 365", "retention_days = 0"), "tenant_defaults.retention_days"),
         (('isolation = "strict"', 'isolation = "none"'), "jobs.isolation"),
         (
-            ('pca_head = "lab.jobs.trainers:pca_head"', 'pca_head = "nocolon"'),
+            ('pca_head = "facelab.jobs.trainers:pca_head"', 'pca_head = "nocolon"'),
             "jobs.trainers.pca_head",
         ),
         (
@@ -287,7 +287,7 @@ def test_policy_errors_name_the_key(tmp_path: Path, edit: tuple[str, str], key: 
 def test_jobs_refuse_to_run_when_the_lab_is_readable_to_them(el, tmp_path: Path) -> None:
     """A lab placed inside what a job reads (here: the package of a registered trainer,
     which is bound whole) would be visible to jobs: the runner refuses before starting."""
-    from lab.labdir import init_and_record
+    from facelab.labdir import init_and_record
 
     mod_dir = tmp_path / "trainers"
     (mod_dir / "nosypkg").mkdir(parents=True)
@@ -295,8 +295,8 @@ def test_jobs_refuse_to_run_when_the_lab_is_readable_to_them(el, tmp_path: Path)
     lab = init_and_record(mod_dir / "nosypkg" / "lab", PASSPHRASE, "op")
     text = el.lab.paths.policy.read_text()
     text = text.replace(
-        'trainers = { pca_head = "lab.jobs.trainers:pca_head"',
-        'trainers = { nosy = "nosypkg:run", pca_head = "lab.jobs.trainers:pca_head"',
+        'trainers = { pca_head = "facelab.jobs.trainers:pca_head"',
+        'trainers = { nosy = "nosypkg:run", pca_head = "facelab.jobs.trainers:pca_head"',
     )
     lab.paths.policy.write_text(text)
     import sys as _sys
@@ -304,7 +304,7 @@ def test_jobs_refuse_to_run_when_the_lab_is_readable_to_them(el, tmp_path: Path)
     _sys.path.insert(0, str(mod_dir))
     try:
         lab = open_lab(lab.paths.root)
-        from lab.labdir import audit_writer, unlock
+        from facelab.labdir import audit_writer, unlock
 
         root = unlock(lab, PASSPHRASE)
         with audit_writer(lab, root) as log, pytest.raises(BadInputError, match="lies inside"):

@@ -8,12 +8,11 @@ import os
 from pathlib import Path
 
 import cv2
+import facelab.synth._dataset as dataset_mod
 import numpy as np
 import pytest
-
-import lab.synth._dataset as dataset_mod
-from lab.errors import BadInputError
-from lab.synth import MANIFEST_COLUMNS, NATIONALITY_CODES, SynthConfig, write_dataset
+from facelab.errors import BadInputError
+from facelab.synth import MANIFEST_COLUMNS, NATIONALITY_CODES, SynthConfig, write_dataset
 
 
 def _digests(root: Path) -> dict[str, str]:

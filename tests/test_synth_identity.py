@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from facelab.synth import NATIONALITY_CODES, PARAM_NAMES, sample_identity
+from facelab.synth._identity import HI, LO, P
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from lab.synth import NATIONALITY_CODES, PARAM_NAMES, sample_identity
-from lab.synth._identity import HI, LO, P
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 indices = st.integers(min_value=0, max_value=10**6)

@@ -8,9 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from lab.synth import SynthConfig, write_dataset
-from lab.synth import _realism as realism
+from facelab.synth import SynthConfig, write_dataset
+from facelab.synth import _realism as realism
 
 
 @pytest.fixture(scope="module")

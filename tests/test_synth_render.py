@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from facelab.synth import _canvas
+from facelab.synth import _render as R
+from facelab.synth._capture import gate_scene
+from facelab.synth._identity import P, sample_identity
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from lab.synth import _canvas
-from lab.synth import _render as R
-from lab.synth._capture import gate_scene
-from lab.synth._identity import P, sample_identity
 
 
 def _make(index: int, seed: int, difficulty: float) -> tuple[_canvas.Canvas, int]:

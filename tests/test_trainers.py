@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from facelab.jobs.trainers import head_basis
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from lab.jobs.trainers import head_basis
 
 
 def cos(x: np.ndarray) -> np.ndarray:

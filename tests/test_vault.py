@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
+from facelab.audit import Event
+from facelab.errors import BadInputError, PassphraseError, TamperedError, VaultError
+from facelab.labdir import audit_writer, load_public_key, open_lab, unlock
+from facelab.synth import SynthConfig, write_dataset
+from facelab.vault import certificate, keystore, ops
+from facelab.vault.dataset import read_dataset
 
-from lab.audit import Event
-from lab.errors import BadInputError, PassphraseError, TamperedError, VaultError
-from lab.labdir import audit_writer, load_public_key, open_lab, unlock
-from lab.synth import SynthConfig, write_dataset
-from lab.vault import certificate, keystore, ops
-from lab.vault.dataset import read_dataset
 from tests.audit_helpers import PASS, make_lab
 
 REPO = Path(__file__).resolve().parents[1]
@@ -205,7 +205,7 @@ def test_delete_source_after_a_verified_ingest(lab, tmp_path: Path) -> None:
 def test_delete_source_keeps_the_plaintext_when_the_copy_differs(lab, tmp_path, monkeypatch):
     ds = tmp_path / "plain"
     write_dataset(SynthConfig(identities=3, captures=1, seed=2), ds, workers=1)
-    from lab.vault.store import Vault
+    from facelab.vault.store import Vault
 
     monkeypatch.setattr(Vault, "dataset_image_digests", lambda self, t, d: ["0" * 64])
     with pytest.raises(BadInputError, match="does not match"):
@@ -316,8 +316,8 @@ def test_wrong_passphrase_is_a_clear_error(lab) -> None:
 
 _INGEST = r"""
 import os, random, signal, sys
-from lab.labdir import open_lab, unlock, audit_writer
-from lab.vault import ops
+from facelab.labdir import open_lab, unlock, audit_writer
+from facelab.vault import ops
 lab = open_lab(sys.argv[1]); root = unlock(lab, b"correct horse battery staple")
 if len(sys.argv) > 3:  # die inside the transaction, at a random SQLite instruction
     budget = {"n": random.Random(int(sys.argv[3])).randint(1, 200)}

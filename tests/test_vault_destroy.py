@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from facelab.errors import VaultError
+from facelab.labdir import audit_writer, load_public_key, public_key_b64, unlock
+from facelab.synth import SynthConfig, write_dataset
+from facelab.vault import certificate, keystore, ops
+from facelab.vault.store import Vault
 
-from lab.errors import VaultError
-from lab.labdir import audit_writer, load_public_key, public_key_b64, unlock
-from lab.synth import SynthConfig, write_dataset
-from lab.vault import certificate, keystore, ops
-from lab.vault.store import Vault
 from tests.audit_helpers import PASS, lines, make_lab
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,7 +186,7 @@ def test_data_categories_come_from_the_manifest_columns(lab, dataset) -> None:
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "FACELAB_PASSPHRASE": PASS.decode()}
     return subprocess.run(
-        [sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "facelab.cli", *args], capture_output=True, text=True, env=env
     )
 
 
@@ -229,8 +229,8 @@ def test_certificate_verify_and_validate_offline_with_public_keys(lab, dataset, 
 
 
 def test_the_validator_cannot_be_the_performer(lab, dataset) -> None:
-    from lab.errors import BadInputError
-    from lab.labdir import load_signing_key
+    from facelab.errors import BadInputError
+    from facelab.labdir import load_signing_key
 
     _ingest(lab, dataset, "acme")
     doc = json.loads(_destroy(lab, "acme").read_text())
@@ -266,8 +266,8 @@ def test_an_emptied_vault_db_or_a_missing_tenant_is_damage(lab, dataset) -> None
 # ---------------------------------------------------------------- crashes, deterministic
 _CRASH = r"""
 import os, signal, sys
-from lab.labdir import open_lab, unlock, audit_writer
-from lab.vault import ops
+from facelab.labdir import open_lab, unlock, audit_writer
+from facelab.vault import ops
 lab = open_lab(sys.argv[1]); root = unlock(lab, b"correct horse battery staple")
 what, point, arg = sys.argv[2], sys.argv[3], sys.argv[4]
 

@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 import pytest
+from facelab.confine import missing_layers
+from facelab.jobs import run_job
+from facelab.labdir import open_lab
 
-from lab.confine import missing_layers
-from lab.jobs import run_job
-from lab.labdir import open_lab
 from tests import hostile_jobs
 from tests.export_helpers import PASSPHRASE, build_export_lab
 
@@ -51,8 +51,8 @@ def el(tmp_path_factory: pytest.TempPathFactory):
     p = e.lab.paths.policy
     trainers = ", ".join(f'{n} = "tests.hostile_jobs:{n}"' for n in HOSTILE)
     text = p.read_text().replace(
-        'trainers = { pca_head = "lab.jobs.trainers:pca_head" }',
-        f'trainers = {{ pca_head = "lab.jobs.trainers:pca_head", {trainers} }}',
+        'trainers = { pca_head = "facelab.jobs.trainers:pca_head" }',
+        f'trainers = {{ pca_head = "facelab.jobs.trainers:pca_head", {trainers} }}',
     )
     text = text.replace(
         'trainer_params = { pca_head = { dim = "number" } }',
@@ -133,7 +133,7 @@ def processes_of(uid: int) -> list[int]:
 
 
 def test_no_job_sees_the_operator_secret(el, monkeypatch) -> None:
-    from lab.labdir import capture_secrets, read_passphrase
+    from facelab.labdir import capture_secrets, read_passphrase
 
     monkeypatch.setenv("FACELAB_PASSPHRASE", SECRET)
     assert os.environ["FACELAB_PASSPHRASE"] == SECRET  # positive control: it is set here
@@ -146,7 +146,7 @@ def test_no_job_sees_the_operator_secret(el, monkeypatch) -> None:
     assert b"PATH=" in stolen or b"'PATH'" in stolen  # the probe did read environments
     assert SECRET.encode() not in stolen
     assert str(PASSPHRASE.decode()).encode() not in stolen
-    from lab import labdir
+    from facelab import labdir
 
     labdir._CAPTURED.clear()
 
@@ -281,7 +281,7 @@ def test_the_host_filesystem_is_not_there(el) -> None:
 
 
 def test_lab_files_metadata_cannot_change(el) -> None:
-    from lab.bench.lab_run import registered_model
+    from facelab.bench.lab_run import registered_model
 
     _, model_dir = registered_model(el.lab, "acme", "cnn@1.0.0")
     before = {p.name: os.stat(p) for p in model_dir.iterdir()}
@@ -525,9 +525,9 @@ def test_only_the_trainers_own_code_is_bound(el, tmp_path, monkeypatch) -> None:
     before = p.read_text()
     p.write_text(
         before.replace(
-            'trainers = { pca_head = "lab.jobs.trainers:pca_head"',
+            'trainers = { pca_head = "facelab.jobs.trainers:pca_head"',
             'trainers = { beside = "beside_mod:read_beside_me", '
-            'pca_head = "lab.jobs.trainers:pca_head"',
+            'pca_head = "facelab.jobs.trainers:pca_head"',
         )
     )
     try:
@@ -544,7 +544,7 @@ def test_only_the_trainers_own_code_is_bound(el, tmp_path, monkeypatch) -> None:
 def test_a_job_sees_only_its_tenants_records_of_its_split(el) -> None:
     r = job(el, "list_records")
     assert r.status == "done", r.error
-    from lab.vault.ops import open_vault
+    from facelab.vault.ops import open_vault
 
     root, _ = el.unlocked()
     with open_vault(el.lab, root) as v:
@@ -565,7 +565,7 @@ def _nobody_python(tmp: Path) -> str | None:
     def nobody_ok(argv: list[str]) -> bool:
         p = subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv, "-I", "-c",
-             "import lab.confine, numpy"],
+             "import facelab.confine, numpy"],
             capture_output=True, check=False, cwd="/", env={"PATH": "/usr/bin:/bin"},
         )  # fmt: skip
         return p.returncode == 0
@@ -631,7 +631,7 @@ def test_the_confinement_holds_for_an_unprivileged_operator(open_tmp: Path) -> N
     )
     script.chmod(0o644)
     code = (
-        "import json; from pathlib import Path; from lab.confine import run_python\n"
+        "import json; from pathlib import Path; from facelab.confine import run_python\n"
         "out = {}\n"
         "for fn in ('run', 'perf'):\n"
         f"    r = run_python('{script}:' + fn, {{}}, read=[Path('{work}')],"
@@ -665,7 +665,7 @@ def test_the_confinement_holds_for_an_unprivileged_operator(open_tmp: Path) -> N
 
 
 def test_a_confined_child_never_inherits_the_callers_environment(tmp_path, monkeypatch) -> None:
-    from lab.confine import run_python
+    from facelab.confine import run_python
 
     monkeypatch.setenv("FACELAB_PASSPHRASE", SECRET)
     tmp_path.chmod(0o755)  # read paths must be readable by the run's own uid
@@ -691,19 +691,20 @@ def test_a_confined_child_never_inherits_the_callers_environment(tmp_path, monke
 
 def test_the_import_gates_smoke_test_runs_in_the_confinement(el, tmp_path, monkeypatch) -> None:
     """The smoke test (which parses and runs tenant bytes with onnxruntime) goes through
-    lab.confine, and its child sees no secret."""
-    import lab.confine
-    from lab.gates.importing.ops import import_model
+    facelab.confine, and its child sees no secret."""
+    import facelab.confine
+    from facelab.gates.importing.ops import import_model
+
     from tests.import_helpers import make_keys, sign_and_approve
 
     calls = []
-    real = lab.confine.run_python
+    real = facelab.confine.run_python
 
     def spy(target, kwargs, **kw):
         calls.append(target)
         return real(target, kwargs, **kw)
 
-    monkeypatch.setattr(lab.confine, "run_python", spy)
+    monkeypatch.setattr(facelab.confine, "run_python", spy)
     monkeypatch.setenv("FACELAB_PASSPHRASE", SECRET)
     del make_keys, sign_and_approve  # the lab's own CNN package, re-imported
     pkg = el.lab.paths.root.parent / "cnn-package"
@@ -711,18 +712,18 @@ def test_the_import_gates_smoke_test_runs_in_the_confinement(el, tmp_path, monke
     with log:
         report = import_model(el.lab, "acme", pkg, "operator", log)
     assert report.accepted, report.table()
-    assert "lab.gates.importing.checks._smoke_child:run" in calls
+    assert "facelab.gates.importing.checks._smoke_child:run" in calls
 
 
 def test_strict_isolation_refuses_to_run_without_a_layer_and_names_it(el, monkeypatch) -> None:
-    import lab.confine
-    from lab.errors import JobRefused
+    import facelab.confine
+    from facelab.errors import JobRefused
 
     started = []
     monkeypatch.setattr(
-        lab.confine, "missing_layers", lambda: ["seccomp: libseccomp unavailable (test)"]
+        facelab.confine, "missing_layers", lambda: ["seccomp: libseccomp unavailable (test)"]
     )
-    monkeypatch.setattr(lab.confine, "run_python", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(facelab.confine, "run_python", lambda *a, **k: started.append(a))
     box = el.lab.paths.root / "outbox" / "acme"
     before = {p.name for p in box.iterdir()} if box.exists() else set()
     with pytest.raises(JobRefused, match="libseccomp unavailable"):
@@ -735,7 +736,7 @@ def test_strict_isolation_refuses_to_run_without_a_layer_and_names_it(el, monkey
 
 
 def test_run_python_itself_refuses_under_strict_when_a_layer_is_missing(tmp_path, monkeypatch):
-    from lab.confine import _run
+    from facelab.confine import _run
 
     monkeypatch.setattr(_run, "missing_layers", lambda: ["Landlock: none (test)"])
     r = _run.run_python("os:getcwd", {}, write=[tmp_path / "ws"])
@@ -755,7 +756,7 @@ def test_odd_file_names_and_messages_cannot_break_or_forge_the_log(el) -> None:
     assert all(json.loads(line) for line in lines)  # nothing injected a line
     env = {**os.environ, "FACELAB_PASSPHRASE": PASSPHRASE.decode()}
     v = subprocess.run(
-        [sys.executable, "-m", "lab.cli", "audit", "verify", "--lab", str(el.lab.paths.root)],
+        [sys.executable, "-m", "facelab.cli", "audit", "verify", "--lab", str(el.lab.paths.root)],
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
     assert v.returncode == 0, v.stdout + v.stderr

@@ -4,10 +4,10 @@ Every component records through ``AuditLog.record(Event(...))``; every new comma
 must record what it accesses and what it decides.
 """
 
-from lab.audit.checkpoint import Checkpoint
-from lab.audit.events import AuditSchemaError, Event
-from lab.audit.log import AuditLog, Receipt, Recovery, policy_digest
-from lab.audit.verify import Damage, VerifyReport, verify_log
+from facelab.audit.checkpoint import Checkpoint
+from facelab.audit.events import AuditSchemaError, Event
+from facelab.audit.log import AuditLog, Receipt, Recovery, policy_digest
+from facelab.audit.verify import Damage, VerifyReport, verify_log
 
 __all__ = [
     "AuditLog",

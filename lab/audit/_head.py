@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from lab.audit import checkpoint as ckpt
-from lab.errors import NoteError
+from facelab.audit import checkpoint as ckpt
+from facelab.errors import NoteError
 
 SLOTS = ("audit_head.a.note", "audit_head.b.note")
 SLOT_BYTES = 4096

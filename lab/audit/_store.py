@@ -26,7 +26,7 @@ import os
 import struct
 from pathlib import Path
 
-from lab.audit.rfc9162 import EMPTY_ROOT, HASH_SIZE, node_hash, split_point
+from facelab.audit.rfc9162 import EMPTY_ROOT, HASH_SIZE, node_hash, split_point
 
 
 def stored_count(n: int) -> int:

@@ -45,8 +45,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-from lab.errors import NoteError
+from facelab.errors import NoteError
 
 _DASH = "\u2014"
 _SIG_PREFIX = _DASH.encode() + b" "

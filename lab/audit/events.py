@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.errors import AuditSchemaError
+from facelab.errors import AuditSchemaError
 
 FIELDS = (
     "action",

@@ -21,8 +21,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from lab.audit.events import Event
-from lab.audit.log import ENTRIES, AuditLog
+from facelab.audit.events import Event
+from facelab.audit.log import ENTRIES, AuditLog
 
 INTENT = ".intent"
 

@@ -37,18 +37,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from lab.audit import _head, rfc9162
-from lab.audit import checkpoint as ckpt
-from lab.audit._store import (
+from facelab.audit import _head, rfc9162
+from facelab.audit import checkpoint as ckpt
+from facelab.audit._store import (
     frontier_of,
     new_hashes,
     pack_offsets,
     root_of,
     stored_count,
 )
-from lab.audit.events import Event, entry_bytes, parse_entry
-from lab.errors import BadInputError, NoteError, TamperedError
+from facelab.audit.events import Event, entry_bytes, parse_entry
+from facelab.errors import BadInputError, NoteError, TamperedError
 
 ENTRIES = "entries.jsonl"
 INDEX = "index.bin"
@@ -303,7 +302,7 @@ class AuditLog:
 
     def _open_locked(self, repair_actor: str | None, force_rewrite: bool = False):
         """Verify everything, then start from the signed head (caller holds the flock)."""
-        from lab.audit.verify import verify_log
+        from facelab.audit.verify import verify_log
 
         if repair_actor is not None:
             self._quarantine_bad_checkpoints(repair_actor)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.audit import rfc9162
-from lab.audit._store import HashFile, leaves_for_stored
-from lab.audit.log import ENTRIES, HASHES, INDEX
-from lab.errors import BadInputError
+from facelab.audit import rfc9162
+from facelab.audit._store import HashFile, leaves_for_stored
+from facelab.audit.log import ENTRIES, HASHES, INDEX
+from facelab.errors import BadInputError
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,8 @@ def verify_inclusion_document(doc: object, key) -> dict:
     to the checkpoint's root at the checkpoint's size (RFC 9162 2.1.3.2). Returns
     ``{"entry", "tree_size", "origin"}``; raises ``NoteError`` or ``ProofError`` (exit 4).
     """
-    from lab.audit import checkpoint as ckpt
-    from lab.errors import MalformedProofError
+    from facelab.audit import checkpoint as ckpt
+    from facelab.errors import MalformedProofError
 
     try:
         assert isinstance(doc, dict)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 
-from lab.errors import MalformedProofError, RootMismatchError
+from facelab.errors import MalformedProofError, RootMismatchError
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()

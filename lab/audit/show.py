@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lab.audit.log import ENTRIES
-from lab.errors import BadInputError
+from facelab.audit.log import ENTRIES
+from facelab.errors import BadInputError
 
 
 def _time(value: str | None, name: str) -> str | None:

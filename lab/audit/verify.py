@@ -38,19 +38,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from lab.audit import checkpoint as ckpt
-from lab.audit import rfc9162
-from lab.audit._store import (
+from facelab.audit import checkpoint as ckpt
+from facelab.audit import rfc9162
+from facelab.audit._store import (
     leaves_for_stored,
     new_hashes,
     read_offsets,
     stored_count,
     stored_index,
 )
-from lab.audit.events import parse_entry
-from lab.audit.log import ENTRIES, HASHES, INDEX, checkpoint_files
-from lab.errors import BadInputError, NoteError
+from facelab.audit.events import parse_entry
+from facelab.audit.log import ENTRIES, HASHES, INDEX, checkpoint_files
+from facelab.errors import BadInputError, NoteError
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ class _Scan:
     lines: list[bytes]
     ends: list[int]
     tree: _Tree
-    head: object  # lab.audit._head.Head | None
+    head: object  # facelab.audit._head.Head | None
 
 
 class _Tree:
@@ -155,8 +154,8 @@ def verify_log(
     ``max_unwitnessed`` entries (default 1024). ``check_witnesses=False`` skips that
     requirement (the writer: appending never waits for a witness).
     """
-    from lab.audit import _head
-    from lab.labdir import public_key_b64, public_key_from_b64
+    from facelab.audit import _head
+    from facelab.labdir import public_key_b64, public_key_from_b64
 
     d = Path(audit_dir)
     hd = Path(head_dir) if head_dir is not None else d.parent / "keys"

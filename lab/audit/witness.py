@@ -30,10 +30,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-
-from lab.audit import _head, rfc9162
-from lab.audit import checkpoint as ckpt
-from lab.errors import BadInputError, NoteError, ProofError, TamperedError
+from facelab.audit import _head, rfc9162
+from facelab.audit import checkpoint as ckpt
+from facelab.errors import BadInputError, NoteError, ProofError, TamperedError
 
 
 @dataclass(frozen=True)
@@ -95,8 +94,8 @@ def cosign(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Cosigned:
     """Check the lab's latest checkpoint against this witness's last one and cosign it."""
-    from lab.audit.proofs import prove_consistency
-    from lab.labdir import load_public_key, public_key_b64, public_key_from_b64
+    from facelab.audit.proofs import prove_consistency
+    from facelab.labdir import load_public_key, public_key_b64, public_key_from_b64
 
     wdir = Path(wdir)
     name, key = load(wdir)

@@ -1,9 +1,9 @@
 """1:1 verification benchmark: the exact, streaming scoring core and its metrics.
 
-The protocol, matchers and reports are in ``lab.bench.run``, ``lab.bench.report`` and
-``lab.bench.lab_run``; the Dask scale-out in ``lab.bench._cluster``."""
+The protocol, matchers and reports are in ``facelab.bench.run``, ``facelab.bench.report`` and
+``facelab.bench.lab_run``; the Dask scale-out in ``facelab.bench._cluster``."""
 
-from lab.bench._metrics import (
+from facelab.bench._metrics import (
     AUC,
     EER,
     FMR_TARGETS,
@@ -19,7 +19,7 @@ from lab.bench._metrics import (
     rates_at,
     rocch_eer,
 )
-from lab.bench._scoring import reduce_scores, score_pairs
+from facelab.bench._scoring import reduce_scores, score_pairs
 
 __all__ = [
     "AUC",

@@ -17,10 +17,9 @@ the histograms of enrolment shards add up just the same), and the client holds o
 from __future__ import annotations
 
 import numpy as np
-
-from lab.bench._kernels import Binner
-from lab.bench._metrics import FMR_TARGETS, ScoreSet, needed_bins
-from lab.bench._scoring import _collect_pass, _pass, assemble, prepare
+from facelab.bench._kernels import Binner
+from facelab.bench._metrics import FMR_TARGETS, ScoreSet, needed_bins
+from facelab.bench._scoring import _collect_pass, _pass, assemble, prepare
 
 
 def _score_slice(enrol, probes, gen_row, binning, wanted, capacity, block_elems):
@@ -119,7 +118,7 @@ _MATCHERS: dict = {}  # per worker process: one loaded model per (dir, device)
 
 
 def _extract_part(model_dir: str, device: str, images, landmarks, failures: str):
-    from lab.bench._matcher import Matcher
+    from facelab.bench._matcher import Matcher
 
     m = _MATCHERS.get((model_dir, device))
     if m is None:
@@ -133,7 +132,7 @@ def extract_on_cluster(client, model_dir, device: str = "cpu", part: int = 256):
     on the Dask workers, ``part`` images a task (each worker loads the model once from
     ``model_dir``, which must be readable there: shared storage). Templates come back in
     order; ``seconds_per_image`` is the workers' time per image."""
-    from lab.bench._matcher import Extraction
+    from facelab.bench._matcher import Extraction
 
     def extract(images, landmarks, *, progress=None, failures="raise", batch=64):
         n = len(images)

@@ -17,9 +17,8 @@ from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
-
-from lab.bench._matcher import Extraction
-from lab.errors import BadInputError
+from facelab.bench._matcher import Extraction
+from facelab.errors import BadInputError
 
 
 class DlibMatcher:

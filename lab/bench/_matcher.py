@@ -18,10 +18,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from lab.bench._align import align
-from lab.errors import BadInputError
-from lab.gates.importing.checks.model_json import validate
+from facelab.bench._align import align
+from facelab.errors import BadInputError
+from facelab.gates.importing.checks.model_json import validate
 
 
 @dataclass

@@ -35,7 +35,7 @@ and one impostor score (the Mann-Whitney statistic). d' (Daugman) = |mu_g - mu_i
 sqrt((var_g + var_i) / 2) with population variances; undefined when both are 0.
 
 How the numbers stay exact: the scores are counted in bins that are monotone in the
-score (``lab.bench._kernels``), so a count above or below a threshold is exact except
+score (``facelab.bench._kernels``), so a count above or below a threshold is exact except
 inside the one bin the threshold falls in, and that bin's scores are read exactly from
 the source (the arrays, or a second scoring pass) the first time it is needed.
 """
@@ -47,10 +47,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+from facelab.bench._kernels import Binning
+from facelab.errors import BadInputError
 from numba import njit
-
-from lab.bench._kernels import Binning
-from lab.errors import BadInputError
 
 FMR_TARGETS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 KINDS = ("similarity", "distance")

@@ -6,11 +6,11 @@ discarded. The genuine score of each probe (its subject's enrolment) is taken fr
 same GEMM block, so genuine and impostor scores are computed identically.
 
 Exactness: a pilot over a sample of probe columns sets the binning (the range of the
-scores, ``lab.bench._kernels.Binning``) and estimates where each reported quantity (FNMR
+scores, ``facelab.bench._kernels.Binning``) and estimates where each reported quantity (FNMR
 at each target FMR, the EER) will be decided; the main pass copies the exact scores of
 those bins. Any other bin a metric needs is read by a later collection pass over the
 same blocks (``ScoreSet.ensure``), so every number equals a sort-based computation
-(``lab.bench._metrics``) for any target and any threshold.
+(``facelab.bench._metrics``) for any target and any threshold.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import queue
 import threading
 
 import numpy as np
-
-from lab.bench._kernels import (
+from facelab.bench._kernels import (
     FULL_RANGE,
     Binner,
     Binning,
@@ -32,8 +31,8 @@ from lab.bench._kernels import (
     key_range,
     key_to_float,
 )
-from lab.bench._metrics import FMR_TARGETS, KINDS, Moments, ScoreSet, needed_bins
-from lab.errors import BadInputError
+from facelab.bench._metrics import FMR_TARGETS, KINDS, Moments, ScoreSet, needed_bins
+from facelab.errors import BadInputError
 
 
 def _check(enrol: np.ndarray, probes: np.ndarray, gen_row: np.ndarray) -> None:

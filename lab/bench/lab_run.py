@@ -1,5 +1,5 @@
 """`facelab bench --lab LAB --tenant T --model M`: the benchmark inside the lab, as a
-job of the zero client (``lab.jobs``): the policy decides, the runner confines it, the
+job of the zero client (``facelab.jobs``): the policy decides, the runner confines it, the
 report lands in the tenant's outbox, from which only the export gate lets anything
 leave. Also the look-up of registered models that jobs and the export gate share.
 """
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.audit import AuditLog
-from lab.errors import BadInputError
-from lab.gates.importing import list_models
-from lab.gates.importing.ops import models_dir
-from lab.labdir import Lab
-from lab.vault.keystore import RootKey
+from facelab.audit import AuditLog
+from facelab.errors import BadInputError
+from facelab.gates.importing import list_models
+from facelab.gates.importing.ops import models_dir
+from facelab.labdir import Lab
+from facelab.vault.keystore import RootKey
 
 
 def registered_model(lab: Lab, tenant: str, ref: str) -> tuple[dict, Path]:
@@ -68,8 +68,8 @@ def bench_in_lab(
     """
     import json
 
-    from lab.errors import JobFailed
-    from lab.jobs import run_job
+    from facelab.errors import JobFailed
+    from facelab.jobs import run_job
 
     del device, progress  # the job runs on the CPU inside the confinement
     spec = {"kind": "bench", "purpose": "verify_1to1", "model": model_ref}

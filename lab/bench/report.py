@@ -19,8 +19,7 @@ from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
-
-from lab.bench._metrics import jsonable
+from facelab.bench._metrics import jsonable
 
 _PROBIT = np.vectorize(NormalDist().inv_cdf, otypes=[float])
 TICKS = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5, 0.8, 0.95]

@@ -3,12 +3,12 @@
 Protocol (the documented lab's task 1): the enrolment is each subject's passport image,
 the probe each gate capture. Genuine pairs: every (passport, gate) pair of one subject.
 Impostor pairs: every cross-subject (passport, gate) pair, all N x M of them, scored in
-blocks and reduced exactly (``lab.bench._scoring``). Scores are the cosine similarity
+blocks and reduced exactly (``facelab.bench._scoring``). Scores are the cosine similarity
 of the L2-normalised templates (for a model whose model.json says "euclidean", the
 distance of unit templates is sqrt(2 - 2 cos), a monotone map: every rate is the same).
 
-Reported (definitions and sources in ``lab.bench._metrics`` and
-``lab.bench._uncertainty``):
+Reported (definitions and sources in ``facelab.bench._metrics`` and
+``facelab.bench._uncertainty``):
 
 * FNMR at FMR 1e-2 ... 1e-6: threshold, FNMR, FMR reached, counts, "not estimable"
   (None) by the rule of three; Wilson and subject-bootstrap intervals for FNMR and FMR
@@ -34,10 +34,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from lab.bench._dlib import DlibMatcher
-from lab.bench._matcher import Matcher
-from lab.bench._metrics import (
+from facelab.bench._dlib import DlibMatcher
+from facelab.bench._matcher import Matcher
+from facelab.bench._metrics import (
     FMR_TARGETS,
     auc,
     d_prime,
@@ -49,8 +48,8 @@ from lab.bench._metrics import (
     rates_at,
     rocch_eer,
 )
-from lab.bench._scoring import score_pairs, score_tiles
-from lab.bench._uncertainty import (
+from facelab.bench._scoring import score_pairs, score_tiles
+from facelab.bench._uncertainty import (
     eer_interval,
     fdr,
     garbe,
@@ -59,8 +58,8 @@ from lab.bench._uncertainty import (
     subject_counts,
     wilson,
 )
-from lab.errors import BadInputError
-from lab.synth import CAPTURE_YEAR
+from facelab.errors import BadInputError
+from facelab.synth import CAPTURE_YEAR
 
 GROUP_FMR = 1e-3
 MIN_GENUINE = 30  # a group with fewer genuine comparisons is flagged too small for FNMR
@@ -329,7 +328,7 @@ def run_benchmark(
 def score_report(genuine, impostor, *, kind: str = "similarity", name: str = "scores") -> dict:
     """The report of scores computed elsewhere (no subjects: Wilson intervals only, no
     demographics). ``kind``: similarity or distance; NaN = a failed comparison."""
-    from lab.bench._scoring import reduce_scores
+    from facelab.bench._scoring import reduce_scores
 
     ss = reduce_scores(genuine, impostor, kind=kind)
     points = []
@@ -469,7 +468,7 @@ def blas_info() -> str:
 
 def _demographics(sc, names, ge, pg, gen_row, w, thr):
     """Per group rates at the global threshold, the cross-group FMR matrix, FDR and
-    GARBE (``lab.bench._uncertainty``), all with subject-bootstrap intervals."""
+    GARBE (``facelab.bench._uncertainty``), all with subject-bootstrap intervals."""
     k = len(names)
     if thr is None:
         why = "the global FMR 1e-3 threshold is not estimable"
@@ -645,8 +644,7 @@ def _last(ss, which: str) -> float:
 
 def samples_from_dataset(path) -> list[Sample]:
     import cv2
-
-    from lab.vault.dataset import read_dataset
+    from facelab.vault.dataset import read_dataset
 
     out = []
     for it in read_dataset(path):

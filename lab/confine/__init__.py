@@ -3,9 +3,9 @@ calls :func:`run_python` (jobs, the import gate's unpacking, parsing and smoke t
 export gate's readers and behavioural tests). See ``_run.py`` for the layers.
 """
 
-from lab.confine._landlock import landlock_abi
-from lab.confine._run import ConfinedRun, Limits, bound_paths, missing_layers, run_python, usage
-from lab.confine.safefs import UnsafeEntry, walk_regular
+from facelab.confine._landlock import landlock_abi
+from facelab.confine._run import ConfinedRun, Limits, bound_paths, missing_layers, run_python, usage
+from facelab.confine.safefs import UnsafeEntry, walk_regular
 
 __all__ = [
     "ConfinedRun",

@@ -19,7 +19,7 @@ import ctypes
 import os
 from pathlib import Path
 
-from lab.errors import IsolationError
+from facelab.errors import IsolationError
 
 PR_SET_NO_NEW_PRIVS = 38
 SYS_CREATE, SYS_ADD, SYS_RESTRICT = 444, 445, 446

@@ -1,7 +1,7 @@
 """Run a Python function in the confinement: the one door for tenant code and bytes.
 
 A confined run is ``bwrap`` (bubblewrap, from the distribution) starting
-``python -I -B -m lab.confine.entry`` in:
+``python -I -B -m facelab.confine.entry`` in:
 
 * **a dedicated, unprivileged identity.** As root, bubblewrap builds the sandbox with
   its privileges, then ``setpriv`` (util-linux) drops to a uid/gid of its own for this
@@ -48,10 +48,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import facelab as lab_package
+from facelab.confine import _cgroup, _kmsg, _landlock, _seccomp
+from facelab.errors import IsolationError
+
 import enclave_policy
-import lab as lab_package
-from lab.confine import _cgroup, _kmsg, _landlock, _seccomp
-from lab.errors import IsolationError
 
 UID_BASE = 610_000  # dedicated uids UID_BASE .. UID_BASE + 65535: no account holds them
 SIGSYS_EXIT = 128 + signal.SIGSYS
@@ -323,7 +324,7 @@ def _bwrap_argv(
             "--no-new-privs",
             "--",
         ]
-    argv += [sys.executable, "-I", "-B", "-m", "lab.confine.entry"]
+    argv += [sys.executable, "-I", "-B", "-m", "facelab.confine.entry"]
     return argv
 
 

@@ -1,4 +1,4 @@
-"""Inside the confinement (``python -I -B -m lab.confine.entry``): the first code that
+"""Inside the confinement (``python -I -B -m facelab.confine.entry``): the first code that
 runs in the sandbox.
 
 Reads its configuration (one JSON line) from stdin, applies Landlock (the second
@@ -45,7 +45,7 @@ def main() -> int:
     cfg = json.loads(sys.stdin.readline())
     fd = int(cfg["result_fd"])
     try:
-        from lab.confine._landlock import restrict_filesystem
+        from facelab.confine._landlock import restrict_filesystem
 
         abi = restrict_filesystem(
             [Path(p) for p in cfg["landlock_read"]], [Path(p) for p in cfg["landlock_write"]]

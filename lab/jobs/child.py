@@ -1,10 +1,10 @@
-"""The job inside the confinement: ``lab.confine`` calls :func:`run` after it has built
+"""The job inside the confinement: ``facelab.confine`` calls :func:`run` after it has built
 the sandbox and applied Landlock.
 
 It reads the tenant's records of one split from the stream the runner hands over and
 runs the job: a 1:1 benchmark of the registered model (a fixed protocol: no parameter
 of the spec changes it), or a registered trainer. What it returns is the job's
-summary; the runner treats it as data (``lab.jobs.summary``).
+summary; the runner treats it as data (``facelab.jobs.summary``).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ def _trainer(target: str, origin: str | None):
 
 
 def _bench(ctx) -> dict:
-    from lab.bench._matcher import Matcher
-    from lab.bench.report import write_report
-    from lab.bench.run import Sample, run_benchmark
+    from facelab.bench._matcher import Matcher
+    from facelab.bench.report import write_report
+    from facelab.bench.run import Sample, run_benchmark
 
     samples = [
         Sample(r.subject, r.kind, r.image(), r.landmarks, r.nationality, r.sex, r.birth_year)
@@ -65,7 +65,7 @@ def run(
     trainer_origin: str | None = None,
 ):
     """Run one job; return its summary (any JSON value: the runner checks it)."""
-    from lab.jobs.api import JobContext
+    from facelab.jobs.api import JobContext
 
     stream = os.fdopen(fd, "rb", buffering=1 << 20)
     ctx = JobContext(job_id, tenant, spec, Path(workspace), Path(outbox), Path(model_dir), stream)

@@ -3,7 +3,7 @@
 A tenant submits a job spec (a 1:1 benchmark of a registered model, or training through
 a registered trainer). The policy decides first (``enclave_policy.rules.check_job``): a
 forbidden purpose, a 1:N request or a parameter the kind does not take is refused and
-recorded. An allowed job runs through ``lab.confine`` (the one confinement module:
+recorded. An allowed job runs through ``facelab.confine`` (the one confinement module:
 dedicated unprivileged uid, every namespace, seccomp, Landlock, whole-job limits) with
 its model and trainer read-only and only its workspace and outbox writable. The runner
 decrypts the tenant's records of one split and streams them over a pipe: the job never
@@ -11,7 +11,7 @@ holds a key. Afterwards the runner reads the outbox without following links or o
 special files (anything but a regular file is removed and recorded), removes the
 workspace, and records the outcome from its own observations: the layers it built, the
 limits and forbidden system calls the kernel enforced, the outputs' digests, and the
-job's summary only if it is a few named numbers (``lab.jobs.summary``). Results leave
+job's summary only if it is a few named numbers (``facelab.jobs.summary``). Results leave
 only through the export gate.
 """
 
@@ -31,18 +31,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from facelab import confine
+from facelab.audit import AuditLog, Event
+from facelab.audit.events import escape_text
+from facelab.confine.safefs import UnsafeEntry, disown, walk_regular
+from facelab.errors import BadInputError, JobRefused
+from facelab.jobs.api import end_stream, write_record
+from facelab.jobs.summary import clean_summary
+from facelab.labdir import Lab
+from facelab.vault.keystore import RootKey
+from facelab.vault.ops import open_vault
+from facelab.vault.store import check_tenant
+
 from enclave_policy.rules import check_job
-from lab import confine
-from lab.audit import AuditLog, Event
-from lab.audit.events import escape_text
-from lab.confine.safefs import UnsafeEntry, disown, walk_regular
-from lab.errors import BadInputError, JobRefused
-from lab.jobs.api import end_stream, write_record
-from lab.jobs.summary import clean_summary
-from lab.labdir import Lab
-from lab.vault.keystore import RootKey
-from lab.vault.ops import open_vault
-from lab.vault.store import check_tenant
 
 MAX_OUTBOX_FILES = 1000
 MAX_OUTBOX_DEPTH = 4
@@ -192,7 +193,7 @@ def run_job(
     *,
     clock=lambda: datetime.now(UTC),
 ) -> JobResult:
-    from lab.bench.lab_run import registered_model
+    from facelab.bench.lab_run import registered_model
 
     check_tenant(tenant)
     gov = lab.policy.governance
@@ -345,7 +346,7 @@ def run_job(
 
     try:
         run = confine.run_python(
-            "lab.jobs.child:run",
+            "facelab.jobs.child:run",
             kwargs,
             read=[model_dir, *extra],
             write=[workspace, outbox],

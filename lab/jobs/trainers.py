@@ -47,9 +47,8 @@ def head_basis(
 
 def pca_head(ctx) -> dict:
     import onnx
+    from facelab.bench._matcher import Matcher
     from onnx import helper, numpy_helper
-
-    from lab.bench._matcher import Matcher
 
     dim = int(ctx.params.get("dim", 64))
     recs = ctx.records()

@@ -2,13 +2,13 @@
 
 Public API::
 
-    from lab.synth import SynthConfig, write_dataset
+    from facelab.synth import SynthConfig, write_dataset
     summary = write_dataset(SynthConfig(identities=200, captures=3, seed=1), "data/")
 """
 
-from lab.synth._capture import capture_params, gate_scene, passport_scene
-from lab.synth._contact import contact_sheet
-from lab.synth._dataset import (
+from facelab.synth._capture import capture_params, gate_scene, passport_scene
+from facelab.synth._contact import contact_sheet
+from facelab.synth._dataset import (
     GENERATOR_VERSION,
     MANIFEST_COLUMNS,
     SynthConfig,
@@ -18,14 +18,14 @@ from lab.synth._dataset import (
     render_identity,
     write_dataset,
 )
-from lab.synth._identity import (
+from facelab.synth._identity import (
     CAPTURE_YEAR,
     NATIONALITY_CODES,
     PARAM_NAMES,
     Identity,
     sample_identity,
 )
-from lab.synth._render import Scene, render
+from facelab.synth._render import Scene, render
 
 __all__ = [
     "CAPTURE_YEAR",

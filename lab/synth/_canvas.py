@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
-from lab.synth._identity import P
+from facelab.synth._identity import P
 
 SHIFT = 4  # sub-pixel bits for OpenCV drawing
 ONE = 1 << SHIFT

@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from lab.synth._identity import HI, LO, Identity, P, params_at
-from lab.synth._render import Scene
+from facelab.synth._identity import HI, LO, Identity, P, params_at
+from facelab.synth._render import Scene
 
 _PASSPORT_BACKGROUNDS = ((226, 227, 229), (206, 222, 236), (240, 240, 236), (214, 214, 210))
 

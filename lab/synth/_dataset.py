@@ -32,11 +32,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from lab.errors import BadInputError
-from lab.synth._capture import capture_params, gate_scene, passport_scene
-from lab.synth._identity import CAPTURE_YEAR, sample_identity
-from lab.synth._render import render
+from facelab.errors import BadInputError
+from facelab.synth._capture import capture_params, gate_scene, passport_scene
+from facelab.synth._identity import CAPTURE_YEAR, sample_identity
+from facelab.synth._render import render
 
 GENERATOR_VERSION = "facelab-synth/1"
 
@@ -211,7 +210,7 @@ def _run_chunks(
         )
         if ctx.get_start_method() == "forkserver":
             # workers fork from a server that imported the renderer once: fast start
-            ctx.set_forkserver_preload(["lab.synth._dataset"])
+            ctx.set_forkserver_preload(["facelab.synth._dataset"])
         with ProcessPoolExecutor(n_workers - 1, mp_context=ctx) as pool:
             try:
                 futures = [pool.submit(_write_chunk, job) for job in jobs]

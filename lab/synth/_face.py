@@ -12,8 +12,7 @@ import math
 
 import cv2
 import numpy as np
-
-from lab.synth._canvas import (
+from facelab.synth._canvas import (
     NEUTRAL,
     ONE,
     SHIFT,
@@ -25,7 +24,7 @@ from lab.synth._canvas import (
     skin_rgb,
     times,
 )
-from lab.synth._identity import P
+from facelab.synth._identity import P
 
 _OUTLINE_T = np.linspace(0.0, 2 * np.pi, 44, endpoint=False)
 _OUTLINE_SIN, _OUTLINE_COS = np.sin(_OUTLINE_T), np.cos(_OUTLINE_T)

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from lab.bench._align import align as align_to_template
+from facelab.bench._align import align as align_to_template
 
 
 def load(dataset: Path) -> tuple[list[dict[str, str]], list[np.ndarray]]:

@@ -22,10 +22,9 @@ import math
 
 import cv2
 import numpy as np
-
-from lab.synth._canvas import NEUTRAL, Canvas, Scene, fill
-from lab.synth._face import draw_face
-from lab.synth._identity import P
+from facelab.synth._canvas import NEUTRAL, Canvas, Scene, fill
+from facelab.synth._face import draw_face
+from facelab.synth._identity import P
 
 __all__ = ["Scene", "render"]
 
@@ -172,7 +171,7 @@ def render(
     Parameters
     ----------
     params : ndarray of shape (n_params,)
-        Face parameters (see ``lab.synth.PARAM_NAMES``).
+        Face parameters (see ``facelab.synth.PARAM_NAMES``).
     texture_seed : int
         Seeds the identity's marks and skin texture, the same in every capture.
     scene : Scene

@@ -18,8 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
-from lab.errors import VaultError
+from facelab.errors import VaultError
 
 NONCE = 12
 KEY = 32

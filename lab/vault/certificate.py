@@ -33,9 +33,8 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from lab.audit.events import canonical
-from lab.errors import BadInputError, TamperedError
+from facelab.audit.events import canonical
+from facelab.errors import BadInputError, TamperedError
 
 TITLE = "Certificate of Sanitization (NIST SP 800-88 Rev. 1, Appendix G)"
 MAX_BYTES = 1 << 20
@@ -138,7 +137,7 @@ def _b64(b: bytes) -> str:
 
 
 def _pub_b64(key: Ed25519PublicKey) -> str:
-    from lab.labdir import public_key_b64
+    from facelab.labdir import public_key_b64
 
     return public_key_b64(key)
 

@@ -15,8 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
-
-from lab.errors import BadInputError
+from facelab.errors import BadInputError
 
 REQUIRED = (
     "subject_id",

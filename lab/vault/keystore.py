@@ -35,8 +35,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.errors import BadInputError, PassphraseError, VaultError
-from lab.vault import _primitives as pr
+from facelab.errors import BadInputError, PassphraseError, VaultError
+from facelab.vault import _primitives as pr
 
 FORMAT = "facelab-keystore/1"
 _CHECK = b"facelab root key check"

@@ -29,15 +29,15 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lab import __version__
-from lab.audit import AuditLog, Event, intents
-from lab.errors import BadInputError, TamperedError
-from lab.labdir import Lab, load_signing_key
-from lab.synth import dataset_digest
-from lab.vault import certificate, keystore
-from lab.vault.dataset import read_dataset
-from lab.vault.keystore import RootKey
-from lab.vault.store import IngestResult, Record, Vault, check_tenant
+from facelab import __version__
+from facelab.audit import AuditLog, Event, intents
+from facelab.errors import BadInputError, TamperedError
+from facelab.labdir import Lab, load_signing_key
+from facelab.synth import dataset_digest
+from facelab.vault import certificate, keystore
+from facelab.vault.dataset import read_dataset
+from facelab.vault.keystore import RootKey
+from facelab.vault.store import IngestResult, Record, Vault, check_tenant
 
 Hook = Callable[[str], None] | None
 
@@ -578,7 +578,7 @@ def reconcile(
 def recorded_state(audit_dir: Path) -> dict[str, set[str]]:
     """Tenant -> dataset digests the log says the vault holds (ingests committed, minus
     destroyed tenants), from the outcome entries in log order."""
-    from lab.audit.log import ENTRIES
+    from facelab.audit.log import ENTRIES
 
     state: dict[str, set[str]] = {}
     with open(Path(audit_dir) / ENTRIES, "rb") as f:

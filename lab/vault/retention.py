@@ -14,11 +14,11 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from lab.audit import AuditLog, Event, intents
-from lab.errors import BadInputError
-from lab.labdir import Lab
-from lab.vault import ops
-from lab.vault.keystore import RootKey
+from facelab.audit import AuditLog, Event, intents
+from facelab.errors import BadInputError
+from facelab.labdir import Lab
+from facelab.vault import ops
+from facelab.vault.keystore import RootKey
 
 
 def _governance(lab: Lab):

@@ -34,13 +34,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from facelab.errors import BadInputError, TamperedError, VaultError
+from facelab.vault import _primitives as pr
+from facelab.vault import keystore
+from facelab.vault.dataset import Item
+from facelab.vault.keystore import RootKey
 
 from enclave_policy import VaultPolicy
-from lab.errors import BadInputError, TamperedError, VaultError
-from lab.vault import _primitives as pr
-from lab.vault import keystore
-from lab.vault.dataset import Item
-from lab.vault.keystore import RootKey
 
 TENANT_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 SCHEMA = """

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from lab.bench._align import align
-from lab.synth import SynthConfig, write_dataset
-from lab.vault.dataset import read_dataset
+from facelab.bench._align import align
+from facelab.synth import SynthConfig, write_dataset
+from facelab.vault.dataset import read_dataset
 
 HERE = Path(__file__).resolve().parent
 SIZE = 64

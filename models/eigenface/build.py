@@ -21,9 +21,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from lab.bench._align import align
-from lab.synth import SynthConfig, write_dataset
-from lab.vault.dataset import read_dataset
+from facelab.bench._align import align
+from facelab.synth import SynthConfig, write_dataset
+from facelab.vault.dataset import read_dataset
 
 HERE = Path(__file__).resolve().parent
 SIZE = 64

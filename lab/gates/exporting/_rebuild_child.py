@@ -1,6 +1,6 @@
 """Inside the confinement: parse tenant files and write the release from what was parsed
-(content disarm and reconstruction). ``lab.gates.exporting.rebuild`` calls :func:`run`
-through ``lab.confine``; nothing here runs outside it.
+(content disarm and reconstruction). ``facelab.gates.exporting.rebuild`` calls :func:`run`
+through ``facelab.confine``; nothing here runs outside it.
 
 Each file is read as the kind the export contract gave it and rebuilt into the run's
 write path; the result says, per file, ``ok`` with facts (for the report and the gate's
@@ -93,7 +93,7 @@ def _rebuild_tensors(
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Keep tensors bit-identical to the imported model; re-quantise changed and new float
     tensors; refuse new integer tensors beyond shape-like sizes and other dtypes."""
-    from lab.gates.exporting._quantise import capacity_bits, requantise
+    from facelab.gates.exporting._quantise import capacity_bits, requantise
 
     m, m16 = int(policy["mantissa_bits"]), int(policy["mantissa_bits_half"])
     out, changed, bits, values = {}, [], 0.0, 0
@@ -192,8 +192,8 @@ def _read_weights(src: Path, policy: dict) -> tuple[str, dict[str, np.ndarray]]:
             out[t.name] = a.reshape([int(x) for x in reversed(t.shape.tolist())])
         return "gguf", out
     if suffix in (".pt", ".pth", ".bin") and fmt == "zip":
-        from lab.gates.exporting._torchzip import Refused as TorchRefused
-        from lab.gates.exporting._torchzip import read
+        from facelab.gates.exporting._torchzip import Refused as TorchRefused
+        from facelab.gates.exporting._torchzip import read
 
         try:
             return "pt", read(data, limit)
@@ -465,7 +465,7 @@ _MODEL_JSON = {
 
 
 def rebuild_model_json(src: Path, out: Path, policy: dict, rng, base) -> dict:
-    from lab.gates.importing.checks.model_json import validate
+    from facelab.gates.importing.checks.model_json import validate
 
     doc = json.loads(src.read_bytes().decode("utf-8"))
     problems = validate(doc) if isinstance(doc, dict) else ["not an object"]
@@ -584,7 +584,7 @@ def rebuild_bench_report(src: Path, out: Path, policy: dict, rng, base) -> dict:
     """report.json re-written from its parsed values under the benchmark's schema (numbers
     rounded to ``report_digits`` significant digits); report.html, det.png and scores.png
     drawn again by facelab's own report code from those values."""
-    from lab.bench.report import write_report
+    from facelab.bench.report import write_report
 
     doc = json.loads(src.read_bytes().decode("utf-8"))
     if not isinstance(doc, dict) or not set(doc) <= _REPORT_TOP or "model" not in doc:
@@ -592,7 +592,7 @@ def rebuild_bench_report(src: Path, out: Path, policy: dict, rng, base) -> dict:
     intervals = doc.pop("intervals", None)
     clean = _clean_report(doc, (), int(policy["report_digits"]), int(policy["max_list"]))
     if intervals is not None:
-        from lab.bench.run import run_benchmark  # noqa: F401  (the constant's home)
+        from facelab.bench.run import run_benchmark  # noqa: F401  (the constant's home)
 
         clean["intervals"] = (
             "fnmr_ci95: Wilson score interval; fnmr_ci95_bootstrap: 1,000 resamples of "

@@ -13,8 +13,7 @@ import math
 from collections.abc import Callable, Iterator
 
 import numpy as np
-
-from lab.gates.exporting._imaging import grey
+from facelab.gates.exporting._imaging import grey
 
 MAX_PER_ROW = 16
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from facelab.errors import FacelabError
+from facelab.gates.exporting._types import Artifact
 
 from enclave_policy import ExportPolicy
-from lab.errors import FacelabError
-from lab.gates.exporting._types import Artifact
 
 TEXT_SUFFIXES = {".txt", ".log", ".md", ".html", ".htm", ".jsonl", ".yaml", ".yml", ".xml"}
 MAGIC = {

@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from lab import confine
-from lab.bench._align import align
+from facelab import confine
+from facelab.bench._align import align
 
 NAME = "behaviour"
 
@@ -68,7 +67,7 @@ def spec_from_shape(shape: list[int]) -> dict | None:
 
 def preprocess(images: list[np.ndarray], landmarks: list[np.ndarray], spec: dict) -> np.ndarray:
     """Aligned, normalised input batch (n, C, H, W) or (n, H, W, C), float32 (the
-    benchmark's own preprocessing, lab.bench._matcher)."""
+    benchmark's own preprocessing, facelab.bench._matcher)."""
     import cv2
 
     inp = spec["input"]
@@ -160,7 +159,7 @@ def run_models(
         p.chmod(0o644)
     scratch.chmod(0o755)
     res = confine.run_python(
-        "lab.gates.exporting._rebuild_child:run_models",
+        "facelab.gates.exporting._rebuild_child:run_models",
         {"jobs": [{k: j[k] for k in ("model", "x", "out")} for j in jobs]},
         read=[models_dir],
         write=[work],

@@ -3,7 +3,7 @@ from what the gate parsed (content disarm and reconstruction).
 
 Every file given is assigned one of the kinds the policy's ``[export.contract]`` lists,
 by its name alone (no bytes read outside the confinement); a file that fits no listed
-kind is refused with the reason. Then one confined run (``lab.confine``) parses every
+kind is refused with the reason. Then one confined run (``facelab.confine``) parses every
 file as its kind and writes the release into a fresh directory:
 
 ==============  ==================================================================
@@ -36,9 +36,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from lab import confine
+from facelab import confine
 
-REPORT_FILES = {"report.html", "det.png", "scores.png", "groups.png"}  # lab.bench.report
+REPORT_FILES = {"report.html", "det.png", "scores.png", "groups.png"}  # facelab.bench.report
 SUFFIX_KIND = {
     ".onnx": "onnx_model",
     ".csv": "metrics_table",
@@ -205,7 +205,7 @@ def rebuild(
     _readable(scratch)
     out_dir.mkdir()
     run = confine.run_python(
-        "lab.gates.exporting._rebuild_child:run",
+        "facelab.gates.exporting._rebuild_child:run",
         {
             "files": files,
             "policy": child_policy(policy, importing),

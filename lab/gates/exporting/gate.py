@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.gates.exporting import provenance
-from lab.gates.exporting._types import Finding, ScanContext
-from lab.gates.exporting.artifact import Unscannable, load
-from lab.gates.exporting.detectors import (
+from facelab.gates.exporting import provenance
+from facelab.gates.exporting._types import Finding, ScanContext
+from facelab.gates.exporting.artifact import Unscannable, load
+from facelab.gates.exporting.detectors import (
     faces,
     identifiers,
     memorisation,

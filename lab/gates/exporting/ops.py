@@ -15,16 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-
-from lab.audit import AuditLog, Event
-from lab.errors import BadInputError
-from lab.gates.exporting import contract, release, vault_index
-from lab.gates.exporting._types import Finding, ScanContext
-from lab.gates.exporting.gate import ExportReport, expand, scan
-from lab.labdir import Lab, load_signing_key
-from lab.vault.keystore import RootKey
-from lab.vault.ops import open_vault
-from lab.vault.store import check_tenant
+from facelab.audit import AuditLog, Event
+from facelab.errors import BadInputError
+from facelab.gates.exporting import contract, release, vault_index
+from facelab.gates.exporting._types import Finding, ScanContext
+from facelab.gates.exporting.gate import ExportReport, expand, scan
+from facelab.labdir import Lab, load_signing_key
+from facelab.vault.keystore import RootKey
+from facelab.vault.ops import open_vault
+from facelab.vault.store import check_tenant
 
 
 @dataclass(frozen=True)
@@ -53,8 +52,8 @@ def _reference_matchers(lab: Lab, tenant: str, refs: Sequence[str], notes: list[
     own baselines under ``models/``, always present) and the tenant's registered models
     named in ``refs`` (those that exist). A shipped matcher that cannot load is an
     error: "not checked" is never a pass."""
-    from lab.bench._matcher import Matcher
-    from lab.bench.lab_run import registered_model
+    from facelab.bench._matcher import Matcher
+    from facelab.bench.lab_run import registered_model
 
     out = {}
     seen: set[str] = set()  # a registered copy of a shipped model is not run twice
@@ -83,9 +82,9 @@ def _reference_matchers(lab: Lab, tenant: str, refs: Sequence[str], notes: list[
 def _registered_onnx(lab: Lab, tenant: str, from_model: str | None) -> dict[str, Path]:
     """name@version -> model.onnx of each model the tenant imported (only ``from_model``
     when it is given)."""
-    from lab.bench.lab_run import registered_model
-    from lab.gates.importing import list_models
-    from lab.gates.importing.ops import models_dir
+    from facelab.bench.lab_run import registered_model
+    from facelab.gates.importing import list_models
+    from facelab.gates.importing.ops import models_dir
 
     if from_model:
         entry, path = registered_model(lab, tenant, from_model)
@@ -348,7 +347,7 @@ def check(
 def _baselines_for(built: list[contract.Item], baselines: dict[str, Path], policy):
     """For the provenance detector: the imported model each rebuilt ONNX descends from
     (by the rebuild's facts), parsed once."""
-    from lab.gates.exporting import provenance
+    from facelab.gates.exporting import provenance
 
     parent = {it.release_rel: it.facts.get("descends_from") for it in built}
     cache: dict[str, provenance.Baseline] = {}
@@ -420,8 +419,8 @@ def behaviour_findings(
 ) -> None:
     """Run every rebuilt ONNX model on the vault's photos (confined); refuse what cannot
     run or identifies; give the detectors the model's own outputs."""
-    from lab.gates.exporting import behaviour
-    from lab.gates.exporting.vault_index import SubjectTemplates, impostor_threshold
+    from facelab.gates.exporting import behaviour
+    from facelab.gates.exporting.vault_index import SubjectTemplates, impostor_threshold
 
     pol = {**ctx.policy.behaviour, **ctx.policy.contract}
     specs = {

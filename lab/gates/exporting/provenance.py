@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from lab.gates.exporting._types import Artifact, Finding, ScanContext
+from facelab.gates.exporting._types import Artifact, Finding, ScanContext
 
 NAME = "provenance"
 
@@ -105,7 +104,7 @@ def detect(art: Artifact, ctx: ScanContext) -> list[Finding]:
 
 
 def load_baseline(model: str, onnx_path: Path, policy) -> Baseline:
-    from lab.gates.exporting.artifact import parse
+    from facelab.gates.exporting.artifact import parse
 
     return Baseline.from_artifact(
         model, parse(onnx_path.name, "onnx", onnx_path.read_bytes(), policy)

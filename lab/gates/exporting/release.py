@@ -23,9 +23,8 @@ import json
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from lab.audit.events import canonical
-from lab.errors import BadInputError
+from facelab.audit.events import canonical
+from facelab.errors import BadInputError
 
 FORMAT = "facelab-release/1"
 
@@ -54,7 +53,7 @@ def check_override(
     reason: str,
 ) -> None:
     """BadInputError unless ``name`` is a policy reviewer whose key signed this."""
-    from lab.labdir import public_key_from_b64
+    from facelab.labdir import public_key_from_b64
 
     if not reason.strip():
         raise BadInputError("override: a reason is required")
@@ -71,7 +70,7 @@ def check_override(
 
 
 def sign_manifest(manifest: dict, key: Ed25519PrivateKey) -> dict:
-    from lab.labdir import public_key_b64
+    from facelab.labdir import public_key_b64
 
     return {
         "manifest": manifest,

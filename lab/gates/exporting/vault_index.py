@@ -23,10 +23,9 @@ from datetime import date
 
 import cv2
 import numpy as np
-
-from lab.gates.exporting import _imaging as im
-from lab.gates.exporting import keyed
-from lab.vault.store import Record
+from facelab.gates.exporting import _imaging as im
+from facelab.gates.exporting import keyed
+from facelab.vault.store import Record
 
 THUMB = 64
 PCA_COMPONENTS = 24

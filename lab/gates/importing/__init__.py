@@ -1,7 +1,7 @@
 """The model import gate: signed packages, officer approvals, static and sandboxed checks.
 
 Names are imported on first use (PEP 562), so that the confined checks, which import
-``lab.gates.importing._static_child``, do not pay for the gate's own imports.
+``facelab.gates.importing._static_child``, do not pay for the gate's own imports.
 """
 
 from __future__ import annotations
@@ -22,5 +22,5 @@ def __getattr__(name: str):
     if name in _FROM:
         import importlib
 
-        return getattr(importlib.import_module(f"lab.gates.importing.{_FROM[name]}"), name)
-    raise AttributeError(f"module 'lab.gates.importing' has no attribute {name!r}")
+        return getattr(importlib.import_module(f"facelab.gates.importing.{_FROM[name]}"), name)
+    raise AttributeError(f"module 'facelab.gates.importing' has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """Inside the confinement: unpack a package (a tar) and run the checks that parse
 tenant bytes: files (types, pickles and archives at any offset), model.json, ONNX
-(the whole ModelProto, then ``onnx.checker``). ``lab.gates.importing.gate`` calls
-this through ``lab.confine``; a crash, a hang or a memory blow-up in here is a
+(the whole ModelProto, then ``onnx.checker``). ``facelab.gates.importing.gate`` calls
+this through ``facelab.confine``; a crash, a hang or a memory blow-up in here is a
 refusal there, with its reason."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import json
 import os
 from pathlib import Path
 
-from lab.gates.importing import _tar
-from lab.gates.importing._types import GateContext, policy_from_json
-from lab.gates.importing.checks import files as files_check
-from lab.gates.importing.checks import model_json, onnx_static
-from lab.gates.importing.filetype import Payload
-from lab.gates.importing.package import Package
+from facelab.gates.importing import _tar
+from facelab.gates.importing._types import GateContext, policy_from_json
+from facelab.gates.importing.checks import files as files_check
+from facelab.gates.importing.checks import model_json, onnx_static
+from facelab.gates.importing.filetype import Payload
+from facelab.gates.importing.package import Package
 
 
 def _strip_top(tree: Path, files: dict[str, int]) -> tuple[Path, dict[str, int]]:

@@ -1,5 +1,5 @@
 """A tar reader for hostile archives: every header validated before anything loops on
-it, every count and size bounded while streaming (runs inside ``lab.confine``).
+it, every count and size bounded while streaming (runs inside ``facelab.confine``).
 
 Why not ``tarfile``: CPython's reader trusts a header's size field. A base-256 size that
 is negative makes ``getmembers()`` loop forever on the Python 3.11.7 used here

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facelab.gates.importing.package import Package
+
 from enclave_policy import ImportPolicy
-from lab.gates.importing.package import Package
 
 
 @dataclass

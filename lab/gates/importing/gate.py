@@ -5,7 +5,7 @@ Where each check runs (issue 15: every byte a checker reads, parsers that fail c
 1. **intake**, in this process, parsing nothing: a directory is copied file by file
    (``package.copy_dir``: no links followed, hard links refused), an archive is copied
    whole, into a private work directory.
-2. **confined checks** (``_static_child`` in ``lab.confine``, one run, with time and
+2. **confined checks** (``_static_child`` in ``facelab.confine``, one run, with time and
    memory limits): the tar is unpacked by ``_tar.py``; files (types by magic bytes,
    pickles and archives at any offset), model.json, ONNX (the whole ModelProto, then
    ``onnx.checker`` with the private copy as base directory). A crash, hang,
@@ -31,16 +31,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from enclave_policy import ImportPolicy
-from lab import confine
-from lab.confine.safefs import disown
-from lab.errors import BadInputError
-from lab.gates.importing import _tar
-from lab.gates.importing._types import CheckResult, GateContext, policy_to_json
-from lab.gates.importing.checks import files, model_json, onnx_static, signature, smoke
-from lab.gates.importing.package import Package, adopt, copy_archive, copy_dir
+from facelab import confine
+from facelab.confine.safefs import disown
+from facelab.errors import BadInputError
+from facelab.gates.importing import _tar
+from facelab.gates.importing._types import CheckResult, GateContext, policy_to_json
+from facelab.gates.importing.checks import files, model_json, onnx_static, signature, smoke
+from facelab.gates.importing.package import Package, adopt, copy_archive, copy_dir
 
-STATIC_TARGET = "lab.gates.importing._static_child:run"
+from enclave_policy import ImportPolicy
+
+STATIC_TARGET = "facelab.gates.importing._static_child:run"
 STATIC_TIMEOUT_S = 120.0
 STATIC_MEMORY_MB = 4096
 

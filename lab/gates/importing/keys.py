@@ -9,8 +9,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from lab.errors import BadInputError
+from facelab.errors import BadInputError
 
 
 def _write_private(path: Path, pem: bytes) -> None:
@@ -21,7 +20,7 @@ def _write_private(path: Path, pem: bytes) -> None:
 
 def write_keypair(kind: str, prefix: Path | str) -> tuple[Path, Path, str]:
     """Write PREFIX.key and PREFIX.pub; return them and the line for the policy."""
-    from lab.labdir import public_key_b64
+    from facelab.labdir import public_key_b64
 
     prefix = Path(prefix)
     priv, pub = prefix.with_suffix(".key"), prefix.with_suffix(".pub")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.audit import AuditLog, Event
-from lab.audit.events import escape_text
-from lab.gates.importing.gate import ImportReport, inspect, register
-from lab.labdir import Lab
-from lab.vault.store import check_tenant
+from facelab.audit import AuditLog, Event
+from facelab.audit.events import escape_text
+from facelab.gates.importing.gate import ImportReport, inspect, register
+from facelab.labdir import Lab
+from facelab.vault.store import check_tenant
 
 
 def models_dir(lab: Lab) -> Path:

@@ -7,10 +7,10 @@ private work directory without parsing a byte of it here.
   opened); each file is opened with ``O_NOFOLLOW | O_NONBLOCK`` and checked again on
   its descriptor; counts and bytes are bounded. The copy is hashed as it is written.
 * **an archive** is copied as one file; the confined unpacker (``_tar.py`` inside
-  ``lab.confine``) extracts it, and :func:`adopt` reads back what it wrote with
-  ``lab.confine.walk_regular`` (no link followed, single-link regular files only).
+  ``facelab.confine``) extracts it, and :func:`adopt` reads back what it wrote with
+  ``facelab.confine.walk_regular`` (no link followed, single-link regular files only).
 
-The package's digest is the one :func:`lab.synth.dataset_digest` defines (relative
+The package's digest is the one :func:`facelab.synth.dataset_digest` defines (relative
 path and SHA-256 of each file, in path order), computed from the hashes taken while
 copying or reading back, so no file is read twice for it.
 """
@@ -24,7 +24,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from lab.errors import BadInputError
+from facelab.errors import BadInputError
 
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -48,7 +48,7 @@ class Package:
         shutil.rmtree(self.work if self.work is not None else self.root.parent, ignore_errors=True)
 
     def digest(self) -> str:
-        """``sha256:<hex>``, equal to ``lab.synth.dataset_digest(self.root)``."""
+        """``sha256:<hex>``, equal to ``facelab.synth.dataset_digest(self.root)``."""
         h = hashlib.sha256()
         for rel in sorted(self.sha256, key=lambda r: PurePosixPath(r).parts):
             h.update(rel.encode() + b"\0" + bytes.fromhex(self.sha256[rel]))
@@ -168,7 +168,7 @@ def copy_archive(src: Path, dest: Path, *, max_bytes: int) -> str:
 def adopt(root: Path, reported: dict[str, int], max_files: int, max_bytes: int) -> Package:
     """Read back a tree a confined run wrote (never following a link, single-link
     regular files only) and check it against what the run reported."""
-    from lab.confine import walk_regular
+    from facelab.confine import walk_regular
 
     pkg = Package(root)
     files, bad = walk_regular(root, max_files=max_files + 64, max_file_bytes=max_bytes)

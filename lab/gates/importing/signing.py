@@ -29,9 +29,8 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from lab.audit.events import canonical
-from lab.errors import BadInputError
+from facelab.audit.events import canonical
+from facelab.errors import BadInputError
 
 SIG_DIR = "signatures"
 TENANT_SIG = f"{SIG_DIR}/tenant.sig"
@@ -56,7 +55,7 @@ def read_json(path: Path, max_bytes: int = MAX_SIGNATURE_BYTES):
     ValueError
         Too large, too deep, not UTF-8 or not JSON.
     """
-    from lab.gates.importing.filetype import json_depth_ok
+    from facelab.gates.importing.filetype import json_depth_ok
 
     with open(path, "rb") as f:
         data = f.read(max_bytes + 1)
@@ -115,7 +114,7 @@ def signed_statement(sig_path: Path) -> dict:
 
 
 def _depth_ok(data: bytes) -> bool:
-    from lab.gates.importing.filetype import json_depth_ok
+    from facelab.gates.importing.filetype import json_depth_ok
 
     return json_depth_ok(data, 64)
 

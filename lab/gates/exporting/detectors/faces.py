@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-
-from lab.gates.exporting import _imaging as im
-from lab.gates.exporting._types import Artifact, Finding, ScanContext
-from lab.gates.exporting._views import count, views
-from lab.gates.exporting.artifact import Unscannable
+from facelab.gates.exporting import _imaging as im
+from facelab.gates.exporting._types import Artifact, Finding, ScanContext
+from facelab.gates.exporting._views import count, views
+from facelab.gates.exporting.artifact import Unscannable
 
 NAME = "faces"
 SHORTLIST = 64

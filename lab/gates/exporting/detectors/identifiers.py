@@ -14,9 +14,8 @@ import re
 from collections import defaultdict
 
 import numpy as np
-
-from lab.gates.exporting import _mrz, keyed
-from lab.gates.exporting._types import Artifact, Finding, ScanContext
+from facelab.gates.exporting import _mrz, keyed
+from facelab.gates.exporting._types import Artifact, Finding, ScanContext
 
 NAME = "identifiers"
 MIN_RUN = 8

@@ -17,8 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from lab.gates.exporting._types import Artifact, Finding, ScanContext
+from facelab.gates.exporting._types import Artifact, Finding, ScanContext
 
 NAME = "memorisation"
 

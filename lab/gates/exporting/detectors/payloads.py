@@ -28,9 +28,8 @@ import zlib
 
 import cv2
 import numpy as np
-
-from lab.gates.exporting._types import Artifact, Finding, ScanContext
-from lab.gates.exporting.artifact import (
+from facelab.gates.exporting._types import Artifact, Finding, ScanContext
+from facelab.gates.exporting.artifact import (
     MAX_DECODE_PIXELS,
     Unscannable,
     _npy_header,
@@ -38,7 +37,7 @@ from lab.gates.exporting.artifact import (
     magic_kind,
     parse,
 )
-from lab.gates.exporting.detectors.identifiers import runs, texts
+from facelab.gates.exporting.detectors.identifiers import runs, texts
 
 NAME = "payloads"
 SIGNATURES = (

@@ -20,8 +20,7 @@ from itertools import combinations
 
 import cv2
 import numpy as np
-
-from lab.gates.exporting._types import Artifact, Finding, ScanContext
+from facelab.gates.exporting._types import Artifact, Finding, ScanContext
 
 NAME = "representations"
 MAX_TENSORS = 24

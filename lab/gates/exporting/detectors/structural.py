@@ -12,7 +12,7 @@ the content detectors' business.
 
 from __future__ import annotations
 
-from lab.gates.exporting._types import Artifact, Finding, ScanContext
+from facelab.gates.exporting._types import Artifact, Finding, ScanContext
 
 NAME = "structural"
 #: containers of model parameters; a JSON report's 200-bin histogram in a lab of 200

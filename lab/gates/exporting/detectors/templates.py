@@ -13,9 +13,8 @@ an impostor would, it is found.
 from __future__ import annotations
 
 import numpy as np
-
-from lab.gates.exporting._types import Artifact, Finding, ScanContext
-from lab.gates.exporting.vault_index import subject_templates
+from facelab.gates.exporting._types import Artifact, Finding, ScanContext
+from facelab.gates.exporting.vault_index import subject_templates
 
 NAME = "templates"
 MAX_ROWS = 2_000_000

@@ -1,5 +1,5 @@
 """Inside the confinement: load a tenant's model with onnxruntime and run synthetic
-batches (``lab.gates.importing.checks.smoke`` calls this through ``lab.confine``)."""
+batches (``facelab.gates.importing.checks.smoke`` calls this through ``facelab.confine``)."""
 
 from __future__ import annotations
 

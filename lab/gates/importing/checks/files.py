@@ -2,7 +2,7 @@
 special files, nested archives or pickles anywhere in any file; ``signatures/`` holds
 signature files only.
 
-Runs inside ``lab.confine``. Every file is read whole (``filetype.scan`` over an
+Runs inside ``facelab.confine``. Every file is read whole (``filetype.scan`` over an
 ``mmap``): a pickle or an archive at any offset refuses the package, whatever the
 file's name or type (issue 15 failure 5: a protocol-0 pickle with a broken tail named
 ``README.md``, a pickle with text after it named ``LICENSE``, a ``model.onnx`` that is
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import re
 
-from lab.gates.importing._types import CheckResult, GateContext, result
-from lab.gates.importing.filetype import Payload, scan_file, sniff
-from lab.gates.importing.signing import SIG_DIR, TENANT_SIG, is_signature_file
+from facelab.gates.importing._types import CheckResult, GateContext, result
+from facelab.gates.importing.filetype import Payload, scan_file, sniff
+from facelab.gates.importing.signing import SIG_DIR, TENANT_SIG, is_signature_file
 
 NAME = "files"
 _HEAD = 1 << 16
@@ -28,7 +28,7 @@ def _text_payload(path) -> str:
     import base64
     import binascii
 
-    from lab.gates.importing.filetype import scan
+    from facelab.gates.importing.filetype import scan
 
     data = path.read_bytes()
     for m in _TEXT_B64.finditer(data):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from lab.gates.importing._types import CheckResult, GateContext, result
+from facelab.gates.importing._types import CheckResult, GateContext, result
 
 NAME = "model.json"
 MAX_BYTES = 1 << 16
@@ -71,7 +71,7 @@ def read(path) -> dict | list | str | int | float | bool | None:
     ValueError
         Too large, too deep or not JSON.
     """
-    from lab.gates.importing.signing import read_json
+    from facelab.gates.importing.signing import read_json
 
     return read_json(path, MAX_BYTES)
 

@@ -1,6 +1,6 @@
 """ONNX parsed, never executed: the whole ``ModelProto`` against the policy.
 
-Runs inside ``lab.confine`` (``_static_child``), so a parser crash, a hang or a memory
+Runs inside ``facelab.confine`` (``_static_child``), so a parser crash, a hang or a memory
 blow-up is the confinement's to stop and the gate's to report. What is checked, on the
 parsed protobuf and before ``onnx.checker`` (which accepts unknown custom domains and,
 given no base directory, resolves external data against the working directory):
@@ -36,9 +36,9 @@ import math
 import re
 from pathlib import PurePosixPath
 
-from lab.gates.importing._types import CheckResult, GateContext, result
-from lab.gates.importing.checks.files import unreferenced_binaries
-from lab.gates.importing.filetype import scan
+from facelab.gates.importing._types import CheckResult, GateContext, result
+from facelab.gates.importing.checks.files import unreferenced_binaries
+from facelab.gates.importing.filetype import scan
 
 NAME = "onnx"
 _DEFAULT_DOMAINS = ("", "ai.onnx")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 
-from lab.gates.importing._types import CheckResult, GateContext, result
-from lab.gates.importing.signing import (
+from facelab.gates.importing._types import CheckResult, GateContext, result
+from facelab.gates.importing.signing import (
     APPROVALS,
     SIG_DIR,
     TENANT_SIG,
@@ -23,7 +23,7 @@ from lab.gates.importing.signing import (
     statement_digest,
     unsigned_files,
 )
-from lab.labdir import public_key_from_b64
+from facelab.labdir import public_key_from_b64
 
 NAME = "signature"
 APPROVAL_NAME = "approvals"
@@ -43,7 +43,7 @@ def run(ctx: GateContext) -> CheckResult:
     if stray:
         return result(NAME, stray)
     try:
-        from lab.gates.importing.signing import verify_tenant
+        from facelab.gates.importing.signing import verify_tenant
 
         verify_tenant(ctx.root, key, ctx.package.sha256 or None)
     except Exception as e:  # model-signing raises ValueError and friends on any mismatch

@@ -1,5 +1,5 @@
 """Dynamic smoke test: load with onnxruntime and run synthetic batches of 1 and of the
-policy's batch size in the zero client's confinement (``lab.confine``: dedicated uid,
+policy's batch size in the zero client's confinement (``facelab.confine``: dedicated uid,
 namespaces, seccomp, Landlock, limits; no passphrase in its environment), then check
 each output's shape, dtype and finiteness against model.json, and that memory does not
 grow faster than the batch. Runs only after every static check passed: a model that
@@ -11,8 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from lab import confine
-from lab.gates.importing._types import CheckResult, GateContext, result
+from facelab import confine
+from facelab.gates.importing._types import CheckResult, GateContext, result
 
 NAME = "smoke test"
 SMOKE_BATCH = 8
@@ -38,7 +38,7 @@ def run(ctx: GateContext) -> CheckResult:
         shutil.copytree(model.parent, src, symlinks=True)
         _readable(scratch)
         run = confine.run_python(
-            "lab.gates.importing.checks._smoke_child:run",
+            "facelab.gates.importing.checks._smoke_child:run",
             {"path": str(src / model.name), "spec": spec, "batches": [1, big]},
             read=[src],
             write=[scratch / "work"],
