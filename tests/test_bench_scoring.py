@@ -24,15 +24,21 @@ from hypothesis import strategies as st
 from tests.test_bench_metrics import Ref
 
 
+def _nonzero(a: np.ndarray) -> np.ndarray:
+    """A row rounded to all zeros has no direction (a template never is): make it e_0."""
+    a[~a.any(axis=1), 0] = 1.0
+    return a
+
+
 def templates(rng, n, m, d, quantise: bool, noise=0.6):
     e = rng.standard_normal((n, d)).astype(np.float32)
     if quantise:  # coarse values: many exactly equal scores (ties)
-        e = np.round(e * 2) / 2
+        e = _nonzero(np.round(e * 2) / 2)
     e /= np.linalg.norm(e, axis=1, keepdims=True)
     subj = rng.integers(0, n, m)
     p = (e[subj] + noise * rng.standard_normal((m, d))).astype(np.float32)
     if quantise:
-        p = np.round(p * 2) / 2
+        p = _nonzero(np.round(p * 2) / 2)
     p /= np.linalg.norm(p, axis=1, keepdims=True)
     gen_row = subj.astype(np.int64)
     gen_row[rng.random(m) < 0.1] = -1  # probes with no enrolment: impostors only
