@@ -63,7 +63,7 @@ def el(tmp_path_factory: pytest.TempPathFactory):
     ).replace("allow_text_params = false", "allow_text_params = true")
     for old, new in (
         ("wall_seconds = 900", "wall_seconds = 20"),
-        ("cpu_seconds = 600", "cpu_seconds = 15"),
+        ("cpu_seconds = 600", "cpu_seconds = 5"),  # the hostile jobs are small; spin dies sooner
         ("memory_mb = 4096", "memory_mb = 2048"),
         ("max_outbox_mb = 512", "max_outbox_mb = 24"),
         ("max_output_kb = 256", "max_output_kb = 64"),
