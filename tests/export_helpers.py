@@ -28,6 +28,7 @@ class ExportLab:
     tenant: str
     reviewer_key: Path
     cnn: Path  # the CNN package directory as shipped
+    keys: object = None  # tests.import_helpers.Keys: the tenant's and officers' keys
 
     def unlocked(self):
         root = unlock(self.lab, PASSPHRASE)
@@ -68,7 +69,7 @@ def build_export_lab(
         vault_ops.ingest(lab, root, tenant, dataset, "operator", log)
         report = import_model(lab, tenant, pkg, "operator", log)
         assert report.accepted, report.table()
-    return ExportLab(lab, dataset, tenant, rpriv, REPO / "models" / "cnn")
+    return ExportLab(lab, dataset, tenant, rpriv, REPO / "models" / "cnn", keys)
 
 
 def subject_splits(el: ExportLab) -> dict[str, str]:

@@ -21,6 +21,7 @@ timing: ``after-intent``, ``before-commit``, ``after-commit`` (ingest); ``after-
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -502,6 +503,15 @@ def _finish_destroy(
 # ---------------------------------------------------------------- reconciliation
 
 
+# intents of the gates' state changes and who finishes them (imported when needed: the
+# gates depend on the vault, not the other way round)
+_GATE_RECONCILERS = {
+    "model.import": "facelab.gates.importing.ops:reconcile_intent",
+    "export.release": "facelab.gates.exporting.ops:reconcile_intent",
+    "export.override": "facelab.gates.exporting.ops:reconcile_intent",
+}
+
+
 def reconcile(
     lab: Lab,
     root: RootKey,
@@ -556,6 +566,9 @@ def reconcile(
                     ),
                 )
                 _needles_path(lab, tenant).unlink(missing_ok=True)
+        elif action in _GATE_RECONCILERS:  # the gates finish their own state changes
+            module, name = _GATE_RECONCILERS[action].split(":")
+            outcome = getattr(importlib.import_module(module), name)(lab, log, actor, e)
         else:  # another component's intent: on the record as interrupted
             intents.finish(
                 log,

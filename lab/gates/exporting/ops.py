@@ -6,6 +6,7 @@ decision is recorded in the audit log.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from facelab.audit import AuditLog, Event
+from facelab.audit import AuditLog, Event, intents
 from facelab.errors import BadInputError
 from facelab.gates.exporting import contract, release, vault_index
 from facelab.gates.exporting._types import Finding, ScanContext
@@ -45,6 +46,60 @@ SHIPPED = Path(__file__).resolve().parents[3] / "models"
 
 def released_dir(lab: Lab, tenant: str) -> Path:
     return lab.paths.root / "released" / tenant
+
+
+def release_id(when: datetime, report: ExportReport) -> str:
+    """``<UTC time>-<12 hex of the released files' digests>``: the release's directory."""
+    released = [a for a in report.artifacts if a["file"]]
+    return (
+        when.strftime("%Y%m%dT%H%M%SZ")
+        + "-"
+        + hashlib.sha256("".join(a["sha256"] for a in released).encode()).hexdigest()[:12]
+    )
+
+
+def reconcile_intent(lab: Lab, log: AuditLog, actor: str, intent: dict) -> str:
+    """Finish an ``export.release`` / ``export.override`` intent that has no outcome.
+
+    The release was committed when its directory holds a manifest that verifies under
+    the lab's key (the rename is the commit): the outcome is recorded as the intent's
+    decision. Otherwise the half-written temporary directories of the tenant are removed
+    and the outcome is ``aborted``. Returns the outcome.
+    """
+    from facelab.labdir import load_public_key
+
+    tenant = intent["tenant"]
+    rel = str(intent.get("details", {}).get("release", ""))
+    target = lab.paths.root / rel
+    outcome = "aborted"
+    if rel.startswith(f"released/{tenant}/") and (target / "manifest.json").is_file():
+        try:
+            release.verify_manifest(
+                json.loads((target / "manifest.json").read_text()), load_public_key(lab)
+            )
+            overridden = intent["action"].startswith("export.override")
+            outcome = "overridden" if overridden else "released"
+        except Exception:
+            outcome = "aborted"
+    if outcome == "aborted":
+        base = released_dir(lab, tenant)
+        for d in base.glob(".release-*") if base.is_dir() else ():
+            shutil.rmtree(d, ignore_errors=True)
+    action = intent["action"].removesuffix(intents.INTENT)
+    intents.finish(
+        log,
+        intent["seq"],
+        Event(
+            action,
+            actor,
+            role="system",
+            tenant=tenant,
+            object=intent.get("object", ""),
+            decision=outcome,
+            details={"release": rel, "reconciled": True},
+        ),
+    )
+    return outcome
 
 
 def _reference_matchers(lab: Lab, tenant: str, refs: Sequence[str], notes: list[str]) -> dict:
@@ -108,7 +163,23 @@ def export(
     override: Override | None = None,
     reference_models: Sequence[str] | None = None,
     clock=lambda: datetime.now(UTC),
+    hook=lambda point: None,
 ) -> ExportOutcome:
+    """Scan ``paths`` (files or directories in the tenant's outbox) and release the
+    gate's rebuild of them, or refuse.
+
+    A release is a state change recorded as an intent (``export.release.intent``, or
+    ``export.override.intent``) before the release directory is committed (one rename)
+    and its outcome after; a crash in between is finished by :func:`reconcile_intent` when
+    the lab is next opened. ``hook(point)`` is called at "after-intent" and
+    "after-commit" (crash tests). A refusal changes no state and is one entry.
+
+    Raises
+    ------
+    BadInputError
+        A bad tenant, a path outside the tenant's outbox, clashing names, a forged
+        override, or an artifact changed after it was scanned.
+    """
     check_tenant(tenant)
     policy = lab.policy.exporting
     if policy is None:
@@ -201,24 +272,40 @@ def export(
                 )
             decision = "overridden"
             summary["override"] = {"reviewer": override.reviewer, "reason": override.reason}
+        action = {"released": "release", "refused": "refuse", "overridden": "override"}[decision]
+
+        def event(details: dict) -> Event:
+            return Event(
+                f"export.{action}",
+                actor,
+                role="export reviewer" if override else "tenant",
+                tenant=tenant,
+                object="sha256:" + hashlib.sha256("".join(sorted(digests)).encode()).hexdigest(),
+                decision=decision,
+                details=details,
+            )
+
         out = None
         if decision != "refused":
-            out = _release(lab, root, tenant, report, actor, decision, override, policy_sha, clock)
-            summary["release"] = str(out.relative_to(lab.paths.root))
+            when = clock().astimezone(UTC)
+            rid = release_id(when, report)
+            rel = f"released/{tenant}/{rid}"
+            seq = intents.begin(log, event({"release": rel}))
+            hook("after-intent")
+            try:
+                out = _release(
+                    lab, root, tenant, report, actor, decision, override, policy_sha, when
+                )
+            except Exception as e:  # nothing was committed (_release removes its copy)
+                failed = event({"release": rel, "error": type(e).__name__})
+                intents.finish(log, seq, replace(failed, decision="aborted"))
+                raise
+            hook("after-commit")
+            intents.finish(log, seq, event({**summary, "release": rel}))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    action = {"released": "release", "refused": "refuse", "overridden": "override"}[decision]
-    log.record(
-        Event(
-            f"export.{action}",
-            actor,
-            role="export reviewer" if override else "tenant",
-            tenant=tenant,
-            object="sha256:" + hashlib.sha256("".join(sorted(digests)).encode()).hexdigest(),
-            decision=decision,
-            details=summary,
-        )
-    )
+    if out is None:
+        log.record(event(summary))
     return ExportOutcome(report, decision, out)
 
 
@@ -550,10 +637,10 @@ def _release(
     decision: str,
     override: Override | None,
     policy_sha: str,
-    clock,
+    when: datetime,
 ) -> Path:
-    """Write the rebuilt files (never the tenant's) and the signed manifest."""
-    when = clock().astimezone(UTC)
+    """Write the rebuilt files (never the tenant's) and the signed manifest into a
+    temporary directory, then commit it with one rename to ``released/<tenant>/<id>``."""
     released = [a for a in report.artifacts if a["file"]]
     manifest = {
         "format": release.FORMAT,
@@ -577,11 +664,7 @@ def _release(
     doc = release.sign_manifest(manifest, load_signing_key(lab, root))
     base = released_dir(lab, tenant)
     base.mkdir(parents=True, exist_ok=True)
-    rid = (
-        when.strftime("%Y%m%dT%H%M%SZ")
-        + "-"
-        + hashlib.sha256("".join(a["sha256"] for a in released).encode()).hexdigest()[:12]
-    )
+    rid = release_id(when, report)
     tmp = Path(tempfile.mkdtemp(prefix=".release-", dir=base))
     try:
         for a in released:
