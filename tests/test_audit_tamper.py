@@ -292,7 +292,9 @@ def test_the_policy_can_require_a_witness(tmp_path: Path) -> None:
     lab = make_lab(tmp_path / "lab", entries=2)
     root = str(lab.paths.root)
     assert cli("audit", "verify", "--lab", root).returncode == 0  # control: not required
-    text = lab.paths.policy.read_text().replace("[audit]\n", "[audit]\nrequire_witness = true\n")
+    text = lab.paths.policy.read_text()
+    assert "require_witness = false" in text
+    text = text.replace("require_witness = false", "require_witness = true")
     lab.paths.policy.write_text(text)
     assert "requires a witness" in one_line_exit_4(cli("audit", "verify", "--lab", root))
 
