@@ -20,7 +20,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The suites marked slow (minutes each): the export gate's red-team corpus.
+# The suites marked slow (minutes each): the export gate's red-team corpus, the crash
+# loop of ingest and destroy (FACELAB_CRASH_ROUNDS rounds, default 24).
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
