@@ -1,0 +1,72 @@
+"""What several commands share: the progress bar, reading small files, unlocking a lab."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from facelab.errors import BadInputError, NoteError
+
+
+def progress_bar(total: int, desc: str) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
+    """A tqdm bar on a terminal; nothing when stderr is not one (logs, CI)."""
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="id", file=sys.stderr, leave=False)
+    return bar.update, bar.close
+
+
+def unlocked(lab_path: Path, tenant: str | None = None):
+    """Check the tenant name (if any) before anything else, open the lab, unlock its
+    root key once, and open its audit log for recording."""
+    from facelab.labdir import actor_name, audit_writer, open_lab, read_passphrase, unlock
+    from facelab.vault.store import check_tenant
+
+    if tenant is not None:
+        check_tenant(tenant)
+    from facelab.vault import ops
+
+    lab = open_lab(lab_path)
+    root = unlock(lab, read_passphrase())
+    log, actor = audit_writer(lab, root), actor_name()
+    try:  # finish what a crash interrupted; stop if the vault disagrees with the log
+        for r in ops.reconcile(lab, root, log, actor):
+            print(
+                f"facelab: reconciled an interrupted {r['action']} of {r['tenant'] or '-'} "
+                f"(entry {r['intent']}): {r['outcome']}",
+                file=sys.stderr,
+            )
+    except BaseException:
+        log.close()
+        raise
+    return lab, root, log, actor
+
+
+def open_lab_dir(path: Path):
+    from facelab.labdir import open_lab
+
+    return open_lab(path)
+
+
+def read_text(path: Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInputError(f"{path}: unreadable ({getattr(e, 'strerror', None) or e})") from e
+
+
+def read_note(path: Path) -> bytes:
+    """A note file's bytes: missing or unreadable is exit 2, malformed later exit 4."""
+    from facelab.audit import checkpoint as ckpt
+
+    try:
+        return ckpt.read_note_file(path)
+    except NoteError as e:
+        raise NoteError(f"{path}: {e}") from e
+    except OSError as e:
+        raise BadInputError(f"{path}: unreadable ({e.strerror or e})") from e
+
+
