@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = {
     **os.environ,
     "PYTHONPATH": str(REPO),
-    "FACELAB_PASSPHRASE": "pw-cli",
+    "FACELAB_PASSPHRASE": "pw-cli-passphrase",
     "FACELAB_ACTOR": "ops",
 }
 

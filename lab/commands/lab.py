@@ -9,7 +9,7 @@ from pathlib import Path
 def _cmd_init(args: argparse.Namespace) -> int:
     from facelab.labdir import actor_name, init_and_record, read_passphrase
 
-    lab = init_and_record(args.lab, read_passphrase(), actor_name())
+    lab = init_and_record(args.lab, read_passphrase(new=True), actor_name())
     print(f"initialised lab {lab.lab_id} in {lab.paths.root} (audit origin {lab.origin})")
     return 0
 
