@@ -24,6 +24,7 @@ from facelab.errors import FacelabError
 COMMAND_MODULES = (
     "synth",
     "lab",
+    "policy",
     "vault",
     "model",
     "audit",

@@ -81,7 +81,7 @@ def run_demo(
     work = base / "demo"
     work.mkdir()
     isolation = "weak" if missing_layers() else "strict"
-    lab = _import_keys(lab, work / "keys", today, isolation)
+    lab = _import_keys(lab, work / "keys", today, isolation, pw, actor)
     root_key = unlock(lab, pw)
     tenants = {
         "acme": SynthConfig(identities=identities, captures=captures, seed=seed),
@@ -321,37 +321,41 @@ def _leaky_artifact(lab, root_key, out: Path, log) -> Path:
     return out
 
 
-def _import_keys(lab, keys_dir: Path, today: date, isolation: str):
+def _import_keys(lab, keys_dir: Path, today: date, isolation: str, passphrase: bytes, actor: str):
     """A tenant signing key, two import officers, the two processors (borealis due for
     destruction today) and the job isolation this machine can give, into the policy."""
+    from facelab import policy
     from facelab.gates.importing.keys import write_keypair
-    from facelab.labdir import open_lab
+    from facelab.labdir import open_lab, unlock
 
     keys_dir.mkdir()
     _, tpub, _ = write_keypair("tenant", keys_dir / "acme")
-    officers = {}
+    edits = [("add-tenant-key acme", policy.add_tenant_key("acme", policy.tenant_public_pem(tpub)))]
     for name in ("kim", "lee"):
         _, pub, _ = write_keypair("officer", keys_dir / name)
-        officers[name] = pub.read_text().strip()
-    text = lab.paths.policy.read_text()
-    text = text.replace(
-        "officers = {}",
-        "officers = { " + ", ".join(f'{n} = "{k}"' for n, k in officers.items()) + " }",
-    )
-    text = text.replace(
-        "tenant_keys = {}", f"tenant_keys = {{ acme = {json.dumps(tpub.read_text())} }}"
-    )
-    text = text.replace('isolation = "strict"', f'isolation = "{isolation}"')
-    text = text.replace(
-        "[tenants]\n",
+        b64 = policy.ed25519_public_b64(pub, "officer")
+        edits.append((f"add-officer {name}", policy.add_officer(name, b64)))
+    edits += [
+        (f"set jobs.isolation = {isolation}", policy.set_value("jobs.isolation", isolation)),
         (
-            "[tenants]\n"
-            'acme = { processor = "Acme Biometrics (demo)", retention_days = 365 }\n'
-            'borealis = { processor = "Borealis Vision (demo)", purposes = ["verify_1to1"], '
-            f"retention_days = 90, destroy_by = {today.isoformat()} }}\n"
+            "add-tenant acme",
+            policy.add_tenant("acme", processor="Acme Biometrics (demo)", retention_days=365),
         ),
-    )
-    lab.paths.policy.write_text(text)
+        (
+            "add-tenant borealis",
+            policy.add_tenant(
+                "borealis",
+                processor="Borealis Vision (demo)",
+                purposes=["verify_1to1"],
+                retention_days=90,
+                destroy_by=today.isoformat(),
+            ),
+        ),
+    ]
+    # what `facelab policy ...` does: validated, atomic, recorded as policy.change
+    with audit_writer(lab, unlock(lab, passphrase)) as log:
+        for what, edit in edits:
+            policy.change(lab, log, actor, what, edit)
     return open_lab(lab.paths.root)
 
 

@@ -312,7 +312,11 @@ def audit_writer(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     repair_actor: str | None = None,
 ):
-    """Open the lab's audit log for recording (needs the lab key, hence the passphrase)."""
+    """Open the lab's audit log for recording (needs the lab key, hence the passphrase).
+
+    A policy file whose digest is not the one in force at the log's last entry (edited
+    by hand) is recorded first, as ``policy.change`` (:func:`facelab.policy.record_drift`).
+    """
     from facelab.audit import AuditLog, policy_digest
     from facelab.errors import TamperedError
 
@@ -324,7 +328,7 @@ def audit_writer(
             f"{lab.paths.public_key}: is not the public half of the lab's signing key "
             "(replaced?); refusing to sign"
         )
-    return AuditLog(
+    log = AuditLog(
         lab.paths.audit,
         lab.origin,
         key,
@@ -335,6 +339,14 @@ def audit_writer(
         head_dir=lab.paths.keys,
         max_unsigned_tail=audit_limits(lab)["max_unsigned_tail"],
     )
+    try:  # a policy edited by hand since the last entry goes on the record first
+        from facelab.policy import record_drift
+
+        record_drift(lab, log, repair_actor or actor_name())
+    except BaseException:
+        log.close()
+        raise
+    return log
 
 
 def audit_limits(lab: Lab) -> dict[str, int]:

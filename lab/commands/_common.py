@@ -68,5 +68,3 @@ def read_note(path: Path) -> bytes:
         raise NoteError(f"{path}: {e}") from e
     except OSError as e:
         raise BadInputError(f"{path}: unreadable ({e.strerror or e})") from e
-
-

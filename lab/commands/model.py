@@ -11,10 +11,19 @@ from facelab.commands._common import open_lab_dir, unlocked
 
 
 def _cmd_model_keygen(args: argparse.Namespace) -> int:
-    from facelab.gates.importing.keys import write_keypair
+    import shlex
 
-    priv, pub, policy_line = write_keypair(args.kind, args.out)
-    print(f"private key: {priv}\npublic key:  {pub}\npolicy entry: {policy_line}")
+    from facelab.gates.importing.keys import write_keypair
+    from facelab.policy import check_name
+
+    name = args.name or args.out.name
+    check_name(name, args.kind)
+    priv, pub, _line = write_keypair(args.kind, args.out)
+    sub = {"tenant": "add-tenant-key", "officer": "add-officer", "reviewer": "add-reviewer"}
+    lab = shlex.quote(str(args.lab)) if args.lab else "LAB"
+    cmd = f"facelab policy {sub[args.kind]} --lab {lab} {shlex.quote(name)} {shlex.quote(str(pub))}"
+    print(f"private key: {priv} (keep it secret)\npublic key:  {pub}")
+    print(f"register it in the lab's policy (recorded in its audit log):\n  {cmd}")
     return 0
 
 
@@ -78,6 +87,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     mk.add_argument("--kind", choices=["tenant", "officer", "reviewer"], required=True)
     mk.add_argument("--out", type=Path, required=True, help="path prefix of the key files")
+    mk.add_argument(
+        "--name", help="the tenant's, officer's or reviewer's name (default: --out's name)"
+    )
+    mk.add_argument("--lab", type=Path, help="the lab to print the registration command for")
     mk.set_defaults(func=_cmd_model_keygen)
     ms = msub.add_parser("sign", help="tenant: sign every file of a package (model-signing)")
     ms.add_argument("package", type=Path)
