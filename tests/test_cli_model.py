@@ -108,3 +108,42 @@ def test_a_malformed_tar_is_refused_with_exit_3_not_a_traceback(tmp_path: Path) 
     p = run("model", "import", "--lab", str(tmp_path / "lab"), "--tenant", "acme", str(tar))
     assert p.returncode == 3 and "Traceback" not in p.stderr
     assert "base-256" in p.stdout
+
+
+def test_package_copies_what_the_gate_takes_and_names_the_rest(tmp_path: Path) -> None:
+    src = make_package(tmp_path / "src", extra={"build.py": b"import torch\n"})
+    (src / "notes").mkdir()
+    p = run("model", "package", str(src), str(tmp_path / "pkg"))
+    assert p.returncode == 0, p.stderr
+    assert sorted(q.name for q in (tmp_path / "pkg").iterdir()) == [
+        "README.md",
+        "model.json",
+        "model.onnx",
+    ]
+    assert (tmp_path / "pkg" / "model.onnx").read_bytes() == (src / "model.onnx").read_bytes()
+    assert "build.py" in p.stdout and "notes/" in p.stdout
+    # an existing OUT is kept unless --force
+    (tmp_path / "pkg" / "mine").write_text("keep")
+    assert "--force" in one_line_error(run("model", "package", str(src), str(tmp_path / "pkg")))
+    assert (tmp_path / "pkg" / "mine").read_text() == "keep"
+    assert run("model", "package", str(src), str(tmp_path / "pkg"), "--force").returncode == 0
+    assert not (tmp_path / "pkg" / "mine").exists()
+
+
+def test_sign_refuses_the_wrong_kind_of_key_and_a_dataset(tmp_path: Path) -> None:
+    from facelab.synth import SynthConfig, write_dataset
+
+    pkg = make_package(tmp_path / "p")
+    run("model", "keygen", "--kind", "officer", "--out", str(tmp_path / "kim"))
+    run("model", "keygen", "--kind", "tenant", "--out", str(tmp_path / "acme"))
+    line = one_line_error(run("model", "sign", str(pkg), "--key", str(tmp_path / "kim.key")))
+    assert "wrong kind of key" in line and "Ed25519" in line
+    assert not (pkg / "signatures").exists()  # nothing written
+    ds = tmp_path / "ds"
+    write_dataset(SynthConfig(identities=2, captures=1, seed=1), ds, workers=1)
+    line = one_line_error(run("model", "sign", str(ds), "--key", str(tmp_path / "acme.key")))
+    assert "a dataset" in line
+    assert not (ds / "signatures").exists()
+    # positive control: the right key on a package signs
+    assert run("model", "sign", str(pkg), "--key", str(tmp_path / "acme.key")).returncode == 0
+    assert (pkg / "signatures" / "tenant.sig").is_file()

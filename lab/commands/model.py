@@ -27,6 +27,24 @@ def _cmd_model_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_model_package(args: argparse.Namespace) -> int:
+    from facelab.gates.importing.packaging import make_package
+
+    if args.lab is not None:
+        allowed = open_lab_dir(args.lab).policy.importing.allowed_files
+    else:
+        from enclave_policy import load_policy
+
+        allowed = load_policy().importing.allowed_files
+    copied, left = make_package(args.source, args.out, allowed, force=args.force)
+    print(f"package {args.out}: {', '.join(copied)}")
+    if left:
+        print(f"  left out (not files the import gate takes): {', '.join(left)}")
+    print("  next: `facelab model sign` (tenant), `facelab model approve` (each officer),")
+    print("  then `facelab model import`")
+    return 0
+
+
 def _cmd_model_sign(args: argparse.Namespace) -> int:
     from facelab.gates.importing import sign_package
 
@@ -92,6 +110,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     mk.add_argument("--lab", type=Path, help="the lab to print the registration command for")
     mk.set_defaults(func=_cmd_model_keygen)
+    mp = msub.add_parser(
+        "package",
+        help="copy what the import gate takes from a model directory (e.g. models/cnn)",
+    )
+    mp.add_argument("source", type=Path, help="a directory holding model.onnx")
+    mp.add_argument("out", type=Path, help="the package directory to create")
+    mp.add_argument("--lab", type=Path, help="take this lab's allowed files (default: shipped)")
+    mp.add_argument("--force", action="store_true", help="replace an existing OUT")
+    mp.set_defaults(func=_cmd_model_package)
     ms = msub.add_parser("sign", help="tenant: sign every file of a package (model-signing)")
     ms.add_argument("package", type=Path)
     ms.add_argument("--key", type=Path, required=True, help="ECDSA P-256 private key (PEM)")
