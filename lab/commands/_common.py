@@ -68,3 +68,14 @@ def read_note(path: Path) -> bytes:
         raise NoteError(f"{path}: {e}") from e
     except OSError as e:
         raise BadInputError(f"{path}: unreadable ({e.strerror or e})") from e
+
+
+def check_out(path: Path, force: bool, option: str = "--out") -> None:
+    """An existing ``--out`` (a file, or a directory that is not empty) is replaced only
+    with ``--force``: BadInputError otherwise, before any work."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+        return
+    if not force:
+        raise BadInputError(f"{path}: {option} already exists (use --force to replace it)")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from facelab.commands._common import progress_bar, unlocked
+from facelab.commands._common import check_out, progress_bar, unlocked
 from facelab.errors import BadInputError
 
 
@@ -61,8 +61,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         summary_table,
     )
 
-    out = args.out or Path("bench-report")
+    out = args.out or Path("bench-report").absolute()
     if args.scores is not None:  # scores computed elsewhere
+        check_out(out, args.force)
         gen, imp = (_read_scores(Path(f)) for f in args.scores)
         report = score_report(gen, imp, kind=args.score_kind or "similarity")
         page = write_report(report, out)
@@ -90,6 +91,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if args.dataset is None:
         raise BadInputError("facelab bench: give --lab LAB --tenant T, or --dataset DIR")
+    check_out(out, args.force)
     clients: list = []
     scorer = _scorer(args.scheduler, clients)  # an unreachable cluster fails first
     samples = samples_from_dataset(args.dataset)
@@ -135,6 +137,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     from facelab.bench.report import write_comparison
 
+    out = args.out or Path("bench-compare").absolute()
+    check_out(out, args.force)
     reports = []
     for r in args.reports:
         f = r / "report.json" if r.is_dir() else r
@@ -146,7 +150,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         except (KeyError, TypeError) as e:
             raise BadInputError(f"{f}: not a facelab benchmark report (no {e})") from e
         reports.append(doc)
-    page = write_comparison(reports, args.out or Path("bench-compare"))
+    page = write_comparison(reports, out)
     print(f"comparison of {len(reports)} runs: {page}")
     return 0
 
@@ -192,9 +196,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="tcp://HOST:PORT of a Dask scheduler: score the blocks on the cluster",
     )
-    b.add_argument("--out", type=Path, default=None)
+    b.add_argument("--out", type=Path, default=None, help="report directory (bench-report)")
+    b.add_argument("--force", action="store_true", help="replace an existing --out")
     b.set_defaults(func=_cmd_bench)
     cmp_ = sub.add_parser("compare", help="several benchmark reports on one DET")
     cmp_.add_argument("reports", nargs="+", type=Path, help="report.json files or their dirs")
     cmp_.add_argument("--out", type=Path, default=None, help="output dir (bench-compare)")
+    cmp_.add_argument("--force", action="store_true", help="replace an existing --out")
     cmp_.set_defaults(func=_cmd_compare)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from facelab.commands._common import open_lab_dir, unlocked
+from facelab.commands._common import check_out, open_lab_dir, unlocked
 from facelab.errors import BadInputError
 
 
@@ -60,6 +60,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
     from facelab.gates.exporting.release import sign_override
     from facelab.gates.importing.keys import load_officer_key
 
+    check_out(args.out, args.force)
     key = load_officer_key(args.key, "a reviewer")
     digests = []
     for p in args.artifacts:
@@ -137,7 +138,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rv.add_argument("--reviewer", required=True)
     rv.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM)")
     rv.add_argument("--reason", required=True)
-    rv.add_argument("--out", type=Path, required=True)
+    rv.add_argument("--out", type=Path, required=True, help="the override file to write")
+    rv.add_argument("--force", action="store_true", help="replace an existing --out")
     rv.add_argument("artifacts", type=Path, nargs="+")
     rv.set_defaults(func=_cmd_review)
     rl = sub.add_parser("release", help="released artifacts")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from facelab.commands._common import unlocked
@@ -16,7 +17,14 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     lab, root, log, actor = unlocked(args.lab, args.tenant)
     with log:
         r = ops.ingest(
-            lab, root, args.tenant, args.dataset, actor, log, delete_source=args.delete_source
+            lab,
+            root,
+            args.tenant,
+            args.dataset,
+            actor,
+            log,
+            delete_source=args.delete_source,
+            new_tenant=args.new_tenant,
         )
     if r.already_present:
         print(
@@ -33,9 +41,43 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def confirm_destroy(tenant: str, yes: bool, ask=input, terminal: bool | None = None) -> None:
+    """On a terminal, the operator types the tenant's name; elsewhere ``--yes`` is needed.
+    BadInputError (exit 2, nothing changed) otherwise."""
+    if yes:
+        return
+    if terminal is None:
+        terminal = sys.stdin.isatty()
+    if not terminal:
+        raise BadInputError(
+            f"destroy {tenant}: cannot ask for confirmation (not a terminal); pass --yes, "
+            "or --dry-run to see what it would empty"
+        )
+    try:
+        answer = ask(f"this erases tenant {tenant}'s key and data for good; type its name: ")
+    except EOFError:
+        answer = ""
+    if answer.strip() != tenant:
+        raise BadInputError(f"destroy {tenant}: the name typed does not match; nothing changed")
+
+
 def _cmd_destroy(args: argparse.Namespace) -> int:
     from facelab.vault import ops
 
+    if args.dry_run:  # read only: no log opened, nothing changed
+        from facelab.labdir import open_lab, read_passphrase, unlock
+        from facelab.vault.store import check_tenant
+
+        check_tenant(args.tenant)
+        lab = open_lab(args.lab)
+        plan = ops.destroy_plan(lab, unlock(lab, read_passphrase()), args.tenant)
+        print(f"destroy --dry-run: tenant {args.tenant} in {lab.paths.root}; would empty:")
+        for p in plan:
+            now = f" [now: {p['now']}]" if p["now"] else ""
+            print(f"  {p['place']}: {p['path']}{now}\n    -> {p['action']}")
+        print("nothing was changed")
+        return 0
+    confirm_destroy(args.tenant, args.yes)
     lab, root, log, actor = unlocked(args.lab, args.tenant)
     with log:
         path = ops.destroy(lab, root, args.tenant, actor, log)
@@ -119,10 +161,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="delete the plaintext after reading it back from the vault",
     )
+    g.add_argument(
+        "--new-tenant",
+        action="store_true",
+        help="create the tenant if it is new (a tenant neither in the vault nor declared "
+        "in the policy is refused without it: a typo does not create a processor)",
+    )
     g.set_defaults(func=_cmd_ingest)
     x = sub.add_parser("destroy", help="crypto-shred a tenant; write a signed certificate")
     x.add_argument("--lab", type=Path, required=True)
     x.add_argument("--tenant", required=True)
+    x.add_argument(
+        "--yes", action="store_true", help="do not ask for the tenant's name (scripts)"
+    )
+    x.add_argument(
+        "--dry-run", action="store_true", help="list every place it would empty; change nothing"
+    )
     x.set_defaults(func=_cmd_destroy)
     vl = sub.add_parser("vault", help="the encrypted record store")
     vsub = vl.add_subparsers(dest="vault_command", required=True)
