@@ -66,8 +66,13 @@ def run_demo(
     seed: int = 2019,
     progress: Callable[[int], None] | None = None,
     today: date | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> DemoResult:
-    """Run the demo with the lab at ``root`` (a new temporary directory if None)."""
+    """Run the demo with the lab at ``root`` (a new temporary directory if None).
+
+    ``say`` is called with one line per step of the story as the step begins.
+    """
+    step = say or (lambda _: None)
     from facelab.confine import missing_layers
     from facelab.jobs import JobRefused, run_job
     from facelab.labdir import unlock
@@ -77,10 +82,12 @@ def run_demo(
     base = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="facelab-demo-"))
     generated = passphrase is None
     pw = passphrase if passphrase is not None else secrets.token_urlsafe(16).encode()
+    step(f"creating the lab in {base} (keys sealed under the operator secret)")
     lab = init_and_record(base, pw, actor)
     work = base / "demo"
     work.mkdir()
     isolation = "weak" if missing_layers() else "strict"
+    step("keys of a tenant and two import officers, registered with `facelab policy`")
     lab = _import_keys(lab, work / "keys", today, isolation, pw, actor)
     root_key = unlock(lab, pw)
     tenants = {
@@ -107,6 +114,7 @@ def run_demo(
         )
         for tenant, cfg in tenants.items():
             plain = work / f"plaintext-{tenant}"
+            step(f"synthesising {cfg.identities} identities for {tenant}, then ingesting them")
             s = write_dataset(cfg, plain, progress=progress if tenant == "acme" else None)
             log.record(
                 Event(
@@ -129,12 +137,14 @@ def run_demo(
                 contact_sheet(plain, sheet)
             res = ops.ingest(lab, root_key, tenant, plain, actor, log, delete_source=True)
             ingested[tenant] = res.images
+        step("signing and approving two model packages; the import gate checks both")
         good, bad = _packages(work, work / "keys")
         imported = import_model(lab, "acme", good, "acme-engineer", log)
         refused = import_model(lab, "acme", bad, "acme-engineer", log)
         splits: dict[str, int] = {}
         for rec in ops.read(lab, root_key, "acme", actor, log, purpose="demo: count splits"):
             splits[rec.split] = splits.get(rec.split, 0) + 1
+        step("a 1:1 benchmark job and a training job, confined")
         bench = run_job(
             lab,
             root_key,
@@ -158,11 +168,13 @@ def run_demo(
             "acme-engineer",
             log,
         )
+        step("the export gate on the trained head and the report, then on a leaky artifact")
         released = export(lab, root_key, "acme", [train.outbox, bench.outbox], "acme-engineer", log)
         leak = _leaky_artifact(
             lab, root_key, lab.paths.root / "outbox" / "acme" / "insider-adapter", log
         )
         refused_export = export(lab, root_key, "acme", [leak], "acme-engineer", log)
+        step("a 1:N search job, which the purpose policy refuses")
         try:
             run_job(
                 lab,
@@ -180,10 +192,12 @@ def run_demo(
             one_to_n = "ALLOWED (unexpected)"
         except JobRefused as e:
             one_to_n = "refused: " + str(e).removeprefix("job refused: ").split(",")[0]
+        step("retention: destroying the tenant past its due date")
         due = retention.run(lab, root_key, actor, log, today=today)
         rows = retention.register(lab, root_key)
     cert = lab.paths.root / "certificates" / due[0]["certificate"] if due else Path()
     md, _ = retention.write_register(lab, rows, work)
+    step("the register of processors; a witness cosigns; the whole log is verified")
     cosigned = witness.cosign(wdir, lab)  # consistency from its last view, then cosign
     report = verify_log(lab.paths.audit, lab.origin, load_public_key(lab), head_dir=lab.paths.keys)
     assert summary is not None

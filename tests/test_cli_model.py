@@ -49,6 +49,11 @@ def test_the_whole_import_flow(tmp_path: Path) -> None:
     ok = run("model", "import", "--lab", str(lab), "--tenant", "acme", str(good))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "REGISTERED" in ok.stdout
+    assert ok.stderr.splitlines() == [  # progress, as plain lines off a terminal
+        "facelab model import: [1/2] copying the package; unpacking and parsing it in the "
+        "confinement",
+        "facelab model import: [2/2] smoke test: the model runs in the confinement",
+    ]
     bad = make_package(tmp_path / "bad", build_model(custom_op=True), spec=model_json())
     run("model", "sign", str(bad), "--key", str(k / "acme.key"))
     refused = run("model", "import", "--lab", str(lab), "--tenant", "acme", str(bad), "--json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 from facelab.errors import BadInputError, NoteError
 
@@ -79,3 +80,42 @@ def check_out(path: Path, force: bool, option: str = "--out") -> None:
         return
     if not force:
         raise BadInputError(f"{path}: {option} already exists (use --force to replace it)")
+
+
+class Steps:
+    """Progress of a long command, step by step: a tqdm bar on a terminal, otherwise one
+    plain line per step on stderr (``facelab NAME: [k/n] STEP``), flushed at once, so a
+    log or CI shows where a run is. Call it with each step's name as the step begins."""
+
+    def __init__(self, name: str, total: int | None = None, *, bar: bool = True):
+        """``bar=False``: the plain lines only (for a command that draws its own bars
+        on a terminal); nothing on a terminal."""
+        self.name, self.total, self.n = name, total, 0
+        self.bar = None
+        self.quiet = not bar and sys.stderr.isatty()
+        if bar and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=name, unit="step", file=sys.stderr, leave=False)
+
+    def __call__(self, step: str) -> None:
+        self.n += 1
+        if self.quiet:
+            return
+        if self.bar is not None:
+            if self.n > 1:
+                self.bar.update(1)
+            self.bar.set_postfix_str(step[:60])
+        else:
+            of = f"/{self.total}" if self.total else ""
+            print(f"facelab {self.name}: [{self.n}{of}] {step}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

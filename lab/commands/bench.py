@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from facelab.commands._common import check_out, progress_bar, unlocked
+from facelab.commands._common import Steps, check_out, progress_bar, unlocked
 from facelab.errors import BadInputError
 
 
@@ -81,8 +81,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if args.device != "cpu":
             raise BadInputError("facelab bench --lab: jobs run on the CPU (--device cpu)")
         lab, root, log, actor = unlocked(args.lab, args.tenant)
-        with log:
+        with log, Steps("bench", total=len(models)) as steps:
             for ref in models:
+                steps(f"{ref}: a confined benchmark job on the {args.split} split")
                 report, page = bench_in_lab(
                     lab, root, args.tenant, str(ref), actor, log, split=args.split
                 )
@@ -96,7 +97,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     scorer = _scorer(args.scheduler, clients)  # an unreachable cluster fails first
     samples = samples_from_dataset(args.dataset)
     reports = []
+    steps = Steps("bench", total=len(models), bar=False)  # extraction draws its own bar
     for ref in models:
+        steps(f"{ref}: templates of {len(samples)} images, then every pair's score")
         if ref == "dlib":
             from facelab.bench._dlib import DlibMatcher
 

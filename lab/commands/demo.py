@@ -14,9 +14,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from facelab.labdir import PASSPHRASE_ENV, captured_secret
 
     env_pw = captured_secret(PASSPHRASE_ENV)
+    print(
+        "facelab demo: the whole lab story on synthetic faces, about 10 steps "
+        "(1-2 minutes on 2 cores)",
+        flush=True,
+    )
+    n = [0]
+
+    def say(line: str) -> None:
+        n[0] += 1
+        print(f"  [{n[0]}] {line}", flush=True)
+
     update, close = progress_bar(200, "demo synth")
     try:
-        r = run_demo(args.lab, passphrase=env_pw.encode() if env_pw else None, progress=update)
+        r = run_demo(
+            args.lab, passphrase=env_pw.encode() if env_pw else None, progress=update, say=say
+        )
     finally:
         close()
     d = r.dataset

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from facelab.commands._common import check_out, open_lab_dir, unlocked
+from facelab.commands._common import Steps, check_out, open_lab_dir, unlocked
 from facelab.errors import BadInputError
 
 
@@ -22,7 +22,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         except (ValueError, KeyError, TypeError) as e:
             raise BadInputError(f"{args.override}: not an override file ({e})") from e
     lab, root, log, actor = unlocked(args.lab, args.tenant)
-    with log:
+    with log, Steps("export", total=5) as steps:
         out = export(
             lab,
             root,
@@ -33,6 +33,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             from_model=args.from_model,
             override=override,
             reference_models=args.reference_model,
+            progress=steps,
         )
     if args.json:
         doc = out.report.to_json()

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from facelab.commands._common import unlocked
+from facelab.commands._common import Steps, unlocked
 from facelab.errors import BadInputError
 
 
@@ -19,8 +19,8 @@ def _cmd_job_run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise BadInputError(f"{args.spec}: not JSON ({e})") from e
     lab, root, log, actor = unlocked(args.lab, args.tenant)
-    with log:
-        r = run_job(lab, root, args.tenant, spec, actor, log)
+    with log, Steps("job run", total=3) as steps:
+        r = run_job(lab, root, args.tenant, spec, actor, log, progress=steps)
     doc = {
         "job": r.job_id,
         "status": r.status,

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from facelab.commands._common import open_lab_dir, unlocked
+from facelab.commands._common import Steps, open_lab_dir, unlocked
 
 
 def _cmd_model_keygen(args: argparse.Namespace) -> int:
@@ -66,8 +66,8 @@ def _cmd_model_import(args: argparse.Namespace) -> int:
     from facelab.gates.importing.ops import import_model
 
     lab, _root, log, actor = unlocked(args.lab, args.tenant)
-    with log:
-        report = import_model(lab, args.tenant, args.package, actor, log)
+    with log, Steps("model import", total=2) as steps:
+        report = import_model(lab, args.tenant, args.package, actor, log, progress=steps)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:

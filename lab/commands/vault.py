@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from facelab.commands._common import unlocked
+from facelab.commands._common import Steps, unlocked
 from facelab.errors import BadInputError
 
 
@@ -124,8 +124,10 @@ def _cmd_retention_run(args: argparse.Namespace) -> int:
         today = date.fromisoformat(args.today) if args.today else None
     except ValueError as e:
         raise BadInputError(f"--today {args.today!r}: not a date (YYYY-MM-DD)") from e
-    with log:
-        due = retention.run(lab, root, actor, log, today=today, dry_run=args.dry_run)
+    with log, Steps("retention") as steps:
+        due = retention.run(
+            lab, root, actor, log, today=today, dry_run=args.dry_run, progress=steps
+        )
     if not due:
         print("retention: no tenant is due for destruction")
     for s in due:
@@ -171,9 +173,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     x = sub.add_parser("destroy", help="crypto-shred a tenant; write a signed certificate")
     x.add_argument("--lab", type=Path, required=True)
     x.add_argument("--tenant", required=True)
-    x.add_argument(
-        "--yes", action="store_true", help="do not ask for the tenant's name (scripts)"
-    )
+    x.add_argument("--yes", action="store_true", help="do not ask for the tenant's name (scripts)")
     x.add_argument(
         "--dry-run", action="store_true", help="list every place it would empty; change nothing"
     )

@@ -9,7 +9,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,7 +108,10 @@ def export(
     override: Override | None = None,
     reference_models: Sequence[str] | None = None,
     clock=lambda: datetime.now(UTC),
+    progress: Callable[[str], None] | None = None,
 ) -> ExportOutcome:
+    """Run the export gate; ``progress`` is called with each step's name as it begins."""
+    step = progress or (lambda _: None)
     check_tenant(tenant)
     policy = lab.policy.exporting
     if policy is None:
@@ -152,6 +155,7 @@ def export(
                     },
                 )
             )
+            step("indexing the tenant's vault records (keyed hashes)")
             index = vault_index.build(
                 v.records(tenant, reveal=True),
                 fields=tuple(policy.identifiers["fields"]),
@@ -171,7 +175,9 @@ def export(
                 lab.policy.importing,
                 _registered_onnx(lab, tenant, from_model),
                 scratch,
+                progress=step,
             )
+        step("decision")
         digests = [a["source_sha256"] for a in report.artifacts]
         policy_sha = hashlib.sha256(lab.paths.policy.read_bytes()).hexdigest()
         summary = {
@@ -230,11 +236,14 @@ def check(
     scratch: Path,
     *,
     seed: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[ExportReport, list[contract.Item]]:
     """The gate's whole check of one export: contract, confined rebuild, behavioural
     tests, then the detectors on the rebuilt files. ``files`` are (file, release path)."""
     import time
 
+    step = progress or (lambda _: None)
+    step(f"rebuilding {len(files)} file(s) in the confinement")
     policy = ctx.policy
     t0 = time.perf_counter()
     items = contract.classify(files, tuple(policy.contract["kinds"]))
@@ -277,8 +286,10 @@ def check(
             views.append((it.out, it.release_rel))
     ctx.baseline = _baselines_for(built, baselines, policy)
     t1 = time.perf_counter()
+    step("behaviour tests (models run on vault photos, confined)")
     behaviour_findings(built, ctx, baselines, scratch, findings)
     t_behaviour = time.perf_counter() - t1
+    step("detectors (identifiers, faces, templates, payloads, memorisation)")
     report = scan(
         [p for p, _ in views],
         ctx,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from facelab.audit import AuditLog, Event
@@ -16,7 +17,12 @@ def models_dir(lab: Lab) -> Path:
 
 
 def import_model(
-    lab: Lab, tenant: str, package: Path | str, actor: str, log: AuditLog
+    lab: Lab,
+    tenant: str,
+    package: Path | str,
+    actor: str,
+    log: AuditLog,
+    progress: Callable[[str], None] | None = None,
 ) -> ImportReport:
     """Run the gate on ``package`` and register it when every check passed.
 
@@ -32,7 +38,7 @@ def import_model(
     ctx = None
     try:
         check_tenant(tenant)
-        report, ctx = inspect(package, tenant, lab.policy.importing)
+        report, ctx = inspect(package, tenant, lab.policy.importing, progress=progress)
         if report.accepted:
             register(report, ctx, models_dir(lab))
     except Exception as e:
