@@ -41,12 +41,61 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+ENVIRONMENT = """environment:
+  FACELAB_PASSPHRASE  the operator secret (commands that open a lab's keys); asked on a
+                      terminal when it is not set
+  FACELAB_KEY_FILE    or: a file whose bytes are the secret (at least 16 bytes)
+  FACELAB_ACTOR       who acts, recorded in the audit log (default: the OS user)"""
+
+# exit codes per command (DESIGN.md's contract); the others: DEFAULT_EXITS
+EXITS = {
+    "model import": "0 registered; 3 refused by the import gate; 2 bad input",
+    "export": "0 released; 3 refused (every finding listed); 2 bad input",
+    "job run": "0 done; 3 refused by the policy; 5 the job failed; 2 bad input",
+    "release verify": "0 intact; 4 a file or the signature does not verify; 2 bad input",
+    "audit verify": "0 intact; 4 tampered (the first damage named); 2 bad input",
+    "audit prove": "0 proof verifies; 4 it does not; 2 bad input",
+    "audit consistency": "0 consistent; 4 not (a fork or a rollback); 2 bad input",
+    "audit witness": "0 cosigned; 4 rollback or fork; 2 bad input",
+    "audit verify-proof": "0 verifies; 4 does not; 2 bad input",
+    "audit repair": "0 repaired or nothing to cut; 4 damage it must not cut; 2 bad input",
+    "certificate verify": "0 verifies; 4 does not (or unvalidated with "
+    "--require-validation); 2 bad input",
+    "certificate validate": "0 validated; 4 the performer's signature fails; 2 bad input",
+}
+DEFAULT_EXITS = "0 done; 2 bad input or usage; 4 the lab's audit log is damaged"
+
+
+def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield " ".join(path), parser
+        return
+    for name, sub in subs[0].choices.items():
+        yield from _leaves(sub, (*path, name))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="facelab", description="A privacy-preserving face-data lab harness.")
+    p = _Parser(
+        prog="facelab",
+        description="A privacy-preserving face-data lab harness.",
+        epilog=f"exit codes: 0 success, 2 bad input or usage (one line on stderr), 3 refused "
+        f"by a gate, 4 audit log tampered, 5 a job failed\n{ENVIRONMENT}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"facelab {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(f"facelab.commands.{name}").register(sub)
+    for name, leaf in _leaves(p):  # every command's --help: its exit codes, the environment
+        codes = f"exit codes: {EXITS.get(name, DEFAULT_EXITS)}"
+        own = leaf.epilog or ""
+        if "exit codes:" not in own:
+            own = f"{own}\n{codes}" if own else codes
+        if "environment:" not in own:
+            own = f"{own}\n{ENVIRONMENT}"
+        leaf.epilog = own
+        leaf.formatter_class = argparse.RawDescriptionHelpFormatter
     return p
 
 

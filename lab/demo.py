@@ -307,10 +307,47 @@ def _html_report(path: Path, controls, bench_dir: Path, refused, register_md: Pa
         f"<table><tr><th>control</th><th>outcome</th></tr>{rows}</table>"
         f"<h2>1:1 benchmark (in a confined job)</h2>{img('det.png')}{img('scores.png')}"
         f"<h2>Export refused: findings</h2><ul>{findings}</ul>"
-        f"<h2>Register of processors</h2><pre>{h.escape(register_md.read_text())}</pre>"
+        f"<h2>Register of processors</h2>{_register_table(register_md.with_suffix('.json'))}"
     )
     path.write_text(page)
     return path
+
+
+REGISTER_COLUMNS = (
+    ("processor", "processor"),
+    ("tenant", "tenant"),
+    ("purposes", "purposes"),
+    ("data_categories", "data categories"),
+    ("retention", "retention"),
+    ("status", "status"),
+    ("since", "since"),
+    ("destruction_due", "destruction due"),
+    ("destroyed", "destroyed"),
+    ("subjects", "subjects"),
+)
+
+
+def _register_table(register_json: Path) -> str:
+    """The register of processors (register.json) as an HTML table, one row each."""
+    import html as h
+
+    doc = json.loads(register_json.read_text())
+
+    def cell(v) -> str:
+        if v is None:
+            return ""
+        return h.escape(", ".join(map(str, v)) if isinstance(v, list) else str(v))
+
+    head = "".join(f"<th>{h.escape(t)}</th>" for _, t in REGISTER_COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{cell(p.get(k))}</td>" for k, _ in REGISTER_COLUMNS) + "</tr>"
+        for p in doc["processors"]
+    )
+    purposes = (
+        f"<p>Allowed purposes: {cell(doc['allowed_purposes'])}; forbidden: "
+        f"{cell(doc['forbidden_purposes'])}.</p>"
+    )
+    return f'{purposes}<table class="register"><tr>{head}</tr>{body}</table>'
 
 
 def _leaky_artifact(lab, root_key, out: Path, log) -> Path:
