@@ -111,7 +111,18 @@ def test_missing_arguments_are_one_line(leaf, capsys, monkeypatch) -> None:
     _assert_clean(list(leaf), code, out, err)
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty", "garbage", "text", "dataset", "officer-key"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "missing",
+        "garbage",
+        "dataset",
+        "officer-key",
+        # the same refusals again for other bytes: `make test-slow`
+        pytest.param("empty", marks=pytest.mark.slow),
+        pytest.param("text", marks=pytest.mark.slow),
+    ],
+)
 @pytest.mark.parametrize("with_lab", [False, True], ids=["no-lab", "lab"])
 def test_every_command_with_bad_paths(kind, with_lab, places, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
