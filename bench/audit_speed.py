@@ -30,7 +30,7 @@ from facelab.audit import Event, rfc9162, verify_log
 from facelab.audit.proofs import prove_inclusion
 from facelab.labdir import audit_writer, init_and_record, load_public_key, open_lab
 
-PASS = b"bench"
+PASS = b"bench passphrase"
 
 
 def main() -> None:

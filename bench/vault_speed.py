@@ -27,7 +27,7 @@ from facelab.labdir import audit_writer, init_and_record, unlock
 from facelab.synth import SynthConfig, write_dataset
 from facelab.vault import ops
 
-PASS = b"bench"
+PASS = b"bench passphrase"
 
 
 def main() -> None:

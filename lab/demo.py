@@ -66,8 +66,13 @@ def run_demo(
     seed: int = 2019,
     progress: Callable[[int], None] | None = None,
     today: date | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> DemoResult:
-    """Run the demo with the lab at ``root`` (a new temporary directory if None)."""
+    """Run the demo with the lab at ``root`` (a new temporary directory if None).
+
+    ``say`` is called with one line per step of the story as the step begins.
+    """
+    step = say or (lambda _: None)
     from facelab.confine import missing_layers
     from facelab.jobs import JobRefused, run_job
     from facelab.labdir import unlock
@@ -77,11 +82,13 @@ def run_demo(
     base = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="facelab-demo-"))
     generated = passphrase is None
     pw = passphrase if passphrase is not None else secrets.token_urlsafe(16).encode()
+    step(f"creating the lab in {base} (keys sealed under the operator secret)")
     lab = init_and_record(base, pw, actor)
     work = base / "demo"
     work.mkdir()
     isolation = "weak" if missing_layers() else "strict"
-    lab = _import_keys(lab, work / "keys", today, isolation)
+    step("keys of a tenant and two import officers, registered with `facelab policy`")
+    lab = _import_keys(lab, work / "keys", today, isolation, pw, actor)
     root_key = unlock(lab, pw)
     tenants = {
         "acme": SynthConfig(identities=identities, captures=captures, seed=seed),
@@ -107,6 +114,7 @@ def run_demo(
         )
         for tenant, cfg in tenants.items():
             plain = work / f"plaintext-{tenant}"
+            step(f"synthesising {cfg.identities} identities for {tenant}, then ingesting them")
             s = write_dataset(cfg, plain, progress=progress if tenant == "acme" else None)
             log.record(
                 Event(
@@ -129,12 +137,14 @@ def run_demo(
                 contact_sheet(plain, sheet)
             res = ops.ingest(lab, root_key, tenant, plain, actor, log, delete_source=True)
             ingested[tenant] = res.images
+        step("signing and approving two model packages; the import gate checks both")
         good, bad = _packages(work, work / "keys")
         imported = import_model(lab, "acme", good, "acme-engineer", log)
         refused = import_model(lab, "acme", bad, "acme-engineer", log)
         splits: dict[str, int] = {}
         for rec in ops.read(lab, root_key, "acme", actor, log, purpose="demo: count splits"):
             splits[rec.split] = splits.get(rec.split, 0) + 1
+        step("a 1:1 benchmark job and a training job, confined")
         bench = run_job(
             lab,
             root_key,
@@ -158,11 +168,13 @@ def run_demo(
             "acme-engineer",
             log,
         )
+        step("the export gate on the trained head and the report, then on a leaky artifact")
         released = export(lab, root_key, "acme", [train.outbox, bench.outbox], "acme-engineer", log)
         leak = _leaky_artifact(
             lab, root_key, lab.paths.root / "outbox" / "acme" / "insider-adapter", log
         )
         refused_export = export(lab, root_key, "acme", [leak], "acme-engineer", log)
+        step("a 1:N search job, which the purpose policy refuses")
         try:
             run_job(
                 lab,
@@ -180,10 +192,12 @@ def run_demo(
             one_to_n = "ALLOWED (unexpected)"
         except JobRefused as e:
             one_to_n = "refused: " + str(e).removeprefix("job refused: ").split(",")[0]
+        step("retention: destroying the tenant past its due date")
         due = retention.run(lab, root_key, actor, log, today=today)
         rows = retention.register(lab, root_key)
     cert = lab.paths.root / "certificates" / due[0]["certificate"] if due else Path()
     md, _ = retention.write_register(lab, rows, work)
+    step("the register of processors; a witness cosigns; the whole log is verified")
     cosigned = witness.cosign(wdir, lab)  # consistency from its last view, then cosign
     report = verify_log(lab.paths.audit, lab.origin, load_public_key(lab), head_dir=lab.paths.keys)
     assert summary is not None
@@ -293,10 +307,47 @@ def _html_report(path: Path, controls, bench_dir: Path, refused, register_md: Pa
         f"<table><tr><th>control</th><th>outcome</th></tr>{rows}</table>"
         f"<h2>1:1 benchmark (in a confined job)</h2>{img('det.png')}{img('scores.png')}"
         f"<h2>Export refused: findings</h2><ul>{findings}</ul>"
-        f"<h2>Register of processors</h2><pre>{h.escape(register_md.read_text())}</pre>"
+        f"<h2>Register of processors</h2>{_register_table(register_md.with_suffix('.json'))}"
     )
     path.write_text(page)
     return path
+
+
+REGISTER_COLUMNS = (
+    ("processor", "processor"),
+    ("tenant", "tenant"),
+    ("purposes", "purposes"),
+    ("data_categories", "data categories"),
+    ("retention", "retention"),
+    ("status", "status"),
+    ("since", "since"),
+    ("destruction_due", "destruction due"),
+    ("destroyed", "destroyed"),
+    ("subjects", "subjects"),
+)
+
+
+def _register_table(register_json: Path) -> str:
+    """The register of processors (register.json) as an HTML table, one row each."""
+    import html as h
+
+    doc = json.loads(register_json.read_text())
+
+    def cell(v) -> str:
+        if v is None:
+            return ""
+        return h.escape(", ".join(map(str, v)) if isinstance(v, list) else str(v))
+
+    head = "".join(f"<th>{h.escape(t)}</th>" for _, t in REGISTER_COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{cell(p.get(k))}</td>" for k, _ in REGISTER_COLUMNS) + "</tr>"
+        for p in doc["processors"]
+    )
+    purposes = (
+        f"<p>Allowed purposes: {cell(doc['allowed_purposes'])}; forbidden: "
+        f"{cell(doc['forbidden_purposes'])}.</p>"
+    )
+    return f'{purposes}<table class="register"><tr>{head}</tr>{body}</table>'
 
 
 def _leaky_artifact(lab, root_key, out: Path, log) -> Path:
@@ -321,37 +372,44 @@ def _leaky_artifact(lab, root_key, out: Path, log) -> Path:
     return out
 
 
-def _import_keys(lab, keys_dir: Path, today: date, isolation: str):
+def _import_keys(lab, keys_dir: Path, today: date, isolation: str, passphrase: bytes, actor: str):
     """A tenant signing key, two import officers, the two processors (borealis due for
     destruction today) and the job isolation this machine can give, into the policy."""
+    from facelab import policy
     from facelab.gates.importing.keys import write_keypair
-    from facelab.labdir import open_lab
+    from facelab.labdir import open_lab, unlock
 
     keys_dir.mkdir()
     _, tpub, _ = write_keypair("tenant", keys_dir / "acme")
-    officers = {}
+    edits = [("add-tenant-key acme", policy.add_tenant_key("acme", policy.tenant_public_pem(tpub)))]
     for name in ("kim", "lee"):
         _, pub, _ = write_keypair("officer", keys_dir / name)
-        officers[name] = pub.read_text().strip()
-    text = lab.paths.policy.read_text()
-    text = text.replace(
-        "officers = {}",
-        "officers = { " + ", ".join(f'{n} = "{k}"' for n, k in officers.items()) + " }",
-    )
-    text = text.replace(
-        "tenant_keys = {}", f"tenant_keys = {{ acme = {json.dumps(tpub.read_text())} }}"
-    )
-    text = text.replace('isolation = "strict"', f'isolation = "{isolation}"')
-    text = text.replace(
-        "[tenants]\n",
+        b64 = policy.ed25519_public_b64(pub, "officer")
+        edits.append((f"add-officer {name}", policy.add_officer(name, b64)))
+    if isolation != "strict":  # the shipped policy's value
+        edits.append(
+            (f"set jobs.isolation = {isolation}", policy.set_value("jobs.isolation", isolation))
+        )
+    edits += [
         (
-            "[tenants]\n"
-            'acme = { processor = "Acme Biometrics (demo)", retention_days = 365 }\n'
-            'borealis = { processor = "Borealis Vision (demo)", purposes = ["verify_1to1"], '
-            f"retention_days = 90, destroy_by = {today.isoformat()} }}\n"
+            "add-tenant acme",
+            policy.add_tenant("acme", processor="Acme Biometrics (demo)", retention_days=365),
         ),
-    )
-    lab.paths.policy.write_text(text)
+        (
+            "add-tenant borealis",
+            policy.add_tenant(
+                "borealis",
+                processor="Borealis Vision (demo)",
+                purposes=["verify_1to1"],
+                retention_days=90,
+                destroy_by=today.isoformat(),
+            ),
+        ),
+    ]
+    # what `facelab policy ...` does: validated, atomic, recorded as policy.change
+    with audit_writer(lab, unlock(lab, passphrase)) as log:
+        for what, edit in edits:
+            policy.change(lab, log, actor, what, edit)
     return open_lab(lab.paths.root)
 
 

@@ -46,6 +46,8 @@ from enclave_policy import DEFAULT_POLICY, Policy, load_policy
 LAB_FORMAT = "facelab-lab/1"
 PASSPHRASE_ENV = "FACELAB_PASSPHRASE"
 KEY_FILE_ENV = "FACELAB_KEY_FILE"
+MIN_PASSPHRASE_CHARS = 12  # a new lab's passphrase, from the environment or the terminal
+MIN_KEY_FILE_BYTES = 16  # a key file (FACELAB_KEY_FILE), whenever it is read
 
 
 @dataclass(frozen=True)
@@ -111,9 +113,26 @@ def captured_secret(name: str) -> str | None:
     return _CAPTURED.get(name, os.environ.get(name))
 
 
-def read_passphrase(env: Mapping[str, str] | None = None, prompt: bool = True) -> bytes:
+def read_passphrase(
+    env: Mapping[str, str] | None = None,
+    prompt: bool = True,
+    *,
+    new: bool = False,
+    ask: Callable[[str], str] | None = None,
+    terminal: bool | None = None,
+) -> bytes:
     """The operator secret: FACELAB_PASSPHRASE, else FACELAB_KEY_FILE's bytes, else a prompt
-    (from the environment, or from what :func:`capture_secrets` took out of it)."""
+    (from the environment, or from what :func:`capture_secrets` took out of it).
+
+    ``new=True`` (``facelab init``): the secret will lock a new lab, so a terminal asks
+    twice and both answers must match, and every source must meet the minimum length
+    (:data:`MIN_PASSPHRASE_CHARS` characters, a key file :data:`MIN_KEY_FILE_BYTES`
+    bytes; NIST SP 800-63B section 5.1.1.2 asks for at least 8). An existing lab opens
+    with whatever secret created it. ``ask`` and ``terminal`` are the prompt and the
+    "stdin is a terminal" test (injected by tests; default getpass and isatty).
+
+    Raises PassphraseError (exit 2) with one line naming the source and the reason.
+    """
     if env is None:
         env = {**os.environ, **_CAPTURED}
     if env.get(KEY_FILE_ENV) and not env.get(PASSPHRASE_ENV):
@@ -122,15 +141,42 @@ def read_passphrase(env: Mapping[str, str] | None = None, prompt: bool = True) -
             data = path.read_bytes()
         except OSError as e:
             raise PassphraseError(f"{path}: cannot read key file ({e.strerror})") from e
-        if len(data) < 16:
-            raise PassphraseError(f"{path}: key file holds under 16 bytes")
+        if len(data) < MIN_KEY_FILE_BYTES:
+            raise PassphraseError(
+                f"{path}: key file holds {len(data)} bytes; it needs at least "
+                f"{MIN_KEY_FILE_BYTES} ({KEY_FILE_ENV})"
+            )
         return data
     value = env.get(PASSPHRASE_ENV)
-    if value is None and prompt and sys.stdin.isatty():
-        value = getpass.getpass("facelab operator passphrase: ")
+    source = PASSPHRASE_ENV
+    if terminal is None:
+        terminal = sys.stdin.isatty()
+    ask = ask or getpass.getpass
+    if value is None and prompt and terminal:
+        source = "the passphrase typed"
+        if new:
+            value = ask(f"new lab passphrase (at least {MIN_PASSPHRASE_CHARS} characters): ")
+            _check_new_passphrase(value, source)
+            if ask("the same passphrase again: ") != value:
+                raise PassphraseError("the two passphrases typed differ; nothing was created")
+        else:
+            value = ask("facelab operator passphrase: ")
     if not value:
-        raise PassphraseError(f"no passphrase: set {PASSPHRASE_ENV} or run on a terminal")
+        raise PassphraseError(
+            f"no passphrase: set {PASSPHRASE_ENV} (or {KEY_FILE_ENV}) or run on a terminal"
+        )
+    if new:
+        _check_new_passphrase(value, source)
     return value.encode("utf-8")
+
+
+def _check_new_passphrase(value: str, source: str) -> None:
+    if len(value) < MIN_PASSPHRASE_CHARS:
+        raise PassphraseError(
+            f"{source}: a new lab's passphrase needs at least {MIN_PASSPHRASE_CHARS} "
+            f"characters (got {len(value)}); one forgotten or mistyped character "
+            "locks the lab for good"
+        )
 
 
 def public_key_b64(key: Ed25519PublicKey) -> str:
@@ -152,8 +198,16 @@ def init_lab(
     policy_source: Path = DEFAULT_POLICY,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Lab:
-    """Create a lab directory atomically (temporary sibling, then rename)."""
+    """Create a lab directory atomically (temporary sibling, then rename).
+
+    ``passphrase`` must be at least :data:`MIN_PASSPHRASE_CHARS` bytes (PassphraseError).
+    """
     root = Path(root)
+    if len(passphrase) < MIN_PASSPHRASE_CHARS:
+        raise PassphraseError(
+            f"a new lab's secret needs at least {MIN_PASSPHRASE_CHARS} characters "
+            f"(got {len(passphrase)} bytes)"
+        )
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise BadInputError(f"{root}: already exists and is not an empty directory")
     parent = root.parent if str(root.parent) else Path(".")
@@ -258,7 +312,11 @@ def audit_writer(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     repair_actor: str | None = None,
 ):
-    """Open the lab's audit log for recording (needs the lab key, hence the passphrase)."""
+    """Open the lab's audit log for recording (needs the lab key, hence the passphrase).
+
+    A policy file whose digest is not the one in force at the log's last entry (edited
+    by hand) is recorded first, as ``policy.change`` (:func:`facelab.policy.record_drift`).
+    """
     from facelab.audit import AuditLog, policy_digest
     from facelab.errors import TamperedError
 
@@ -270,7 +328,7 @@ def audit_writer(
             f"{lab.paths.public_key}: is not the public half of the lab's signing key "
             "(replaced?); refusing to sign"
         )
-    return AuditLog(
+    log = AuditLog(
         lab.paths.audit,
         lab.origin,
         key,
@@ -281,6 +339,14 @@ def audit_writer(
         head_dir=lab.paths.keys,
         max_unsigned_tail=audit_limits(lab)["max_unsigned_tail"],
     )
+    try:  # a policy edited by hand since the last entry goes on the record first
+        from facelab.policy import record_drift
+
+        record_drift(lab, log, repair_actor or actor_name())
+    except BaseException:
+        log.close()
+        raise
+    return log
 
 
 def audit_limits(lab: Lab) -> dict[str, int]:

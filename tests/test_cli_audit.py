@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = {
     **os.environ,
     "PYTHONPATH": str(REPO),
-    "FACELAB_PASSPHRASE": "pw-cli",
+    "FACELAB_PASSPHRASE": "pw-cli-passphrase",
     "FACELAB_ACTOR": "ops",
 }
 
@@ -31,10 +32,15 @@ def run(*args: str, env: dict | None = None, stdin=subprocess.DEVNULL):
     )
 
 
+# a long command's progress lines off a terminal (facelab.commands._common.Steps)
+PROGRESS_LINE = re.compile(r"^facelab [a-z ]+: \[\d+(/\d+)?\] ")
+
+
 def one_line_error(p, code: int = 2) -> str:
+    """The one error line on stderr (progress lines of long commands aside)."""
     assert p.returncode == code, (p.returncode, p.stderr)
     assert "Traceback" not in p.stderr
-    out = p.stderr.strip().splitlines()
+    out = [x for x in p.stderr.strip().splitlines() if not PROGRESS_LINE.match(x)]
     assert len(out) == 1, p.stderr
     return out[0]
 

@@ -113,3 +113,4 @@ def test_demo_builds_a_lab_with_a_contact_sheet_and_a_verified_log(tmp_path: Pat
     page = (tmp_path / "lab" / "demo" / "report.html").read_text()
     assert "data:image/png;base64," in page and "Register of processors" in page
     assert "| borealis |" in (tmp_path / "lab" / "demo" / "register.md").read_text()
+    assert '<table class="register">' in page and "| borealis |" not in page  # a table

@@ -20,13 +20,13 @@ def lab_and_data(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_ingest_list_destroy(lab_and_data) -> None:
     lab, ds = lab_and_data
-    p = run("ingest", "--lab", str(lab), "--tenant", "acme", str(ds))
+    p = run("ingest", "--lab", str(lab), "--tenant", "acme", str(ds), "--new-tenant")
     assert p.returncode == 0 and "ingested 12 images of 6 subjects" in p.stdout
     again = run("ingest", "--lab", str(lab), "--tenant", "acme", str(ds))
     assert again.returncode == 0 and "nothing changed" in again.stdout
     listed = json.loads(run("vault", "list", "--lab", str(lab), "--json").stdout)
     assert listed[0]["tenant"] == "acme" and listed[0]["records"] == 12
-    d = run("destroy", "--lab", str(lab), "--tenant", "acme")
+    d = run("destroy", "--lab", str(lab), "--tenant", "acme", "--yes")
     assert d.returncode == 0 and "verification passed" in d.stdout
     assert run("audit", "verify", "--lab", str(lab)).returncode == 0
     actions = [
@@ -45,7 +45,9 @@ def test_ingest_list_destroy(lab_and_data) -> None:
 
 def test_ingest_with_delete_source(lab_and_data) -> None:
     lab, ds = lab_and_data
-    p = run("ingest", "--lab", str(lab), "--tenant", "acme", str(ds), "--delete-source")
+    p = run(
+        "ingest", "--lab", str(lab), "--tenant", "acme", str(ds), "--delete-source", "--new-tenant"
+    )
     assert p.returncode == 0, p.stderr
     assert not ds.exists()
 
@@ -62,7 +64,9 @@ def test_bad_dataset_exits_2_naming_the_file(lab_and_data) -> None:
     lab, ds = lab_and_data
     first = sorted((ds / "images").iterdir())[0]
     first.write_bytes(b"not a png")
-    line = one_line_error(run("ingest", "--lab", str(lab), "--tenant", "acme", str(ds)))
+    line = one_line_error(
+        run("ingest", "--lab", str(lab), "--tenant", "acme", str(ds), "--new-tenant")
+    )
     assert str(first) in line and "not a PNG" in line
 
 
@@ -96,4 +100,5 @@ def test_key_file_for_automation(tmp_path: Path) -> None:
 
 def test_destroy_unknown_tenant_exits_2(lab_and_data) -> None:
     lab, _ = lab_and_data
-    assert "no data" in one_line_error(run("destroy", "--lab", str(lab), "--tenant", "ghost"))
+    p = run("destroy", "--lab", str(lab), "--tenant", "ghost", "--yes")
+    assert "no data" in one_line_error(p)

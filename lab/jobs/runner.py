@@ -27,6 +27,7 @@ import secrets
 import shutil
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -192,9 +193,13 @@ def run_job(
     log: AuditLog,
     *,
     clock=lambda: datetime.now(UTC),
+    progress: Callable[[str], None] | None = None,
 ) -> JobResult:
+    """Run a tenant's job; ``progress`` is called with each step's name as it begins."""
     from facelab.bench.lab_run import registered_model
 
+    step = progress or (lambda _: None)
+    step("policy check (purpose, 1:N markers, parameters)")
     check_tenant(tenant)
     gov = lab.policy.governance
     if gov is None:
@@ -345,6 +350,7 @@ def run_job(
         feeder.start()
 
     try:
+        step(f"confined {kind} job {job_id} (records streamed from the vault)")
         run = confine.run_python(
             "facelab.jobs.child:run",
             kwargs,
@@ -374,6 +380,7 @@ def run_job(
     error = "; ".join(facts) or _error_class(job_error)
     with contextlib.suppress(OSError):
         shutil.rmtree(workspace)  # scratch: never kept, never followed
+    step("checking the summary and the outputs")
     summary, summary_problem = clean_summary(run.result if run.status == "ok" else None)
     log.record(
         Event(

@@ -15,6 +15,7 @@ sits under DIR.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -178,6 +179,35 @@ def _write_chunk(args: tuple[SynthConfig, str, int, int]) -> list[dict[str, str]
     return rows
 
 
+def _start_method() -> str:
+    """forkserver where the platform has it and the children read PYTHONSAFEPATH; spawn
+    otherwise (it sets the children's ``sys.path`` to this process's own)."""
+    methods = multiprocessing.get_all_start_methods()
+    env_ignored = sys.flags.ignore_environment and not sys.flags.safe_path
+    return "forkserver" if "forkserver" in methods and not env_ignored else "spawn"
+
+
+@contextlib.contextmanager
+def _no_cwd_on_child_path() -> Iterator[None]:
+    """Start worker interpreters with PYTHONSAFEPATH=1 (Python 3.11, the ``-P`` option).
+
+    multiprocessing starts its forkserver with ``python -c ...``, which puts the working
+    directory first on ``sys.path``, and the server imports its preload modules before
+    anything resets the path (CPython 3.11 ``forkserver.main`` ignores ``sys_path``): a
+    folder named ``facelab`` or ``lab`` where the user stands would be imported in place
+    of facelab's own package. With PYTHONSAFEPATH the working directory is never added.
+    """
+    old = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONSAFEPATH", None)
+        else:
+            os.environ["PYTHONSAFEPATH"] = old
+
+
 def _run_chunks(
     jobs: list[tuple[SynthConfig, str, int, int]],
     n_workers: int,
@@ -205,13 +235,11 @@ def _run_chunks(
             return [r for r in results if r is not None]
         # forkserver, not fork: forking a process whose OpenCV or dlib threads hold a
         # lock deadlocks the child (seen when synth runs after a detector).
-        ctx = multiprocessing.get_context(
-            "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        )
+        ctx = multiprocessing.get_context(_start_method())
         if ctx.get_start_method() == "forkserver":
             # workers fork from a server that imported the renderer once: fast start
             ctx.set_forkserver_preload(["facelab.synth._dataset"])
-        with ProcessPoolExecutor(n_workers - 1, mp_context=ctx) as pool:
+        with _no_cwd_on_child_path(), ProcessPoolExecutor(n_workers - 1, mp_context=ctx) as pool:
             try:
                 futures = [pool.submit(_write_chunk, job) for job in jobs]
                 front = 0  # the pool's chunks before this one are reported

@@ -64,6 +64,28 @@ def open_vault(lab: Lab, root: RootKey, **kw) -> Vault:
     return Vault(lab.paths.vault, root, lab.policy.vault, keys_dir=lab.paths.keys, **kw)
 
 
+def declared_tenants(lab: Lab) -> list[str]:
+    """Tenants the policy names: its ``[tenants]`` tables and ``vault.tenants``."""
+    raw = lab.policy.raw.get("tenants", {}) if isinstance(lab.policy.raw, dict) else {}
+    names = set(raw) if isinstance(raw, dict) else set()
+    return sorted(names | set(lab.policy.vault.tenants))
+
+
+def check_known_tenant(lab: Lab, root: RootKey, tenant: str, **vault_kw) -> None:
+    """BadInputError unless ``tenant`` is in the vault or declared in the policy."""
+    with open_vault(lab, root, **vault_kw) as v:
+        if v.has_tenant(tenant):
+            return
+        present = [r["tenant"] for r in v.tenants()]
+    if tenant in declared_tenants(lab):
+        return
+    known = ", ".join(sorted(set(present) | set(declared_tenants(lab)))) or "none yet"
+    raise BadInputError(
+        f"tenant {tenant!r} is new (known: {known}); check the spelling, or create it "
+        "with --new-tenant (or declare it: facelab policy add-tenant)"
+    )
+
+
 def ingest(
     lab: Lab,
     root: RootKey,
@@ -74,10 +96,19 @@ def ingest(
     *,
     delete_source: bool = False,
     hook: Hook = None,
+    new_tenant: bool = True,
     **vault_kw,
 ) -> IngestResult:
-    """Encrypt a dataset into the vault, intent and outcome on the record."""
+    """Encrypt a dataset into the vault, intent and outcome on the record.
+
+    ``new_tenant=False`` (the CLI without ``--new-tenant``): a tenant that is neither in
+    the vault nor declared in the policy (``[tenants.NAME]`` or ``vault.tenants``) is a
+    BadInputError before anything is read, so that a typo (``acmee``) does not create a
+    processor.
+    """
     check_tenant(tenant)
+    if not new_tenant:
+        check_known_tenant(lab, root, tenant, **vault_kw)
     dataset = Path(dataset)
     items = read_dataset(dataset, lab.policy.vault.max_image_side)
     digest = dataset_digest(dataset)
@@ -314,6 +345,50 @@ def tenant_places(lab: Lab, tenant: str) -> list[tuple[str, Path]]:
     """Every place of ``tenant``'s data in the lab (see ``TENANT_TREES``), beside the
     vault's records and the key store's tenant key."""
     return [(name, lab.paths.root / rel.format(tenant=tenant)) for name, rel in TENANT_TREES]
+
+
+def destroy_plan(lab: Lab, root: RootKey, tenant: str) -> list[dict]:
+    """What :func:`destroy` would empty for ``tenant``, touching nothing: the tenant key,
+    the vault's records and every place of ``TENANT_TREES`` (the same list destroy
+    walks), each with what is there now. Raises BadInputError like destroy does."""
+    check_tenant(tenant)
+    key = keystore.tenant_key_path(lab.paths.keys, tenant)
+    with open_vault(lab, root) as v:
+        present = v.has_tenant(tenant)
+        inv = v.inventory(tenant)
+    places = [
+        {
+            "place": "tenant key (key store)",
+            "path": str(key),
+            "now": "present" if key.exists() else "absent",
+            "action": "overwrite and unlink (cryptographic erase)",
+        },
+        {
+            "place": "vault records",
+            "path": str(lab.paths.vault),
+            "now": f"{inv['records']} records of {inv['subjects']} subjects, "
+            f"{len(inv['datasets'])} datasets",
+            "action": "delete with secure_delete, rebuild the database, truncate the WAL",
+        },
+    ]
+    for name, path in tenant_places(lab, tenant):
+        if os.path.lexists(path):
+            files = sum(1 for q in path.rglob("*") if not q.is_dir()) if path.is_dir() else 1
+            now = f"{files} files"
+        else:
+            now = "absent"
+        places.append({"place": name, "path": str(path), "now": now, "action": "remove"})
+    if not present and not key.exists() and all(p["now"] == "absent" for p in places[2:]):
+        raise BadInputError(f"tenant {tenant!r} has no data in this vault")
+    places.append(
+        {
+            "place": "the whole lab",
+            "path": str(lab.paths.root),
+            "now": "",
+            "action": "scanned afterwards for any copy (certificate says passed or FAILED)",
+        }
+    )
+    return places
 
 
 def _needles_path(lab: Lab, tenant: str) -> Path:

@@ -11,6 +11,7 @@ ministry failed to publish for two years.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -61,8 +62,10 @@ def run(
     *,
     today: date | None = None,
     dry_run: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
-    """Destroy every tenant whose due date is today or past; return what was due."""
+    """Destroy every tenant whose due date is today or past; return what was due.
+    ``progress`` is called with each tenant's destruction as it begins."""
     today = today or datetime.now(UTC).date()
     due = [s for s in schedule(lab, root) if date.fromisoformat(s["due"]) <= today]
     details = {"today": today.isoformat(), "due": [s["tenant"] for s in due][:256]}
@@ -73,6 +76,8 @@ def run(
         return due
     seq = intents.begin(log, Event("retention.run", actor, details=details))
     for s in due:  # each destroy has its own intent and outcome
+        if progress:
+            progress(f"destroying {s['tenant']} (due {s['due']})")
         cert = ops.destroy(lab, root, s["tenant"], actor, log)
         s["certificate"] = cert.name
     intents.finish(log, seq, Event("retention.run", actor, decision="ok", details=details))

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,6 +164,7 @@ def export(
     reference_models: Sequence[str] | None = None,
     clock=lambda: datetime.now(UTC),
     hook=lambda point: None,
+    progress: Callable[[str], None] | None = None,
 ) -> ExportOutcome:
     """Scan ``paths`` (files or directories in the tenant's outbox) and release the
     gate's rebuild of them, or refuse.
@@ -179,7 +180,10 @@ def export(
     BadInputError
         A bad tenant, a path outside the tenant's outbox, clashing names, a forged
         override, or an artifact changed after it was scanned.
+
+    ``progress`` is called with each step's name as it begins.
     """
+    step = progress or (lambda _: None)
     check_tenant(tenant)
     policy = lab.policy.exporting
     if policy is None:
@@ -223,6 +227,7 @@ def export(
                     },
                 )
             )
+            step("indexing the tenant's vault records (keyed hashes)")
             index = vault_index.build(
                 v.records(tenant, reveal=True),
                 fields=tuple(policy.identifiers["fields"]),
@@ -242,7 +247,9 @@ def export(
                 lab.policy.importing,
                 _registered_onnx(lab, tenant, from_model),
                 scratch,
+                progress=step,
             )
+        step("decision")
         digests = [a["source_sha256"] for a in report.artifacts]
         policy_sha = hashlib.sha256(lab.paths.policy.read_bytes()).hexdigest()
         summary = {
@@ -317,11 +324,14 @@ def check(
     scratch: Path,
     *,
     seed: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[ExportReport, list[contract.Item]]:
     """The gate's whole check of one export: contract, confined rebuild, behavioural
     tests, then the detectors on the rebuilt files. ``files`` are (file, release path)."""
     import time
 
+    step = progress or (lambda _: None)
+    step(f"rebuilding {len(files)} file(s) in the confinement")
     policy = ctx.policy
     t0 = time.perf_counter()
     items = contract.classify(files, tuple(policy.contract["kinds"]))
@@ -364,8 +374,10 @@ def check(
             views.append((it.out, it.release_rel))
     ctx.baseline = _baselines_for(built, baselines, policy)
     t1 = time.perf_counter()
+    step("behaviour tests (models run on vault photos, confined)")
     behaviour_findings(built, ctx, baselines, scratch, findings)
     t_behaviour = time.perf_counter() - t1
+    step("detectors (identifiers, faces, templates, payloads, memorisation)")
     report = scan(
         [p for p, _ in views],
         ctx,

@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,7 +87,11 @@ class ImportReport:
 
 
 def inspect(
-    package: Path | str, tenant: str, policy: ImportPolicy, dynamic: bool = True
+    package: Path | str,
+    tenant: str,
+    policy: ImportPolicy,
+    dynamic: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[ImportReport, GateContext]:
     """Run the gate on a private copy of ``package``; the caller must clean it up
     (``ctx.package.cleanup()``). On an exception nothing is left behind.
@@ -101,7 +106,7 @@ def inspect(
         raise BadInputError(f"{src}: no such package")
     work = Path(tempfile.mkdtemp(prefix="facelab-import-"))
     try:
-        return _inspect(src, work, tenant, policy, dynamic)
+        return _inspect(src, work, tenant, policy, dynamic, progress or (lambda _: None))
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -127,8 +132,14 @@ def _confined_failure(run: confine.ConfinedRun) -> str:
 
 
 def _inspect(
-    src: Path, work: Path, tenant: str, policy: ImportPolicy, dynamic: bool
+    src: Path,
+    work: Path,
+    tenant: str,
+    policy: ImportPolicy,
+    dynamic: bool,
+    step: Callable[[str], None],
 ) -> tuple[ImportReport, GateContext]:
+    step("copying the package; unpacking and parsing it in the confinement")
     work.chmod(0o755)
     inp, out = work / "in", work / "out"
     inp.mkdir(mode=0o755)
@@ -195,6 +206,7 @@ def _inspect(
         checks += [_model_json_here(ctx, confined[model_json.NAME]), confined[onnx_static.NAME]]
     if dynamic:
         if all(c.passed for c in checks):
+            step("smoke test: the model runs in the confinement")
             checks.append(smoke.run(ctx))
         else:
             checks.append(

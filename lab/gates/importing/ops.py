@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from facelab.audit import AuditLog, Event, intents
@@ -23,6 +24,7 @@ def import_model(
     actor: str,
     log: AuditLog,
     hook=lambda point: None,
+    progress: Callable[[str], None] | None = None,
 ) -> ImportReport:
     """Run the gate on ``package`` and register it when every check passed.
 
@@ -42,7 +44,7 @@ def import_model(
     seq = None
     try:
         check_tenant(tenant)
-        report, ctx = inspect(package, tenant, lab.policy.importing)
+        report, ctx = inspect(package, tenant, lab.policy.importing, progress=progress)
         if report.accepted:
             seq = intents.begin(
                 log,

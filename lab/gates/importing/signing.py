@@ -78,8 +78,25 @@ def _hashing_config():
 def sign_package(package: Path | str, private_key_pem: Path | str) -> Path:
     """Tenant: sign every file of ``package`` with an ECDSA P-256 key (model-signing)."""
     import model_signing
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from facelab.gates.importing.packaging import check_model_dir
 
     package = Path(package)
+    check_model_dir(package)
+    try:
+        key = serialization.load_pem_private_key(Path(private_key_pem).read_bytes(), None)
+    except (OSError, ValueError, TypeError) as e:
+        raise BadInputError(
+            f"{private_key_pem}: cannot sign with this key (not a readable unencrypted PEM "
+            "private key)"
+        ) from e
+    if not (isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"):
+        raise BadInputError(
+            f"{private_key_pem}: the wrong kind of key: a tenant signs with ECDSA P-256 "
+            "(`facelab model keygen --kind tenant`); this one is "
+            f"{type(key).__name__.removeprefix('_').replace('PrivateKey', '')}"
+        )
     out = package / TENANT_SIG
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -194,7 +211,10 @@ def _body(officer: str, digest: str) -> dict:
 
 def approve(package: Path | str, officer: str, key: Ed25519PrivateKey) -> Path:
     """Officer: counter-sign the tenant's signed statement."""
+    from facelab.gates.importing.packaging import check_model_dir
+
     package = Path(package)
+    check_model_dir(package)
     sig = package / TENANT_SIG
     if not sig.exists():
         raise BadInputError(f"{package}: not signed by the tenant yet (no {TENANT_SIG})")

@@ -1,0 +1,303 @@
+"""`facelab audit ...` and `facelab witness init`: the tamper-evident log and its witnesses."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from facelab.commands._common import open_lab_dir, read_note, read_text, unlocked
+from facelab.errors import BadInputError, NoteError, ProofError, TamperedError
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from facelab.audit import verify_log
+    from facelab.labdir import audit_limits, load_public_key, public_key_from_b64
+
+    lab = open_lab_dir(args.lab)
+    trusted = None
+    if args.trusted_key:
+        trusted = public_key_from_b64(read_text(args.trusted_key), args.trusted_key)
+    witness = read_note(args.witness) if args.witness else None
+    rep = verify_log(
+        lab.paths.audit,
+        lab.origin,
+        load_public_key(lab),
+        trusted_key=trusted,
+        witness=witness,
+        head_dir=lab.paths.keys,
+        max_unwitnessed=audit_limits(lab)["max_unwitnessed"],
+        require_witness=bool(audit_limits(lab)["require_witness"]),
+    )
+    if args.json:
+        print(json.dumps(rep.to_json(), indent=2))
+    if rep.intact:
+        if not args.json:
+            print(
+                f"audit log intact: {rep.entries} entries, {rep.checkpoints} signed "
+                f"checkpoints (latest at size {rep.latest_size}, head {rep.head_size})"
+            )
+            for w in rep.witnesses:
+                print(
+                    f"  witness {w['name']}: cosigned size {w['cosigned_size']}"
+                    f" ({rep.entries - (w['cosigned_size'] or 0)} entries since)"
+                )
+            for w in rep.warnings:
+                print(f"  warning: {w}")
+        return 0
+    first = rep.first()
+    assert first is not None
+    where = f" at entry {first.entry}" if first.entry is not None else ""
+    print(f"facelab: audit log TAMPERED: {first.kind}{where}: {first.message}", file=sys.stderr)
+    if not args.json:
+        for d in rep.damage[1:]:
+            where = f" at entry {d.entry}" if d.entry is not None else ""
+            print(f"  also: {d.kind}{where}: {d.message}")
+    return 4
+
+
+def _latest_checkpoint(lab):
+    from facelab.audit import checkpoint as ckpt
+    from facelab.audit.log import checkpoint_files
+    from facelab.labdir import load_public_key
+
+    files = checkpoint_files(lab.paths.audit)
+    if not files:
+        raise BadInputError(f"{lab.paths.audit}: no checkpoint yet")
+    try:
+        note = read_note(files[-1])
+        return note.decode(), ckpt.verify(note, load_public_key(lab), lab.origin)
+    except NoteError as e:
+        raise TamperedError(f"{files[-1]}: {e}") from e
+
+
+def _cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    note, _ = _latest_checkpoint(open_lab_dir(args.lab))
+    sys.stdout.write(note)
+    return 0
+
+
+def _cmd_audit_prove(args: argparse.Namespace) -> int:
+    from facelab.audit import rfc9162
+    from facelab.audit.proofs import prove_inclusion
+
+    lab = open_lab_dir(args.lab)
+    note, cp = _latest_checkpoint(lab)
+    size = args.size or cp.size
+    if size != cp.size:
+        raise BadInputError(f"--size {size}: only the latest checkpoint ({cp.size}) is served")
+    proof = prove_inclusion(lab.paths.audit, args.entry, size)
+    try:
+        rfc9162.verify_inclusion(proof.entry, size, proof.leaf_hash, proof.proof, cp.root)
+        ok = True
+    except ProofError:
+        ok = False
+    out = {**proof.to_json(), "root": cp.root.hex(), "checkpoint": note, "verified": ok}
+    print(json.dumps(out, indent=2))
+    return 0 if ok else 4
+
+
+def _cmd_audit_consistency(args: argparse.Namespace) -> int:
+    from facelab.audit import checkpoint as ckpt
+    from facelab.audit import rfc9162
+    from facelab.audit.proofs import prove_consistency
+    from facelab.labdir import load_public_key
+
+    lab = open_lab_dir(args.lab)
+    try:
+        old = ckpt.verify(read_note(args.old), load_public_key(lab), lab.origin)
+    except NoteError as e:
+        raise TamperedError(f"{args.old}: {e}") from e
+    note, new = _latest_checkpoint(lab)
+    if old.size > new.size:
+        print(
+            f"facelab: audit log TAMPERED: truncated: {args.old} has size {old.size}, "
+            f"the log's latest checkpoint {new.size}",
+            file=sys.stderr,
+        )
+        return 4
+    proof = prove_consistency(lab.paths.audit, old.size, new.size)
+    ok, reason = True, ""
+    try:
+        rfc9162.verify_consistency(old.size, new.size, old.root, new.root, proof)
+    except ProofError as e:
+        ok, reason = False, str(e)
+    print(
+        json.dumps(
+            {
+                "old_size": old.size,
+                "old_root": old.root.hex(),
+                "new_size": new.size,
+                "new_root": new.root.hex(),
+                "proof": [p.hex() for p in proof],
+                "consistent": ok,
+                "checkpoint": note,
+            },
+            indent=2,
+        )
+    )
+    if not ok:
+        print(
+            f"facelab: audit log TAMPERED: not consistent with {args.old}: {reason}",
+            file=sys.stderr,
+        )
+        return 4
+    return 0
+
+
+def _cmd_audit_show(args: argparse.Namespace) -> int:
+    from facelab.audit.show import filter_entries, format_table
+
+    lab = open_lab_dir(args.lab)
+    rows = filter_entries(
+        lab.paths.audit, tenant=args.tenant, action=args.action, since=args.since, until=args.until
+    )
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def _cmd_audit_repair(args: argparse.Namespace) -> int:
+    from facelab.labdir import actor_name, audit_writer, read_passphrase
+
+    lab = open_lab_dir(args.lab)
+    actor = actor_name()
+    with audit_writer(lab, read_passphrase(), repair_actor=actor) as log:
+        log.rebuild()
+        for r in log.recoveries:
+            print(
+                f"cut {r.bytes_cut} bytes ({r.kind}) after entry {r.after_entry}, "
+                f"sha256 {r.sha256}; recorded as audit.recovered"
+            )
+        if not log.recoveries:
+            print("nothing to cut; derived files rebuilt")
+    return 0
+
+
+def _cmd_witness_init(args: argparse.Namespace) -> int:
+    from facelab.audit import witness
+
+    vk = witness.init(args.dir, args.name)
+    print(f"witness {args.name} created in {args.dir}; its verifier key (register it with")
+    print("`facelab audit witness-add --lab LAB VKEY`):")
+    print(vk)
+    return 0
+
+
+def _cmd_audit_witness_add(args: argparse.Namespace) -> int:
+    from facelab.audit import Event
+    from facelab.audit import checkpoint as ckpt
+
+    text = args.vkey
+    if Path(text).is_file():
+        text = read_text(Path(text)).strip()
+    from facelab.labdir import load_public_key, public_key_b64
+
+    try:
+        name, alg, wkey = ckpt.parse_vkey(text)
+    except NoteError as e:
+        raise BadInputError(f"{args.vkey}: {e}") from e
+    if alg != ckpt.COSIGNATURE_V1:
+        raise BadInputError(f"{args.vkey}: not a cosignature/v1 (witness) key")
+    lab, _root, log, actor = unlocked(args.lab)
+    if public_key_b64(wkey) == public_key_b64(load_public_key(lab)):
+        log.close()
+        raise BadInputError(f"{args.vkey}: a witness key must not be the lab key")
+    with log:
+        log.record(
+            Event(
+                "audit.witness_add",
+                actor,
+                object=f"vkey:{text.split('+')[1]}",
+                details={"name": name, "vkey": text},
+            )
+        )
+    print(f"registered witness {name}; `facelab audit verify` now requires its cosignature")
+    return 0
+
+
+def _cmd_audit_witness(args: argparse.Namespace) -> int:
+    from facelab.audit import witness
+
+    lab = open_lab_dir(args.lab)
+    c = witness.cosign(args.witness_dir, lab)
+    print(
+        f"witness {c.name}: checked consistency from size {c.old_size} to {c.new_size} "
+        f"and cosigned; {c.path}"
+    )
+    return 0
+
+
+def _cmd_audit_verify_proof(args: argparse.Namespace) -> int:
+    from facelab.audit.proofs import verify_inclusion_document
+    from facelab.labdir import public_key_from_b64
+
+    key = public_key_from_b64(read_text(args.key), args.key)
+    try:
+        doc = json.loads(read_text(args.proof))
+    except ValueError as e:
+        raise BadInputError(f"{args.proof}: not JSON") from e
+    try:
+        r = verify_inclusion_document(doc, key)
+    except (ProofError, NoteError) as e:
+        raise TamperedError(f"{args.proof}: {e}") from e
+    print(f"{args.proof}: entry {r['entry']} is in {r['origin']} at size {r['tree_size']}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's commands to the `facelab` parser."""
+    a = sub.add_parser("audit", help="the tamper-evident audit log")
+    asub = a.add_subparsers(dest="audit_command", required=True)
+    v = asub.add_parser("verify", help="verify the whole log and every checkpoint")
+    v.add_argument("--lab", type=Path, required=True)
+    v.add_argument("--trusted-key", type=Path, help="the lab's public key, kept outside the lab")
+    v.add_argument("--witness", type=Path, help="a checkpoint kept by a witness")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=_cmd_audit_verify)
+    c = asub.add_parser("checkpoint", help="print the latest signed checkpoint")
+    c.add_argument("--lab", type=Path, required=True)
+    c.set_defaults(func=_cmd_audit_checkpoint)
+    pr = asub.add_parser("prove", help="inclusion proof of one entry (JSON)")
+    pr.add_argument("--lab", type=Path, required=True)
+    pr.add_argument("--entry", type=int, required=True)
+    pr.add_argument(
+        "--size", type=int, default=None, help="tree size (default: the latest checkpoint)"
+    )
+    pr.set_defaults(func=_cmd_audit_prove)
+    co = asub.add_parser("consistency", help="prove the log extends an older checkpoint")
+    co.add_argument("--lab", type=Path, required=True)
+    co.add_argument("--old", type=Path, required=True, help="an older checkpoint file")
+    co.set_defaults(func=_cmd_audit_consistency)
+    sh = asub.add_parser("show", help="list entries, filtered")
+    sh.add_argument("--lab", type=Path, required=True)
+    sh.add_argument("--tenant")
+    sh.add_argument("--action", help="exact action, or a prefix ending in '*'")
+    sh.add_argument("--since", help="ISO 8601 time, inclusive")
+    sh.add_argument("--until", help="ISO 8601 time, exclusive")
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=_cmd_audit_show)
+    rp = asub.add_parser("repair", help="cut a torn or garbage tail, on the record")
+    rp.add_argument("--lab", type=Path, required=True)
+    rp.set_defaults(func=_cmd_audit_repair)
+    aw = asub.add_parser("witness", help="a witness checks consistency and cosigns")
+    aw.add_argument("--lab", type=Path, required=True)
+    aw.add_argument("--witness-dir", type=Path, required=True, help="the witness's directory")
+    aw.set_defaults(func=_cmd_audit_witness)
+    avp = asub.add_parser("verify-proof", help="check a `prove` output offline (public key)")
+    avp.add_argument("proof", type=Path, help="the JSON that `facelab audit prove` printed")
+    avp.add_argument("--key", type=Path, required=True, help="the lab's public key file")
+    avp.set_defaults(func=_cmd_audit_verify_proof)
+    awa = asub.add_parser("witness-add", help="register a witness key (on the record)")
+    awa.add_argument("--lab", type=Path, required=True)
+    awa.add_argument("vkey", help="the witness's verifier key, or a file holding it")
+    awa.set_defaults(func=_cmd_audit_witness_add)
+    wi = sub.add_parser("witness", help="a witness of the lab's audit log (its own key)")
+    wisub = wi.add_subparsers(dest="witness_command", required=True)
+    wii = wisub.add_parser("init", help="create a witness key and state directory")
+    wii.add_argument("--dir", type=Path, required=True)
+    wii.add_argument("--name", required=True)
+    wii.set_defaults(func=_cmd_witness_init)

@@ -1,0 +1,72 @@
+"""`facelab certificate verify|validate`: destruction certificates, offline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from facelab.commands._common import read_text
+from facelab.errors import BadInputError
+
+
+def _cmd_certificate_verify(args: argparse.Namespace) -> int:
+    from facelab.labdir import public_key_from_b64
+    from facelab.vault import certificate
+
+    keys = [public_key_from_b64(read_text(k), k) for k in args.key]
+    out = certificate.verify_file(args.certificate, keys)
+    cert = out["certificate"]
+    print(
+        f"{args.certificate}: performer {out['performer']} signature verifies; validator "
+        f"{out['validator'] or 'NONE YET (pending validation)'}; tenant "
+        f"{cert['media_information']['tenant']}, result "
+        f"{cert['sanitization_details']['verification_result']}"
+    )
+    if args.require_validation and out["validator"] is None:
+        print(f"facelab: error: {args.certificate}: not validated yet", file=sys.stderr)
+        return 4
+    return 0
+
+
+def _cmd_certificate_validate(args: argparse.Namespace) -> int:
+    import base64
+    from datetime import UTC, datetime
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from facelab.labdir import public_key_from_b64
+    from facelab.vault import certificate
+
+    try:
+        raw = base64.b64decode(Path(args.key_file).read_bytes().strip(), validate=True)
+        key = Ed25519PrivateKey.from_private_bytes(raw)
+    except (OSError, ValueError) as e:
+        raise BadInputError(f"{args.key_file}: not a base64 Ed25519 private key") from e
+    doc = certificate.read(args.certificate)
+    performer = public_key_from_b64(read_text(args.performer_key), args.performer_key)
+    certificate.verify_document(doc, [performer])
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    doc = certificate.add_validation(doc, key, args.name, when, args.title)
+    certificate.write(doc, Path(args.certificate))
+    print(f"{args.certificate}: validated by {args.name} ({when})")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's commands to the `facelab` parser."""
+    ce = sub.add_parser("certificate", help="destruction certificates")
+    cesub = ce.add_subparsers(dest="certificate_command", required=True)
+    cev = cesub.add_parser("verify", help="verify a certificate offline with public keys")
+    cev.add_argument("certificate", type=Path)
+    cev.add_argument(
+        "--key", type=Path, action="append", required=True, help="a public key file (repeatable)"
+    )
+    cev.add_argument("--require-validation", action="store_true", help="exit 4 if unvalidated")
+    cev.set_defaults(func=_cmd_certificate_verify)
+    cva = cesub.add_parser("validate", help="validator: check and counter-sign a certificate")
+    cva.add_argument("certificate", type=Path)
+    cva.add_argument("--key-file", type=Path, required=True, help="validator's private key")
+    cva.add_argument("--performer-key", type=Path, required=True, help="the lab's public key")
+    cva.add_argument("--name", required=True)
+    cva.add_argument("--title", default="data protection officer")
+    cva.set_defaults(func=_cmd_certificate_validate)
