@@ -1157,6 +1157,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the demo lab to create (default: a new temporary directory)",
     )
     d.set_defaults(func=_cmd_demo)
+    from facelab.commands import accountability, scan  # issue 18: subject, evidence, scan-*
+
+    for group in (accountability, scan):
+        group.register(sub)
     return p
 
 
