@@ -138,15 +138,30 @@ def verify_checkpoint(note: bytes, key: Ed25519PublicKey, origin: str | None = N
 def verify_certificate(
     path: Path | str, key: Ed25519PublicKey, others: list[Ed25519PublicKey] = ()
 ) -> dict:
-    """A destruction certificate; the performer must be the lab key itself."""
-    from facelab.labdir import public_key_b64
+    """A destruction certificate; the performer must be the lab key itself.
+
+    A validator's counter-signature is checked under ``others`` when its key is among
+    them; otherwise under the key it names, which proves the signature is whole but
+    not who holds that key (``validator_key`` in the result says which key it was).
+    """
+    from facelab.labdir import public_key_b64, public_key_from_b64
     from facelab.vault import certificate
 
     doc = certificate.read(path)
-    out = certificate.verify_file(path, [key, *others])
-    if doc["signatures"][0]["public_key"] != public_key_b64(key):
+    keys = [key, *others]
+    sigs = doc.get("signatures")
+    vkey = None
+    if isinstance(sigs, list) and len(sigs) > 1 and isinstance(sigs[1], dict):
+        vkey = str(sigs[1].get("public_key", ""))
+        if vkey not in {public_key_b64(k) for k in keys}:
+            try:
+                keys.append(public_key_from_b64(vkey, f"{path}: validator key"))
+            except BadInputError as e:
+                raise TamperedError(str(e)) from e
+    out = certificate.verify_file(path, keys)
+    if not isinstance(sigs, list) or sigs[0].get("public_key") != public_key_b64(key):
         raise TamperedError(f"{path}: the performer's signature is not the lab key's")
-    return out
+    return {**out, "validator_key": vkey}
 
 
 def verify_proof(doc: object, key: Ed25519PublicKey, where: str = "proof") -> dict:
