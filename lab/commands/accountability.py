@@ -95,6 +95,34 @@ def _cmd_verify_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_subject(args: argparse.Namespace) -> int:
+    from facelab.accountability.subject_access import Query, subject_access
+    from facelab.errors import BadInputError
+    from facelab.labdir import actor_name, audit_writer, open_lab, read_passphrase, unlock
+
+    q = Query(passport_no=args.passport_no, name=args.name)
+    lab = open_lab(args.lab)
+    actor = actor_name()
+    gov = lab.policy.governance
+    operators = gov.roles.get("operators", ()) if gov is not None else ()
+    if q.name is not None and operators and actor not in operators:
+        raise BadInputError(
+            f"subject --name: {actor!r} is not an operator in [roles] operators "
+            "(a name is asked about by an operator only)"
+        )
+    root = unlock(lab, read_passphrase())
+    with audit_writer(lab, root) as log:
+        doc, js, page = subject_access(lab, root, q, actor, log, args.out)
+    n = sum(sum(r["records"].values()) for r in doc["holdings"])
+    print(
+        f"subject access report: {len(doc['holdings'])} processor(s) hold {n} record(s) "
+        f"of this person; {len(doc['destructions'])} destruction(s) on the record"
+    )
+    print(f"  {page}\n  {js}")
+    print("  recorded as subject.access (a keyed digest of the question, no identifier)")
+    return 0
+
+
 def register(sub) -> None:
     """Add ``evidence`` (and its subcommands) and ``subject`` to the ``facelab`` parser."""
     parser_class = type(sub._name_parser_map.get("init", argparse.ArgumentParser()))
@@ -124,3 +152,18 @@ def register(sub) -> None:
     evc.add_argument("--key", type=Path, required=True)
     evc.add_argument("--origin", default=None, help="the log's origin line (optional)")
     evc.set_defaults(func=_cmd_verify_checkpoint)
+
+    sj = sub.add_parser(
+        "subject", help="subject access report: what the lab holds about one person"
+    )
+    sj.add_argument("--lab", type=Path, required=True)
+    who = sj.add_mutually_exclusive_group(required=True)
+    who.add_argument("--passport-no", default=None, help="the person's passport number")
+    who.add_argument("--name", default=None, help="the person's name (operators only)")
+    sj.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="directory for report.html and report.json (default ./subject-access-<id>)",
+    )
+    sj.set_defaults(func=_cmd_subject)
