@@ -166,10 +166,10 @@ def _accesses(entries: list[dict], hd: Holding, qdigest: str) -> list[dict]:
         elif a == "vault.ingest" and e.get("object") in hd.datasets and e.get("decision") == "ok":
             what = "your records were stored in the vault, encrypted"
         elif a == "vault.read" and d.get("split") in (hd.split, "all", None):
+            split = d.get("split")
             what = (
-                f"records of the {d.get('split') or 'every'} split were decrypted for: "
-                f"{d.get('purpose') or 'unstated purpose'}"
-            )
+                "all records" if split in ("all", None) else f"records of the {split} split"
+            ) + f" were decrypted for: {d.get('purpose') or 'an unstated purpose'}"
         elif a == "job.start" and d.get("split") in (hd.split, None):
             what = (
                 f"job {e.get('object')} ({d.get('kind')}, model {d.get('model')}) started on "
