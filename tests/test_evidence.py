@@ -298,3 +298,21 @@ def test_offline_release_checkpoint_and_proof_with_the_public_key_only(built, tm
     proof["entry_json"] = proof["entry_json"].replace('"op"', '"xx"')
     with pytest.raises(TamperedError):
         offline.verify_proof(proof, key)
+
+
+@pytest.mark.parametrize("garbage", [b"[1, 2]", b'"x"', b'{"a": null}', b"\xff\xfe", b""])
+def test_a_pack_of_odd_shapes_is_refused_never_a_traceback(built, pack, garbage) -> None:
+    """Every JSON file and the audit log replaced by odd bytes, the listing re-signed
+    (so the inner parsers see them): the verdict is a problem list, never an exception."""
+    key = _key(built)
+    targets = [p for p in pack.rglob("*.json") if p.name != evidence.MANIFEST]
+    targets.append(pack / "audit" / "entries.jsonl")
+    for p in targets:
+        original = p.read_bytes()
+        p.write_bytes(garbage)
+        _resign(pack, built)
+        rep = evidence.verify_pack(pack, key)
+        assert not rep.ok, p
+        p.write_bytes(original)
+    _resign(pack, built)
+    assert evidence.verify_pack(pack, key).ok
