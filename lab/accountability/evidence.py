@@ -42,6 +42,8 @@ control's outcome in controls.json recomputed from the pack.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import html as h
 import json
@@ -247,6 +249,19 @@ def _files(pack: Path) -> dict[str, Path]:
     return out
 
 
+@contextlib.contextmanager
+def _log_lock(audit_dir: Path):
+    """The audit writers' own lock (``flock`` on ``audit/lock``), held while copying."""
+    from facelab.audit.log import LOCK
+
+    fd = os.open(audit_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 class _Problem(Exception):
     pass
 
@@ -296,15 +311,16 @@ def write_pack(
     try:
         src = lab.paths.audit
         a = tmp / "audit"
-        for name in ("entries.jsonl", "index.bin", "hashes.bin"):
-            _copy(src / name, a / name)
-        for p in checkpoint_files(src):
-            _copy(p, a / "checkpoints" / p.name)
-        for p in sorted((src / "witness").glob("*.note")):
-            _copy(p, a / "witness" / p.name)
-        for name in ("audit_head.a.note", "audit_head.b.note"):
-            if (lab.paths.keys / name).is_file():
-                _copy(lab.paths.keys / name, a / "head" / name)
+        with _log_lock(src):  # no writer appends while the log and its head are copied
+            for name in ("entries.jsonl", "index.bin", "hashes.bin"):
+                _copy(src / name, a / name)
+            for p in checkpoint_files(src):
+                _copy(p, a / "checkpoints" / p.name)
+            for p in sorted((src / "witness").glob("*.note")):
+                _copy(p, a / "witness" / p.name)
+            for name in ("audit_head.a.note", "audit_head.b.note"):
+                if (lab.paths.keys / name).is_file():
+                    _copy(lab.paths.keys / name, a / "head" / name)
         entries = _entries(a)
         _copy(lab.paths.meta, tmp / "lab.json")
         _copy(lab.paths.policy, tmp / "policy" / "policy.toml")
