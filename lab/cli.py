@@ -33,6 +33,8 @@ COMMAND_MODULES = (
     "job",
     "bench",
     "demo",
+    "accountability",
+    "scan",
 )
 
 
@@ -62,6 +64,9 @@ EXITS = {
     "certificate verify": "0 verifies; 4 does not (or unvalidated with "
     "--require-validation); 2 bad input",
     "certificate validate": "0 validated; 4 the performer's signature fails; 2 bad input",
+    "scan-model": "0 clean; 1 issues found; 2 usage or unreadable input",
+    "scan-export": "0 clean; 1 issues found; 2 usage or unreadable input",
+    "evidence verify": "0 the pack verifies; 4 it does not (every problem listed); 2 bad input",
 }
 DEFAULT_EXITS = "0 done; 2 bad input or usage; 4 the lab's audit log is damaged"
 

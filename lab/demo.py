@@ -7,12 +7,14 @@ verified ingest; import a signed and approved model, and see a package with a ma
 pickle refused; read one tenant's records back by split; destroy the other tenant with a
 signed certificate; run the 1:1 benchmark inside the lab; export its report through the
 export gate (released, signed manifest) and see an artifact that hides a training face
-refused; verify the audit log. Later components add their steps here (purpose limits,
-the job runner).
+refused; verify the audit log; write a subject access report for one synthetic person
+and an evidence pack, verified with the lab's public key only. Later components add
+their steps here.
 
 Files: ``LAB`` is a real lab (``facelab audit verify --lab LAB`` works on it);
 ``LAB/demo/contact_sheet.png`` shows faces for a person to look at;
-``LAB/certificates/`` holds the destruction certificate.
+``LAB/certificates/`` holds the destruction certificate; ``LAB/demo/evidence/`` the
+evidence pack; ``LAB/demo/subject-access/`` one person's subject access report.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class DemoResult:
     controls: list[tuple[str, str]]
     html: Path
     register: Path
+    evidence: Path | None = None  # the evidence pack (issue 18)
+    subject_report: Path | None = None  # one synthetic person's subject access report
 
 
 def _rate(v) -> str:
@@ -98,6 +102,7 @@ def run_demo(
     }
     ingested: dict[str, int] = {}
     summary = None
+    person = ""
     sheet = work / "contact_sheet.png"
     from facelab.audit import witness
 
@@ -135,6 +140,7 @@ def run_demo(
             if tenant == "acme":
                 summary = s
                 contact_sheet(plain, sheet)
+                person = _first_person(plain)  # who will ask what the lab holds about them
             res = ops.ingest(lab, root_key, tenant, plain, actor, log, delete_source=True)
             ingested[tenant] = res.images
         step("signing and approving two model packages; the import gate checks both")
@@ -201,6 +207,7 @@ def run_demo(
     cosigned = witness.cosign(wdir, lab)  # consistency from its last view, then cosign
     report = verify_log(lab.paths.audit, lab.origin, load_public_key(lab), head_dir=lab.paths.keys)
     assert summary is not None
+    sar, pack = _answerable(lab, root_key, actor, work, person)
     blocking = refused_export.report.blocking()
     controls = [
         ("lab created: keys sealed under the operator secret", "ok"),
@@ -259,6 +266,8 @@ def run_demo(
         ("public register of processors written (Markdown, JSON)", md.name),
         ("audit log verified", "intact" if report.intact else "TAMPERED"),
         ("audit log cosigned by a witness (its own key)", f"size {cosigned.new_size}"),
+        ("subject access report for one synthetic person (HTML, JSON)", sar[0]),
+        ("evidence pack verified offline with the lab's public key only", pack[0]),
     ]
     html = _html_report(work / "report.html", controls, bench.outbox, refused_export, md)
     return DemoResult(
@@ -277,6 +286,46 @@ def run_demo(
         controls,
         html,
         md,
+        pack[1],
+        sar[1],
+    )
+
+
+def _first_person(plain: Path) -> str:
+    """The passport number of the dataset's first person (read before the plaintext is
+    deleted): the person who asks, in the demo, what the lab holds about them."""
+    import csv
+
+    with open(plain / "manifest.csv", newline="") as f:
+        return next(csv.DictReader(f))["passport_no"]
+
+
+def _answerable(lab, root_key, actor: str, work: Path, passport_no: str):
+    """Issue 18's ending: a subject access report for one person, then the evidence
+    pack (which carries that request's audit entry), verified with the public key."""
+    from facelab.accountability import evidence
+    from facelab.accountability.subject_access import Query, subject_access
+
+    with audit_writer(lab, root_key) as log:
+        doc, _, page = subject_access(
+            lab, root_key, Query(passport_no=passport_no), actor, log, work / "subject-access"
+        )
+    n = sum(sum(h["records"].values()) for h in doc["holdings"])
+    uses = sum(len(h["accesses"]) for h in doc["holdings"])
+    sar = (
+        f"{n} records at {', '.join(h['tenant'] for h in doc['holdings']) or 'no processor'}, "
+        f"{uses} uses on the record, {len(doc['destructions'])} destruction(s) listed",
+        page,
+    )
+    out = evidence.write_pack(
+        lab, root_key, work / "evidence", actor, lambda: audit_writer(lab, root_key)
+    )
+    rep = evidence.verify_pack(out, load_public_key(lab))
+    state = "verifies" if rep.ok else f"FAILS: {rep.problems[0]}"
+    return sar, (
+        f"{state}: {rep.files} files, {rep.certificates} certificate(s), "
+        f"{rep.releases} release(s), {rep.proofs} proofs",
+        out,
     )
 
 

@@ -321,6 +321,7 @@ def audit_writer(
     from facelab.errors import TamperedError
 
     key = load_signing_key(lab, passphrase)
+    keep_policy_version(lab)
     if lab.paths.public_key.exists() and public_key_b64(load_public_key(lab)) != public_key_b64(
         key.public_key()
     ):
@@ -347,6 +348,22 @@ def audit_writer(
         log.close()
         raise
     return log
+
+
+def keep_policy_version(lab: Lab) -> Path:
+    """Keep the text of the policy in force as ``LAB/policy-history/<sha256>.toml`` (once
+    per version), so that every policy digest the audit log holds can be shown with its
+    text (the evidence pack's policy history; issue 18)."""
+    data = lab.paths.policy.read_bytes()
+    import hashlib
+
+    path = lab.paths.root / "policy-history" / f"{hashlib.sha256(data).hexdigest()}.toml"
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return path
 
 
 def audit_limits(lab: Lab) -> dict[str, int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -114,3 +116,42 @@ def test_demo_builds_a_lab_with_a_contact_sheet_and_a_verified_log(tmp_path: Pat
     assert "data:image/png;base64," in page and "Register of processors" in page
     assert "| borealis |" in (tmp_path / "lab" / "demo" / "register.md").read_text()
     assert '<table class="register">' in page and "| borealis |" not in page  # a table
+    _demo_ends_answerable(tmp_path / "lab", out)
+
+
+def _demo_ends_answerable(lab: Path, out: dict[str, str]) -> None:
+    """Issue 18: the demo ends with an evidence pack that verifies with the public key
+    alone, a register that lists models, released digests and destructions, and one
+    person's subject access report whose identifiers never reach the log."""
+    pack = lab / "demo" / "evidence"
+    assert out["evidence pack verified offline with the lab's public key only"].startswith(
+        "verifies"
+    )
+    p = _run("evidence", "verify", str(pack), "--key", str(lab / "keys" / "lab_signing.pub"))
+    assert p.returncode == 0, p.stderr
+    rows = {
+        r["tenant"]: r
+        for r in json.loads((pack / "register" / "register.json").read_text())["processors"]
+    }
+    registry = json.loads((lab / "models" / "registry.json").read_text())
+    assert [m["digest"] for m in rows["acme"]["models_imported"]] == [
+        e["digest"] for e in registry if e["tenant"] == "acme"
+    ]
+    [rel] = list((lab / "released" / "acme").iterdir())
+    listed = {
+        f["path"]: f["sha256"] for x in rows["acme"]["artifacts_released"] for f in x["files"]
+    }
+    for a in json.loads((rel / "manifest.json").read_text())["manifest"]["artifacts"]:
+        assert listed[a["path"]] == hashlib.sha256((rel / a["path"]).read_bytes()).hexdigest()
+    gone = rows["borealis"]["destruction"]
+    assert gone["status"] == "destroyed" and (lab / "certificates" / gone["certificate"]).is_file()
+    hist = json.loads((pack / "policy" / "history.json").read_text())
+    assert len(hist) >= 2  # the demo edits the policy after `init`: both texts are kept
+    kept = {v.stem for v in (pack / "policy" / "versions").glob("*.toml")}
+    assert {h["sha256"].removeprefix("sha256:") for h in hist} == kept
+    sar = json.loads((lab / "demo" / "subject-access" / "report.json").read_text())
+    assert sar["found"] and [h["tenant"] for h in sar["holdings"]] == ["acme"]
+    assert (lab / "demo" / "subject-access" / "report.html").is_file()
+    log = (lab / "audit" / "entries.jsonl").read_bytes()
+    assert sar["person"]["passport_no"].encode() not in log
+    assert sar["person"]["name"].encode() not in log

@@ -96,6 +96,10 @@ def register(lab: Lab, root: RootKey) -> list[dict]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     names = sorted(set(active) | set(destroyed) | set(gov.tenants))
+    from facelab.accountability.register import accountability  # issue 18
+    from facelab.audit.show import filter_entries
+
+    record = accountability(filter_entries(lab.paths.audit), lab.paths.root / "certificates")
     rows = []
     for name in names:
         tp = gov.tenant(name)
@@ -113,9 +117,20 @@ def register(lab: Lab, root: RootKey) -> list[dict]:
                 "destruction_due": a["due"] if a else None,
                 "destroyed": destroyed.get(name) if not a else None,
                 "subjects": a["subjects"] if a else 0,
+                **record.get(name, _no_record()),
             }
         )
     return rows
+
+
+def _no_record() -> dict:
+    return {
+        "models_imported": [],
+        "imports_refused": 0,
+        "artifacts_released": [],
+        "exports_refused": 0,
+        "destruction": {"status": "not destroyed"},
+    }
 
 
 def register_markdown(
@@ -128,15 +143,19 @@ def register_markdown(
         f"forbidden to every processor: {', '.join(forbidden) or '-'}.",
         "",
         "| processor | tenant | purposes | data categories | retention | status | since "
-        "| destruction due | destroyed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| destruction due | destroyed | models imported | artifacts released "
+        "| destruction |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    from facelab.accountability.register import markdown_cells
+
     for r in rows:
+        models, released, destruction = markdown_cells({**_no_record(), **r})
         head.append(
             f"| {r['processor']} | {r['tenant']} | {', '.join(r['purposes'])} | "
             f"{', '.join(r['data_categories'])} | {r['retention']} | {r['status']} | "
             f"{r['since'] or ''} | {r['destruction_due'] or ''} | "
-            f"{r['destroyed'] or ''} |"
+            f"{r['destroyed'] or ''} | {models} | {released} | {destruction} |"
         )
     return "\n".join(head) + "\n"
 
