@@ -151,6 +151,27 @@ def test_no_job_sees_the_operator_secret(el, monkeypatch) -> None:
     labdir._CAPTURED.clear()
 
 
+def test_a_job_sees_no_secret_the_runner_holds_by_any_route(el, monkeypatch) -> None:
+    """The runner's process holds the passphrase in its environment (facelab used as a
+    library: nobody called ``capture_secrets``); the job reads its own environment and
+    argv, ``/proc/self``, PID 1's, its parent's and every process's environ and cmdline:
+    the secret is in none of them."""
+    monkeypatch.setenv("FACELAB_PASSPHRASE", SECRET)
+    monkeypatch.setenv("FACELAB_KEY_FILE", "/nonexistent/" + SECRET.replace(" ", "-"))
+    assert os.environ["FACELAB_PASSPHRASE"] == SECRET  # positive control: the runner has it
+    r = job(el, "steal_environment")
+    assert r.status == "done", r.error
+    stolen = outbox_bytes(r)
+    sources = (r.outbox / "sources.txt").read_text().split()
+    # positive control: every route was read (own, PID 1, the parent; environ and argv)
+    for route in ("self/environ", "self/cmdline", "1/environ", "1/cmdline"):
+        assert route in sources, sources
+    assert b"PATH=" in stolen or b"'PATH'" in stolen
+    assert b"python" in stolen  # a command line was read
+    for needle in (SECRET, SECRET.replace(" ", "-"), PASSPHRASE.decode()):
+        assert needle.encode() not in stolen, needle
+
+
 @pytest.mark.parametrize(
     "trainer",
     [
@@ -397,9 +418,17 @@ def test_a_stdout_flood_is_cut_and_the_runner_does_not_grow(el) -> None:
 
 
 def test_memory_is_limited(el) -> None:
+    t0 = time.monotonic()
     r = job(el, "eat_memory")  # 4 GiB asked for against 2 GiB
+    took = time.monotonic() - t0
     assert r.status == "failed"
     assert r.summary == {}
+    # the reason is memory, not the clock: the allocation failed (or the cgroup's OOM
+    # killer acted) long before the 20 s wall clock
+    e = finish(el, r.job_id)["details"]
+    said = json.dumps([r.error, list(r.events), e.get("error"), e.get("kernel_events")])
+    assert "MemoryError" in said or "memory over the cgroup limit" in said, said
+    assert "wall clock" not in said and took < 15
 
 
 def test_cpu_and_wall_clock_are_limited(el) -> None:
