@@ -31,8 +31,10 @@ from tests import hostile_jobs
 from tests.export_helpers import PASSPHRASE, build_export_lab
 
 MISSING = missing_layers()
-pytestmark = pytest.mark.skipif(
-    bool(MISSING), reason="the zero client cannot be built here: " + "; ".join(MISSING)
+# only the tests that run something confined skip (the ``el`` fixture and this mark), each
+# naming the layers the machine lacks; the refusals themselves run everywhere
+needs_sandbox = pytest.mark.skipif(
+    bool(MISSING), reason="needs the whole confinement; missing here: " + "; ".join(MISSING)
 )
 HOSTILE = [
     n
@@ -47,6 +49,8 @@ libc = ctypes.CDLL(None, use_errno=True)
 
 @pytest.fixture(scope="module")
 def el(tmp_path_factory: pytest.TempPathFactory):
+    if MISSING:  # the lab's model is imported through the confined import gate
+        pytest.skip("needs the whole confinement; missing here: " + "; ".join(MISSING))
     e = build_export_lab(tmp_path_factory.mktemp("zc"), identities=12, captures=2)
     p = e.lab.paths.policy
     trainers = ", ".join(f'{n} = "tests.hostile_jobs:{n}"' for n in HOSTILE)
@@ -629,6 +633,7 @@ def open_tmp():
     shutil.rmtree(d, ignore_errors=True)
 
 
+@needs_sandbox
 def test_the_confinement_holds_for_an_unprivileged_operator(open_tmp: Path) -> None:
     """The same kinds of probe with the runner itself running as ``nobody``: a user
     namespace instead of a dedicated uid."""
@@ -693,6 +698,7 @@ def test_the_confinement_holds_for_an_unprivileged_operator(open_tmp: Path) -> N
 # ---------------------------------------------------------------- the one confinement
 
 
+@needs_sandbox
 def test_a_confined_child_never_inherits_the_callers_environment(tmp_path, monkeypatch) -> None:
     from facelab.confine import run_python
 
@@ -762,6 +768,46 @@ def test_strict_isolation_refuses_to_run_without_a_layer_and_names_it(el, monkey
     lines = (el.lab.paths.root / "audit" / "entries.jsonl").read_text().splitlines()
     last = json.loads(lines[-1])
     assert last["action"] == "job.refuse" and "libseccomp" in json.dumps(last["details"])
+
+
+@pytest.mark.parametrize(
+    ("module", "attr", "value", "named"),
+    [
+        ("_run", "bwrap_path", lambda: None, "bubblewrap"),
+        ("_landlock", "landlock_abi", lambda: 0, "Landlock"),
+        ("_seccomp", "available", lambda: "libseccomp unavailable (test)", "seccomp"),
+    ],
+)
+def test_strict_refuses_when_the_machine_really_lacks_a_layer(
+    tmp_path, monkeypatch, module, attr, value, named
+) -> None:
+    """The machine's probe itself (not a stand-in for ``missing_layers``) reports the
+    layer gone, and ``run_python`` under ``strict`` starts nothing: the probe's marker
+    file is not written. Positive control: where every layer is present, the same probe
+    runs and writes it."""
+    import importlib
+
+    from facelab.confine import _run, run_python
+
+    tmp_path.chmod(0o755)
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import pathlib, sys\n"
+        "def run(out):\n"
+        "    pathlib.Path(out, 'ran').write_text('yes')\n"
+        "    return {'ran': True}\n"
+    )
+    ws = tmp_path / "ws"
+    if not MISSING:  # positive control
+        r = run_python(f"{probe}:run", {"out": str(ws)}, read=[tmp_path], write=[ws])
+        assert r.status == "ok", r.error
+        assert (ws / "ran").read_text() == "yes"
+        (ws / "ran").unlink()
+    monkeypatch.setattr(importlib.import_module(f"facelab.confine.{module}"), attr, value)
+    assert any(named in m for m in _run.missing_layers())
+    r = run_python(f"{probe}:run", {"out": str(ws)}, read=[tmp_path], write=[ws], strict=True)
+    assert r.status == "refused" and named in r.error
+    assert not (ws / "ran").exists()  # the effect: nothing ran
 
 
 def test_run_python_itself_refuses_under_strict_when_a_layer_is_missing(tmp_path, monkeypatch):
