@@ -20,7 +20,7 @@ from facelab.bench._matcher import Matcher
 from onnx import TensorProto, helper, numpy_helper
 
 RGB = (200.0, 100.0, 50.0)
-SIZE = 16
+H, W = 16, 24  # not square: a swapped height and width cannot pass
 LANDMARKS = np.array(
     [[38.3, 51.7], [73.5, 51.5], [56.0, 71.7], [41.5, 92.4], [70.7, 92.2]], np.float32
 )
@@ -28,7 +28,7 @@ LANDMARKS = np.array(
 
 def _model(channels: int, layout: str) -> onnx.ModelProto:
     """X -> per-channel spatial mean -> concat [means..., 100] -> Y[N, channels + 1]."""
-    shape = ["N", channels, SIZE, SIZE] if layout == "NCHW" else ["N", SIZE, SIZE, channels]
+    shape = ["N", channels, H, W] if layout == "NCHW" else ["N", H, W, channels]
     nodes, x = [], "X"
     if layout == "NHWC":
         nodes.append(helper.make_node("Transpose", ["X"], ["Xt"], perm=[0, 3, 1, 2]))
@@ -66,7 +66,7 @@ def _matcher(tmp_path: Path, channels: str, layout: str, mean, std) -> Matcher:
         "name": "means",
         "version": "1.0.0",
         "input": {
-            "size": [SIZE, SIZE],
+            "size": [H, W],
             "layout": layout,
             "channels": channels,
             "mean": mean,
@@ -117,10 +117,10 @@ def test_the_model_gets_the_channels_layout_and_normalisation_it_declares(
 def test_grey_is_luma_not_an_average_or_the_bgr_formula(tmp_path) -> None:
     """A direct check of the one-channel input: the value the model receives."""
     m = _matcher(tmp_path, "GRAY", "NCHW", 0.0, 1.0)
-    image = np.empty((SIZE, SIZE, 3), np.uint8)
+    image = np.empty((H, W, 3), np.uint8)
     image[...] = np.array(RGB, np.uint8)
     x = m.preprocess([image])
-    assert x.shape == (1, 1, SIZE, SIZE)
+    assert x.shape == (1, 1, H, W)
     luma = 0.299 * RGB[0] + 0.587 * RGB[1] + 0.114 * RGB[2]  # 124.2
     assert abs(float(x.mean()) - luma) <= 1.0
     assert abs(float(x.mean()) - sum(RGB) / 3) > 5  # not the plain average (116.7)
