@@ -295,3 +295,52 @@ def test_redaction_removes_name_parts_and_passport_numbers_only() -> None:
     assert redact("row 12 column 4: epoch", idx) == "row 12 column 4: epoch"
     assert redact("z", idx) == "z"  # one letter is never a name part here
     assert redact("Okonkwo", None) == "Okonkwo"  # no index: nothing to match
+
+
+def _gate_ctx(tmp_path: Path, officers: dict, approvals: dict[str, dict], digest, need=2):
+    from types import SimpleNamespace
+
+    from facelab.gates.importing._types import GateContext
+    from facelab.gates.importing.package import Package
+    from facelab.labdir import public_key_b64
+
+    root = tmp_path / "pkg"
+    files = {}
+    for name, doc in approvals.items():
+        rel = f"signatures/approvals/{name}.json"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(json.dumps(doc))
+        files[rel] = 1
+    files["model.onnx"] = 1
+    policy = SimpleNamespace(
+        required_approvals=need,
+        officers={n: public_key_b64(k.public_key()) for n, k in officers.items()},
+    )
+    ctx = GateContext(Package(root, files), policy, "acme")
+    ctx.statement_sha256 = digest
+    return ctx
+
+
+def test_the_approvals_check_counts_distinct_valid_officers(tmp_path: Path) -> None:
+    from facelab.gates.importing.checks.signature import run_approvals
+
+    kim, lee, park = (Ed25519PrivateKey.generate() for _ in range(3))
+    officers = {"kim": kim, "lee": lee}
+    d = "ab" * 32
+    two = {"kim": _approval("kim", d, kim), "lee": _approval("lee", d, lee)}
+    ok = run_approvals(_gate_ctx(tmp_path / "a", officers, two, d))
+    assert ok.passed and ok.problems == () and "kim, lee" in ok.info
+    cases = {
+        # the same officer under two file names is one approval
+        "b": ({"kim": two["kim"], "kim2": two["kim"]}, d, 2, "1 valid approval(s)"),
+        # one approval for an older statement: the tenant re-signed after approval
+        "c": ({"kim": two["kim"], "lee": _approval("lee", "cd" * 32, lee)}, d, 2, "another"),
+        "d": ({"kim": two["kim"], "park": _approval("park", d, park)}, d, 2, "'park'"),
+        "e": (two, None, 2, "no valid tenant signature"),
+        "f": (two, d, 3, "2 valid approval(s) by import officers, 3 required"),
+    }
+    for sub, (docs, digest, need, why) in cases.items():
+        res = run_approvals(_gate_ctx(tmp_path / sub, officers, docs, digest, need))
+        assert not res.passed and why in " | ".join(res.problems), (sub, res.problems)
+    one = run_approvals(_gate_ctx(tmp_path / "g", officers, {"kim": two["kim"]}, d, 1))
+    assert one.passed  # the policy's number, not a constant
