@@ -153,6 +153,28 @@ def test_a_damaged_key_store_is_bad_input_not_a_wrong_passphrase(tmp_path: Path,
         keystore.unlock(tmp_path, b"secret")
 
 
+def test_unlock_uses_the_stored_scrypt_parameters(tmp_path: Path) -> None:
+    keystore.create(tmp_path, b"secret", n=FAST_N)
+    p = tmp_path / "keystore.json"
+    doc = json.loads(p.read_text())
+    for key, value in (("r", 1), ("p", 2), ("n", FAST_N * 2)):
+        p.write_text(json.dumps({**doc, key: value}))
+        with pytest.raises(PassphraseError):  # other parameters: another root key
+            keystore.unlock(tmp_path, b"secret")
+    p.write_text(json.dumps(doc))
+    assert keystore.unlock(tmp_path, b"secret")
+
+
+def test_an_unknown_key_store_format_says_which(tmp_path: Path) -> None:
+    keystore.create(tmp_path, b"secret", n=FAST_N)
+    p = tmp_path / "keystore.json"
+    p.write_text(json.dumps({**json.loads(p.read_text()), "format": "x"}))
+    with pytest.raises(
+        BadInputError, match=r"keystore\.json: unreadable key store \(unknown format\)"
+    ):
+        keystore.unlock(tmp_path, b"secret")
+
+
 def test_a_missing_key_store_says_so(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="missing"):
         keystore.unlock(tmp_path, b"secret")
@@ -182,8 +204,23 @@ def test_a_tenant_key_behind_a_link_is_not_followed(tmp_path: Path) -> None:
     (tmp_path / "tenants").mkdir()
     (tmp_path / "elsewhere").write_bytes(b"x" * 60)
     (tmp_path / "tenants" / "acme.kek").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(BadInputError, match="unreadable"):
+    with pytest.raises(BadInputError, match=r"tenants/acme\.kek: unreadable"):
         keystore.load_tenant_key(tmp_path, "acme")
+
+
+def test_storing_a_key_neither_follows_a_planted_link_nor_keeps_stale_bytes(tmp_path):
+    d = tmp_path / "tenants"
+    d.mkdir()
+    (d / "acme.tmp").write_bytes(b"S" * 100)  # a stale, longer temporary file
+    keystore.store_tenant_key(tmp_path, "acme", b"k" * 60)
+    assert keystore.load_tenant_key(tmp_path, "acme") == b"k" * 60
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"untouched")
+    (d / "beta.tmp").symlink_to(outside)  # a link where the temporary file goes
+    with pytest.raises(OSError):
+        keystore.store_tenant_key(tmp_path, "beta", b"k" * 60)
+    assert outside.read_bytes() == b"untouched"
+    assert keystore.load_tenant_key(tmp_path, "beta") is None
 
 
 # ---------------------------------------------------------------- approvals
