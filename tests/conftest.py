@@ -2,10 +2,44 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
-from facelab.synth import SynthConfig, write_dataset
+
+
+class _FacelabIsLab(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``facelab.X`` is the module ``lab.X`` itself (one object under both names)."""
+
+    def find_spec(self, name, path, target=None):
+        if name == "facelab" or name.startswith("facelab."):
+            return importlib.util.spec_from_loader(name, self)
+        return None
+
+    def create_module(self, spec):
+        return importlib.import_module("lab" + spec.name[len("facelab") :])
+
+    def exec_module(self, module) -> None:
+        pass
+
+
+def _facelab_from_the_mutants_copy() -> None:
+    """Under ``make mutation`` the tests run in mutmut's copy (``mutants/``) of the tree,
+    which it puts first on ``sys.path``: the import name ``facelab`` must then be that
+    copy's ``lab`` package (the mutated code, under the module names mutmut records),
+    not the editable install's. Elsewhere this does nothing."""
+    tree = Path(__file__).resolve().parents[1]
+    if tree.name != "mutants" or not (tree / "lab" / "__init__.py").is_file():
+        return
+    if "facelab" not in sys.modules:
+        sys.meta_path.insert(0, _FacelabIsLab())
+
+
+_facelab_from_the_mutants_copy()
+
+from facelab.synth import SynthConfig, write_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="session")

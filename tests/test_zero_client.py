@@ -31,8 +31,10 @@ from tests import hostile_jobs
 from tests.export_helpers import PASSPHRASE, build_export_lab
 
 MISSING = missing_layers()
-pytestmark = pytest.mark.skipif(
-    bool(MISSING), reason="the zero client cannot be built here: " + "; ".join(MISSING)
+# only the tests that run something confined skip (the ``el`` fixture and this mark), each
+# naming the layers the machine lacks; the refusals themselves run everywhere
+needs_sandbox = pytest.mark.skipif(
+    bool(MISSING), reason="needs the whole confinement; missing here: " + "; ".join(MISSING)
 )
 HOSTILE = [
     n
@@ -47,6 +49,8 @@ libc = ctypes.CDLL(None, use_errno=True)
 
 @pytest.fixture(scope="module")
 def el(tmp_path_factory: pytest.TempPathFactory):
+    if MISSING:  # the lab's model is imported through the confined import gate
+        pytest.skip("needs the whole confinement; missing here: " + "; ".join(MISSING))
     e = build_export_lab(tmp_path_factory.mktemp("zc"), identities=12, captures=2)
     p = e.lab.paths.policy
     trainers = ", ".join(f'{n} = "tests.hostile_jobs:{n}"' for n in HOSTILE)
@@ -149,6 +153,27 @@ def test_no_job_sees_the_operator_secret(el, monkeypatch) -> None:
     from facelab import labdir
 
     labdir._CAPTURED.clear()
+
+
+def test_a_job_sees_no_secret_the_runner_holds_by_any_route(el, monkeypatch) -> None:
+    """The runner's process holds the passphrase in its environment (facelab used as a
+    library: nobody called ``capture_secrets``); the job reads its own environment and
+    argv, ``/proc/self``, PID 1's, its parent's and every process's environ and cmdline:
+    the secret is in none of them."""
+    monkeypatch.setenv("FACELAB_PASSPHRASE", SECRET)
+    monkeypatch.setenv("FACELAB_KEY_FILE", "/nonexistent/" + SECRET.replace(" ", "-"))
+    assert os.environ["FACELAB_PASSPHRASE"] == SECRET  # positive control: the runner has it
+    r = job(el, "steal_environment")
+    assert r.status == "done", r.error
+    stolen = outbox_bytes(r)
+    sources = (r.outbox / "sources.txt").read_text().split()
+    # positive control: every route was read (own, PID 1, the parent; environ and argv)
+    for route in ("self/environ", "self/cmdline", "1/environ", "1/cmdline"):
+        assert route in sources, sources
+    assert b"PATH=" in stolen or b"'PATH'" in stolen
+    assert b"python" in stolen  # a command line was read
+    for needle in (SECRET, SECRET.replace(" ", "-"), PASSPHRASE.decode()):
+        assert needle.encode() not in stolen, needle
 
 
 @pytest.mark.parametrize(
@@ -397,9 +422,17 @@ def test_a_stdout_flood_is_cut_and_the_runner_does_not_grow(el) -> None:
 
 
 def test_memory_is_limited(el) -> None:
+    t0 = time.monotonic()
     r = job(el, "eat_memory")  # 4 GiB asked for against 2 GiB
+    took = time.monotonic() - t0
     assert r.status == "failed"
     assert r.summary == {}
+    # the reason is memory, not the clock: the allocation failed (or the cgroup's OOM
+    # killer acted) long before the 20 s wall clock
+    e = finish(el, r.job_id)["details"]
+    said = json.dumps([r.error, list(r.events), e.get("error"), e.get("kernel_events")])
+    assert "MemoryError" in said or "memory over the cgroup limit" in said, said
+    assert "wall clock" not in said and took < 15
 
 
 def test_cpu_and_wall_clock_are_limited(el) -> None:
@@ -600,6 +633,7 @@ def open_tmp():
     shutil.rmtree(d, ignore_errors=True)
 
 
+@needs_sandbox
 def test_the_confinement_holds_for_an_unprivileged_operator(open_tmp: Path) -> None:
     """The same kinds of probe with the runner itself running as ``nobody``: a user
     namespace instead of a dedicated uid."""
@@ -664,6 +698,7 @@ def test_the_confinement_holds_for_an_unprivileged_operator(open_tmp: Path) -> N
 # ---------------------------------------------------------------- the one confinement
 
 
+@needs_sandbox
 def test_a_confined_child_never_inherits_the_callers_environment(tmp_path, monkeypatch) -> None:
     from facelab.confine import run_python
 
@@ -733,6 +768,46 @@ def test_strict_isolation_refuses_to_run_without_a_layer_and_names_it(el, monkey
     lines = (el.lab.paths.root / "audit" / "entries.jsonl").read_text().splitlines()
     last = json.loads(lines[-1])
     assert last["action"] == "job.refuse" and "libseccomp" in json.dumps(last["details"])
+
+
+@pytest.mark.parametrize(
+    ("module", "attr", "value", "named"),
+    [
+        ("_run", "bwrap_path", lambda: None, "bubblewrap"),
+        ("_landlock", "landlock_abi", lambda: 0, "Landlock"),
+        ("_seccomp", "available", lambda: "libseccomp unavailable (test)", "seccomp"),
+    ],
+)
+def test_strict_refuses_when_the_machine_really_lacks_a_layer(
+    tmp_path, monkeypatch, module, attr, value, named
+) -> None:
+    """The machine's probe itself (not a stand-in for ``missing_layers``) reports the
+    layer gone, and ``run_python`` under ``strict`` starts nothing: the probe's marker
+    file is not written. Positive control: where every layer is present, the same probe
+    runs and writes it."""
+    import importlib
+
+    from facelab.confine import _run, run_python
+
+    tmp_path.chmod(0o755)
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import pathlib, sys\n"
+        "def run(out):\n"
+        "    pathlib.Path(out, 'ran').write_text('yes')\n"
+        "    return {'ran': True}\n"
+    )
+    ws = tmp_path / "ws"
+    if not MISSING:  # positive control
+        r = run_python(f"{probe}:run", {"out": str(ws)}, read=[tmp_path], write=[ws])
+        assert r.status == "ok", r.error
+        assert (ws / "ran").read_text() == "yes"
+        (ws / "ran").unlink()
+    monkeypatch.setattr(importlib.import_module(f"facelab.confine.{module}"), attr, value)
+    assert any(named in m for m in _run.missing_layers())
+    r = run_python(f"{probe}:run", {"out": str(ws)}, read=[tmp_path], write=[ws], strict=True)
+    assert r.status == "refused" and named in r.error
+    assert not (ws / "ran").exists()  # the effect: nothing ran
 
 
 def test_run_python_itself_refuses_under_strict_when_a_layer_is_missing(tmp_path, monkeypatch):

@@ -94,7 +94,7 @@ def unlock(keys_dir: Path, secret: bytes) -> RootKey:
     path = keys_dir / "keystore.json"
     try:
         doc = json.loads(path.read_text())
-        if doc.get("format") != FORMAT or doc.get("kdf") != "scrypt":
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("kdf") != "scrypt":
             raise ValueError("unknown format")
         salt = base64.b64decode(doc["salt"])
         check = base64.b64decode(doc["check"])

@@ -6,17 +6,24 @@ templates, payloads, structural, memorisation; before them the import-to-export 
 decodes (``ctx.derived``) are scanned again by all detectors, down to the policy's
 depth. A detector that fails is a finding, never a pass: the gate fails closed. The
 decision is "refused" when any finding is at or above the policy's ``refuse_at``.
+
+Findings never name a subject: before the report is made, every word of a finding's
+artifact name, location and evidence that is part of a vault subject's name, and every
+token that is one of their passport numbers, is replaced by ``[redacted]`` (a JSON path
+or a CSV cell can hold a name; the report goes to the tenant and the audit log).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facelab.gates.exporting import provenance
+from facelab.gates.exporting import keyed, provenance
 from facelab.gates.exporting._types import Finding, ScanContext
 from facelab.gates.exporting.artifact import Unscannable, load
 from facelab.gates.exporting.detectors import (
@@ -184,6 +191,7 @@ def scan(
             seconds[det.NAME] = seconds.get(det.NAME, 0.0) + time.perf_counter() - t0
         queue.extend(ctx.derived)
         ctx.derived.clear()
+    findings = [_redacted(f, ctx.index) for f in findings]
     return ExportReport(
         ctx.tenant,
         tuple(listed),
@@ -203,10 +211,44 @@ def _sha(p: Path) -> str:
         return ""
 
 
+_WORD = re.compile(r"[^\W\d_]+")
+_TOKEN = re.compile(r"[A-Za-z0-9]*[0-9][A-Za-z0-9]*")
+REDACTED = "[redacted]"
+
+
+def redact(text: str, index) -> str:
+    """``text`` with every word that is part of a subject's name in ``index`` (a
+    ``vault_index.SubjectIndex``; matched as the index stores it: folded, keyed hash) and
+    every token that is a subject's passport number replaced by ``[redacted]``."""
+    if index is None or not text:
+        return text
+
+    def word(m: re.Match) -> str:
+        w = keyed.fold(m.group())
+        return REDACTED if len(w) >= 2 and index.lookup("W|" + w) else m.group()
+
+    def token(m: re.Match) -> str:
+        tok = m.group()
+        forms = [tok] + [tok[i : i + 9] for i in range(len(tok) - 8)] if len(tok) > 9 else [tok]
+        hit = any(index.lookup(keyed.passport_form(x)) for x in forms)
+        return REDACTED if hit else tok
+
+    return _TOKEN.sub(token, _WORD.sub(word, text))
+
+
+def _redacted(f: Finding, index) -> Finding:
+    return dataclasses.replace(
+        f,
+        artifact=redact(f.artifact, index),
+        location=redact(f.location, index),
+        evidence=redact(f.evidence, index),
+    )
+
+
 def _dedupe(findings: list[Finding]) -> list[Finding]:
     seen, out = set(), []
     for f in findings:
-        key = (f.detector, f.artifact, f.location, f.evidence)
+        key = (f.detector, f.artifact, f.location, f.evidence, f.subjects)
         if key not in seen:
             seen.add(key)
             out.append(f)
