@@ -342,9 +342,23 @@ def check(
     )
     t_rebuild = time.perf_counter() - t0
     findings: list[Finding] = []
+    reviewed = set(policy.contract.get("reviewed_kinds", ()))
     for it in items:
         if it.reason:
             findings.append(Finding("contract", "high", it.rel, "whole file", it.reason))
+        elif it.kind in reviewed:
+            findings.append(
+                Finding(
+                    "contract",
+                    "high",
+                    it.rel,
+                    "whole file",
+                    f"kind {it.kind} leaves only after a reviewer's output check "
+                    "(export.contract.reviewed_kinds): free text, tables and bare tensors "
+                    "are channels no detector closes; a reviewer may release the gate's "
+                    "rebuild with a signed override",
+                )
+            )
     built = [it for it in items if it.out is not None]
     # the detectors' view of the rebuilt files
     views: list[tuple[Path, str]] = []
