@@ -482,8 +482,17 @@ def _facts_text(it: contract.Item) -> str:
         if dropped:
             parts.append("dropped " + ", ".join(f"{v} {k}" for k, v in dropped.items()))
         return "; ".join(parts)
-    if it.kind == "model_json" and f.get("dropped_keys"):
-        return f"rebuilt; keys dropped: {', '.join(f['dropped_keys'])}"
+    if it.kind == "model_json" and (f.get("dropped_keys") or f.get("renamed")):
+        parts = ["rebuilt"]
+        if f.get("renamed"):
+            spec = f.get("spec", {})
+            parts.append(
+                f"named {spec.get('name')} {spec.get('version')} (an imported model's name "
+                "and version: given names are free text)"
+            )
+        if f.get("dropped_keys"):
+            parts.append(f"keys dropped: {', '.join(f['dropped_keys'])}")
+        return "; ".join(parts)
     if it.kind == "bench_report":
         return "rebuilt from report.json's values; html and plots drawn again by facelab"
     return ""
