@@ -371,6 +371,9 @@ def _export_contract(subs: dict, path: Path) -> None:
     kinds = _get(c, "kinds", list, w, path)
     if not set(kinds) <= set(EXPORT_KINDS):
         raise BadInputError(f"{path}: export.contract.kinds may hold only {EXPORT_KINDS}")
+    reviewed = c.setdefault("reviewed_kinds", ["metrics_table", "text", "weights"])
+    if not isinstance(reviewed, list) or not set(reviewed) <= set(EXPORT_KINDS):
+        raise BadInputError(f"{path}: export.contract.reviewed_kinds may hold only {EXPORT_KINDS}")
     if not isinstance(_get(c, "onnx_requires_import", bool, w, path), bool):
         raise BadInputError(f"{path}: export.contract.onnx_requires_import must be a boolean")
     for key in ("table_columns", "table_group_columns", "table_count_columns"):

@@ -4,6 +4,7 @@ the reference model, and a reviewer key in the policy."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ def build_export_lab(
     seed: int = 11,
     tenant: str = "acme",
     workers: int = 1,
+    reviewed_kinds: tuple[str, ...] = (),
 ) -> ExportLab:
     work.mkdir(parents=True, exist_ok=True)
     dataset = work / "dataset"
@@ -56,6 +58,11 @@ def build_export_lab(
     text = lab.paths.policy.read_text().replace(
         "reviewers = {}", f'reviewers = {{ rev = "{pub}" }}'
     )
+    # the detectors are tested on their own: kinds a reviewer must check are released by
+    # the gate alone here unless a test asks for the default (tests/test_export_reviewed.py)
+    reviewed = 'reviewed_kinds = ["metrics_table", "text", "weights"]'
+    assert reviewed in text
+    text = text.replace(reviewed, f"reviewed_kinds = {json.dumps(list(reviewed_kinds))}")
     lab.paths.policy.write_text(text)
     lab = open_lab(lab.paths.root)
     root = unlock(lab, PASSPHRASE)

@@ -96,7 +96,10 @@ def test_demo_builds_a_lab_with_a_contact_sheet_and_a_verified_log(tmp_path: Pat
     assert out[
         "export gate: trained head and benchmark report released, signed manifest"
     ].startswith("released")
-    assert out["export gate: artifact hiding a training face refused"] == "refused: faces"
+    # a bare tensor waits for a reviewer (contract), and the faces detector found the face
+    assert out["export gate: artifact hiding a training face refused"] == (
+        "refused: contract, faces"
+    )
     assert out["1:N search job (gallery, top-k) refused by the purpose policy"].startswith(
         "refused"
     )

@@ -243,3 +243,18 @@ def test_given_and_family_names_apart_are_still_a_name(lab) -> None:
     # positive control: the same number of words, no vault names
     (d / "vocab.txt").write_text("\n".join(["epoch", "loss", "rate", "model"] * 6) + "\n")
     assert _export(el, [d]).decision == "released"
+
+
+def test_a_report_no_benchmark_job_wrote_is_refused(lab) -> None:
+    """A report.json leaves only as a facelab benchmark job wrote it (its digest in that
+    job's job.finish): one edited DET value, a free number a tenant chose, is refused.
+    The unedited report leaves (the first test of this file)."""
+    el, _, bench, _, _ = lab
+    d = _outbox_dir(el, "edited-report")
+    doc = json.loads((bench / "report.json").read_text())
+    doc["eer"]["value"] = 0.123456  # one number of the tenant's choosing
+    (d / "report.json").write_text(json.dumps(doc))
+    out = _export(el, [d])
+    assert out.decision == "refused"
+    [f] = [f for f in out.report.blocking() if f.detector == "contract"]
+    assert "benchmark job" in f.evidence

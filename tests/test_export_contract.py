@@ -409,3 +409,25 @@ def test_a_subject_pseudonym_is_an_identifier() -> None:
     found = identifiers.detect(hit, ctx)
     assert [f.severity for f in found] == ["high"] and "pseudonym" in found[0].evidence
     assert identifiers.detect(miss, ctx) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "released"),
+    [
+        ("cnn", "1.0.0", ("cnn", "1.0.0")),  # the imported model's own
+        ("cnn-pca128", "1.0.0", ("cnn-pca128", "1.0.0")),  # facelab's suffix for this size
+        ("cnn-pca64", "1.0.0", ("cnn-derived", "1.0.0")),  # not this model's output size
+        ("anna-berg-1990", "1.0.0", ("cnn-derived", "1.0.0")),  # a name in the name
+        ("cnn", "19.90.312", ("cnn", "1.0.0")),  # a birth date in the version
+    ],
+)
+def test_model_json_names_are_an_imported_models_never_free_text(
+    tmp_path: Path, name: str, version: str, released: tuple[str, str]
+) -> None:
+    doc = json.loads((REPO / "models" / "cnn" / "model.json").read_text())
+    doc["name"], doc["version"] = name, version
+    (tmp_path / "model.json").write_text(json.dumps(doc))
+    facts = _rebuild("model_json", tmp_path / "model.json", tmp_path / "o.json")
+    out = json.loads((tmp_path / "o.json").read_text())
+    assert (out["name"], out["version"]) == released
+    assert facts["renamed"] is ((name, version) != released)

@@ -475,13 +475,26 @@ def rebuild_model_json(src: Path, out: Path, policy: dict, rng, base) -> dict:
         if not SAFE_NAME.match(str(doc[k])) or len(str(doc[k])) > 64:
             raise Refused(f"model.json {k}: not a plain name")
     inp = doc["input"]
+    # a name and a version are free text (a person's name fits in 64 characters): the
+    # release keeps a name only when it is an imported model's own, or that name with the
+    # head suffix facelab's trainer writes for this output size; the version is always the
+    # imported model's. Anything else is renamed "<imported name>-derived".
+    imported = dict(k.rpartition("@")[::2] for k in sorted(base or {}))
+    dim = int(doc["output"]["dim"])
+    name = str(doc["name"])
+    parent = next((n for n in imported if name in (n, f"{n}-pca{dim}")), None)
+    renamed = parent is None
+    if renamed:
+        parent = next(iter(imported), "model")
+        name = f"{parent}-derived"
+    version = imported.get(parent, "0.0.0")
 
     def nums(v):
         return [float(x) for x in v] if isinstance(v, list) else float(v)
 
     clean = {
-        "name": str(doc["name"]),
-        "version": str(doc["version"]),
+        "name": name,
+        "version": version,
         "input": {
             "size": [int(inp["size"][0]), int(inp["size"][1])],
             "layout": str(inp["layout"]),
@@ -494,7 +507,11 @@ def rebuild_model_json(src: Path, out: Path, policy: dict, rng, base) -> dict:
     }
     extra = sorted(set(doc) - set(clean))
     out.write_text(json.dumps(clean, indent=2) + "\n")
-    return {"dropped_keys": extra[:20], "spec": clean}
+    return {
+        "dropped_keys": extra[:20],
+        "spec": clean,
+        "renamed": renamed or version != str(doc["version"]),
+    }
 
 
 def _round(v: float, digits: int) -> float:

@@ -48,6 +48,37 @@ def released_dir(lab: Lab, tenant: str) -> Path:
     return lab.paths.root / "released" / tenant
 
 
+def bench_job_reports(audit_dir: Path, tenant: str) -> set[str]:
+    """SHA-256 (hex) of every ``report.json`` that a benchmark job (``job.start`` kind
+    ``bench``) of ``tenant`` left in its outbox, from the ``outputs`` lines of its
+    ``job.finish`` entry (decision ``done``). A benchmark job runs facelab's own protocol
+    and report code (the tenant's model only answers with templates)."""
+    bench_jobs: set[str] = set()
+    out: set[str] = set()
+    with open(Path(audit_dir) / "entries.jsonl", "rb") as f:
+        for raw in f:
+            if b'"job.' not in raw or not raw.endswith(b"\n"):
+                continue
+            try:
+                e = json.loads(raw)
+            except ValueError:
+                continue
+            if e.get("tenant") != tenant or not isinstance(e.get("details"), dict):
+                continue
+            if e.get("action") == "job.start" and e["details"].get("kind") == "bench":
+                bench_jobs.add(e.get("object"))
+            elif (
+                e.get("action") == "job.finish"
+                and e.get("decision") == "done"
+                and e.get("object") in bench_jobs
+            ):
+                for line in e["details"].get("outputs", []):
+                    digest, _, name = str(line).partition("  ")
+                    if name == "report.json" or name.endswith("/report.json"):
+                        out.add(digest)
+    return out
+
+
 def release_id(when: datetime, report: ExportReport) -> str:
     """``<UTC time>-<12 hex of the released files' digests>``: the release's directory."""
     released = [a for a in report.artifacts if a["file"]]
@@ -248,6 +279,7 @@ def export(
                 _registered_onnx(lab, tenant, from_model),
                 scratch,
                 progress=step,
+                bench_reports=bench_job_reports(lab.paths.audit, tenant),
             )
         step("decision")
         digests = [a["source_sha256"] for a in report.artifacts]
@@ -325,9 +357,14 @@ def check(
     *,
     seed: int | None = None,
     progress: Callable[[str], None] | None = None,
+    bench_reports: set[str] | None = None,
 ) -> tuple[ExportReport, list[contract.Item]]:
     """The gate's whole check of one export: contract, confined rebuild, behavioural
-    tests, then the detectors on the rebuilt files. ``files`` are (file, release path)."""
+    tests, then the detectors on the rebuilt files. ``files`` are (file, release path).
+
+    ``bench_reports``: SHA-256 of every report.json a benchmark job of the tenant wrote
+    (:func:`bench_job_reports`); a report.json that is not one of them is refused. None
+    (a scan without a lab) skips that check."""
     import time
 
     step = progress or (lambda _: None)
@@ -352,9 +389,41 @@ def check(
     )
     t_rebuild = time.perf_counter() - t0
     findings: list[Finding] = []
+    reviewed = set(policy.contract.get("reviewed_kinds", ()))
     for it in items:
         if it.reason:
             findings.append(Finding("contract", "high", it.rel, "whole file", it.reason))
+        elif (
+            it.kind == "bench_report"
+            and not it.discarded
+            and bench_reports is not None
+            and _sha(it.src) not in bench_reports
+        ):
+            findings.append(
+                Finding(
+                    "contract",
+                    "high",
+                    it.rel,
+                    "whole file",
+                    "a benchmark report leaves only as a facelab benchmark job of this tenant "
+                    "wrote it (no bench job's job.finish lists this report.json's digest): a "
+                    "report written or edited by other code is a channel (free numbers in its "
+                    "DET and histogram)",
+                )
+            )
+        elif it.kind in reviewed:
+            findings.append(
+                Finding(
+                    "contract",
+                    "high",
+                    it.rel,
+                    "whole file",
+                    f"kind {it.kind} leaves only after a reviewer's output check "
+                    "(export.contract.reviewed_kinds): free text, tables and bare tensors "
+                    "are channels no detector closes; a reviewer may release the gate's "
+                    "rebuild with a signed override",
+                )
+            )
     built = [it for it in items if it.out is not None]
     # the detectors' view of the rebuilt files
     views: list[tuple[Path, str]] = []
@@ -480,8 +549,17 @@ def _facts_text(it: contract.Item) -> str:
         if dropped:
             parts.append("dropped " + ", ".join(f"{v} {k}" for k, v in dropped.items()))
         return "; ".join(parts)
-    if it.kind == "model_json" and f.get("dropped_keys"):
-        return f"rebuilt; keys dropped: {', '.join(f['dropped_keys'])}"
+    if it.kind == "model_json" and (f.get("dropped_keys") or f.get("renamed")):
+        parts = ["rebuilt"]
+        if f.get("renamed"):
+            spec = f.get("spec", {})
+            parts.append(
+                f"named {spec.get('name')} {spec.get('version')} (an imported model's name "
+                "and version: given names are free text)"
+            )
+        if f.get("dropped_keys"):
+            parts.append(f"keys dropped: {', '.join(f['dropped_keys'])}")
+        return "; ".join(parts)
     if it.kind == "bench_report":
         return "rebuilt from report.json's values; html and plots drawn again by facelab"
     return ""
