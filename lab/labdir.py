@@ -386,12 +386,15 @@ def audit_limits(lab: Lab) -> dict[str, int]:
     return out
 
 
-def init_and_record(root: Path | str, passphrase: bytes, actor: str) -> Lab:
-    """``facelab init``: create the lab and record its genesis entry (lab.init, entry 0)."""
+def init_and_record(
+    root: Path | str, passphrase: bytes, actor: str, *, policy_source: Path = DEFAULT_POLICY
+) -> Lab:
+    """``facelab init``: create the lab and record its genesis entry (lab.init, entry 0).
+    ``policy_source``: the policy the lab starts with (default: the shipped one)."""
     from facelab import __version__
     from facelab.audit import Event
 
-    lab = init_lab(root, passphrase)
+    lab = init_lab(root, passphrase, policy_source=policy_source)
     with audit_writer(lab, passphrase) as log:
         log.record(
             Event(

@@ -12,15 +12,18 @@ PASS = b"correct horse battery staple"
 
 
 def make_lab(root: Path, entries: int = 0, checkpoint_every: int | None = None) -> Lab:
-    lab = init_and_record(root, PASS, "tester")
-    if checkpoint_every is not None:
-        text = lab.paths.policy.read_text().replace(
-            "checkpoint_every = 256", f"checkpoint_every = {checkpoint_every}"
-        )
-        lab.paths.policy.write_text(text)
-        from facelab.labdir import open_lab
+    if checkpoint_every is not None:  # the lab is born with it (a later edit is recorded)
+        from enclave_policy import DEFAULT_POLICY
 
-        lab = open_lab(root)
+        src = Path(root).parent / f"{Path(root).name}-policy.toml"
+        src.write_text(
+            DEFAULT_POLICY.read_text().replace(
+                "checkpoint_every = 256", f"checkpoint_every = {checkpoint_every}"
+            )
+        )
+        lab = init_and_record(root, PASS, "tester", policy_source=src)
+    else:
+        lab = init_and_record(root, PASS, "tester")
     if entries:
         with audit_writer(lab, PASS) as log:
             for i in range(entries):

@@ -10,16 +10,6 @@ from tests.import_helpers import build_model, make_package, model_json
 from tests.test_cli_audit import one_line_error, run
 
 
-def _policy_with(lab: Path, tenant_pub: Path, officers: dict[str, Path]) -> None:
-    text = (lab / "policy.toml").read_text()
-    off = ", ".join(f'{n} = "{p.read_text().strip()}"' for n, p in officers.items())
-    text = text.replace("officers = {}", f"officers = {{ {off} }}")
-    text = text.replace(
-        "tenant_keys = {}", f"tenant_keys = {{ acme = {json.dumps(tenant_pub.read_text())} }}"
-    )
-    (lab / "policy.toml").write_text(text)
-
-
 def _register_as_printed(keygen_stdout: str) -> None:
     """Run the command `model keygen` printed, exactly as printed."""
     cmd = keygen_stdout.strip().splitlines()[-1].strip()
