@@ -1,7 +1,11 @@
 """Scan-only modes (issue 18), from the command line: `scan-model` on the shipped
 models as a fresh clone holds them (the committed files) and on a malicious package,
 `scan-export` on a leaky and a clean artifact against a plaintext synthetic dataset.
-Exit codes as modelscan's: 0 clean, 1 issues found, 2 usage."""
+Exit codes as modelscan's: 0 clean, 1 issues found, 2 usage.
+
+The leaky artifacts carry a face and a name taken by the test from the dataset's own
+files (the oracle); each leaky case has a clean twin that differs only in the leak.
+"""
 
 from __future__ import annotations
 
