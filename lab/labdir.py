@@ -8,6 +8,7 @@ Layout::
     LAB/keys/lab_signing.sealed  the Ed25519 lab key, sealed under a root subkey
     LAB/keys/lab_signing.pub   the public key, raw 32 bytes in base64, one line
     LAB/audit/                 the audit log (facelab.audit)
+    LAB/policy-history/        the text of every policy version the log was written under
     LAB/vault.db               the encrypted records (facelab.vault)
 
 The operator secret comes from FACELAB_PASSPHRASE when set (automation, CI), or the

@@ -51,10 +51,55 @@ def built(tmp_path_factory):
             ops.ingest(lab, root, tenant, ds, "op", log)
     with audit_writer(lab, root) as log:
         ops.destroy(lab, root, "borealis", "op", log)
+        _a_release(lab, root, log, base / "threshold.txt")
     pack = evidence.write_pack(lab, root, base / "pack", "op", lambda: audit_writer(lab, root))
     pub = base / "lab.pub"
     pub.write_text(public_key_b64(load_public_key(lab)) + "\n")
     return lab, pack, pub
+
+
+def _a_release(lab, root, log, src: Path) -> Path:
+    """A release as the export gate writes and records it (its own writer, ``_release``,
+    and the entry ``export`` records), for a one-line text file."""
+    from facelab.audit import Event
+    from facelab.gates.exporting.gate import ExportReport
+    from facelab.gates.exporting.ops import _release
+
+    src.write_text("threshold 0.42\n")
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    art = {
+        "name": "text.txt",
+        "path": "part-1/text.txt",
+        "kind": "text",
+        "bytes": src.stat().st_size,
+        "sha256": sha,
+        "source_sha256": sha,
+        "file": str(src),
+    }
+    report = ExportReport("acme", (art,), (), (), "medium")
+    policy_sha = hashlib.sha256(lab.paths.policy.read_bytes()).hexdigest()
+    out = _release(lab, root, "acme", report, "op", "released", None, policy_sha, _now)
+    log.record(
+        Event(
+            "export.release",
+            "op",
+            role="tenant",
+            tenant="acme",
+            object="sha256:" + hashlib.sha256(sha.encode()).hexdigest(),
+            decision="released",
+            details={
+                "artifacts": [f"part-1/text.txt sha256:{sha}"],
+                "release": str(out.relative_to(lab.paths.root)),
+            },
+        )
+    )
+    return out
+
+
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
 
 
 @pytest.fixture
@@ -90,7 +135,8 @@ def _resign(pack: Path, built) -> None:
 def test_the_pack_verifies_with_the_public_key_alone_and_not_with_another(built, pack) -> None:
     rep = evidence.verify_pack(pack, _key(built))
     assert rep.ok, rep.problems
-    assert rep.certificates == 1 and rep.proofs >= 1 and rep.entries >= 6
+    assert rep.certificates == 1 and rep.releases == 1 and rep.proofs == 2
+    assert rep.entries >= 6
     assert {c["outcome"].split(":")[0] for c in rep.controls} >= {"intact"}
     # the pack holds what a regulator needs, as files
     for rel in (
@@ -103,9 +149,14 @@ def test_the_pack_verifies_with_the_public_key_alone_and_not_with_another(built,
         "index.html",
     ):
         assert (pack / rel).is_file(), rel
-    assert len(list((pack / "certificates").glob("destroy-borealis-*.json"))) == 1
+    [cert] = list((pack / "certificates").glob("destroy-borealis-*.json"))
+    page = (pack / "index.html").read_text()
+    sha = hashlib.sha256(b"threshold 0.42\n").hexdigest()
+    assert cert.name in page and sha in page and "Import decisions" in page
     # the pack's own creation is on the record it carries
-    actions = [json.loads(x)["action"] for x in (pack / "audit/entries.jsonl").read_text().split()]
+    actions = [
+        json.loads(x)["action"] for x in (pack / "audit/entries.jsonl").read_text().splitlines()
+    ]
     assert actions[-1] == "evidence.pack"
     other = Ed25519PrivateKey.generate().public_key()
     bad = evidence.verify_pack(pack, other)
@@ -209,7 +260,40 @@ def test_inner_checks_hold_even_when_the_listing_is_signed_again(built, pack) ->
     h = json.loads((pack / "policy/history.json").read_text())[0]["sha256"].encode()
     probs = edited("policy/history.json", h, b"sha256:" + b"0" * 64)
     assert any(p.startswith("policy/history.json") for p in probs), probs
+    [rel] = [p.parent for p in (pack / "releases").glob("*/*/manifest.json")]
+    rid = rel.relative_to(pack / "releases").as_posix()
+    observed = json.loads((rel / "observed.json").read_text())["part-1/text.txt"].encode()
+    probs = edited(f"releases/{rid}/observed.json", observed, b"0" * 64)
+    assert f"releases/{rid}: the released files in the lab differ from the manifest" in probs
+    probs = edited(f"releases/{rid}/manifest.json", b'"acme"', b'"acmf"')
+    assert any(p.startswith(f"releases/{rid}") and "signature" in p for p in probs), probs
+    proof = next((pack / "proofs").glob("*.json")).relative_to(pack).as_posix()
+    probs = edited(proof, b'\\"actor\\":\\"op\\"', b'\\"actor\\":\\"xx\\"')
+    assert any(p.startswith(proof) for p in probs), probs
+    cert = pack / next((pack / "certificates").glob("*.json")).relative_to(pack)
+    cert.rename(cert.with_name("destroy-acme-20260101T000000Z.json"))
+    _resign(pack, built)
+    probs = evidence.verify_pack(pack, key).problems
+    assert any("no vault.destroy entry of its tenant names it" in p for p in probs), probs
+    cert.with_name("destroy-acme-20260101T000000Z.json").rename(cert)
+    _resign(pack, built)
     assert evidence.verify_pack(pack, key).ok
+
+
+def test_a_lab_whose_released_file_changed_gets_a_pack_that_says_so(built, tmp_path) -> None:
+    """The pack shows the lab as it is: a released file changed after its release is a
+    problem of the pack (exit 4 at the CLI), not a pack that is silently fine."""
+    from facelab.labdir import open_lab
+
+    shutil.copytree(built[0].paths.root, tmp_path / "lab", symlinks=True)
+    lab = open_lab(tmp_path / "lab")
+    [f] = list((lab.paths.root / "released").glob("acme/*/part-1/text.txt"))
+    f.chmod(0o644)
+    f.write_text("threshold 0.99\n")
+    root = unlock(lab, PASS)
+    out = evidence.write_pack(lab, root, tmp_path / "pack", "op", lambda: audit_writer(lab, root))
+    probs = evidence.verify_pack(out, load_public_key(lab)).problems
+    assert len(probs) == 1 and "the released files in the lab differ" in probs[0]
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -300,7 +384,7 @@ def test_offline_release_checkpoint_and_proof_with_the_public_key_only(built, tm
         offline.verify_proof(proof, key)
 
 
-@pytest.mark.parametrize("garbage", [b"[1, 2]", b'"x"', b'{"a": null}', b"\xff\xfe", b""])
+@pytest.mark.parametrize("garbage", [b"[1, 2]", b'{"a": null}', b"\xff\xfe"])
 def test_a_pack_of_odd_shapes_is_refused_never_a_traceback(built, pack, garbage) -> None:
     """Every JSON file and the audit log replaced by odd bytes, the listing re-signed
     (so the inner parsers see them): the verdict is a problem list, never an exception."""

@@ -1,7 +1,7 @@
-"""Scan-only modes (issue 18), from the command line of a fresh checkout: `scan-model`
-on the shipped models and on a malicious package, `scan-export` on a leaky and a clean
-artifact against a plaintext synthetic dataset. Exit codes as modelscan's: 0 clean, 1
-issues found, 2 usage.
+"""Scan-only modes (issue 18), from the command line: `scan-model` on the shipped
+models as a fresh clone holds them (the committed files) and on a malicious package,
+`scan-export` on a leaky and a clean artifact against a plaintext synthetic dataset.
+Exit codes as modelscan's: 0 clean, 1 issues found, 2 usage.
 
 The leaky artifacts carry a face and a name taken by the test from the dataset's own
 files (the oracle); each leaky case has a clean twin that differs only in the leak.
@@ -44,9 +44,27 @@ def _package(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _as_cloned(name: str, tmp: Path) -> Path:
+    """``models/NAME`` as a fresh clone holds it: the committed files (``git archive
+    HEAD``), not the working tree; the working tree where git is not there."""
+    import io
+    import tarfile
+
+    p = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", "HEAD", f"models/{name}"],
+        capture_output=True,
+        check=False,
+    )
+    if p.returncode != 0:
+        return REPO / "models" / name
+    with tarfile.open(fileobj=io.BytesIO(p.stdout)) as t:  # our own commit's archive
+        t.extractall(tmp / "clone", filter="data")
+    return tmp / "clone" / "models" / name
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_scan_model_finds_the_shipped_models_clean(name: str, tmp_path: Path) -> None:
-    p = _cli("scan-model", str(_package(REPO / "models" / name, tmp_path / name)), "--json")
+    p = _cli("scan-model", str(_package(_as_cloned(name, tmp_path), tmp_path / name)), "--json")
     assert p.returncode == 0, p.stdout + p.stderr
     doc = json.loads(p.stdout)
     assert doc["clean"] and doc["model"] == f"{name}@1.0.0"

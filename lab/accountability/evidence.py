@@ -383,7 +383,11 @@ def write_pack(
         facts = _facts(tmp, pub, lab.origin, rep, load_policy_limits(tmp))
         controls = _controls(facts)
         (tmp / "controls.json").write_text(json.dumps(controls, indent=2) + "\n")
-        (tmp / "index.html").write_text(_index_html(lab.lab_id, controls, facts, clock()))
+        try:
+            records = _records_html(tmp)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+            records = f"<p>The records could not be tabulated ({h.escape(type(e).__name__)}).</p>"
+        (tmp / "index.html").write_text(_index_html(lab.lab_id, controls, facts, clock()) + records)
         (tmp / "README.txt").write_text(_readme(lab.lab_id))
         files = {
             rel: {
@@ -730,4 +734,62 @@ def _index_html(lab_id: str, controls: list[dict], facts: dict, when: datetime) 
         f"{rows}</table><h2>Register of processors</h2><table><tr><th>processor</th>"
         "<th>tenant</th><th>purposes</th><th>retention</th><th>status</th><th>since</th>"
         f"<th>destruction due</th><th>destroyed</th></tr>{reg}</table>"
+    )
+
+
+def _table(head: tuple[str, ...], rows: list[tuple]) -> str:
+    th = "".join(f"<th>{h.escape(x)}</th>" for x in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{h.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows
+    )
+    return f"<table><tr>{th}</tr>{body}</table>" if rows else "<p>None.</p>"
+
+
+def _records_html(pack: Path) -> str:
+    """The records behind the controls, as tables: policy versions, certificates,
+    releases with each file's SHA-256, import decisions (read from the pack itself)."""
+    hist = json.loads((pack / "policy" / "history.json").read_text())
+    kept = {p.stem for p in (pack / "policy" / "versions").glob("*.toml")}
+    pol = [
+        (
+            r["sha256"],
+            f"{r['first_time']} .. {r['last_time']}",
+            f"{r['first_entry']} .. {r['last_entry']}",
+            "policy/versions/" + str(r["sha256"]).removeprefix("sha256:") + ".toml"
+            if str(r["sha256"]).removeprefix("sha256:") in kept
+            else "text not kept",
+        )
+        for r in hist
+    ]
+    certs = []
+    for p in sorted((pack / "certificates").glob("*.json")):
+        doc = json.loads(p.read_text())
+        c, sigs = doc["certificate"], doc["signatures"]
+        certs.append(
+            (
+                p.name,
+                c["media_information"]["tenant"],
+                c["media_information"]["records"],
+                c["sanitization_details"]["verification_result"],
+                sigs[1]["name"] if len(sigs) > 1 else "not validated yet",
+            )
+        )
+    rels = []
+    for mf in sorted((pack / "releases").glob("*/*/manifest.json")):
+        m = json.loads(mf.read_text())["manifest"]
+        for a in m["artifacts"]:
+            rels.append((m["tenant"], mf.parent.name, m["decision"], a["path"], a["sha256"]))
+    imps = [
+        (d["time"], d["tenant"], d["model"], d["decision"], ", ".join(d["failed_checks"]))
+        for d in json.loads((pack / "imports" / "decisions.json").read_text())
+    ]
+    return (
+        "<h2>Policy versions</h2>"
+        + _table(("sha256", "in force", "audit entries", "text"), pol)
+        + "<h2>Destruction certificates</h2>"
+        + _table(("file", "tenant", "records", "verification", "validated by"), certs)
+        + "<h2>Releases</h2>"
+        + _table(("tenant", "release", "decision", "file", "sha256"), rels)
+        + "<h2>Import decisions</h2>"
+        + _table(("time", "tenant", "model", "decision", "failed checks"), imps)
     )

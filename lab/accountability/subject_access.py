@@ -311,7 +311,9 @@ def render_html(doc: dict) -> str:
         for d in doc["destructions"]:
             parts.append(
                 f"<li>{h.escape(str(d['time'])[:10])}: all data of "
-                f"{h.escape(str(d['processor']))} destroyed ({h.escape(str(d['result']))}), "
+                f"{h.escape(str(d['processor']))} destroyed"
+                + ("" if d["result"] == "destroyed" else " (its verification FAILED)")
+                + ", "
                 f"certificate <code>{h.escape(str(d['certificate']))}</code></li>"
             )
         parts.append("</ul>")
