@@ -20,6 +20,7 @@ Export gate:
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import tarfile
@@ -225,6 +226,27 @@ def test_a_detector_that_crashes_refuses_the_export(scan_env, tmp_path, monkeypa
     assert report.refused
     assert [(f.detector, f.severity) for f in report.blocking()] == [(detector, "high")]
     assert "detector failed (RuntimeError" in report.blocking()[0].evidence
+
+
+def test_a_file_no_reader_accepts_refuses_the_export_and_is_listed(scan_env, tmp_path):
+    clean = _clean(tmp_path)
+    odd = tmp_path / "program.exe"
+    odd.write_bytes(b"MZ\x90\x00" + bytes(range(256)))
+    report = _scan(scan_env, [clean, odd])
+    assert report.refused
+    assert [(f.detector, f.severity, f.artifact, f.location) for f in report.blocking()] == [
+        ("unscannable", "high", "program.exe", "whole file")
+    ]
+    listed = {a["name"]: a for a in report.artifacts}
+    assert listed["program.exe"] == {
+        "name": "program.exe",
+        "kind": "unscannable",
+        "bytes": odd.stat().st_size,
+        "sha256": hashlib.sha256(odd.read_bytes()).hexdigest(),
+    }
+    assert listed["notes.txt"]["sha256"] == hashlib.sha256(clean.read_bytes()).hexdigest()
+    assert listed["notes.txt"]["bytes"] == clean.stat().st_size
+    assert listed["notes.txt"]["kind"] == "text"
 
 
 def _letters(text: str) -> str:
