@@ -325,12 +325,15 @@ class _Index:
 def test_redaction_removes_name_parts_and_passport_numbers_only() -> None:
     from facelab.gates.exporting.gate import redact
 
-    idx = _Index({"okonkwo", "zoe"}, {"C97426460"})
+    idx = _Index({"okonkwo", "zoe", "li"}, {"C97426460"})
     assert redact("$.Okonkwo.by", idx) == "$.[redacted].by"
     assert redact("OKONKWO<<ZOE line 3", idx) == "[redacted]<<[redacted] line 3"
     assert redact("Zoë at row 2", idx) == "[redacted] at row 2"
     assert redact("no C97426460 here", idx) == "no [redacted] here"
     assert redact("xxC97426460", idx) == "[redacted]"  # a number glued to a prefix
+    assert redact("xC97426460", idx) == "[redacted]"  # ten characters: windows too
+    assert redact("xxC97426460yy", idx) == "[redacted]"  # glued on both sides
+    assert redact("by Li Okonkwo", idx) == "by [redacted] [redacted]"  # two letters
     assert redact("row 12 column 4: epoch", idx) == "row 12 column 4: epoch"
     assert redact("z", idx) == "z"  # one letter is never a name part here
     assert redact("Okonkwo", None) == "Okonkwo"  # no index: nothing to match
@@ -404,3 +407,20 @@ def test_a_bad_officer_key_in_the_policy_names_the_policy_key(tmp_path: Path) ->
     ctx.policy.officers = {"kim": "not base64 at all"}
     with pytest.raises(BadInputError, match=r"^policy import\.officers\.kim: not a base64"):
         run_approvals(ctx)
+
+
+def test_every_field_of_a_finding_is_redacted_and_duplicates_merge() -> None:
+    from facelab.gates.exporting.gate import _dedupe, _redacted
+
+    idx = _Index({"okonkwo"}, set())
+    f = Finding("identifiers", "high", "Okonkwo.txt", "$.Okonkwo", "Okonkwo here", ("s1",))
+    r = _redacted(f, idx)
+    assert (r.artifact, r.location, r.evidence) == (
+        "[redacted].txt",
+        "$.[redacted]",
+        "[redacted] here",
+    )
+    assert (r.detector, r.severity, r.subjects) == ("identifiers", "high", ("s1",))
+    g = Finding("identifiers", "high", "a", "l", "e", ("s2",))
+    h = Finding("identifiers", "high", "a", "l", "e", ("s3",))  # another subject: kept
+    assert _dedupe([f, g, f, g, h]) == [f, g, h]
