@@ -236,13 +236,15 @@ def test_an_approval_is_valid_only_from_a_listed_officer_for_this_statement() ->
     digest = "ab" * 32
     assert signing.check_approval(_approval("kim", digest, kim), officers, digest) == "kim"
     cases = {
-        "not a facelab approval": [
+        "^not a facelab approval$": [
             [],
             _approval("kim", digest, kim, format="facelab-import-approval/v0"),
         ],
-        "not an import officer": [_approval("park", digest, kim)],
-        "another signed manifest": [_approval("kim", "cd" * 32, kim)],
-        "does not verify": [
+        "^approver 'park' is not an import officer in the policy$": [
+            _approval("park", digest, kim)
+        ],
+        "^approval by kim is for another signed manifest$": [_approval("kim", "cd" * 32, kim)],
+        "^approval by kim: signature does not verify$": [
             _approval("kim", digest, lee),  # kim's name, lee's key
             _approval("kim", digest, kim, signature="!!"),
             {k: v for k, v in _approval("kim", digest, kim).items() if k != "signature"},
@@ -323,12 +325,15 @@ class _Index:
 def test_redaction_removes_name_parts_and_passport_numbers_only() -> None:
     from facelab.gates.exporting.gate import redact
 
-    idx = _Index({"okonkwo", "zoe"}, {"C97426460"})
+    idx = _Index({"okonkwo", "zoe", "li"}, {"C97426460"})
     assert redact("$.Okonkwo.by", idx) == "$.[redacted].by"
     assert redact("OKONKWO<<ZOE line 3", idx) == "[redacted]<<[redacted] line 3"
     assert redact("Zoë at row 2", idx) == "[redacted] at row 2"
     assert redact("no C97426460 here", idx) == "no [redacted] here"
     assert redact("xxC97426460", idx) == "[redacted]"  # a number glued to a prefix
+    assert redact("xC97426460", idx) == "[redacted]"  # ten characters: windows too
+    assert redact("xxC97426460yy", idx) == "[redacted]"  # glued on both sides
+    assert redact("by Li Okonkwo", idx) == "by [redacted] [redacted]"  # two letters
     assert redact("row 12 column 4: epoch", idx) == "row 12 column 4: epoch"
     assert redact("z", idx) == "z"  # one letter is never a name part here
     assert redact("Okonkwo", None) == "Okonkwo"  # no index: nothing to match
@@ -366,7 +371,18 @@ def test_the_approvals_check_counts_distinct_valid_officers(tmp_path: Path) -> N
     d = "ab" * 32
     two = {"kim": _approval("kim", d, kim), "lee": _approval("lee", d, lee)}
     ok = run_approvals(_gate_ctx(tmp_path / "a", officers, two, d))
-    assert ok.passed and ok.problems == () and "kim, lee" in ok.info
+    assert ok.passed and ok.problems == () and ok.info == "approved by kim, lee"
+    assert ok.name == "approvals"
+    none = run_approvals(_gate_ctx(tmp_path / "n", officers, {}, d))
+    assert none.name == "approvals" and none.info == "approved by none"
+    assert none.problems == ("0 valid approval(s) by import officers, 2 required",)
+    unsigned = run_approvals(_gate_ctx(tmp_path / "u", officers, two, None))
+    assert unsigned.name == "approvals"
+    assert unsigned.problems == ("no valid tenant signature to approve",)
+    # an approval file over 64 KiB is not parsed
+    big = {"kim": {**two["kim"], "pad": "x" * (1 << 16)}, "lee": two["lee"]}
+    res = run_approvals(_gate_ctx(tmp_path / "big", officers, big, d))
+    assert not res.passed and "kim.json: larger than 65536 bytes" in " | ".join(res.problems)
     cases = {
         # the same officer under two file names is one approval
         "b": ({"kim": two["kim"], "kim2": two["kim"]}, d, 2, "1 valid approval(s)"),
@@ -381,3 +397,30 @@ def test_the_approvals_check_counts_distinct_valid_officers(tmp_path: Path) -> N
         assert not res.passed and why in " | ".join(res.problems), (sub, res.problems)
     one = run_approvals(_gate_ctx(tmp_path / "g", officers, {"kim": two["kim"]}, d, 1))
     assert one.passed  # the policy's number, not a constant
+
+
+def test_a_bad_officer_key_in_the_policy_names_the_policy_key(tmp_path: Path) -> None:
+    from facelab.gates.importing.checks.signature import run_approvals
+
+    kim = Ed25519PrivateKey.generate()
+    ctx = _gate_ctx(tmp_path, {"kim": kim}, {}, "ab" * 32)
+    ctx.policy.officers = {"kim": "not base64 at all"}
+    with pytest.raises(BadInputError, match=r"^policy import\.officers\.kim: not a base64"):
+        run_approvals(ctx)
+
+
+def test_every_field_of_a_finding_is_redacted_and_duplicates_merge() -> None:
+    from facelab.gates.exporting.gate import _dedupe, _redacted
+
+    idx = _Index({"okonkwo"}, set())
+    f = Finding("identifiers", "high", "Okonkwo.txt", "$.Okonkwo", "Okonkwo here", ("s1",))
+    r = _redacted(f, idx)
+    assert (r.artifact, r.location, r.evidence) == (
+        "[redacted].txt",
+        "$.[redacted]",
+        "[redacted] here",
+    )
+    assert (r.detector, r.severity, r.subjects) == ("identifiers", "high", ("s1",))
+    g = Finding("identifiers", "high", "a", "l", "e", ("s2",))
+    h = Finding("identifiers", "high", "a", "l", "e", ("s3",))  # another subject: kept
+    assert _dedupe([f, g, f, g, h]) == [f, g, h]

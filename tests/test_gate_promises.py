@@ -20,6 +20,7 @@ Export gate:
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import tarfile
@@ -32,6 +33,7 @@ import pytest
 from facelab.gates.exporting import gate as export_gate
 from facelab.gates.exporting import vault_index
 from facelab.gates.exporting._types import ScanContext
+from facelab.gates.exporting.artifact import Unscannable, load
 from facelab.gates.importing import _tar, list_models, sign_package
 from facelab.gates.importing.ops import import_model, models_dir
 from facelab.labdir import audit_writer, open_lab
@@ -212,19 +214,79 @@ def _clean(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("detector", [d.NAME for d in export_gate.DETECTORS])
-def test_a_detector_that_crashes_refuses_the_export(scan_env, tmp_path, monkeypatch, detector):
+@pytest.mark.parametrize(
+    ("error", "evidence"),
+    [
+        (RuntimeError("detector bug"), "detector failed (RuntimeError: detector bug)"),
+        (Unscannable("truncated tensor"), "cannot be scanned: truncated tensor"),
+    ],
+)
+def test_a_detector_that_crashes_refuses_the_export(
+    scan_env, tmp_path, monkeypatch, detector, error, evidence
+):
     clean = _clean(tmp_path)
     assert not _scan(scan_env, [clean]).refused  # positive control: released as it is
     mod = next(d for d in export_gate.DETECTORS if detector == d.NAME)
 
     def boom(art, ctx):
-        raise RuntimeError("detector bug")
+        raise error
 
     monkeypatch.setattr(mod, "detect", boom)
     report = _scan(scan_env, [clean])
     assert report.refused
-    assert [(f.detector, f.severity) for f in report.blocking()] == [(detector, "high")]
-    assert "detector failed (RuntimeError" in report.blocking()[0].evidence
+    assert [
+        (f.detector, f.severity, f.artifact, f.location, f.evidence) for f in report.blocking()
+    ] == [(detector, "high", "notes.txt", "whole artifact", evidence)]
+
+
+def test_the_report_says_what_each_detector_took(scan_env, tmp_path) -> None:
+    (tmp_path / "b").mkdir()
+    report = _scan(scan_env, [_clean(tmp_path), _clean(tmp_path / "b")])
+    assert report.tenant == "acme"
+    assert set(report.seconds) == {d.NAME for d in export_gate.DETECTORS}
+    for name, s in report.seconds.items():
+        assert isinstance(s, float) and 0 <= s < 60 and s == round(s, 3), (name, s)
+    assert min(report.seconds.values()) < 1  # measured, not a constant
+
+
+def test_a_file_no_reader_accepts_refuses_the_export_and_is_listed(scan_env, tmp_path):
+    clean = _clean(tmp_path)
+    odd = tmp_path / "program.exe"
+    odd.write_bytes(b"MZ\x90\x00" + bytes(range(256)))
+    policy, index, _ = scan_env
+    ctx = ScanContext(policy.exporting, "acme", index)
+    # the unreadable file first: the files after it are still scanned and listed
+    gone = tmp_path / "gone.txt"
+    gone.symlink_to(tmp_path / "nowhere")  # a file that is not there
+    report = export_gate.scan([odd, gone, clean], ctx, names={clean: "part-1/text.txt"})
+    assert report.refused
+    with pytest.raises(Unscannable) as why:  # the reader's own reason, as the evidence
+        load(odd, policy.exporting)
+    assert next(
+        (f.detector, f.severity, f.artifact, f.location, f.evidence) for f in report.blocking()
+    ) == ("unscannable", "high", "program.exe", "whole file", str(why.value))
+    assert {f.artifact for f in report.blocking()} == {"program.exe", "gone.txt"}
+    listed = {a["name"]: a for a in report.artifacts}
+    assert listed.pop("gone.txt") == {
+        "name": "gone.txt",
+        "kind": "unscannable",
+        "bytes": 0,
+        "sha256": "",
+    }
+    assert listed == {
+        "program.exe": {
+            "name": "program.exe",
+            "kind": "unscannable",
+            "bytes": odd.stat().st_size,
+            "sha256": hashlib.sha256(odd.read_bytes()).hexdigest(),
+        },
+        "part-1/text.txt": {  # the name the caller gave, not the file's own
+            "name": "part-1/text.txt",
+            "kind": "text",
+            "bytes": clean.stat().st_size,
+            "sha256": hashlib.sha256(clean.read_bytes()).hexdigest(),
+        },
+    }
 
 
 def _letters(text: str) -> str:
