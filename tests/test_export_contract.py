@@ -431,3 +431,23 @@ def test_model_json_names_are_an_imported_models_never_free_text(
     out = json.loads((tmp_path / "o.json").read_text())
     assert (out["name"], out["version"]) == released
     assert facts["renamed"] is ((name, version) != released)
+
+
+@pytest.mark.parametrize(("added", "refused"), [(1, False), (40, True)])
+def test_a_graph_may_add_only_a_small_head(tmp_path: Path, added: int, refused: bool) -> None:
+    """Operator types in sequence are a channel (40 no-op nodes can spell a name): beyond
+    the imported model's own nodes, at most ``max_new_nodes`` may be added."""
+    m = onnx.load(CNN)
+    prev = m.graph.output[0].name
+    for i in range(added):
+        m.graph.node.append(helper.make_node("Identity", [prev], [f"id{i}"]))
+        prev = f"id{i}"
+    del m.graph.output[:]
+    m.graph.output.append(helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["N", 128]))
+    onnx.save(m, tmp_path / "m.onnx")
+    files = [{"name": "m", "kind": "onnx_model", "src": str(tmp_path / "m.onnx")}]
+    files[0]["out"] = str(tmp_path / "o.onnx")
+    [r] = rb.run(files, CP, {"cnn@1.0.0": str(CNN)})["files"]
+    assert (r["status"] == "refused") is refused, r
+    if refused:
+        assert "beyond cnn@1.0.0's graph" in r["reason"]
