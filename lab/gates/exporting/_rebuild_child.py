@@ -435,6 +435,30 @@ def rebuild_onnx(src: Path, out: Path, policy: dict, rng, bases) -> dict:
         dims = [d.dim_value if d.HasField("dim_value") else "N" for d in tt.shape.dim]
         return helper.make_tensor_value_info(nm(v.name), tt.elem_type, dims)
 
+    # every 2-D float output leaves L2-normalised: a matcher scores by cosine, so nothing
+    # legitimate changes, and an output's length is no channel (a gallery hidden in the
+    # norm of the embedding, the red team's, was read back from it at 95%)
+    normalised = 0
+    for o in g.output:
+        tt = o.type.tensor_type
+        if tt.elem_type != onnx.TensorProto.FLOAT or len(tt.shape.dim) != 2:
+            continue
+        name = nm(o.name)
+        producers = [n for n in new_nodes if name in n.output]
+        if len(producers) != 1:
+            continue
+        raw = f"{name}__raw"
+        producers[0].output[list(producers[0].output).index(name)] = raw
+        for n in new_nodes:  # a node that also reads the output reads the raw value
+            for k, x in enumerate(n.input):
+                if x == name:
+                    n.input[k] = raw
+        new_nodes.append(
+            helper.make_node(
+                "LpNormalization", [raw], [name], name=f"l2_{normalised}", axis=-1, p=2
+            )
+        )
+        normalised += 1
     graph = helper.make_graph(
         new_nodes, "rebuilt", [vi(i) for i in inputs], [vi(o) for o in g.output], inits
     )
@@ -463,6 +487,7 @@ def rebuild_onnx(src: Path, out: Path, policy: dict, rng, bases) -> dict:
             "dropped": dropped,
             "input_shapes": shapes,
             "outputs": len(wanted),
+            "outputs_l2_normalised": normalised,
             "descends_from": parent,
         }
     )
