@@ -258,3 +258,39 @@ def test_a_report_no_benchmark_job_wrote_is_refused(lab) -> None:
     assert out.decision == "refused"
     [f] = [f for f in out.report.blocking() if f.detector == "contract"]
     assert "benchmark job" in f.evidence
+
+
+def test_a_face_added_to_imported_weights_is_found_in_the_delta(lab) -> None:
+    """A fine-tuning delta as a channel: a face added (at 1% amplitude) to the imported
+    CNN's 128x128 embedding matrix is invisible in the sum, found in the changed weight
+    minus its imported value. Control: noise of the same amplitude gives no face."""
+    import cv2
+
+    el, _, _, _, _ = lab
+    with open(el.dataset / "manifest.csv", encoding="utf-8") as f:
+        row = next(r for r in __import__("csv").DictReader(f) if r["kind"] == "passport")
+    face = cv2.imread(str(el.dataset / row["path"]), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+    face = cv2.resize(face, (128, 128), interpolation=cv2.INTER_AREA) / 255.0
+    rng = np.random.default_rng(3)
+
+    def with_delta(name: str, delta: np.ndarray):
+        d = _outbox_dir(el, name)
+        m = onnx.load(CNN / "model.onnx")
+        for t in m.graph.initializer:
+            if t.name == "embed.weight":
+                w = numpy_helper.to_array(t) + 0.01 * delta
+                t.CopyFrom(numpy_helper.from_array(w.astype(np.float32), t.name))
+        onnx.save(m, d / "model.onnx")
+        return _export(el, [d])
+
+    def delta_faces(out) -> list:
+        return [
+            f
+            for f in out.report.findings
+            if f.detector == "faces" and "minus its imported value" in f.location + f.artifact
+        ]
+
+    leaky = with_delta("delta-face", face - face.mean())
+    assert leaky.decision == "refused" and delta_faces(leaky), leaky.report.text()
+    noise = with_delta("delta-noise", rng.normal(0, face.std(), face.shape).astype(np.float32))
+    assert not delta_faces(noise), noise.report.text()

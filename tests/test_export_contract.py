@@ -161,7 +161,14 @@ def test_the_rebuilt_onnx_keeps_only_what_computes_the_outputs(tmp_path: Path) -
     s = ort.InferenceSession(str(CNN))
     a = s.run(None, {s.get_inputs()[0].name: x})[0]
     b = ort.InferenceSession(str(out)).run(None, {m.graph.input[0].name: x})[0]
-    np.testing.assert_array_equal(a, b)  # unchanged weights are kept bit for bit
+    # unchanged weights are kept bit for bit; the output leaves L2-normalised (a cosine
+    # matcher sees the same scores; an output's length is no channel)
+    np.testing.assert_allclose(b, a / np.linalg.norm(a, axis=1, keepdims=True), rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, rtol=1e-6)
+    kept = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    for t in onnx.load(CNN).graph.initializer:
+        np.testing.assert_array_equal(kept[t.name], numpy_helper.to_array(t))
+    assert facts["outputs_l2_normalised"] == 1
 
 
 def test_a_model_with_an_operator_outside_the_allow_list_is_refused(tmp_path: Path) -> None:
@@ -431,3 +438,23 @@ def test_model_json_names_are_an_imported_models_never_free_text(
     out = json.loads((tmp_path / "o.json").read_text())
     assert (out["name"], out["version"]) == released
     assert facts["renamed"] is ((name, version) != released)
+
+
+@pytest.mark.parametrize(("added", "refused"), [(1, False), (40, True)])
+def test_a_graph_may_add_only_a_small_head(tmp_path: Path, added: int, refused: bool) -> None:
+    """Operator types in sequence are a channel (40 no-op nodes can spell a name): beyond
+    the imported model's own nodes, at most ``max_new_nodes`` may be added."""
+    m = onnx.load(CNN)
+    prev = m.graph.output[0].name
+    for i in range(added):
+        m.graph.node.append(helper.make_node("Identity", [prev], [f"id{i}"]))
+        prev = f"id{i}"
+    del m.graph.output[:]
+    m.graph.output.append(helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["N", 128]))
+    onnx.save(m, tmp_path / "m.onnx")
+    files = [{"name": "m", "kind": "onnx_model", "src": str(tmp_path / "m.onnx")}]
+    files[0]["out"] = str(tmp_path / "o.onnx")
+    [r] = rb.run(files, CP, {"cnn@1.0.0": str(CNN)})["files"]
+    assert (r["status"] == "refused") is refused, r
+    if refused:
+        assert "beyond cnn@1.0.0's graph" in r["reason"]

@@ -15,6 +15,7 @@ import json
 import math
 import re
 import unicodedata
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ def run(files: list[dict], policy: dict, baselines: dict | None = None, seed: in
         for name, path in baselines.items():
             bm = onnx.load(path)
             bases[name] = {t.name: numpy_helper.to_array(t) for t in bm.graph.initializer}
+            _BASE_OPS[name] = Counter(n.op_type for n in bm.graph.node)
     out = []
     for f in files:
         try:
@@ -66,6 +68,10 @@ def run(files: list[dict], policy: dict, baselines: dict | None = None, seed: in
                 }
             )
     return {"files": out}
+
+
+# operator types of each imported model's graph, by name@version (set by ``run``)
+_BASE_OPS: dict[str, Counter] = {}
 
 
 def _descent(tensors: dict[str, np.ndarray], bases: dict) -> tuple[str | None, dict | None]:
@@ -356,6 +362,17 @@ def rebuild_onnx(src: Path, out: Path, policy: dict, rng, bases) -> dict:
     ]
     if bad:
         raise Refused(f"operator {sorted(set(bad))[0]} is outside the allow-list")
+    # the graph's structure is a channel too (72 no-op nodes whose operator types spell a
+    # name): beyond the imported model's own nodes, only a small head may be added
+    if parent is not None and parent in _BASE_OPS:
+        extra = Counter(n.op_type for n in keep_nodes) - _BASE_OPS[parent]
+        added = sum(extra.values())
+        limit = int(policy.get("max_new_nodes", 16))
+        if added > limit:
+            raise Refused(
+                f"{added} nodes beyond {parent}'s graph (at most {limit}, "
+                "export.contract.max_new_nodes): a graph's structure is a channel"
+            )
     # names: kept when the imported model has them, else renamed
     keep_names = set(base or {}) | {i.name for i in inputs} | set(wanted)
     rename: dict[str, str] = {}
@@ -418,6 +435,30 @@ def rebuild_onnx(src: Path, out: Path, policy: dict, rng, bases) -> dict:
         dims = [d.dim_value if d.HasField("dim_value") else "N" for d in tt.shape.dim]
         return helper.make_tensor_value_info(nm(v.name), tt.elem_type, dims)
 
+    # every 2-D float output leaves L2-normalised: a matcher scores by cosine, so nothing
+    # legitimate changes, and an output's length is no channel (a gallery hidden in the
+    # norm of the embedding, the red team's, was read back from it at 95%)
+    normalised = 0
+    for o in g.output:
+        tt = o.type.tensor_type
+        if tt.elem_type != onnx.TensorProto.FLOAT or len(tt.shape.dim) != 2:
+            continue
+        name = nm(o.name)
+        producers = [n for n in new_nodes if name in n.output]
+        if len(producers) != 1:
+            continue
+        raw = f"{name}__raw"
+        producers[0].output[list(producers[0].output).index(name)] = raw
+        for n in new_nodes:  # a node that also reads the output reads the raw value
+            for k, x in enumerate(n.input):
+                if x == name:
+                    n.input[k] = raw
+        new_nodes.append(
+            helper.make_node(
+                "LpNormalization", [raw], [name], name=f"l2_{normalised}", axis=-1, p=2
+            )
+        )
+        normalised += 1
     graph = helper.make_graph(
         new_nodes, "rebuilt", [vi(i) for i in inputs], [vi(o) for o in g.output], inits
     )
@@ -446,6 +487,7 @@ def rebuild_onnx(src: Path, out: Path, policy: dict, rng, bases) -> dict:
             "dropped": dropped,
             "input_shapes": shapes,
             "outputs": len(wanted),
+            "outputs_l2_normalised": normalised,
             "descends_from": parent,
         }
     )

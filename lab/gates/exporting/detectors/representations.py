@@ -7,7 +7,9 @@ derived artifact (``ctx.derived``), so the faces, payload and identifier rules s
 * the product of every two tensors whose inner sizes agree (low-rank factors);
 * every tensor plus the vault's mean face, at the tensor's size (a residual from it);
 * the XOR of every two same-size byte tensors (a key travelling with its data);
-* zlib streams at the start of a byte tensor, decompressed.
+* zlib streams at the start of a byte tensor, decompressed;
+* every changed weight of a model that descends from an imported one, minus its imported
+  value (a fine-tuning delta: a face added to public weights is invisible in the sum).
 
 Pairs are taken among the ``MAX_TENSORS`` largest tensors of an artifact only (a model
 with thousands of tensors is not squared); the bound is a known limit.
@@ -40,7 +42,19 @@ def derived_views(art: Artifact, ctx: ScanContext) -> list[tuple[str, np.ndarray
     ]
     ts = sorted(ts, key=lambda t: -t[1].size)[:MAX_TENSORS]
     out: list[tuple[str, np.ndarray]] = []
+    base = ctx.baseline(art) if ctx.baseline is not None and art.kind == "onnx" else None
     for loc, a in ts:
+        old = base.tensors.get(loc) if base is not None else None
+        if (
+            old is not None
+            and old.shape == a.shape
+            and a.dtype.kind == "f"
+            and old.dtype.kind == "f"
+            and not np.array_equal(old, a)
+        ):
+            out.append(
+                (f"{loc} minus its imported value", a.astype(np.float32) - old.astype(np.float32))
+            )
         if _image_sized(a, ctx):
             out.append((f"inverse DCT of {loc}", cv2.idct(a.astype(np.float32))))
         mean = ctx.cache.get("mean face")
