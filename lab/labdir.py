@@ -23,6 +23,7 @@ import contextlib
 import getpass
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -255,14 +256,17 @@ def init_lab(
 def open_lab(root: Path | str) -> Lab:
     """Open an existing lab (no secrets needed)."""
     paths = LabPaths(Path(root))
+    from facelab.jsonfile import read_json
+
     try:
-        meta = json.loads(paths.meta.read_text(encoding="utf-8"))
+        meta = read_json(paths.meta, what="lab metadata")
     except FileNotFoundError as e:
         raise BadInputError(f"{root}: not a facelab lab (no lab.json; run facelab init)") from e
-    except (OSError, ValueError) as e:
-        raise BadInputError(f"{paths.meta}: unreadable ({e})") from e
     if meta.get("format") != LAB_FORMAT:
-        raise BadInputError(f"{paths.meta}: unknown lab format {meta.get('format')!r}")
+        raise BadInputError(f"{paths.meta}: unknown lab format {str(meta.get('format'))[:40]!r}")
+    lab_id = meta.get("lab_id")
+    if not isinstance(lab_id, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", lab_id):
+        raise BadInputError(f"{paths.meta}: no valid lab_id")
     policy = load_policy(paths.policy)
     return Lab(paths, meta["lab_id"], policy.audit.origin_prefix + meta["lab_id"], policy)
 

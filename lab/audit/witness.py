@@ -78,9 +78,13 @@ def init(wdir: Path | str, name: str) -> str:
 def load(wdir: Path | str) -> tuple[str, Ed25519PrivateKey]:
     wdir = Path(wdir)
     try:
-        meta = json.loads((wdir / "witness.json").read_text())
+        from facelab.jsonfile import read_json
+
+        meta = read_json(wdir / "witness.json", what="a witness's metadata")
+        if not isinstance(meta.get("name"), str):
+            raise ValueError("no witness name")
         raw = base64.b64decode((wdir / "witness.key").read_bytes().strip(), validate=True)
-        return str(meta["name"]), Ed25519PrivateKey.from_private_bytes(raw)
+        return meta["name"], Ed25519PrivateKey.from_private_bytes(raw)
     except FileNotFoundError as e:
         raise BadInputError(f"{wdir}: not a witness (facelab witness init)") from e
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -102,10 +106,11 @@ def cosign(
     state_path = wdir / "logs" / (hashlib.sha256(lab.origin.encode()).hexdigest()[:24] + ".json")
     state = None
     if state_path.exists():
-        try:
-            state = json.loads(state_path.read_text())
-        except (OSError, ValueError) as e:
-            raise BadInputError(f"{state_path}: unreadable witness state ({e})") from e
+        from facelab.jsonfile import read_json
+
+        state = read_json(state_path, what="a witness state")
+        if not all(isinstance(state.get(k), str) for k in ("log_key", "note")):
+            raise BadInputError(f"{state_path}: unreadable witness state (log_key, note)")
     if state is not None:
         log_key = public_key_from_b64(state["log_key"], state_path)
         if public_key_b64(load_public_key(lab)) != state["log_key"]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from facelab.commands._common import open_lab_dir, read_note, read_text, unlocked
 from facelab.errors import BadInputError, NoteError, ProofError, TamperedError
+from facelab.jsonfile import read_json
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -67,7 +68,8 @@ def _latest_checkpoint(lab):
         raise BadInputError(f"{lab.paths.audit}: no checkpoint yet")
     try:
         note = read_note(files[-1])
-        return note.decode(), ckpt.verify(note, load_public_key(lab), lab.origin)
+        cp = ckpt.verify(note, load_public_key(lab), lab.origin)  # strict UTF-8 first
+        return note.decode(), cp
     except NoteError as e:
         raise TamperedError(f"{files[-1]}: {e}") from e
 
@@ -84,7 +86,7 @@ def _cmd_audit_prove(args: argparse.Namespace) -> int:
 
     lab = open_lab_dir(args.lab)
     note, cp = _latest_checkpoint(lab)
-    size = args.size or cp.size
+    size = cp.size if args.size is None else args.size
     if size != cp.size:
         raise BadInputError(f"--size {size}: only the latest checkpoint ({cp.size}) is served")
     proof = prove_inclusion(lab.paths.audit, args.entry, size)
@@ -237,7 +239,7 @@ def _cmd_audit_verify_proof(args: argparse.Namespace) -> int:
 
     key = public_key_from_b64(read_text(args.key), args.key)
     try:
-        doc = json.loads(read_text(args.proof))
+        doc = read_json(args.proof, what="a proof")
     except ValueError as e:
         raise BadInputError(f"{args.proof}: not JSON") from e
     try:

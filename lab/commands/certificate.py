@@ -46,6 +46,10 @@ def _cmd_certificate_validate(args: argparse.Namespace) -> int:
     performer = public_key_from_b64(read_text(args.performer_key), args.performer_key)
     certificate.verify_document(doc, [performer])
     when = datetime.now(UTC).isoformat(timespec="seconds")
+    for opt, v in (("--name", args.name), ("--title", args.title)):
+        # printed by every later `certificate verify`: one printable line, no more
+        if not v.isprintable() or not 0 < len(v) <= 80:
+            raise BadInputError(f"{opt}: one printable line of at most 80 characters")
     doc = certificate.add_validation(doc, key, args.name, when, args.title)
     certificate.write(doc, Path(args.certificate))
     print(f"{args.certificate}: validated by {args.name} ({when})")

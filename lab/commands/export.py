@@ -9,6 +9,7 @@ from pathlib import Path
 
 from facelab.commands._common import Steps, check_out, open_lab_dir, unlocked
 from facelab.errors import BadInputError
+from facelab.jsonfile import read_json
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -17,7 +18,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     override = None
     if args.override is not None:
         try:
-            doc = json.loads(args.override.read_text())
+            doc = read_json(args.override, what="an override file")
             override = Override(str(doc["reviewer"]), str(doc["reason"]), str(doc["signature"]))
         except (ValueError, KeyError, TypeError) as e:
             raise BadInputError(f"{args.override}: not an override file ({e})") from e
@@ -85,10 +86,7 @@ def _cmd_release_verify(args: argparse.Namespace) -> int:
 
     lab = open_lab_dir(args.lab)
     path = args.release / "manifest.json"
-    try:
-        doc = json.loads(path.read_text())
-    except ValueError as e:
-        raise BadInputError(f"{path}: not JSON ({e})") from e
+    doc = read_json(path, what="a release manifest")
     m = verify_manifest(doc, load_public_key(lab))
 
     def ok(a: dict) -> bool:

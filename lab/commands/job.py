@@ -8,16 +8,13 @@ import sys
 from pathlib import Path
 
 from facelab.commands._common import Steps, unlocked
-from facelab.errors import BadInputError
+from facelab.jsonfile import read_json
 
 
 def _cmd_job_run(args: argparse.Namespace) -> int:
     from facelab.jobs import run_job
 
-    try:
-        spec = json.loads(args.spec.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise BadInputError(f"{args.spec}: not JSON ({e})") from e
+    spec = read_json(args.spec, what="a job spec", max_bytes=1 << 20)
     lab, root, log, actor = unlocked(args.lab, args.tenant)
     with log, Steps("job run", total=3) as steps:
         r = run_job(lab, root, args.tenant, spec, actor, log, progress=steps)

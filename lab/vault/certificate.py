@@ -230,7 +230,7 @@ def read(path: Path | str) -> dict:
         raise BadInputError(f"{path}: over {MAX_BYTES} bytes, not a certificate")
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise BadInputError(f"{path}: not JSON") from e
     if not isinstance(doc, dict):
         raise BadInputError(f"{path}: not a certificate document")

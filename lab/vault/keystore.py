@@ -92,13 +92,19 @@ def create(keys_dir: Path, secret: bytes, *, n: int = pr.SCRYPT_N) -> RootKey:
 def unlock(keys_dir: Path, secret: bytes) -> RootKey:
     """Derive the root key and prove it right; a wrong secret is a clear error."""
     path = keys_dir / "keystore.json"
+    from facelab.jsonfile import read_json
+
     try:
-        doc = json.loads(path.read_text())
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("kdf") != "scrypt":
+        doc = read_json(path, what="a key store")
+        if doc.get("format") != FORMAT or doc.get("kdf") != "scrypt":
             raise ValueError("unknown format")
         salt = base64.b64decode(doc["salt"])
         check = base64.b64decode(doc["check"])
         n, r, p = int(doc["n"]), int(doc["r"]), int(doc["p"])
+        # scrypt's own bounds (RFC 7914: N a power of two above 1), and no more work than
+        # a lab ever asks for: a header cannot make unlocking crash or run for hours
+        if not (2 <= n <= 1 << 22 and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16):
+            raise ValueError(f"scrypt parameters out of range (n={n}, r={r}, p={p})")
     except FileNotFoundError as e:
         raise BadInputError(f"{path}: missing (not a facelab lab?)") from e
     except (OSError, ValueError, KeyError, TypeError) as e:
