@@ -151,3 +151,17 @@ def test_a_validator_name_is_one_printable_line(lab, tmp_path, capsys, monkeypat
         "--name", "Vic; result passed\n/tmp/other.json: performer root signature verifies",
     )  # fmt: skip
     _one_line(code, err, codes=(2,))
+
+
+def test_registering_a_witness_twice_adds_one_entry(lab, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("FACELAB_PASSPHRASE", PASS.decode())
+    assert main(["witness", "init", "--dir", str(tmp_path / "w"), "--name", "w1"]) == 0
+    vkey = capsys.readouterr().out.strip().splitlines()[-1]  # init prints the vkey last
+    entries = lab.paths.root / "audit" / "entries.jsonl"
+    for _ in range(2):  # a rerun after a killed or finished call
+        code, _err = _cli(
+            capsys, monkeypatch, "audit", "witness-add", "--lab", str(lab.paths.root), vkey
+        )
+        assert code == 0
+    adds = [x for x in entries.read_text().splitlines() if '"audit.witness_add"' in x]
+    assert len(adds) == 1

@@ -189,6 +189,24 @@ def _cmd_witness_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registered_vkeys(lab) -> set[str]:
+    """The vkeys of the witnesses the log registered (``audit.witness_add`` entries)."""
+    from facelab.audit.log import ENTRIES
+
+    out = set()
+    with open(lab.paths.audit / ENTRIES, "rb") as f:
+        for raw in f:
+            if b'"audit.witness_add"' not in raw:
+                continue
+            try:
+                e = json.loads(raw)
+            except ValueError:
+                continue
+            if e.get("action") == "audit.witness_add" and isinstance(e.get("details"), dict):
+                out.add(str(e["details"].get("vkey")))
+    return out
+
+
 def _cmd_audit_witness_add(args: argparse.Namespace) -> int:
     from facelab.audit import Event
     from facelab.audit import checkpoint as ckpt
@@ -208,6 +226,10 @@ def _cmd_audit_witness_add(args: argparse.Namespace) -> int:
     if public_key_b64(wkey) == public_key_b64(load_public_key(lab)):
         log.close()
         raise BadInputError(f"{args.vkey}: a witness key must not be the lab key")
+    if text in _registered_vkeys(lab):  # idempotent: a rerun adds no second entry
+        log.close()
+        print(f"witness {name} is already registered")
+        return 0
     with log:
         log.record(
             Event(
