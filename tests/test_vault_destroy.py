@@ -313,6 +313,8 @@ def test_ingest_killed_at_each_point_is_on_the_record_after_reopening(
     with sqlite3.connect(lab.paths.vault) as db:
         n = db.execute("SELECT COUNT(*) FROM records WHERE tenant='acme'").fetchone()[0]
     assert n == (8 if committed else 0)
+    # a new tenant's key that protects nothing is not left behind (red team c02)
+    assert (keystore.load_tenant_key(lab.paths.keys, "acme") is not None) == committed
     es = entries(lab)
     intent = next(e for e in es if e["action"] == "vault.ingest.intent")
     outcome = [e for e in es if e["action"] == "vault.ingest"]

@@ -607,7 +607,12 @@ def reconcile(
         if action == "vault.ingest":
             with open_vault(lab, root) as v:
                 committed = v.has_dataset(tenant, e["object"])
+                known = any(t["tenant"] == tenant for t in v.tenants())
             outcome = "ok" if committed else "aborted"
+            if not committed and not known:
+                # the first ingest of a new tenant died after storing its key: a key that
+                # protects nothing is erased, not left for the next ingest to find
+                keystore.destroy_tenant_key(lab.paths.keys, tenant)
             intents.finish(
                 log,
                 e["seq"],
