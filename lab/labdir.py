@@ -378,17 +378,53 @@ def audit_limits(lab: Lab) -> dict[str, int]:
     cosigned before ``audit verify`` fails, and whether a log with no registered witness
     fails ``audit verify``."""
     raw = lab.policy.raw.get("audit", {}) if isinstance(lab.policy.raw, dict) else {}
+    return _audit_limits(raw, lab.paths.policy)
+
+
+def _audit_limits(raw: object, where: Path) -> dict[str, int]:
+    raw = raw if isinstance(raw, dict) else {}
     out = {}
     for name, default in (("max_unsigned_tail", 256), ("max_unwitnessed", 1024)):
         v = raw.get(name, default)
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 10**9:
-            raise BadInputError(f"{lab.paths.policy}: audit.{name} must be an integer >= 0")
+            raise BadInputError(f"{where}: audit.{name} must be an integer >= 0")
         out[name] = v
     req = raw.get("require_witness", False)
     if not isinstance(req, bool):
-        raise BadInputError(f"{lab.paths.policy}: audit.require_witness must be true or false")
+        raise BadInputError(f"{where}: audit.require_witness must be true or false")
     out["require_witness"] = int(req)
     return out
+
+
+def recorded_audit_limits(lab: Lab) -> dict[str, int]:
+    """The stricter of the policy file's ``[audit]`` limits and those of the policy the
+    log's last entry was written under (its text kept in ``LAB/policy-history`` under its
+    SHA-256, checked here): a hand edit that relaxes ``max_unwitnessed`` or
+    ``require_witness`` does not relax ``audit verify`` before a writer records it."""
+    import hashlib
+    import tomllib
+
+    current = audit_limits(lab)
+    try:
+        with open(lab.paths.audit / "entries.jsonl", "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - (1 << 16)))
+            lines = f.read().split(b"\n")
+        last = json.loads(next(x for x in reversed(lines[:-1] or lines) if x.strip()))
+        sha = str(last.get("policy", "")).removeprefix("sha256:")
+        if not re.fullmatch(r"[0-9a-f]{64}", sha):
+            return current
+        data = (lab.paths.root / "policy-history" / f"{sha}.toml").read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha:
+            return current
+        recorded = _audit_limits(tomllib.loads(data.decode()).get("audit", {}), lab.paths.policy)
+    except (OSError, ValueError, StopIteration, RecursionError, BadInputError):
+        return current
+    return {
+        "max_unsigned_tail": min(current["max_unsigned_tail"], recorded["max_unsigned_tail"]),
+        "max_unwitnessed": min(current["max_unwitnessed"], recorded["max_unwitnessed"]),
+        "require_witness": max(current["require_witness"], recorded["require_witness"]),
+    }
 
 
 def init_and_record(

@@ -17,7 +17,7 @@ import pytest
 from facelab.audit import Event, _head, rfc9162
 from facelab.audit.log import checkpoint_files
 from facelab.errors import TamperedError
-from facelab.labdir import audit_writer
+from facelab.labdir import audit_writer, open_lab
 
 from tests.audit_helpers import PASS, lines, make_lab, verify, write_lines
 
@@ -348,3 +348,21 @@ def test_an_inclusion_proof_verifies_offline_with_the_public_key_only(lab, tmp_p
     pub.write_text(public_key_b64(Ed25519PrivateKey.generate().public_key()))
     proof.write_text(p.stdout)
     one_line_exit_4(cli("audit", "verify-proof", str(proof), "--key", str(pub)))
+
+
+def test_a_hand_edit_does_not_relax_verify_before_it_is_recorded(tmp_path: Path) -> None:
+    """Red team a12: the policy in force when the log was last written (its text kept
+    under its digest in policy-history) binds `audit verify`; relaxing the file by hand
+    does not relax verification until a writer records the change."""
+    lab = make_lab(tmp_path / "lab", entries=2)
+    root = str(lab.paths.root)
+    strict = lab.paths.policy.read_text().replace(
+        "require_witness = false", "require_witness = true"
+    )
+    lab.paths.policy.write_text(strict)
+    with audit_writer(open_lab(lab.paths.root), PASS):  # a writer records the change
+        pass
+    assert "requires a witness" in one_line_exit_4(cli("audit", "verify", "--lab", root))
+    relaxed = strict.replace("require_witness = true", "require_witness = false")
+    lab.paths.policy.write_text(relaxed)  # by hand, unrecorded
+    assert "requires a witness" in one_line_exit_4(cli("audit", "verify", "--lab", root))

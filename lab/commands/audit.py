@@ -14,9 +14,10 @@ from facelab.jsonfile import read_json
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from facelab.audit import verify_log
-    from facelab.labdir import audit_limits, load_public_key, public_key_from_b64
+    from facelab.labdir import load_public_key, public_key_from_b64, recorded_audit_limits
 
     lab = open_lab_dir(args.lab)
+    limits = recorded_audit_limits(lab)
     trusted = None
     if args.trusted_key:
         trusted = public_key_from_b64(read_text(args.trusted_key), args.trusted_key)
@@ -28,8 +29,8 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         trusted_key=trusted,
         witness=witness,
         head_dir=lab.paths.keys,
-        max_unwitnessed=audit_limits(lab)["max_unwitnessed"],
-        require_witness=bool(audit_limits(lab)["require_witness"]),
+        max_unwitnessed=limits["max_unwitnessed"],
+        require_witness=bool(limits["require_witness"]),
     )
     if args.json:
         print(json.dumps(rep.to_json(), indent=2))
