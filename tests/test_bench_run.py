@@ -275,6 +275,7 @@ def test_cli_scores_from_files_with_a_distance_flag(tmp_path) -> None:
            str(tmp_path / "i.txt"), "--out", str(tmp_path / "r")]  # fmt: skip
     p = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert p.returncode == 0 and "are these distance scores?" in p.stdout
+    # a second run into the same --out replaces it: --force
     p = subprocess.run([*cmd, "--score-kind", "distance", "--force"], capture_output=True,
                        text=True, check=False)  # fmt: skip
     assert p.returncode == 0 and "warning" not in p.stdout
