@@ -78,7 +78,7 @@ def _a_release(lab, root, log, src: Path) -> Path:
     }
     report = ExportReport("acme", (art,), (), (), "medium")
     policy_sha = hashlib.sha256(lab.paths.policy.read_bytes()).hexdigest()
-    out = _release(lab, root, "acme", report, "op", "released", None, policy_sha, _now)
+    out = _release(lab, root, "acme", report, "op", "released", None, policy_sha, _now())
     log.record(
         Event(
             "export.release",

@@ -221,7 +221,7 @@ def test_job_cli_exit_codes(el, tmp_path: Path) -> None:
     # whichever limit binds first on a loaded machine: 10 s of CPU or 30 s of wall clock
     assert p.returncode == 5 and ("CPU time over 10 s" in p.stderr or "wall clock" in p.stderr)
     (tmp_path / "junk.json").write_text("{")
-    assert "not JSON" in one_line_error(
+    assert "not a job spec" in one_line_error(
         _run("job", "run", "--lab", lab, "--tenant", "acme", str(tmp_path / "junk.json"), env=ENV)
     )
 

@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.test_cli_bad_arguments import LEAVES
+from facelab.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -112,8 +111,21 @@ def _table_commands() -> list[str]:
     return cmds
 
 
+def _runnable(parser, path: tuple[str, ...] = ()):
+    """Every command a user can run: the leaves, and a group that runs on its own too
+    (``facelab evidence --lab LAB --out PACK`` beside ``facelab evidence verify``)."""
+    import argparse
+
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs or parser.get_default("func") is not None:
+        yield path, parser
+    for sub in subs[:1]:
+        for name, child in sub.choices.items():
+            yield from _runnable(child, (*path, name))
+
+
 def test_the_command_table_names_real_commands_and_options() -> None:
-    leaves = {tuple(p): parser for p, parser in LEAVES}
+    leaves = {tuple(p): parser for p, parser in _runnable(build_parser())}
     cmds = _table_commands()
     assert len(cmds) >= 35
     for cmd in cmds:

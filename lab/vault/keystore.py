@@ -95,7 +95,10 @@ def unlock(keys_dir: Path, secret: bytes) -> RootKey:
     from facelab.jsonfile import read_json
 
     try:
-        doc = read_json(path, what="a key store")
+        try:
+            doc = read_json(path, what="a key store")
+        except BadInputError as e:  # the reason, without the path read_json puts first
+            raise ValueError(str(e).removeprefix(f"{path}: ")) from e
         if doc.get("format") != FORMAT or doc.get("kdf") != "scrypt":
             raise ValueError("unknown format")
         salt = base64.b64decode(doc["salt"])
