@@ -353,3 +353,23 @@ def test_destroy_killed_at_each_point_is_finished_or_aborted_on_the_record(
         with ops.open_vault(lab, root) as v:
             assert len(list(v.records("acme"))) == 8  # untouched, and still consistent
     assert _reopen(lab) == []  # nothing left open
+
+
+def test_a_resurrected_tenant_is_damage_not_an_active_processor(
+    lab, dataset, capsys, monkeypatch
+) -> None:
+    """Red team e10: a destroyed tenant's vault.db and key file put back. The published
+    register exits 4 like every other command; control: before, it lists the tenant."""
+    from facelab.cli import main
+
+    monkeypatch.setenv("FACELAB_PASSPHRASE", PASS.decode())
+    _ingest(lab, dataset, "acme")
+    assert main(["register", "--lab", str(lab.paths.root)]) == 0
+    assert "acme" in capsys.readouterr().out
+    key = keystore.tenant_key_path(lab.paths.keys, "acme")
+    saved = {p: p.read_bytes() for p in (lab.paths.vault, key)}
+    _destroy(lab, "acme")
+    for p, data in saved.items():
+        p.write_bytes(data)
+    assert main(["register", "--lab", str(lab.paths.root)]) == 4
+    assert "disagrees" in capsys.readouterr().err

@@ -141,10 +141,14 @@ def _cmd_retention_run(args: argparse.Namespace) -> int:
 
 def _cmd_register(args: argparse.Namespace) -> int:
     from facelab.labdir import open_lab, read_passphrase, unlock
-    from facelab.vault import retention
+    from facelab.vault import ops, retention
 
-    lab = open_lab(args.lab)  # read-only: the audit log is not opened
-    rows = retention.register(lab, unlock(lab, read_passphrase()))
+    lab = open_lab(args.lab)  # read-only: the audit log is not opened for writing
+    root = unlock(lab, read_passphrase())
+    # the register is published: a vault that disagrees with the log (a destroyed
+    # tenant's files put back) is damage, exit 4, never listed as active
+    ops.check_vault_against_log(lab, root)
+    rows = retention.register(lab, root)
     if args.json:
         print(json.dumps(retention.register_document(lab, rows), indent=2))
     else:
