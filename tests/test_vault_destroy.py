@@ -146,6 +146,37 @@ def test_a_copy_elsewhere_makes_the_certificate_say_failed(lab, dataset) -> None
     assert entries(lab)[-1]["decision"] == "failed"
 
 
+@pytest.mark.parametrize("where", ["xattr", "path"])
+def test_key_material_in_names_or_xattrs_makes_the_certificate_say_failed(
+    lab, dataset, where
+) -> None:
+    """Red team e07: the wrapped key kept in the lab's metadata, not in a file's bytes
+    (a user xattr on policy.toml; the name of an empty file, '/' bytes making folders)."""
+    _ingest(lab, dataset, "acme")
+    wrapped = keystore.tenant_key_path(lab.paths.keys, "acme").read_bytes()
+    if where == "xattr":
+        try:
+            os.setxattr(lab.paths.policy, "user.note", wrapped)
+        except OSError as e:
+            pytest.skip(f"no user extended attributes on this filesystem ({e.strerror})")
+    else:
+        parts = [x for x in wrapped.replace(b"\0", b"").split(b"/") if x]
+        d = lab.paths.root / "stash"
+        for part in parts[:-1]:
+            d = d / os.fsdecode(part[:200])
+        d.mkdir(parents=True)
+        (d / os.fsdecode(parts[-1][:200])).write_bytes(b"")
+    with pytest.raises(Exception, match="could not be verified"):
+        _destroy(lab, "acme")
+    cert = json.loads(next((lab.paths.root / "certificates").glob("*.json")).read_text())
+    sd = cert["certificate"]["sanitization_details"]
+    assert sd["verification_result"] == "FAILED"
+    assert any(
+        ("extended attribute" if where == "xattr" else "its path") in f
+        for f in sd["verification_details"]["files_with_copies"]
+    )
+
+
 # ---------------------------------------------------------------- crypto-erase and backups
 def test_a_copy_of_vault_db_taken_before_destroy_does_not_open_after_it(
     lab, dataset, tmp_path

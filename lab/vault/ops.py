@@ -283,11 +283,57 @@ def scan_lab(
                 st["bytes"] += len(b)
                 window = carry + b
                 if any(n in window for n in needles):
-                    found.append(str(p))
+                    found.append(_shown(p))
                     break
                 carry = window[-overlap:] if overlap else b""
         except OSError:
             continue
+    found += _scan_metadata(root_dir, needles, skip, st)
+    return found
+
+
+def _shown(p: Path | str) -> str:
+    """A path as text for a certificate: bytes that are not UTF-8 escaped, never an
+    encoding error (a file name can hold any byte but '/' and NUL)."""
+    return os.fsencode(p).decode("utf-8", "backslashreplace")
+
+
+def _scan_metadata(
+    root_dir: Path, needles: list[bytes], skip: set[Path] | None, st: dict
+) -> list[str]:
+    """Names and extended attributes of every entry under ``root_dir`` holding a needle:
+    key material need not sit in a file's contents (a user xattr on any file, or the
+    name of an empty file whose path spells the key, '/' bytes making directories).
+    Names are compared with '/' (and NUL, which no name holds) removed from both, raw and
+    as hex; xattr values raw and as hex. Links are not followed."""
+    forms = []
+    for n in needles:
+        if len(n) >= 16:
+            forms += [n.replace(b"/", b"").replace(b"\0", b""), n.hex().encode()]
+    found = []
+    st.setdefault("names_and_xattrs", 0)
+    for dirpath, dirs, files in os.walk(root_dir, followlinks=False):
+        for name in dirs + files:
+            p = Path(dirpath) / name
+            if skip and p in skip:
+                continue
+            st["names_and_xattrs"] += 1
+            rel = os.fsencode(os.path.relpath(p, root_dir)).replace(b"/", b"")
+            if any(f in rel for f in forms):
+                found.append(f"{_shown(p)} (its path)")
+                continue
+            try:
+                attrs = os.listxattr(p, follow_symlinks=False)
+            except OSError:
+                continue
+            for a in attrs:
+                try:
+                    v = os.getxattr(p, a, follow_symlinks=False)
+                except OSError:
+                    continue
+                if any(n in v for n in needles) or any(f in v for f in forms):
+                    found.append(f"{_shown(p)} (extended attribute {_shown(a)})")
+                    break
     return found
 
 
