@@ -17,8 +17,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/facelab demo
 
+# two workers, one per core; each test file stays on one worker (its module fixtures
+# are built once). Measured: 1016 passed in 498 s with, 770 s without (2 cores).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The suites marked slow (minutes each): the export gate's red-team corpus, the crash
 # loop of ingest and destroy (FACELAB_CRASH_ROUNDS rounds, default 24).
