@@ -17,7 +17,7 @@ import pytest
 from facelab.audit import Event, _head, rfc9162
 from facelab.audit.log import checkpoint_files
 from facelab.errors import TamperedError
-from facelab.labdir import audit_writer, open_lab
+from facelab.labdir import audit_writer, load_public_key, open_lab
 
 from tests.audit_helpers import PASS, lines, make_lab, verify, write_lines
 
@@ -83,18 +83,22 @@ def test_2_a_well_formed_forged_entry_appended_is_tampering_and_never_signed(lab
     ls = lines(lab)
     forged = json.loads(ls[-1])
     forged.update(seq=len(ls), actor="mallory", action="vault.destroy", tenant="acme")
-    line = json.dumps(forged, sort_keys=True, separators=(",", ":")).encode()
+    line = json.dumps(forged, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     write_lines(lab, [*ls, line])
     rep = verify(lab)
     assert rep.first().kind == "unsigned-tail" and rep.first().entry == len(ls)
     one_line_exit_4(cli("audit", "verify", "--lab", str(lab.paths.root)))
+    # the copied MAC does not fit the edited entry: no writer signs over it ...
+    assert_writer_refuses(lab)
     heads = signed_state(lab)
-    with audit_writer(lab, PASS) as log:  # the next writer cuts it, on the record
+    # ... until an officer's repair cuts it, on the record
+    with audit_writer(lab, PASS, repair_actor="officer") as log:
         assert [r.kind for r in log.recoveries] == ["unsigned-tail"]
     after = lines(lab)
     assert line not in after  # not signed over: cut
     rec = json.loads(after[-1])
     assert rec["action"] == "audit.recovered" and rec["decision"] == "unsigned-tail"
+    assert rec["actor"] == "officer"
     assert rec["object"] == "sha256:" + hashlib.sha256(line + b"\n").hexdigest()
     kept = list((lab.paths.audit / "cut").iterdir())
     assert [p.read_bytes() for p in kept] == [line + b"\n"]  # the evidence is kept
@@ -116,6 +120,120 @@ def test_2b_a_long_forged_tail_waits_for_repair(lab) -> None:
     with audit_writer(lab, PASS, repair_actor="officer") as log:
         assert log.recoveries[0].entries_cut == 300
     assert verify(lab).intact
+
+
+def test_2c_a_forged_entry_without_a_mac_is_refused_too(lab) -> None:
+    ls = lines(lab)
+    forged = json.loads(ls[-1])
+    forged.pop("mac")
+    forged.update(seq=len(ls), actor="mallory")
+    write_lines(lab, [*ls, json.dumps(forged, sort_keys=True, separators=(",", ":")).encode()])
+    assert_writer_refuses(lab)
+
+
+def _slot_size(slot: bytes) -> int:
+    note = _head.decode(slot)
+    return int(note.split(b"\n")[1]) if note else -1
+
+
+def _newest_slot(lab) -> Path:
+    hs = _head.read(lab.paths.keys, load_public_key(lab), lab.origin)
+    assert hs.head is not None
+    return lab.paths.keys / _head.SLOTS[hs.head.slot]
+
+
+def _assert_nothing_signed_was_lost(lab, before: list[bytes]) -> None:
+    after = lines(lab)
+    assert after[: len(before)] == before, "a signed entry was cut or changed"
+    assert not (lab.paths.audit / "cut").exists()
+    rep = verify(lab)
+    assert rep.intact, rep.damage
+    adopted = [json.loads(x) for x in after[len(before) :]]
+    assert adopted[0]["action"] == "audit.recovered"
+    assert adopted[0]["decision"] == "adopted-tail"
+
+
+@pytest.mark.parametrize("how", ["garble", "older-copied-over", "emptied"])
+def test_14_a_damaged_newest_head_slot_never_makes_a_writer_cut_signed_entries(lab, how) -> None:
+    """Red team F1/F3 (a13, a15): the newer head slot garbled, replaced by the older one,
+    or emptied: the last signed batch looks unsigned. The writer adopts it (it carries the
+    lab's MAC) instead of cutting it and re-signing that size with another root."""
+    with audit_writer(lab, PASS) as log:  # one more batch, so the slots differ
+        log.record(Event("test.last", "tester"))
+    before = lines(lab)
+    newest = _newest_slot(lab)
+    other = lab.paths.keys / next(s for s in _head.SLOTS if s != newest.name)
+    older = _slot_size(other.read_bytes())
+    for p in checkpoint_files(lab.paths.audit):  # the newer filed checkpoints deleted
+        if int(p.stem) > older:
+            p.unlink()
+    if how == "garble":
+        newest.write_bytes(os.urandom(_head.SLOT_BYTES))
+    elif how == "older-copied-over":
+        newest.write_bytes(other.read_bytes())
+    else:
+        newest.write_bytes(b"")
+    with audit_writer(lab, PASS) as log:
+        assert [r.kind for r in log.recoveries] == ["adopted-tail"]
+        assert log.recoveries[0].entries_adopted >= 1
+    _assert_nothing_signed_was_lost(lab, before)
+
+
+def test_14_an_old_head_replayed_into_both_slots_never_erases_history(tmp_path: Path) -> None:
+    """Red team F2 (a14, a16): a head slot saved long ago is put back in both slots and
+    the newer checkpoints deleted; every later signed entry looks like an unsigned tail."""
+    lab = make_lab(tmp_path / "lab", entries=2, checkpoint_every=1000)
+    saved = {p.name: p.read_bytes() for p in lab.paths.keys.glob("audit_head.*")}
+
+    old = max(saved.values(), key=_slot_size)
+    old_size = _slot_size(old)
+    with audit_writer(lab, PASS) as log:
+        for k in range(20):
+            log.record(Event("test.later", "tester", tenant="acme", details={"k": k}))
+    before = lines(lab)
+    for name in saved:
+        (lab.paths.keys / name).write_bytes(old)
+    for p in checkpoint_files(lab.paths.audit):
+        if int(p.stem) > old_size:
+            p.unlink()
+    with audit_writer(lab, PASS) as log:
+        assert log.recoveries[0].kind == "adopted-tail"
+    _assert_nothing_signed_was_lost(lab, before)
+    assert sum(b'"tenant":"acme"' in x for x in lines(lab)) == 20
+
+
+def test_14_authentic_entries_beyond_the_crash_window_wait_for_repair(tmp_path: Path) -> None:
+    """A head rolled back further than any crash explains is not adopted silently."""
+    lab = make_lab(tmp_path / "lab", entries=2, checkpoint_every=1000)
+    saved = {p.name: p.read_bytes() for p in lab.paths.keys.glob("audit_head.*")}
+    with audit_writer(lab, PASS) as log:
+        log.record_many([Event("test.later", "tester", details={"k": k}) for k in range(300)])
+    before = lines(lab)
+    for name, data in saved.items():
+        (lab.paths.keys / name).write_bytes(data)
+    old_size = max(_slot_size(b) for b in saved.values())
+    for p in checkpoint_files(lab.paths.audit):
+        if int(p.stem) > old_size:
+            p.unlink()
+    with pytest.raises(TamperedError, match="more than a crash leaves"):
+        audit_writer(lab, PASS)
+    assert_writer_refuses(lab)
+    with audit_writer(lab, PASS, repair_actor="officer") as log:
+        assert log.recoveries[0].kind == "adopted-tail"
+        assert log.recoveries[0].entries_adopted >= 300
+    _assert_nothing_signed_was_lost(lab, before)
+
+
+def test_14_entry_macs_bind_the_entry_and_its_lab() -> None:
+    from facelab.audit.events import entry_authentic, entry_bytes
+
+    key, other = b"k" * 32, b"o" * 32
+    line = entry_bytes(Event("test.x", "alice"), 3, "t", "p", mac_key=key, origin="lab/1")
+    assert entry_authentic(line, key, "lab/1")
+    assert not entry_authentic(line, other, "lab/1")  # another lab's key
+    assert not entry_authentic(line, key, "lab/2")  # another lab's origin
+    assert not entry_authentic(line.replace(b'"alice"', b'"mallo"'), key, "lab/1")
+    assert not entry_authentic(entry_bytes(Event("test.x", "alice"), 3, "t", "p"), key, "lab/1")
 
 
 BAD_SIZES = [

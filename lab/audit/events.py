@@ -11,10 +11,23 @@ line without its newline::
 ``action`` names what happened (``component.verb``), ``object`` is a digest of what it
 happened to, ``decision`` is the outcome (``ok``, ``refused``, ``released``, ...), and
 ``policy`` is the SHA-256 of the policy file in force.
+
+Entry authentication (issue 14): a writer adds ``"mac"``, an HMAC-SHA256 (RFC 2104) of
+the entry's canonical line without it, keyed by a key derived (HKDF, RFC 5869) from the
+lab's signing key, so only a holder of the passphrase can make one. A writer that finds
+complete entries after the signed head (killed between its fsync and its signature, or a
+head slot rolled back or garbled by someone with file access) adopts those that carry a
+valid MAC instead of cutting them, and refuses any that do not (a forged append). The
+MAC is inside the leaf, so the Merkle tree and the checkpoints cover it; verifiers
+without the passphrase check everything else as before. Entries written before the MAC
+existed have no ``mac`` field and stay valid below the head.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import math
 import re
@@ -36,6 +49,9 @@ FIELDS = (
     "tenant",
     "time",
 )
+MAC_FIELD = "mac"
+_MAC = re.compile(r"^[A-Za-z0-9_-]{43}$")  # 32 bytes, base64url without padding
+_MAC_CONTEXT = b"facelab audit entry v1\n"
 _ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
 
@@ -156,22 +172,53 @@ def canonical(obj: Mapping[str, Any]) -> bytes:
     ).encode("utf-8")
 
 
-def entry_bytes(event: Event, seq: int, time: str, policy: str) -> bytes:
-    """The canonical line (without newline) of ``event`` recorded as entry ``seq``."""
-    return canonical(
-        {
-            "action": event.action,
-            "actor": event.actor,
-            "decision": event.decision,
-            "details": dict(event.details),
-            "object": event.object,
-            "policy": policy,
-            "role": event.role,
-            "seq": seq,
-            "tenant": event.tenant,
-            "time": time,
-        }
-    )
+def entry_mac(key: bytes, origin: str, body: bytes) -> str:
+    """HMAC-SHA256 of ``body`` (an entry's canonical line without ``mac``) bound to the
+    log's ``origin``; 43 characters of unpadded base64url."""
+    tag = hmac.new(key, _MAC_CONTEXT + origin.encode() + b"\n" + body, hashlib.sha256)
+    return base64.urlsafe_b64encode(tag.digest()).rstrip(b"=").decode()
+
+
+def entry_authentic(line: bytes, key: bytes, origin: str) -> bool:
+    """Whether ``line`` is a well-formed entry whose ``mac`` verifies under ``key``."""
+    try:
+        obj = parse_entry(line)
+    except ValueError:
+        return False
+    mac = obj.pop(MAC_FIELD, None)
+    if mac is None:
+        return False
+    return hmac.compare_digest(mac, entry_mac(key, origin, canonical(obj)))
+
+
+def entry_bytes(
+    event: Event,
+    seq: int,
+    time: str,
+    policy: str,
+    *,
+    mac_key: bytes | None = None,
+    origin: str = "",
+) -> bytes:
+    """The canonical line (without newline) of ``event`` recorded as entry ``seq``;
+    with ``mac_key``, authenticated for the log ``origin`` (see the module docstring)."""
+    obj: dict[str, Any] = {
+        "action": event.action,
+        "actor": event.actor,
+        "decision": event.decision,
+        "details": dict(event.details),
+        "object": event.object,
+        "policy": policy,
+        "role": event.role,
+        "seq": seq,
+        "tenant": event.tenant,
+        "time": time,
+    }
+    body = canonical(obj)
+    if mac_key is None:
+        return body
+    obj[MAC_FIELD] = entry_mac(mac_key, origin, body)
+    return canonical(obj)
 
 
 def parse_entry(line: bytes) -> dict[str, Any]:
@@ -180,8 +227,13 @@ def parse_entry(line: bytes) -> dict[str, Any]:
         obj = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"not JSON ({e.__class__.__name__})") from e
-    if not isinstance(obj, dict) or tuple(sorted(obj)) != FIELDS:
+    if not isinstance(obj, dict):
         raise ValueError("not an audit entry (wrong fields)")
+    keys = tuple(sorted(k for k in obj if k != MAC_FIELD))
+    if keys != FIELDS:
+        raise ValueError("not an audit entry (wrong fields)")
+    if MAC_FIELD in obj and not (isinstance(obj[MAC_FIELD], str) and _MAC.match(obj[MAC_FIELD])):
+        raise ValueError("mac is not 43 characters of base64url")
     if not isinstance(obj["seq"], int) or isinstance(obj["seq"], bool) or obj["seq"] < 0:
         raise ValueError("seq is not a non-negative integer")
     if canonical(obj) != line:

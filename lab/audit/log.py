@@ -16,12 +16,16 @@ Verify before signing: on open, the writer runs the independent verifier
 (``verify_log``) over the whole log, its derived stores and the head, and stops with
 ``TamperedError`` (exit 4) on any damage; it never signs a size that is already signed
 with another root, nor a tree that does not extend the head. What it may fix on its
-own, on the record (an ``audit.recovered`` entry, and the cut bytes kept under
-``audit/cut/``): a torn final line, and an *unsigned tail* of at most
-``max_unsigned_tail`` complete entries after the head (a writer killed between its
-fsync and its signature: those entries were never acknowledged). A garbage tail, a
-longer unsigned tail or derived files with wrong content wait for ``repair()`` (an
-actor on the record); entries that disagree with the head are never signed.
+own, on the record (an ``audit.recovered`` entry): a torn final line is cut (the bytes
+kept under ``audit/cut/``), and an *unsigned tail* of at most ``max_unsigned_tail``
+complete entries after the head is adopted when every one of them carries the lab's
+MAC (``events.entry_mac``): a writer killed between its fsync and its signature, or a
+head slot garbled or rolled back by someone with file access. Adopting, never cutting,
+is what keeps such a rollback from deleting signed entries. A complete entry without a
+valid MAC after the head is a forged append (``TamperedError``). A garbage tail, a forged
+or a longer tail and derived files with wrong content wait for ``repair()`` (an actor on
+the record), which adopts what is authentic and cuts the rest; entries that disagree
+with the head are never signed.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cryptography.hazmat.primitives import hashes as _hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from facelab.audit import _head, rfc9162
 from facelab.audit import checkpoint as ckpt
 from facelab.audit._store import (
@@ -46,7 +52,7 @@ from facelab.audit._store import (
     root_of,
     stored_count,
 )
-from facelab.audit.events import Event, entry_bytes, parse_entry
+from facelab.audit.events import Event, entry_authentic, entry_bytes, parse_entry
 from facelab.errors import BadInputError, NoteError, TamperedError
 
 ENTRIES = "entries.jsonl"
@@ -67,13 +73,22 @@ class Receipt:
 
 @dataclass(frozen=True)
 class Recovery:
-    """What opening the log had to cut from the end of entries.jsonl."""
+    """What opening the log found after the signed head: entries it adopted, or bytes it
+    had to cut from the end of entries.jsonl."""
 
     after_entry: int
     bytes_cut: int
     sha256: str
-    kind: str  # "torn-tail", "unsigned-tail" or "garbage-tail"
+    kind: str  # "adopted-tail", "torn-tail", "unsigned-tail" or "garbage-tail"
     entries_cut: int = 0
+    entries_adopted: int = 0
+
+
+def mac_key(signer: Ed25519PrivateKey) -> bytes:
+    """The entries' MAC key: HKDF-SHA256 (RFC 5869) of the lab signing key's raw bytes."""
+    return HKDF(_hashes.SHA256(), 32, salt=None, info=b"facelab audit entry MAC v1").derive(
+        signer.private_bytes_raw()
+    )
 
 
 def _utc(dt: datetime) -> str:
@@ -147,6 +162,7 @@ class AuditLog:
         self.origin = origin
         self.signer = signer
         self.public_key: Ed25519PublicKey = signer.public_key()
+        self._mac_key = mac_key(signer)
         self.checkpoint_every = checkpoint_every
         self.policy_digest = policy_digest
         self.clock = clock
@@ -171,8 +187,8 @@ class AuditLog:
         self._pending: list[Event] = []  # what opening found and must record
         try:
             with self._flock():
-                recovery = self._open_locked(repair_actor)
-                pre = [self._recovery_event(recovery, repair_actor)] if recovery else []
+                found = self._open_locked(repair_actor)
+                pre = [self._recovery_event(r, repair_actor) for r in found]
                 if pre or self._pending:
                     self._append_locked(pre + self._pending)
                 self._pending = []
@@ -212,8 +228,7 @@ class AuditLog:
                     receipts: list[Receipt] = []
                     try:
                         with self._flock():
-                            rec = self._sync()
-                            pre = [self._recovery_event(rec)] if rec is not None else []
+                            pre = [self._recovery_event(r) for r in self._sync()]
                             receipts = self._append_locked(pre + [t.event for t in batch])
                             receipts = receipts[len(pre) :]
                     except BaseException as e:  # every waiter learns of the failure
@@ -235,9 +250,9 @@ class AuditLog:
     def checkpoint(self) -> str:
         """File a checkpoint at the current size (if newer than the last) and return it."""
         with self._flock():
-            rec = self._sync()
-            if rec is not None:
-                self._append_locked([self._recovery_event(rec)])
+            found = self._sync()
+            if found:
+                self._append_locked([self._recovery_event(r) for r in found])
             return self._checkpoint_locked()
 
     def rebuild(self) -> None:
@@ -248,8 +263,8 @@ class AuditLog:
         if self._repair_actor is None:
             raise TamperedError("rebuilding the derived stores needs a repair actor")
         with self._flock():
-            rec = self._open_locked(self._repair_actor, force_rewrite=True)
-            pre = [self._recovery_event(rec, self._repair_actor)] if rec else []
+            found = self._open_locked(self._repair_actor, force_rewrite=True)
+            pre = [self._recovery_event(r, self._repair_actor) for r in found]
             if pre or self._pending:
                 self._append_locked(pre + self._pending)
             self._pending = []
@@ -262,9 +277,9 @@ class AuditLog:
             self._closed = True
         try:
             with self._flock():
-                rec = self._sync()
-                if rec is not None:
-                    self._append_locked([self._recovery_event(rec)])
+                found = self._sync()
+                if found:
+                    self._append_locked([self._recovery_event(r) for r in found])
                 self._checkpoint_locked()
         finally:
             for fd in (self._entries_fd, self._index_fd, self._hashes_fd, self._lock_fd):
@@ -297,8 +312,36 @@ class AuditLog:
                 "after_entry": rec.after_entry,
                 "bytes_cut": rec.bytes_cut,
                 "entries_cut": rec.entries_cut,
+                "entries_adopted": rec.entries_adopted,
             },
         )
+
+    def _authentic(self, lines: Sequence[bytes], first_seq: int) -> int:
+        """How many of ``lines`` (entries from ``first_seq`` on), from the first, carry
+        the lab's MAC at their own position."""
+        n = 0
+        for line in lines:
+            if not entry_authentic(line, self._mac_key, self.origin):
+                break
+            if parse_entry(line)["seq"] != first_seq + n:
+                break
+            n += 1
+        return n
+
+    def _tail_error(self, signed: int, unsigned: int, adopt: int) -> str | None:
+        """Why the tail after the head cannot be taken without a repair actor, or None."""
+        if adopt < unsigned:
+            return (
+                f"entry {signed + adopt}, after the signed head, carries no valid MAC of "
+                "the lab (a forged append)"
+            )
+        if adopt > self.max_unsigned_tail:
+            return (
+                f"{adopt} authentic entries after the signed head, more than a crash "
+                f"leaves (audit.max_unsigned_tail = {self.max_unsigned_tail}): was the "
+                "head rolled back?"
+            )
+        return None
 
     def _open_locked(self, repair_actor: str | None, force_rewrite: bool = False):
         """Verify everything, then start from the signed head (caller holds the flock)."""
@@ -314,13 +357,18 @@ class AuditLog:
         head = scan.head
         signed = head.checkpoint.size if head is not None else 0
         unsigned = len(scan.lines) - signed if head is not None else 0
+        adopt = self._authentic(scan.lines[signed : signed + unsigned], signed) if unsigned else 0
         for dmg in rep.damage:
             if dmg.kind == "torn-tail":
                 continue
-            if dmg.kind == "unsigned-tail" and (
-                unsigned <= self.max_unsigned_tail or repair_actor is not None
-            ):
-                continue
+            if dmg.kind == "unsigned-tail":
+                why = self._tail_error(signed, unsigned, adopt)
+                if why is None or repair_actor is not None:
+                    continue
+                raise TamperedError(
+                    f"{self.dir}: unsigned-tail: {why}; refusing to sign; `facelab audit "
+                    "repair` adopts the authentic entries and cuts the rest on the record"
+                )
             after_head = dmg.entry is not None and dmg.entry >= signed
             if dmg.kind in _TAIL_KINDS and after_head and repair_actor is not None:
                 continue
@@ -333,23 +381,32 @@ class AuditLog:
             raise TamperedError(
                 f"{self.dir}: {dmg.kind}{where}: {dmg.message}; refusing to sign{hint}"
             )
-        end = scan.ends[signed - 1] if signed else 0
+        size = signed + adopt  # authentic entries after the head are adopted, never cut
+        end = scan.ends[size - 1] if size else 0
         # derived stores: exactly what the verified entries give, up to the head
-        want_idx = pack_offsets(scan.ends[:signed])
-        want_hashes = b"".join(scan.tree.hashes[: stored_count(signed)])
+        want_idx = pack_offsets(scan.ends[:size])
+        want_hashes = b"".join(scan.tree.hashes[: stored_count(size)])
         for fd, want in ((self._index_fd, want_idx), (self._hashes_fd, want_hashes)):
             have = os.pread(fd, len(want) + 1, 0)
             if force_rewrite or have != want:
                 os.pwrite(fd, want, 0)
                 os.ftruncate(fd, len(want))
-        self._size, self._end = signed, end
-        self._frontier = frontier_of(signed, lambda i: scan.tree.hashes[i])
+        self._size, self._end = size, end
+        self._frontier = frontier_of(size, lambda i: scan.tree.hashes[i])
         self._head_slot = head.slot if head is not None else None
+        found = []
+        if adopt:
+            found.append(self._adopted(signed, adopt))
         total = os.fstat(self._entries_fd).st_size
-        if total == end:
-            return None
-        rest = os.pread(self._entries_fd, total - end, end)
-        return self._cut(rest, unsigned, signed)
+        if total != end:
+            rest = os.pread(self._entries_fd, total - end, end)
+            found.append(self._cut(rest, unsigned - adopt, size))
+        return found
+
+    def _adopted(self, signed: int, n: int) -> Recovery:
+        rec = Recovery(signed - 1, 0, "", "adopted-tail", entries_adopted=n)
+        self.recoveries.append(rec)
+        return rec
 
     def _quarantine_bad_checkpoints(self, actor: str) -> None:
         """Move checkpoint files that do not verify (malformed, forged, misnamed) to
@@ -410,7 +467,7 @@ class AuditLog:
         self.recoveries.append(rec)
         return rec
 
-    def _sync(self) -> Recovery | None:
+    def _sync(self) -> list[Recovery]:
         """Adopt what other processes appended and signed since (caller holds the flock).
 
         O(1) when nothing changed; O(new entries) otherwise. Entries are adopted only up
@@ -420,7 +477,7 @@ class AuditLog:
         """
         total = os.fstat(self._entries_fd).st_size
         if total == self._end:
-            return None
+            return []
         if total < self._end:
             raise TamperedError(
                 f"{self.dir / ENTRIES}: shorter ({total} bytes) than the {self._end} "
@@ -449,38 +506,47 @@ class AuditLog:
                 f"{self.dir / ENTRIES}: the head is signed at size {head.checkpoint.size} "
                 f"but only {self._size + len(lines)} valid entries follow in order"
             )
-        offsets, end = [], base
-        for line in lines[:want]:
+        signed = head.checkpoint.size
+        unsigned = len(lines) - want
+        adopt = self._authentic(lines[want:], signed) if unsigned else 0
+        why = self._tail_error(signed, unsigned, adopt)
+        if why is not None:
+            raise TamperedError(
+                f"{self.dir / ENTRIES}: {why}; refusing to sign; run `facelab audit "
+                "repair` to adopt the authentic entries and cut the rest on the record"
+            )
+        start, offsets, end = self._size, [], base
+        for k, line in enumerate(lines[: want + adopt]):
+            if k == want:
+                self._check_root(head.checkpoint)
             end += len(line) + 1
             offsets.append(end)
             self._write_hashes(self._size, rfc9162.leaf_hash(line), self._frontier)
             self._size += 1
-        if root_of(self._frontier) != head.checkpoint.root:
-            raise TamperedError(
-                f"{self.dir / ENTRIES}: the entries do not give the root the head signed "
-                f"at size {head.checkpoint.size}; refusing to sign"
-            )
-        os.pwrite(self._index_fd, pack_offsets(offsets), (self._size - want) * 8)
+        if not adopt:
+            self._check_root(head.checkpoint)
+        os.pwrite(self._index_fd, pack_offsets(offsets), start * 8)
         self._end = end
         self._head_slot = head.slot
-        rest_start = sum(len(x) + 1 for x in lines[:want])
-        rest = tail[rest_start:]
+        found = [self._adopted(signed, adopt)] if adopt else []
+        rest = tail[end - base :]
         if not rest:
-            return None
-        unsigned = len(lines) - want
-        torn = unsigned == 0 and b"\n" not in rest and rest.startswith(b'{"')
-        if not torn and unsigned == 0:
+            return found
+        torn = b"\n" not in rest and rest.startswith(b'{"')
+        if not torn:
             raise TamperedError(
                 f"{self.dir / ENTRIES}: {len(rest)} bytes after entry {self._size - 1} are "
                 "not a valid entry (garbage tail); run `facelab audit repair` to cut them "
                 "on the record"
             )
-        if unsigned > self.max_unsigned_tail:
+        return [*found, self._cut(rest, 0, self._size)]
+
+    def _check_root(self, cp: ckpt.Checkpoint) -> None:
+        if root_of(self._frontier) != cp.root:
             raise TamperedError(
-                f"{self.dir / ENTRIES}: {unsigned} entries after the signed head "
-                "(a forged append?); run `facelab audit repair` to cut them on the record"
+                f"{self.dir / ENTRIES}: the entries do not give the root the head signed "
+                f"at size {cp.size}; refusing to sign"
             )
-        return self._cut(rest, unsigned, self._size)
 
     def _write_hashes(self, n: int, leaf: bytes, frontier: list[tuple[int, bytes]]) -> None:
         hashes = new_hashes(n, leaf, frontier)
@@ -490,7 +556,14 @@ class AuditLog:
         now = _utc(self.clock())
         lines, receipts = [], []
         for i, e in enumerate(events):
-            line = entry_bytes(e, self._size + i, now, self.policy_digest)
+            line = entry_bytes(
+                e,
+                self._size + i,
+                now,
+                self.policy_digest,
+                mac_key=self._mac_key,
+                origin=self.origin,
+            )
             lines.append(line)
             receipts.append(Receipt(self._size + i, rfc9162.leaf_hash(line)))
         blob = b"\n".join(lines) + b"\n"

@@ -18,8 +18,10 @@ kind and the first entry it concerns:
     torn-tail / garbage-tail  bytes after the last complete entry
     hash-store-mismatch    derived files that disagree with the entries
     head-missing           the log has entries but no signed head (``LAB/keys/audit_head.*``)
-    unsigned-tail          entries that no signed checkpoint covers (a forged append, or
-                           a writer killed between its fsync and its signature)
+    unsigned-tail          entries that no signed checkpoint covers (a forged append, a
+                           head slot rolled back, or a writer killed between its fsync
+                           and its signature; only a writer, which holds the MAC key,
+                           can tell the authentic ones, see ``events``)
     split-view             two signed checkpoints at one size with different roots
     unwitnessed            a witness is registered but no valid cosigned checkpoint
                            covers all but ``max_unwitnessed`` entries
@@ -513,8 +515,9 @@ def verify_log(
                 "unsigned-tail",
                 rep.head_size,
                 f"{rep.unsigned_tail} entries after the signed head: no checkpoint covers "
-                "them (a forged append, or a writer killed before signing; the next writer "
-                "cuts them on the record)",
+                "them (a writer killed before signing, a head slot rolled back, or a forged "
+                "append; the next writer adopts the entries that carry the lab's MAC and "
+                "refuses the rest)",
             )
         )
     ends, pos = [], 0
