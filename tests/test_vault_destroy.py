@@ -354,6 +354,71 @@ def test_ingest_killed_at_each_point_is_on_the_record_after_reopening(
     assert _reopen(lab) == []  # nothing left open; a rerun ingests or reports unchanged
 
 
+_PAUSE = r"""
+import sys, time
+from facelab.labdir import open_lab, unlock, audit_writer
+from facelab.vault import ops
+lab = open_lab(sys.argv[1]); root = unlock(lab, b"correct horse battery staple")
+what, point, arg, go = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+
+def hook(p):
+    if p == point:
+        print("paused", flush=True)
+        import os
+        while not os.path.exists(go):
+            time.sleep(0.02)
+
+with audit_writer(lab, root) as log:
+    if what == "ingest":
+        ops.ingest(lab, root, "acme", arg, "tester", log, hook=hook, new_tenant=True)
+    else:
+        ops.destroy(lab, root, arg, "officer", log, hook=hook)
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("what", "point"),
+    [
+        ("ingest", "after-intent"),
+        ("ingest", "after-commit"),
+        ("destroy", "after-key"),
+        ("destroy", "after-certificate"),
+    ],
+)
+def test_a_live_change_in_another_process_is_never_reconciled(
+    lab, dataset, tmp_path, what, point
+) -> None:
+    """Red team c07: a command that opens the lab while another process is between its
+    intent and its outcome leaves that intent alone (no 'aborted' for a change that then
+    succeeds, no second outcome) and does not call the half-done change tampering."""
+    arg = str(dataset)
+    if what == "destroy":
+        _ingest(lab, dataset, "acme")
+        arg = "acme"
+    go = tmp_path / "go"
+    p = subprocess.Popen(
+        [sys.executable, "-c", _PAUSE, str(lab.paths.root), what, point, arg, str(go)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "paused"
+        assert _reopen(lab) == []  # live: not reconciled, and no TamperedError
+    finally:
+        go.touch()
+        out, _ = p.communicate(timeout=120)
+    assert p.returncode == 0 and "done" in out
+    es = entries(lab)
+    action = f"vault.{what}"
+    intent = [e for e in es if e["action"] == action + ".intent"][-1]
+    outcomes = [e for e in es if e.get("details", {}).get("intent") == intent["seq"]]
+    assert [e["decision"] for e in outcomes] == ["ok" if what == "ingest" else "destroyed"]
+    assert not outcomes[0]["details"].get("reconciled")
+    assert _reopen(lab) == []
+
+
 @pytest.mark.parametrize(
     "point", ["after-intent", "after-key", "after-shred", "after-places", "after-certificate"]
 )
@@ -372,7 +437,13 @@ def test_destroy_killed_at_each_point_is_finished_or_aborted_on_the_record(
     if committed:
         assert outcome[0]["decision"] == "destroyed"
         certs = list((lab.paths.root / "certificates").glob("destroy-acme-*.json"))
-        assert certs, "a certificate exists"
+        # one destruction, one certificate, and the outcome names it (red team c05: a kill
+        # after the certificate made the reconciler sign a second one)
+        assert len(certs) == 1
+        assert outcome[0]["details"]["certificate"] == certs[0].name
+        assert outcome[0]["details"].get("certificate_adopted", False) == (
+            point == "after-certificate"
+        )
         assert not keystore.tenant_key_path(lab.paths.keys, "acme").exists()
         assert not (lab.paths.root / "outbox/acme").exists()
         assert raw_scan(lab.paths.root, _needles(dataset)) == []

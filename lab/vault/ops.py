@@ -114,7 +114,7 @@ def ingest(
     digest = dataset_digest(dataset)
     subjects = len({it.row["subject_id"] for it in items})
     details = {"images": len(items), "subjects": subjects, "source": str(dataset)[:256]}
-    with open_vault(lab, root, **vault_kw) as v:
+    with intents.held(lab.paths.audit, tenant), open_vault(lab, root, **vault_kw) as v:
         if v.has_dataset(tenant, digest):
             res = v.ingest(tenant, items, digest)  # already present: changes nothing
             log.record(
@@ -455,8 +455,22 @@ def destroy(
 
     Raises ``BadInputError`` for a tenant with nothing in the lab, and (after writing a
     certificate that says FAILED, and the outcome) when the verification finds a copy.
+    The tenant's state lock is held throughout (``intents.held``).
     """
     check_tenant(tenant)
+    with intents.held(lab.paths.audit, tenant):
+        return _destroy(lab, root, tenant, actor, log, clock, hook)
+
+
+def _destroy(
+    lab: Lab,
+    root: RootKey,
+    tenant: str,
+    actor: str,
+    log: AuditLog,
+    clock: Callable[[], datetime],
+    hook: Hook,
+) -> Path:
     wrapped = keystore.load_tenant_key(lab.paths.keys, tenant)
     with open_vault(lab, root) as v:
         present = v.has_tenant(tenant)
@@ -507,6 +521,16 @@ def _finish_destroy(
     reconciled: bool = False,
 ) -> Path:
     side = _needles_path(lab, tenant)
+    cert_id = hashlib.sha256(f"{lab.lab_id}|{tenant}|{seq}".encode()).hexdigest()[:24]
+    if reconciled:
+        done = _certificate_of(lab, tenant, cert_id)
+        if done is not None:  # killed after its certificate: that one is the record
+            path, ok = done
+            _record_destroy(lab, log, actor, tenant, seq, path, reconciled, adopted=True)
+            side.unlink(missing_ok=True)
+            if not ok:
+                raise BadInputError(f"{lab.paths.root}: destroy could not be verified; see {path}")
+            return path
     try:
         saved = json.loads(side.read_text())
         needles = [bytes.fromhex(h) for h in saved["needles"]]
@@ -557,7 +581,6 @@ def _finish_destroy(
     )
     when = clock().astimezone(UTC)
     stamp = when.isoformat(timespec="seconds")
-    cert_id = hashlib.sha256(f"{lab.lab_id}|{tenant}|{seq}".encode()).hexdigest()[:24]
     cert = certificate.build(
         certificate_id=cert_id,
         lab_id=lab.lab_id,
@@ -594,6 +617,64 @@ def _finish_destroy(
         / f"destroy-{tenant}-{when.strftime('%Y%m%dT%H%M%SZ')}.json",
     )
     _hook(hook, "after-certificate")
+    _record_destroy(lab, log, actor, tenant, seq, path, reconciled)
+    side.unlink(missing_ok=True)
+    if not ok:
+        raise BadInputError(
+            f"{lab.paths.root}: destroy could not be verified: copies in {copies}, "
+            f"places left {left_trees}; see {path}"
+        )
+    return path
+
+
+def _certificate_of(lab: Lab, tenant: str, cert_id: str) -> tuple[Path, bool] | None:
+    """The certificate already written for destruction ``cert_id`` (a run killed after
+    writing it, before its outcome) and whether it says passed; None when there is none
+    that verifies under the lab key. Half-written copies (``*.tmp``) are removed."""
+    from facelab.labdir import load_public_key
+
+    d = lab.paths.root / "certificates"
+    if not d.is_dir():
+        return None
+    for tmp in d.glob(f"destroy-{tenant}-*.json.tmp"):
+        tmp.unlink(missing_ok=True)
+    for path in sorted(d.glob(f"destroy-{tenant}-*.json")):
+        try:
+            got = certificate.verify_file(path, [load_public_key(lab)])
+            cert = got["certificate"]
+            if cert.get("certificate_id") != cert_id:
+                continue
+            result = cert["sanitization_details"]["verification_result"]
+        except (BadInputError, TamperedError, KeyError, TypeError):
+            continue
+        return path, result == "passed"
+    return None
+
+
+def _record_destroy(
+    lab: Lab,
+    log: AuditLog,
+    actor: str,
+    tenant: str,
+    seq: int,
+    path: Path,
+    reconciled: bool,
+    adopted: bool = False,
+) -> None:
+    """The outcome of destroy intent ``seq``, naming its certificate ``path``."""
+    doc = certificate.read(path)
+    cert = doc["certificate"]
+    ok = cert["sanitization_details"]["verification_result"] == "passed"
+    inv = cert.get("media_information", {})
+    details = {
+        "records": inv.get("records", 0),
+        "subjects": inv.get("subjects", 0),
+        "certificate": path.name,
+        "places": len(cert.get("places", [])),
+        "reconciled": reconciled,
+    }
+    if adopted:
+        details["certificate_adopted"] = True
     intents.finish(
         log,
         seq,
@@ -603,22 +684,9 @@ def _finish_destroy(
             tenant=tenant,
             object="sha256:" + hashlib.sha256(path.read_bytes()).hexdigest(),
             decision="destroyed" if ok else "failed",
-            details={
-                "records": inv["records"],
-                "subjects": inv["subjects"],
-                "certificate": path.name,
-                "places": len(places),
-                "reconciled": reconciled,
-            },
+            details=details,
         ),
     )
-    side.unlink(missing_ok=True)
-    if not ok:
-        raise BadInputError(
-            f"{lab.paths.root}: destroy could not be verified: copies in {copies}, "
-            f"places left {left_trees}; see {path}"
-        )
-    return path
 
 
 # ---------------------------------------------------------------- reconciliation
@@ -647,71 +715,97 @@ def reconcile(
     """
     done = []
     for e in intents.open_intents(lab.paths.audit):
-        action = e["action"][: -len(intents.INTENT)]
-        tenant = e["tenant"]
-        outcome = "interrupted"
-        if action == "vault.ingest":
-            with open_vault(lab, root) as v:
-                committed = v.has_dataset(tenant, e["object"])
-                known = any(t["tenant"] == tenant for t in v.tenants())
-            outcome = "ok" if committed else "aborted"
-            if not committed and not known:
-                # the first ingest of a new tenant died after storing its key: a key that
-                # protects nothing is erased, not left for the next ingest to find
-                keystore.destroy_tenant_key(lab.paths.keys, tenant)
-            intents.finish(
-                log,
-                e["seq"],
-                Event(
-                    "vault.ingest",
-                    actor,
-                    tenant=tenant,
-                    object=e["object"],
-                    decision=outcome,
-                    details={**e["details"], "reconciled": True},
-                ),
+        with intents.try_held(lab.paths.audit, e["tenant"]) as mine:
+            if not mine:
+                continue  # a live change in another process: it records its own outcome
+            still_open = {x["seq"] for x in intents.open_intents(lab.paths.audit)}
+            if e["seq"] not in still_open:
+                continue  # finished by its owner while this process waited
+            outcome = _reconcile_one(lab, root, log, actor, e, clock)
+        done.append(
+            {
+                "intent": e["seq"],
+                "action": e["action"][: -len(intents.INTENT)],
+                "tenant": e["tenant"],
+                "outcome": outcome,
+            }
+        )
+    check_vault_against_log(lab, root)
+    return done
+
+
+def _reconcile_one(
+    lab: Lab,
+    root: RootKey,
+    log: AuditLog,
+    actor: str,
+    e: dict,
+    clock: Callable[[], datetime],
+) -> str:
+    """Finish one open intent (its tenant's state lock held); return the outcome."""
+    action = e["action"][: -len(intents.INTENT)]
+    tenant = e["tenant"]
+    outcome = "interrupted"
+    if action == "vault.ingest":
+        with open_vault(lab, root) as v:
+            committed = v.has_dataset(tenant, e["object"])
+            known = any(t["tenant"] == tenant for t in v.tenants())
+        outcome = "ok" if committed else "aborted"
+        if not committed and not known:
+            # the first ingest of a new tenant died after storing its key: a key that
+            # protects nothing is erased, not left for the next ingest to find
+            keystore.destroy_tenant_key(lab.paths.keys, tenant)
+        intents.finish(
+            log,
+            e["seq"],
+            Event(
+                "vault.ingest",
+                actor,
+                tenant=tenant,
+                object=e["object"],
+                decision=outcome,
+                details={**e["details"], "reconciled": True},
+            ),
+        )
+    elif action == "vault.destroy":
+        key_gone = keystore.load_tenant_key(lab.paths.keys, tenant) is None
+        if key_gone:  # the commit happened: finish every step
+            _finish_destroy(
+                lab, root, tenant, actor, log, e["seq"], None, [], clock, reconciled=True
             )
-        elif action == "vault.destroy":
-            key_gone = keystore.load_tenant_key(lab.paths.keys, tenant) is None
-            if key_gone:  # the commit happened: finish every step
-                _finish_destroy(
-                    lab, root, tenant, actor, log, e["seq"], None, [], clock, reconciled=True
-                )
-                outcome = "destroyed"
-            else:
-                outcome = "aborted"
-                intents.finish(
-                    log,
-                    e["seq"],
-                    Event(
-                        "vault.destroy",
-                        actor,
-                        tenant=tenant,
-                        decision="aborted",
-                        details={"reconciled": True},
-                    ),
-                )
-                _needles_path(lab, tenant).unlink(missing_ok=True)
-        elif action in _GATE_RECONCILERS:  # the gates finish their own state changes
-            module, name = _GATE_RECONCILERS[action].split(":")
-            outcome = getattr(importlib.import_module(module), name)(lab, log, actor, e)
-        else:  # another component's intent: on the record as interrupted
+            outcome = "destroyed"
+        else:
+            outcome = "aborted"
             intents.finish(
                 log,
                 e["seq"],
                 Event(
-                    action,
+                    "vault.destroy",
                     actor,
-                    role="system",
                     tenant=tenant,
-                    object=e["object"],
-                    decision="interrupted",
+                    decision="aborted",
                     details={"reconciled": True},
                 ),
             )
-        done.append({"intent": e["seq"], "action": action, "tenant": tenant, "outcome": outcome})
-    check_vault_against_log(lab, root)
-    return done
+            _needles_path(lab, tenant).unlink(missing_ok=True)
+    elif action in _GATE_RECONCILERS:  # the gates finish their own state changes
+        module, name = _GATE_RECONCILERS[action].split(":")
+        outcome = getattr(importlib.import_module(module), name)(lab, log, actor, e)
+    else:  # another component's intent: on the record as interrupted
+        intents.finish(
+            log,
+            e["seq"],
+            Event(
+                action,
+                actor,
+                role="system",
+                tenant=tenant,
+                object=e["object"],
+                decision="interrupted",
+                details={"reconciled": True},
+            ),
+        )
+    return outcome
 
 
 def recorded_state(audit_dir: Path) -> dict[str, set[str]]:
@@ -737,12 +831,37 @@ def recorded_state(audit_dir: Path) -> dict[str, set[str]]:
 
 
 def check_vault_against_log(lab: Lab, root: RootKey) -> None:
-    """``TamperedError`` unless the vault holds exactly what the log recorded."""
-    want = recorded_state(lab.paths.audit)
-    with open_vault(lab, root) as v:
-        have = {t["tenant"]: set(t["datasets"]) for t in v.tenants()}
+    """``TamperedError`` unless the vault holds exactly what the log recorded.
+
+    A tenant whose state lock another process holds is mid-change (an intent recorded,
+    its outcome not yet) and is compared next time; every other tenant is compared with
+    its lock held, so a change cannot start between reading the log and the vault.
+    """
+    import contextlib
+
+    def tenants_now() -> set[str]:
+        with open_vault(lab, root) as v:
+            return set(recorded_state(lab.paths.audit)) | {t["tenant"] for t in v.tenants()}
+
+    with contextlib.ExitStack() as stack:
+        quiet = set()
+        for t in sorted(tenants_now()):
+            try:
+                if stack.enter_context(intents.try_held(lab.paths.audit, t)):
+                    quiet.add(t)
+            except ValueError:  # not a tenant id: compared (and reported) all the same
+                quiet.add(t)
+        want = recorded_state(lab.paths.audit)
+        with open_vault(lab, root) as v:
+            have = {t["tenant"]: set(t["datasets"]) for t in v.tenants()}
+        _compare_vault_and_log(lab, want, have, quiet)
+
+
+def _compare_vault_and_log(
+    lab: Lab, want: dict[str, set[str]], have: dict[str, set[str]], quiet: set[str]
+) -> None:
     problems = []
-    for t in sorted(set(want) | set(have)):
+    for t in sorted((set(want) | set(have)) & quiet):
         w, h = want.get(t, set()), have.get(t, set())
         if w - h:
             problems.append(f"tenant {t}: {len(w - h)} ingested dataset(s) missing from the vault")

@@ -74,13 +74,14 @@ def run(
             s["certificate"] = None
         log.record(Event("retention.run", actor, decision="dry-run", details=details))
         return due
-    seq = intents.begin(log, Event("retention.run", actor, details=details))
-    for s in due:  # each destroy has its own intent and outcome
-        if progress:
-            progress(f"destroying {s['tenant']} (due {s['due']})")
-        cert = ops.destroy(lab, root, s["tenant"], actor, log)
-        s["certificate"] = cert.name
-    intents.finish(log, seq, Event("retention.run", actor, decision="ok", details=details))
+    with intents.held(lab.paths.audit, ""):  # the lab's state lock, intent to outcome
+        seq = intents.begin(log, Event("retention.run", actor, details=details))
+        for s in due:  # each destroy has its own intent, outcome and tenant lock
+            if progress:
+                progress(f"destroying {s['tenant']} (due {s['due']})")
+            cert = ops.destroy(lab, root, s["tenant"], actor, log)
+            s["certificate"] = cert.name
+        intents.finish(log, seq, Event("retention.run", actor, decision="ok", details=details))
     return due
 
 

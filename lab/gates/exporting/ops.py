@@ -329,18 +329,19 @@ def export(
             when = clock().astimezone(UTC)
             rid = release_id(when, report)
             rel = f"released/{tenant}/{rid}"
-            seq = intents.begin(log, event({"release": rel}))
-            hook("after-intent")
-            try:
-                out = _release(
-                    lab, root, tenant, report, actor, decision, override, policy_sha, when
-                )
-            except Exception as e:  # nothing was committed (_release removes its copy)
-                failed = event({"release": rel, "error": type(e).__name__})
-                intents.finish(log, seq, replace(failed, decision="aborted"))
-                raise
-            hook("after-commit")
-            intents.finish(log, seq, event({**summary, "release": rel}))
+            with intents.held(lab.paths.audit, tenant):  # the tenant's state lock
+                seq = intents.begin(log, event({"release": rel}))
+                hook("after-intent")
+                try:
+                    out = _release(
+                        lab, root, tenant, report, actor, decision, override, policy_sha, when
+                    )
+                except Exception as e:  # nothing was committed (_release removes its copy)
+                    failed = event({"release": rel, "error": type(e).__name__})
+                    intents.finish(log, seq, replace(failed, decision="aborted"))
+                    raise
+                hook("after-commit")
+                intents.finish(log, seq, event({**summary, "release": rel}))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if out is None:

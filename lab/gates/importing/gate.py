@@ -22,6 +22,7 @@ exception, here).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -270,11 +271,23 @@ def _model_json_here(ctx: GateContext, confined: CheckResult) -> CheckResult:
 def register(report: ImportReport, ctx: GateContext, models_dir: Path) -> Path:
     """Store an accepted package content-addressed and read-only; index it."""
     assert report.accepted
+    models_dir.mkdir(parents=True, exist_ok=True)
+    # imports of several tenants at once: one registry writer at a time (flock(2))
+    fd = os.open(models_dir / ".registry.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return _register_locked(report, ctx, models_dir)
+    finally:
+        os.close(fd)
+
+
+def _register_locked(report: ImportReport, ctx: GateContext, models_dir: Path) -> Path:
     digest = report.digest.removeprefix("sha256:")
     target = models_dir / digest
-    models_dir.mkdir(parents=True, exist_ok=True)
     if not target.exists():
-        tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=models_dir))
+        # named by tenant ('.' is in no tenant id), so that a reconciler of one tenant's
+        # interrupted import removes only that tenant's half-copies
+        tmp = Path(tempfile.mkdtemp(prefix=f".import-{report.tenant}.", dir=models_dir))
         shutil.copytree(ctx.root, tmp / "pkg")
         for dirpath, _, names in os.walk(tmp / "pkg"):
             for n in names:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -40,12 +41,18 @@ def import_model(
     BadInputError
         A bad tenant name, a missing package, a file that is no archive (audited first).
     """
+    with contextlib.ExitStack() as state:  # the tenant's state lock, intent to outcome
+        return _import_model(lab, tenant, package, actor, log, hook, progress, state)
+
+
+def _import_model(lab, tenant, package, actor, log, hook, progress, state) -> ImportReport:
     ctx = None
     seq = None
     try:
         check_tenant(tenant)
         report, ctx = inspect(package, tenant, lab.policy.importing, progress=progress)
         if report.accepted:
+            state.enter_context(intents.held(lab.paths.audit, tenant))
             seq = intents.begin(
                 log,
                 Event(
@@ -117,7 +124,7 @@ def reconcile_intent(lab: Lab, log: AuditLog, actor: str, intent: dict) -> str:
         for e in list_models(models_dir(lab))
     )
     if not listed:
-        for d in models_dir(lab).glob(".import-*"):
+        for d in models_dir(lab).glob(f".import-{tenant}.*"):
             shutil.rmtree(d, ignore_errors=True)
     outcome = "registered" if listed else "aborted"
     intents.finish(
