@@ -275,6 +275,12 @@ def verify_log(
         rep.warnings.append("entry 0 is not lab.init with the lab key: trusting keys/")
     if key is None:
         key = lab_key
+    if trusted_key is None and witness is None:
+        rep.warnings.append(
+            "trust on first use: the lab key checked is the one the log presents; a "
+            "rewrite of the whole log under another key is caught only from outside "
+            "(--trusted-key, --witness, `facelab audit witness`, or the next writer)"
+        )
 
     # 4. checkpoints: signature, size, root
     edited_below: int | None = None
