@@ -39,6 +39,20 @@ def _facelab_from_the_mutants_copy() -> None:
 
 _facelab_from_the_mutants_copy()
 
+
+def _known_labs_of_this_run() -> None:
+    """Key pins (``facelab.audit.pins``) of the labs the tests make go to a file of this
+    test process, never to the user's ~/.config (each xdist worker has its own)."""
+    import os
+    import tempfile
+
+    if "FACELAB_KNOWN_LABS" not in os.environ:
+        d = tempfile.mkdtemp(prefix="facelab-pins-")
+        os.environ["FACELAB_KNOWN_LABS"] = os.path.join(d, "known_labs.json")
+
+
+_known_labs_of_this_run()
+
 from facelab.synth import SynthConfig, write_dataset  # noqa: E402
 
 

@@ -484,3 +484,53 @@ def test_a_hand_edit_does_not_relax_verify_before_it_is_recorded(tmp_path: Path)
     relaxed = strict.replace("require_witness = true", "require_witness = false")
     lab.paths.policy.write_text(relaxed)  # by hand, unrecorded
     assert "requires a witness" in one_line_exit_4(cli("audit", "verify", "--lab", root))
+
+
+def test_a_log_re_signed_under_another_key_fails_plain_verify_once_pinned(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Red team a10: without the passphrase, the whole log re-signed under a key of the
+    attacker's own (entry 0, lab_signing.pub, every checkpoint and the head). Plain
+    `audit verify` on a machine that pinned the lab's key (at init, or at an earlier
+    verify) says signing-key-replaced (exit 4); with no pin it passes but says that it
+    trusted the key on first use."""
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from facelab.audit import checkpoint as ckpt
+    from facelab.labdir import public_key_b64
+
+    monkeypatch.setenv("FACELAB_KNOWN_LABS", str(tmp_path / "pins.json"))
+    lab = make_lab(tmp_path / "lab", entries=5, checkpoint_every=4)
+    first = cli("audit", "verify", "--lab", str(lab.paths.root))
+    assert first.returncode == 0 and "pinned this lab's key on first use" in first.stdout
+    again = cli("audit", "verify", "--lab", str(lab.paths.root))
+    assert again.returncode == 0 and "lab key: the one pinned" in again.stdout
+    assert "trust on first use" not in again.stdout
+
+    # the forgery: a new key; entry 0 names it; every checkpoint and both head slots
+    # re-signed over the unchanged entries (so the roots are right)
+    evil = Ed25519PrivateKey.generate()
+    evil_b64 = public_key_b64(evil.public_key())
+    old_b64 = public_key_b64(load_public_key(lab))
+    ls = lines(lab)
+    ls = [x.replace(old_b64.encode(), evil_b64.encode()) for x in ls]
+    write_lines(lab, ls)
+    (lab.paths.audit / "hashes.bin").unlink()
+    (lab.paths.audit / "index.bin").unlink()
+    meta = lab.paths.meta.read_text().replace(old_b64, evil_b64)
+    lab.paths.meta.write_text(meta)
+    lab.paths.public_key.write_text(lab.paths.public_key.read_text().replace(old_b64, evil_b64))
+    leaves = [rfc9162.leaf_hash(x) for x in ls]
+    for p in checkpoint_files(lab.paths.audit):
+        size = int(p.stem)
+        cp = ckpt.Checkpoint(lab.origin, size, rfc9162.root_from_leaf_hashes(leaves[:size]))
+        p.write_bytes(ckpt.sign(cp, evil).encode())
+    for name in _head.SLOTS:
+        cp = ckpt.Checkpoint(lab.origin, len(ls), rfc9162.root_from_leaf_hashes(leaves))
+        (lab.paths.keys / name).write_bytes(_head.encode(ckpt.sign(cp, evil).encode()))
+
+    unpinned = cli("audit", "verify", "--lab", str(lab.paths.root), "--no-pin")
+    assert unpinned.returncode == 0, unpinned.stderr  # nothing local can tell ...
+    assert "trust on first use" in unpinned.stdout  # ... and it says so
+    err = one_line_exit_4(cli("audit", "verify", "--lab", str(lab.paths.root)))
+    assert "signing-key-replaced" in err and "pinned" in err

@@ -13,8 +13,13 @@ from facelab.jsonfile import read_json
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    from facelab.audit import verify_log
-    from facelab.labdir import load_public_key, public_key_from_b64, recorded_audit_limits
+    from facelab.audit import pins, verify_log
+    from facelab.labdir import (
+        load_public_key,
+        public_key_b64,
+        public_key_from_b64,
+        recorded_audit_limits,
+    )
 
     lab = open_lab_dir(args.lab)
     limits = recorded_audit_limits(lab)
@@ -22,6 +27,11 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     if args.trusted_key:
         trusted = public_key_from_b64(read_text(args.trusted_key), args.trusted_key)
     witness = read_note(args.witness) if args.witness else None
+    pin = None
+    if trusted is None and not args.no_pin:  # the key this machine pinned is the anchor
+        pin = pins.check_or_pin(lab.origin, public_key_b64(load_public_key(lab)))
+        if pin.state in ("matches", "differs"):
+            trusted = public_key_from_b64(pin.public_key, pin.path)
     rep = verify_log(
         lab.paths.audit,
         lab.origin,
@@ -32,14 +42,35 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         max_unwitnessed=limits["max_unwitnessed"],
         require_witness=bool(limits["require_witness"]),
     )
+    if pin is not None and pin.state == "differs":
+        from facelab.audit.verify import Damage
+
+        rep.damage.insert(
+            0,
+            Damage(
+                "signing-key-replaced",
+                0,
+                f"the lab presents another key than the one this machine pinned for "
+                f"{lab.origin} on {pin.pinned} ({pin.path}): re-signed under another key?",
+            ),
+        )
+    if pin is not None and pin.state == "pinned-now":
+        rep.warnings.append(f"pinned this lab's key on first use in {pin.path}")
+    elif pin is not None and pin.state == "unavailable":
+        rep.warnings.append(f"no key pin used ({pin.path}: {pin.problem})")
     if args.json:
-        print(json.dumps(rep.to_json(), indent=2))
+        doc = rep.to_json()
+        if pin is not None:
+            doc["pin"] = {"state": pin.state, "path": pin.path, "pinned": pin.pinned}
+        print(json.dumps(doc, indent=2))
     if rep.intact:
         if not args.json:
             print(
                 f"audit log intact: {rep.entries} entries, {rep.checkpoints} signed "
                 f"checkpoints (latest at size {rep.latest_size}, head {rep.head_size})"
             )
+            if pin is not None and pin.state == "matches":
+                print(f"  lab key: the one pinned on {pin.pinned} ({pin.path})")
             for w in rep.witnesses:
                 print(
                     f"  witness {w['name']}: cosigned size {w['cosigned_size']}"
@@ -281,6 +312,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--lab", type=Path, required=True)
     v.add_argument("--trusted-key", type=Path, help="the lab's public key, kept outside the lab")
     v.add_argument("--witness", type=Path, help="a checkpoint kept by a witness")
+    v.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="neither check nor record this machine's pin of the lab key "
+        "($FACELAB_KNOWN_LABS or ~/.config/facelab/known_labs.json)",
+    )
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=_cmd_audit_verify)
     c = asub.add_parser("checkpoint", help="print the latest signed checkpoint")

@@ -7,10 +7,20 @@ from pathlib import Path
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from facelab.labdir import actor_name, init_and_record, read_passphrase
+    from facelab.audit import pins
+    from facelab.labdir import (
+        actor_name,
+        init_and_record,
+        load_public_key,
+        public_key_b64,
+        read_passphrase,
+    )
 
     lab = init_and_record(args.lab, read_passphrase(new=True), actor_name())
     print(f"initialised lab {lab.lab_id} in {lab.paths.root} (audit origin {lab.origin})")
+    pin = pins.check_or_pin(lab.origin, public_key_b64(load_public_key(lab)))
+    if pin.state == "pinned-now":
+        print(f"pinned the lab's public key in {pin.path} (audit verify checks against it)")
     return 0
 
 

@@ -1,0 +1,103 @@
+"""Lab keys pinned on this machine: trust on first use, then the pin (as SSH's known_hosts).
+
+Plain ``audit verify`` has no passphrase and no key from outside: it can only check the
+log against the key the log itself presents. Someone with write access to the lab's
+files who re-signs the whole log under a key of their own would pass it. A pin closes
+that for every machine that has seen the lab before: ``facelab init`` pins the new lab's
+public key under its origin, the first ``audit verify`` on another machine pins what it
+finds, and from then on ``audit verify`` checks the log against the pinned key (a
+mismatch is ``signing-key-replaced``, exit 4).
+
+The file is ``$FACELAB_KNOWN_LABS``, else ``$XDG_CONFIG_HOME/facelab/known_labs.json``,
+else ``~/.config/facelab/known_labs.json``: a JSON object ``{origin: {"public_key":
+base64, "pinned": ISO 8601 UTC}}``. It lives outside every lab directory. An unreadable
+or malformed pin file is ignored with a warning (a pin is an extra check, never a reason
+a verification cannot run); it is never rewritten when malformed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from facelab.errors import BadInputError
+from facelab.jsonfile import read_json
+
+ENV = "FACELAB_KNOWN_LABS"
+MAX_BYTES = 4 << 20
+
+
+def pins_path() -> Path:
+    if os.environ.get(ENV):
+        return Path(os.environ[ENV])
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "facelab" / "known_labs.json"
+
+
+@dataclass(frozen=True)
+class Pin:
+    """What this machine knows of a lab's key.
+
+    ``state``: ``"matches"`` (the pinned key is the key given), ``"pinned-now"`` (no pin
+    existed; the key given is pinned from now on), ``"differs"`` (a pin for this origin
+    names another key: ``public_key`` is the pinned one), or ``"unavailable"`` (the pin
+    file could not be read or written: ``problem`` says why).
+    """
+
+    state: str
+    public_key: str
+    pinned: str = ""
+    path: str = ""
+    problem: str = ""
+
+
+def _read(path: Path) -> dict:
+    try:
+        doc = read_json(path, what="pin file", max_bytes=MAX_BYTES)
+    except FileNotFoundError:
+        return {}
+    return doc
+
+
+def check_or_pin(origin: str, public_key_b64: str, *, pin: bool = True) -> Pin:
+    """Compare ``public_key_b64`` with this machine's pin for ``origin``; pin it when
+    there is none (and ``pin``)."""
+    path = pins_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        return Pin("unavailable", public_key_b64, path=str(path), problem=e.strerror or str(e))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            pins = _read(path)
+        except BadInputError as e:
+            return Pin("unavailable", public_key_b64, path=str(path), problem=str(e))
+        known = pins.get(origin)
+        if isinstance(known, dict) and isinstance(known.get("public_key"), str):
+            state = "matches" if known["public_key"] == public_key_b64 else "differs"
+            return Pin(state, known["public_key"], str(known.get("pinned", "")), str(path))
+        if not pin:
+            return Pin("unavailable", public_key_b64, path=str(path), problem="not pinned")
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        pins[origin] = {"public_key": public_key_b64, "pinned": when}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "w") as f:
+                f.write(json.dumps(pins, indent=1, sort_keys=True) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return Pin("unavailable", public_key_b64, path=str(path), problem=e.strerror or "")
+        return Pin("pinned-now", public_key_b64, when, str(path))
+    finally:
+        os.close(fd)
