@@ -26,7 +26,6 @@ Usage::
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import threading
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from facelab.audit.events import Event
-from facelab.audit.log import ENTRIES, AuditLog
+from facelab.audit.log import AuditLog
 
 INTENT = ".intent"
 LOCKS = "locks"
@@ -143,24 +142,15 @@ def open_intents(audit_dir: Path | str, prefix: str = "") -> list[dict]:
 
     Reads the entries once; only lines that mention an intent are parsed.
     """
+    from facelab.audit.read import entries
+
     opened: dict[int, dict] = {}
     closed: set[int] = set()
-    try:
-        f = open(Path(audit_dir) / ENTRIES, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        return []
-    with f:
-        for raw in f:
-            if not raw.endswith(b"\n") or b"intent" not in raw:
-                continue
-            try:
-                e = json.loads(raw)
-            except ValueError:
-                continue
-            action = e.get("action", "")
-            if action.endswith(INTENT) and action.startswith(prefix):
-                opened[e["seq"]] = e
-            ref = e.get("details", {}).get("intent") if isinstance(e.get("details"), dict) else None
-            if isinstance(ref, int):
-                closed.add(ref)
+    for e in entries(audit_dir, b"intent"):
+        action = str(e.get("action", ""))
+        if action.endswith(INTENT) and action.startswith(prefix):
+            opened[e["seq"]] = e
+        ref = e.get("details", {}).get("intent") if isinstance(e.get("details"), dict) else None
+        if isinstance(ref, int):
+            closed.add(ref)
     return [e for s, e in sorted(opened.items()) if s not in closed]

@@ -223,20 +223,13 @@ def _cmd_witness_init(args: argparse.Namespace) -> int:
 
 def _registered_vkeys(lab) -> set[str]:
     """The vkeys of the witnesses the log registered (``audit.witness_add`` entries)."""
-    from facelab.audit.log import ENTRIES
+    from facelab.audit.read import entries
 
-    out = set()
-    with open(lab.paths.audit / ENTRIES, "rb") as f:
-        for raw in f:
-            if b'"audit.witness_add"' not in raw:
-                continue
-            try:
-                e = json.loads(raw)
-            except ValueError:
-                continue
-            if e.get("action") == "audit.witness_add" and isinstance(e.get("details"), dict):
-                out.add(str(e["details"].get("vkey")))
-    return out
+    return {
+        str(e["details"].get("vkey"))
+        for e in entries(lab.paths.audit, b'"audit.witness_add"')
+        if e.get("action") == "audit.witness_add" and isinstance(e.get("details"), dict)
+    }
 
 
 def _cmd_audit_witness_add(args: argparse.Namespace) -> int:

@@ -811,22 +811,15 @@ def _reconcile_one(
 def recorded_state(audit_dir: Path) -> dict[str, set[str]]:
     """Tenant -> dataset digests the log says the vault holds (ingests committed, minus
     destroyed tenants), from the outcome entries in log order."""
-    from facelab.audit.log import ENTRIES
+    from facelab.audit.read import entries
 
     state: dict[str, set[str]] = {}
-    with open(Path(audit_dir) / ENTRIES, "rb") as f:
-        for raw in f:
-            if not raw.endswith(b"\n") or b'"action":"vault.' not in raw:
-                continue
-            try:
-                e = json.loads(raw)
-            except ValueError:
-                continue
-            a, d = e.get("action"), e.get("decision")
-            if a == "vault.ingest" and d in ("ok", "unchanged"):
-                state.setdefault(e["tenant"], set()).add(e["object"])
-            elif a == "vault.destroy" and d in ("destroyed", "failed"):
-                state.pop(e["tenant"], None)
+    for e in entries(audit_dir, b'"action":"vault.'):
+        a, d = e.get("action"), e.get("decision")
+        if a == "vault.ingest" and d in ("ok", "unchanged"):
+            state.setdefault(e["tenant"], set()).add(e["object"])
+        elif a == "vault.destroy" and d in ("destroyed", "failed"):
+            state.pop(e["tenant"], None)
     return state
 
 

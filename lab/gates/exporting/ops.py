@@ -53,29 +53,24 @@ def bench_job_reports(audit_dir: Path, tenant: str) -> set[str]:
     ``bench``) of ``tenant`` left in its outbox, from the ``outputs`` lines of its
     ``job.finish`` entry (decision ``done``). A benchmark job runs facelab's own protocol
     and report code (the tenant's model only answers with templates)."""
+    from facelab.audit.read import entries
+
     bench_jobs: set[str] = set()
     out: set[str] = set()
-    with open(Path(audit_dir) / "entries.jsonl", "rb") as f:
-        for raw in f:
-            if b'"job.' not in raw or not raw.endswith(b"\n"):
-                continue
-            try:
-                e = json.loads(raw)
-            except ValueError:
-                continue
-            if e.get("tenant") != tenant or not isinstance(e.get("details"), dict):
-                continue
-            if e.get("action") == "job.start" and e["details"].get("kind") == "bench":
-                bench_jobs.add(e.get("object"))
-            elif (
-                e.get("action") == "job.finish"
-                and e.get("decision") == "done"
-                and e.get("object") in bench_jobs
-            ):
-                for line in e["details"].get("outputs", []):
-                    digest, _, name = str(line).partition("  ")
-                    if name == "report.json" or name.endswith("/report.json"):
-                        out.add(digest)
+    for e in entries(audit_dir, b'"job.'):
+        if e.get("tenant") != tenant or not isinstance(e.get("details"), dict):
+            continue
+        if e.get("action") == "job.start" and e["details"].get("kind") == "bench":
+            bench_jobs.add(e.get("object"))
+        elif (
+            e.get("action") == "job.finish"
+            and e.get("decision") == "done"
+            and e.get("object") in bench_jobs
+        ):
+            for line in e["details"].get("outputs", []):
+                digest, _, name = str(line).partition("  ")
+                if name == "report.json" or name.endswith("/report.json"):
+                    out.add(digest)
     return out
 
 
