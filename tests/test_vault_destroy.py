@@ -16,12 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from facelab.errors import VaultError
 from facelab.labdir import audit_writer, load_public_key, public_key_b64, unlock
-from facelab.synth import SynthConfig, write_dataset
+from facelab.synth import SynthConfig, dataset_digest, write_dataset
 from facelab.vault import certificate, keystore, ops
 from facelab.vault.store import Vault
 
@@ -144,6 +145,43 @@ def test_a_copy_elsewhere_makes_the_certificate_say_failed(lab, dataset) -> None
     assert sd["verification_result"] == "FAILED"
     assert any("stray/copy.png" in f for f in sd["verification_details"]["files_with_copies"])
     assert entries(lab)[-1]["decision"] == "failed"
+
+
+def test_a_model_derived_from_a_registered_one_does_not_fail_the_destruction(lab, dataset) -> None:
+    """Newcomer report H1: a job's derived model in the outbox carries the imported
+    model's bytes, which the model registry keeps by right; destroy must not call the
+    registry a copy of the tenant's data. A copy of what is the tenant's own (the new
+    head) is still found: the control."""
+    _ingest(lab, dataset, "acme")
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, size=300_000, dtype=np.uint8).tobytes()  # imported weights
+    head = rng.integers(0, 256, size=40_000, dtype=np.uint8).tobytes()  # trained here
+    reg = lab.paths.root / "models" / "f03cbbd63e589dac"
+    reg.mkdir(parents=True)
+    (reg / "model.onnx").write_bytes(base)
+    entry = {"model": "cnn@1.0.0", "tenant": "acme", "path": reg.name}
+    entry["digest"] = dataset_digest(reg)
+    (reg.parent / "registry.json").write_text(json.dumps([entry]))
+    assert ops.registered_model_dirs(lab) == [reg]
+    job = lab.paths.root / "outbox/acme/job-1"
+    job.mkdir(parents=True)
+    (job / "derived.onnx").write_bytes(base + head)
+    (job / "head.npy").write_bytes(head)
+    cert = json.loads(_destroy(lab, "acme").read_text())["certificate"]
+    assert cert["sanitization_details"]["verification_result"] == "passed"
+    assert (reg / "model.onnx").read_bytes() == base  # the registry is not the tenant's
+    assert not job.exists()
+
+    # control: the tenant's own bytes copied into a registered model's directory are
+    # found (the directory no longer holds what was registered, so it shares nothing)
+    _ingest(lab, dataset, "bob")
+    job = lab.paths.root / "outbox/bob/job-2"
+    job.mkdir(parents=True)
+    (job / "head.npy").write_bytes(head[::-1])
+    (reg / "stolen.bin").write_bytes(head[::-1])
+    assert ops.registered_model_dirs(lab) == []
+    with pytest.raises(Exception, match="could not be verified"):
+        _destroy(lab, "bob")
 
 
 @pytest.mark.parametrize("where", ["xattr", "path"])

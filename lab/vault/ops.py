@@ -337,15 +337,43 @@ def _scan_metadata(
     return found
 
 
-def _sample(data: bytes) -> bytes | None:
-    """A 64-byte needle from a file's bytes: of 15 windows spread over the file, the one
-    with the most distinct bytes, if it has at least 12 (a run of zeros or a repeated
+def _windows(data: bytes) -> list[bytes]:
+    """Candidate 64-byte needles from a file's bytes: 15 windows spread over the file,
+    most distinct bytes first, those with at least 12 (a run of zeros or a repeated
     pattern would match unrelated files)."""
     if len(data) < 256:
-        return None
+        return []
     step = len(data) // 16
-    best = max((data[k * step : k * step + 64] for k in range(1, 16)), key=lambda w: len(set(w)))
-    return best if len(set(best)) >= 12 else None
+    wins = [data[k * step : k * step + 64] for k in range(1, 16)]
+    wins = [w for w in wins if len(set(w)) >= 12]
+    return sorted(wins, key=lambda w: len(set(w)), reverse=True)
+
+
+def _sample(data: bytes) -> bytes | None:
+    """The most distinct of :func:`_windows`, or None."""
+    wins = _windows(data)
+    return wins[0] if wins else None
+
+
+def _found_in(root_dir: Path, needles: set[bytes]) -> set[bytes]:
+    """Which of ``needles`` occur in the regular files under ``root_dir`` (links not
+    followed, special files not opened, files read in chunks)."""
+    found: set[bytes] = set()
+    if not needles or not root_dir.is_dir() or root_dir.is_symlink():
+        return found
+    overlap = max(len(n) for n in needles) - 1
+    for p, code in _regular_files(root_dir):
+        if code >= 0:
+            continue
+        carry = b""
+        try:
+            for b in _read_chunks(p):
+                window = carry + b
+                found.update(n for n in needles - found if n in window)
+                carry = window[-overlap:]
+        except OSError:
+            continue
+    return found
 
 
 def _remove_tree(path: Path) -> dict:
@@ -367,20 +395,78 @@ def _remove_tree(path: Path) -> dict:
     return {"action": "removed (every file unlinked)", "files": files, "bytes": total}
 
 
-def _tree_samples(path: Path, limit: int = 64) -> list[bytes]:
-    out: list[bytes] = []
+def registered_model_dirs(lab: Lab) -> list[Path]:
+    """The directories of the model registry (``LAB/models``) that hold exactly what was
+    registered: each listed in ``registry.json`` and whose content digest (the package
+    digest of ``Package.digest``, over regular files only) is the one recorded. A
+    directory with a file added, changed, linked or special is not one of them."""
+    import hashlib
+    from pathlib import PurePosixPath
+
+    from facelab.jsonfile import read_json
+
+    models = lab.paths.root / "models"
+    try:
+        entries = read_json(models / "registry.json", what="model registry", expect=list)
+    except (FileNotFoundError, BadInputError):
+        return []
+    out = []
+    for e in entries:
+        if not isinstance(e, dict) or not isinstance(e.get("path"), str):
+            continue
+        d = models / e["path"]
+        if "/" in e["path"] or not d.is_dir() or d.is_symlink():
+            continue
+        digests, clean = {}, True
+        for p, code in _regular_files(d):
+            if code >= 0:
+                clean = False
+                break
+            h = hashlib.sha256()
+            for b in _read_chunks(p):
+                h.update(b)
+            digests[p.relative_to(d).as_posix()] = h.digest()
+        if not clean:
+            continue
+        h = hashlib.sha256()
+        for rel in sorted(digests, key=lambda r: PurePosixPath(r).parts):
+            h.update(rel.encode() + b"\0" + digests[rel])
+        if "sha256:" + h.hexdigest() in (e.get("digest"), e.get("stored_digest")):
+            out.append(d)
+    return out
+
+
+def _tree_samples(path: Path, limit: int = 64, shared: list[Path] = ()) -> list[bytes]:
+    """One needle per regular file under ``path`` (at most ``limit`` files).
+
+    A window that also occurs in a file of ``shared`` (the registered model directories,
+    verified against their digests) is not chosen: a model a tenant's job derived from
+    an imported model carries the imported model's bytes, which the registry keeps by
+    right, so such a window would report the registry as a copy of the tenant's data
+    (newcomer report, H1). A file whose every window is shared gets no needle (its bytes
+    are the registry's). A file added to the registry is not shared: it is scanned.
+    """
+    per_file: list[list[bytes]] = []
     if not path.is_dir() or path.is_symlink():
-        return out
+        return []
     for p, code in _regular_files(path):
-        if code >= 0 or len(out) >= limit:
+        if code >= 0 or len(per_file) >= limit:
             continue
         try:
             data = b"".join(_read_chunks(p, 1 << 16))[: 1 << 20]
         except OSError:
             continue
-        s = _sample(data)
-        if s is not None:
-            out.append(s)
+        wins = _windows(data)
+        if wins:
+            per_file.append(wins)
+    common: set[bytes] = set()
+    for d in shared:
+        common |= _found_in(d, {w for wins in per_file for w in wins} - common)
+    out = []
+    for wins in per_file:
+        own = [w for w in wins if w not in common]
+        if own:
+            out.append(own[0])
     return out
 
 
@@ -481,8 +567,9 @@ def _destroy(
     # what the scan looks for afterwards: ciphertext and file samples (no secret), kept
     # apart from the log so that a destroy finished after a crash can scan too
     needles = [*inv.pop("ciphertext_samples")]
+    registered = registered_model_dirs(lab) if trees else []
     for p in trees:
-        needles += _tree_samples(p)
+        needles += _tree_samples(p, shared=registered)
     side = _needles_path(lab, tenant)
     side.parent.mkdir(mode=0o700, exist_ok=True)
     side.write_text(json.dumps({"needles": [n.hex() for n in needles], "inventory": inv}))
