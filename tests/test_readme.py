@@ -21,7 +21,7 @@ HOSTILE = 'raise RuntimeError("the working directory\'s {name} package was impor
 
 
 def test_the_walkthroughs_are_there() -> None:
-    assert list(BLOCKS) == ["demo", "bench", "import", "export"]
+    assert list(BLOCKS) == ["demo", "bench", "import", "export", "destroy"]
     first_screen = README[: README.index("## What works today")]
     assert all(BLOCKS[k] in first_screen for k in BLOCKS)
 
@@ -38,7 +38,8 @@ def clone_like(tmp_path: Path) -> Path:
 
 
 def _run(blocks: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FACELAB_")}
+    keep = ("FACELAB_KNOWN_LABS",)  # the test run's pin file, not the user's
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACELAB_") or k in keep}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     script = "set -euo pipefail\n" + "\n".join(BLOCKS[b] for b in blocks)
     return subprocess.run(
@@ -82,6 +83,18 @@ def test_walkthrough_import_then_export(clone_like: Path) -> None:
     _clean(p)
     assert "decision: RELEASED" in p.stdout and "audit log intact" in p.stdout
     assert any((clone_like / "mylab" / "released" / "acme").iterdir())
+
+
+@pytest.mark.slow
+def test_walkthrough_import_export_then_destroy(clone_like: Path) -> None:
+    """Walk-through 4 on walk-through 3's lab: the trained tenant's destruction passes
+    (newcomer report H1: its derived model shares bytes with the registered CNN) and a
+    validator with a key from `certificate keygen` counter-signs (H2)."""
+    p = _run(["import", "export", "destroy"], clone_like)
+    _clean(p)
+    assert "validated by Vera Validator" in p.stdout
+    assert "result passed" in p.stdout and "audit log intact" in p.stdout
+    assert not (clone_like / "mylab" / "outbox" / "acme").exists()
 
 
 @pytest.mark.slow

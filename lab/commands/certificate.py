@@ -1,4 +1,4 @@
-"""`facelab certificate verify|validate`: destruction certificates, offline."""
+"""`facelab certificate verify|validate|keygen`: destruction certificates, offline."""
 
 from __future__ import annotations
 
@@ -41,7 +41,10 @@ def _cmd_certificate_validate(args: argparse.Namespace) -> int:
         raw = base64.b64decode(Path(args.key_file).read_bytes().strip(), validate=True)
         key = Ed25519PrivateKey.from_private_bytes(raw)
     except (OSError, ValueError) as e:
-        raise BadInputError(f"{args.key_file}: not a base64 Ed25519 private key") from e
+        raise BadInputError(
+            f"{args.key_file}: not a base64 Ed25519 private key "
+            "(make one with `facelab certificate keygen --out NAME`)"
+        ) from e
     doc = certificate.read(args.certificate)
     performer = public_key_from_b64(read_text(args.performer_key), args.performer_key)
     certificate.verify_document(doc, [performer])
@@ -53,6 +56,48 @@ def _cmd_certificate_validate(args: argparse.Namespace) -> int:
     doc = certificate.add_validation(doc, key, args.name, when, args.title)
     certificate.write(doc, Path(args.certificate))
     print(f"{args.certificate}: validated by {args.name} ({when})")
+    return 0
+
+
+def _cmd_certificate_keygen(args: argparse.Namespace) -> int:
+    """A validator's Ed25519 key pair in the files `validate` and `verify` take."""
+    import base64
+    import os
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        PublicFormat,
+    )
+
+    priv = Path(f"{args.out}.key")
+    pub = Path(f"{args.out}.pub")
+    for p in (priv, pub):
+        if p.exists() or p.is_symlink():
+            raise BadInputError(f"{p}: exists; refusing to overwrite a key")
+    if not priv.parent.is_dir():
+        raise BadInputError(f"{priv.parent}: no such directory")
+    key = Ed25519PrivateKey.generate()
+    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(base64.b64encode(raw).decode() + "\n")
+    pub_raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    fd = os.open(pub, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(base64.b64encode(pub_raw).decode() + "\n")
+    print(f"private key: {priv} (keep it secret)\npublic key:  {pub}")
+    print("counter-sign a destruction certificate, then verify it with both public keys:")
+    print(
+        f"  facelab certificate validate CERT --key-file {priv} "
+        "--performer-key LAB/keys/lab_signing.pub --name NAME"
+    )
+    print(
+        f"  facelab certificate verify CERT --key LAB/keys/lab_signing.pub --key {pub} "
+        "--require-validation"
+    )
     return 0
 
 
@@ -74,3 +119,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     cva.add_argument("--name", required=True)
     cva.add_argument("--title", default="data protection officer")
     cva.set_defaults(func=_cmd_certificate_validate)
+    ckg = cesub.add_parser("keygen", help="validator: make a key pair (OUT.key, OUT.pub)")
+    ckg.add_argument("--out", type=Path, required=True, help="path prefix of the key files")
+    ckg.set_defaults(func=_cmd_certificate_keygen)
