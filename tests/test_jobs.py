@@ -220,6 +220,9 @@ def test_job_cli_exit_codes(el, tmp_path: Path) -> None:
     p = _run("job", "run", "--lab", lab, "--tenant", "acme", str(evil), env=ENV)
     # whichever limit binds first on a loaded machine: 10 s of CPU or 30 s of wall clock
     assert p.returncode == 5 and ("CPU time over 10 s" in p.stderr or "wall clock" in p.stderr)
+    # a misspelt tenant is named as such (newcomer report M5), not sent to `model import`
+    typo = one_line_error(_run("job", "run", "--lab", lab, "--tenant", "acmee", str(evil), env=ENV))
+    assert "acmee" in typo and "check the spelling" in typo and "model import" not in typo
     (tmp_path / "junk.json").write_text("{")
     assert "not a job spec" in one_line_error(
         _run("job", "run", "--lab", lab, "--tenant", "acme", str(tmp_path / "junk.json"), env=ENV)

@@ -183,7 +183,15 @@ def _controls(facts: dict) -> list[dict]:
         },
         {
             "control": "audit log cosigned by witnesses with keys of their own",
-            "outcome": "; ".join(f"{x['name']}: cosigned size {x['cosigned_size']}" for x in w)
+            "outcome": "; ".join(
+                f"{x['name']}: "
+                + (
+                    "not cosigned yet"
+                    if x["cosigned_size"] is None
+                    else f"cosigned size {x['cosigned_size']}"
+                )
+                for x in w
+            )
             or "no witness registered",
             "evidence": "audit/witness/",
         },

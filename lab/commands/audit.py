@@ -72,9 +72,15 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
             if pin is not None and pin.state == "matches":
                 print(f"  lab key: the one pinned on {pin.pinned} ({pin.path})")
             for w in rep.witnesses:
+                if w["cosigned_size"] is None:
+                    print(
+                        f"  witness {w['name']}: not cosigned yet "
+                        "(run `facelab audit witness --lab LAB --witness-dir WDIR`)"
+                    )
+                    continue
                 print(
                     f"  witness {w['name']}: cosigned size {w['cosigned_size']}"
-                    f" ({rep.entries - (w['cosigned_size'] or 0)} entries since)"
+                    f" ({rep.entries - w['cosigned_size']} entries since)"
                 )
             for w in rep.warnings:
                 print(f"  warning: {w}")

@@ -16,6 +16,13 @@ def _cmd_job_run(args: argparse.Namespace) -> int:
 
     spec = read_json(args.spec, what="a job spec", max_bytes=1 << 20)
     lab, root, log, actor = unlocked(args.lab, args.tenant)
+    from facelab.vault import ops
+
+    try:  # a misspelt tenant is named as such, not as a model to import
+        ops.check_known_tenant(lab, root, args.tenant)
+    except BaseException:
+        log.close()
+        raise
     with log, Steps("job run", total=3) as steps:
         r = run_job(lab, root, args.tenant, spec, actor, log, progress=steps)
     doc = {

@@ -71,6 +71,11 @@ def declared_tenants(lab: Lab) -> list[str]:
     return sorted(names | set(lab.policy.vault.tenants))
 
 
+def _vault_tenants(lab: Lab, root: RootKey) -> list[str]:
+    with open_vault(lab, root) as v:
+        return sorted(t["tenant"] for t in v.tenants())
+
+
 def check_known_tenant(lab: Lab, root: RootKey, tenant: str, **vault_kw) -> None:
     """BadInputError unless ``tenant`` is in the vault or declared in the policy."""
     with open_vault(lab, root, **vault_kw) as v:
@@ -511,7 +516,10 @@ def destroy_plan(lab: Lab, root: RootKey, tenant: str) -> list[dict]:
             now = "absent"
         places.append({"place": name, "path": str(path), "now": now, "action": "remove"})
     if not present and not key.exists() and all(p["now"] == "absent" for p in places[2:]):
-        raise BadInputError(f"tenant {tenant!r} has no data in this vault")
+        raise BadInputError(
+            f"tenant {tenant!r} has no data in this vault (tenants: "
+            f"{', '.join(_vault_tenants(lab, root)) or 'none'})"
+        )
     places.append(
         {
             "place": "the whole lab",
@@ -563,7 +571,10 @@ def _destroy(
         inv = v.inventory(tenant)
     trees = [p for _, p in tenant_places(lab, tenant) if os.path.lexists(p)]
     if not present and wrapped is None and not trees:
-        raise BadInputError(f"tenant {tenant!r} has no data in this vault")
+        raise BadInputError(
+            f"tenant {tenant!r} has no data in this vault (tenants: "
+            f"{', '.join(_vault_tenants(lab, root)) or 'none'})"
+        )
     # what the scan looks for afterwards: ciphertext and file samples (no secret), kept
     # apart from the log so that a destroy finished after a crash can scan too
     needles = [*inv.pop("ciphertext_samples")]
