@@ -241,6 +241,11 @@ def test_retention_destroys_tenants_past_due_and_the_register_shows_it(tmp_path:
     reg = json.loads(_run("register", "--lab", lab, "--json", env=ENV).stdout)
     row = reg["processors"][0]
     assert row["processor"] == "Acme Biometrics Ltd" and row["status"] == "active"
+    # beside what is declared, the register states what the vault holds (newcomer M4)
+    assert "face images" in row["data_categories_held"]
+    assert "passport numbers" in row["data_categories_held"]
+    md_active = _run("register", "--lab", lab, env=ENV).stdout
+    assert "; held: " in md_active and "passport numbers" in md_active
     due = date.fromisoformat(row["destruction_due"])
     assert due == date.fromisoformat(row["since"]) + timedelta(days=30)
     early = _run(

@@ -97,6 +97,12 @@ def register(lab: Lab, root: RootKey) -> list[dict]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     names = sorted(set(active) | set(destroyed) | set(gov.tenants))
+    from facelab.vault import certificate
+
+    held: dict[str, list[str]] = {}  # what the vault holds, whatever was declared
+    with ops.open_vault(lab, root) as v:
+        for name in active:
+            held[name] = certificate.data_categories(v.inventory(name)["columns"])
     from facelab.accountability.register import accountability  # issue 18
     from facelab.audit.show import filter_entries
 
@@ -111,6 +117,8 @@ def register(lab: Lab, root: RootKey) -> list[dict]:
                 "tenant": name,
                 "purposes": list(tp.purposes),
                 "data_categories": list(tp.data_categories),
+                # declared or not: the register states what is held (newcomer report M4)
+                "data_categories_held": held.get(name, []),
                 "retention": f"{tp.retention_days} days after first ingest"
                 + (f", at the latest {tp.destroy_by.isoformat()}" if tp.destroy_by else ""),
                 "status": "active" if a else "destroyed" if name in destroyed else "listed",
@@ -154,11 +162,19 @@ def register_markdown(
         models, released, destruction = markdown_cells({**_no_record(), **r})
         head.append(
             f"| {r['processor']} | {r['tenant']} | {', '.join(r['purposes'])} | "
-            f"{', '.join(r['data_categories'])} | {r['retention']} | {r['status']} | "
+            f"{_categories_cell(r)} | {r['retention']} | {r['status']} | "
             f"{r['since'] or ''} | {r['destruction_due'] or ''} | "
             f"{r['destroyed'] or ''} | {models} | {released} | {destruction} |"
         )
     return "\n".join(head) + "\n"
+
+
+def _categories_cell(r: dict) -> str:
+    """Declared categories (the processor's words), then what the vault holds (from the
+    datasets' columns, ``certificate.data_categories``), so neither hides the other."""
+    cell = f"declared: {', '.join(r['data_categories']) or '-'}"
+    held = r.get("data_categories_held", [])
+    return cell + (f"; held: {', '.join(held)}" if held else "")
 
 
 def register_document(lab: Lab, rows: list[dict]) -> dict:
