@@ -184,6 +184,51 @@ def test_a_model_derived_from_a_registered_one_does_not_fail_the_destruction(lab
         _destroy(lab, "bob")
 
 
+def test_key_files_swapped_between_tenants_are_tampering_and_nothing_is_erased(
+    lab, dataset
+) -> None:
+    """Red team 2, a10: acme's and bob's wrapped keys swapped on disk. destroy acme
+    erased bob's key and left acme's (as bob.kek). Each wrap names its tenant, so the
+    swap is found before anything changes (exit 4), by destroy and by any command."""
+    from facelab.errors import TamperedError
+
+    _ingest(lab, dataset, "acme")
+    _ingest(lab, dataset, "bob")
+    a, b = (keystore.tenant_key_path(lab.paths.keys, t) for t in ("acme", "bob"))
+    ka, kb = a.read_bytes(), b.read_bytes()
+    a.write_bytes(kb)
+    b.write_bytes(ka)
+    with pytest.raises(TamperedError, match="does not open as tenant"):
+        _destroy(lab, "acme")
+    assert a.read_bytes() == kb and b.read_bytes() == ka  # nothing erased
+    with pytest.raises(TamperedError, match="does not open as tenant"):
+        _reopen(lab)  # every command that unlocks the lab checks the key store too
+
+
+def test_destroy_never_reaches_through_a_linked_parent_of_a_place(
+    lab, dataset, tmp_path
+) -> None:
+    """Red team 2, a07: `LAB/jobs` replaced by a link to a directory outside the lab that
+    holds `acme/payroll.txt`; destroy must not delete through it (it did, and certified
+    success). The place is reported as left and the certificate says FAILED."""
+    _ingest(lab, dataset, "acme")
+    outside = tmp_path / "home"
+    (outside / "acme").mkdir(parents=True)
+    (outside / "acme" / "payroll.txt").write_text("not the lab's to delete\n")
+    jobs = lab.paths.root / "jobs"
+    if jobs.exists():
+        shutil.rmtree(jobs)
+    jobs.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(Exception, match="could not be verified"):
+        _destroy(lab, "acme")
+    assert (outside / "acme" / "payroll.txt").read_text() == "not the lab's to delete\n"
+    cert = json.loads(next((lab.paths.root / "certificates").glob("*.json")).read_text())
+    cert = cert["certificate"]
+    assert cert["sanitization_details"]["verification_result"] == "FAILED"
+    place = next(p for p in cert["places"] if p["place"] == "job workspaces")
+    assert place["action"].startswith("NOT removed") and "link" in place["action"]
+
+
 @pytest.mark.parametrize("where", ["xattr", "path"])
 def test_key_material_in_names_or_xattrs_makes_the_certificate_say_failed(
     lab, dataset, where

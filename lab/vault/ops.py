@@ -381,6 +381,26 @@ def _found_in(root_dir: Path, needles: set[bytes]) -> set[bytes]:
     return found
 
 
+def linked_ancestor(root: Path, path: Path) -> Path | None:
+    """The first directory between ``root`` (excluded) and ``path`` (excluded) that is a
+    symbolic link or not a directory, or None. A place whose parent is a link would be
+    reached through it: destroy neither follows it nor removes what is behind it."""
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        return path
+    cur = root
+    for part in rel.parts[:-1]:
+        cur = cur / part
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            return None  # nothing below: nothing to follow
+        if not stat.S_ISDIR(st.st_mode):
+            return cur
+    return None
+
+
 def _remove_tree(path: Path) -> dict:
     """Remove ``path`` (a directory tree, a file or a link) without following links or
     opening special files; say what was there."""
@@ -566,10 +586,16 @@ def _destroy(
     hook: Hook,
 ) -> Path:
     wrapped = keystore.load_tenant_key(lab.paths.keys, tenant)
+    if wrapped is not None:
+        _check_key_is_the_tenants(lab, root, tenant, wrapped)
     with open_vault(lab, root) as v:
         present = v.has_tenant(tenant)
         inv = v.inventory(tenant)
-    trees = [p for _, p in tenant_places(lab, tenant) if os.path.lexists(p)]
+    trees = [
+        p
+        for _, p in tenant_places(lab, tenant)
+        if os.path.lexists(p) and linked_ancestor(lab.paths.root, p) is None
+    ]
     if not present and wrapped is None and not trees:
         raise BadInputError(
             f"tenant {tenant!r} has no data in this vault (tenants: "
@@ -661,13 +687,20 @@ def _finish_destroy(
             "records_left": shredded["records_left"],
         }
     )
+    linked: list[str] = []
     for name, path in tenant_places(lab, tenant):
-        r = _remove_tree(path)
+        via = linked_ancestor(lab.paths.root, path)
+        if via is not None:  # never through a link: what is behind it is not touched
+            linked.append(str(path))
+            r = {"action": f"NOT removed: {_shown(via)} is a link (not followed)"}
+        else:
+            r = _remove_tree(path)
         places.append({"place": name, "path": str(path.relative_to(lab.paths.root)), **r})
     _hook(hook, "after-places")
     stats: dict = {}
     copies = scan_lab(lab.paths.root, needles, skip={side}, stats=stats)
     left_trees = [str(p) for _, p in tenant_places(lab, tenant) if os.path.lexists(p)]
+    left_trees += [p for p in linked if p not in left_trees]
     ok = not copies and shredded["records_left"] == 0 and not left_trees
     places.append(
         {
@@ -946,6 +979,25 @@ def check_vault_against_log(lab: Lab, root: RootKey) -> None:
         with open_vault(lab, root) as v:
             have = {t["tenant"]: set(t["datasets"]) for t in v.tenants()}
         _compare_vault_and_log(lab, want, have, quiet)
+        for t in sorted(set(have) & quiet):
+            wrapped = keystore.load_tenant_key(lab.paths.keys, t)
+            if wrapped is not None:
+                _check_key_is_the_tenants(lab, root, t, wrapped)
+
+
+def _check_key_is_the_tenants(lab: Lab, root: RootKey, tenant: str, wrapped: bytes) -> None:
+    """``TamperedError`` unless the key store's file for ``tenant`` opens as that
+    tenant's key (the wrap binds the tenant's name): files swapped between tenants would
+    make destroy erase another tenant's key and leave this one's (red team 2, a10)."""
+    from facelab.errors import VaultError
+
+    try:
+        root.unwrap_kek(tenant, wrapped)
+    except VaultError as e:
+        raise TamperedError(
+            f"{keystore.tenant_key_path(lab.paths.keys, tenant)}: does not open as tenant "
+            f"{tenant!r}'s key (swapped with another tenant's, or replaced); nothing changed"
+        ) from e
 
 
 def _compare_vault_and_log(
