@@ -10,6 +10,8 @@ from pathlib import Path
 
 from facelab.errors import BadInputError
 
+MAX_RETENTION_DAYS = 36_525  # 100 years: a due date always within date.max
+
 DEFAULT_POLICY = Path(__file__).with_name("default.toml")
 TENANT_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
@@ -195,8 +197,10 @@ def _tenant(
             f"{path}: {where}purposes: {bad[0]!r} is not an allowed purpose ([purposes] allowed)"
         )
     days = _get(t, "retention_days", int, where, path)
-    if days < 1:
-        raise BadInputError(f"{path}: {where}retention_days must be at least 1")
+    if not 1 <= days <= MAX_RETENTION_DAYS:
+        raise BadInputError(
+            f"{path}: {where}retention_days must be from 1 to {MAX_RETENTION_DAYS} (100 years)"
+        )
     destroy_by = t.get("destroy_by")
     if destroy_by is not None and (
         not isinstance(destroy_by, date) or isinstance(destroy_by, datetime)

@@ -11,12 +11,47 @@ traceback.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from facelab.errors import BadInputError
 
 MAX_BYTES = 16 << 20  # 16 MiB: larger than any JSON facelab writes for a person to read
+
+
+def read_regular(path: Path | str, *, max_bytes: int = MAX_BYTES, what: str = "a file") -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``max_bytes`` bytes.
+
+    Opened without blocking: a FIFO, socket, device (``/dev/zero``) or directory given
+    where a file is expected is one :class:`BadInputError`, never a hang or an endless
+    read. A link given by the user is followed (it names the file they meant).
+    :class:`FileNotFoundError` is raised as is.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise BadInputError(f"{path}: unreadable ({e.strerror or e})") from e
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadInputError(f"{path}: not a regular file (a FIFO, device or directory)")
+        parts, n = [], 0
+        while n <= max_bytes:
+            b = os.read(fd, min(1 << 20, max_bytes + 1 - n))
+            if not b:
+                break
+            parts.append(b)
+            n += len(b)
+    except OSError as e:
+        raise BadInputError(f"{path}: unreadable ({e.strerror or e})") from e
+    finally:
+        os.close(fd)
+    if n > max_bytes:
+        raise BadInputError(f"{path}: over {max_bytes} bytes, not {what}")
+    return b"".join(parts)
 
 
 def read_json(
@@ -33,15 +68,7 @@ def read_json(
     means) and :class:`BadInputError` for every other problem.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        raise BadInputError(f"{path}: unreadable ({e.strerror or e})") from e
-    if len(data) > max_bytes:
-        raise BadInputError(f"{path}: over {max_bytes} bytes, not {what}")
+    data = read_regular(path, max_bytes=max_bytes, what=what)
     try:
         doc = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:

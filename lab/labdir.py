@@ -140,9 +140,12 @@ def read_passphrase(
     if env.get(KEY_FILE_ENV) and not env.get(PASSPHRASE_ENV):
         path = Path(env[KEY_FILE_ENV])
         try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise PassphraseError(f"{path}: cannot read key file ({e.strerror})") from e
+            from facelab.jsonfile import read_regular
+
+            data = read_regular(path, max_bytes=1 << 20, what="a key file")
+        except (OSError, BadInputError) as e:
+            why = getattr(e, "strerror", None) or str(e).removeprefix(f"{path}: ")
+            raise PassphraseError(f"{path}: cannot read key file ({why})") from e
         if len(data) < MIN_KEY_FILE_BYTES:
             raise PassphraseError(
                 f"{path}: key file holds {len(data)} bytes; it needs at least "
@@ -279,7 +282,7 @@ def unlock(lab: Lab, passphrase: bytes) -> keystore.RootKey:
 def load_signing_key(lab: Lab, passphrase: bytes | keystore.RootKey) -> Ed25519PrivateKey:
     root = passphrase if isinstance(passphrase, keystore.RootKey) else unlock(lab, passphrase)
     try:
-        blob = lab.paths.signing_key.read_bytes()
+        blob = _small_lab_file(lab.paths.signing_key)
     except FileNotFoundError as e:
         raise BadInputError(f"{lab.paths.signing_key}: missing") from e
     try:
@@ -291,9 +294,17 @@ def load_signing_key(lab: Lab, passphrase: bytes | keystore.RootKey) -> Ed25519P
     return Ed25519PrivateKey.from_private_bytes(raw)
 
 
+def _small_lab_file(path: Path) -> bytes:
+    """A key file of the lab: regular, at most 64 KiB (a FIFO put there is exit 2, not
+    a hang of every command)."""
+    from facelab.jsonfile import read_regular
+
+    return read_regular(path, max_bytes=64 << 10, what="a key file")
+
+
 def load_public_key(lab: Lab) -> Ed25519PublicKey:
     try:
-        text = lab.paths.public_key.read_text()
+        text = _small_lab_file(lab.paths.public_key).decode("ascii", "replace")
     except OSError as e:
         raise BadInputError(f"{lab.paths.public_key}: unreadable ({e.strerror})") from e
     return public_key_from_b64(text, lab.paths.public_key)

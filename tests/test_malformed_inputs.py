@@ -165,3 +165,81 @@ def test_registering_a_witness_twice_adds_one_entry(lab, tmp_path, capsys, monke
         assert code == 0
     adds = [x for x in entries.read_text().splitlines() if '"audit.witness_add"' in x]
     assert len(adds) == 1
+
+
+def _special(tmp_path: Path, kind: str) -> Path:
+    import os
+
+    if kind == "dev-zero":
+        return Path("/dev/zero")
+    if kind == "directory":
+        d = tmp_path / "a-directory"
+        d.mkdir(exist_ok=True)
+        return d
+    p = tmp_path / "a-fifo"
+    if not p.exists():
+        os.mkfifo(p)
+    return p
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+def test_a_special_file_where_a_file_is_expected_is_one_line_never_a_hang(
+    lab, tmp_path, kind
+) -> None:
+    """Red team 2 (m01, m02, m04, m07): a FIFO or /dev/zero given as a key, a proof, a
+    certificate, the pin file or a witness's key hung the command. Every such input is
+    read by one reader that refuses what is not a regular file (or too large)."""
+    import os
+    import subprocess
+    import sys
+
+    bad = _special(tmp_path, kind)
+    pub = str(lab.paths.public_key)
+    wdir = tmp_path / "w"
+    wdir.mkdir(exist_ok=True)
+    (wdir / "witness.json").write_text('{"name": "w1"}')
+    if not (wdir / "witness.key").exists():
+        (wdir / "witness.key").symlink_to(bad)
+    root = str(lab.paths.root)
+    runs = [
+        ({}, ["audit", "verify", "--lab", root, "--trusted-key", str(bad)]),
+        ({}, ["audit", "verify-proof", str(bad), "--key", pub]),
+        ({}, ["certificate", "verify", str(bad), "--key", pub]),
+        (
+            {},
+            [
+                "certificate",
+                "validate",
+                str(bad),
+                "--key-file",
+                str(bad),
+                "--performer-key",
+                pub,
+                "--name",
+                "V",
+            ],
+        ),
+        ({"FACELAB_KNOWN_LABS": str(bad)}, ["audit", "verify", "--lab", root]),
+        ({}, ["audit", "witness", "--lab", root, "--witness-dir", str(wdir)]),
+        (
+            {"FACELAB_PASSPHRASE": "", "FACELAB_KEY_FILE": str(bad)},
+            ["vault", "list", "--lab", root],
+        ),
+    ]
+    for extra, argv in runs:
+        env = {**os.environ, "FACELAB_PASSPHRASE": PASS.decode(), **extra}
+        if extra.get("FACELAB_PASSPHRASE") == "":
+            del env["FACELAB_PASSPHRASE"]
+        p = subprocess.run(
+            [sys.executable, "-m", "facelab.cli", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "Traceback" not in p.stderr, (argv, p.stderr)
+        if extra.get("FACELAB_KNOWN_LABS"):  # a pin file it cannot use: verify still runs
+            assert p.returncode == 0 and "no key pin used" in p.stdout, (argv, p.stdout)
+            continue
+        lines = [x for x in p.stderr.strip().splitlines() if x.strip()]
+        assert p.returncode in (2, 4) and len(lines) == 1, (argv, p.returncode, p.stderr)

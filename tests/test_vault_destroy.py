@@ -205,9 +205,40 @@ def test_key_files_swapped_between_tenants_are_tampering_and_nothing_is_erased(
         _reopen(lab)  # every command that unlocks the lab checks the key store too
 
 
-def test_destroy_never_reaches_through_a_linked_parent_of_a_place(
-    lab, dataset, tmp_path
-) -> None:
+def test_a_deep_tree_and_a_giant_sparse_file_neither_crash_nor_stall_destroy(lab, dataset) -> None:
+    """Red team 2, r01 and r02: a 3,000-level directory tree in the tenant's outbox was a
+    RecursionError traceback before anything was destroyed; a 4 TiB sparse file in the
+    lab kept the scan reading zeros for hours. Both are walked and read by their data."""
+    import time
+
+    _ingest(lab, dataset, "acme")
+    d = lab.paths.root / "outbox" / "acme"
+    d.mkdir(parents=True)
+    fd = os.open(d, os.O_RDONLY)
+    try:  # deeper than Python's recursion limit, built with openat (no long paths)
+        for _ in range(3000):
+            os.mkdir("d", dir_fd=fd)
+            nfd = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    finally:
+        os.close(fd)
+    with open(lab.paths.root / "sparse.bin", "wb") as f:
+        f.truncate(4 << 40)
+    t0 = time.monotonic()
+    try:
+        path = _destroy(lab, "acme")
+        result = json.loads(path.read_text())["certificate"]["sanitization_details"]
+    except Exception as e:  # a tree too deep for paths is reported, never a traceback
+        assert "could not be verified" in str(e)
+        result = None
+    assert time.monotonic() - t0 < 120
+    assert keystore.load_tenant_key(lab.paths.keys, "acme") is None  # the erase happened
+    if result is not None:
+        assert result["verification_result"] == "passed"
+
+
+def test_destroy_never_reaches_through_a_linked_parent_of_a_place(lab, dataset, tmp_path) -> None:
     """Red team 2, a07: `LAB/jobs` replaced by a link to a directory outside the lab that
     holds `acme/payroll.txt`; destroy must not delete through it (it did, and certified
     success). The place is reported as left and the certificate says FAILED."""

@@ -83,7 +83,10 @@ def load(wdir: Path | str) -> tuple[str, Ed25519PrivateKey]:
         meta = read_json(wdir / "witness.json", what="a witness's metadata")
         if not isinstance(meta.get("name"), str):
             raise ValueError("no witness name")
-        raw = base64.b64decode((wdir / "witness.key").read_bytes().strip(), validate=True)
+        from facelab.jsonfile import read_regular
+
+        key_text = read_regular(wdir / "witness.key", max_bytes=4096, what="a witness key")
+        raw = base64.b64decode(key_text.strip(), validate=True)
         return meta["name"], Ed25519PrivateKey.from_private_bytes(raw)
     except FileNotFoundError as e:
         raise BadInputError(f"{wdir}: not a witness (facelab witness init)") from e

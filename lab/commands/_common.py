@@ -52,11 +52,17 @@ def open_lab_dir(path: Path):
     return open_lab(path)
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, max_bytes: int = 1 << 20) -> str:
+    """A small text file given on the command line (a key, a note): a regular file of
+    at most ``max_bytes``, UTF-8; anything else is one line and exit 2, never a hang."""
+    from facelab.jsonfile import read_regular
+
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInputError(f"{path}: unreadable ({getattr(e, 'strerror', None) or e})") from e
+        return read_regular(path, max_bytes=max_bytes, what="a small text file").decode("utf-8")
+    except FileNotFoundError as e:
+        raise BadInputError(f"{path}: unreadable (no such file)") from e
+    except UnicodeDecodeError as e:
+        raise BadInputError(f"{path}: unreadable (not UTF-8)") from e
 
 
 def read_note(path: Path) -> bytes:

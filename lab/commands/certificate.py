@@ -38,7 +38,7 @@ def _cmd_certificate_validate(args: argparse.Namespace) -> int:
     from facelab.vault import certificate
 
     try:
-        raw = base64.b64decode(Path(args.key_file).read_bytes().strip(), validate=True)
+        raw = base64.b64decode(read_text(args.key_file, 4096).strip(), validate=True)
         key = Ed25519PrivateKey.from_private_bytes(raw)
     except (OSError, ValueError) as e:
         raise BadInputError(

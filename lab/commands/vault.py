@@ -121,7 +121,7 @@ def _cmd_retention_run(args: argparse.Namespace) -> int:
 
     lab, root, log, actor = unlocked(args.lab)
     try:
-        today = date.fromisoformat(args.today) if args.today else None
+        today = date.fromisoformat(args.today) if args.today is not None else None
     except ValueError as e:
         raise BadInputError(f"--today {args.today!r}: not a date (YYYY-MM-DD)") from e
     with log, Steps("retention") as steps:
