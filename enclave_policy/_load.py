@@ -161,6 +161,12 @@ def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
     if not 1 <= every <= 1_000_000:
         raise BadInputError(f"{path}: audit.checkpoint_every must be in [1, 1000000]")
     prefix = _get(audit, "origin_prefix", str, "audit.", path)
+    for name in ("max_unsigned_tail", "max_unwitnessed"):  # read by facelab.labdir
+        v = audit.get(name, 0)
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 10**9:
+            raise BadInputError(f"{path}: audit.{name} must be an integer from 0 to 10^9")
+    if not isinstance(audit.get("require_witness", False), bool):
+        raise BadInputError(f"{path}: audit.require_witness must be true or false")
     gov = _governance(raw, path)
     vault = _vault(raw, path)
     if gov is not None and gov.tenants:  # listed processors are the tenants ingest creates

@@ -7,6 +7,7 @@ The oracle for the digests is hashlib over the file's bytes, computed here."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import tomllib
 from pathlib import Path
@@ -140,3 +141,45 @@ def test_keygen_prints_the_exact_registration_command(lab: Path, tmp_path: Path)
     assert run(*cmd[1:]).returncode == 0
     raw = tomllib.loads((lab / "policy.toml").read_text())
     assert raw["import"]["officers"]["lee"] == (tmp_path / "lee.pub").read_text().strip()
+
+
+def test_changes_started_at_once_all_land_and_chain_in_the_log(lab: Path) -> None:
+    """Red team 2, x04: six `policy add-tenant` at once all exited 0 but four were lost
+    (each read the file before another replaced it), and the log's old -> new digests
+    no longer chained. Changes are serialised from the read to the record."""
+    import subprocess
+    import sys
+
+    from tests.test_cli_audit import ENV as env
+
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "facelab.cli",
+                "policy",
+                "add-tenant",
+                "--lab",
+                str(lab),
+                f"t{i}",
+                "--processor",
+                f"P{i}",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(6)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    doc = tomllib.loads((lab / "policy.toml").read_text())
+    assert {f"t{i}" for i in range(6)} <= set(doc["tenants"])
+    changes = [e for e in _entries(lab) if e["action"] == "policy.change"]
+    assert len(changes) >= 6
+    for a, b in itertools.pairwise(changes):
+        assert b["details"]["old"] == a["details"]["new"]  # one chain, nothing lost
+    assert changes[-1]["details"]["new"] == _sha(lab / "policy.toml")
