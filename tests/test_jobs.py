@@ -443,3 +443,41 @@ def test_every_path_may_be_relative_to_any_working_directory(el, tmp_path: Path)
                 capture_output=True, text=True, env=env, cwd=cwd, timeout=120, check=False,
             )  # fmt: skip
             assert q.returncode == 0, (args, q.stderr)
+
+
+def test_a_model_the_gate_never_registered_does_not_run(tmp_path: Path) -> None:
+    """Red team 2, a12: `models/registry.json` and the model files are not signed; a row
+    added by hand let another tenant run a model, and a flipped byte in a registered
+    model.onnx still ran. A job runs a model only when the signed log records its
+    registration for that tenant and its directory still holds exactly that."""
+    from facelab.errors import TamperedError
+
+    e = build_export_lab(tmp_path / "w", identities=4, captures=1)
+    models = e.lab.paths.root / "models"
+    index = models / "registry.json"
+    rows = json.loads(index.read_text())
+    acme = next(r for r in rows if r["tenant"] == "acme")
+    spec = {
+        "kind": "train",
+        "purpose": "train",
+        "model": acme["model"],
+        "trainer": "pca_head",
+        "params": {"dim": 4},
+    }
+
+    def run_as(tenant: str):
+        root, log = e.unlocked()
+        with log:
+            return run_job(e.lab, root, tenant, spec, "operator", log)
+
+    index.write_text(json.dumps([*rows, {**acme, "tenant": "beta"}]))  # a row by hand
+    with pytest.raises(TamperedError, match="never registered by the import gate"):
+        run_as("beta")
+    index.write_text(json.dumps(rows))
+    onnx_path = models / acme["path"] / "model.onnx"
+    data = bytearray(onnx_path.read_bytes())
+    os.chmod(onnx_path, 0o644)
+    data[len(data) // 2] ^= 1
+    onnx_path.write_bytes(bytes(data))
+    with pytest.raises(TamperedError, match="not what the import gate registered"):
+        run_as("acme")

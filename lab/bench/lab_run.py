@@ -29,7 +29,38 @@ def registered_model(lab: Lab, tenant: str, ref: str) -> tuple[dict, Path]:
         raise BadInputError(
             f"model {ref!r} is not registered for tenant {tenant!r} (facelab model import)"
         )
-    return hits[-1], models_dir(lab) / hits[-1]["path"]
+    entry = hits[-1]
+    _check_registration(lab, tenant, entry)
+    return entry, models_dir(lab) / entry["path"]
+
+
+def _check_registration(lab: Lab, tenant: str, entry: dict) -> None:
+    """``TamperedError`` unless the signed log records the import gate registering this
+    digest for this tenant, and the directory still holds exactly that: ``registry.json``
+    and the files are not signed, so a row added by hand or a flipped byte let a job run
+    a model the gate never admitted (red team 2, a12)."""
+    from facelab.audit.read import entries
+    from facelab.errors import TamperedError
+    from facelab.vault.ops import model_dir_intact
+
+    on_log = any(
+        e.get("action") == "model.import"
+        and e.get("decision") == "registered"
+        and e.get("tenant") == tenant
+        and e.get("object") == entry.get("digest")
+        for e in entries(lab.paths.audit, b'"model.import"')
+    )
+    where = models_dir(lab) / "registry.json"
+    if not on_log:
+        raise TamperedError(
+            f"{where}: {entry.get('model')!r} of tenant {tenant!r} was never registered by "
+            "the import gate (no model.import entry on the audit log)"
+        )
+    if not model_dir_intact(models_dir(lab) / str(entry.get("path", "")), entry):
+        raise TamperedError(
+            f"{models_dir(lab) / str(entry.get('path', ''))}: not what the import gate "
+            "registered (a file changed, added or linked)"
+        )
 
 
 def outbox(lab: Lab, tenant: str) -> Path:

@@ -498,9 +498,6 @@ def registered_model_dirs(lab: Lab) -> list[Path]:
     registered: each listed in ``registry.json`` and whose content digest (the package
     digest of ``Package.digest``, over regular files only) is the one recorded. A
     directory with a file added, changed, linked or special is not one of them."""
-    import hashlib
-    from pathlib import PurePosixPath
-
     from facelab.jsonfile import read_json
 
     models = lab.paths.root / "models"
@@ -513,26 +510,35 @@ def registered_model_dirs(lab: Lab) -> list[Path]:
         if not isinstance(e, dict) or not isinstance(e.get("path"), str):
             continue
         d = models / e["path"]
-        if "/" in e["path"] or not d.is_dir() or d.is_symlink():
-            continue
-        digests, clean, total = {}, True, 0
-        for p, code in _regular_files(d):
-            total += -code - 1 if code < 0 else 0
-            if code >= 0 or total > MAX_MODEL_BYTES:  # special, or no model is that big
-                clean = False
-                break
-            h = hashlib.sha256()
-            for b in _read_chunks(p):
-                h.update(b)
-            digests[p.relative_to(d).as_posix()] = h.digest()
-        if not clean:
-            continue
-        h = hashlib.sha256()
-        for rel in sorted(digests, key=lambda r: PurePosixPath(r).parts):
-            h.update(rel.encode() + b"\0" + digests[rel])
-        if "sha256:" + h.hexdigest() in (e.get("digest"), e.get("stored_digest")):
+        if model_dir_intact(d, e):
             out.append(d)
     return out
+
+
+def model_dir_intact(d: Path, entry: dict) -> bool:
+    """Whether registry directory ``d`` holds exactly what ``entry`` registered: regular
+    files only (no link, no special file), at most ``MAX_MODEL_BYTES`` in all, whose
+    content digest (``Package.digest``: relative paths and SHA-256s) is the entry's
+    ``digest`` or ``stored_digest``."""
+    import hashlib
+    from pathlib import PurePosixPath
+
+    rel_name = str(entry.get("path", ""))
+    if not rel_name or "/" in rel_name or not d.is_dir() or d.is_symlink():
+        return False
+    digests, total = {}, 0
+    for p, code in _regular_files(d):
+        total += -code - 1 if code < 0 else 0
+        if code >= 0 or total > MAX_MODEL_BYTES:  # special, or no model is that big
+            return False
+        h = hashlib.sha256()
+        for b in _read_chunks(p):
+            h.update(b)
+        digests[p.relative_to(d).as_posix()] = h.digest()
+    h = hashlib.sha256()
+    for rel in sorted(digests, key=lambda r: PurePosixPath(r).parts):
+        h.update(rel.encode() + b"\0" + digests[rel])
+    return "sha256:" + h.hexdigest() in (entry.get("digest"), entry.get("stored_digest"))
 
 
 def _tree_samples(path: Path, limit: int = 64, shared: list[Path] = ()) -> list[bytes]:
