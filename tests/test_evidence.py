@@ -296,6 +296,31 @@ def test_a_lab_whose_released_file_changed_gets_a_pack_that_says_so(built, tmp_p
     assert len(probs) == 1 and "the released files in the lab differ" in probs[0]
 
 
+def test_a_lab_whose_certificate_was_deleted_gets_a_pack_that_says_so(built, tmp_path) -> None:
+    """Red team 2, a09: deleting a destruction certificate from the lab made the tenant
+    vanish from the pack, which still verified. Every certificate the log names must be
+    in the pack, as the log recorded it (a validator's counter-signature allowed)."""
+    from facelab.labdir import open_lab
+    from facelab.vault import certificate
+
+    shutil.copytree(built[0].paths.root, tmp_path / "lab", symlinks=True)
+    lab = open_lab(tmp_path / "lab")
+    root = unlock(lab, PASS)
+    [cert] = list((lab.paths.root / "certificates").glob("destroy-borealis-*.json"))
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    doc = certificate.add_validation(
+        certificate.read(cert), Ed25519PrivateKey.generate(), "Vera", "2026-12-01"
+    )
+    certificate.write(doc, cert)  # validated: still the certificate the log recorded
+    out = evidence.write_pack(lab, root, tmp_path / "p1", "op", lambda: audit_writer(lab, root))
+    assert evidence.verify_pack(out, load_public_key(lab)).ok
+    cert.unlink()
+    out = evidence.write_pack(lab, root, tmp_path / "p2", "op", lambda: audit_writer(lab, root))
+    probs = evidence.verify_pack(out, load_public_key(lab)).problems
+    assert any(cert.name in p and "not in the pack" in p for p in probs), probs
+
+
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "FACELAB_PASSPHRASE": PASS.decode()}
     return subprocess.run(

@@ -150,6 +150,18 @@ def import_decisions(entries: list[dict]) -> list[dict]:
     return out
 
 
+def _as_recorded(path: Path) -> str:
+    """``sha256:`` of a certificate file as destroy wrote it (the performer's signature
+    only: a validator's counter-signature is added later, offline), as the log records."""
+    try:
+        doc = json.loads(path.read_bytes())
+        doc = {**doc, "signatures": doc["signatures"][:1]}
+        text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return ""
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
 def _destroy_entries(entries: list[dict]) -> dict[str, dict]:
     """certificate file name -> its ``vault.destroy`` outcome entry."""
     return {
@@ -597,6 +609,15 @@ def _facts(pack: Path, key, origin: str, rep: PackReport, limits: dict) -> dict:
                 bad(f"certificates/{p.name}: no vault.destroy entry of its tenant names it")
         except (FacelabError, KeyError, TypeError, AttributeError, IndexError) as e:
             bad(f"certificates/{p.name}: {e or type(e).__name__}")
+    for name, e in sorted(destroys.items()):  # every certificate the log names is here
+        p = pack / "certificates" / name
+        if "/" in name or not p.is_file():
+            bad(
+                f"certificates/{name}: named by entry {e.get('seq')} (the destruction of "
+                f"{e.get('tenant')}) but not in the pack (deleted from the lab?)"
+            )
+        elif _as_recorded(p) != e.get("object"):
+            bad(f"certificates/{name}: not the certificate entry {e.get('seq')} recorded")
     rep.certificates = len(results)
     facts |= {"certificates": len(results), "cert_results": results}
     # (7) releases
