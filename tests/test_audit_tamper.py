@@ -534,3 +534,22 @@ def test_a_log_re_signed_under_another_key_fails_plain_verify_once_pinned(
     assert "trust on first use" in unpinned.stdout  # ... and it says so
     err = one_line_exit_4(cli("audit", "verify", "--lab", str(lab.paths.root)))
     assert "signing-key-replaced" in err and "pinned" in err
+
+
+@pytest.mark.parametrize("name", ["lock", "entries.jsonl", "hashes.bin"])
+def test_a_log_file_replaced_by_a_link_is_never_followed(lab, tmp_path, name) -> None:
+    """Red team 2, a02: `audit/lock` as a symlink made the next command create the file
+    it points to, outside the lab. The log's files are opened without following links."""
+    target = tmp_path / "outside" / name
+    target.parent.mkdir()
+    p = lab.paths.audit / name
+    keep = p.read_bytes() if p.exists() else b""
+    if name != "lock":
+        target.write_bytes(keep)
+    p.unlink()
+    p.symlink_to(target)
+    with pytest.raises(TamperedError, match="a link"):
+        audit_writer(lab, PASS)
+    assert target.exists() == (name != "lock")  # nothing created through the link
+    if name != "lock":
+        assert target.read_bytes() == keep  # nothing written through it

@@ -170,10 +170,21 @@ class AuditLog:
         self.recoveries: list[Recovery] = []
         (self.dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
         self.head_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.dir / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-        self._entries_fd = os.open(self.dir / ENTRIES, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        self._index_fd = os.open(self.dir / INDEX, os.O_RDWR | os.O_CREAT, 0o600)
-        self._hashes_fd = os.open(self.dir / HASHES, os.O_RDWR | os.O_CREAT, 0o600)
+        # never through a link: a lock or store replaced by a symlink would make every
+        # command create or write a file wherever it points (red team 2, a02)
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        opened: list[int] = []
+        try:
+            for name, extra in ((LOCK, 0), (ENTRIES, os.O_APPEND), (INDEX, 0), (HASHES, 0)):
+                opened.append(os.open(self.dir / name, flags | extra, 0o600))
+        except OSError as e:
+            for fd in opened:
+                os.close(fd)
+            raise TamperedError(
+                f"{self.dir / name}: cannot be opened as a file of the log "
+                f"({e.strerror or e}; a link?)"
+            ) from e
+        self._lock_fd, self._entries_fd, self._index_fd, self._hashes_fd = opened
         self._mutex = threading.Lock()
         self._cond = threading.Condition(self._mutex)
         self._queue: list[_Ticket] = []
