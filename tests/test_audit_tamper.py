@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from facelab.audit import Event, _head, rfc9162
 from facelab.audit.log import checkpoint_files
 from facelab.errors import TamperedError
-from facelab.labdir import audit_writer, load_public_key, open_lab
+from facelab.labdir import audit_writer, load_public_key, open_lab, public_key_b64
 
 from tests.audit_helpers import PASS, lines, make_lab, verify, write_lines
 
@@ -553,3 +554,14 @@ def test_a_log_file_replaced_by_a_link_is_never_followed(lab, tmp_path, name) ->
     assert target.exists() == (name != "lock")  # nothing created through the link
     if name != "lock":
         assert target.read_bytes() == keep  # nothing written through it
+
+
+def test_a_foreign_key_in_lab_json_is_tampering(lab) -> None:
+    """Red team 2, a01: lab.json (what an evidence pack and an outsider read first)
+    naming another public key passed `audit verify`."""
+    meta = json.loads(lab.paths.meta.read_text())
+    assert cli("audit", "verify", "--lab", str(lab.paths.root)).returncode == 0  # control
+    meta["public_key"] = public_key_b64(Ed25519PrivateKey.generate().public_key())
+    lab.paths.meta.write_text(json.dumps(meta))
+    err = one_line_exit_4(cli("audit", "verify", "--lab", str(lab.paths.root)))
+    assert "lab.json names another public key" in err

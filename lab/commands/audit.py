@@ -42,9 +42,20 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         max_unwitnessed=limits["max_unwitnessed"],
         require_witness=bool(limits["require_witness"]),
     )
-    if pin is not None and pin.state == "differs":
-        from facelab.audit.verify import Damage
+    from facelab.audit.verify import Damage
+    from facelab.jsonfile import read_json
 
+    meta_key = read_json(lab.paths.meta, what="lab metadata").get("public_key")
+    if meta_key is not None and meta_key != public_key_b64(load_public_key(lab)):
+        rep.damage.insert(  # lab.json is what evidence packs and outsiders read first
+            0,
+            Damage(
+                "signing-key-replaced",
+                None,
+                f"{lab.paths.meta} names another public key than keys/lab_signing.pub",
+            ),
+        )
+    if pin is not None and pin.state == "differs":
         rep.damage.insert(
             0,
             Damage(
