@@ -319,6 +319,10 @@ def test_a_lab_whose_certificate_was_deleted_gets_a_pack_that_says_so(built, tmp
     out = evidence.write_pack(lab, root, tmp_path / "p2", "op", lambda: audit_writer(lab, root))
     probs = evidence.verify_pack(out, load_public_key(lab)).problems
     assert any(cert.name in p and "not in the pack" in p for p in probs), probs
+    from facelab.vault import retention
+
+    row = next(r for r in retention.register(lab, root) if r["tenant"] == "borealis")
+    assert row["status"] == "destroyed (certificate missing from the lab)"  # not gone
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -90,12 +90,25 @@ def register(lab: Lab, root: RootKey) -> list[dict]:
     gov = _governance(lab)
     active = {s["tenant"]: s for s in schedule(lab, root)}
     destroyed: dict[str, str] = {}
+    missing_cert: set[str] = set()
     for cert in sorted((lab.paths.root / "certificates").glob("destroy-*.json")):
         try:
             c = json.loads(cert.read_text())["certificate"]
             destroyed[c["media_information"]["tenant"]] = c["performer"]["date"][:10]
         except (OSError, ValueError, KeyError, TypeError):
             continue
+    # the signed log, not the certificates directory, says who was destroyed: a deleted
+    # certificate must not make a processor vanish from the register (red team 2, a09)
+    from facelab.audit.read import entries as log_entries
+
+    for e in log_entries(lab.paths.audit, b'"vault.destroy"'):
+        if e.get("action") == "vault.destroy" and e.get("decision") in ("destroyed", "failed"):
+            t = str(e.get("tenant", ""))
+            cert = str((e.get("details") or {}).get("certificate", ""))
+            if t and t not in destroyed:
+                destroyed[t] = str(e.get("time", ""))[:10]
+            if cert and not (lab.paths.root / "certificates" / cert).is_file():
+                missing_cert.add(t)
     names = sorted(set(active) | set(destroyed) | set(gov.tenants))
     from facelab.vault import certificate
 
@@ -121,7 +134,15 @@ def register(lab: Lab, root: RootKey) -> list[dict]:
                 "data_categories_held": held.get(name, []),
                 "retention": f"{tp.retention_days} days after first ingest"
                 + (f", at the latest {tp.destroy_by.isoformat()}" if tp.destroy_by else ""),
-                "status": "active" if a else "destroyed" if name in destroyed else "listed",
+                "status": "active"
+                if a
+                else (
+                    "destroyed (certificate missing from the lab)"
+                    if name in missing_cert
+                    else "destroyed"
+                )
+                if name in destroyed
+                else "listed",
                 "since": a["created"] if a else None,
                 "destruction_due": a["due"] if a else None,
                 "destroyed": destroyed.get(name) if not a else None,
