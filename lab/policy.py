@@ -74,23 +74,41 @@ def _last_entry(audit_dir: Path) -> dict[str, Any] | None:
 
 
 def in_force(audit_dir: Path) -> str | None:
-    """The digest of the policy in force at the end of the log; None for an empty log."""
+    """The digest of the policy in force at the end of the log: the ``new`` digest of
+    the last ``policy.change``, else the policy of the first entry (``lab.init``); None
+    for an empty log. Not the last entry's ``policy`` field: a writer opened before a
+    change keeps stamping the digest it opened with, and reading that as the policy in
+    force recorded a change back and forth (red team 2, x04)."""
+    from facelab.audit.read import entries
+
     last = _last_entry(audit_dir)
     if last is None:
         return None
-    if last.get("action") == POLICY_CHANGE and isinstance(last.get("details"), dict):
-        return str(last["details"].get("new", last.get("policy", "")))
-    return str(last.get("policy", ""))
+    found = None
+    for e in entries(audit_dir, b'"policy.change"'):
+        if e.get("action") == POLICY_CHANGE and isinstance(e.get("details"), dict):
+            found = str(e["details"].get("new", e.get("policy", "")))
+    if found is not None:
+        return found
+    first = next(entries(audit_dir), None)
+    return str((first or last).get("policy", ""))
 
 
 def record_drift(lab, log, actor: str) -> PolicyChange | None:
     """Record a hand edit of the policy since the log's last entry (called on open)."""
+    from facelab.audit import intents
+
+    with intents.held(lab.paths.audit, ""):  # never between a change's replace and record
+        old = in_force(lab.paths.audit)
+        new = file_digest(lab.paths.policy)
+        if old is None or old == new:
+            return None
+        return _record_drift(log, actor, old, new)
+
+
+def _record_drift(log, actor: str, old: str, new: str) -> PolicyChange:
     from facelab.audit import Event
 
-    old = in_force(lab.paths.audit)
-    new = file_digest(lab.paths.policy)
-    if old is None or old == new:
-        return None
     r = log.record(
         Event(
             POLICY_CHANGE,
@@ -120,6 +138,9 @@ def _change_locked(lab, log, actor: str, what: str, edit: Callable[[Any], None])
     from facelab.audit import Event
 
     path = lab.paths.policy
+    recorded, current = in_force(lab.paths.audit), file_digest(path)
+    if recorded is not None and recorded != current:  # a hand edit goes on the record first
+        _record_drift(log, actor, recorded, current)
     text = path.read_text(encoding="utf-8")
     try:
         doc = tomlkit.parse(text)
