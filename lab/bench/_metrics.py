@@ -98,8 +98,11 @@ class ScoreSet:
         gen_failed: int = 0,
         imp_failed: int = 0,
         cheap: bool = True,
+        coarse: tuple[Binning, int] | None = None,
     ) -> None:
         self.binning = binning
+        # (full binning, m): this binning is full.above(m), bin 0 the merged bulk
+        self.coarse = coarse
         self.gen_counts = np.asarray(gen_counts, np.int64)
         self.imp_counts = np.asarray(imp_counts, np.int64)
         self.dtype = np.dtype(dtype)
@@ -113,6 +116,38 @@ class ScoreSet:
         # imp_suffix[b] = impostors in bins >= b; gen_prefix[b] = genuine in bins < b
         self.imp_suffix = np.concatenate([np.cumsum(self.imp_counts[::-1])[::-1], [0]])
         self.gen_prefix = np.concatenate([[0], np.cumsum(self.gen_counts)])
+
+    # -- the merged bulk ---------------------------------------------------------------
+    def resolve(self, bins) -> bool:
+        """Re-bin at full resolution (``refine``) if any of ``bins`` is a non-empty merged
+        bin 0; True if it did (bin numbers computed before are then stale)."""
+        if self.coarse is None or self.gen_counts[0] + self.imp_counts[0] == 0:
+            return False
+        if not any(int(b) == 0 for b in np.atleast_1d(bins)):
+            return False
+        self.refine()
+        return True
+
+    def refine(self) -> None:
+        """Replace the merged bin 0 by the full bins below it (one pass over the scores,
+        ``source.histograms``); exact values already read keep their bins."""
+        if self.coarse is None:
+            return
+        full, m = self.coarse
+        gen_counts, imp_counts = self.source.histograms(full)
+        old = {"gen": self.gen_exact, "imp": self.imp_exact}
+        self.binning, self.coarse = full, None
+        self.gen_counts = np.asarray(gen_counts, np.int64)
+        self.imp_counts = np.asarray(imp_counts, np.int64)
+        self.imp_suffix = np.concatenate([np.cumsum(self.imp_counts[::-1])[::-1], [0]])
+        self.gen_prefix = np.concatenate([[0], np.cumsum(self.gen_counts)])
+        self.gen_exact, self.imp_exact = {}, {}
+        for which, store in old.items():
+            for b, v in store.items():
+                if b == 0:  # the merged bin's values land in several full bins
+                    self.adopt(v, which)
+                else:
+                    (self.gen_exact if which == "gen" else self.imp_exact)[b + m] = v
 
     # -- sizes -------------------------------------------------------------------------
     @property
@@ -144,12 +179,17 @@ class ScoreSet:
         if values is None or len(values) == 0:
             return
         v = np.sort(np.asarray(values, self.dtype))
-        kb = self.binning.of(v)
-        ub, start = np.unique(kb, return_index=True)
+        kb = self.binning.of(v)  # non-decreasing, as v is sorted
+        start = np.flatnonzero(np.concatenate([[True], kb[1:] != kb[:-1]]))
         stop = np.append(start[1:], len(v))
-        allow = None if bins is None else set(int(b) for b in bins)
-        for b, a, z in zip(ub.tolist(), start.tolist(), stop.tolist(), strict=True):
-            if z - a == counts[b] and b not in store and (allow is None or b in allow):
+        ub = kb[start]
+        ok = stop - start == counts[ub]
+        if bins is not None:
+            allow = np.zeros(self.nbins, np.bool_)
+            allow[np.asarray(bins, np.int64)] = True
+            ok &= allow[ub]
+        for b, a, z in zip(ub[ok].tolist(), start[ok].tolist(), stop[ok].tolist(), strict=True):
+            if b not in store:  # a loop over the bins adopted, not over scores
                 store[b] = v[a:z]
 
     def ensure(self, bins) -> None:
@@ -157,7 +197,11 @@ class ScoreSet:
         missing = sorted({int(b) for b in bins if 0 <= b < self.nbins and not self.held(int(b))})
         if not missing:
             return
-        g, i = self.source.collect(missing)
+        kinds = (
+            [b for b in missing if self.gen_counts[b] and b not in self.gen_exact],
+            [b for b in missing if self.imp_counts[b] and b not in self.imp_exact],
+        )
+        g, i = self.source.collect(missing, kinds=kinds)
         self.adopt(g, "gen", missing)
         self.adopt(i, "imp", missing)
         for b in missing:
@@ -194,6 +238,8 @@ class ScoreSet:
         fin = np.isfinite(ts)
         b = np.zeros(len(ts), np.int64)
         b[fin] = self.binning.of(ts[fin])
+        if self.resolve(b[fin]):
+            b[fin] = self.binning.of(ts[fin])
         self.ensure(np.unique(b[fin]))
         imp_ge = np.where(ts == -np.inf, self.n_impostor, 0).astype(np.int64)
         gen_lt = np.where(ts == np.inf, self.n_genuine, 0).astype(np.int64)
@@ -276,6 +322,8 @@ def _kth_largest_impostor(ss: ScoreSet, k: int):
     """The (k+1)-th largest impostor score (0 <= k < N_imp), exactly."""
     # imp_suffix is non-increasing: the bin b with imp_suffix[b] >= k+1 > imp_suffix[b+1]
     b = int(np.searchsorted(-ss.imp_suffix, -(k + 1), "right")) - 1
+    if ss.resolve([b]):
+        b = int(np.searchsorted(-ss.imp_suffix, -(k + 1), "right")) - 1
     ss.ensure([b])
     vals = ss.imp_values(b)
     return vals[len(vals) - (k + 1 - int(ss.imp_suffix[b + 1]))]
@@ -397,6 +445,7 @@ def eer(ss: ScoreSet) -> EER:
     n, g = ss.n_impostor, ss.n_genuine
     if n == 0 or g == 0:
         return EER(None, reason="no impostor comparisons" if n == 0 else "no genuine comparisons")
+    ss.resolve(needed_bins(ss, ()))  # full bins if the crossing lies in a merged bulk
     t1, ig1, gl1 = _last_le0(ss)
     t2, ig2, gl2 = _first_ge0(ss)
     fmr1, fnmr1 = Fraction(ig1, n), Fraction(gl1, g)
@@ -440,6 +489,8 @@ def roc_points(ss: ScoreSet) -> tuple[np.ndarray, np.ndarray]:
     n, g = ss.n_impostor, ss.n_genuine
     if n == 0 or g == 0:  # no curve without both kinds of score
         return np.empty(0), np.empty(0)
+    if ss.gen_counts[0]:  # genuine scores in a merged bulk: its points are needed
+        ss.resolve([0])
     xs = [ss.imp_suffix / n]
     ys = [ss.gen_prefix / g]
     for b in sorted(set(ss.gen_exact) | set(ss.imp_exact)):
@@ -508,6 +559,8 @@ def auc(ss: ScoreSet, exact: bool | None = None) -> AUC:
     n, g = ss.n_impostor, ss.n_genuine
     if n == 0 or g == 0:
         return AUC(None)
+    if ss.gen_counts[0] and ss.imp_counts[0] and (exact or (exact is None and ss.cheap)):
+        ss.resolve([0])  # a merged bulk holding both kinds: full bins, then read
     mixed = np.nonzero((ss.gen_counts > 0) & (ss.imp_counts > 0))[0]
     if exact or (exact is None and ss.cheap):
         ss.ensure(mixed)
