@@ -364,3 +364,77 @@ def test_the_rank_of_a_target_is_exact() -> None:
     op = fnmr_at_fmr(reduce_scores(np.arange(20.0), imp), 0.7)
     assert op.false_matches == 6 and Fraction(op.false_matches, 10) <= Fraction(0.7)
     assert op.threshold == np.nextafter(3.0, np.inf)
+
+
+# -- the tail pass: the bulk below the deciding bins merged into bin 0 --------------------
+def float32_bits(draw, n):
+    """float32 values from raw bit patterns (every class: NaN, infinities, -0.0,
+    subnormals) mixed with ordinary scores."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    raw = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    normal = rng.normal(0, 0.1, n).astype(np.float32)
+    special = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, -1e-45], np.float32)
+    pick = rng.integers(0, 3, n)
+    out = np.where(pick == 0, raw, normal)
+    out[pick == 2] = special[rng.integers(0, len(special), int((pick == 2).sum()))]
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_the_tail_pass_counts_every_bin_and_copies_exactly_the_wanted_ones(data) -> None:
+    from facelab.bench._kernels import FULL_RANGE, hist_1d
+
+    n = data.draw(st.integers(1, 5000))
+    x = float32_bits(data.draw, n)
+    m = data.draw(st.integers(0, FULL_RANGE.nbins - 2))
+    binning = FULL_RANGE.above(m)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    wanted = rng.random(binning.nbins) < data.draw(st.sampled_from([0.0, 0.001, 0.5]))
+    tail = data.draw(st.booleans())
+    h, s1, s2, vals, bad = hist_1d(x, binning, 0.0, 1.0, wanted, capacity=n, tail=tail)
+    # the oracle: numpy comparisons of the values against each bin's smallest value
+    finite = x[np.isfinite(x)]
+    low = binning.lower_values(np.float32)  # bin b holds low[b] <= v < low[b + 1]
+    want_bins = np.searchsorted(low[1:], finite.astype(np.float64), "right")
+    assert bad == n - len(finite)
+    assert np.array_equal(h, np.bincount(want_bins, minlength=binning.nbins))
+    copy = wanted.copy()
+    if tail:
+        copy[0] = False  # the merged bulk is never copied by the tail pass
+    expect = np.sort(finite[copy[want_bins]])
+    assert np.array_equal(np.sort(vals), expect)  # -0.0 == 0.0 compares equal
+    f64 = finite.astype(np.float64)  # the sums for the moments, over the finite values
+    tol = 1e-9 * float(np.abs(f64).sum()) + 1e-300
+    assert abs(s1 - math.fsum(f64.tolist())) <= tol
+    assert abs(s2 - math.fsum((f64 * f64).tolist())) <= 1e-9 * float((f64 * f64).sum()) + 1e-300
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**31), st.sampled_from(["rates", "target", "eer", "auc", "det"]))
+def test_a_merged_bulk_is_refined_when_a_metric_looks_inside_it(seed, metric) -> None:
+    from facelab.bench import det_curve
+
+    rng = np.random.default_rng(seed)
+    gen = rng.normal(0.6, 0.15, 1000).astype(np.float32)
+    imp = rng.normal(0.0, 0.1, 8000).astype(np.float32)
+    ss, ref = reduce_scores(gen, imp), Ref(gen, imp)
+    assert ss.coarse is not None and ss.imp_counts[0] > 1000  # the bulk is merged
+    if metric == "rates":  # a threshold deep inside the bulk
+        t = np.float32(rng.uniform(-0.2, 0.0))
+        r = rates_at(ss, t)
+        assert (r.false_matches, r.false_non_matches) == ref.counts(t)
+        assert ss.coarse is None  # refined
+    elif metric == "target":  # an FMR target whose threshold lies in the bulk
+        op = fnmr_at_fmr(ss, 0.6)
+        assert (op.threshold, op.fnmr, op.false_matches) == ref.fnmr_at_fmr(0.6)
+    elif metric == "eer":
+        assert eer(ss).value == pytest.approx(ref.eer(), abs=1e-15)
+    elif metric == "auc":
+        a = auc(ss)
+        assert a.error_bound == 0 and a.value == pytest.approx(ref.auc(), abs=1e-12)
+    else:  # the DET: every point the exact counts resolve, as with full bins
+        full = reduce_scores(gen, imp, resolution="full")
+        x, y = det_curve(ss)
+        fx, fy = det_curve(full)
+        assert np.array_equal(x, fx) and np.array_equal(y, fy)

@@ -509,7 +509,8 @@ def hist_1d(
         local = _scratch(nt)
         local[:] = init
         bad = np.zeros(nt, np.int64)
-        k1 = binning.base + (1 << binning.shift)  # the smallest key of bin 1
+        # the smallest finite float32 of bin 1 (keys below 0x00800000 are NaN's)
+        k1 = max(binning.base + (1 << binning.shift), 0x00800000)
         lval = np.float32(key_to_float(k1, np.float32) if k1 <= 0xFF7FFFFF else np.inf)
         _hist32(
             values, bits, *_args32(binning), lval, bool(tail), local, sums, float(pivot),

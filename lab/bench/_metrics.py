@@ -489,8 +489,7 @@ def roc_points(ss: ScoreSet) -> tuple[np.ndarray, np.ndarray]:
     n, g = ss.n_impostor, ss.n_genuine
     if n == 0 or g == 0:  # no curve without both kinds of score
         return np.empty(0), np.empty(0)
-    if ss.gen_counts[0]:  # genuine scores in a merged bulk: its points are needed
-        ss.resolve([0])
+    ss.resolve([0])  # a merged bulk: every point inside it is a point of the curve
     xs = [ss.imp_suffix / n]
     ys = [ss.gen_prefix / g]
     for b in sorted(set(ss.gen_exact) | set(ss.imp_exact)):
