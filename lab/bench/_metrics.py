@@ -92,8 +92,8 @@ class ScoreSet:
         *,
         dtype,
         source,
-        gen_moments: Moments,
-        imp_moments: Moments,
+        gen_moments: Moments | None,
+        imp_moments: Moments | None,
         kind: str = "similarity",
         gen_failed: int = 0,
         imp_failed: int = 0,
@@ -116,6 +116,13 @@ class ScoreSet:
         # imp_suffix[b] = impostors in bins >= b; gen_prefix[b] = genuine in bins < b
         self.imp_suffix = np.concatenate([np.cumsum(self.imp_counts[::-1])[::-1], [0]])
         self.gen_prefix = np.concatenate([[0], np.cumsum(self.gen_counts)])
+
+    def moments(self) -> tuple[Moments, Moments]:
+        """(genuine, impostor) moments; None when the reduction skipped the sums: then
+        read once from the source (one pass, ``source.moments()``)."""
+        if self.gen_moments is None or self.imp_moments is None:
+            self.gen_moments, self.imp_moments = self.source.moments()
+        return self.gen_moments, self.imp_moments
 
     # -- the merged bulk ---------------------------------------------------------------
     def resolve(self, bins) -> bool:
@@ -584,10 +591,11 @@ def d_prime(ss: ScoreSet) -> float | None:
     fewer than one score of a kind or when both variances are 0."""
     if ss.n_genuine == 0 or ss.n_impostor == 0:
         return None
-    if ss.gen_moments.scale != ss.imp_moments.scale:
+    gm, im = ss.moments()
+    if gm.scale != im.scale:
         raise RuntimeError("d': the two kinds were summed on different scales")
-    mg, vg = ss.gen_moments.scaled_mean_var()  # d' does not depend on the scale
-    mi, vi = ss.imp_moments.scaled_mean_var()
+    mg, vg = gm.scaled_mean_var()  # d' does not depend on the scale
+    mi, vi = im.scaled_mean_var()
     if vg + vi <= 0:
         return None
     return abs(mg - mi) / math.sqrt((vg + vi) / 2)

@@ -67,8 +67,11 @@ def _as_scores(a, name: str) -> np.ndarray:
 class ArraySource:
     """Reads bins from the score arrays themselves (one parallel pass per request)."""
 
-    def __init__(self, gen: np.ndarray, imp: np.ndarray, binning: Binning, counts) -> None:
+    def __init__(
+        self, gen: np.ndarray, imp: np.ndarray, binning: Binning, counts, scale: float = 1.0
+    ) -> None:
         self.gen, self.imp, self.binning, self.counts = gen, imp, binning, counts
+        self.scale = scale
 
     def collect(self, bins, kinds=None):
         """(genuine, impostor) values of ``bins`` (``kinds``: the genuine and the
@@ -84,6 +87,12 @@ class ArraySource:
             out.append(collect_1d(a, self.binning, wanted, int(c[want].sum())))
         return tuple(out)
 
+    def moments(self) -> tuple[Moments, Moments]:
+        """The moments of each array (one pass each), on the scale of the reduction."""
+        return _moments(self.gen, self.binning, self.scale), _moments(
+            self.imp, self.binning, self.scale
+        )
+
     def histograms(self, binning: Binning):
         """(genuine, impostor) histograms on another binning (one pass each); this
         source then reads bins of that binning."""
@@ -93,6 +102,23 @@ class ArraySource:
         ]
         self.binning, self.counts = binning, hists
         return hists
+
+
+def _pivot(a: np.ndarray, scale: float) -> float:
+    """A middle value of a sample, scaled: the sums are taken about it (less
+    cancellation in the variance)."""
+    sample = a[:: max(1, len(a) // 1024)]
+    sample = sample[np.isfinite(sample)]
+    return float(np.median(sample)) * scale if len(sample) else 0.0
+
+
+def _moments(a: np.ndarray, binning: Binning, scale: float) -> Moments:
+    """The moments of the finite values of ``a`` (one pass)."""
+    if not len(a):
+        return Moments(0, 0.0, 0.0, 0.0, scale)
+    pivot = _pivot(a, scale)
+    h, s1, s2, _, _ = hist_1d(a, binning, pivot, scale)
+    return Moments(int(h.sum()), s1, s2, pivot, scale)
 
 
 def _scale(lo: int, hi: int, dtype) -> float:
@@ -130,10 +156,11 @@ def reduce_scores(
         the standard quantities (FNMR at ``targets``, EER) is likely decided in, and
         every score below it is counted in one bin 0, never visited one by one, so a
         pass costs little more than reading the scores. Every metric stays exact: a
-        metric that needs to look inside bin 0 (a threshold in the bulk, AUC or DET
-        with genuine scores there) first re-bins at full resolution with one more pass
-        (``ScoreSet.refine``). "full": every bin from the start (for a report that
-        draws the whole DET and the densities anyway). float64 is always "full".
+        metric that needs to look inside bin 0 (a threshold in the bulk, AUC with
+        genuine scores there, the DET) first re-bins at full resolution with one more
+        pass (``ScoreSet.refine``), and d' sums the scores on its first call (one more
+        pass). "full": every bin and the sums from the start (for a report that draws
+        the whole DET and the densities anyway). float64 is always "full".
 
     Raises
     ------
@@ -165,13 +192,13 @@ def reduce_scores(
     if resolution == "tail" and dtype == np.float32 and pilot.low > 1:
         m0 = pilot.low - 1  # bins m0.. of ``full`` become 0.. (bin 0: everything below)
     binning = full if m0 == 0 else full.above(m0)
+    # "tail" leaves the sums for d' to the first call that needs them (a fifth of the
+    # pass; FNMR, FMR and the EER never do)
+    sums = resolution == "full" or dtype == np.float64
     out = {}
     # impostors first: their exact histogram then places the genuine bins to copy
     for name, a in (("impostor", imp), ("genuine", gen)):
-        # the pivot (less cancellation in the variance): a sample's middle value, scaled
-        sample = a[:: max(1, len(a) // 1024)]
-        sample = sample[np.isfinite(sample)]
-        pivot = float(np.median(sample)) * scale if len(sample) else 0.0
+        pivot = _pivot(a, scale) if sums else 0.0
         if name == "impostor":
             wanted, cap, share = pilot.imp_wanted, pilot.imp_cap, pilot.imp_share
         else:
@@ -180,21 +207,24 @@ def reduce_scores(
         wanted = wanted[m0:]
         if len(a):
             tail = m0 > 0 and share < TAIL_SHARE
-            h, s1, s2, vals, bad = hist_1d(a, binning, pivot, scale, wanted, cap, tail=tail)
+            h, s1, s2, vals, bad = hist_1d(
+                a, binning, pivot, scale, wanted, cap, tail=tail, sums=sums
+            )
         else:
             h, s1, s2, vals, bad = np.zeros(binning.nbins, np.int64), 0.0, 0.0, a[:0], 0
         if bad:  # NaN (failed comparisons) or infinity (refused)
             inf = int(np.isinf(a).sum())
             if inf:
                 raise BadInputError(f"{name} scores hold {inf} infinite value(s)")
-        out[name] = (h, Moments(int(h.sum()), s1, s2, pivot, scale), vals, bad, wanted)
+        mom = Moments(int(h.sum()), s1, s2, pivot, scale) if sums else None
+        out[name] = (h, mom, vals, bad, wanted)
     (hg, mg, vg, fg, wg), (hi, mi, vi, fi, wi) = out["genuine"], out["impostor"]
     ss = ScoreSet(
         binning,
         hg,
         hi,
         dtype=dtype,
-        source=ArraySource(gen, imp, binning, [hg, hi]),
+        source=ArraySource(gen, imp, binning, [hg, hi], scale),
         gen_moments=mg,
         imp_moments=mi,
         kind=kind,
