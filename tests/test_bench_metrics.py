@@ -438,3 +438,23 @@ def test_a_merged_bulk_is_refined_when_a_metric_looks_inside_it(seed, metric) ->
         x, y = det_curve(ss)
         fx, fy = det_curve(full)
         assert np.array_equal(x, fx) and np.array_equal(y, fy)
+
+
+@pytest.mark.parametrize("tail", [True, False])
+def test_the_pass_in_pieces_over_threads_is_the_pass_in_one(tail) -> None:
+    """3M scores: several pieces taken in turn by the worker threads, each into its own
+    histogram; the sum equals one numpy bincount, every wanted value copied once."""
+    from facelab.bench._kernels import FULL_RANGE, hist_1d
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 0.1, 3_000_000).astype(np.float32)
+    x[rng.integers(0, len(x), 50)] = np.nan
+    m = int(FULL_RANGE.of(np.array([0.15], np.float32))[0])
+    binning = FULL_RANGE.above(m)
+    wanted = np.zeros(binning.nbins, np.bool_)
+    wanted[1:40] = True
+    h, _, _, vals, bad = hist_1d(x, binning, 0.0, 1.0, wanted, capacity=200_000, tail=tail)
+    finite = x[np.isfinite(x)]
+    b = binning.of(finite)
+    assert bad == 50 and np.array_equal(h, np.bincount(b, minlength=binning.nbins))
+    assert np.array_equal(np.sort(vals), np.sort(finite[wanted[b]]))

@@ -419,9 +419,11 @@ def _hist32_part(vals, bits, a, z, base, shift, top, lval, tail, h, pivot, scale
     return f, bad, s1, s2
 
 
-# the 1-D passes split an array into parts of at least this many scores, one part per
-# worker thread (each runs the serial nogil kernel): a part is worth a thread's start
-MIN_PART = 1 << 18
+# the 1-D passes cut an array into pieces of this many scores, taken in turn by the
+# worker threads (each runs the serial nogil kernel into its own histogram): a thread
+# slowed by a neighbour's load takes fewer pieces
+PIECE = 1 << 20
+MIN_PART = 1 << 18  # no second thread for fewer scores than this
 _POOL: list = []
 
 
@@ -450,26 +452,35 @@ def _scratch(nt: int) -> np.ndarray:
 def _hist32(
     vals, bits, base, shift, top, lval, tail, local, sums, pivot, scale, out, fill, bad, do_sums
 ):
-    """Per part (``local.shape[0]`` parts, one per thread): histogram (bin 0 left out
-    when ``tail``), sums, wanted values, NaN/inf count."""
+    """``local.shape[0]`` threads take pieces of PIECE scores in turn, each into its own
+    histogram (bin 0 left out when ``tail``), sums, wanted values and NaN/inf count."""
     n = bits.shape[0]
     nt = local.shape[0]
-    per = (n + nt - 1) // nt
+    piece = PIECE if nt > 1 else max(n, 1)
+    pieces = (n + piece - 1) // piece
+    lock = threading.Lock()
+    nxt = [0]
 
-    def part(t: int) -> None:
-        f, nb, s1, s2 = _hist32_part(
-            vals, bits, t * per, min(n, (t + 1) * per), base, shift, top, lval, tail,
-            local[t], pivot, scale, out[t], do_sums,
-        )  # fmt: skip
-        sums[t, 0] = s1
-        sums[t, 1] = s2
-        fill[t] = f
-        bad[t] = nb
+    def work(t: int) -> None:
+        while True:
+            with lock:
+                k = nxt[0]
+                nxt[0] += 1
+            if k >= pieces:
+                return
+            f, nb, s1, s2 = _hist32_part(
+                vals, bits, k * piece, min(n, (k + 1) * piece), base, shift, top, lval, tail,
+                local[t], pivot, scale, out[t, fill[t] :], do_sums,
+            )  # fmt: skip
+            sums[t, 0] += s1
+            sums[t, 1] += s2
+            fill[t] += f
+            bad[t] += nb
 
     if nt == 1:
-        part(0)
+        work(0)
     else:
-        list(_pool().map(part, range(nt)))
+        list(_pool().map(work, range(nt)))
 
 
 def hist_1d(
@@ -499,7 +510,8 @@ def hist_1d(
     sums = np.zeros((nt, 2), np.float64)
     if wanted is None:
         wanted = np.zeros(binning.nbins, np.bool_)
-    out = np.empty((nt, capacity // nt + 1), values.dtype)
+    # float32: threads take pieces in turn, so any one may meet every wanted score
+    out = np.empty((nt, (capacity if not wide else capacity // nt) + 1), values.dtype)
     fill = np.zeros(nt, np.int64)
     bits = values.view(np.uint64 if wide else np.uint32)
     if not wide:
