@@ -422,7 +422,7 @@ def _hist32_part(vals, bits, a, z, base, shift, top, lval, tail, h, pivot, scale
 # the 1-D passes cut an array into pieces of this many scores, taken in turn by the
 # worker threads (each runs the serial nogil kernel into its own histogram): a thread
 # slowed by a neighbour's load takes fewer pieces
-PIECE = 1 << 20
+PIECE = 1 << 18
 MIN_PART = 1 << 18  # no second thread for fewer scores than this
 _POOL: list = []
 
@@ -438,6 +438,14 @@ def _pool():
 
 
 _LOCAL = threading.local()
+
+
+def sample_hist(values: np.ndarray, binning: Binning) -> np.ndarray:
+    """The histogram (int64, nbins) of the finite values of a small float32 sample:
+    the vectorised bins kernel, then numpy's bincount (no thread, no scratch)."""
+    buf = np.empty(len(values), np.uint16)
+    _bins32(np.ascontiguousarray(values).view(np.uint32), *_args32(binning), buf)
+    return np.bincount(buf, minlength=NONFINITE + 1)[: binning.nbins].astype(np.int64)
 
 
 def _scratch(nt: int) -> np.ndarray:

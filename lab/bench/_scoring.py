@@ -21,6 +21,7 @@ import threading
 import numpy as np
 from facelab.bench._kernels import (
     FULL_RANGE,
+    NONFINITE,
     Binner,
     Binning,
     collect,
@@ -29,6 +30,7 @@ from facelab.bench._kernels import (
     hist_1d,
     key_range,
     key_to_float,
+    sample_hist,
 )
 from facelab.bench._metrics import FMR_TARGETS, KINDS, Moments, ScoreSet, needed_bins
 from facelab.errors import BadInputError
@@ -268,8 +270,15 @@ class _Pilot:
         self.imp_wanted = np.zeros(nb, np.bool_)
         self.imp_cap, self.low, self.imp_share, self.gen_share = 0, 0, 1.0, 1.0
         sg, si = _slices(gen), _slices(imp)
-        self.hg = hist_1d(sg, binning, 0.0, 1.0)[0] if len(sg) else np.zeros(nb, np.int64)
-        hi = hist_1d(si, binning, 0.0, 1.0)[0] if len(si) else np.zeros(nb, np.int64)
+
+        def hist(a):
+            if not len(a):
+                return np.zeros(nb, np.int64)
+            if a.dtype == np.float32 and nb <= NONFINITE:
+                return sample_hist(a, binning)
+            return hist_1d(a, binning, 0.0, 1.0)[0]
+
+        self.hg, hi = hist(sg), hist(si)
         n, g = int(hi.sum()), int(self.hg.sum())
         self.ok = n >= 16 and g >= 4
         self.gen_scale = len(gen) / max(len(sg), 1)
@@ -278,11 +287,13 @@ class _Pilot:
         suffix = np.concatenate([np.cumsum(hi[::-1])[::-1], [0]])  # impostors in bins >= b
         prefix = np.concatenate([[0], np.cumsum(self.hg)])  # genuine in bins < b
 
+        neg = -suffix  # non-decreasing
+
         def imp_bins(r: float) -> tuple[int, int]:
             """The bins holding the impostor ranks within a band of r (0 = largest)."""
             r0, r1 = r - _band(r), r + _band(r)
-            top = nb - 1 if r0 <= 0 else int(np.searchsorted(-suffix, -(r0 + 1), "right")) - 1
-            bot = 0 if r1 >= n - 1 else int(np.searchsorted(-suffix, -(r1 + 1), "right")) - 1
+            top = nb - 1 if r0 <= 0 else int(np.searchsorted(neg, -(r0 + 1), "right")) - 1
+            bot = 0 if r1 >= n - 1 else int(np.searchsorted(neg, -(r1 + 1), "right")) - 1
             return bot, top
 
         ranges = [imp_bins(a * n) for a in self.targets]
