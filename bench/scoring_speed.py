@@ -67,6 +67,44 @@ def one_call_per_block(e, p, subj, block_elems: int = 8 << 20) -> float:
     return e.shape[0] * p.shape[0] / (time.perf_counter() - t)
 
 
+def breakdown(gen, imp) -> list[tuple[str, float, str]]:
+    """Where the metrics' time goes (best of 7 each), and the floor: one read of the
+    scores by numpy's sum (memory bandwidth)."""
+    from facelab.bench._kernels import FULL_RANGE, hist_1d
+    from facelab.bench._scoring import _Pilot
+
+    pilot = _Pilot(gen, imp, FULL_RANGE, FMR_TARGETS)
+    m0 = max(pilot.low - 1, 0)
+    b = FULL_RANGE.above(m0)
+    wi, cap = pilot.imp_wanted[m0:], pilot.imp_cap
+    h = hist_1d(imp, b, 0.0, 1.0, wi, cap, tail=True, sums=False)[0]
+    wg, gcap = pilot.gen_wanted(h, m0)
+    tail = 1 - h[0] / len(imp)
+    mb = (gen.nbytes + imp.nbytes) / 1e6
+    return [
+        (
+            "pilot (64 slices of each)",
+            best_of(_Pilot, gen, imp, FULL_RANGE, FMR_TARGETS, runs=7)[0],
+            "",
+        ),
+        (
+            f"impostor pass ({len(imp) / 1e6:.0f}M, tail {tail:.1%})",
+            best_of(hist_1d, imp, b, 0.0, 1.0, wi, cap, True, False, runs=7)[0],
+            f"numba, {get_num_threads()} threads",
+        ),
+        (
+            f"genuine pass ({len(gen) / 1e6:.0f}M, every bin)",
+            best_of(hist_1d, gen, b, 0.0, 1.0, wg[m0:], gcap, False, False, runs=7)[0],
+            f"numba, {get_num_threads()} threads",
+        ),
+        (
+            f"floor: one read of the {mb:.0f} MB (np.sum)",
+            best_of(lambda: (gen.sum(), imp.sum()), runs=7)[0],
+            "numpy, 1 thread",
+        ),
+    ]
+
+
 def numpy_blas() -> tuple[str, int]:
     """numpy's own BLAS (threadpoolctl): 'openblas 0.3.x Haswell' and its threads."""
     from threadpoolctl import threadpool_info
@@ -235,6 +273,8 @@ def main() -> None:
             f"no BLAS; numba, {get_num_threads()} threads",
         )
     )
+    for name, t, note in breakdown(gen, imp):
+        rows.append((f"  {name}", f"{t * 1e3:.1f} ms", f"{t / t_o:.2f} of it", note))
     t_s, v_s = best_of(sort_based, gen, imp, runs=5)
     rows.append(
         (

@@ -11,6 +11,11 @@ at each target FMR, the EER) will be decided; the main pass copies the exact sco
 those bins. Any other bin a metric needs is read by a later collection pass over the
 same blocks (``ScoreSet.ensure``), so every number equals a sort-based computation
 (``facelab.bench._metrics``) for any target and any threshold.
+
+Threads: one worker per core takes every k-th block, computes its GEMM with a
+single-threaded BLAS (threadpoolctl) and folds it at once, so each core alternates GEMM
+and reduction and no BLAS thread spins idle while a kernel runs. A collection pass uses
+the same blocks and the same BLAS set-up, so its scores are bit-identical.
 """
 
 from __future__ import annotations
