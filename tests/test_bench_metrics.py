@@ -458,3 +458,24 @@ def test_the_pass_in_pieces_over_threads_is_the_pass_in_one(tail) -> None:
     b = binning.of(finite)
     assert bad == 50 and np.array_equal(h, np.bincount(b, minlength=binning.nbins))
     assert np.array_equal(np.sort(vals), np.sort(finite[wanted[b]]))
+
+
+@pytest.mark.parametrize("scale", [1, 10**9])
+def test_edge_signs_are_exact_without_and_with_int64_overflow(scale) -> None:
+    """sign(FNMR - FMR) at every bin edge from the counts, against Python integers; at
+    3e9 x 3e9 scores the int64 products would overflow, and the exact path is taken."""
+    from facelab.bench._kernels import Binning
+    from facelab.bench._metrics import Moments, ScoreSet
+
+    rng = np.random.default_rng(5)
+    gen = rng.integers(0, 4, 300) * scale
+    imp = rng.integers(0, 4, 300) * scale
+    ss = ScoreSet(
+        Binning(0, 0, 300), gen, imp, dtype=np.float32, source=None,
+        gen_moments=Moments(1, 0.0, 0.0), imp_moments=Moments(1, 0.0, 0.0),
+    )  # fmt: skip
+    n, g = int(imp.sum()), int(gen.sum())
+    gp = [0, *itertools.accumulate(int(x) for x in gen)]
+    isuf = [sum(int(x) for x in imp[b:]) for b in range(301)]
+    want = [(d > 0) - (d < 0) for d in (gp[b] * n - isuf[b] * g for b in range(301))]
+    assert ss.edge_signs().tolist() == want

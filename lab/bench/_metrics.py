@@ -113,9 +113,7 @@ class ScoreSet:
         self.cheap = cheap  # reading a bin costs a pass over arrays, not a scoring pass
         self.gen_exact: dict[int, np.ndarray] = {}
         self.imp_exact: dict[int, np.ndarray] = {}
-        # imp_suffix[b] = impostors in bins >= b; gen_prefix[b] = genuine in bins < b
-        self.imp_suffix = np.concatenate([np.cumsum(self.imp_counts[::-1])[::-1], [0]])
-        self.gen_prefix = np.concatenate([[0], np.cumsum(self.gen_counts)])
+        self._totals()
 
     def moments(self) -> tuple[Moments, Moments]:
         """(genuine, impostor) moments; None when the reduction skipped the sums: then
@@ -123,6 +121,26 @@ class ScoreSet:
         if self.gen_moments is None or self.imp_moments is None:
             self.gen_moments, self.imp_moments = self.source.moments()
         return self.gen_moments, self.imp_moments
+
+    def _totals(self) -> None:
+        """Cumulative counts over the bins, and what the searches over them reuse."""
+        # imp_suffix[b] = impostors in bins >= b; gen_prefix[b] = genuine in bins < b
+        self.imp_suffix = np.concatenate([np.cumsum(self.imp_counts[::-1])[::-1], [0]])
+        self.gen_prefix = np.concatenate([[0], np.cumsum(self.gen_counts)])
+        self.imp_suffix_neg = -self.imp_suffix  # non-decreasing, for np.searchsorted
+        self._signs = None
+
+    def edge_signs(self) -> np.ndarray:
+        """sign(FNMR - FMR) at every bin edge (0..nbins), exactly: N_imp * gen_prefix -
+        N_gen * imp_suffix in int64 when no product can overflow, else Python ints."""
+        if self._signs is None:
+            n, g = self.n_impostor, self.n_genuine
+            if n * g < 1 << 62:
+                self._signs = np.sign(self.gen_prefix * n - self.imp_suffix * g)
+            else:  # exact, slower: Python integers
+                d = zip(self.gen_prefix.tolist(), self.imp_suffix.tolist(), strict=True)
+                self._signs = np.array([_sign_d(a, b, n, g) for a, b in d], np.int64)
+        return self._signs
 
     # -- the merged bulk ---------------------------------------------------------------
     def resolve(self, bins) -> bool:
@@ -146,8 +164,7 @@ class ScoreSet:
         self.binning, self.coarse = full, None
         self.gen_counts = np.asarray(gen_counts, np.int64)
         self.imp_counts = np.asarray(imp_counts, np.int64)
-        self.imp_suffix = np.concatenate([np.cumsum(self.imp_counts[::-1])[::-1], [0]])
-        self.gen_prefix = np.concatenate([[0], np.cumsum(self.gen_counts)])
+        self._totals()
         self.gen_exact, self.imp_exact = {}, {}
         for which, store in old.items():
             for b, v in store.items():
@@ -328,9 +345,9 @@ class OperatingPoint:
 def _kth_largest_impostor(ss: ScoreSet, k: int):
     """The (k+1)-th largest impostor score (0 <= k < N_imp), exactly."""
     # imp_suffix is non-increasing: the bin b with imp_suffix[b] >= k+1 > imp_suffix[b+1]
-    b = int(np.searchsorted(-ss.imp_suffix, -(k + 1), "right")) - 1
+    b = int(np.searchsorted(ss.imp_suffix_neg, -(k + 1), "right")) - 1
     if ss.resolve([b]):
-        b = int(np.searchsorted(-ss.imp_suffix, -(k + 1), "right")) - 1
+        b = int(np.searchsorted(ss.imp_suffix_neg, -(k + 1), "right")) - 1
     ss.ensure([b])
     vals = ss.imp_values(b)
     return vals[len(vals) - (k + 1 - int(ss.imp_suffix[b + 1]))]
@@ -339,7 +356,8 @@ def _kth_largest_impostor(ss: ScoreSet, k: int):
 def _rank(a: float, n: int) -> int:
     """floor(a * n) exactly (a float product can round up past an integer: 0.7 * 10 is
     7.0 in floats, but the float 0.7 is just below 7/10, so only 6 may match)."""
-    return math.floor(Fraction(a) * n)
+    num, den = float(a).as_integer_ratio()  # the double's exact value
+    return num * n // den
 
 
 def _check_target(alpha: float) -> float:
@@ -395,10 +413,6 @@ def _sign_d(gen_lt: int, imp_ge: int, n: int, g: int) -> int:
     return (d > 0) - (d < 0)
 
 
-def _edge_sign(ss: ScoreSet, b: int) -> int:
-    return _sign_d(ss.gen_prefix[b], ss.imp_suffix[b], ss.n_impostor, ss.n_genuine)
-
-
 def _bisect(lo: int, hi: int, pred) -> int:
     """The first i in [lo, hi) with pred(i) (pred monotone False..True), else hi."""
     while lo < hi:
@@ -422,9 +436,9 @@ def _candidates(ss: ScoreSet, b: int):
 
 def _last_le0(ss: ScoreSet):
     """The largest threshold with FNMR <= FMR: (t, imp_ge, gen_lt)."""
-    n, g, nb = ss.n_impostor, ss.n_genuine, ss.nbins
+    n, g = ss.n_impostor, ss.n_genuine
     # edges 0..nb; edge nb is t = +inf. The last edge with sign <= 0 is a non-empty bin.
-    b = _bisect(0, nb + 1, lambda e: _edge_sign(ss, e) > 0) - 1
+    b = int(np.searchsorted(ss.edge_signs(), 0, "right")) - 1
     c, ig, gl = _candidates(ss, b)
     j = _bisect(0, len(c), lambda i: _sign_d(gl[i], ig[i], n, g) > 0) - 1
     return c[j], int(ig[j]), int(gl[j])
@@ -432,8 +446,8 @@ def _last_le0(ss: ScoreSet):
 
 def _first_ge0(ss: ScoreSet):
     """The smallest threshold with FNMR >= FMR: (t, imp_ge, gen_lt)."""
-    n, g, nb = ss.n_impostor, ss.n_genuine, ss.nbins
-    e = _bisect(0, nb + 1, lambda x: _edge_sign(ss, x) >= 0)
+    n, g = ss.n_impostor, ss.n_genuine
+    e = int(np.searchsorted(ss.edge_signs(), 0, "left"))
     prev = np.nonzero((ss.gen_counts[:e] + ss.imp_counts[:e]) > 0)[0]
     if len(prev):  # the sign may reach 0 inside the last non-empty bin below edge e
         c, ig, gl = _candidates(ss, int(prev[-1]))
@@ -653,15 +667,16 @@ def needed_bins(ss: ScoreSet, targets=FMR_TARGETS, thresholds=()) -> list[int]:
     """The bins the standard quantities read (FNMR at each target FMR, the EER's t1 and
     t2, the given internal thresholds), from the histograms alone: a scoring pass can
     collect them all at once."""
-    n, g, nb = ss.n_impostor, ss.n_genuine, ss.nbins
+    n, g = ss.n_impostor, ss.n_genuine
     out: set[int] = set()
     if n and g:
         for a in targets:
             k = _rank(a, n)
             if n >= 3.0 / a and k < n:
-                out.add(int(np.searchsorted(-ss.imp_suffix, -(k + 1), "right")) - 1)
-        out.add(_bisect(0, nb + 1, lambda e: _edge_sign(ss, e) > 0) - 1)
-        e = _bisect(0, nb + 1, lambda x: _edge_sign(ss, x) >= 0)
+                out.add(int(np.searchsorted(ss.imp_suffix_neg, -(k + 1), "right")) - 1)
+        sg = ss.edge_signs()  # non-decreasing over the edges
+        out.add(int(np.searchsorted(sg, 0, "right")) - 1)  # the last edge with sign <= 0
+        e = int(np.searchsorted(sg, 0, "left"))  # the first edge with sign >= 0
         nonempty = (ss.gen_counts + ss.imp_counts) > 0
         prev = np.nonzero(nonempty[:e])[0]
         nxt = np.nonzero(nonempty[e:])[0]
