@@ -479,3 +479,30 @@ def test_edge_signs_are_exact_without_and_with_int64_overflow(scale) -> None:
     isuf = [sum(int(x) for x in imp[b:]) for b in range(301)]
     want = [(d > 0) - (d < 0) for d in (gp[b] * n - isuf[b] * g for b in range(301))]
     assert ss.edge_signs().tolist() == want
+
+
+def test_scores_above_the_pilots_range_share_a_top_bin_and_stay_exact() -> None:
+    """Huge scores the pilot's slices never saw land in the merged top bin; counts at
+    thresholds there, targets decided there and the DET are still exact (oracle: numpy
+    comparisons and the sort-based rule written here)."""
+    from facelab.bench import det_curve
+
+    rng = np.random.default_rng(11)
+    gen = rng.normal(0.6, 0.15, 100_000).astype(np.float32)
+    imp = rng.normal(0.0, 0.1, 200_000).astype(np.float32)
+    gen[[1100, 1200]] = [40.0, 50.0]  # between the pilot's first two slices
+    imp[[1100, 1150, 1200, 1250, 1300]] = [30.0, 35.0, 45.0, 31.0, 32.0]
+    ss = reduce_scores(gen, imp)
+    assert ss.coarse is not None and ss.imp_counts[-1] == 5 and ss.gen_counts[-1] == 2
+    t = np.float32(33.0)  # inside the top bin
+    r = rates_at(ss, t)
+    assert (r.false_matches, r.false_non_matches) == (int((imp >= t).sum()), int((gen < t).sum()))
+    ss = reduce_scores(gen, imp)
+    a = 3 / len(imp)  # the fewest estimable: decided among the five huge impostors
+    op = fnmr_at_fmr(ss, a)
+    v = np.sort(imp)[::-1][math.floor(Fraction(a) * len(imp))]
+    assert op.threshold == np.nextafter(v, np.float32(np.inf))
+    assert op.false_non_matches == int((gen < op.threshold).sum())
+    x, y = det_curve(reduce_scores(gen, imp))
+    fx, fy = det_curve(reduce_scores(gen, imp, resolution="full"))
+    assert np.array_equal(x, fx) and np.array_equal(y, fy)

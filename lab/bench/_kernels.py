@@ -92,7 +92,12 @@ class Binning:
     def above(self, m: int) -> Binning:
         """The same grid with bins 0..m merged into one bin 0 (bin b > 0 is bin b + m
         of this binning)."""
-        return Binning(self.base + (m << self.shift), self.shift, self.nbins - m)
+        return self.between(m, self.nbins - 1)
+
+    def between(self, m0: int, m1: int) -> Binning:
+        """The same grid from bin m0 to bin m1: bins 0..m0 merged into bin 0, bins
+        m1.. into the top bin, bin b in between is bin b + m0 of this binning."""
+        return Binning(self.base + (m0 << self.shift), self.shift, m1 - m0 + 1)
 
     def of_keys(self, keys: np.ndarray) -> np.ndarray:
         k = np.maximum(np.asarray(keys, np.uint64), _U64(self.base)) - _U64(self.base)

@@ -98,10 +98,11 @@ class ScoreSet:
         gen_failed: int = 0,
         imp_failed: int = 0,
         cheap: bool = True,
-        coarse: tuple[Binning, int] | None = None,
+        coarse: tuple[Binning, int, int] | None = None,
     ) -> None:
         self.binning = binning
-        # (full binning, m): this binning is full.above(m), bin 0 the merged bulk
+        # (full binning, m0, m1): this binning is full.between(m0, m1), bin 0 the merged
+        # bulk below, the top bin everything above
         self.coarse = coarse
         self.gen_counts = np.asarray(gen_counts, np.int64)
         self.imp_counts = np.asarray(imp_counts, np.int64)
@@ -146,19 +147,23 @@ class ScoreSet:
     def resolve(self, bins) -> bool:
         """Re-bin at full resolution (``refine``) if any of ``bins`` is a non-empty merged
         bin 0; True if it did (bin numbers computed before are then stale)."""
-        if self.coarse is None or self.gen_counts[0] + self.imp_counts[0] == 0:
+        if self.coarse is None:
             return False
-        if not any(int(b) == 0 for b in np.atleast_1d(bins)):
-            return False
-        self.refine()
-        return True
+        top = self.nbins - 1
+        merged = [0] + ([top] if self.coarse[2] < self.coarse[0].nbins - 1 else [])
+        asked = {int(b) for b in np.atleast_1d(bins)}
+        if any(b in asked and self.gen_counts[b] + self.imp_counts[b] for b in merged):
+            self.refine()
+            return True
+        return False
 
     def refine(self) -> None:
         """Replace the merged bin 0 by the full bins below it (one pass over the scores,
         ``source.histograms``); exact values already read keep their bins."""
         if self.coarse is None:
             return
-        full, m = self.coarse
+        full, m, _ = self.coarse
+        top = self.nbins - 1
         gen_counts, imp_counts = self.source.histograms(full)
         old = {"gen": self.gen_exact, "imp": self.imp_exact}
         self.binning, self.coarse = full, None
@@ -168,7 +173,7 @@ class ScoreSet:
         self.gen_exact, self.imp_exact = {}, {}
         for which, store in old.items():
             for b, v in store.items():
-                if b == 0:  # the merged bin's values land in several full bins
+                if b in (0, top):  # a merged bin's values land in several full bins
                     self.adopt(v, which)
                 else:
                     (self.gen_exact if which == "gen" else self.imp_exact)[b + m] = v
@@ -510,7 +515,7 @@ def roc_points(ss: ScoreSet) -> tuple[np.ndarray, np.ndarray]:
     n, g = ss.n_impostor, ss.n_genuine
     if n == 0 or g == 0:  # no curve without both kinds of score
         return np.empty(0), np.empty(0)
-    ss.resolve([0])  # a merged bulk: every point inside it is a point of the curve
+    ss.refine()  # merged bins: every point inside them is a point of the curve
     xs = [ss.imp_suffix / n]
     ys = [ss.gen_prefix / g]
     for b in sorted(set(ss.gen_exact) | set(ss.imp_exact)):
@@ -579,8 +584,10 @@ def auc(ss: ScoreSet, exact: bool | None = None) -> AUC:
     n, g = ss.n_impostor, ss.n_genuine
     if n == 0 or g == 0:
         return AUC(None)
-    if ss.gen_counts[0] and ss.imp_counts[0] and (exact or (exact is None and ss.cheap)):
-        ss.resolve([0])  # a merged bulk holding both kinds: full bins, then read
+    if exact or (exact is None and ss.cheap):  # a merged bin holding both kinds
+        top = ss.nbins - 1
+        mixed0 = [b for b in (0, top) if ss.gen_counts[b] and ss.imp_counts[b]]
+        ss.resolve(mixed0)  # full bins, then read
     mixed = np.nonzero((ss.gen_counts > 0) & (ss.imp_counts > 0))[0]
     if exact or (exact is None and ss.cheap):
         ss.ensure(mixed)

@@ -195,10 +195,12 @@ def reduce_scores(
         full = Binning.for_keys(lo, hi) if lo <= hi else Binning(0, 0, 1)
         scale = _scale(lo, hi, dtype) if lo <= hi else 1.0
     pilot = _Pilot(gen, imp, full, targets)
-    m0 = 0
+    m0, m1 = 0, full.nbins - 1
     if resolution == "tail" and dtype == np.float32 and pilot.low > 1:
         m0 = pilot.low - 1  # bins m0.. of ``full`` become 0.. (bin 0: everything below)
-    binning = full if m0 == 0 else full.above(m0)
+        if pilot.high > m0 + 1:
+            m1 = pilot.high  # and everything above bin m1 in the top bin
+    binning = full.between(m0, m1)
     # "tail" leaves the sums for d' to the first call that needs them (a fifth of the
     # pass; FNMR, FMR and the EER never do)
     sums = resolution == "full" or dtype == np.float64
@@ -207,11 +209,15 @@ def reduce_scores(
     for name, a in (("impostor", imp), ("genuine", gen)):
         pivot = _pivot(a, scale) if sums else 0.0
         if name == "impostor":
-            wanted, cap, share = pilot.imp_wanted, pilot.imp_cap, pilot.imp_share
+            wanted, cap, share = (
+                pilot.imp_wanted[m0 : m1 + 1].copy(),
+                pilot.imp_cap,
+                pilot.imp_share,
+            )
+            wanted[-1] |= pilot.imp_wanted[m1:].any()
         else:
-            wanted, cap = pilot.gen_wanted(out["impostor"][0], m0)
+            wanted, cap = pilot.gen_wanted(out["impostor"][0], m0, m1)
             share = pilot.gen_share
-        wanted = wanted[m0:]
         if len(a):
             tail = m0 > 0 and share < TAIL_SHARE
             h, s1, s2, vals, bad = hist_1d(
@@ -238,7 +244,7 @@ def reduce_scores(
         gen_failed=fg,
         imp_failed=fi,
         cheap=True,
-        coarse=(full, m0) if m0 else None,
+        coarse=(full, m0, m1) if binning != full else None,
     )
     ss.adopt(vg, "gen", np.nonzero(wg)[0])  # bins that overflowed are simply not adopted
     ss.adopt(vi, "imp", np.nonzero(wi)[0])
@@ -274,6 +280,7 @@ class _Pilot:
         self.nb, self.targets = nb, tuple(targets)
         self.imp_wanted = np.zeros(nb, np.bool_)
         self.imp_cap, self.low, self.imp_share, self.gen_share = 0, 0, 1.0, 1.0
+        self.high = nb - 1
         sg, si = _slices(gen), _slices(imp)
 
         def hist(a):
@@ -310,30 +317,37 @@ class _Pilot:
         for lo, hi_ in ranges:
             self.imp_wanted[max(lo - 1, 0) : min(hi_ + 1, nb - 1) + 1] = True
         self.low = min(int(np.argmax(self.imp_wanted)), low)
+        # the highest bin worth its own count: above the samples' largest score, with a
+        # margin for the larger arrays' extremes (whatever lies above is clamped into
+        # the top bin, whose exact values are read like any other bin's)
+        occupied = np.flatnonzero(self.hg + hi)
+        self.high = min(int(occupied[-1]) + 256, nb - 1)
         self.imp_share = float(hi[self.low :].sum()) / n
         self.gen_share = float(self.hg[self.low :].sum()) / g
         self.imp_cap = int(hi[self.imp_wanted].sum() * (len(imp) / len(si)) * 1.25) + 4096
 
-    def gen_wanted(self, imp_counts: np.ndarray, m0: int):
-        """The genuine bins (of the full binning) to copy, from the exact impostor
-        histogram (bins m0.. of the full binning): each target's deciding bin and the
-        next (its threshold is just above an impostor score), and a band around the
-        EER edge; and how many values they may hold."""
-        nb = self.nb
+    def gen_wanted(self, imp_counts: np.ndarray, m0: int, m1: int):
+        """The genuine bins to copy, in the binning of bins m0..m1 of the full one (bin 0
+        merging everything below, the top bin everything above), from that binning's
+        exact impostor histogram: each target's deciding bin and the next (its
+        threshold is just above an impostor score), and a band around the EER edge;
+        and how many values they may hold."""
+        nb = len(imp_counts)
         wanted = np.zeros(nb, np.bool_)
         if not self.ok:
             return wanted, 0
-        full = np.zeros(nb, np.int64)
-        full[m0:] = imp_counts  # bin m0 holds the merged bulk (bins 0..m0)
-        suffix = np.concatenate([np.cumsum(full[::-1])[::-1], [0]])
+        hg = self.hg[m0 : m1 + 1].copy()  # the genuine sample on the same bins
+        hg[0], hg[-1] = self.hg[: m0 + 1].sum(), self.hg[m1:].sum()
+        suffix = np.concatenate([np.cumsum(imp_counts[::-1])[::-1], [0]])
+        neg = -suffix
         n = int(suffix[0])
         for a in self.targets:
             k = math.floor(a * n)
             if n >= 3.0 / a and k < n:
-                b = int(np.searchsorted(-suffix, -(k + 1), "right")) - 1
+                b = int(np.searchsorted(neg, -(k + 1), "right")) - 1
                 wanted[b : min(b + 2, nb)] = True
         # the EER edge with the exact impostors and the genuine sample (scaled)
-        prefix = np.concatenate([[0], np.cumsum(self.hg)]) * self.gen_scale
+        prefix = np.concatenate([[0], np.cumsum(hg)]) * self.gen_scale
         g = prefix[-1]
         e = int(np.argmax(prefix * n >= suffix * g))
         rg = float(prefix[e]) / self.gen_scale
@@ -341,8 +355,9 @@ class _Pilot:
         lo = int(np.searchsorted(prefix, max(prefix[e] - band, 0), "right")) - 1
         hi = int(np.searchsorted(prefix, min(prefix[e] + band, g), "left"))
         wanted[max(lo - 1, 0) : min(hi + 1, nb - 1) + 1] = True
-        wanted[: m0 + 1] = False  # the merged bulk is never copied
-        cap = int(self.hg[wanted].sum() * self.gen_scale * 1.25) + 4096
+        if m0:
+            wanted[0] = False  # the merged bulk is never copied
+        cap = int(hg[wanted].sum() * self.gen_scale * 1.25) + 4096
         return wanted, cap
 
 
