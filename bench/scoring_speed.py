@@ -74,11 +74,11 @@ def breakdown(gen, imp) -> list[tuple[str, float, str]]:
     from facelab.bench._scoring import _Pilot
 
     pilot = _Pilot(gen, imp, FULL_RANGE, FMR_TARGETS)
-    m0 = max(pilot.low - 1, 0)
-    b = FULL_RANGE.above(m0)
-    wi, cap = pilot.imp_wanted[m0:], pilot.imp_cap
+    m0, m1 = max(pilot.low - 1, 0), pilot.high  # as reduce_scores picks them
+    b = FULL_RANGE.between(m0, m1)
+    wi, cap = pilot.imp_wanted[m0 : m1 + 1], pilot.imp_cap
     h = hist_1d(imp, b, 0.0, 1.0, wi, cap, tail=True, sums=False)[0]
-    wg, gcap = pilot.gen_wanted(h, m0)
+    wg, gcap = pilot.gen_wanted(h, m0, m1)
     tail = 1 - h[0] / len(imp)
     mb = (gen.nbytes + imp.nbytes) / 1e6
     return [
@@ -94,7 +94,7 @@ def breakdown(gen, imp) -> list[tuple[str, float, str]]:
         ),
         (
             f"genuine pass ({len(gen) / 1e6:.0f}M, every bin)",
-            best_of(hist_1d, gen, b, 0.0, 1.0, wg[m0:], gcap, False, False, runs=7)[0],
+            best_of(hist_1d, gen, b, 0.0, 1.0, wg, gcap, False, False, runs=7)[0],
             f"numba, {get_num_threads()} threads",
         ),
         (
