@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -506,3 +507,26 @@ def test_scores_above_the_pilots_range_share_a_top_bin_and_stay_exact() -> None:
     x, y = det_curve(reduce_scores(gen, imp))
     fx, fy = det_curve(reduce_scores(gen, imp, resolution="full"))
     assert np.array_equal(x, fx) and np.array_equal(y, fy)
+
+
+def test_a_forked_child_runs_the_threaded_pass() -> None:
+    """The pass's thread pool is per process: a child forked after a pass (which
+    inherits the pool object but none of its threads) still finishes its own."""
+    import os
+
+    from facelab.bench._kernels import FULL_RANGE, hist_1d
+
+    x = np.random.default_rng(0).normal(size=3_000_000).astype(np.float32)
+    h = hist_1d(x, FULL_RANGE, 0.0, 1.0)[0]  # creates the pool in this process
+    pid = os.fork()
+    if pid == 0:  # the child: same histogram, or exit 3; a hang fails by the timeout
+        ok = np.array_equal(hist_1d(x, FULL_RANGE, 0.0, 1.0)[0], h)
+        os._exit(0 if ok else 3)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's pass hung")
+    assert os.waitstatus_to_exitcode(done[1]) == 0

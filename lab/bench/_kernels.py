@@ -35,6 +35,7 @@ negative-index handling, which otherwise blocks vectorisation).
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
@@ -441,6 +442,8 @@ def _hist32_part(vals, bits, a, z, base, shift, top, lval, tail, h, pivot, scale
 PIECE = 1 << 18
 MIN_PART = 1 << 18  # no second thread for fewer scores than this
 _POOL: list = []
+# a forked child inherits the pool object but not its threads: it starts its own
+os.register_at_fork(after_in_child=_POOL.clear)
 
 
 def _pool():
