@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -364,3 +365,168 @@ def test_the_rank_of_a_target_is_exact() -> None:
     op = fnmr_at_fmr(reduce_scores(np.arange(20.0), imp), 0.7)
     assert op.false_matches == 6 and Fraction(op.false_matches, 10) <= Fraction(0.7)
     assert op.threshold == np.nextafter(3.0, np.inf)
+
+
+# -- the tail pass: the bulk below the deciding bins merged into bin 0 --------------------
+def float32_bits(draw, n):
+    """float32 values from raw bit patterns (every class: NaN, infinities, -0.0,
+    subnormals) mixed with ordinary scores."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    raw = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    normal = rng.normal(0, 0.1, n).astype(np.float32)
+    special = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, -1e-45], np.float32)
+    pick = rng.integers(0, 3, n)
+    out = np.where(pick == 0, raw, normal)
+    out[pick == 2] = special[rng.integers(0, len(special), int((pick == 2).sum()))]
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_the_tail_pass_counts_every_bin_and_copies_exactly_the_wanted_ones(data) -> None:
+    from facelab.bench._kernels import FULL_RANGE, hist_1d
+
+    n = data.draw(st.integers(1, 5000))
+    x = float32_bits(data.draw, n)
+    m = data.draw(st.integers(0, FULL_RANGE.nbins - 2))
+    binning = FULL_RANGE.above(m)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    wanted = rng.random(binning.nbins) < data.draw(st.sampled_from([0.0, 0.001, 0.5]))
+    tail = data.draw(st.booleans())
+    h, s1, s2, vals, bad = hist_1d(x, binning, 0.0, 1.0, wanted, capacity=n, tail=tail)
+    # the oracle: numpy comparisons of the values against each bin's smallest value
+    finite = x[np.isfinite(x)]
+    low = binning.lower_values(np.float32)  # bin b holds low[b] <= v < low[b + 1]
+    want_bins = np.searchsorted(low[1:], finite.astype(np.float64), "right")
+    assert bad == n - len(finite)
+    assert np.array_equal(h, np.bincount(want_bins, minlength=binning.nbins))
+    copy = wanted.copy()
+    if tail:
+        copy[0] = False  # the merged bulk is never copied by the tail pass
+    expect = np.sort(finite[copy[want_bins]])
+    assert np.array_equal(np.sort(vals), expect)  # -0.0 == 0.0 compares equal
+    f64 = finite.astype(np.float64)  # the sums for the moments, over the finite values
+    tol = 1e-9 * float(np.abs(f64).sum()) + 1e-300
+    assert abs(s1 - math.fsum(f64.tolist())) <= tol
+    assert abs(s2 - math.fsum((f64 * f64).tolist())) <= 1e-9 * float((f64 * f64).sum()) + 1e-300
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**31), st.sampled_from(["rates", "target", "eer", "auc", "det"]))
+def test_a_merged_bulk_is_refined_when_a_metric_looks_inside_it(seed, metric) -> None:
+    from facelab.bench import det_curve
+
+    rng = np.random.default_rng(seed)
+    gen = rng.normal(0.6, 0.15, 1000).astype(np.float32)
+    imp = rng.normal(0.0, 0.1, 8000).astype(np.float32)
+    ss, ref = reduce_scores(gen, imp), Ref(gen, imp)
+    assert ss.coarse is not None and ss.imp_counts[0] > 1000  # the bulk is merged
+    if metric == "rates":  # a threshold deep inside the bulk
+        t = np.float32(rng.uniform(-0.2, 0.0))
+        r = rates_at(ss, t)
+        assert (r.false_matches, r.false_non_matches) == ref.counts(t)
+        assert ss.coarse is None  # refined
+    elif metric == "target":  # an FMR target whose threshold lies in the bulk
+        op = fnmr_at_fmr(ss, 0.6)
+        assert (op.threshold, op.fnmr, op.false_matches) == ref.fnmr_at_fmr(0.6)
+    elif metric == "eer":
+        assert eer(ss).value == pytest.approx(ref.eer(), abs=1e-15)
+    elif metric == "auc":
+        a = auc(ss)
+        assert a.error_bound == 0 and a.value == pytest.approx(ref.auc(), abs=1e-12)
+    else:  # the DET: every point the exact counts resolve, as with full bins
+        full = reduce_scores(gen, imp, resolution="full")
+        x, y = det_curve(ss)
+        fx, fy = det_curve(full)
+        assert np.array_equal(x, fx) and np.array_equal(y, fy)
+
+
+@pytest.mark.parametrize("tail", [True, False])
+def test_the_pass_in_pieces_over_threads_is_the_pass_in_one(tail) -> None:
+    """3M scores: several pieces taken in turn by the worker threads, each into its own
+    histogram; the sum equals one numpy bincount, every wanted value copied once."""
+    from facelab.bench._kernels import FULL_RANGE, hist_1d
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 0.1, 3_000_000).astype(np.float32)
+    x[rng.integers(0, len(x), 50)] = np.nan
+    m = int(FULL_RANGE.of(np.array([0.15], np.float32))[0])
+    binning = FULL_RANGE.above(m)
+    wanted = np.zeros(binning.nbins, np.bool_)
+    wanted[1:40] = True
+    h, _, _, vals, bad = hist_1d(x, binning, 0.0, 1.0, wanted, capacity=200_000, tail=tail)
+    finite = x[np.isfinite(x)]
+    b = binning.of(finite)
+    assert bad == 50 and np.array_equal(h, np.bincount(b, minlength=binning.nbins))
+    assert np.array_equal(np.sort(vals), np.sort(finite[wanted[b]]))
+
+
+@pytest.mark.parametrize("scale", [1, 10**9])
+def test_edge_signs_are_exact_without_and_with_int64_overflow(scale) -> None:
+    """sign(FNMR - FMR) at every bin edge from the counts, against Python integers; at
+    3e9 x 3e9 scores the int64 products would overflow, and the exact path is taken."""
+    from facelab.bench._kernels import Binning
+    from facelab.bench._metrics import Moments, ScoreSet
+
+    rng = np.random.default_rng(5)
+    gen = rng.integers(0, 4, 300) * scale
+    imp = rng.integers(0, 4, 300) * scale
+    ss = ScoreSet(
+        Binning(0, 0, 300), gen, imp, dtype=np.float32, source=None,
+        gen_moments=Moments(1, 0.0, 0.0), imp_moments=Moments(1, 0.0, 0.0),
+    )  # fmt: skip
+    n, g = int(imp.sum()), int(gen.sum())
+    gp = [0, *itertools.accumulate(int(x) for x in gen)]
+    isuf = [sum(int(x) for x in imp[b:]) for b in range(301)]
+    want = [(d > 0) - (d < 0) for d in (gp[b] * n - isuf[b] * g for b in range(301))]
+    assert ss.edge_signs().tolist() == want
+
+
+def test_scores_above_the_pilots_range_share_a_top_bin_and_stay_exact() -> None:
+    """Huge scores the pilot's slices never saw land in the merged top bin; counts at
+    thresholds there, targets decided there and the DET are still exact (oracle: numpy
+    comparisons and the sort-based rule written here)."""
+    from facelab.bench import det_curve
+
+    rng = np.random.default_rng(11)
+    gen = rng.normal(0.6, 0.15, 100_000).astype(np.float32)
+    imp = rng.normal(0.0, 0.1, 200_000).astype(np.float32)
+    gen[[1100, 1200]] = [40.0, 50.0]  # between the pilot's first two slices
+    imp[[1100, 1150, 1200, 1250, 1300]] = [30.0, 35.0, 45.0, 31.0, 32.0]
+    ss = reduce_scores(gen, imp)
+    assert ss.coarse is not None and ss.imp_counts[-1] == 5 and ss.gen_counts[-1] == 2
+    t = np.float32(33.0)  # inside the top bin
+    r = rates_at(ss, t)
+    assert (r.false_matches, r.false_non_matches) == (int((imp >= t).sum()), int((gen < t).sum()))
+    ss = reduce_scores(gen, imp)
+    a = 3 / len(imp)  # the fewest estimable: decided among the five huge impostors
+    op = fnmr_at_fmr(ss, a)
+    v = np.sort(imp)[::-1][math.floor(Fraction(a) * len(imp))]
+    assert op.threshold == np.nextafter(v, np.float32(np.inf))
+    assert op.false_non_matches == int((gen < op.threshold).sum())
+    x, y = det_curve(reduce_scores(gen, imp))
+    fx, fy = det_curve(reduce_scores(gen, imp, resolution="full"))
+    assert np.array_equal(x, fx) and np.array_equal(y, fy)
+
+
+def test_a_forked_child_runs_the_threaded_pass() -> None:
+    """The pass's thread pool is per process: a child forked after a pass (which
+    inherits the pool object but none of its threads) still finishes its own."""
+    import os
+
+    from facelab.bench._kernels import FULL_RANGE, hist_1d
+
+    x = np.random.default_rng(0).normal(size=3_000_000).astype(np.float32)
+    h = hist_1d(x, FULL_RANGE, 0.0, 1.0)[0]  # creates the pool in this process
+    pid = os.fork()
+    if pid == 0:  # the child: same histogram, or exit 3; a hang fails by the timeout
+        ok = np.array_equal(hist_1d(x, FULL_RANGE, 0.0, 1.0)[0], h)
+        os._exit(0 if ok else 3)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's pass hung")
+    assert os.waitstatus_to_exitcode(done[1]) == 0

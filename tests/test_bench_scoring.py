@@ -20,6 +20,7 @@ from facelab.bench import (
 from facelab.errors import BadInputError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
 
 from tests.test_bench_metrics import Ref
 
@@ -46,12 +47,16 @@ def templates(rng, n, m, d, quantise: bool, noise=0.6):
 
 
 def split(e, p, gen_row, block=None):
-    """Genuine and impostor scores of the matrix, computed by the same GEMM blocks."""
-    s = (
-        e @ p.T
-        if block is None
-        else np.concatenate([e @ p[j : j + block].T for j in range(0, len(p), block)], 1)
-    )
+    """Genuine and impostor scores of the matrix, computed by the same GEMM blocks with
+    the same single-threaded BLAS as the scoring pass (BLAS rounds differently with
+    other blockings or thread counts; the reduction must be exact for the scores it
+    was given)."""
+    with threadpool_limits(1, user_api="blas"):
+        s = (
+            e @ p.T
+            if block is None
+            else np.concatenate([e @ p[j : j + block].T for j in range(0, len(p), block)], 1)
+        )
     mask = np.ones(s.shape, bool)
     has = gen_row >= 0
     mask[gen_row[has], np.nonzero(has)[0]] = False

@@ -19,11 +19,11 @@ from __future__ import annotations
 import numpy as np
 from facelab.bench._kernels import Binner
 from facelab.bench._metrics import FMR_TARGETS, ScoreSet, needed_bins
-from facelab.bench._scoring import _collect_pass, _pass, assemble, prepare
+from facelab.bench._scoring import _collect_pass, _pass, assemble, prepare, workers
 
 
 def _score_slice(enrol, probes, gen_row, binning, wanted, capacity, block_elems):
-    binner = Binner(binning, wanted, capacity, covers_all=True)  # as in score_pairs
+    binner = Binner(binning, wanted, capacity, workers=workers())  # as in score_pairs
     genuine: list[np.ndarray] = []
     _pass(enrol, probes, gen_row, block_elems, binner, genuine)
     vals, ok = binner.collected()
@@ -43,7 +43,7 @@ class ClusterSource:
             counts,
         )
 
-    def collect(self, bins):
+    def collect(self, bins, kinds=None):
         expected = int(self.counts[list(bins)].sum())
         futs = [
             self.client.submit(

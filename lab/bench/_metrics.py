@@ -92,14 +92,18 @@ class ScoreSet:
         *,
         dtype,
         source,
-        gen_moments: Moments,
-        imp_moments: Moments,
+        gen_moments: Moments | None,
+        imp_moments: Moments | None,
         kind: str = "similarity",
         gen_failed: int = 0,
         imp_failed: int = 0,
         cheap: bool = True,
+        coarse: tuple[Binning, int, int] | None = None,
     ) -> None:
         self.binning = binning
+        # (full binning, m0, m1): this binning is full.between(m0, m1), bin 0 the merged
+        # bulk below, the top bin everything above
+        self.coarse = coarse
         self.gen_counts = np.asarray(gen_counts, np.int64)
         self.imp_counts = np.asarray(imp_counts, np.int64)
         self.dtype = np.dtype(dtype)
@@ -110,9 +114,69 @@ class ScoreSet:
         self.cheap = cheap  # reading a bin costs a pass over arrays, not a scoring pass
         self.gen_exact: dict[int, np.ndarray] = {}
         self.imp_exact: dict[int, np.ndarray] = {}
+        self._totals()
+
+    def moments(self) -> tuple[Moments, Moments]:
+        """(genuine, impostor) moments; None when the reduction skipped the sums: then
+        read once from the source (one pass, ``source.moments()``)."""
+        if self.gen_moments is None or self.imp_moments is None:
+            self.gen_moments, self.imp_moments = self.source.moments()
+        return self.gen_moments, self.imp_moments
+
+    def _totals(self) -> None:
+        """Cumulative counts over the bins, and what the searches over them reuse."""
         # imp_suffix[b] = impostors in bins >= b; gen_prefix[b] = genuine in bins < b
         self.imp_suffix = np.concatenate([np.cumsum(self.imp_counts[::-1])[::-1], [0]])
         self.gen_prefix = np.concatenate([[0], np.cumsum(self.gen_counts)])
+        self.imp_suffix_neg = -self.imp_suffix  # non-decreasing, for np.searchsorted
+        self._signs = None
+
+    def edge_signs(self) -> np.ndarray:
+        """sign(FNMR - FMR) at every bin edge (0..nbins), exactly: N_imp * gen_prefix -
+        N_gen * imp_suffix in int64 when no product can overflow, else Python ints."""
+        if self._signs is None:
+            n, g = self.n_impostor, self.n_genuine
+            if n * g < 1 << 62:
+                self._signs = np.sign(self.gen_prefix * n - self.imp_suffix * g)
+            else:  # exact, slower: Python integers
+                d = zip(self.gen_prefix.tolist(), self.imp_suffix.tolist(), strict=True)
+                self._signs = np.array([_sign_d(a, b, n, g) for a, b in d], np.int64)
+        return self._signs
+
+    # -- the merged bulk ---------------------------------------------------------------
+    def resolve(self, bins) -> bool:
+        """Re-bin at full resolution (``refine``) if any of ``bins`` is a non-empty merged
+        bin 0; True if it did (bin numbers computed before are then stale)."""
+        if self.coarse is None:
+            return False
+        top = self.nbins - 1
+        merged = [0] + ([top] if self.coarse[2] < self.coarse[0].nbins - 1 else [])
+        asked = {int(b) for b in np.atleast_1d(bins)}
+        if any(b in asked and self.gen_counts[b] + self.imp_counts[b] for b in merged):
+            self.refine()
+            return True
+        return False
+
+    def refine(self) -> None:
+        """Replace the merged bin 0 by the full bins below it (one pass over the scores,
+        ``source.histograms``); exact values already read keep their bins."""
+        if self.coarse is None:
+            return
+        full, m, _ = self.coarse
+        top = self.nbins - 1
+        gen_counts, imp_counts = self.source.histograms(full)
+        old = {"gen": self.gen_exact, "imp": self.imp_exact}
+        self.binning, self.coarse = full, None
+        self.gen_counts = np.asarray(gen_counts, np.int64)
+        self.imp_counts = np.asarray(imp_counts, np.int64)
+        self._totals()
+        self.gen_exact, self.imp_exact = {}, {}
+        for which, store in old.items():
+            for b, v in store.items():
+                if b in (0, top):  # a merged bin's values land in several full bins
+                    self.adopt(v, which)
+                else:
+                    (self.gen_exact if which == "gen" else self.imp_exact)[b + m] = v
 
     # -- sizes -------------------------------------------------------------------------
     @property
@@ -144,12 +208,17 @@ class ScoreSet:
         if values is None or len(values) == 0:
             return
         v = np.sort(np.asarray(values, self.dtype))
-        kb = self.binning.of(v)
-        ub, start = np.unique(kb, return_index=True)
+        kb = self.binning.of(v)  # non-decreasing, as v is sorted
+        start = np.flatnonzero(np.concatenate([[True], kb[1:] != kb[:-1]]))
         stop = np.append(start[1:], len(v))
-        allow = None if bins is None else set(int(b) for b in bins)
-        for b, a, z in zip(ub.tolist(), start.tolist(), stop.tolist(), strict=True):
-            if z - a == counts[b] and b not in store and (allow is None or b in allow):
+        ub = kb[start]
+        ok = stop - start == counts[ub]
+        if bins is not None:
+            allow = np.zeros(self.nbins, np.bool_)
+            allow[np.asarray(bins, np.int64)] = True
+            ok &= allow[ub]
+        for b, a, z in zip(ub[ok].tolist(), start[ok].tolist(), stop[ok].tolist(), strict=True):
+            if b not in store:  # a loop over the bins adopted, not over scores
                 store[b] = v[a:z]
 
     def ensure(self, bins) -> None:
@@ -157,7 +226,11 @@ class ScoreSet:
         missing = sorted({int(b) for b in bins if 0 <= b < self.nbins and not self.held(int(b))})
         if not missing:
             return
-        g, i = self.source.collect(missing)
+        kinds = (
+            [b for b in missing if self.gen_counts[b] and b not in self.gen_exact],
+            [b for b in missing if self.imp_counts[b] and b not in self.imp_exact],
+        )
+        g, i = self.source.collect(missing, kinds=kinds)
         self.adopt(g, "gen", missing)
         self.adopt(i, "imp", missing)
         for b in missing:
@@ -194,6 +267,8 @@ class ScoreSet:
         fin = np.isfinite(ts)
         b = np.zeros(len(ts), np.int64)
         b[fin] = self.binning.of(ts[fin])
+        if self.resolve(b[fin]):
+            b[fin] = self.binning.of(ts[fin])
         self.ensure(np.unique(b[fin]))
         imp_ge = np.where(ts == -np.inf, self.n_impostor, 0).astype(np.int64)
         gen_lt = np.where(ts == np.inf, self.n_genuine, 0).astype(np.int64)
@@ -275,7 +350,9 @@ class OperatingPoint:
 def _kth_largest_impostor(ss: ScoreSet, k: int):
     """The (k+1)-th largest impostor score (0 <= k < N_imp), exactly."""
     # imp_suffix is non-increasing: the bin b with imp_suffix[b] >= k+1 > imp_suffix[b+1]
-    b = int(np.searchsorted(-ss.imp_suffix, -(k + 1), "right")) - 1
+    b = int(np.searchsorted(ss.imp_suffix_neg, -(k + 1), "right")) - 1
+    if ss.resolve([b]):
+        b = int(np.searchsorted(ss.imp_suffix_neg, -(k + 1), "right")) - 1
     ss.ensure([b])
     vals = ss.imp_values(b)
     return vals[len(vals) - (k + 1 - int(ss.imp_suffix[b + 1]))]
@@ -284,7 +361,8 @@ def _kth_largest_impostor(ss: ScoreSet, k: int):
 def _rank(a: float, n: int) -> int:
     """floor(a * n) exactly (a float product can round up past an integer: 0.7 * 10 is
     7.0 in floats, but the float 0.7 is just below 7/10, so only 6 may match)."""
-    return math.floor(Fraction(a) * n)
+    num, den = float(a).as_integer_ratio()  # the double's exact value
+    return num * n // den
 
 
 def _check_target(alpha: float) -> float:
@@ -340,10 +418,6 @@ def _sign_d(gen_lt: int, imp_ge: int, n: int, g: int) -> int:
     return (d > 0) - (d < 0)
 
 
-def _edge_sign(ss: ScoreSet, b: int) -> int:
-    return _sign_d(ss.gen_prefix[b], ss.imp_suffix[b], ss.n_impostor, ss.n_genuine)
-
-
 def _bisect(lo: int, hi: int, pred) -> int:
     """The first i in [lo, hi) with pred(i) (pred monotone False..True), else hi."""
     while lo < hi:
@@ -367,9 +441,9 @@ def _candidates(ss: ScoreSet, b: int):
 
 def _last_le0(ss: ScoreSet):
     """The largest threshold with FNMR <= FMR: (t, imp_ge, gen_lt)."""
-    n, g, nb = ss.n_impostor, ss.n_genuine, ss.nbins
+    n, g = ss.n_impostor, ss.n_genuine
     # edges 0..nb; edge nb is t = +inf. The last edge with sign <= 0 is a non-empty bin.
-    b = _bisect(0, nb + 1, lambda e: _edge_sign(ss, e) > 0) - 1
+    b = int(np.searchsorted(ss.edge_signs(), 0, "right")) - 1
     c, ig, gl = _candidates(ss, b)
     j = _bisect(0, len(c), lambda i: _sign_d(gl[i], ig[i], n, g) > 0) - 1
     return c[j], int(ig[j]), int(gl[j])
@@ -377,8 +451,8 @@ def _last_le0(ss: ScoreSet):
 
 def _first_ge0(ss: ScoreSet):
     """The smallest threshold with FNMR >= FMR: (t, imp_ge, gen_lt)."""
-    n, g, nb = ss.n_impostor, ss.n_genuine, ss.nbins
-    e = _bisect(0, nb + 1, lambda x: _edge_sign(ss, x) >= 0)
+    n, g = ss.n_impostor, ss.n_genuine
+    e = int(np.searchsorted(ss.edge_signs(), 0, "left"))
     prev = np.nonzero((ss.gen_counts[:e] + ss.imp_counts[:e]) > 0)[0]
     if len(prev):  # the sign may reach 0 inside the last non-empty bin below edge e
         c, ig, gl = _candidates(ss, int(prev[-1]))
@@ -397,6 +471,7 @@ def eer(ss: ScoreSet) -> EER:
     n, g = ss.n_impostor, ss.n_genuine
     if n == 0 or g == 0:
         return EER(None, reason="no impostor comparisons" if n == 0 else "no genuine comparisons")
+    ss.resolve(needed_bins(ss, ()))  # full bins if the crossing lies in a merged bulk
     t1, ig1, gl1 = _last_le0(ss)
     t2, ig2, gl2 = _first_ge0(ss)
     fmr1, fnmr1 = Fraction(ig1, n), Fraction(gl1, g)
@@ -440,6 +515,7 @@ def roc_points(ss: ScoreSet) -> tuple[np.ndarray, np.ndarray]:
     n, g = ss.n_impostor, ss.n_genuine
     if n == 0 or g == 0:  # no curve without both kinds of score
         return np.empty(0), np.empty(0)
+    ss.refine()  # merged bins: every point inside them is a point of the curve
     xs = [ss.imp_suffix / n]
     ys = [ss.gen_prefix / g]
     for b in sorted(set(ss.gen_exact) | set(ss.imp_exact)):
@@ -508,6 +584,10 @@ def auc(ss: ScoreSet, exact: bool | None = None) -> AUC:
     n, g = ss.n_impostor, ss.n_genuine
     if n == 0 or g == 0:
         return AUC(None)
+    if exact or (exact is None and ss.cheap):  # a merged bin holding both kinds
+        top = ss.nbins - 1
+        mixed0 = [b for b in (0, top) if ss.gen_counts[b] and ss.imp_counts[b]]
+        ss.resolve(mixed0)  # full bins, then read
     mixed = np.nonzero((ss.gen_counts > 0) & (ss.imp_counts > 0))[0]
     if exact or (exact is None and ss.cheap):
         ss.ensure(mixed)
@@ -532,10 +612,11 @@ def d_prime(ss: ScoreSet) -> float | None:
     fewer than one score of a kind or when both variances are 0."""
     if ss.n_genuine == 0 or ss.n_impostor == 0:
         return None
-    if ss.gen_moments.scale != ss.imp_moments.scale:
+    gm, im = ss.moments()
+    if gm.scale != im.scale:
         raise RuntimeError("d': the two kinds were summed on different scales")
-    mg, vg = ss.gen_moments.scaled_mean_var()  # d' does not depend on the scale
-    mi, vi = ss.imp_moments.scaled_mean_var()
+    mg, vg = gm.scaled_mean_var()  # d' does not depend on the scale
+    mi, vi = im.scaled_mean_var()
     if vg + vi <= 0:
         return None
     return abs(mg - mi) / math.sqrt((vg + vi) / 2)
@@ -593,15 +674,16 @@ def needed_bins(ss: ScoreSet, targets=FMR_TARGETS, thresholds=()) -> list[int]:
     """The bins the standard quantities read (FNMR at each target FMR, the EER's t1 and
     t2, the given internal thresholds), from the histograms alone: a scoring pass can
     collect them all at once."""
-    n, g, nb = ss.n_impostor, ss.n_genuine, ss.nbins
+    n, g = ss.n_impostor, ss.n_genuine
     out: set[int] = set()
     if n and g:
         for a in targets:
             k = _rank(a, n)
             if n >= 3.0 / a and k < n:
-                out.add(int(np.searchsorted(-ss.imp_suffix, -(k + 1), "right")) - 1)
-        out.add(_bisect(0, nb + 1, lambda e: _edge_sign(ss, e) > 0) - 1)
-        e = _bisect(0, nb + 1, lambda x: _edge_sign(ss, x) >= 0)
+                out.add(int(np.searchsorted(ss.imp_suffix_neg, -(k + 1), "right")) - 1)
+        sg = ss.edge_signs()  # non-decreasing over the edges
+        out.add(int(np.searchsorted(sg, 0, "right")) - 1)  # the last edge with sign <= 0
+        e = int(np.searchsorted(sg, 0, "left"))  # the first edge with sign >= 0
         nonempty = (ss.gen_counts + ss.imp_counts) > 0
         prev = np.nonzero(nonempty[:e])[0]
         nxt = np.nonzero(nonempty[e:])[0]

@@ -11,17 +11,22 @@ at each target FMR, the EER) will be decided; the main pass copies the exact sco
 those bins. Any other bin a metric needs is read by a later collection pass over the
 same blocks (``ScoreSet.ensure``), so every number equals a sort-based computation
 (``facelab.bench._metrics``) for any target and any threshold.
+
+Threads: one worker per core takes every k-th block, computes its GEMM with a
+single-threaded BLAS (threadpoolctl) and folds it at once, so each core alternates GEMM
+and reduction and no BLAS thread spins idle while a kernel runs. A collection pass uses
+the same blocks and the same BLAS set-up, so its scores are bit-identical.
 """
 
 from __future__ import annotations
 
 import math
-import queue
 import threading
 
 import numpy as np
 from facelab.bench._kernels import (
     FULL_RANGE,
+    NONFINITE,
     Binner,
     Binning,
     collect,
@@ -30,9 +35,12 @@ from facelab.bench._kernels import (
     hist_1d,
     key_range,
     key_to_float,
+    sample_hist,
 )
 from facelab.bench._metrics import FMR_TARGETS, KINDS, Moments, ScoreSet, needed_bins
 from facelab.errors import BadInputError
+from numba import get_num_threads
+from threadpoolctl import threadpool_limits
 
 
 def _check(enrol: np.ndarray, probes: np.ndarray, gen_row: np.ndarray) -> None:
@@ -66,17 +74,58 @@ def _as_scores(a, name: str) -> np.ndarray:
 class ArraySource:
     """Reads bins from the score arrays themselves (one parallel pass per request)."""
 
-    def __init__(self, gen: np.ndarray, imp: np.ndarray, binning: Binning, counts) -> None:
+    def __init__(
+        self, gen: np.ndarray, imp: np.ndarray, binning: Binning, counts, scale: float = 1.0
+    ) -> None:
         self.gen, self.imp, self.binning, self.counts = gen, imp, binning, counts
+        self.scale = scale
 
-    def collect(self, bins):
-        bins = list(bins)
-        wanted = np.zeros(self.binning.nbins, np.bool_)
-        wanted[bins] = True
-        return tuple(
-            collect_1d(a, self.binning, wanted, int(c[bins].sum())) if c[bins].any() else a[:0]
-            for a, c in zip((self.gen, self.imp), self.counts, strict=True)
+    def collect(self, bins, kinds=None):
+        """(genuine, impostor) values of ``bins`` (``kinds``: the genuine and the
+        impostor bins actually missing; an array with none missing is not read)."""
+        out = []
+        for k, (a, c) in enumerate(zip((self.gen, self.imp), self.counts, strict=True)):
+            want = list(bins) if kinds is None else list(kinds[k])
+            if not want or not c[want].any():
+                out.append(a[:0])
+                continue
+            wanted = np.zeros(self.binning.nbins, np.bool_)
+            wanted[want] = True
+            out.append(collect_1d(a, self.binning, wanted, int(c[want].sum())))
+        return tuple(out)
+
+    def moments(self) -> tuple[Moments, Moments]:
+        """The moments of each array (one pass each), on the scale of the reduction."""
+        return _moments(self.gen, self.binning, self.scale), _moments(
+            self.imp, self.binning, self.scale
         )
+
+    def histograms(self, binning: Binning):
+        """(genuine, impostor) histograms on another binning (one pass each); this
+        source then reads bins of that binning."""
+        hists = [
+            hist_1d(a, binning, 0.0, 1.0)[0] if len(a) else np.zeros(binning.nbins, np.int64)
+            for a in (self.gen, self.imp)
+        ]
+        self.binning, self.counts = binning, hists
+        return hists
+
+
+def _pivot(a: np.ndarray, scale: float) -> float:
+    """A middle value of a sample, scaled: the sums are taken about it (less
+    cancellation in the variance)."""
+    sample = a[:: max(1, len(a) // 1024)]
+    sample = sample[np.isfinite(sample)]
+    return float(np.median(sample)) * scale if len(sample) else 0.0
+
+
+def _moments(a: np.ndarray, binning: Binning, scale: float) -> Moments:
+    """The moments of the finite values of ``a`` (one pass)."""
+    if not len(a):
+        return Moments(0, 0.0, 0.0, 0.0, scale)
+    pivot = _pivot(a, scale)
+    h, s1, s2, _, _ = hist_1d(a, binning, pivot, scale)
+    return Moments(int(h.sum()), s1, s2, pivot, scale)
 
 
 def _scale(lo: int, hi: int, dtype) -> float:
@@ -87,7 +136,18 @@ def _scale(lo: int, hi: int, dtype) -> float:
     return 2.0 ** min(max(-math.frexp(m)[1], -1000), 1000)
 
 
-def reduce_scores(genuine, impostor, *, kind: str = "similarity", targets=FMR_TARGETS) -> ScoreSet:
+# the tail kernel pays off when few scores lie above bin 0 (it visits those one by one)
+TAIL_SHARE = 0.2
+
+
+def reduce_scores(
+    genuine,
+    impostor,
+    *,
+    kind: str = "similarity",
+    targets=FMR_TARGETS,
+    resolution: str = "tail",
+) -> ScoreSet:
     """The exact reduction of scores already computed.
 
     Parameters
@@ -98,94 +158,207 @@ def reduce_scores(genuine, impostor, *, kind: str = "similarity", targets=FMR_TA
         (counted, see ``Rates.generalized_fnmr``); an infinity is refused.
     kind : "similarity" (higher = more alike) or "distance" (lower = more alike)
     targets : the FMR targets whose deciding bins are read at once
+    resolution : "tail" or "full"
+        "tail" (float32): a pilot over slices of the scores finds the lowest bin any of
+        the standard quantities (FNMR at ``targets``, EER) is likely decided in, and
+        every score below it is counted in one bin 0, never visited one by one, so a
+        pass costs little more than reading the scores. Every metric stays exact: a
+        metric that needs to look inside bin 0 (a threshold in the bulk, AUC with
+        genuine scores there, the DET) first re-bins at full resolution with one more
+        pass (``ScoreSet.refine``), and d' sums the scores on its first call (one more
+        pass). "full": every bin and the sums from the start (for a report that draws
+        the whole DET and the densities anyway). float64 is always "full".
 
     Raises
     ------
     BadInputError
-        Infinite scores, non-numeric arrays or an unknown ``kind``.
+        Infinite scores, non-numeric arrays, an unknown ``kind`` or ``resolution``.
     """
     if kind not in KINDS:
         raise BadInputError(f"kind must be one of {KINDS}, not {kind!r}")
+    if resolution not in ("tail", "full"):
+        raise BadInputError(f"resolution must be 'tail' or 'full', not {resolution!r}")
     gen, imp = _as_scores(genuine, "genuine"), _as_scores(impostor, "impostor")
     if np.float64 in (gen.dtype, imp.dtype):
         gen, imp = gen.astype(np.float64, copy=False), imp.astype(np.float64, copy=False)
     if kind == "distance":
         gen, imp = np.negative(gen), np.negative(imp)
     dtype = gen.dtype
-    if dtype == np.float32:  # every float32 in 2^16 bins: no pass for the range
-        binning, scale = FULL_RANGE, 1.0
-        lo = hi = None
+    if dtype == np.float32:  # every float32 in bins of 2^16 keys: no pass for the range
+        full, scale = FULL_RANGE, 1.0
     else:  # float64: bins over the data's own range (a first pass finds it)
         r = [key_range(a) if len(a) else (1 << 64, 0, 0, 0) for a in (gen, imp)]
         for name, (_, _, _, inf) in zip(("genuine", "impostor"), r, strict=True):
             if inf:
                 raise BadInputError(f"{name} scores hold {inf} infinite value(s)")
         lo, hi = min(r[0][0], r[1][0]), max(r[0][1], r[1][1])
-        binning = Binning.for_keys(lo, hi) if lo <= hi else Binning(0, 0, 1)
+        full = Binning.for_keys(lo, hi) if lo <= hi else Binning(0, 0, 1)
         scale = _scale(lo, hi, dtype) if lo <= hi else 1.0
-    wanted, cap = _pilot_1d(gen, imp, binning, targets)
-    hists, moments, collected, failed = [], [], [], []
-    for name, a in (("genuine", gen), ("impostor", imp)):
-        # the pivot (less cancellation in the variance): a sample's middle value, scaled
-        sample = a[:: max(1, len(a) // 1024)]
-        sample = sample[np.isfinite(sample)]
-        pivot = float(np.median(sample)) * scale if len(sample) else 0.0
-        if len(a):
-            h, s1, s2, vals = hist_1d(a, binning, pivot, scale, wanted, cap)
+    pilot = _Pilot(gen, imp, full, targets)
+    m0, m1 = 0, full.nbins - 1
+    if resolution == "tail" and dtype == np.float32 and pilot.low > 1:
+        m0 = pilot.low - 1  # bins m0.. of ``full`` become 0.. (bin 0: everything below)
+        if pilot.high > m0 + 1:
+            m1 = pilot.high  # and everything above bin m1 in the top bin
+    binning = full.between(m0, m1)
+    # "tail" leaves the sums for d' to the first call that needs them (a fifth of the
+    # pass; FNMR, FMR and the EER never do)
+    sums = resolution == "full" or dtype == np.float64
+    out = {}
+    # impostors first: their exact histogram then places the genuine bins to copy
+    for name, a in (("impostor", imp), ("genuine", gen)):
+        pivot = _pivot(a, scale) if sums else 0.0
+        if name == "impostor":
+            wanted, cap, share = (
+                pilot.imp_wanted[m0 : m1 + 1].copy(),
+                pilot.imp_cap,
+                pilot.imp_share,
+            )
+            wanted[-1] |= pilot.imp_wanted[m1:].any()
         else:
-            h, s1, s2, vals = np.zeros(binning.nbins, np.int64), 0.0, 0.0, a[:0]
-        n = int(h.sum())
-        bad = len(a) - n
+            wanted, cap = pilot.gen_wanted(out["impostor"][0], m0, m1)
+            share = pilot.gen_share
+        if len(a):
+            tail = m0 > 0 and share < TAIL_SHARE
+            h, s1, s2, vals, bad = hist_1d(
+                a, binning, pivot, scale, wanted, cap, tail=tail, sums=sums
+            )
+        else:
+            h, s1, s2, vals, bad = np.zeros(binning.nbins, np.int64), 0.0, 0.0, a[:0], 0
         if bad:  # NaN (failed comparisons) or infinity (refused)
             inf = int(np.isinf(a).sum())
             if inf:
                 raise BadInputError(f"{name} scores hold {inf} infinite value(s)")
-        hists.append(h)
-        moments.append(Moments(n, s1, s2, pivot, scale))
-        collected.append(vals)
-        failed.append(bad)
+        mom = Moments(int(h.sum()), s1, s2, pivot, scale) if sums else None
+        out[name] = (h, mom, vals, bad, wanted)
+    (hg, mg, vg, fg, wg), (hi, mi, vi, fi, wi) = out["genuine"], out["impostor"]
     ss = ScoreSet(
         binning,
-        hists[0],
-        hists[1],
+        hg,
+        hi,
         dtype=dtype,
-        source=ArraySource(gen, imp, binning, hists),
-        gen_moments=moments[0],
-        imp_moments=moments[1],
+        source=ArraySource(gen, imp, binning, [hg, hi], scale),
+        gen_moments=mg,
+        imp_moments=mi,
         kind=kind,
-        gen_failed=failed[0],
-        imp_failed=failed[1],
+        gen_failed=fg,
+        imp_failed=fi,
         cheap=True,
+        coarse=(full, m0, m1) if binning != full else None,
     )
-    wb = np.nonzero(wanted)[0]
-    ss.adopt(collected[0], "gen", wb)  # bins that overflowed are simply not adopted
-    ss.adopt(collected[1], "imp", wb)
-    ss.ensure(needed_bins(ss, targets))  # a further pass only if the pilot missed
+    ss.adopt(vg, "gen", np.nonzero(wg)[0])  # bins that overflowed are simply not adopted
+    ss.adopt(vi, "imp", np.nonzero(wi)[0])
+    need = needed_bins(ss, targets)
+    if ss.resolve(need):  # a quantity is decided in the bulk after all: full bins
+        need = needed_bins(ss, targets)
+    ss.ensure(need)  # a further pass only if the pilot missed
     return ss
 
 
-def _pilot_1d(gen, imp, binning, targets, share: int = 64):
-    """The bins each quantity will likely be decided in, from every ``share``-th score,
-    and how many values they may hold."""
-    wanted = np.zeros(binning.nbins, np.bool_)
-    g = np.sort(gen[::share][np.isfinite(gen[::share])])
-    i = np.sort(imp[::share][np.isfinite(imp[::share])])[::-1]
-    if len(i) < 16 or len(g) < 4:
-        return wanted, 0
-    n = len(i)
-    ranks = [a * n for a in targets]
-    fnmr = np.searchsorted(g, i, "left") / len(g)
-    fmr = np.arange(1, n + 1) / n
-    ranks.append(float(np.argmax(fnmr <= fmr)) if (fnmr <= fmr).any() else n - 1.0)
-    for r in ranks:
-        band = 5 * math.sqrt(r) + 10
-        top, bottom = max(int(r - band), 0), min(math.ceil(r + band), n - 1)
-        k_hi, k_lo = (int(x) for x in binning.of(i[[top, bottom]]))
-        if top == 0:  # the rank may lie above the sample's largest score: widen
-            k_hi += 2 * (k_hi - k_lo) + 2
-        wanted[max(k_lo - 1, 0) : min(k_hi + 1, binning.nbins - 1) + 1] = True
-    exp = np.count_nonzero(wanted[binning.of(i)]) + np.count_nonzero(wanted[binning.of(g)])
-    return wanted, int(exp * share * 1.25) + 4096
+def _slices(a: np.ndarray, n: int = 64, length: int = 1024) -> np.ndarray:
+    """A sample of ``a``: ``n`` evenly spaced runs of ``length`` scores (runs stream
+    from memory; a stride would touch every cache line), or all of ``a`` if short."""
+    if len(a) <= n * length:
+        return a
+    starts = np.linspace(0, len(a) - length, n).astype(np.int64)
+    return np.concatenate([a[s : s + length] for s in starts.tolist()])
+
+
+def _band(r: float) -> float:
+    """Five binomial standard deviations around a rank, and a margin."""
+    return 5 * math.sqrt(max(r, 0.0)) + 10
+
+
+class _Pilot:
+    """Where each quantity (FNMR at each target, the EER) will likely be decided, from
+    a sample of each array: the impostor bins to copy during the impostor pass, the
+    lowest bin any quantity needs, and (once the impostor histogram is exact) the
+    genuine bins to copy. Only speed depends on it: a bin it misses is read later."""
+
+    def __init__(self, gen, imp, binning, targets) -> None:
+        nb = binning.nbins
+        self.nb, self.targets = nb, tuple(targets)
+        self.imp_wanted = np.zeros(nb, np.bool_)
+        self.imp_cap, self.low, self.imp_share, self.gen_share = 0, 0, 1.0, 1.0
+        self.high = nb - 1
+        sg, si = _slices(gen), _slices(imp)
+
+        def hist(a):
+            if not len(a):
+                return np.zeros(nb, np.int64)
+            if a.dtype == np.float32 and nb <= NONFINITE:
+                return sample_hist(a, binning)
+            return hist_1d(a, binning, 0.0, 1.0)[0]
+
+        self.hg, hi = hist(sg), hist(si)
+        n, g = int(hi.sum()), int(self.hg.sum())
+        self.ok = n >= 16 and g >= 4
+        self.gen_scale = len(gen) / max(len(sg), 1)
+        if not self.ok:
+            return
+        suffix = np.concatenate([np.cumsum(hi[::-1])[::-1], [0]])  # impostors in bins >= b
+        prefix = np.concatenate([[0], np.cumsum(self.hg)])  # genuine in bins < b
+
+        neg = -suffix  # non-decreasing
+
+        def imp_bins(r: float) -> tuple[int, int]:
+            """The bins holding the impostor ranks within a band of r (0 = largest)."""
+            r0, r1 = r - _band(r), r + _band(r)
+            top = nb - 1 if r0 <= 0 else int(np.searchsorted(neg, -(r0 + 1), "right")) - 1
+            bot = 0 if r1 >= n - 1 else int(np.searchsorted(neg, -(r1 + 1), "right")) - 1
+            return bot, top
+
+        ranges = [imp_bins(a * n) for a in self.targets]
+        e = int(np.argmax(prefix * n >= suffix * g))  # the sample's EER edge
+        ranges.append(imp_bins(float(suffix[e])))
+        rg = float(prefix[e])
+        lo_g = int(np.searchsorted(prefix, max(rg - _band(rg), 0), "right")) - 1
+        low = max(lo_g - 1, 0)
+        for lo, hi_ in ranges:
+            self.imp_wanted[max(lo - 1, 0) : min(hi_ + 1, nb - 1) + 1] = True
+        self.low = min(int(np.argmax(self.imp_wanted)), low)
+        # the highest bin worth its own count: above the samples' largest score, with a
+        # margin for the larger arrays' extremes (whatever lies above is clamped into
+        # the top bin, whose exact values are read like any other bin's)
+        occupied = np.flatnonzero(self.hg + hi)
+        self.high = min(int(occupied[-1]) + 256, nb - 1)
+        self.imp_share = float(hi[self.low :].sum()) / n
+        self.gen_share = float(self.hg[self.low :].sum()) / g
+        self.imp_cap = int(hi[self.imp_wanted].sum() * (len(imp) / len(si)) * 1.25) + 4096
+
+    def gen_wanted(self, imp_counts: np.ndarray, m0: int, m1: int):
+        """The genuine bins to copy, in the binning of bins m0..m1 of the full one (bin 0
+        merging everything below, the top bin everything above), from that binning's
+        exact impostor histogram: each target's deciding bin and the next (its
+        threshold is just above an impostor score), and a band around the EER edge;
+        and how many values they may hold."""
+        nb = len(imp_counts)
+        wanted = np.zeros(nb, np.bool_)
+        if not self.ok:
+            return wanted, 0
+        hg = self.hg[m0 : m1 + 1].copy()  # the genuine sample on the same bins
+        hg[0], hg[-1] = self.hg[: m0 + 1].sum(), self.hg[m1:].sum()
+        suffix = np.concatenate([np.cumsum(imp_counts[::-1])[::-1], [0]])
+        neg = -suffix
+        n = int(suffix[0])
+        for a in self.targets:
+            k = math.floor(a * n)
+            if n >= 3.0 / a and k < n:
+                b = int(np.searchsorted(neg, -(k + 1), "right")) - 1
+                wanted[b : min(b + 2, nb)] = True
+        # the EER edge with the exact impostors and the genuine sample (scaled)
+        prefix = np.concatenate([[0], np.cumsum(hg)]) * self.gen_scale
+        g = prefix[-1]
+        e = int(np.argmax(prefix * n >= suffix * g))
+        rg = float(prefix[e]) / self.gen_scale
+        band = _band(rg) * self.gen_scale
+        lo = int(np.searchsorted(prefix, max(prefix[e] - band, 0), "right")) - 1
+        hi = int(np.searchsorted(prefix, min(prefix[e] + band, g), "left"))
+        wanted[max(lo - 1, 0) : min(hi + 1, nb - 1) + 1] = True
+        if m0:
+            wanted[0] = False  # the merged bulk is never copied
+        cap = int(hg[wanted].sum() * self.gen_scale * 1.25) + 4096
+        return wanted, cap
 
 
 # -- all-pairs scoring ------------------------------------------------------------------
@@ -266,61 +439,74 @@ def _pilot(enrol, probes, gen_row, targets, pilot, seed, n_imp_total):
     return binning, wanted, int(share * n_imp_total * 1.25) + 4096
 
 
-def _gemm_blocks(enrol, probes, gen_row, block_elems):
-    """Blocks of scores, computed one ahead in a producer thread: the GEMM of block k+1
-    runs while the kernel folds block k (the BLAS threads would otherwise spin idle
-    during the kernel). Memory: 3 blocks."""
-    q: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
+def workers() -> int:
+    """Scoring threads: one per core numba may use."""
+    return max(1, get_num_threads())
 
-    def produce() -> None:
+
+def _run_blocks(enrol, probes, gen_row, block_elems, nt, fold):
+    """Score every block and call ``fold(worker, k, scores, gen_row_of_block)``.
+
+    ``nt`` worker threads take every ``nt``-th block; each computes its block's GEMM
+    with a single-threaded BLAS and folds it at once (a serial nogil kernel), so every
+    core alternates GEMM and reduction, with no BLAS thread spinning idle while a
+    reduction runs (measured in bench/scoring_speed.py). Every pass over the same
+    blocks uses this one BLAS set-up, so a collection pass computes bit-identical
+    scores (BLAS results depend on the blocking and on the thread count)."""
+    blocks = list(_blocks(enrol.shape[0], probes.shape[0], block_elems))
+    errors: list[BaseException] = []
+
+    def work(w: int) -> None:
         try:
-            for j0, j1 in _blocks(enrol.shape[0], probes.shape[0], block_elems):
-                if stop.is_set():
+            for k in range(w, len(blocks), nt):
+                if errors:
                     return
-                q.put(
-                    (
-                        np.ascontiguousarray(enrol @ probes[j0:j1].T),
-                        np.ascontiguousarray(gen_row[j0:j1]),
-                    )
-                )
-            q.put(None)
-        except BaseException as e:  # hand any failure to the consumer
-            q.put(e)
+                j0, j1 = blocks[k]
+                fold(w, k, enrol @ probes[j0:j1].T, gen_row[j0:j1])
+        except BaseException as e:  # handed to the caller below
+            errors.append(e)
 
-    th = threading.Thread(target=produce, daemon=True)
-    th.start()
-    try:
-        while (item := q.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while th.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                th.join(0.01)
+    with threadpool_limits(1, user_api="blas"):
+        if nt == 1:
+            work(0)
+        else:
+            threads = [threading.Thread(target=work, args=(w,)) for w in range(nt)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+    if errors:
+        raise errors[0]
 
 
 def _pass(enrol, probes, gen_row, block_elems, binner, genuine):
-    for s, gr in _gemm_blocks(enrol, probes, gen_row, block_elems):
+    """Fold every block into ``binner``; the genuine scores of the blocks are appended
+    to ``genuine`` in block order."""
+    found: dict[int, np.ndarray] = {}
+
+    def fold(w, k, s, gr):
         has = np.nonzero(gr >= 0)[0]
         g = s[gr[has], has]
-        genuine.append(g)
-        binner.add(s, gr, g)
+        binner.add(s, gr, g, w)
+        found[k] = g
+
+    _run_blocks(enrol, probes, gen_row, block_elems, binner.nt, fold)
+    genuine.extend(found[k] for k in sorted(found))
 
 
 def _collect_pass(enrol, probes, gen_row, block_elems, binning, bins, expected: int):
     """Every impostor score of the given bins (at most ``expected`` of them)."""
     wanted = np.zeros(binning.nbins, np.bool_)
     wanted[list(bins)] = True
-    out = np.empty(expected + 1, np.float32)
-    fill = np.zeros(1, np.int64)
-    for s, gr in _gemm_blocks(enrol, probes, gen_row, block_elems):
-        collect(s, s.view(np.uint32), gr, *binning.args(), wanted, out, fill)
-    return out[: min(int(fill[0]), expected + 1)]
+    nt = workers()
+    out = np.empty((nt, expected + 1), np.float32)
+    fill = np.zeros((nt, 1), np.int64)
+
+    def fold(w, k, s, gr):
+        collect(s, s.view(np.uint32), gr, *binning.args(), wanted, out[w], fill[w])
+
+    _run_blocks(enrol, probes, gen_row, block_elems, nt, fold)
+    return np.concatenate([out[w, : min(int(fill[w, 0]), expected + 1)] for w in range(nt)])
 
 
 class GemmSource:
@@ -334,7 +520,7 @@ class GemmSource:
             counts,
         )
 
-    def collect(self, bins):
+    def collect(self, bins, kinds=None):
         expected = int(self.counts[list(bins)].sum())
         vals = [
             _collect_pass(e, p, g, self.block_elems, self.binning, bins, expected)
@@ -418,7 +604,7 @@ def score_pairs(
     enrol, probes, gen_row, binning, wanted, cap = prepare(
         enrol, probes, gen_row, targets, pilot, seed
     )
-    binner = Binner(binning, wanted, cap, covers_all=True)  # FULL_RANGE, or unit templates
+    binner = Binner(binning, wanted, cap, workers=workers())
     genuine: list[np.ndarray] = []
     _pass(enrol, probes, gen_row, block_elems, binner, genuine)
     counts = binner.counts()
@@ -450,7 +636,7 @@ def score_tiles(tiles, *, targets=FMR_TARGETS, thresholds=(), block_elems: int =
     ]
     for e, p, g in tiles:
         _check(e, p, g)
-    binner = Binner(FULL_RANGE, covers_all=True)
+    binner = Binner(FULL_RANGE, workers=workers())
     genuine: list[np.ndarray] = []
     for e, p, g in tiles:
         if len(e) and len(p):

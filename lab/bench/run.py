@@ -330,7 +330,8 @@ def score_report(genuine, impostor, *, kind: str = "similarity", name: str = "sc
     demographics). ``kind``: similarity or distance; NaN = a failed comparison."""
     from facelab.bench._scoring import reduce_scores
 
-    ss = reduce_scores(genuine, impostor, kind=kind)
+    # full bins from the start: the report draws the whole DET and the densities
+    ss = reduce_scores(genuine, impostor, kind=kind, resolution="full")
     points = []
     for op in (fnmr_at_fmr(ss, a) for a in FMR_TARGETS):
         p = {
