@@ -136,7 +136,7 @@ def sort_based(gen, imp):
         # at most floor(a n) false matches, read exactly as facelab does (the double
         # 1e-6 lies below 10^-6: with n = 10^7 that admits 9, where the float product
         # 1e-6 * n rounds to 10.0)
-        k = math.floor(Fraction(a) * n)
+        k = math.floor(Fraction(repr(float(a))) * n)
         t = np.nextafter(i[n - 1 - k], np.float32(np.inf))
         out[a] = int(np.searchsorted(g, t, "left"))
 
@@ -189,7 +189,7 @@ def roc_based(gen, imp):
     g = len(gen)
     fps = np.rint(fpr * len(imp)).astype(np.int64)  # false positives at each point
     for a in FMR_TARGETS:  # the largest FPR not above the target, as a count of misses
-        i = np.searchsorted(fps, math.floor(Fraction(a) * len(imp)), "right") - 1
+        i = np.searchsorted(fps, math.floor(Fraction(repr(float(a))) * len(imp)), "right") - 1
         out[a] = round((1 - tpr[i]) * g)
     return out
 

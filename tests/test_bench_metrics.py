@@ -63,7 +63,7 @@ class Ref:
         """The most lenient threshold (similarity: smallest) with FMR <= a."""
         up = np.inf if self.kind == "similarity" else -np.inf
         cands = [self.dt(-up)] + [np.nextafter(v, self.dt(up)) for v in np.unique(self.imp)]
-        ok = [t for t in cands if Fraction(self.counts(t)[0], self.N) <= Fraction(a)]
+        ok = [t for t in cands if Fraction(self.counts(t)[0], self.N) <= Fraction(repr(float(a)))]
         t = min(ok) if self.kind == "similarity" else max(ok)
         fm, fnm = self.counts(t)
         return float(t), fnm / self.G, fm
@@ -358,13 +358,18 @@ def test_auc_agrees_with_scikit_learn_where_installed() -> None:
         assert auc(reduce_scores(gen, imp)).value == pytest.approx(want, abs=1e-12)
 
 
-def test_the_rank_of_a_target_is_exact() -> None:
-    """0.7 * 10 is 7.0 in floats, but the float 0.7 lies below 7/10: at most 6 of 10
-    impostors may match (FMR <= target, read exactly)."""
+def test_the_rank_of_a_target_is_exact_for_the_decimal_written() -> None:
+    """A target is the decimal the user wrote: FMR <= 0.7 admits 7 of 10 impostors (the
+    double 0.7 lies just below 7/10, which admitted 6), and FMR <= 1e-6 admits 10 of
+    10^7 (the double 1e-6 is just below 10^-6); never the float product either."""
     imp = np.arange(10.0)
     op = fnmr_at_fmr(reduce_scores(np.arange(20.0), imp), 0.7)
-    assert op.false_matches == 6 and Fraction(op.false_matches, 10) <= Fraction(0.7)
-    assert op.threshold == np.nextafter(3.0, np.inf)
+    assert op.false_matches == 7 and Fraction(op.false_matches, 10) <= Fraction("0.7")
+    assert op.threshold == np.nextafter(2.0, np.inf)
+    from facelab.bench._metrics import _rank
+
+    assert _rank(1e-6, 10**7) == 10 and _rank(0.7, 10) == 7 and _rank(0.1, 3) == 0
+    assert _rank(1 / 3, 3) == 0  # 0.3333333333333333 is below 1/3: nothing rounds up
 
 
 # -- the tail pass: the bulk below the deciding bins merged into bin 0 --------------------
@@ -501,7 +506,7 @@ def test_scores_above_the_pilots_range_share_a_top_bin_and_stay_exact() -> None:
     ss = reduce_scores(gen, imp)
     a = 3 / len(imp)  # the fewest estimable: decided among the five huge impostors
     op = fnmr_at_fmr(ss, a)
-    v = np.sort(imp)[::-1][math.floor(Fraction(a) * len(imp))]
+    v = np.sort(imp)[::-1][math.floor(Fraction(repr(float(a))) * len(imp))]
     assert op.threshold == np.nextafter(v, np.float32(np.inf))
     assert op.false_non_matches == int((gen < op.threshold).sum())
     x, y = det_curve(reduce_scores(gen, imp))

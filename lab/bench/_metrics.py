@@ -359,9 +359,11 @@ def _kth_largest_impostor(ss: ScoreSet, k: int):
 
 
 def _rank(a: float, n: int) -> int:
-    """floor(a * n) exactly (a float product can round up past an integer: 0.7 * 10 is
-    7.0 in floats, but the float 0.7 is just below 7/10, so only 6 may match)."""
-    num, den = float(a).as_integer_ratio()  # the double's exact value
+    """floor(a * n) exactly, with ``a`` read as the decimal the user wrote (its shortest
+    repr: 1e-6 is 1/10^6, 0.7 is 7/10), so FMR <= a admits exactly 10 of 10^7 impostor
+    scores at 1e-6. Neither the float product (which can round up past an integer) nor
+    the double's binary value (just below 1/10^6, which admitted only 9) is used."""
+    num, den = Fraction(repr(float(a))).as_integer_ratio()
     return num * n // den
 
 
