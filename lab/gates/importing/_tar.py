@@ -56,14 +56,16 @@ def safe_name(name: str) -> bool:
     return bool(p.parts) and not p.is_absolute() and ".." not in p.parts
 
 
-_GZ_NAME = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}")
+# what gzip(1) and tarfile write: the archive's own name, without ".gz"
+_GZ_NAME = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._+-]{0,59}\.(?:tar|tgz)")
 FTEXT, FHCRC, FEXTRA, FNAME, FCOMMENT = 1, 2, 4, 8, 16
 
 
 class _Gzip:
     """One gzip member (RFC 1952), nothing else: the header's optional fields that carry
     bytes (FEXTRA, FCOMMENT) are refused, FNAME only when it is a plain file name (what
-    ``gzip(1)`` and Python's ``tarfile`` write), reserved flags refused; after the
+    ``gzip(1)`` and Python's ``tarfile`` write: up to 64 characters ending in ``.tar`` or
+    ``.tgz``; it is read past, never stored), reserved flags refused; after the
     deflate stream, the CRC-32 and size must match and the file must end (a second
     member or trailing bytes would be bytes the signature does not cover that a
     multi-member reader such as ``gzip -d`` still unpacks)."""

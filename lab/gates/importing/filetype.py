@@ -587,11 +587,15 @@ def _text_decodings(data: bytes):
             continue
         alt = b"-_" if (b"-" in run or b"_" in run) else None
         for k in range(min(4, len(run) - 39)):  # an unaligned start inside a longer run
-            try:
-                raw = base64.b64decode(run[k:] + b"=" * (-len(run[k:]) % 4), altchars=alt)
-            except (binascii.Error, ValueError):
-                continue
-            yield "base64", raw
+            body = run[k:]
+            cut = body.rstrip(b"=")
+            # padded as it stands, or cut to whole quanta (bytes that look like base64
+            # may follow the encoded run)
+            for cand in (body + b"=" * (-len(body) % 4), cut[: len(cut) - len(cut) % 4]):
+                try:
+                    yield "base64", base64.b64decode(cand, altchars=alt)
+                except (binascii.Error, ValueError):
+                    continue
     for m in _HEX_RUN.finditer(plain):
         run = re.sub(rb"[ :\r\n\t]", b"", m.group())
         for k in (0, 1):

@@ -394,8 +394,8 @@ def check_name(report: ImportReport, ctx: GateContext, models_dir: Path) -> Impo
     """``report`` with a "registry" check appended (:func:`name_clash`)."""
     from dataclasses import replace
 
-    if not report.model:
-        return report
+    if not report.model or not report.accepted:
+        return report  # a refused package is refused already; it takes no name
     why = name_clash(list_models(models_dir), report, ctx, models_dir)
     c = CheckResult(REGISTRY_CHECK, not why, (why,) if why else (), "name@version is free")
     return replace(report, checks=(*report.checks, c))

@@ -5,7 +5,8 @@ Inputs are prepared the way a lab job prepares them (``facelab.bench._matcher``:
 pixels 0..255, channel order, ``(x - mean) / std`` from model.json, layout), from
 several kinds of image, because a model can hide a blow-up behind one input value:
 
-* ``face``: a synthetic face (``facelab.synth``), aligned like a benchmark image;
+* ``face``: a synthetic face (``facelab.synth``), aligned like a benchmark image
+  (``facelab.bench._align``; the gate renders it and hands it over as a ``.npy``);
 * ``black`` (0) and ``white`` (255): the two ends of the normalised range, and what an
   aligned image's border holds;
 * ``mean``: pixels equal to model.json's mean (the normalised input is all zeros);
@@ -22,8 +23,9 @@ import resource
 KINDS = ("face", "black", "white", "mean", "random", "checker")
 
 
-def _images(spec: dict, n: int, kinds: tuple[str, ...]):
-    """``n`` RGB uint8 images of size model.json's ``input.size``, cycling ``kinds``."""
+def _images(spec: dict, n: int, kinds: tuple[str, ...], face_path: str = ""):
+    """``n`` RGB images (float32, 0..255) of model.json's ``input.size``, cycling
+    ``kinds``; ``face_path``: the aligned synthetic face (``.npy``, written by the gate)."""
     import numpy as np
 
     h, w = spec["input"]["size"]
@@ -35,12 +37,9 @@ def _images(spec: dict, n: int, kinds: tuple[str, ...]):
         k = kinds[i % len(kinds)]
         if k == "face":
             if face is None:
-                from facelab.bench._align import align
-                from facelab.synth import SynthConfig, render_identity
-
-                row, img = render_identity(SynthConfig(identities=1, captures=0, seed=7), 0)[0]
-                lms = np.array([[float(row[f"lm{j}_x"]), float(row[f"lm{j}_y"])] for j in range(5)])
-                face = align(img, lms, (h, w)).astype(np.float32)
+                face = np.load(face_path, allow_pickle=False).astype(np.float32)
+                if face.shape != (h, w, 3):
+                    raise ValueError(f"face image {face.shape}, expected {(h, w, 3)}")
             out[i] = face
         elif k == "black":
             out[i] = 0
@@ -74,7 +73,7 @@ def _prepare(spec: dict, rgb):
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if inp["layout"] == "NCHW" else x)
 
 
-def run(path: str, spec: dict, batches: list[int]) -> dict:
+def run(path: str, spec: dict, batches: list[int], face: str = "") -> dict:
     """Output shape, dtype and finiteness for each input kind (batch 1) and for each
     batch size (mixed kinds), and the peak resident memory (KiB) after each."""
     import numpy as np
@@ -90,7 +89,7 @@ def run(path: str, spec: dict, batches: list[int]) -> dict:
     out = []
     plan = [(1, (k,)) for k in KINDS] + [(n, KINDS) for n in batches]
     for n, kinds in plan:
-        x = _prepare(spec, _images(spec, n, kinds))
+        x = _prepare(spec, _images(spec, n, kinds, face))
         try:
             y = s.run(None, {inputs[0].name: x})[0]
         except Exception as e:  # onnxruntime's errors are plain exceptions

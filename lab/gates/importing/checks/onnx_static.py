@@ -153,7 +153,7 @@ def _sparse(t: _Tally, where: str, s) -> None:
     _count(t, f"{where} (dense {list(s.dims)})", n, n * item)
 
 
-def _grammar(where: str, data: bytes, kind: str) -> str:
+def _grammar(where: str, data: bytes, kind: str, bounded: bool = True) -> str:
     """Why ``data`` is outside its kind's grammar ("" when inside): ``ident`` (see
     ``_IDENT``), ``dim`` (``_DIM_PARAM``), or ``prose`` (UTF-8, printable, at most
     ``_PROSE_BYTES``, no word longer than ``_PROSE_WORD`` characters)."""
@@ -171,7 +171,7 @@ def _grammar(where: str, data: bytes, kind: str) -> str:
         if not _DIM_PARAM.fullmatch(text):
             return f"{where} is not a symbolic dimension ({escape_text(text, 60)!r})"
     else:
-        if len(data) > _PROSE_BYTES:
+        if bounded and len(data) > _PROSE_BYTES:
             return f"{where} is {len(data):,} bytes of text (limit {_PROSE_BYTES:,})"
         if any(not (c.isprintable() or c in "\n\t") for c in text):
             return f"{where} holds control or non-printable characters"
@@ -184,6 +184,31 @@ def _grammar(where: str, data: bytes, kind: str) -> str:
     return ""
 
 
+def _payload(t: _Tally, where: str, data: bytes) -> bool:
+    """Add a problem and return True when ``data`` holds a pickle or an archive, raw,
+    base64-encoded or behind another encoding (``filetype.decoded_payload``)."""
+    found = scan(data, max_ops=200_000)
+    if found:
+        p = found[0]
+        t.add(f"{where} holds {p.kind} data ({p.detail})")
+        return True
+    for m in _B64.finditer(data):
+        try:
+            raw = base64.b64decode(m.group() + b"=" * (-len(m.group()) % 4), altchars=b"-_")
+        except (binascii.Error, ValueError):
+            continue
+        found = scan(raw, max_ops=200_000)
+        if found:
+            p = found[0]
+            t.add(f"{where} holds base64-encoded {p.kind} data ({p.detail})")
+            return True
+    why = decoded_payload(data, text=True)
+    if why:
+        t.add(f"{where}: {why}")
+        return True
+    return False
+
+
 def _string(t: _Tally, where: str, s, bounded: bool = True, kind: str = "prose") -> None:
     """A string field: within its kind's grammar (:func:`_grammar`), bounded, and looked
     at for payloads (raw, base64 and the other encodings of ``filetype.decoded``, URLs)."""
@@ -194,32 +219,11 @@ def _string(t: _Tally, where: str, s, bounded: bool = True, kind: str = "prose")
     if bounded and len(data) > t.pol.max_string_bytes:
         t.add(f"{where} is {len(data):,} bytes (limit {t.pol.max_string_bytes:,})")
         return
-    why = _grammar(where, data, kind)
+    if len(data) >= 12 and _payload(t, where, data):
+        return
+    why = _grammar(where, data, kind, bounded)
     if why:
         t.add(why)
-        return
-    if len(data) < 12:  # too short for a payload; only a URL scheme could fit
-        if b"://" in data:
-            t.add(f"{where} holds a URL ({data[:60]!r})")
-        return
-    found = scan(data, max_ops=200_000)
-    if found:
-        p = found[0]
-        t.add(f"{where} holds {p.kind} data ({p.detail})")
-        return
-    for m in _B64.finditer(data):
-        try:
-            raw = base64.b64decode(m.group() + b"=" * (-len(m.group()) % 4), altchars=b"-_")
-        except (binascii.Error, ValueError):
-            continue
-        found = scan(raw, max_ops=200_000)
-        if found:
-            p = found[0]
-            t.add(f"{where} holds base64-encoded {p.kind} data ({p.detail})")
-            return
-    why = decoded_payload(data, text=True)
-    if why:
-        t.add(f"{where}: {why}")
         return
     text = data.decode("utf-8", "replace")
     m = _URL.search(text)
@@ -238,6 +242,8 @@ def location_problem(loc: str) -> str:
         return "is empty"
     if loc.startswith("/") or re.match(r"[A-Za-z]:[\\/]", loc):
         return "is an absolute path: it points outside the package"
+    if loc.startswith("~"):
+        return "starts with '~' (a home directory to a shell: it points outside the package)"
     norm = posixpath.normpath(loc)
     if norm == ".." or norm.startswith("../"):
         return "points outside the package ('..' above its top)"
@@ -442,6 +448,13 @@ def _walk_strings(t: _Tally, model) -> None:
             w = f"{where}.{fd.name}"
             if mname == "TensorProto" and fd.name == "external_data":
                 continue  # keys, location, offset, length: _external's allow-list
+            if mname == "TensorAnnotation" and fd.name == "quant_parameter_tensor_names":
+                for i, e in enumerate(value):  # names of tensors, both key and value
+                    _string(t, f"{w}[{i}].key", e.key, kind=_ID)
+                    _string(t, f"{w}[{i}].value", e.value, kind=_ID)
+                    if len(UnknownFieldSet(e)):
+                        t.add(f"{w}[{i}]: fields that the ONNX schema does not define")
+                continue
             if fd.type == F.TYPE_MESSAGE:
                 items = value if fd.is_repeated else [value]
                 for i, v in enumerate(items):
@@ -456,11 +469,14 @@ def _walk_strings(t: _Tally, model) -> None:
                 continue
             kind = _STRING_FIELDS.get((mname, fd.name))
             values = value if fd.is_repeated else [value]
+            before = len(t.problems)
             if kind is None:
                 if any(values):
                     t.add(f"{w}: a string field the lab does not read ({mname}.{fd.name})")
                 continue
             for v in values:
+                if len(t.problems) > before:
+                    break  # one problem per field is enough (a string tensor has many)
                 if kind == "type_denotation" and v not in _TYPE_DENOTATIONS:
                     t.add(f"{w} {escape_text(v, 40)!r} is not an ONNX type denotation")
                 elif kind == "dim_denotation" and v not in _DIM_DENOTATIONS:

@@ -9,10 +9,12 @@ loaded."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from facelab import confine
 from facelab.gates.importing._types import CheckResult, GateContext, result
 
@@ -37,6 +39,18 @@ def _readable(top: Path) -> None:
             p.chmod(0o755 if p.is_dir() else 0o644)
 
 
+@functools.lru_cache(maxsize=4)
+def synthetic_face(h: int, w: int):
+    """A synthetic passport face (``facelab.synth``, seed 7, identity 0) aligned to
+    (h, w) the way a benchmark job aligns it (``facelab.bench._align``): RGB uint8."""
+    from facelab.bench._align import align
+    from facelab.synth import SynthConfig, render_identity
+
+    row, img = render_identity(SynthConfig(identities=1, captures=0, seed=7), 0)[0]
+    lms = np.array([[float(row[f"lm{j}_x"]), float(row[f"lm{j}_y"])] for j in range(5)])
+    return align(img, lms, (h, w))
+
+
 def run(ctx: GateContext) -> CheckResult:
     pol = ctx.policy
     spec = ctx.model_json
@@ -49,11 +63,19 @@ def run(ctx: GateContext) -> CheckResult:
         # the gate's private copy of the package, copied again for the run's uid to read
         src = scratch / "model"
         shutil.copytree(model.parent, src, symlinks=True)
+        inputs = scratch / "inputs"
+        inputs.mkdir()
+        np.save(inputs / "face.npy", synthetic_face(*spec["input"]["size"]))
         _readable(scratch)
         run = confine.run_python(
             "facelab.gates.importing.checks._smoke_child:run",
-            {"path": str(src / model.name), "spec": spec, "batches": sizes},
-            read=[src],
+            {
+                "path": str(src / model.name),
+                "spec": spec,
+                "batches": sizes,
+                "face": str(inputs / "face.npy"),
+            },
+            read=[src, inputs],
             write=[scratch / "work"],
             limits=confine.Limits(
                 wall_seconds=pol.smoke_timeout_s,
