@@ -71,7 +71,7 @@ class _Gzip:
     multi-member reader such as ``gzip -d`` still unpacks)."""
 
     def __init__(self, f) -> None:
-        self.f, self.n = f, 0
+        self.f, self.raw_n, self.z = f, 0, None
         hdr = self._raw(10)
         if len(hdr) < 10 or hdr[:3] != b"\x1f\x8b\x08":
             raise TarRefused("gzip header: not a deflate gzip member")
@@ -97,9 +97,14 @@ class _Gzip:
         self.z = zlib.decompressobj(-15)
         self.crc, self.size, self.buf, self.done = 0, 0, b"", False
 
+    @property
+    def n(self) -> int:
+        """Compressed bytes the decompressor consumed so far (for the ratio bound)."""
+        return self.raw_n - (len(self.z.unconsumed_tail) if self.z is not None else 0)
+
     def _raw(self, k: int) -> bytes:
         b = self.f.read(k)
-        self.n += len(b)
+        self.raw_n += len(b)
         return b
 
     def _finish(self) -> None:

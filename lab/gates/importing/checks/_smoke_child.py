@@ -94,7 +94,13 @@ def run(path: str, spec: dict, batches: list[int], face: str = "") -> dict:
             y = s.run(None, {inputs[0].name: x})[0]
         except Exception as e:  # onnxruntime's errors are plain exceptions
             what = kinds[0] if len(kinds) == 1 else "mixed"
-            return {"error": f"onnxruntime failed at batch {n} ({what} input): {e}"[:300]}
+            msg = str(e)
+            if isinstance(e, MemoryError) or "alloc" in msg.lower():
+                return {
+                    "error": f"the model exceeded the memory limit at batch {n} ({what} "
+                    f"input): onnxruntime could not allocate ({msg[-160:]})"
+                }
+            return {"error": f"onnxruntime failed at batch {n} ({what} input): {msg}"[:300]}
         out.append(
             {
                 "batch": n,
