@@ -363,13 +363,27 @@ _NAME_PUSH = re.compile(
 )
 # two pushed names (any string opcode: SHORT_BINUNICODE, BINUNICODE, BINUNICODE8,
 # SHORT_BINSTRING, BINSTRING, protocol-0 UNICODE 'V'), each maybe memoized (MEMOIZE,
-# BINPUT, LONG_BINPUT, PUT), then STACK_GLOBAL: searched in files of any size
-_PUSHED = (
-    rb"(?:(?:\x8c[\x01-\x7f]|X[\x01-\x7f]\x00\x00\x00|\x8d[\x01-\x7f]\x00{7}|U[\x01-\x7f]"
-    rb"|T[\x01-\x7f]\x00\x00\x00)[A-Za-z_][\x21-\x7e]{0,127}?|V[A-Za-z_][A-Za-z0-9_.]{0,127}\n)"
-    rb"(?:\x94|q.|r....|p[0-9]{1,9}\n)?"
+# BINPUT, LONG_BINPUT, PUT), then STACK_GLOBAL: searched in files of any size. One regex
+# per opcode of the first push, so that each starts with a literal byte (the regex
+# engine then skips ahead fast: ~0.5 s per 100 MB for all six, against ~17 s for one
+# regex that starts with an alternation)
+_NAME_ARG = rb"[A-Za-z_][\x21-\x7e]{0,127}?"
+_MEMO = rb"(?:\x94|q.|r....|p[0-9]{1,9}\n)?"
+_FIRST_PUSHES = (
+    rb"\x8c[\x01-\x7f]" + _NAME_ARG,
+    rb"X[\x01-\x7f]\x00\x00\x00" + _NAME_ARG,
+    rb"\x8d[\x01-\x7f]\x00{7}" + _NAME_ARG,
+    rb"U[\x01-\x7f]" + _NAME_ARG,
+    rb"T[\x01-\x7f]\x00\x00\x00" + _NAME_ARG,
+    rb"V[A-Za-z_][A-Za-z0-9_.]{0,127}\n",
 )
-_ANY_STACK_GLOBAL = re.compile(_PUSHED + _PUSHED + rb"\x93", re.S)
+_ANY_PUSH = (
+    rb"(?:(?:\x8c[\x01-\x7f]|X[\x01-\x7f]\x00\x00\x00|\x8d[\x01-\x7f]\x00{7}|U[\x01-\x7f]"
+    rb"|T[\x01-\x7f]\x00\x00\x00)" + _NAME_ARG + rb"|V[A-Za-z_][A-Za-z0-9_.]{0,127}\n)" + _MEMO
+)
+_STACK_GLOBALS = tuple(
+    re.compile(first + _MEMO + _ANY_PUSH + rb"\x93", re.S) for first in _FIRST_PUSHES
+)
 _ZIP_METHODS = {0, 1, 6, 8, 9, 12, 14, 93, 95, 96, 97, 98, 99}
 _MAGICS = {
     "bzip2": re.compile(rb"BZh[1-9]1AY&SY"),
@@ -450,8 +464,9 @@ def _pickle_starts(data):
         # (STACK_GLOBAL fed by BINUNICODE, SHORT_BINSTRING or memoized names)
         for m in _NAME_PUSH.finditer(data):
             yield m.start(), False
-    for m in _ANY_STACK_GLOBAL.finditer(data):
-        yield m.start(), False
+    for rx in _STACK_GLOBALS:
+        for m in rx.finditer(data):
+            yield m.start(), False
 
 
 def scan(data, *, max_ops: int = 20_000_000, first_only: bool = True) -> list[Payload]:
@@ -563,16 +578,24 @@ def _inflate(data, start: int, fmt: str) -> bytes | None:
     import lzma
     import zlib
 
+    # fed in growing pieces: almost every candidate in weights fails in its first bytes,
+    # so it must not cost a copy of megabytes
+    d = zlib.decompressobj() if fmt == "zlib" else lzma.LZMADecompressor(lzma.FORMAT_ALONE)
+    out = bytearray()
+    pos, step = start, 64
     try:
-        if fmt == "zlib":
-            d = zlib.decompressobj()
-            out = d.decompress(bytes(data[start : start + (4 << 20)]), _DECODED_MAX)
-            return out if d.eof and out else None
-        dl = lzma.LZMADecompressor(lzma.FORMAT_ALONE)
-        out = dl.decompress(bytes(data[start : start + (4 << 20)]), _DECODED_MAX)
-        return out if len(out) >= 8 else None
+        while pos < len(data) and len(out) < _DECODED_MAX and not d.eof:
+            chunk = bytes(data[pos : pos + step])
+            pos += step
+            step = min(step * 4, 1 << 20)
+            out += d.decompress(chunk, _DECODED_MAX - len(out))
+            if fmt == "zlib" and d.unconsumed_tail:
+                break  # output limit reached
     except (zlib.error, lzma.LZMAError, EOFError, ValueError, MemoryError):
         return None
+    if fmt == "zlib":
+        return bytes(out) if d.eof and out else None
+    return bytes(out) if len(out) >= 8 else None
 
 
 def _text_decodings(data: bytes):
@@ -629,7 +652,7 @@ def decoded_payload(data, *, text: bool, depth: int = 3) -> str:
     for rx, fmt in ((_ZLIB, "zlib"), (_LZMA_ALONE, "lzma-alone")):
         for m in rx.finditer(data):
             tried += 1
-            if tried > _MAX_CANDIDATES:
+            if tried > _MAX_CANDIDATES + len(data) // 2048:
                 return "too many compressed-stream candidates to rule out"
             out = _inflate(data, m.start(), fmt)
             if out is not None:
