@@ -240,6 +240,8 @@ def location_problem(loc: str) -> str:
 
     if not loc:
         return "is empty"
+    if any(not c.isprintable() for c in loc):  # NUL truncates the name in C readers
+        return "holds control or other non-printable characters"
     if loc.startswith("/") or re.match(r"[A-Za-z]:[\\/]", loc):
         return "is an absolute path: it points outside the package"
     if loc.startswith("~"):
@@ -249,8 +251,6 @@ def location_problem(loc: str) -> str:
         return "points outside the package ('..' above its top)"
     if ".." in loc.split("/"):
         return "uses '..' (only plain relative paths, no '..', are allowed)"
-    if any(not c.isprintable() for c in loc):
-        return "holds control or other non-printable characters"
     if "\\" in loc:
         return "holds a backslash (only '/' separates directories)"
     parts = loc.split("/")
