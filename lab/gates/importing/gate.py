@@ -14,6 +14,9 @@ Where each check runs (issue 15: every byte a checker reads, parsers that fail c
    per file) and compared with what it reported; the copy is handed back to this uid.
 4. **signature and approvals**, in this process, on the private copy.
 5. **smoke test** (``checks/smoke.py``, confined), only when everything before passed.
+6. **registry** (``check_name``, in ``ops``): one name@version per tenant; then
+   :func:`register` stores a copy *rebuilt* from the signed files and the re-written
+   signature and approvals (:func:`rebuild`), never a copy of the delivered tree.
 
 The report lists every check and every problem; the decision is "registered" only if
 all passed. The work directory is removed on every path (``Package.cleanup``; on an

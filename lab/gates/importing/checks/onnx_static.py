@@ -17,13 +17,17 @@ given no base directory, resolves external data against the working directory):
   their bytes, against ``max_tensor_elements`` per tensor and ``max_param_bytes`` in
   all (issue 15 failure 6: a 270 MiB string, 70 M int64 and an 8200 x 8200 sparse
   float32 all counted as 0.0 MiB before);
-* **external data**: a plain relative location (letters, digits, ``._-/``; not
-  ``signatures/``, not a policy-named file, not onnxruntime's ``*/_ORT_MEM_ADDR_/*``),
-  in the package, one file per name, only the keys ``location``, ``offset``,
-  ``length``, ``checksum``, a length equal to the declared size, inside the file;
-* **strings**: doc strings, metadata properties, producer fields, names, string
-  attributes and string tensors bounded (``max_string_bytes`` each) and scanned for
-  pickles and archives, raw or base64-encoded, and for URLs;
+* **external data**: a relative location that stays inside the package
+  (:func:`location_problem`: any printable name; absolute, ``~``, ``..`` and control
+  characters refused, each with its own reason), not ``signatures/``, not a
+  policy-named file, not onnxruntime's ``*/_ORT_MEM_ADDR_/*``, in the package, only the
+  keys ``location``, ``offset``, ``length`` (each once), a length equal to the declared
+  size, inside the file;
+* **strings, an allow-list** (issue 15 round 2, :func:`_walk_strings`): every message is
+  walked; a field the ONNX schema does not define is refused; every string field must
+  be listed in ``_STRING_FIELDS`` with its kind (identifier, symbolic dimension, prose,
+  or one of ONNX's closed denotation sets) and lie in that kind's grammar; every string
+  is also searched for pickles and archives, raw or encoded, and for URLs;
 * then ``onnx.checker.check_model`` on the file's path (its base directory is the
   package's private copy, never the operator's working directory).
 """
