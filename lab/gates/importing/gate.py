@@ -270,7 +270,7 @@ def _model_json_here(ctx: GateContext, confined: CheckResult) -> CheckResult:
         doc = model_json.read(ctx.package.path("model.json"))
     except (OSError, ValueError) as e:
         return CheckResult(model_json.NAME, False, (f"model.json: {e}",))
-    problems = model_json.validate(doc)
+    problems = model_json.unknown_fields(doc) + model_json.validate(doc)
     if problems:
         return CheckResult(model_json.NAME, False, tuple(problems))
     ctx.model_json = doc
