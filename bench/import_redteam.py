@@ -40,6 +40,7 @@ from tests.import_helpers import (
     dir_to_tar_bytes,
     make_keys,
     make_package,
+    model_json,
     sign_and_approve,
     with_external_weights,
 )
@@ -136,8 +137,8 @@ def cases(tmp: Path, keys):
     """(name, expected failing check or None for benign, package path)."""
     out = []
 
-    def pkg(name, model=None, extra=None, sign=True):
-        d = make_package(tmp / name, model, extra=extra)
+    def pkg(name, model=None, extra=None, sign=True, spec=None):
+        d = make_package(tmp / name, model, spec=spec, extra=extra)
         return sign_and_approve(d, keys) if sign else d
 
     out.append(("INST pickle as LICENSE", "files", pkg("inst", extra={"LICENSE": _inst_pickle()})))
@@ -179,6 +180,8 @@ def cases(tmp: Path, keys):
         "goodext",
         with_external_weights(build_model(), "weights/w.bin", 256),
         extra={"weights/w.bin": np.ones(256, np.float32).tobytes()},
+        # other weights than "good": a model of its own name (one name@version per tenant)
+        spec={**model_json(), "name": "tinyext"},
     )
     tgz = tmp / "goodext.tar.gz"
     tgz.write_bytes(gzip.compress(dir_to_tar_bytes(ext)))

@@ -7,11 +7,14 @@ Rows:
   onnx.load (parse only)     protobuf parse without external data
   payload scan               filetype.scan over the whole file (pickles and archives at
                              any offset), in this process
+  decoded-stream search      filetype.decoded_payload: zlib / LZMA-alone streams at any
+                             offset, decoded and scanned again (round 2)
   static checks              intake copy; one confined run (facelab.confine: start-up, files
                              with the whole-file payload scan, model.json, the whole
                              ModelProto, onnx.checker); signature (model-signing re-hashes
                              every file) and approvals; nothing executed
-  static + smoke test        plus the confined onnxruntime smoke test at batches 1 and 8
+  static + smoke test        plus the confined onnxruntime smoke test (six input kinds,
+                             batches up to the job batch, 64)
 Target (issues 6 and 15): static checks of a 100 MB ONNX model under 5 s.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import mmap
 import shutil
 import tempfile
 import time
@@ -28,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from facelab.gates.importing import approve, inspect, sign_package
-from facelab.gates.importing.filetype import scan_file
+from facelab.gates.importing.filetype import decoded_payload, scan_file
 from facelab.gates.importing.keys import load_officer_key, write_keypair
 from facelab.labdir import public_key_b64
 from onnx import TensorProto, helper, numpy_helper
@@ -120,6 +124,13 @@ def main() -> None:
         scan_file(pkg / "model.onnx")
         t_scan = time.perf_counter() - t
         t = time.perf_counter()
+        with (
+            open(pkg / "model.onnx", "rb") as f,
+            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm,
+        ):
+            decoded_payload(mm, text=False)
+        t_decoded = time.perf_counter() - t
+        t = time.perf_counter()
         report, ctx = inspect(pkg, "acme", pol, dynamic=False)
         t_static = time.perf_counter() - t
         ctx.package.cleanup()
@@ -137,6 +148,7 @@ def main() -> None:
         ("sha256 of the file", t_hash),
         ("onnx.load (parse only)", t_parse),
         ("payload scan", t_scan),
+        ("decoded-stream search", t_decoded),
         ("static checks", t_static),
         ("static + smoke test", t_all),
     ):

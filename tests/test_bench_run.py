@@ -330,6 +330,14 @@ def test_bench_inside_the_lab(tmp_path) -> None:
         report, page = bench_in_lab(
             lab, root, "acme", "eigenface@1.0.0", "tester", log, split="train"
         )
+    # job.start names the model's digest, not only name@version (issue 15, round 2)
+    from facelab.audit.read import entries as log_entries
+    from facelab.gates.importing import list_models
+    from facelab.gates.importing.ops import models_dir
+
+    (start,) = [e for e in log_entries(lab.paths.audit, b'"job.start"')]
+    assert start["details"]["model"] == "eigenface@1.0.0"
+    assert start["details"]["model_digest"] == list_models(models_dir(lab))[0]["digest"]
     with ops.open_vault(lab, root) as v:
         subjects = {r.subject for r in v.records("acme", "train")}
     assert report["protocol"]["genuine_pairs"] == 2 * len(subjects)  # two gate captures each

@@ -61,12 +61,14 @@ class ModelScan:
         }
 
     def text(self) -> str:
-        lines = [f"scan-model: {self.package} ({self.model or '?'})"]
+        from facelab.audit.events import escape_text as e  # package strings: no raw ESC
+
+        lines = [f"scan-model: {e(self.package, 500)} ({e(self.model) or '?'})"]
         for c in self.checks:
             state = {True: "pass", False: "FAIL", None: "skip"}[c["passed"]]
             first = c["problems"][0] if c["problems"] else c["info"]
-            lines.append(f"  {c['name']:<12} {state:<5} {first}")
-            lines += [f"  {'':<12} {'':<5} {p}" for p in c["problems"][1:]]
+            lines.append(f"  {c['name']:<12} {state:<5} {e(first, 600)}")
+            lines += [f"  {'':<12} {'':<5} {e(p, 600)}" for p in c["problems"][1:]]
         lines.append(f"  result: {'CLEAN' if self.clean else 'ISSUES FOUND'}")
         return "\n".join(lines)
 

@@ -74,7 +74,12 @@ def _cmd_model_import(args: argparse.Namespace) -> int:
         print(report.table())
     if not report.accepted:
         names = ", ".join(c.name for c in report.failed())
-        print(f"facelab: import refused: {args.package}: failed {names}", file=sys.stderr)
+        from facelab.audit.events import escape_text
+
+        print(
+            f"facelab: import refused: {escape_text(str(args.package), 500)}: failed {names}",
+            file=sys.stderr,
+        )
         return 3
     return 0
 

@@ -297,6 +297,7 @@ def run_job(
                 "kind": kind,
                 "split": split,
                 "model": entry["model"],
+                "model_digest": entry["digest"],
                 "trainer": trainer,
                 "isolation": gov.isolation,
                 "limits": {

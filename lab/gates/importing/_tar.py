@@ -17,6 +17,10 @@ far as the reader asks. Here:
   a ``.tar.gz`` the decompression ratio (``max_ratio``, checked once 1 MiB came out):
   the stream stops at the first breach, so a 4 GiB gzip bomb costs what its first
   megabytes cost.
+* **nothing outside the archive**: after the end-of-archive block only zero bytes;
+  a ``.tar.gz`` is one gzip member (RFC 1952) without FEXTRA or FCOMMENT, with at most
+  a plain FNAME, and nothing after its trailer (these bytes would reach no check and no
+  signature, yet ``tar --ignore-zeros`` or ``gzip -d`` would unpack them).
 * **names**: UTF-8, relative, no ``..``, no backslash or NUL, no duplicates, no file
   where a directory is needed; files are created with ``O_EXCL | O_NOFOLLOW``.
 
@@ -26,7 +30,6 @@ Source: POSIX.1-2017 ``pax`` (ustar and pax interchange formats), GNU tar manual
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import stat
@@ -53,19 +56,88 @@ def safe_name(name: str) -> bool:
     return bool(p.parts) and not p.is_absolute() and ".." not in p.parts
 
 
-class _Counting:
-    """The compressed file, counting what the decompressor consumed."""
+# what gzip(1) and tarfile write: the archive's own name, without ".gz"
+_GZ_NAME = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._+-]{0,59}\.(?:tar|tgz)")
+FTEXT, FHCRC, FEXTRA, FNAME, FCOMMENT = 1, 2, 4, 8, 16
+
+
+class _Gzip:
+    """One gzip member (RFC 1952), nothing else: the header's optional fields that carry
+    bytes (FEXTRA, FCOMMENT) are refused, FNAME only when it is a plain file name (what
+    ``gzip(1)`` and Python's ``tarfile`` write: up to 64 characters ending in ``.tar`` or
+    ``.tgz``; it is read past, never stored), reserved flags refused; after the
+    deflate stream, the CRC-32 and size must match and the file must end (a second
+    member or trailing bytes would be bytes the signature does not cover that a
+    multi-member reader such as ``gzip -d`` still unpacks)."""
 
     def __init__(self, f) -> None:
-        self.f, self.n = f, 0
+        self.f, self.raw_n, self.z = f, 0, None
+        hdr = self._raw(10)
+        if len(hdr) < 10 or hdr[:3] != b"\x1f\x8b\x08":
+            raise TarRefused("gzip header: not a deflate gzip member")
+        flags = hdr[3]
+        if flags & 0xE0:
+            raise TarRefused(f"gzip header: reserved flags set ({flags:#04x})")
+        if flags & FEXTRA:
+            raise TarRefused("gzip header: FEXTRA field refused (bytes outside the signature)")
+        if flags & FCOMMENT:
+            raise TarRefused("gzip header: FCOMMENT field refused (bytes outside the signature)")
+        if flags & FNAME:
+            name = bytearray()
+            while (c := self._raw(1)) != b"\0":
+                if not c or len(name) > 255:
+                    raise TarRefused("gzip header: FNAME is not a terminated file name")
+                name += c
+            if not _GZ_NAME.fullmatch(bytes(name)):
+                raise TarRefused(
+                    f"gzip header: FNAME {bytes(name[:40])!r} is not a plain file name"
+                )
+        if flags & FHCRC:
+            self._raw(2)
+        self.z = zlib.decompressobj(-15)
+        self.crc, self.size, self.buf, self.done = 0, 0, b"", False
 
-    def read(self, k: int = -1) -> bytes:
+    @property
+    def n(self) -> int:
+        """Compressed bytes the decompressor consumed so far (for the ratio bound)."""
+        return self.raw_n - (len(self.z.unconsumed_tail) if self.z is not None else 0)
+
+    def _raw(self, k: int) -> bytes:
         b = self.f.read(k)
-        self.n += len(b)
+        self.raw_n += len(b)
         return b
 
-    def readable(self) -> bool:
-        return True
+    def _finish(self) -> None:
+        tail = self.z.unused_data
+        while len(tail) < 8:
+            more = self._raw(8 - len(tail))
+            if not more:
+                raise TarRefused("gzip trailer: truncated")
+            tail += more
+        crc, isize = int.from_bytes(tail[:4], "little"), int.from_bytes(tail[4:8], "little")
+        if crc != self.crc or isize != self.size & 0xFFFFFFFF:
+            raise TarRefused("gzip trailer: CRC-32 or size does not match the data")
+        if tail[8:] or self._raw(1):
+            raise TarRefused(
+                "bytes after the gzip member (a second member or trailing data; "
+                "outside the signature)"
+            )
+        self.done = True
+
+    def read(self, k: int) -> bytes:
+        while len(self.buf) < k and not self.done:
+            if self.z.eof:
+                self._finish()
+                break
+            chunk = self.z.unconsumed_tail or self._raw(1 << 16)
+            if not chunk:
+                raise TarRefused("gzip stream: truncated")
+            out = self.z.decompress(chunk, max(k - len(self.buf), 1 << 16))
+            self.crc = zlib.crc32(out, self.crc)
+            self.size += len(out)
+            self.buf += out
+        got, self.buf = self.buf[:k], self.buf[k:]
+        return got
 
 
 def _octal(field: bytes, what: str, offset: int) -> int:
@@ -154,13 +226,12 @@ def extract(
         counting = None
         if raw.read(2) == b"\x1f\x8b":
             raw.seek(0)
-            counting = _Counting(raw)
-            stream = gzip.GzipFile(fileobj=counting, mode="rb")
+            counting = stream = _Gzip(raw)
         else:
             raw.seek(0)
             stream = raw
         return _extract(stream, counting, dest, max_members, max_member, max_total, max_ratio)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise TarRefused(f"the compressed stream is corrupt ({e.__class__.__name__})") from e
     finally:
         raw.close()
@@ -198,6 +269,7 @@ def _extract(stream, counting, dest, max_members, max_member, max_total, max_rat
                 raise TarRefused(f"archive ends without its end-of-archive blocks ({e})") from e
             raise
         if header == b"\0" * BLOCK:
+            _end(take, stream, read)
             break
         stored = _octal(header[148:156], "checksum", offset)
         unsigned = sum(header[:148]) + 256 + sum(header[156:])
@@ -300,7 +372,39 @@ def _extract(stream, counting, dest, max_members, max_member, max_total, max_rat
         if padded > size:
             take(padded - size)
         files[rel] = size
+    problems += empty_dirs(dirs, files)
     return files, problems
+
+
+def empty_dirs(dirs, files) -> list[str]:
+    """Problems for directories that hold no file at any depth: the signature covers
+    files only, so such a directory (and its name, which can carry bytes) is unsigned."""
+    full = set()
+    for rel in files:
+        parts = PurePosixPath(rel).parts
+        full.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    return [
+        f"{d}/: empty directory (the signature covers files only; refused)"
+        for d in sorted(set(dirs) - full)
+    ]
+
+
+def _end(take, stream, at: int) -> None:
+    """After the first zero block: the rest of the stream (the second end block and the
+    record padding) must be zero bytes. A member after the end marker is what
+    ``tar --ignore-zeros`` or ``tarfile(ignore_zeros=True)`` would still unpack: bytes
+    outside the signature, refused."""
+    pos = at
+    while True:
+        b = stream.read(1 << 16)
+        if not b:
+            return
+        if b.strip(b"\0"):
+            k = pos + len(b) - len(b.lstrip(b"\0"))
+            raise TarRefused(f"data after the end-of-archive marker (byte {k})")
+        pos += len(b)
+        if pos - at > 1 << 24:
+            raise TarRefused("more than 16 MiB of padding after the end-of-archive marker")
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -24,6 +24,11 @@ class GateContext:
     external_files: set[str] = field(default_factory=set)
     statement_sha256: str | None = None
     approvers: list[str] = field(default_factory=list)
+    # what the registry stores besides the signed files: both written again by the gate
+    # from their parsed, schema-checked content (never the tenant-delivered bytes)
+    signed_files: frozenset[str] = frozenset()  # the names the verified statement lists
+    tenant_sig_bytes: bytes = b""
+    approval_bytes: dict[str, bytes] = field(default_factory=dict)  # officer -> document
 
     @property
     def root(self) -> Path:

@@ -14,6 +14,9 @@ Where each check runs (issue 15: every byte a checker reads, parsers that fail c
    per file) and compared with what it reported; the copy is handed back to this uid.
 4. **signature and approvals**, in this process, on the private copy.
 5. **smoke test** (``checks/smoke.py``, confined), only when everything before passed.
+6. **registry** (``check_name``, in ``ops``): one name@version per tenant; then
+   :func:`register` stores a copy *rebuilt* from the signed files and the re-written
+   signature and approvals (:func:`rebuild`), never a copy of the delivered tree.
 
 The report lists every check and every problem; the decision is "registered" only if
 all passed. The work directory is removed on every path (``Package.cleanup``; on an
@@ -34,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from facelab import confine
+from facelab.audit.events import escape_text
 from facelab.confine.safefs import disown
 from facelab.errors import BadInputError
 from facelab.gates.importing import _tar
@@ -74,15 +78,20 @@ class ImportReport:
         }
 
     def table(self) -> str:
+        """The report for a terminal. Every string from the package (names, details,
+        reasons) passes ``escape_text``: a control character (ESC, BEL, CR, a bidi
+        override) prints as ``\\x1b`` and the like, never as itself."""
+        e = escape_text
         lines = [
-            f"import gate: {self.package} (tenant {self.tenant}, {self.model or '?'})",
+            f"import gate: {e(self.package, 500)} (tenant {e(self.tenant)}, "
+            f"{e(self.model) or '?'})",
             f"  {'check':<12} {'result':<7} detail",
         ]
         for c in self.checks:
             detail = c.info if c.passed else c.problems[0]
-            lines.append(f"  {c.name:<12} {'pass' if c.passed else 'FAIL':<7} {detail}")
+            lines.append(f"  {c.name:<12} {'pass' if c.passed else 'FAIL':<7} {e(detail, 600)}")
             for extra in c.problems[1:]:
-                lines.append(f"  {'':<12} {'':<7} {extra}")
+                lines.append(f"  {'':<12} {'':<7} {e(extra, 600)}")
         lines.append(f"  decision: {'REGISTERED' if self.accepted else 'REFUSED'}")
         return "\n".join(lines)
 
@@ -261,7 +270,7 @@ def _model_json_here(ctx: GateContext, confined: CheckResult) -> CheckResult:
         doc = model_json.read(ctx.package.path("model.json"))
     except (OSError, ValueError) as e:
         return CheckResult(model_json.NAME, False, (f"model.json: {e}",))
-    problems = model_json.validate(doc)
+    problems = model_json.unknown_fields(doc) + model_json.validate(doc)
     if problems:
         return CheckResult(model_json.NAME, False, tuple(problems))
     ctx.model_json = doc
@@ -288,10 +297,11 @@ def _register_locked(report: ImportReport, ctx: GateContext, models_dir: Path) -
         # named by tenant ('.' is in no tenant id), so that a reconciler of one tenant's
         # interrupted import removes only that tenant's half-copies
         tmp = Path(tempfile.mkdtemp(prefix=f".import-{report.tenant}.", dir=models_dir))
-        shutil.copytree(ctx.root, tmp / "pkg")
-        for dirpath, _, names in os.walk(tmp / "pkg"):
-            for n in names:
-                os.chmod(Path(dirpath) / n, 0o444)
+        try:
+            rebuild(ctx, tmp / "pkg")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         os.rename(tmp / "pkg", target)
         tmp.rmdir()
         for dirpath, dirs, _ in os.walk(target):
@@ -300,6 +310,9 @@ def _register_locked(report: ImportReport, ctx: GateContext, models_dir: Path) -
         os.chmod(target, 0o555)
     index = models_dir / "registry.json"
     entries = json.loads(index.read_text()) if index.exists() else []
+    clash = name_clash(entries, report, ctx, models_dir)
+    if clash:
+        raise ValueError(clash)
     if not any(e["digest"] == report.digest and e["tenant"] == report.tenant for e in entries):
         assert ctx.model_json is not None
         entries.append(
@@ -308,6 +321,9 @@ def _register_locked(report: ImportReport, ctx: GateContext, models_dir: Path) -
                 "tenant": report.tenant,
                 "digest": report.digest,
                 "path": digest,
+                "model_identity": model_identity(
+                    ctx.package.sha256, ctx.model_json, ctx.policy.allowed_files
+                ),
                 "approvers": ctx.approvers,
                 "statement_sha256": ctx.statement_sha256,
                 "output_dim": ctx.model_json["output"]["dim"],
@@ -318,6 +334,131 @@ def _register_locked(report: ImportReport, ctx: GateContext, models_dir: Path) -
         tmp_index.write_text(json.dumps(entries, indent=2) + "\n")
         os.replace(tmp_index, index)
     return target
+
+
+REGISTRY_CHECK = "registry"
+
+
+def model_identity(sha256: dict[str, str], model_json_doc: dict, allowed: dict[str, str]) -> str:
+    """``sha256:<hex>`` of what a job loads: every file outside ``signatures/`` that is
+    not documentation (the policy's "text" roles: README, model card, licence), by its
+    SHA-256, and model.json's parsed content (canonical JSON, so line endings do not
+    count). The same weights with another README are the same model."""
+    import hashlib
+
+    from facelab.audit.events import canonical
+
+    h = hashlib.sha256()
+    for rel in sorted(sha256):
+        if rel.split("/", 1)[0] == "signatures" or allowed.get(rel) == "text":
+            continue
+        if rel == "model.json":
+            h.update(b"model.json\0" + hashlib.sha256(canonical(model_json_doc)).digest())
+        else:
+            h.update(rel.encode() + b"\0" + bytes.fromhex(sha256[rel]))
+    return "sha256:" + h.hexdigest()
+
+
+def _stored_identity(path: Path, allowed: dict[str, str]) -> str:
+    """:func:`model_identity` of a registered copy (entries written before it was kept)."""
+    from facelab.confine import walk_regular
+
+    files, _ = walk_regular(path, max_files=1 << 16, max_file_bytes=1 << 40)
+    try:
+        doc = model_json.read(path / "model.json")
+    except (OSError, ValueError):
+        return ""
+    return model_identity({f.path: f.sha256 for f in files}, doc, allowed)
+
+
+def name_clash(
+    entries: list[dict], report: ImportReport, ctx: GateContext, models_dir: Path
+) -> str:
+    """Why ``report``'s package may not be registered under its name@version for its
+    tenant ("" when it may): jobs, exports and audit entries name a model by
+    name@version, so one name@version is one model per tenant (:func:`model_identity`:
+    the package signed again, or with another README, is the same model); changed
+    weights or settings need a new version."""
+    allowed = ctx.policy.allowed_files
+    mine = model_identity(ctx.package.sha256, ctx.model_json or {}, allowed)
+    for e in entries:
+        if e.get("tenant") != report.tenant or e.get("model") != report.model:
+            continue
+        theirs = e.get("model_identity") or _stored_identity(models_dir / e["path"], allowed)
+        if theirs != mine:
+            return (
+                f"{report.model} is already registered for tenant {report.tenant} with other "
+                f"weights or settings ({e.get('digest')}); a changed model needs a new version"
+            )
+    return ""
+
+
+def check_name(report: ImportReport, ctx: GateContext, models_dir: Path) -> ImportReport:
+    """``report`` with a "registry" check appended (:func:`name_clash`)."""
+    from dataclasses import replace
+
+    if not report.model or not report.accepted:
+        return report  # a refused package is refused already; it takes no name
+    why = name_clash(list_models(models_dir), report, ctx, models_dir)
+    c = CheckResult(REGISTRY_CHECK, not why, (why,) if why else (), "name@version is free")
+    return replace(report, checks=(*report.checks, c))
+
+
+def rebuild(ctx: GateContext, dest: Path) -> None:
+    """Write the registered copy of an accepted package into the new directory ``dest``:
+    rebuilt, never copied (issue 15 round 2: nothing unsigned reaches the registry).
+
+    * the files the verified tenant statement lists (``ctx.signed_files``), copied from
+      the private copy by their names in that list, each checked against the digest the
+      signature verified; directories exist only as parents of those files (an empty
+      directory, or any name the statement does not list, is never stored);
+    * ``signatures/tenant.sig``: the parsed bundle written again as JSON;
+    * ``signatures/approvals/<officer>.json``: the four known fields of each *valid*
+      approval, written again.
+
+    Raises
+    ------
+    ValueError
+        A file differs from the digest the signature covered (changed since the check).
+    """
+    import hashlib
+
+    from facelab.gates.importing.signing import APPROVALS, SIG_DIR, TENANT_SIG
+
+    names = sorted(ctx.signed_files)
+    if not names or set(names) != {r for r in ctx.package.files if r.split("/", 1)[0] != SIG_DIR}:
+        raise ValueError("the signed file list and the checked package differ")
+    dest.mkdir(mode=0o755)
+
+    def write(rel: str, data_from: Path | bytes, want: str | None = None) -> None:
+        out = dest / rel
+        out.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        h = hashlib.sha256()
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            if isinstance(data_from, bytes):
+                os.write(fd, data_from)
+            else:
+                src = os.open(data_from, os.O_RDONLY | os.O_NOFOLLOW)
+                try:
+                    while block := os.read(src, 1 << 20):
+                        h.update(block)
+                        view = memoryview(block)
+                        while view:
+                            view = view[os.write(fd, view) :]
+                finally:
+                    os.close(src)
+        finally:
+            os.close(fd)
+        if want is not None and h.hexdigest() != want:
+            raise ValueError(f"{rel}: changed after it was checked")
+        os.chmod(out, 0o444)
+
+    for rel in names:
+        write(rel, ctx.package.path(rel), ctx.package.sha256.get(rel, "missing"))
+    write(TENANT_SIG, ctx.tenant_sig_bytes)
+    for officer in sorted(ctx.approvers):
+        write(f"{APPROVALS}/{officer}.json", ctx.approval_bytes[officer])
 
 
 def list_models(models_dir: Path) -> list[dict]:

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from facelab.audit import AuditLog, Event, intents
 from facelab.audit.events import escape_text
-from facelab.gates.importing.gate import ImportReport, inspect, list_models, register
+from facelab.gates.importing.gate import (
+    ImportReport,
+    check_name,
+    inspect,
+    list_models,
+    register,
+)
 from facelab.labdir import Lab
 from facelab.vault.store import check_tenant
 
@@ -51,6 +57,7 @@ def _import_model(lab, tenant, package, actor, log, hook, progress, state) -> Im
     try:
         check_tenant(tenant)
         report, ctx = inspect(package, tenant, lab.policy.importing, progress=progress)
+        report = check_name(report, ctx, models_dir(lab))
         if report.accepted:
             state.enter_context(intents.held(lab.paths.audit, tenant))
             seq = intents.begin(

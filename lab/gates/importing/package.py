@@ -58,9 +58,12 @@ class Package:
 def copy_dir(src: Path, dest: Path, *, max_bytes: int, max_files: int) -> Package:
     """Copy the regular files of ``src`` into ``dest`` (created, readable by a confined
     run's uid). Returns the package; refusals are its ``problems``."""
+    from facelab.gates.importing._tar import empty_dirs
+
     pkg = Package(dest)
     dest.mkdir(mode=0o755)
     total = 0
+    dirs: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
         for name in sorted([*dirnames, *filenames]):
             full = Path(dirpath) / name
@@ -71,6 +74,7 @@ def copy_dir(src: Path, dest: Path, *, max_bytes: int, max_files: int) -> Packag
                 continue
             if stat.S_ISDIR(st.st_mode):
                 (dest / rel).mkdir(mode=0o755, exist_ok=True)
+                dirs.add(rel)
                 continue
             if not stat.S_ISREG(st.st_mode):
                 pkg.problems.append(f"{rel}: not a regular file")
@@ -95,6 +99,7 @@ def copy_dir(src: Path, dest: Path, *, max_bytes: int, max_files: int) -> Packag
             pkg.files[rel] = size
             pkg.sha256[rel] = digest
         dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
+    pkg.problems += empty_dirs(dirs, pkg.files)
     return pkg
 
 

@@ -64,9 +64,31 @@ def read_json(path: Path, max_bytes: int = MAX_SIGNATURE_BYTES):
     if not json_depth_ok(data, 64):
         raise ValueError(f"{path.name}: JSON nested deeper than 64")
     try:
-        return json.loads(data.decode("utf-8"))
+        return strict_loads(data.decode("utf-8"))
     except (UnicodeDecodeError, RecursionError) as e:
         raise ValueError(f"{path.name}: not UTF-8 JSON") from e
+    except ValueError as e:
+        raise ValueError(f"{path.name}: {e}") from e
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k[:40]!r} (a second value no parser agrees on)")
+        out[k] = v
+    return out
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number (RFC 8259 section 6)")
+
+
+def strict_loads(text: str):
+    """``json.loads`` of RFC 8259 JSON only: a duplicate key in any object (RFC 8259
+    section 4: "names SHOULD be unique"; parsers disagree on which value wins) and
+    Python's extensions ``NaN``, ``Infinity``, ``-Infinity`` raise ValueError."""
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
 
 
 def _hashing_config():
@@ -127,7 +149,7 @@ def signed_statement(sig_path: Path) -> dict:
     payload = base64.b64decode(bundle["dsseEnvelope"]["payload"])
     if len(payload) > MAX_SIGNATURE_BYTES or not _depth_ok(payload):
         raise ValueError("the signed statement is too large or too deep")
-    return json.loads(payload)
+    return strict_loads(payload.decode("utf-8"))
 
 
 def _depth_ok(data: bytes) -> bool:
@@ -228,19 +250,38 @@ def approve(package: Path | str, officer: str, key: Ed25519PrivateKey) -> Path:
     return out
 
 
+APPROVAL_FIELDS = ("format", "officer", "statement_sha256", "signature")
+
+
+def approval_document(officer: str, digest: str, signature_b64: str) -> bytes:
+    """The bytes of an approval as the gate stores it: the four known fields, written
+    again from their parsed values (never the tenant-delivered bytes)."""
+    doc = {**_body(officer, digest), "signature": signature_b64}
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
 def check_approval(doc: dict, officers: dict[str, Ed25519PublicKey], digest: str) -> str:
-    """Return the officer's name if the approval is valid, else raise ValueError."""
+    """Return the officer's name if the approval is valid, else raise ValueError.
+    Only the four fields of :data:`APPROVAL_FIELDS` may be present (an approval file
+    is outside the tenant signature: an extra field would be unsigned bytes)."""
     if not isinstance(doc, dict) or doc.get("format") != APPROVAL_FORMAT:
         raise ValueError("not a facelab approval")
+    extra = sorted(set(doc) - set(APPROVAL_FIELDS))
+    if extra:
+        raise ValueError(
+            f"unknown field(s) {', '.join(repr(k[:40]) for k in extra[:5])} in an approval "
+            "(only format, officer, statement_sha256, signature)"
+        )
     officer = doc.get("officer")
     if officer not in officers:
         raise ValueError(f"approver {officer!r} is not an import officer in the policy")
     if doc.get("statement_sha256") != digest:
         raise ValueError(f"approval by {officer} is for another signed manifest")
     try:
-        officers[officer].verify(
-            base64.b64decode(doc["signature"]), canonical(_body(officer, digest))
-        )
+        sig = base64.b64decode(doc["signature"], validate=True)
+        if base64.b64encode(sig).decode() != doc["signature"]:
+            raise ValueError("non-canonical base64")
+        officers[officer].verify(sig, canonical(_body(officer, digest)))
     except (KeyError, TypeError, ValueError, InvalidSignature) as e:
         raise ValueError(f"approval by {officer}: signature does not verify") from e
     return officer

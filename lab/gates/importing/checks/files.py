@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from facelab.gates.importing._types import CheckResult, GateContext, result
-from facelab.gates.importing.filetype import Payload, scan_file, sniff
+from facelab.gates.importing.filetype import Payload, decoded_payload, scan_file, sniff
 from facelab.gates.importing.signing import SIG_DIR, TENANT_SIG, is_signature_file
 
 NAME = "files"
@@ -55,10 +55,23 @@ def sniff_all(ctx: GateContext) -> None:
 
 
 def scan_all(ctx: GateContext) -> dict[str, list[Payload]]:
-    """Every file read whole for pickles and archives (``filetype.scan_file``)."""
-    return {
-        rel: scan_file(ctx.package.path(rel), first_only=False) for rel in sorted(ctx.package.files)
-    }
+    """Every file read whole for pickles and archives (``filetype.scan_file``), then,
+    when none is found raw, for encoded or compressed ones (``filetype.decoded_payload``:
+    zlib and LZMA-alone streams in any file; base64, hex, Ascii85, base85 in text and
+    JSON files), reported as kind ``encoded``."""
+    import mmap
+
+    out = {}
+    for rel in sorted(ctx.package.files):
+        path = ctx.package.path(rel)
+        found = scan_file(path, first_only=False)
+        if not found and ctx.package.files[rel]:
+            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                why = decoded_payload(mm, text=ctx.kinds.get(rel) in ("text", "json"))
+            if why:
+                found = [Payload("encoded", 0, why)]
+        out[rel] = found
+    return out
 
 
 def run(ctx: GateContext, payloads: dict[str, list[Payload]] | None = None) -> CheckResult:
@@ -84,6 +97,9 @@ def run(ctx: GateContext, payloads: dict[str, list[Payload]] | None = None) -> C
                 f"{rel}: pickle data ({zipped}PyTorch/joblib style) at byte {p.offset} "
                 f"refused unread; it {p.detail}"
             )
+            continue
+        if "encoded" in found:
+            problems.append(f"{rel}: {found['encoded'].detail}; refused")
             continue
         if found:
             p = next(iter(found.values()))

@@ -11,6 +11,7 @@ An ArcFace-style model is {"size": [112, 112], "layout": "NCHW", "channels": "RG
 
 from __future__ import annotations
 
+import math
 import re
 
 from facelab.gates.importing._types import CheckResult, GateContext, result
@@ -20,7 +21,27 @@ MAX_BYTES = 1 << 16
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+_KEYS = {"name", "version", "input", "output", "similarity"}
+_INPUT_KEYS = {"size", "layout", "channels", "mean", "std"}
+_OUTPUT_KEYS = {"dim"}
+# input normalisation, in pixel units (0..255): x' = (x - mean) / std
+MEAN_RANGE = (-1024.0, 1024.0)
+STD_RANGE = (1e-3, 1024.0)
+
+
+def _unknown(where: str, obj: dict, known: set[str]) -> list[str]:
+    extra = sorted(set(obj) - known)
+    if not extra:
+        return []
+    names = ", ".join(repr(k[:40]) for k in extra[:5])
+    return [f"model.json: unknown field(s) {names} in {where} (known: {', '.join(sorted(known))})"]
+
+
 def validate(doc: object) -> list[str]:
+    """Problems of a parsed model.json (empty: valid; unknown fields are
+    :func:`unknown_fields`'s). Numbers must be finite and in range: mean in
+    ``MEAN_RANGE``, std in ``STD_RANGE`` (pixel units), sizes in [8, 1024], output.dim
+    in [1, 65536]."""
     p: list[str] = []
     if not isinstance(doc, dict):
         return ["model.json: not a JSON object"]
@@ -47,18 +68,35 @@ def validate(doc: object) -> list[str]:
     for key in ("mean", "std"):
         v = inp.get(key)
         vals = v if isinstance(v, list) else [v]
+        lo, hi = MEAN_RANGE if key == "mean" else STD_RANGE
         if not (
             len(vals) in (1, n)
             and all(isinstance(x, int | float) and not isinstance(x, bool) for x in vals)
         ):
             p.append(f"model.json: input.{key} must be a number or one per channel")
-        elif key == "std" and any(x == 0 for x in vals):
-            p.append("model.json: input.std must not be 0")
+        elif not all(math.isfinite(x) for x in vals):
+            p.append(f"model.json: input.{key} must be finite (NaN and Infinity refused)")
+        elif not all(lo <= x <= hi for x in vals):
+            p.append(f"model.json: input.{key} must lie in [{lo:g}, {hi:g}] (pixel units)")
     out = doc.get("output")
     if not (isinstance(out, dict) and isinstance(out.get("dim"), int) and 1 <= out["dim"] <= 65536):
         p.append("model.json: output.dim must be an integer in [1, 65536]")
     if doc.get("similarity") not in ("cosine", "euclidean"):
         p.append("model.json: similarity must be cosine or euclidean")
+    return p
+
+
+def unknown_fields(doc: object) -> list[str]:
+    """Problems for fields outside the module docstring's schema (the import gate refuses
+    them: tenant bytes the lab never reads; the export gate rebuilds model.json from
+    the schema instead and calls only :func:`validate`)."""
+    if not isinstance(doc, dict):
+        return []
+    p = _unknown("the document", doc, _KEYS)
+    if isinstance(doc.get("input"), dict):
+        p += _unknown("input", doc["input"], _INPUT_KEYS)
+    if isinstance(doc.get("output"), dict):
+        p += _unknown("output", doc["output"], _OUTPUT_KEYS)
     return p
 
 
@@ -83,7 +121,7 @@ def run(ctx: GateContext) -> CheckResult:
         doc = read(ctx.package.path("model.json"))
     except ValueError as e:
         return result(NAME, [f"model.json: not JSON ({e})"])
-    problems = validate(doc)
+    problems = unknown_fields(doc) + validate(doc)
     if not problems:
         ctx.model_json = doc
     return result(

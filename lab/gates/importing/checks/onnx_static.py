@@ -17,13 +17,17 @@ given no base directory, resolves external data against the working directory):
   their bytes, against ``max_tensor_elements`` per tensor and ``max_param_bytes`` in
   all (issue 15 failure 6: a 270 MiB string, 70 M int64 and an 8200 x 8200 sparse
   float32 all counted as 0.0 MiB before);
-* **external data**: a plain relative location (letters, digits, ``._-/``; not
-  ``signatures/``, not a policy-named file, not onnxruntime's ``*/_ORT_MEM_ADDR_/*``),
-  in the package, one file per name, only the keys ``location``, ``offset``,
-  ``length``, ``checksum``, a length equal to the declared size, inside the file;
-* **strings**: doc strings, metadata properties, producer fields, names, string
-  attributes and string tensors bounded (``max_string_bytes`` each) and scanned for
-  pickles and archives, raw or base64-encoded, and for URLs;
+* **external data**: a relative location that stays inside the package
+  (:func:`location_problem`: any printable name; absolute, ``~``, ``..`` and control
+  characters refused, each with its own reason), not ``signatures/``, not a
+  policy-named file, not onnxruntime's ``*/_ORT_MEM_ADDR_/*``, in the package, only the
+  keys ``location``, ``offset``, ``length`` (each once), a length equal to the declared
+  size, inside the file;
+* **strings, an allow-list** (issue 15 round 2, :func:`_walk_strings`): every message is
+  walked; a field the ONNX schema does not define is refused; every string field must
+  be listed in ``_STRING_FIELDS`` with its kind (identifier, symbolic dimension, prose,
+  or one of ONNX's closed denotation sets) and lie in that kind's grammar; every string
+  is also searched for pickles and archives, raw or encoded, and for URLs;
 * then ``onnx.checker.check_model`` on the file's path (its base directory is the
   package's private copy, never the operator's working directory).
 """
@@ -36,16 +40,39 @@ import math
 import re
 from pathlib import PurePosixPath
 
+from facelab.audit.events import escape_text
 from facelab.gates.importing._types import CheckResult, GateContext, result
 from facelab.gates.importing.checks.files import unreferenced_binaries
-from facelab.gates.importing.filetype import scan
+from facelab.gates.importing.filetype import decoded_payload, scan
 
 NAME = "onnx"
 _DEFAULT_DOMAINS = ("", "ai.onnx")
-_LOCATION = re.compile(
-    r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,127}){0,7}"
-)
-_EXTERNAL_KEYS = {"location", "offset", "length", "checksum"}
+_EXTERNAL_KEYS = {"location", "offset", "length"}
+# --- the string allow-list (issue 15 round 2): every string field of the ModelProto is
+# one of these kinds; a value outside its kind's grammar is refused with its field.
+# identifiers: names of values, nodes, graphs, operators, attributes, metadata keys,
+# producer fields, quantization annotations (what exporters write: "layer1.0.conv1.weight",
+# "/layer1/conv/Conv_output_0", "onnx::Conv_12", "pytorch", "2.1.0")
+_IDENT = re.compile(r"[A-Za-z0-9_:./@+-]{0,256}")
+# symbolic dimensions: "N", "batch_size", "unk__12", "s0 + 1", "2*s0"
+_DIM_PARAM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_ +*/().-]{0,47}")
+# ONNX's closed sets (onnx/docs/TypeDenotation.md, DimensionDenotation.md)
+_TYPE_DENOTATIONS = {"", "TENSOR", "IMAGE", "AUDIO", "TEXT"}
+_DIM_DENOTATIONS = {
+    "",
+    "DATA_BATCH",
+    "DATA_CHANNEL",
+    "DATA_TIME",
+    "DATA_FEATURE",
+    "FILTER_IN_CHANNEL",
+    "FILTER_OUT_CHANNEL",
+    "FILTER_SPATIAL",
+}
+# prose: doc strings, metadata values, string attributes and string tensor elements:
+# printable text whose words (runs without a space) are at most 48 characters (an
+# encoded payload is one long run: base64, hex, base85)
+_PROSE_WORD = 48
+_PROSE_BYTES = 4096
 _URL = re.compile(r"(?i)\b(?:[a-z][a-z0-9+.-]{1,15}://|www\.[a-z0-9-]+\.|data:[a-z]+/)")
 _B64 = re.compile(rb"[A-Za-z0-9+/_-]{24,}={0,2}")
 _MAX_PROBLEMS = 40
@@ -107,11 +134,8 @@ def _tensor(t: _Tally, where: str, x, *, external_ok: bool = True) -> None:
     if x.data_type == onnx.TensorProto.STRING:
         strings = sum(len(s) for s in x.string_data)
         stored += strings + 8 * len(x.string_data)
-        for s in x.string_data:
-            _string(t, f"{where} (string element)", s, bounded=False)
     nbytes = max(n * item, stored)
     _count(t, where, n, nbytes)
-    _string(t, f"{where} doc string", x.doc_string)
     if x.data_location == onnx.TensorProto.EXTERNAL:
         if not external_ok:
             t.add(f"{where} keeps its data outside the model, where no tensor of this kind may")
@@ -133,24 +157,45 @@ def _sparse(t: _Tally, where: str, s) -> None:
     _count(t, f"{where} (dense {list(s.dims)})", n, n * item)
 
 
-def _string(t: _Tally, where: str, s, bounded: bool = True) -> None:
-    """Bound a string field and look for payloads in it (raw, base64, URLs)."""
-    if not s:
-        return
-    data = s.encode("utf-8", "surrogatepass") if isinstance(s, str) else bytes(s)
-    t.strings_bytes += len(data)
-    if bounded and len(data) > t.pol.max_string_bytes:
-        t.add(f"{where} is {len(data):,} bytes (limit {t.pol.max_string_bytes:,})")
-        return
-    if len(data) < 12:  # too short for a payload; only a URL scheme could fit
-        if b"://" in data:
-            t.add(f"{where} holds a URL ({data[:60]!r})")
-        return
+def _grammar(where: str, data: bytes, kind: str, bounded: bool = True) -> str:
+    """Why ``data`` is outside its kind's grammar ("" when inside): ``ident`` (see
+    ``_IDENT``), ``dim`` (``_DIM_PARAM``), or ``prose`` (UTF-8, printable, at most
+    ``_PROSE_BYTES``, no word longer than ``_PROSE_WORD`` characters)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"{where} is not UTF-8 text"
+    if kind == "ident":
+        if not _IDENT.fullmatch(text):
+            return (
+                f"{where} is not an identifier ({escape_text(text, 60)!r}; letters, digits "
+                "and _:./@+- up to 256 characters)"
+            )
+    elif kind == "dim":
+        if not _DIM_PARAM.fullmatch(text):
+            return f"{where} is not a symbolic dimension ({escape_text(text, 60)!r})"
+    else:
+        if bounded and len(data) > _PROSE_BYTES:
+            return f"{where} is {len(data):,} bytes of text (limit {_PROSE_BYTES:,})"
+        if any(not (c.isprintable() or c in "\n\t") for c in text):
+            return f"{where} holds control or non-printable characters"
+        long = max(text.split(), key=len, default="")
+        if len(long) > _PROSE_WORD:
+            return (
+                f"{where} holds a {len(long)}-character run without a space "
+                f"(prose words are at most {_PROSE_WORD}; an encoded payload is one run)"
+            )
+    return ""
+
+
+def _payload(t: _Tally, where: str, data: bytes) -> bool:
+    """Add a problem and return True when ``data`` holds a pickle or an archive, raw,
+    base64-encoded or behind another encoding (``filetype.decoded_payload``)."""
     found = scan(data, max_ops=200_000)
     if found:
         p = found[0]
         t.add(f"{where} holds {p.kind} data ({p.detail})")
-        return
+        return True
     for m in _B64.finditer(data):
         try:
             raw = base64.b64decode(m.group() + b"=" * (-len(m.group()) % 4), altchars=b"-_")
@@ -160,11 +205,64 @@ def _string(t: _Tally, where: str, s, bounded: bool = True) -> None:
         if found:
             p = found[0]
             t.add(f"{where} holds base64-encoded {p.kind} data ({p.detail})")
-            return
+            return True
+    why = decoded_payload(data, text=True)
+    if why:
+        t.add(f"{where}: {why}")
+        return True
+    return False
+
+
+def _string(t: _Tally, where: str, s, bounded: bool = True, kind: str = "prose") -> None:
+    """A string field: within its kind's grammar (:func:`_grammar`), bounded, and looked
+    at for payloads (raw, base64 and the other encodings of ``filetype.decoded``, URLs)."""
+    if not s:
+        return
+    data = s.encode("utf-8", "surrogatepass") if isinstance(s, str) else bytes(s)
+    t.strings_bytes += len(data)
+    if bounded and len(data) > t.pol.max_string_bytes:
+        t.add(f"{where} is {len(data):,} bytes (limit {t.pol.max_string_bytes:,})")
+        return
+    if len(data) >= 12 and _payload(t, where, data):
+        return
+    why = _grammar(where, data, kind, bounded)
+    if why:
+        t.add(why)
+        return
     text = data.decode("utf-8", "replace")
     m = _URL.search(text)
     if m:
         t.add(f"{where} holds a URL ({text[m.start() : m.start() + 60]!r})")
+
+
+def location_problem(loc: str) -> str:
+    """Why an external-data ``location`` is refused ("" when it is a plain relative
+    path inside the package). Names may hold any printable character (a space, ``+``,
+    letters of any script: what exporters write); "points outside" is said only of a
+    location that resolves outside (absolute, or ``..`` above the package)."""
+    import posixpath
+
+    if not loc:
+        return "is empty"
+    if any(not c.isprintable() for c in loc):  # NUL truncates the name in C readers
+        return "holds control or other non-printable characters"
+    if loc.startswith("/") or re.match(r"[A-Za-z]:[\\/]", loc):
+        return "is an absolute path: it points outside the package"
+    if loc.startswith("~"):
+        return "starts with '~' (a home directory to a shell: it points outside the package)"
+    norm = posixpath.normpath(loc)
+    if norm == ".." or norm.startswith("../"):
+        return "points outside the package ('..' above its top)"
+    if ".." in loc.split("/"):
+        return "uses '..' (only plain relative paths, no '..', are allowed)"
+    if "\\" in loc:
+        return "holds a backslash (only '/' separates directories)"
+    parts = loc.split("/")
+    if any(p in ("", ".") for p in parts):
+        return "has an empty or '.' path component"
+    if len(parts) > 8 or any(len(p.encode()) > 255 for p in parts) or len(loc.encode()) > 1024:
+        return "is too long (at most 8 components of 255 bytes, 1024 bytes in all)"
+    return ""
 
 
 def _external(t: _Tally, where: str, x, nbytes: int) -> None:
@@ -179,8 +277,9 @@ def _external(t: _Tally, where: str, x, nbytes: int) -> None:
     if "_ORT_MEM_ADDR_" in loc:
         t.add(f"{where} asks onnxruntime to read process memory (location {loc!r})")
         return
-    if not _LOCATION.fullmatch(loc) or ".." in PurePosixPath(loc).parts:
-        t.add(f"{where} points outside the package (external data {loc!r})")
+    why = location_problem(loc)
+    if why:
+        t.add(f"{where}: external data location {loc[:200]!r} {why}")
         return
     rel = PurePosixPath(loc).as_posix()
     if rel.split("/", 1)[0] == "signatures":
@@ -214,7 +313,6 @@ def _attribute(t: _Tally, where: str, a, graphs: list) -> None:
 
     A = onnx.AttributeProto
     w = f"{where} attribute {a.name}"
-    _string(t, f"{w} doc string", a.doc_string)
     if a.type == A.TENSOR:
         _tensor(t, w, a.t)
     elif a.type == A.TENSORS:
@@ -231,10 +329,6 @@ def _attribute(t: _Tally, where: str, a, graphs: list) -> None:
         _count(t, w, len(a.floats), 4 * len(a.floats))
     elif a.type == A.STRINGS:
         _count(t, w, len(a.strings), sum(len(s) for s in a.strings))
-        for s in a.strings:
-            _string(t, w, s)
-    elif a.type == A.STRING:
-        _string(t, w, a.s)
     elif a.type == A.GRAPH:
         graphs.append((f"{w} (subgraph)", a.g))
     elif a.type == A.GRAPHS:
@@ -255,24 +349,16 @@ def _nodes(t: _Tally, where: str, nodes, graphs: list) -> None:
             )
         elif dom in _DEFAULT_DOMAINS and node.op_type not in pol.allowed_ops:
             t.add(f"{where}: node {label} uses operator {node.op_type}, not in the allow-list")
-        _string(t, f"{where}: node {label} doc string", node.doc_string)
-        _string(t, f"{where}: node name", node.name)
         for a in node.attribute:
             _attribute(t, f"{where}: node {label}", a, graphs)
 
 
 def _graph(t: _Tally, where: str, g, graphs: list) -> None:
-    _string(t, f"{where} doc string", g.doc_string)
-    _string(t, f"{where} name", g.name)
-    for p in g.metadata_props:
-        _string(t, f"{where} metadata key", p.key)
-        _string(t, f"{where} metadata {p.key[:40]!r}", p.value)
     for x in g.initializer:
         _tensor(t, f"{where}: initializer {x.name!r}", x)
     for s in g.sparse_initializer:
         _sparse(t, f"{where}: sparse initializer {s.values.name!r}", s)
     for vi in [*g.input, *g.output, *g.value_info]:
-        _string(t, f"{where}: value {vi.name[:40]!r} doc string", vi.doc_string)
         dims = vi.type.tensor_type.shape.dim
         n = math.prod(d.dim_value for d in dims if d.dim_value > 0) if dims else 0
         if n > t.pol.max_tensor_elements:
@@ -281,27 +367,144 @@ def _graph(t: _Tally, where: str, g, graphs: list) -> None:
     _nodes(t, where, g.node, graphs)
 
 
+# (message, field) -> kind, for every string field the lab accepts; any other string
+# field that is set, and any field the ONNX schema does not define (protobuf keeps
+# unknown fields as bytes), is refused: default deny.
+_ID, _PR, _DIM = "ident", "prose", "dim"
+_STRING_FIELDS = {
+    ("ModelProto", "producer_name"): _PR,
+    ("ModelProto", "producer_version"): _PR,
+    ("ModelProto", "domain"): _ID,
+    ("ModelProto", "doc_string"): _PR,
+    ("OperatorSetIdProto", "domain"): _ID,
+    ("StringStringEntryProto", "key"): _ID,
+    ("StringStringEntryProto", "value"): _PR,
+    ("GraphProto", "name"): _ID,
+    ("GraphProto", "doc_string"): _PR,
+    ("NodeProto", "input"): _ID,
+    ("NodeProto", "output"): _ID,
+    ("NodeProto", "name"): _ID,
+    ("NodeProto", "op_type"): _ID,
+    ("NodeProto", "domain"): _ID,
+    ("NodeProto", "overload"): _ID,
+    ("NodeProto", "doc_string"): _PR,
+    ("AttributeProto", "name"): _ID,
+    ("AttributeProto", "ref_attr_name"): _ID,
+    ("AttributeProto", "doc_string"): _PR,
+    ("AttributeProto", "s"): _PR,
+    ("AttributeProto", "strings"): _PR,
+    ("ValueInfoProto", "name"): _ID,
+    ("ValueInfoProto", "doc_string"): _PR,
+    ("TensorProto", "name"): _ID,
+    ("TensorProto", "doc_string"): _PR,
+    ("TensorProto", "string_data"): _PR,
+    ("TensorShapeProto.Dimension", "dim_param"): _DIM,
+    ("TensorShapeProto.Dimension", "denotation"): "dim_denotation",
+    ("TypeProto", "denotation"): "type_denotation",
+    ("TensorAnnotation", "tensor_name"): _ID,
+    ("FunctionProto", "name"): _ID,
+    ("FunctionProto", "input"): _ID,
+    ("FunctionProto", "output"): _ID,
+    ("FunctionProto", "attribute"): _ID,
+    ("FunctionProto", "domain"): _ID,
+    ("FunctionProto", "overload"): _ID,
+    ("FunctionProto", "doc_string"): _PR,
+}
+_MAX_MESSAGES = 2_000_000
+
+
+def _walk_strings(t: _Tally, model) -> None:
+    """Every message of ``model``, once: unknown fields refused, every string field
+    checked against :data:`_STRING_FIELDS` (``TensorProto.raw_data`` is weights, not
+    read here)."""
+    from google.protobuf.descriptor import FieldDescriptor as F
+    from google.protobuf.unknown_fields import UnknownFieldSet
+
+    todo = [("model", model)]
+    seen = 0
+    while todo:
+        where, msg = todo.pop()
+        seen += 1
+        if seen > _MAX_MESSAGES:
+            t.add(f"more than {_MAX_MESSAGES:,} protobuf messages")
+            return
+        mname = msg.DESCRIPTOR.full_name.removeprefix("onnx.")
+        unknown = UnknownFieldSet(msg)
+        if len(unknown):
+            nums = sorted({u.field_number for u in unknown})[:5]
+            t.add(f"{where}: field(s) {nums} that the ONNX schema does not define ({mname})")
+        if mname == "TensorProto":
+            fields = [
+                (fd, getattr(msg, fd.name))
+                for fd in msg.DESCRIPTOR.fields
+                if fd.name != "raw_data"
+                and (
+                    len(getattr(msg, fd.name))
+                    if fd.is_repeated
+                    else msg.HasField(fd.name)
+                    if fd.type == F.TYPE_MESSAGE or fd.has_presence
+                    else getattr(msg, fd.name) != fd.default_value
+                )
+            ]
+        else:
+            fields = msg.ListFields()
+        for fd, value in fields:
+            w = f"{where}.{fd.name}"
+            if mname == "TensorProto" and fd.name == "external_data":
+                continue  # keys, location, offset, length: _external's allow-list
+            if mname == "TensorAnnotation" and fd.name == "quant_parameter_tensor_names":
+                for i, e in enumerate(value):  # names of tensors, both key and value
+                    _string(t, f"{w}[{i}].key", e.key, kind=_ID)
+                    _string(t, f"{w}[{i}].value", e.value, kind=_ID)
+                    if len(UnknownFieldSet(e)):
+                        t.add(f"{w}[{i}]: fields that the ONNX schema does not define")
+                continue
+            if fd.type == F.TYPE_MESSAGE:
+                items = value if fd.is_repeated else [value]
+                for i, v in enumerate(items):
+                    label = getattr(v, "name", "") if fd.name != "dim" else ""
+                    tag = f"[{i}]" if fd.is_repeated else ""
+                    named = (
+                        f"({escape_text(label, 40)!r})" if isinstance(label, str) and label else ""
+                    )
+                    todo.append((f"{w}{tag}{named}", v))
+                continue
+            if fd.type not in (F.TYPE_STRING, F.TYPE_BYTES):
+                continue
+            kind = _STRING_FIELDS.get((mname, fd.name))
+            values = value if fd.is_repeated else [value]
+            before = len(t.problems)
+            if kind is None:
+                if any(values):
+                    t.add(f"{w}: a string field the lab does not read ({mname}.{fd.name})")
+                continue
+            for v in values:
+                if len(t.problems) > before:
+                    break  # one problem per field is enough (a string tensor has many)
+                if kind == "type_denotation" and v not in _TYPE_DENOTATIONS:
+                    t.add(f"{w} {escape_text(v, 40)!r} is not an ONNX type denotation")
+                elif kind == "dim_denotation" and v not in _DIM_DENOTATIONS:
+                    t.add(f"{w} {escape_text(v, 40)!r} is not an ONNX dimension denotation")
+                elif kind in (_ID, _PR, _DIM):
+                    _string(t, w, v, bounded=fd.name != "string_data", kind=kind)
+
+
 def check_model(t: _Tally, model) -> None:
     """Every part of ``model`` (see the module docstring); problems go to ``t``."""
     pol = t.pol
+    _walk_strings(t, model)
     allowed_domains = set(pol.allowed_domains)
     for imp in model.opset_import:
         if imp.domain not in allowed_domains and imp.domain not in _DEFAULT_DOMAINS:
             t.add(
                 f"imports operator set of custom domain {imp.domain!r}, not allowed by the policy"
             )
-    for field in ("doc_string", "producer_name", "producer_version", "domain"):
-        _string(t, field.replace("_", " "), getattr(model, field))
     if len(model.metadata_props) > 256:
         t.add(f"{len(model.metadata_props)} metadata properties (limit 256)")
-    for p in model.metadata_props:
-        _string(t, "metadata key", p.key)
-        _string(t, f"metadata {p.key[:40]!r}", p.value)
     graphs: list = [("graph", model.graph)]
     for f in model.functions:
         t.add(f"defines local function {f.domain}:{f.name} (custom operators are refused)")
         fw = f"function {f.domain}:{f.name}"
-        _string(t, f"{fw} doc string", f.doc_string)
         for a in f.attribute_proto:
             _attribute(t, fw, a, graphs)
         _nodes(t, fw, f.node, graphs)

@@ -10,12 +10,14 @@ failure 4: weights under ``signatures/`` were swapped after both approvals).
 from __future__ import annotations
 
 import contextlib
+import json
 
 from facelab.gates.importing._types import CheckResult, GateContext, result
 from facelab.gates.importing.signing import (
     APPROVALS,
     SIG_DIR,
     TENANT_SIG,
+    approval_document,
     check_approval,
     is_signature_file,
     read_json,
@@ -68,6 +70,10 @@ def run(ctx: GateContext) -> CheckResult:
     if problems:
         return result(NAME, problems)
     ctx.statement_sha256 = statement_digest(ctx.root / TENANT_SIG)
+    ctx.signed_files = frozenset(n for n in names if isinstance(n, str))
+    # re-written from the parsed bundle (duplicate keys and NaN were refused by
+    # read_json, unknown fields by the bundle's schema in verify_tenant)
+    ctx.tenant_sig_bytes = (json.dumps(read_json(ctx.root / TENANT_SIG), indent=2) + "\n").encode()
     return result(NAME, [], f"signed statement sha256:{ctx.statement_sha256}")
 
 
@@ -83,7 +89,13 @@ def run_approvals(ctx: GateContext) -> CheckResult:
     for rel in sorted(r for r in ctx.package.files if r.startswith(APPROVALS + "/")):
         try:
             doc = read_json(ctx.package.path(rel), 1 << 16)
-            valid.add(check_approval(doc, officers, ctx.statement_sha256))
+            officer = check_approval(doc, officers, ctx.statement_sha256)
+            if rel != f"{APPROVALS}/{officer}.json":
+                raise ValueError(f"approval by {officer} filed under another name")
+            valid.add(officer)
+            ctx.approval_bytes[officer] = approval_document(
+                officer, ctx.statement_sha256, doc["signature"]
+            )
         except (ValueError, UnicodeDecodeError) as e:
             problems.append(f"{rel}: {e}")
     ctx.approvers = sorted(valid)

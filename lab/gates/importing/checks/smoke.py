@@ -1,21 +1,35 @@
-"""Dynamic smoke test: load with onnxruntime and run synthetic batches of 1 and of the
-policy's batch size in the zero client's confinement (``facelab.confine``: dedicated uid,
-namespaces, seccomp, Landlock, limits; no passphrase in its environment), then check
-each output's shape, dtype and finiteness against model.json, and that memory does not
-grow faster than the batch. Runs only after every static check passed: a model that
-failed them is never loaded."""
+"""Dynamic smoke test: load with onnxruntime and run synthetic inputs of several kinds
+(``_smoke_child``: a synthetic face, black, white, the mean, random, a checkerboard) at
+batch 1, then mixed batches of several sizes up to the largest a lab job uses, in the
+zero client's confinement (``facelab.confine``: dedicated uid, namespaces, seccomp,
+Landlock, limits; no passphrase in its environment), then check each output's shape,
+dtype and finiteness against model.json, and that memory does not grow faster than the
+batch. Runs only after every static check passed: a model that failed them is never
+loaded."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from facelab import confine
 from facelab.gates.importing._types import CheckResult, GateContext, result
 
 NAME = "smoke test"
-SMOKE_BATCH = 8
+# the largest batch a lab job feeds a model: facelab.bench._matcher.Matcher.extract's
+# ``batch`` (a test keeps the two equal); a job's last batch may be any size below it
+JOB_BATCH = 64
+SMOKE_BATCHES = (2, 7, 16)
+
+
+def batches(pol) -> list[int]:
+    """The batch sizes of the smoke test, ascending: a few small and odd ones and the
+    largest a lab job uses (or the policy's ``smoke_batch``, when set)."""
+    big = max(2, int(getattr(pol, "smoke_batch", 0) or JOB_BATCH))
+    return sorted({*(b for b in SMOKE_BATCHES if b < big), big})
 
 
 def _readable(top: Path) -> None:
@@ -25,22 +39,43 @@ def _readable(top: Path) -> None:
             p.chmod(0o755 if p.is_dir() else 0o644)
 
 
+@functools.lru_cache(maxsize=4)
+def synthetic_face(h: int, w: int):
+    """A synthetic passport face (``facelab.synth``, seed 7, identity 0) aligned to
+    (h, w) the way a benchmark job aligns it (``facelab.bench._align``): RGB uint8."""
+    from facelab.bench._align import align
+    from facelab.synth import SynthConfig, render_identity
+
+    row, img = render_identity(SynthConfig(identities=1, captures=0, seed=7), 0)[0]
+    lms = np.array([[float(row[f"lm{j}_x"]), float(row[f"lm{j}_y"])] for j in range(5)])
+    return align(img, lms, (h, w))
+
+
 def run(ctx: GateContext) -> CheckResult:
     pol = ctx.policy
     spec = ctx.model_json
     assert spec is not None
-    big = max(2, int(getattr(pol, "smoke_batch", SMOKE_BATCH)))
+    sizes = batches(pol)
+    big = sizes[-1]
     scratch = Path(tempfile.mkdtemp(prefix="facelab-smoke-"))
     model = ctx.package.path("model.onnx")
     try:
         # the gate's private copy of the package, copied again for the run's uid to read
         src = scratch / "model"
         shutil.copytree(model.parent, src, symlinks=True)
+        inputs = scratch / "inputs"
+        inputs.mkdir()
+        np.save(inputs / "face.npy", synthetic_face(*spec["input"]["size"]))
         _readable(scratch)
         run = confine.run_python(
             "facelab.gates.importing.checks._smoke_child:run",
-            {"path": str(src / model.name), "spec": spec, "batches": [1, big]},
-            read=[src],
+            {
+                "path": str(src / model.name),
+                "spec": spec,
+                "batches": sizes,
+                "face": str(inputs / "face.npy"),
+            },
+            read=[src, inputs],
             write=[scratch / "work"],
             limits=confine.Limits(
                 wall_seconds=pol.smoke_timeout_s,
@@ -88,13 +123,21 @@ def run(ctx: GateContext) -> CheckResult:
             problems.append(f"output dtype {r['dtype']}, float32 expected")
         if not r["finite"]:
             problems.append(f"output holds NaN or infinity at batch {r['batch']}")
-    if len(runs) == 2:
-        grew = runs[1]["peak_kib"] - runs[0]["peak_kib"]
+    ones = [r for r in runs if r["batch"] == 1]
+    if ones and runs[-1]["batch"] == big and big > 1:
+        base = max(r["peak_kib"] for r in ones)
+        grew = runs[-1]["peak_kib"] - base
         # memory for a batch of `big` may be `big` times a batch of one, plus slack
-        per_one = max(runs[0]["peak_kib"] // 8, 16 << 10)
+        per_one = max(base // 8, 16 << 10)
         if grew > big * per_one:
             problems.append(
                 f"memory grows faster than the batch ({grew >> 10} MiB more at batch {big})"
             )
-    shape = tuple(runs[0]["shape"]) if runs else ()
-    return result(NAME, sorted(set(problems)), f"output {shape} float32 at batches 1 and {big}")
+    shape = tuple(runs[-1]["shape"][1:]) if runs else ()
+    kinds = ", ".join(r["kinds"][0] for r in runs if r["batch"] == 1)
+    return result(
+        NAME,
+        sorted(set(problems)),
+        f"output (N, {', '.join(map(str, shape))}) float32 for inputs {kinds} at batch 1 "
+        f"and mixed at batches {', '.join(map(str, sizes))}",
+    )
