@@ -515,22 +515,20 @@ def registered_model_dirs(lab: Lab) -> list[Path]:
     return out
 
 
-def model_dir_intact(d: Path, entry: dict) -> bool:
-    """Whether registry directory ``d`` holds exactly what ``entry`` registered: regular
-    files only (no link, no special file), at most ``MAX_MODEL_BYTES`` in all, whose
-    content digest (``Package.digest``: relative paths and SHA-256s) is the entry's
-    ``digest`` or ``stored_digest``."""
+def content_digest(d: Path) -> str | None:
+    """``sha256:`` over the regular files under ``d`` (relative paths and SHA-256s, as
+    ``Package.digest``), or None when ``d`` holds a link or a special file, or more than
+    ``MAX_MODEL_BYTES``."""
     import hashlib
     from pathlib import PurePosixPath
 
-    rel_name = str(entry.get("path", ""))
-    if not rel_name or "/" in rel_name or not d.is_dir() or d.is_symlink():
-        return False
+    if not d.is_dir() or d.is_symlink():
+        return None
     digests, total = {}, 0
     for p, code in _regular_files(d):
         total += -code - 1 if code < 0 else 0
         if code >= 0 or total > MAX_MODEL_BYTES:  # special, or no model is that big
-            return False
+            return None
         h = hashlib.sha256()
         for b in _read_chunks(p):
             h.update(b)
@@ -538,7 +536,18 @@ def model_dir_intact(d: Path, entry: dict) -> bool:
     h = hashlib.sha256()
     for rel in sorted(digests, key=lambda r: PurePosixPath(r).parts):
         h.update(rel.encode() + b"\0" + digests[rel])
-    return "sha256:" + h.hexdigest() in (entry.get("digest"), entry.get("stored_digest"))
+    return "sha256:" + h.hexdigest()
+
+
+def model_dir_intact(d: Path, entry: dict) -> bool:
+    """Whether registry directory ``d`` holds exactly what ``entry`` registered: its
+    :func:`content_digest` is the entry's ``stored_digest`` (the copy the import gate
+    rebuilt) or, for entries from before the rebuild, its ``digest``."""
+    rel_name = str(entry.get("path", ""))
+    if not rel_name or "/" in rel_name:
+        return False
+    got = content_digest(d)
+    return got is not None and got in (entry.get("stored_digest"), entry.get("digest"))
 
 
 def _tree_samples(path: Path, limit: int = 64, shared: list[Path] = ()) -> list[bytes]:

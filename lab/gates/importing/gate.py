@@ -291,6 +291,8 @@ def register(report: ImportReport, ctx: GateContext, models_dir: Path) -> Path:
 
 
 def _register_locked(report: ImportReport, ctx: GateContext, models_dir: Path) -> Path:
+    from facelab.vault.ops import content_digest
+
     digest = report.digest.removeprefix("sha256:")
     target = models_dir / digest
     if not target.exists():
@@ -325,6 +327,8 @@ def _register_locked(report: ImportReport, ctx: GateContext, models_dir: Path) -
                     ctx.package.sha256, ctx.model_json, ctx.policy.allowed_files
                 ),
                 "approvers": ctx.approvers,
+                # what the directory holds (the rebuilt copy): jobs check it before use
+                "stored_digest": content_digest(target),
                 "statement_sha256": ctx.statement_sha256,
                 "output_dim": ctx.model_json["output"]["dim"],
                 "registered": datetime.now(UTC).isoformat(timespec="seconds"),
