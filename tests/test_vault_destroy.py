@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-from facelab.errors import VaultError
+from facelab.errors import TamperedError, VaultError
 from facelab.labdir import audit_writer, load_public_key, public_key_b64, unlock
 from facelab.synth import SynthConfig, dataset_digest, write_dataset
 from facelab.vault import certificate, keystore, ops
@@ -609,3 +609,27 @@ def test_a_resurrected_tenant_is_damage_not_an_active_processor(
         p.write_bytes(data)
     assert main(["register", "--lab", str(lab.paths.root)]) == 4
     assert "disagrees" in capsys.readouterr().err
+
+
+def _performer_doc(key: Ed25519PrivateKey) -> dict:
+    cert = {"format": "facelab-destruction/1", "tenant": "acme", "result": "passed"}
+    return certificate.sign_performer(cert, key, "performer", "2026-01-01")
+
+
+def test_a_validator_signature_made_with_the_performers_own_key_does_not_verify():
+    # two roles, one key: add_validation refuses it, and a document edited by hand to
+    # carry such a signature (valid over the validator's message) must not verify either
+    perf, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    doc = _performer_doc(perf)
+    # positive control: a second key's validation verifies and names the validator
+    good = certificate.add_validation(doc, other, "val", "2026-01-02")
+    keys = [perf.public_key(), other.public_key()]
+    assert certificate.verify_document(good, keys)["validator"] == "val"
+    forged_sig = dict(good["signatures"][1])
+    forged_sig["public_key"] = public_key_b64(perf.public_key())
+    forged_sig["signature"] = base64.b64encode(
+        perf.sign(certificate._validator_message(doc))
+    ).decode()
+    forged = {**doc, "signatures": [doc["signatures"][0], forged_sig]}
+    with pytest.raises(certificate.TamperedError, match="second role with its own key"):
+        certificate.verify_document(forged, keys)
