@@ -633,3 +633,17 @@ def test_a_validator_signature_made_with_the_performers_own_key_does_not_verify(
     forged = {**doc, "signatures": [doc["signatures"][0], forged_sig]}
     with pytest.raises(certificate.TamperedError, match="second role with its own key"):
         certificate.verify_document(forged, keys)
+
+
+def test_a_validation_does_not_survive_replacing_the_performers_signature():
+    # the validator vouches for this performer's signature, not just the certificate
+    perf, perf2, val = (Ed25519PrivateKey.generate() for _ in range(3))
+    keys = [perf.public_key(), perf2.public_key(), val.public_key()]
+    validated = certificate.add_validation(_performer_doc(perf), val, "val", "2026-01-02")
+    assert certificate.verify_document(validated, keys)["validator"] == "val"  # control
+    resigned = certificate.sign_performer(validated["certificate"], perf2, "p2", "2026-01-03")
+    swapped = {**validated, "signatures": [resigned["signatures"][0], validated["signatures"][1]]}
+    # the re-signed performer part alone verifies: only the binding can catch the swap
+    assert certificate.verify_document(resigned, keys)["performer"] == "p2"
+    with pytest.raises(certificate.TamperedError, match="does not verify"):
+        certificate.verify_document(swapped, keys)
