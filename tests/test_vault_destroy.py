@@ -647,3 +647,30 @@ def test_a_validation_does_not_survive_replacing_the_performers_signature():
     assert certificate.verify_document(resigned, keys)["performer"] == "p2"
     with pytest.raises(certificate.TamperedError, match="does not verify"):
         certificate.verify_document(swapped, keys)
+
+
+@pytest.fixture(scope="module")
+def dataset_b(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("vdb") / "ds"
+    write_dataset(SynthConfig(identities=4, captures=1, seed=6), out, workers=1)
+    return out
+
+
+def test_a_killed_second_ingest_of_a_known_tenant_keeps_its_key_and_earlier_data(
+    lab, dataset, dataset_b
+) -> None:
+    # only the first ingest of a NEW tenant may erase the key on reconcile; for a known
+    # tenant the key protects the records already stored
+    _ingest(lab, dataset, "acme")
+    assert dataset_digest(dataset) != dataset_digest(dataset_b)  # a second dataset
+    kek = keystore.load_tenant_key(lab.paths.keys, "acme")
+    assert kek is not None
+    _crash(lab, "ingest", "after-intent", str(dataset_b))
+    done = _reopen(lab)
+    assert [(d["tenant"], d["outcome"]) for d in done] == [("acme", "aborted")]
+    assert keystore.load_tenant_key(lab.paths.keys, "acme") == kek
+    root = unlock(lab, PASS)
+    with audit_writer(lab, root) as log:
+        recs = list(ops.read(lab, root, "acme", "tester", log))
+    assert len(recs) == 8  # dataset A's records (4 identities x 1 capture x 2 files) open
+    assert not [e for e in entries(lab) if e["action"] == "vault.open_failed"]
