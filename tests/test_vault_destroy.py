@@ -674,3 +674,35 @@ def test_a_killed_second_ingest_of_a_known_tenant_keeps_its_key_and_earlier_data
         recs = list(ops.read(lab, root, "acme", "tester", log))
     assert len(recs) == 8  # dataset A's records (4 identities x 1 capture x 2 files) open
     assert not [e for e in entries(lab) if e["action"] == "vault.open_failed"]
+
+
+def test_a_tenant_place_left_behind_makes_the_certificate_say_failed(
+    lab, dataset, monkeypatch
+) -> None:
+    # a workspace that could not be removed (holding no copy the scan could find) is
+    # still a place left: destroy must not certify "passed"
+    _ingest(lab, dataset, "acme")
+    stuck = lab.paths.root / "jobs/acme"
+    (stuck / "j1").mkdir(parents=True)
+    real = ops._remove_tree
+
+    def remove_but_the_stuck_one(path: Path) -> dict:
+        if Path(path) == stuck:
+            return {"action": "NOT fully removed (simulated)", "files": 0, "bytes": 0}
+        return real(path)
+
+    monkeypatch.setattr(ops, "_remove_tree", remove_but_the_stuck_one)
+    with pytest.raises(Exception, match="could not be verified") as ei:
+        _destroy(lab, "acme")
+    assert stuck.is_dir()  # the probe did leave the place behind
+    assert keystore.load_tenant_key(lab.paths.keys, "acme") is None  # the erase happened
+    certs = sorted((lab.paths.root / "certificates").glob("destroy-acme-*.json"))
+    assert len(certs) == 1, ei.value
+    cert = certificate.verify_document(json.loads(certs[0].read_text()), [load_public_key(lab)])[
+        "certificate"
+    ]
+    san = cert["sanitization_details"]
+    assert san["verification_result"] == "FAILED"
+    details = san["verification_details"]
+    assert details["files_with_copies"] == [] and details["records_left"] == 0
+    assert str(stuck) in details["places_left"]
