@@ -706,3 +706,20 @@ def test_a_tenant_place_left_behind_makes_the_certificate_say_failed(
     details = san["verification_details"]
     assert details["files_with_copies"] == [] and details["records_left"] == 0
     assert str(stuck) in details["places_left"]
+
+
+def test_a_failed_destroy_still_ends_the_tenant_in_the_logs_expected_state(lab, dataset) -> None:
+    # destroy recorded as "failed" has erased the key and the records: the next check
+    # must not call the emptied vault tampering (that would block every later command)
+    _ingest(lab, dataset, "acme")
+    face = _pngs(dataset)[1]
+    (lab.paths.root / "outbox/acme/j").mkdir(parents=True)
+    (lab.paths.root / "outbox/acme/j/a.png").write_bytes(face)  # sampled when removed
+    (lab.paths.root / "stray").mkdir()
+    (lab.paths.root / "stray/copy.png").write_bytes(face)  # found by the scan
+    with pytest.raises(Exception, match="could not be verified"):
+        _destroy(lab, "acme")
+    assert entries(lab)[-1]["action"] == "vault.destroy"
+    assert entries(lab)[-1]["decision"] == "failed"
+    assert _reopen(lab) == []  # no TamperedError: the vault agrees with the log
+    assert "acme" not in ops.recorded_state(lab.paths.audit)
