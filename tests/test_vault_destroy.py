@@ -723,3 +723,12 @@ def test_a_failed_destroy_still_ends_the_tenant_in_the_logs_expected_state(lab, 
     assert entries(lab)[-1]["decision"] == "failed"
     assert _reopen(lab) == []  # no TamperedError: the vault agrees with the log
     assert "acme" not in ops.recorded_state(lab.paths.audit)
+
+
+def test_records_whose_tenant_key_is_missing_are_reported_as_tampering(lab, dataset) -> None:
+    _ingest(lab, dataset, "acme")
+    root = unlock(lab, PASS)
+    ops.check_vault_against_log(lab, root)  # control: the intact lab passes
+    keystore.tenant_key_path(lab.paths.keys, "acme").unlink()  # removed outside destroy
+    with pytest.raises(TamperedError, match="records in the vault but no key in the key store"):
+        ops.check_vault_against_log(lab, root)
