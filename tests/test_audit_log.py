@@ -508,3 +508,21 @@ def test_two_head_slots_with_different_roots_at_one_size_are_a_split_view(tmp_pa
     slot(1, 6, b"\x02" * 32)  # a larger size is a newer head, not a split view
     newer = _head.read(tmp_path, key.public_key(), origin)
     assert newer.problems == () and newer.head.slot == 1
+
+
+def test_a_head_slot_with_a_garbage_length_is_a_problem_not_an_empty_slot(tmp_path) -> None:
+    # only an all-zero slot is "created, never written"; any other bytes that do not
+    # hold a note are damage and are named
+    key = Ed25519PrivateKey.generate()
+    origin = "facelab.test/log"
+    note = checkpoint.sign(checkpoint.Checkpoint(origin, 3, b"\x07" * 32), key).encode()
+    _head.write(tmp_path, note, 0)
+    (tmp_path / _head.SLOTS[1]).write_bytes(b"\0" * _head.SLOT_BYTES)
+    empty = _head.read(tmp_path, key.public_key(), origin)
+    assert (empty.present, empty.problems) == (1, ())  # control: zeros are no head
+    junk = b"\xff\xff\xff\xff" + bytes(range(1, 200)) * 20
+    (tmp_path / _head.SLOTS[1]).write_bytes(junk[: _head.SLOT_BYTES])
+    assert _head.decode(junk) == b""  # the length prefix is impossible
+    st = _head.read(tmp_path, key.public_key(), origin)
+    assert st.present == 2 and st.head is not None and st.head.slot == 0
+    assert len(st.problems) == 1 and _head.SLOTS[1] in st.problems[0]
