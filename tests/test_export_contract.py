@@ -458,3 +458,17 @@ def test_a_graph_may_add_only_a_small_head(tmp_path: Path, added: int, refused: 
     assert (r["status"] == "refused") is refused, r
     if refused:
         assert "beyond cnn@1.0.0's graph" in r["reason"]
+
+
+def test_a_link_to_a_regular_file_is_not_a_regular_file_whatever_its_name(tmp_path) -> None:
+    # the contract classifies what a link points at never: a link is refused by itself
+    (tmp_path / "metrics.csv").write_text("epoch,loss\n1,0.5\n")
+    (tmp_path / "train.log").write_text("ok\n")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "metrics.csv")
+    (tmp_path / "link.log").symlink_to("train.log")
+    names = ["metrics.csv", "train.log", "link.csv", "link.log"]
+    items = {i.rel: i for i in classify([(tmp_path / n, n) for n in names], CP["kinds"])}
+    assert (items["metrics.csv"].kind, items["metrics.csv"].reason) == ("metrics_table", "")
+    assert (items["train.log"].kind, items["train.log"].reason) == ("text", "")  # controls
+    for n in ("link.csv", "link.log"):
+        assert (items[n].kind, items[n].reason) == (None, "not a regular file"), n
