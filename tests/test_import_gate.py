@@ -655,3 +655,23 @@ def test_bad_input_is_audited(lab, tmp_path, tmpdir_watch, what) -> None:
         gate(lab, src)
     assert last_import(lab)["decision"] == "error"
     assert list(tmpdir_watch.iterdir()) == []
+
+
+@pytest.mark.parametrize(("count", "accepted"), [(3, True), (4, False)])
+def test_a_directory_package_holds_at_most_max_files_files(tmp_path, count, accepted) -> None:
+    # the bound is inclusive: exactly max_files files are copied, one more is refused
+    # and nothing past the bound is copied
+    from facelab.gates.importing.package import copy_dir
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(count):
+        (src / f"f{i}.txt").write_bytes(b"x" * (i + 1))
+    pkg = copy_dir(src, tmp_path / "dest", max_bytes=1 << 20, max_files=3)
+    if accepted:
+        assert pkg.problems == []
+        assert sorted(pkg.files) == [f"f{i}.txt" for i in range(count)]
+        assert (tmp_path / "dest/f2.txt").read_bytes() == b"xxx"
+    else:
+        assert pkg.problems == [f"{src}: more than 3 files"]
+        assert len(pkg.files) == 3 and not (tmp_path / "dest/f3.txt").exists()
