@@ -675,3 +675,14 @@ def test_a_directory_package_holds_at_most_max_files_files(tmp_path, count, acce
     else:
         assert pkg.problems == [f"{src}: more than 3 files"]
         assert len(pkg.files) == 3 and not (tmp_path / "dest/f3.txt").exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_every_binary_pickle_protocol_is_sniffed_as_a_pickle(protocol) -> None:
+    # oracle: the PROTO opcode (0x80, protocol) that pickle.dumps writes first (PEP 307)
+    from facelab.gates.importing.filetype import sniff
+
+    data = pickle.dumps({"w": [1.0, 2.0]}, protocol=protocol)
+    assert data[:2] == bytes([0x80, protocol])
+    assert sniff(data) == "pickle"
+    assert sniff(b"\x80\x06" + data[2:]) == "binary"  # control: no such protocol yet
