@@ -364,3 +364,17 @@ def test_the_rank_of_a_target_is_exact() -> None:
     op = fnmr_at_fmr(reduce_scores(np.arange(20.0), imp), 0.7)
     assert op.false_matches == 6 and Fraction(op.false_matches, 10) <= Fraction(0.7)
     assert op.threshold == np.nextafter(3.0, np.inf)
+
+
+def test_an_eer_tie_between_the_two_intervals_takes_t1_as_fvc2000_says() -> None:
+    # FVC2000 (Maio et al. 2002): [EER_low, EER_high] = [FNMR(t1), FMR(t1)] when
+    # FNMR(t1) + FMR(t1) <= FMR(t2) + FNMR(t2), else [FMR(t2), FNMR(t2)]. Built so the two
+    # sums are equal: t1 = 0.5 gives FNMR 2/20, FMR 6/20; t2 = 0.875 gives 5/20, 3/20.
+    gen = [0.125] * 2 + [0.5] * 3 + [0.875] * 15
+    imp = [0.0625] * 14 + [0.5] * 3 + [0.875] * 3
+    ref = Ref(gen, imp)
+    assert ref.counts(0.5) == (6, 2) and ref.counts(0.875) == (3, 5)  # the oracle's view
+    e = eer(reduce_scores(gen, imp))
+    assert (e.t1, e.t2) == (0.5, 0.875)
+    assert (e.low, e.high, e.threshold) == (0.1, 0.3, 0.5)
+    assert e.value == pytest.approx(ref.eer(), abs=1e-15) and ref.eer() == 0.2
