@@ -565,3 +565,16 @@ def test_a_foreign_key_in_lab_json_is_tampering(lab) -> None:
     lab.paths.meta.write_text(json.dumps(meta))
     err = one_line_exit_4(cli("audit", "verify", "--lab", str(lab.paths.root)))
     assert "lab.json names another public key" in err
+
+
+def test_14_the_crash_window_is_max_unsigned_tail_entries_inclusive() -> None:
+    """At most ``max_unsigned_tail`` authentic entries after the head are adopted without
+    a repair actor; one more is a rolled-back head."""
+    from types import SimpleNamespace
+
+    from facelab.audit.log import AuditLog
+
+    log = SimpleNamespace(max_unsigned_tail=5)
+    assert AuditLog._tail_error(log, 10, 5, 5) is None
+    assert "more than a crash leaves" in AuditLog._tail_error(log, 10, 6, 6)
+    assert "forged append" in AuditLog._tail_error(log, 10, 5, 4)  # control: other reason
