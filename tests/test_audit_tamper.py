@@ -578,3 +578,23 @@ def test_14_the_crash_window_is_max_unsigned_tail_entries_inclusive() -> None:
     assert AuditLog._tail_error(log, 10, 5, 5) is None
     assert "more than a crash leaves" in AuditLog._tail_error(log, 10, 6, 6)
     assert "forged append" in AuditLog._tail_error(log, 10, 5, 4)  # control: other reason
+
+
+def test_14_an_authentic_entry_at_another_position_is_not_adopted() -> None:
+    """A replayed entry (valid MAC, a seq already used) ends the authentic tail: the
+    entries it counts must sit at their own positions first_seq, first_seq + 1, ..."""
+    from types import SimpleNamespace
+
+    from facelab.audit.events import entry_bytes
+    from facelab.audit.log import AuditLog
+
+    key, origin = b"k" * 32, "lab/1"
+    log = SimpleNamespace(_mac_key=key, origin=origin)
+
+    def e(seq: int) -> bytes:
+        ev = Event("test.x", "alice", details={"seq": seq})
+        return entry_bytes(ev, seq, "2026-01-01T00:00:00Z", "p", mac_key=key, origin=origin)
+
+    assert AuditLog._authentic(log, [e(5), e(6), e(7)], 5) == 3  # control: in order
+    assert AuditLog._authentic(log, [e(5), e(6), e(6), e(7)], 5) == 2  # replayed 6
+    assert AuditLog._authentic(log, [e(5), e(7)], 5) == 1  # a gap
