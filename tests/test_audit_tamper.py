@@ -598,3 +598,23 @@ def test_14_an_authentic_entry_at_another_position_is_not_adopted() -> None:
     assert AuditLog._authentic(log, [e(5), e(6), e(7)], 5) == 3  # control: in order
     assert AuditLog._authentic(log, [e(5), e(6), e(6), e(7)], 5) == 2  # replayed 6
     assert AuditLog._authentic(log, [e(5), e(7)], 5) == 1  # a gap
+
+
+def test_max_unwitnessed_allows_exactly_that_many_entries_past_the_witness(tmp_path) -> None:
+    lab = make_lab(tmp_path / "lab", entries=3)
+    root, wdir = str(lab.paths.root), str(tmp_path / "w")
+    vkey = cli("witness", "init", "--dir", wdir, "--name", "w3").stdout.strip().splitlines()[-1]
+    assert cli("audit", "witness-add", "--lab", root, vkey).returncode == 0
+    assert cli("audit", "witness", "--lab", root, "--witness-dir", wdir).returncode == 0
+    with audit_writer(lab, PASS) as log:
+        for i in range(3):
+            log.record(Event("test.grow", "tester", details={"i": i}))
+    cosigned = verify(lab).witnesses[0]["cosigned_size"]
+    gap = len(lines(lab)) - cosigned
+    assert gap >= 3  # the entries written after the cosignature
+
+    def unwitnessed(allowed: int) -> list:
+        return [d for d in verify(lab, max_unwitnessed=allowed).damage if d.kind == "unwitnessed"]
+
+    assert unwitnessed(gap) == []  # exactly the allowed tail: intact
+    assert len(unwitnessed(gap - 1)) == 1  # one entry more than allowed: damage
