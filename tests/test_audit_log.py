@@ -484,3 +484,45 @@ def test_cli_names_the_kind_and_the_entry(signed_lab) -> None:
 def test_b64_of_key_round_trips() -> None:
     k = Ed25519PrivateKey.generate().public_key()
     assert len(base64.b64decode(public_key_b64(k))) == 32
+
+
+def test_two_head_slots_with_different_roots_at_one_size_are_a_split_view(tmp_path) -> None:
+    # both slots verify; at the same signed size they must carry the same root (RFC 9162
+    # s. 2.1: one tree per size), so a second root is reported, whichever slot comes first
+    key = Ed25519PrivateKey.generate()
+    origin = "facelab.test/log"
+
+    def slot(i: int, size: int, root: bytes) -> None:
+        note = checkpoint.sign(checkpoint.Checkpoint(origin, size, root), key).encode()
+        _head.write(tmp_path, note, i)
+
+    slot(0, 5, b"\x01" * 32)
+    slot(1, 5, b"\x01" * 32)
+    same = _head.read(tmp_path, key.public_key(), origin)
+    assert same.present == 2 and same.problems == ()  # control: equal roots agree
+    assert same.head is not None and same.head.checkpoint.size == 5
+    slot(1, 5, b"\x02" * 32)
+    split = _head.read(tmp_path, key.public_key(), origin)
+    assert split.present == 2
+    assert any("split view" in p and _head.SLOTS[1] in p for p in split.problems)
+    slot(1, 6, b"\x02" * 32)  # a larger size is a newer head, not a split view
+    newer = _head.read(tmp_path, key.public_key(), origin)
+    assert newer.problems == () and newer.head.slot == 1
+
+
+def test_a_head_slot_with_a_garbage_length_is_a_problem_not_an_empty_slot(tmp_path) -> None:
+    # only an all-zero slot is "created, never written"; any other bytes that do not
+    # hold a note are damage and are named
+    key = Ed25519PrivateKey.generate()
+    origin = "facelab.test/log"
+    note = checkpoint.sign(checkpoint.Checkpoint(origin, 3, b"\x07" * 32), key).encode()
+    _head.write(tmp_path, note, 0)
+    (tmp_path / _head.SLOTS[1]).write_bytes(b"\0" * _head.SLOT_BYTES)
+    empty = _head.read(tmp_path, key.public_key(), origin)
+    assert (empty.present, empty.problems) == (1, ())  # control: zeros are no head
+    junk = b"\xff\xff\xff\xff" + bytes(range(1, 200)) * 20
+    (tmp_path / _head.SLOTS[1]).write_bytes(junk[: _head.SLOT_BYTES])
+    assert _head.decode(junk) == b""  # the length prefix is impossible
+    st = _head.read(tmp_path, key.public_key(), origin)
+    assert st.present == 2 and st.head is not None and st.head.slot == 0
+    assert len(st.problems) == 1 and _head.SLOTS[1] in st.problems[0]

@@ -565,3 +565,56 @@ def test_a_foreign_key_in_lab_json_is_tampering(lab) -> None:
     lab.paths.meta.write_text(json.dumps(meta))
     err = one_line_exit_4(cli("audit", "verify", "--lab", str(lab.paths.root)))
     assert "lab.json names another public key" in err
+
+
+def test_14_the_crash_window_is_max_unsigned_tail_entries_inclusive() -> None:
+    """At most ``max_unsigned_tail`` authentic entries after the head are adopted without
+    a repair actor; one more is a rolled-back head."""
+    from types import SimpleNamespace
+
+    from facelab.audit.log import AuditLog
+
+    log = SimpleNamespace(max_unsigned_tail=5)
+    assert AuditLog._tail_error(log, 10, 5, 5) is None
+    assert "more than a crash leaves" in AuditLog._tail_error(log, 10, 6, 6)
+    assert "forged append" in AuditLog._tail_error(log, 10, 5, 4)  # control: other reason
+
+
+def test_14_an_authentic_entry_at_another_position_is_not_adopted() -> None:
+    """A replayed entry (valid MAC, a seq already used) ends the authentic tail: the
+    entries it counts must sit at their own positions first_seq, first_seq + 1, ..."""
+    from types import SimpleNamespace
+
+    from facelab.audit.events import entry_bytes
+    from facelab.audit.log import AuditLog
+
+    key, origin = b"k" * 32, "lab/1"
+    log = SimpleNamespace(_mac_key=key, origin=origin)
+
+    def e(seq: int) -> bytes:
+        ev = Event("test.x", "alice", details={"seq": seq})
+        return entry_bytes(ev, seq, "2026-01-01T00:00:00Z", "p", mac_key=key, origin=origin)
+
+    assert AuditLog._authentic(log, [e(5), e(6), e(7)], 5) == 3  # control: in order
+    assert AuditLog._authentic(log, [e(5), e(6), e(6), e(7)], 5) == 2  # replayed 6
+    assert AuditLog._authentic(log, [e(5), e(7)], 5) == 1  # a gap
+
+
+def test_max_unwitnessed_allows_exactly_that_many_entries_past_the_witness(tmp_path) -> None:
+    lab = make_lab(tmp_path / "lab", entries=3)
+    root, wdir = str(lab.paths.root), str(tmp_path / "w")
+    vkey = cli("witness", "init", "--dir", wdir, "--name", "w3").stdout.strip().splitlines()[-1]
+    assert cli("audit", "witness-add", "--lab", root, vkey).returncode == 0
+    assert cli("audit", "witness", "--lab", root, "--witness-dir", wdir).returncode == 0
+    with audit_writer(lab, PASS) as log:
+        for i in range(3):
+            log.record(Event("test.grow", "tester", details={"i": i}))
+    cosigned = verify(lab).witnesses[0]["cosigned_size"]
+    gap = len(lines(lab)) - cosigned
+    assert gap >= 3  # the entries written after the cosignature
+
+    def unwitnessed(allowed: int) -> list:
+        return [d for d in verify(lab, max_unwitnessed=allowed).damage if d.kind == "unwitnessed"]
+
+    assert unwitnessed(gap) == []  # exactly the allowed tail: intact
+    assert len(unwitnessed(gap - 1)) == 1  # one entry more than allowed: damage

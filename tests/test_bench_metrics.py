@@ -535,3 +535,17 @@ def test_a_forked_child_runs_the_threaded_pass() -> None:
         os.waitpid(pid, 0)
         pytest.fail("the forked child's pass hung")
     assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+def test_an_eer_tie_between_the_two_intervals_takes_t1_as_fvc2000_says() -> None:
+    # FVC2000 (Maio et al. 2002): [EER_low, EER_high] = [FNMR(t1), FMR(t1)] when
+    # FNMR(t1) + FMR(t1) <= FMR(t2) + FNMR(t2), else [FMR(t2), FNMR(t2)]. Built so the two
+    # sums are equal: t1 = 0.5 gives FNMR 2/20, FMR 6/20; t2 = 0.875 gives 5/20, 3/20.
+    gen = [0.125] * 2 + [0.5] * 3 + [0.875] * 15
+    imp = [0.0625] * 14 + [0.5] * 3 + [0.875] * 3
+    ref = Ref(gen, imp)
+    assert ref.counts(0.5) == (6, 2) and ref.counts(0.875) == (3, 5)  # the oracle's view
+    e = eer(reduce_scores(gen, imp))
+    assert (e.t1, e.t2) == (0.5, 0.875)
+    assert (e.low, e.high, e.threshold) == (0.1, 0.3, 0.5)
+    assert e.value == pytest.approx(ref.eer(), abs=1e-15) and ref.eer() == 0.2

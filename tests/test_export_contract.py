@@ -458,3 +458,51 @@ def test_a_graph_may_add_only_a_small_head(tmp_path: Path, added: int, refused: 
     assert (r["status"] == "refused") is refused, r
     if refused:
         assert "beyond cnn@1.0.0's graph" in r["reason"]
+
+
+def test_a_link_to_a_regular_file_is_not_a_regular_file_whatever_its_name(tmp_path) -> None:
+    # the contract classifies what a link points at never: a link is refused by itself
+    (tmp_path / "metrics.csv").write_text("epoch,loss\n1,0.5\n")
+    (tmp_path / "train.log").write_text("ok\n")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "metrics.csv")
+    (tmp_path / "link.log").symlink_to("train.log")
+    names = ["metrics.csv", "train.log", "link.csv", "link.log"]
+    items = {i.rel: i for i in classify([(tmp_path / n, n) for n in names], CP["kinds"])}
+    assert (items["metrics.csv"].kind, items["metrics.csv"].reason) == ("metrics_table", "")
+    assert (items["train.log"].kind, items["train.log"].reason) == ("text", "")  # controls
+    for n in ("link.csv", "link.log"):
+        assert (items[n].kind, items[n].reason) == (None, "not a regular file"), n
+
+
+@pytest.mark.parametrize(
+    ("written", "taken"), [(["metrics.csv"], True), (["a.csv", "b.csv"], False)]
+)
+def test_an_item_is_taken_only_when_its_rebuild_wrote_exactly_one_file(
+    tmp_path, monkeypatch, written, taken
+) -> None:
+    # the confined reader is replaced by one that writes ``written`` for the item: two
+    # files for one item are refused, never "the first one in directory order"
+    from types import SimpleNamespace
+
+    from facelab.gates.exporting import contract
+
+    (tmp_path / "metrics.csv").write_text("epoch,loss\n1,0.5\n")
+    items = classify([(tmp_path / "metrics.csv", "metrics.csv")], CP["kinds"])
+    assert items[0].kind == "metrics_table" and not items[0].reason
+
+    def fake_run(target, kwargs, *, read, write, limits, **kw):
+        for f in kwargs["files"]:
+            out = Path(f["out"]).parent
+            out.mkdir()
+            for name in written:
+                (out / name).write_text("epoch,loss\n1,0.5\n")
+        return SimpleNamespace(status="ok", result={"files": [{"status": "ok"}]}, error=None)
+
+    monkeypatch.setattr(contract.confine, "run_python", fake_run)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    assert contract.rebuild(items, POL.exporting, POL.importing, scratch, {}, 1) is None
+    if taken:
+        assert items[0].reason == "" and items[0].out.name == "metrics.csv"
+    else:
+        assert items[0].reason == "the rebuild wrote no single file" and items[0].out is None

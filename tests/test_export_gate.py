@@ -337,3 +337,19 @@ def test_a_lab_policy_without_an_export_section_stops_with_exit_2(el, tmp_path: 
     assert "no [export] section" in one_line_error(
         run("export", "--lab", str(lab), "--tenant", "acme", str(el.cnn / "model.onnx"))
     )
+
+
+def test_an_override_signed_for_one_tenant_does_not_verify_for_another():
+    # the override binds the reviewer to a tenant, not only to bytes and a reason
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from facelab.errors import BadInputError
+    from facelab.gates.exporting import release
+    from facelab.labdir import public_key_b64
+
+    key = Ed25519PrivateKey.generate()
+    reviewers = {"rita": public_key_b64(key.public_key())}
+    digests, reason = ["ab" * 32, "cd" * 32], "reviewed by hand"
+    sig = release.sign_override(key, "acme", digests, reason)
+    release.check_override(reviewers, "rita", sig, "acme", digests, reason)  # control
+    with pytest.raises(BadInputError, match="does not verify"):
+        release.check_override(reviewers, "rita", sig, "beta", digests, reason)

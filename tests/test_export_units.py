@@ -215,3 +215,50 @@ def test_an_unknown_type_is_unscannable_unless_the_policy_allows_it(tmp_path: Pa
     with pytest.raises(Unscannable, match="cannot be scanned"):
         load(p, POLICY)
     assert load(p, dataclasses.replace(POLICY, allow_unscannable=(".pt",))).kind == "bytes"
+
+
+def _memorisation_decision(monkeypatch, memorised: int) -> tuple[list, list[str]]:
+    """Run the memorisation detector on designed per-person scores: 1000 held-out
+    subjects spread over [0, 1), 1000 training subjects of which ``memorised`` score
+    2.0 (above every stranger) and the rest are spread like the strangers."""
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from facelab.gates.exporting.detectors import memorisation as mem
+
+    @dataclass
+    class Templates:
+        records: np.ndarray
+        templates: np.ndarray
+        impostor_threshold: float
+
+    k = 1000
+    held = {f"h{i:04d}": i / k for i in range(k)}
+    ordinary = (np.arange(k - memorised) + 0.5) / (k - memorised) * (k - 1) / k
+    train = {f"t{i:04d}": float(v) for i, v in enumerate(ordinary)}
+    train |= {f"m{i:04d}": 2.0 for i in range(memorised)}
+    subjects = np.array([*train, *held])
+    index = SimpleNamespace(
+        subjects=subjects,
+        splits=np.array(["train"] * len(train) + ["test"] * len(held)),
+        kinds=np.array(["gate"] * len(subjects)),
+        templates={"m": Templates(np.arange(len(subjects)), np.zeros((len(subjects), 2)), 0.5)},
+    )
+    scores = {s: (v, v) for s, v in (train | held).items()}
+    pol = POLICY.memorisation
+    ctx = SimpleNamespace(own_models={"model.onnx": "m"}, policy=SimpleNamespace(memorisation=pol),
+                          index=index, notes=[])  # fmt: skip
+    monkeypatch.setattr(mem, "person_scores", lambda *a: scores)
+    return mem.detect(SimpleNamespace(name="model.onnx"), ctx), ctx.notes
+
+
+def test_memorisation_is_found_by_tpr_at_low_fpr_even_when_the_auc_is_modest(monkeypatch) -> None:
+    # 15% of training people recognised above every stranger: TPR 0.15 at FPR 1e-3 over
+    # the policy's 0.10, while AUC = 0.15 + 0.85 / 2 = 0.575 stays under max_auc 0.75
+    pol = POLICY.memorisation
+    assert (pol["max_auc"], pol["max_tpr_at_fpr"]) == (0.75, 0.10)  # the premise
+    found, _ = _memorisation_decision(monkeypatch, 150)
+    assert len(found) == 1 and found[0].severity == "high"
+    assert "AUC 0.575" in found[0].evidence and "TPR 0.150" in found[0].evidence
+    none, notes = _memorisation_decision(monkeypatch, 0)  # control: no one memorised
+    assert none == [] and "passed" in notes[-1]

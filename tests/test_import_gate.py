@@ -661,3 +661,68 @@ def test_bad_input_is_audited(lab, tmp_path, tmpdir_watch, what) -> None:
         gate(lab, src)
     assert last_import(lab)["decision"] == "error"
     assert list(tmpdir_watch.iterdir()) == []
+
+
+@pytest.mark.parametrize(("count", "accepted"), [(3, True), (4, False)])
+def test_a_directory_package_holds_at_most_max_files_files(tmp_path, count, accepted) -> None:
+    # the bound is inclusive: exactly max_files files are copied, one more is refused
+    # and nothing past the bound is copied
+    from facelab.gates.importing.package import copy_dir
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(count):
+        (src / f"f{i}.txt").write_bytes(b"x" * (i + 1))
+    pkg = copy_dir(src, tmp_path / "dest", max_bytes=1 << 20, max_files=3)
+    if accepted:
+        assert pkg.problems == []
+        assert sorted(pkg.files) == [f"f{i}.txt" for i in range(count)]
+        assert (tmp_path / "dest/f2.txt").read_bytes() == b"xxx"
+    else:
+        assert pkg.problems == [f"{src}: more than 3 files"]
+        assert len(pkg.files) == 3 and not (tmp_path / "dest/f3.txt").exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_every_binary_pickle_protocol_is_sniffed_as_a_pickle(protocol) -> None:
+    # oracle: the PROTO opcode (0x80, protocol) that pickle.dumps writes first (PEP 307)
+    from facelab.gates.importing.filetype import sniff
+
+    data = pickle.dumps({"w": [1.0, 2.0]}, protocol=protocol)
+    assert data[:2] == bytes([0x80, protocol])
+    assert sniff(data) == "pickle"
+    assert sniff(b"\x80\x06" + data[2:]) == "binary"  # control: no such protocol yet
+
+
+def test_external_data_the_tenant_statement_does_not_name_is_refused_by_the_signature_check(
+    tmp_path,
+) -> None:
+    """Defence in depth: the signature check names an external-data file of model.onnx
+    that the signed statement does not list even when the package listing handed to it
+    lacks that file (the gate refuses such a context earlier; the check must not rely on
+    it), and a signed external file is accepted (the control)."""
+    from types import SimpleNamespace
+
+    from facelab.gates.importing import sign_package
+    from facelab.gates.importing._types import GateContext
+    from facelab.gates.importing.checks import signature
+    from facelab.gates.importing.package import Package
+
+    keys = make_keys(tmp_path / "keys")
+    pkg = make_package(tmp_path / "pkg", extra={"weights.bin": b"\0" * 64})
+    sign_package(pkg, keys.tenant_key)
+    files = {p.relative_to(pkg).as_posix(): p.stat().st_size for p in pkg.rglob("*") if p.is_file()}
+    policy = SimpleNamespace(tenant_keys={"acme": keys.tenant_pub})
+
+    def check(external: set[str]):
+        ctx = GateContext(Package(pkg, dict(files)), policy, "acme")
+        ctx.external_files = external
+        return signature.run(ctx)
+
+    ok = check({"weights.bin"})
+    assert ok.passed and ok.problems == (), ok.problems
+    bad = check({"weights.bin", "more.bin"})
+    assert not bad.passed
+    assert bad.problems == (
+        "more.bin: external data of model.onnx not covered by the tenant signature",
+    )

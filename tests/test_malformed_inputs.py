@@ -243,3 +243,35 @@ def test_a_special_file_where_a_file_is_expected_is_one_line_never_a_hang(
             continue
         lines = [x for x in p.stderr.strip().splitlines() if x.strip()]
         assert p.returncode in (2, 4) and len(lines) == 1, (argv, p.returncode, p.stderr)
+
+
+class _Derived(Exception):
+    """Raised by the stand-in KDF: unlock got past the header checks."""
+
+
+@pytest.mark.parametrize(("n", "accepted"), [(1 << 22, True), (1 << 23, False)])
+def test_the_scrypt_cost_bound_is_2_to_the_22(lab, monkeypatch, n, accepted) -> None:
+    # the documented bound (keystore.unlock): n = 2**22 is derived, 2**23 is refused
+    # before any work; the KDF is replaced so that neither case spends 4 GiB of memory
+    from facelab.vault import _primitives as pr
+    from facelab.vault import keystore
+
+    ks = lab.paths.root / "keys" / "keystore.json"
+    doc = json.loads(ks.read_text())
+    doc["n"] = n
+    ks.write_text(json.dumps(doc))
+    seen = []
+
+    def derive(secret, salt, **kw):
+        seen.append(kw["n"])
+        raise _Derived
+
+    monkeypatch.setattr(pr, "derive_root", derive)
+    if accepted:
+        with pytest.raises(_Derived):
+            keystore.unlock(lab.paths.keys, PASS)
+        assert seen == [n]
+    else:
+        with pytest.raises(BadInputError, match="scrypt parameters out of range"):
+            keystore.unlock(lab.paths.keys, PASS)
+        assert seen == []

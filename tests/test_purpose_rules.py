@@ -135,3 +135,13 @@ def test_normalise_splits_folds_and_drops() -> None:
     assert normalise("ｇａｌ\u00adlеry") == ["gallery"]
     assert normalise("naïve") == ["naive"]
     assert normalise("") == []
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_number_parameter_must_be_finite(gov, bad) -> None:
+    # Python's json reads NaN and Infinity: a spec file can carry them
+    ok = check_job(gov, "acme", {**T, "params": {"dim": 8.5}, "split": "train"})
+    assert ok.allowed is True  # control: a finite float is a number
+    d = check_job(gov, "acme", {**T, "params": {"dim": bad}, "split": "train"})
+    assert d.allowed is False
+    assert d.reason == "trainer 'pca_head': parameter 'dim' must be a finite number"

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-from facelab.errors import VaultError
+from facelab.errors import TamperedError, VaultError
 from facelab.labdir import audit_writer, load_public_key, public_key_b64, unlock
 from facelab.synth import SynthConfig, dataset_digest, write_dataset
 from facelab.vault import certificate, keystore, ops
@@ -609,3 +609,126 @@ def test_a_resurrected_tenant_is_damage_not_an_active_processor(
         p.write_bytes(data)
     assert main(["register", "--lab", str(lab.paths.root)]) == 4
     assert "disagrees" in capsys.readouterr().err
+
+
+def _performer_doc(key: Ed25519PrivateKey) -> dict:
+    cert = {"format": "facelab-destruction/1", "tenant": "acme", "result": "passed"}
+    return certificate.sign_performer(cert, key, "performer", "2026-01-01")
+
+
+def test_a_validator_signature_made_with_the_performers_own_key_does_not_verify():
+    # two roles, one key: add_validation refuses it, and a document edited by hand to
+    # carry such a signature (valid over the validator's message) must not verify either
+    perf, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    doc = _performer_doc(perf)
+    # positive control: a second key's validation verifies and names the validator
+    good = certificate.add_validation(doc, other, "val", "2026-01-02")
+    keys = [perf.public_key(), other.public_key()]
+    assert certificate.verify_document(good, keys)["validator"] == "val"
+    forged_sig = dict(good["signatures"][1])
+    forged_sig["public_key"] = public_key_b64(perf.public_key())
+    forged_sig["signature"] = base64.b64encode(
+        perf.sign(certificate._validator_message(doc))
+    ).decode()
+    forged = {**doc, "signatures": [doc["signatures"][0], forged_sig]}
+    with pytest.raises(certificate.TamperedError, match="second role with its own key"):
+        certificate.verify_document(forged, keys)
+
+
+def test_a_validation_does_not_survive_replacing_the_performers_signature():
+    # the validator vouches for this performer's signature, not just the certificate
+    perf, perf2, val = (Ed25519PrivateKey.generate() for _ in range(3))
+    keys = [perf.public_key(), perf2.public_key(), val.public_key()]
+    validated = certificate.add_validation(_performer_doc(perf), val, "val", "2026-01-02")
+    assert certificate.verify_document(validated, keys)["validator"] == "val"  # control
+    resigned = certificate.sign_performer(validated["certificate"], perf2, "p2", "2026-01-03")
+    swapped = {**validated, "signatures": [resigned["signatures"][0], validated["signatures"][1]]}
+    # the re-signed performer part alone verifies: only the binding can catch the swap
+    assert certificate.verify_document(resigned, keys)["performer"] == "p2"
+    with pytest.raises(certificate.TamperedError, match="does not verify"):
+        certificate.verify_document(swapped, keys)
+
+
+@pytest.fixture(scope="module")
+def dataset_b(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("vdb") / "ds"
+    write_dataset(SynthConfig(identities=4, captures=1, seed=6), out, workers=1)
+    return out
+
+
+def test_a_killed_second_ingest_of_a_known_tenant_keeps_its_key_and_earlier_data(
+    lab, dataset, dataset_b
+) -> None:
+    # only the first ingest of a NEW tenant may erase the key on reconcile; for a known
+    # tenant the key protects the records already stored
+    _ingest(lab, dataset, "acme")
+    assert dataset_digest(dataset) != dataset_digest(dataset_b)  # a second dataset
+    kek = keystore.load_tenant_key(lab.paths.keys, "acme")
+    assert kek is not None
+    _crash(lab, "ingest", "after-intent", str(dataset_b))
+    done = _reopen(lab)
+    assert [(d["tenant"], d["outcome"]) for d in done] == [("acme", "aborted")]
+    assert keystore.load_tenant_key(lab.paths.keys, "acme") == kek
+    root = unlock(lab, PASS)
+    with audit_writer(lab, root) as log:
+        recs = list(ops.read(lab, root, "acme", "tester", log))
+    assert len(recs) == 8  # dataset A's records (4 identities x 1 capture x 2 files) open
+    assert not [e for e in entries(lab) if e["action"] == "vault.open_failed"]
+
+
+def test_a_tenant_place_left_behind_makes_the_certificate_say_failed(
+    lab, dataset, monkeypatch
+) -> None:
+    # a workspace that could not be removed (holding no copy the scan could find) is
+    # still a place left: destroy must not certify "passed"
+    _ingest(lab, dataset, "acme")
+    stuck = lab.paths.root / "jobs/acme"
+    (stuck / "j1").mkdir(parents=True)
+    real = ops._remove_tree
+
+    def remove_but_the_stuck_one(path: Path) -> dict:
+        if Path(path) == stuck:
+            return {"action": "NOT fully removed (simulated)", "files": 0, "bytes": 0}
+        return real(path)
+
+    monkeypatch.setattr(ops, "_remove_tree", remove_but_the_stuck_one)
+    with pytest.raises(Exception, match="could not be verified") as ei:
+        _destroy(lab, "acme")
+    assert stuck.is_dir()  # the probe did leave the place behind
+    assert keystore.load_tenant_key(lab.paths.keys, "acme") is None  # the erase happened
+    certs = sorted((lab.paths.root / "certificates").glob("destroy-acme-*.json"))
+    assert len(certs) == 1, ei.value
+    cert = certificate.verify_document(json.loads(certs[0].read_text()), [load_public_key(lab)])[
+        "certificate"
+    ]
+    san = cert["sanitization_details"]
+    assert san["verification_result"] == "FAILED"
+    details = san["verification_details"]
+    assert details["files_with_copies"] == [] and details["records_left"] == 0
+    assert str(stuck) in details["places_left"]
+
+
+def test_a_failed_destroy_still_ends_the_tenant_in_the_logs_expected_state(lab, dataset) -> None:
+    # destroy recorded as "failed" has erased the key and the records: the next check
+    # must not call the emptied vault tampering (that would block every later command)
+    _ingest(lab, dataset, "acme")
+    face = _pngs(dataset)[1]
+    (lab.paths.root / "outbox/acme/j").mkdir(parents=True)
+    (lab.paths.root / "outbox/acme/j/a.png").write_bytes(face)  # sampled when removed
+    (lab.paths.root / "stray").mkdir()
+    (lab.paths.root / "stray/copy.png").write_bytes(face)  # found by the scan
+    with pytest.raises(Exception, match="could not be verified"):
+        _destroy(lab, "acme")
+    assert entries(lab)[-1]["action"] == "vault.destroy"
+    assert entries(lab)[-1]["decision"] == "failed"
+    assert _reopen(lab) == []  # no TamperedError: the vault agrees with the log
+    assert "acme" not in ops.recorded_state(lab.paths.audit)
+
+
+def test_records_whose_tenant_key_is_missing_are_reported_as_tampering(lab, dataset) -> None:
+    _ingest(lab, dataset, "acme")
+    root = unlock(lab, PASS)
+    ops.check_vault_against_log(lab, root)  # control: the intact lab passes
+    keystore.tenant_key_path(lab.paths.keys, "acme").unlink()  # removed outside destroy
+    with pytest.raises(TamperedError, match="records in the vault but no key in the key store"):
+        ops.check_vault_against_log(lab, root)
