@@ -30,6 +30,7 @@ with the head are never signed.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -180,10 +181,12 @@ class AuditLog:
         except OSError as e:
             for fd in opened:
                 os.close(fd)
-            raise TamperedError(
-                f"{self.dir / name}: cannot be opened as a file of the log "
-                f"({e.strerror or e}; a link?)"
-            ) from e
+            if e.errno == errno.ELOOP:  # a symbolic link put in the log's place
+                raise TamperedError(
+                    f"{self.dir / name}: a link where a file of the log must be; "
+                    "not followed"
+                ) from e
+            raise BadInputError(f"{self.dir / name}: unreadable ({e.strerror or e})") from e
         self._lock_fd, self._entries_fd, self._index_fd, self._hashes_fd = opened
         self._mutex = threading.Lock()
         self._cond = threading.Condition(self._mutex)
