@@ -102,3 +102,27 @@ def test_destroy_unknown_tenant_exits_2(lab_and_data) -> None:
     lab, _ = lab_and_data
     p = run("destroy", "--lab", str(lab), "--tenant", "ghost", "--yes")
     assert "no data" in one_line_error(p)
+
+
+def test_certificate_keygen_writes_a_private_key_file_once(tmp_path: Path) -> None:
+    """The validator key made by `certificate keygen` is private (0600), never written
+    over an existing file, and is the base64 Ed25519 key `certificate validate` reads."""
+    import base64
+    import stat as st
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from tests.test_cli_audit import one_line_error, run
+
+    out = tmp_path / "vera"
+    assert run("certificate", "keygen", "--out", str(out)).returncode == 0
+    key = tmp_path / "vera.key"
+    assert st.S_IMODE(key.stat().st_mode) == 0o600
+    priv = Ed25519PrivateKey.from_private_bytes(base64.b64decode(key.read_bytes().strip()))
+    pub = base64.b64decode((tmp_path / "vera.pub").read_text().strip())
+    assert priv.public_key().public_bytes_raw() == pub
+    before = key.read_bytes()
+    assert "refusing to overwrite" in one_line_error(
+        run("certificate", "keygen", "--out", str(out))
+    )
+    assert key.read_bytes() == before

@@ -62,15 +62,11 @@ def _cmd_certificate_validate(args: argparse.Namespace) -> int:
 def _cmd_certificate_keygen(args: argparse.Namespace) -> int:
     """A validator's Ed25519 key pair in the files `validate` and `verify` take."""
     import base64
-    import os
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-        PublicFormat,
-    )
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+    from facelab.gates.importing.keys import _write_private
+    from facelab.labdir import public_key_b64
 
     priv = Path(f"{args.out}.key")
     pub = Path(f"{args.out}.pub")
@@ -81,13 +77,8 @@ def _cmd_certificate_keygen(args: argparse.Namespace) -> int:
         raise BadInputError(f"{priv.parent}: no such directory")
     key = Ed25519PrivateKey.generate()
     raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(base64.b64encode(raw).decode() + "\n")
-    pub_raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    fd = os.open(pub, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write(base64.b64encode(pub_raw).decode() + "\n")
+    _write_private(priv, base64.b64encode(raw) + b"\n")  # 0600, never over a file
+    pub.write_text(public_key_b64(key.public_key()) + "\n")
     print(f"private key: {priv} (keep it secret)\npublic key:  {pub}")
     print("counter-sign a destruction certificate, then verify it with both public keys:")
     print(
