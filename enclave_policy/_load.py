@@ -11,6 +11,9 @@ from pathlib import Path
 from facelab.errors import BadInputError
 
 MAX_RETENTION_DAYS = 36_525  # 100 years: a due date always within date.max
+# A ``destroy_by`` outside these years is a typing error, not a retention decision:
+# before the first lab could exist, or past the limit of ``retention_days``.
+EARLIEST_DESTROY_BY = date(2000, 1, 1)
 
 DEFAULT_POLICY = Path(__file__).with_name("default.toml")
 TENANT_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -212,6 +215,14 @@ def _tenant(
         not isinstance(destroy_by, date) or isinstance(destroy_by, datetime)
     ):
         raise BadInputError(f"{path}: {where}destroy_by must be a date (YYYY-MM-DD)")
+    if destroy_by is not None and not (
+        EARLIEST_DESTROY_BY <= destroy_by <= date.max - timedelta(days=MAX_RETENTION_DAYS)
+    ):
+        raise BadInputError(
+            f"{path}: {where}destroy_by {destroy_by.isoformat()} is outside "
+            f"{EARLIEST_DESTROY_BY.isoformat()} .. "
+            f"{(date.max - timedelta(days=MAX_RETENTION_DAYS)).isoformat()}"
+        )
     processor = t.get("processor", name)
     if not isinstance(processor, str) or not processor:
         raise BadInputError(f"{path}: {where}processor must be a non-empty string")

@@ -452,6 +452,7 @@ def _import_keys(lab, keys_dir: Path, today: date, isolation: str, passphrase: b
                 purposes=["verify_1to1"],
                 retention_days=90,
                 destroy_by=today.isoformat(),
+                today=today,
             ),
         ),
     ]

@@ -22,6 +22,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -300,11 +301,17 @@ def add_tenant(
     retention_days: int | None = None,
     destroy_by: str | None = None,
     data_categories: Iterable[str] = (),
+    today: date | None = None,
 ) -> Callable[[Any], None]:
     """A processor's table ``[tenants.NAME]`` (and its name in ``vault.tenants`` when
-    that list is in use), for the public register and the purpose check."""
-    from datetime import date
+    that list is in use), for the public register and the purpose check.
 
+    ``destroy_by`` (YYYY-MM-DD) must not be before ``today`` (default: the UTC date);
+    the policy loader bounds it to the years a lab can exist in.
+
+    Raises:
+        BadInputError: a bad name, date or duplicate tenant.
+    """
     from facelab.vault.store import check_tenant
 
     check_tenant(name)
@@ -317,9 +324,16 @@ def add_tenant(
         entry["retention_days"] = retention_days
     if destroy_by is not None:
         try:
-            entry["destroy_by"] = date.fromisoformat(destroy_by)
+            by = date.fromisoformat(destroy_by)
         except ValueError as e:
             raise BadInputError(f"--destroy-by {destroy_by!r}: not a date (YYYY-MM-DD)") from e
+        today = today or datetime.now(UTC).date()
+        if by < today:
+            # a past date would make the next retention run destroy the tenant at once
+            raise BadInputError(
+                f"--destroy-by {destroy_by}: already past (today is {today.isoformat()})"
+            )
+        entry["destroy_by"] = by
     if list(data_categories):
         entry["data_categories"] = list(data_categories)
 

@@ -79,6 +79,8 @@ def test_each_change_is_applied_and_recorded(lab: Path, tmp_path: Path) -> None:
         (("set", "vault.splits", "{train = 0.5, verification = 0.2, test = 0.2}"), "sum to 1"),
         (("set", "jobs.isolation", "sandbox"), "isolation"),
         (("add-tenant", "acme", "--destroy-by", "soon"), "not a date"),
+        (("add-tenant", "acme", "--destroy-by", "0001-01-01"), "already past"),
+        (("add-tenant", "acme", "--destroy-by", "2020-02-29"), "already past"),
     ],
 )
 def test_a_refused_change_writes_nothing(lab: Path, tmp_path: Path, args, reason) -> None:

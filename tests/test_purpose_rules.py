@@ -145,3 +145,29 @@ def test_a_number_parameter_must_be_finite(gov, bad) -> None:
     d = check_job(gov, "acme", {**T, "params": {"dim": bad}, "split": "train"})
     assert d.allowed is False
     assert d.reason == "trainer 'pca_head': parameter 'dim' must be a finite number"
+
+
+@pytest.mark.parametrize(
+    "by, ok",
+    [
+        ("1999-12-31", False),
+        ("0001-01-01", False),
+        ("2000-01-01", True),
+        ("9899-01-01", True),
+        ("9999-12-31", False),  # a due date computed from it could pass date.max
+    ],
+)
+def test_destroy_by_is_bounded_to_years_a_lab_can_exist_in(tmp_path, by, ok) -> None:
+    from facelab.errors import BadInputError
+
+    text = DEFAULT_POLICY.read_text().replace(
+        "[tenants]\n",
+        f'[tenants]\nacme = {{ purposes = ["verify_1to1"], destroy_by = {by} }}\n',
+    )
+    p = tmp_path / "policy.toml"
+    p.write_text(text)
+    if ok:
+        assert load_policy(p).governance.tenants["acme"].destroy_by.isoformat() == by
+    else:
+        with pytest.raises(BadInputError, match=f"destroy_by {by} is outside"):
+            load_policy(p)
