@@ -183,8 +183,7 @@ class AuditLog:
                 os.close(fd)
             if e.errno == errno.ELOOP:  # a symbolic link put in the log's place
                 raise TamperedError(
-                    f"{self.dir / name}: a link where a file of the log must be; "
-                    "not followed"
+                    f"{self.dir / name}: a link where a file of the log must be; not followed"
                 ) from e
             raise BadInputError(f"{self.dir / name}: unreadable ({e.strerror or e})") from e
         self._lock_fd, self._entries_fd, self._index_fd, self._hashes_fd = opened

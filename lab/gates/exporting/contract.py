@@ -32,11 +32,11 @@ The manifest signs the rebuilt bytes; the detectors (the last layer) scan them.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from facelab import confine
+from facelab.scratch import scratch_dir as _scratch
 
 REPORT_FILES = {"report.html", "det.png", "scores.png", "groups.png"}  # facelab.bench.report
 SUFFIX_KIND = {
@@ -258,4 +258,4 @@ def rebuild(
 
 
 def scratch_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="facelab-export-"))
+    return _scratch("export")

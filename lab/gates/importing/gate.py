@@ -44,6 +44,7 @@ from facelab.gates.importing import _tar
 from facelab.gates.importing._types import CheckResult, GateContext, policy_to_json
 from facelab.gates.importing.checks import files, model_json, onnx_static, signature, smoke
 from facelab.gates.importing.package import Package, adopt, copy_archive, copy_dir
+from facelab.scratch import scratch_dir
 
 from enclave_policy import ImportPolicy
 
@@ -114,7 +115,7 @@ def inspect(
     src = Path(package)
     if not src.exists():
         raise BadInputError(f"{src}: no such package")
-    work = Path(tempfile.mkdtemp(prefix="facelab-import-"))
+    work = scratch_dir("import")
     try:
         return _inspect(src, work, tenant, policy, dynamic, progress or (lambda _: None))
     except BaseException:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import functools
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from facelab import confine
 from facelab.gates.importing._types import CheckResult, GateContext, result
+from facelab.scratch import scratch_dir
 
 NAME = "smoke test"
 # the largest batch a lab job feeds a model: facelab.bench._matcher.Matcher.extract's
@@ -57,7 +57,7 @@ def run(ctx: GateContext) -> CheckResult:
     assert spec is not None
     sizes = batches(pol)
     big = sizes[-1]
-    scratch = Path(tempfile.mkdtemp(prefix="facelab-smoke-"))
+    scratch = scratch_dir("smoke")
     model = ctx.package.path("model.onnx")
     try:
         # the gate's private copy of the package, copied again for the run's uid to read
