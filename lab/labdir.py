@@ -442,9 +442,13 @@ def init_and_record(
     root: Path | str, passphrase: bytes, actor: str, *, policy_source: Path = DEFAULT_POLICY
 ) -> Lab:
     """``facelab init``: create the lab and record its genesis entry (lab.init, entry 0).
-    ``policy_source``: the policy the lab starts with (default: the shipped one)."""
+    ``policy_source``: the policy the lab starts with (default: the shipped one).
+
+    This machine's pin file (``audit.pins``) then records that this directory holds the
+    new lab, so a lab later replaced there under another identity is ``lab-replaced``.
+    """
     from facelab import __version__
-    from facelab.audit import Event
+    from facelab.audit import Event, pins
 
     lab = init_lab(root, passphrase, policy_source=policy_source)
     with audit_writer(lab, passphrase) as log:
@@ -462,4 +466,5 @@ def init_and_record(
                 },
             )
         )
+    pins.check_or_pin_place(lab.paths.root, lab.origin, repin=True)
     return lab

@@ -618,3 +618,32 @@ def test_max_unwitnessed_allows_exactly_that_many_entries_past_the_witness(tmp_p
 
     assert unwitnessed(gap) == []  # exactly the allowed tail: intact
     assert len(unwitnessed(gap - 1)) == 1  # one entry more than allowed: damage
+
+
+def test_a_whole_lab_replaced_at_its_path_under_a_new_identity_is_detected(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Red team b01/b02: with write access to the files, replace the whole lab directory by
+    another lab (its own key, origin and log, all consistent). The key pin is per origin
+    and the impostor has a new origin, so only a pin of the directory tells: this machine
+    knew another lab there (`lab-replaced`, exit 4). A lab made there by facelab itself
+    (init) re-pins; `--no-pin` does not look."""
+    monkeypatch.setenv("FACELAB_KNOWN_LABS", str(tmp_path / "pins.json"))
+    place = tmp_path / "lab"
+    real = make_lab(place, entries=3)
+    assert cli("audit", "verify", "--lab", str(place)).returncode == 0
+    impostor = make_lab(tmp_path / "elsewhere", entries=3)  # pinned at its own path
+    assert impostor.origin != real.origin
+    shutil.rmtree(place)
+    shutil.move(str(impostor.paths.root), str(place))
+    err = one_line_exit_4(cli("audit", "verify", "--lab", str(place)))
+    assert "lab-replaced" in err and real.origin in err and impostor.origin in err
+    # the impostor's own verification passes without the directory pin
+    assert cli("audit", "verify", "--lab", str(place), "--no-pin").returncode == 0
+    # a lab that facelab itself made at that place is the new owner (control)
+    shutil.rmtree(place)
+    fresh = make_lab(place, entries=1)
+    ok = cli("audit", "verify", "--lab", str(place))
+    assert ok.returncode == 0, ok.stderr
+    pins = json.loads((tmp_path / "pins.json").read_text())
+    assert pins[str(place.resolve())]["origin"] == fresh.origin

@@ -10,9 +10,12 @@ mismatch is ``signing-key-replaced``, exit 4).
 
 The file is ``$FACELAB_KNOWN_LABS``, else ``$XDG_CONFIG_HOME/facelab/known_labs.json``,
 else ``~/.config/facelab/known_labs.json``: a JSON object ``{origin: {"public_key":
-base64, "pinned": ISO 8601 UTC}}``. It lives outside every lab directory. An unreadable
-or malformed pin file is ignored with a warning (a pin is an extra check, never a reason
-a verification cannot run); it is never rewritten when malformed.
+base64, "pinned": ISO 8601 UTC}}``, and for each lab directory seen, under its resolved
+absolute path, ``{"origin": ..., "pinned": ...}``: a whole lab replaced at the same path
+under a new identity (new origin, new key) is ``lab-replaced``, exit 4. It lives outside
+every lab directory. An unreadable or malformed pin file is ignored with a warning (a
+pin is an extra check, never a reason a verification cannot run); it is never rewritten
+when malformed.
 """
 
 from __future__ import annotations
@@ -64,40 +67,103 @@ def _read(path: Path) -> dict:
     return doc
 
 
-def check_or_pin(origin: str, public_key_b64: str, *, pin: bool = True) -> Pin:
-    """Compare ``public_key_b64`` with this machine's pin for ``origin``; pin it when
-    there is none (and ``pin``)."""
+def _locked(mutate):
+    """Run ``mutate(pins, path) -> (result, changed)`` under the pin file's lock and
+    write the file back atomically when ``changed``; an OSError or a malformed file
+    gives ``Pin("unavailable", ...)`` through ``mutate``'s caller."""
     path = pins_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as e:
-        return Pin("unavailable", public_key_b64, path=str(path), problem=e.strerror or str(e))
+        return None, str(path), e.strerror or str(e)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             pins = _read(path)
         except BadInputError as e:
-            return Pin("unavailable", public_key_b64, path=str(path), problem=str(e))
+            return None, str(path), str(e)
+        result, changed = mutate(pins)
+        if changed:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            try:
+                with open(tmp, "w") as f:
+                    f.write(json.dumps(pins, indent=1, sort_keys=True) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except OSError as e:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                return None, str(path), e.strerror or str(e)
+        return result, str(path), ""
+    finally:
+        os.close(fd)
+
+
+def check_or_pin(origin: str, public_key_b64: str, *, pin: bool = True) -> Pin:
+    """Compare ``public_key_b64`` with this machine's pin for ``origin``; pin it when
+    there is none (and ``pin``)."""
+
+    def mutate(pins: dict) -> tuple[Pin, bool]:
         known = pins.get(origin)
         if isinstance(known, dict) and isinstance(known.get("public_key"), str):
             state = "matches" if known["public_key"] == public_key_b64 else "differs"
-            return Pin(state, known["public_key"], str(known.get("pinned", "")), str(path))
+            return Pin(state, known["public_key"], str(known.get("pinned", ""))), False
         if not pin:
-            return Pin("unavailable", public_key_b64, path=str(path), problem="not pinned")
+            return Pin("unavailable", public_key_b64, problem="not pinned"), False
         when = datetime.now(UTC).isoformat(timespec="seconds")
         pins[origin] = {"public_key": public_key_b64, "pinned": when}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "w") as f:
-                f.write(json.dumps(pins, indent=1, sort_keys=True) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            return Pin("unavailable", public_key_b64, path=str(path), problem=e.strerror or "")
-        return Pin("pinned-now", public_key_b64, when, str(path))
-    finally:
-        os.close(fd)
+        return Pin("pinned-now", public_key_b64, when), True
+
+    got, path, problem = _locked(mutate)
+    if got is None:
+        return Pin("unavailable", public_key_b64, path=path, problem=problem)
+    return Pin(got.state, got.public_key, got.pinned, path, got.problem)
+
+
+@dataclass(frozen=True)
+class PlacePin:
+    """Which lab this machine last knew at a directory (the lab's audit origin).
+
+    ``state`` as in :class:`Pin`: ``"matches"``, ``"pinned-now"``, ``"differs"``
+    (``origin`` is the pinned one: the directory now holds another lab, e.g. a whole lab
+    replaced under a new identity) or ``"unavailable"``.
+    """
+
+    state: str
+    origin: str
+    pinned: str = ""
+    path: str = ""
+    problem: str = ""
+
+
+def place_key(root: Path) -> str:
+    """The pin file's key for a lab directory: its absolute path, resolved (a key that
+    starts with "/", which no origin does)."""
+    return str(Path(root).resolve())
+
+
+def check_or_pin_place(
+    root: Path, origin: str, *, pin: bool = True, repin: bool = False
+) -> PlacePin:
+    """Compare the lab ``origin`` found at directory ``root`` with this machine's pin for
+    that directory; pin it when there is none (and ``pin``), or always when ``repin``
+    (``facelab init`` made a new lab there)."""
+    key = place_key(root)
+
+    def mutate(pins: dict) -> tuple[PlacePin, bool]:
+        known = pins.get(key)
+        if not repin and isinstance(known, dict) and isinstance(known.get("origin"), str):
+            state = "matches" if known["origin"] == origin else "differs"
+            return PlacePin(state, known["origin"], str(known.get("pinned", ""))), False
+        if not pin and not repin:
+            return PlacePin("unavailable", origin, problem="not pinned"), False
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        pins[key] = {"origin": origin, "pinned": when}
+        return PlacePin("pinned-now", origin, when), True
+
+    got, path, problem = _locked(mutate)
+    if got is None:
+        return PlacePin("unavailable", origin, path=path, problem=problem)
+    return PlacePin(got.state, got.origin, got.pinned, path, got.problem)

@@ -8,6 +8,8 @@ kind and the first entry it concerns:
 
     signing-key-replaced   the lab's public key differs from the one the log was started
                            with (entry 0 records it), or checkpoints verify only under it
+    lab-replaced           the directory held another lab (origin) when this machine last
+                           saw it (``pins``; reported by ``facelab audit verify``)
     forged-checkpoint      a checkpoint whose signature does not verify, or malformed
     truncated              the log is shorter than a signed checkpoint
     deleted-entry          a gap in the sequence numbers
@@ -539,6 +541,7 @@ def verify_log(
 # in log order, then tails, then derived files (usually a consequence of the rest).
 _RANK = {
     "signing-key-replaced": 0,
+    "lab-replaced": 0,
     "forged-checkpoint": 1,
     "forged-cosignature": 1,
     "split-view": 1,

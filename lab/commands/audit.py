@@ -65,6 +65,19 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
                 f"{lab.origin} on {pin.pinned} ({pin.path}): re-signed under another key?",
             ),
         )
+    if not args.no_pin:  # the directory held another lab before: replaced wholesale?
+        place = pins.check_or_pin_place(lab.paths.root, lab.origin)
+        if place.state == "differs":
+            rep.damage.insert(
+                0,
+                Damage(
+                    "lab-replaced",
+                    0,
+                    f"{lab.paths.root} held lab {place.origin} when this machine last saw "
+                    f"it ({place.pinned}, {place.path}); it now holds {lab.origin}: the "
+                    "whole lab replaced under a new identity? (`facelab init` there re-pins)",
+                ),
+            )
     if pin is not None and pin.state == "pinned-now":
         rep.warnings.append(f"pinned this lab's key on first use in {pin.path}")
     elif pin is not None and pin.state == "unavailable":
