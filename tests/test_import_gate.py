@@ -80,7 +80,7 @@ def keys(tmp_path_factory):
 @pytest.fixture
 def lab(tmp_path: Path, keys):
     lab = make_lab(tmp_path / "lab")
-    configure(lab.paths.root, keys, smoke_timeout_s=4)
+    configure(lab.paths.root, keys, smoke_timeout_s=10)  # a loaded machine too
     return open_lab(lab.paths.root)
 
 
