@@ -6,7 +6,7 @@ anywhere in it.
 streamed by the kernel, never copied into memory at once) and reports every kind of
 payload it holds at any offset: a pickle stream (protocol 0 to 5, with or without a
 PROTO opcode, stacked, or followed by junk), or an archive (zip, tar, gzip, bzip2, xz,
-7z, rar; zstd and lz4 at offset 0). Nothing is ever unpickled or decompressed.
+7z, rar, zstd, lz4). Nothing is ever unpickled or decompressed.
 
 Where a payload may start:
 
@@ -33,7 +33,9 @@ Where a payload may start:
   magic, deflate, and plausible flag/XFL/OS bytes. bzip2, xz, 7z, rar: their 6-10 byte
   magics, anywhere in files up to 16 MiB and at offset 0 in larger ones (no loader opens
   them mid-file; each pass costs time on a 100 MB model). zstd and lz4 (4-byte magics,
-  too weak to look for inside weights): offset 0.
+  too weak alone inside weights): at any offset where a well-formed frame follows the
+  magic (headers, reserved bits, the lz4 descriptor's checksum, block sizes and the
+  chain of blocks to the last one, all inside the file).
 
 Random float weights give false positives at a rate measured by ``tests/test_import_
 gate.py`` (none in 256 MiB of random bytes). The whole walk is bounded (``max_ops``);
@@ -445,6 +447,168 @@ def _gzip_at(d, p: int) -> bool:
     return flags & 0xE0 == 0 and xfl in (0, 2, 4) and (os_ <= 13 or os_ == 255)
 
 
+_ZSTD_MAX_BLOCK = 128 << 10  # RFC 8878 section 3.1.1.2.3: Block_Maximum_Size
+_LZ4_BLOCK_MAX = {4: 64 << 10, 5: 256 << 10, 6: 1 << 20, 7: 4 << 20}
+
+
+def _zstd_frame_at(d, p: int, max_blocks: int = 4096) -> int | None:
+    """The end of a well-formed Zstandard frame (RFC 8878 section 3.1.1) at ``p``, or
+    None: the frame header's reserved bit clear, a window of at most 2**31, then block
+    headers (type 3 is reserved) whose sizes fit the frame and the block limit, up to
+    the last block and its optional checksum, all inside ``d``. Nothing is decompressed.
+    Random bytes after the magic pass with a chance under 1 in 100."""
+    n = len(d)
+    q = p + 4
+    if q >= n:
+        return None
+    fhd = d[q]
+    q += 1
+    if fhd & 0x08:  # reserved bit
+        return None
+    fcs_flag, single, checksum, dict_flag = fhd >> 6, fhd >> 5 & 1, fhd >> 2 & 1, fhd & 3
+    if not single:
+        if q >= n or (d[q] >> 3) > 21:  # window log 10 + exponent <= 31
+            return None
+        q += 1
+    q += (0, 1, 2, 4)[dict_flag]
+    fcs_len = (1 if single else 0, 2, 4, 8)[fcs_flag]
+    fcs = int.from_bytes(d[q : q + fcs_len], "little") + (256 if fcs_len == 2 else 0)
+    q += fcs_len
+    first, exact, regenerated = True, True, 0  # regenerated: a lower bound unless exact
+    for _ in range(max_blocks):
+        if q + 3 > n:
+            return None
+        h = int.from_bytes(d[q : q + 3], "little")
+        q += 3
+        last, kind, size = h & 1, h >> 1 & 3, h >> 3
+        if kind == 3 or size > _ZSTD_MAX_BLOCK:
+            return None
+        if kind == 2:
+            lits = _zstd_block_literals(d, q, size, first, dict_flag != 0)
+            if lits is None:
+                return None
+            regenerated, exact = regenerated + lits, False
+        else:
+            regenerated += size
+        first = False
+        if fcs_len and regenerated > fcs:
+            return None  # more content than the frame header declares
+        q += 1 if kind == 1 else size  # RLE: one byte; raw and compressed: ``size``
+        if q > n:
+            return None
+        if last:
+            q += 4 * checksum
+            if fcs_len and exact and regenerated != fcs:
+                return None  # stored and RLE blocks: the content size is known exactly
+            return q if q <= n else None
+    return None
+
+
+def _zstd_block_literals(d, q: int, size: int, first: bool, has_dict: bool) -> int | None:
+    """The literals' regenerated size of a compressed block, or None when the block is
+    malformed: its literals section header (RFC 8878 section 3.1.1.3.1.1) and
+    sequences section header (3.1.1.3.2.1) parse and fit inside the block: sizes, the
+    reserved bits of the compression modes, no treeless literals or repeated tables in a
+    frame's first block without a dictionary."""
+    end = q + size
+    if end > len(d) or size < 2:
+        return None
+    b0 = d[q]
+    ltype, sf = b0 & 3, b0 >> 2 & 3
+    if ltype in (0, 1):  # raw or RLE literals
+        hsize = (1, 2, 1, 3)[sf]
+        if q + hsize > end:
+            return None
+        h = int.from_bytes(d[q : q + hsize], "little")
+        regen = h >> 3 if sf in (0, 2) else h >> 4
+        body = regen if ltype == 0 else 1
+    else:  # compressed or treeless literals
+        if ltype == 3 and first and not has_dict:
+            return None  # treeless needs the table of an earlier block
+        hsize, bits = ((3, 10), (3, 10), (4, 14), (5, 18))[sf]
+        if q + hsize > end:
+            return None
+        h = int.from_bytes(d[q : q + hsize], "little") >> 4
+        mask = (1 << bits) - 1
+        regen, body = h & mask, h >> bits & mask
+        if body == 0 or (sf == 0 and regen > 1023):
+            return None
+    if regen > _ZSTD_MAX_BLOCK:
+        return None
+    p = q + hsize + body  # the sequences section
+    if p >= end:
+        return None
+    nseq = d[p]
+    if nseq == 0:
+        return regen if p + 1 == end else None  # no sequences: the block ends here
+    p += 1 if nseq < 128 else 2 if nseq < 255 else 3
+    if p >= end:
+        return None
+    modes = d[p]
+    if modes & 3:  # reserved bits
+        return None
+    if first and not has_dict and any((modes >> s & 3) == 3 for s in (2, 4, 6)):
+        return None  # "repeat" mode needs the table of an earlier block
+    return regen if p + 1 < end else None
+
+
+def _xxh32(data: bytes, seed: int = 0) -> int:
+    """xxHash32 of a short input (the LZ4 frame descriptor, at most 15 bytes; the
+    algorithm of https://github.com/Cyan4973/xxHash/blob/dev/doc/xxhash_spec.md)."""
+    p1, p2, p3, p4, p5 = 2654435761, 2246822519, 3266489917, 668265263, 374761393
+    m = 0xFFFFFFFF
+
+    def rotl(x: int, r: int) -> int:
+        return ((x << r) | (x >> (32 - r))) & m
+
+    acc, i = (seed + p5 + len(data)) & m, 0
+    assert len(data) < 16  # no stripes of 16 bytes in a frame descriptor
+    while i + 4 <= len(data):
+        acc = rotl((acc + int.from_bytes(data[i : i + 4], "little") * p3) & m, 17) * p4 & m
+        i += 4
+    while i < len(data):
+        acc = rotl((acc + data[i] * p5) & m, 11) * p1 & m
+        i += 1
+    acc ^= acc >> 15
+    acc = acc * p2 & m
+    acc ^= acc >> 13
+    acc = acc * p3 & m
+    return acc ^ (acc >> 16)
+
+
+def _lz4_frame_at(d, p: int, max_blocks: int = 4096) -> int | None:
+    """The end of a well-formed LZ4 frame (LZ4 Frame Format 1.6.x) at ``p``, or None:
+    version 01, reserved bits clear, a block size code 4-7, the descriptor's xxHash32
+    check byte right (1 in 256 for random bytes on its own), then data blocks within the
+    block size up to the end mark, all inside ``d``. Nothing is decompressed."""
+    n = len(d)
+    q = p + 4
+    if q + 2 > n:
+        return None
+    flg, bd = d[q], d[q + 1]
+    if flg >> 6 != 1 or flg & 0x02 or bd & 0x8F or (bd >> 4 & 7) < 4:
+        return None
+    end = q + 2 + (8 if flg & 0x08 else 0) + (4 if flg & 0x01 else 0)
+    if end + 1 > n or _xxh32(bytes(d[q:end])) >> 8 & 0xFF != d[end]:
+        return None
+    q, limit, block_sum = end + 1, _LZ4_BLOCK_MAX[bd >> 4 & 7], 4 if flg & 0x10 else 0
+    for _ in range(max_blocks):
+        if q + 4 > n:
+            return None
+        size = int.from_bytes(d[q : q + 4], "little")
+        q += 4
+        if size == 0:  # end mark, then the optional content checksum
+            q += 4 if flg & 0x04 else 0
+            return q if q <= n else None
+        size &= 0x7FFFFFFF  # the high bit marks an uncompressed block
+        if size > limit:
+            return None
+        q += size + block_sum
+        if q > n:
+            return None
+    return None
+
+
 def _pickle_starts(data):
     """(offset, strict) of every place a pickle stream may start, cheapest first."""
     for m in _PROTO.finditer(data):
@@ -524,10 +688,16 @@ def scan(data, *, max_ops: int = 20_000_000, first_only: bool = True) -> list[Pa
         m = rx.search(data)
         if m and add(Payload(kind, m.start(), f"{kind} magic")):
             return list(found.values())
-    head = bytes(data[:8])
-    for kind in ("zstd", "lz4"):
-        if any(head.startswith(x) for x in ARCHIVES[kind]):
-            add(Payload(kind, 0, f"{kind} frame magic"))
+    # zstd and lz4 have 4-byte magics, which random weights hold (about 2 in 100 MB):
+    # at any offset a magic counts only with a well-formed frame behind it
+    for kind, at in (("zstd", _zstd_frame_at), ("lz4", _lz4_frame_at)):
+        for k, i in enumerate(_finds(data, ARCHIVES[kind][0])):
+            if k >= 100_000:  # a file made of magics: fail closed
+                add(Payload(kind, i, f"too many {kind} magics to rule out"))
+                break
+            if at(data, i) is not None:
+                add(Payload(kind, i, f"a well-formed {kind} frame"))
+                break
     return list(found.values())
 
 
