@@ -125,3 +125,27 @@ def test_grey_is_luma_not_an_average_or_the_bgr_formula(tmp_path) -> None:
     assert abs(float(x.mean()) - luma) <= 1.0
     assert abs(float(x.mean()) - sum(RGB) / 3) > 5  # not the plain average (116.7)
     assert abs(float(x.mean()) - (0.114 * RGB[0] + 0.587 * RGB[1] + 0.299 * RGB[2])) > 10
+
+
+def test_the_model_runs_only_at_the_batch_size_the_smoke_test_ran(tmp_path) -> None:
+    """70 images in batches of 64: two calls of 64 rows each (the last padded), and the
+    70 templates are those of single-image calls (the padding's outputs dropped)."""
+    from facelab.gates.importing.checks.smoke import JOB_BATCH, batches
+
+    m = _matcher(tmp_path, "RGB", "NCHW", 0.0, 1.0)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(70)]
+    seen: list[int] = []
+    real = m.session
+
+    class Spy:
+        def run(self, outputs, feed):
+            seen.append(len(next(iter(feed.values()))))
+            return real.run(outputs, feed)
+
+    m.session = Spy()
+    got = m.extract(images, [LANDMARKS] * 70, batch=JOB_BATCH).templates
+    assert seen == [JOB_BATCH, JOB_BATCH] and JOB_BATCH in batches(None)
+    m.session = real
+    one = np.stack([m.extract([im], [LANDMARKS], batch=1).templates[0] for im in images[60:]])
+    np.testing.assert_allclose(got[60:], one, atol=1e-6)

@@ -100,7 +100,12 @@ class Matcher:
     ) -> Extraction:
         """Templates of the images. A NaN, infinite or all-zero output is an error
         (``failures="raise"``) or a failure to extract, marked in ``Extraction.failed``
-        with a NaN template (``failures="mark"``, ISO/IEC 19795-1 FTE/FTA)."""
+        with a NaN template (``failures="mark"``, ISO/IEC 19795-1 FTE/FTA).
+
+        Every call of the model has exactly ``batch`` rows (the last batch is padded with
+        copies of its last image, whose outputs are dropped): the lab runs a tenant's
+        model only at the batch size the import gate's smoke test ran it at
+        (``gates.importing.checks.smoke.JOB_BATCH``), never at a size nobody tried."""
         out = np.empty((len(images_rgb), self.dim), np.float32)
         failed = np.zeros(len(images_rgb), bool)
         t0 = time.perf_counter()
@@ -109,7 +114,17 @@ class Matcher:
                 align(im, lm, self.size)
                 for im, lm in zip(images_rgb[i : i + batch], landmarks[i : i + batch], strict=True)
             ]
-            y = self.session.run(None, {self.input: self.preprocess(aligned)})[0]
+            x = self.preprocess(aligned)
+            n = len(x)
+            if n < batch:  # the model runs only at the batch size its smoke test ran
+                x = np.concatenate([x, np.repeat(x[-1:], batch - n, axis=0)])
+            y = self.session.run(None, {self.input: x})[0]
+            if y.ndim != 2 or y.shape[0] != batch or y.shape[1] != self.dim:
+                raise BadInputError(
+                    f"{self.onnx_file}: output shape {y.shape} contradicts model.json "
+                    f"(dim {self.dim}) or the batch of {batch}"
+                )
+            y = y[:n]
             if y.ndim != 2 or y.shape[1] != self.dim:
                 raise BadInputError(
                     f"{self.onnx_file}: output shape {y.shape} "
