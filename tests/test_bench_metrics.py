@@ -549,3 +549,30 @@ def test_an_eer_tie_between_the_two_intervals_takes_t1_as_fvc2000_says() -> None
     assert (e.t1, e.t2) == (0.5, 0.875)
     assert (e.low, e.high, e.threshold) == (0.1, 0.3, 0.5)
     assert e.value == pytest.approx(ref.eer(), abs=1e-15) and ref.eer() == 0.2
+
+
+@pytest.mark.parametrize(
+    "alpha, n, estimable",
+    [
+        (0.003, 1000, True),  # n * a = 3 exactly: the rule of three is met
+        (0.003, 999, False),
+        (3 / 1001, 1001, False),  # the decimal 0.002997002997002997 times 1001 < 3
+        (1e-3, 3000, True),
+        (1e-3, 2999, False),
+    ],
+)
+def test_estimability_reads_the_target_as_the_rank_does(alpha, n, estimable) -> None:
+    """The rule of three and the rank floor(a N) read the target as the same number (the
+    decimal written), so a target is never estimable by one reading and ranked by the
+    other."""
+    from facelab.bench._scoring import reduce_scores
+
+    rng = np.random.default_rng(n)
+    imp = rng.normal(0.0, 0.1, n).astype(np.float32)
+    gen = rng.normal(0.6, 0.1, 50).astype(np.float32)
+    op = fnmr_at_fmr(reduce_scores(gen, imp), alpha)
+    assert op.estimable is estimable
+    if not estimable:
+        assert "rule of three" in op.reason
+    else:  # exactly the count of the decimal's rank is admitted at most
+        assert op.false_matches <= Fraction(repr(alpha)) * n

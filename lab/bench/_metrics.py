@@ -363,8 +363,20 @@ def _rank(a: float, n: int) -> int:
     repr: 1e-6 is 1/10^6, 0.7 is 7/10), so FMR <= a admits exactly 10 of 10^7 impostor
     scores at 1e-6. Neither the float product (which can round up past an integer) nor
     the double's binary value (just below 1/10^6, which admitted only 9) is used."""
-    num, den = Fraction(repr(float(a))).as_integer_ratio()
+    num, den = _decimal(a)
     return num * n // den
+
+
+def _decimal(a: float) -> tuple[int, int]:
+    """``a`` as the decimal the user wrote (its shortest repr), as num / den."""
+    return Fraction(repr(float(a))).as_integer_ratio()
+
+
+def _below_rule_of_three(a: float, n: int) -> bool:
+    """n * a < 3 exactly, with ``a`` read as :func:`_rank` reads it (the rule of three:
+    at fewer than 3 / a impostor comparisons an FMR of a is not estimable)."""
+    num, den = _decimal(a)
+    return n * num < 3 * den
 
 
 def _check_target(alpha: float) -> float:
@@ -383,10 +395,11 @@ def fnmr_at_fmr(ss: ScoreSet, alpha: float) -> OperatingPoint:
     if n == 0 or g == 0:
         why = "no impostor comparisons" if n == 0 else "no genuine comparisons"
         return OperatingPoint(a, None, None, None, False, None, None, why)
-    if n < 3.0 / a:
+    if _below_rule_of_three(a, n):
+        num, den = _decimal(a)
         return OperatingPoint(
             a, None, None, None, False, None, None,
-            f"{n:,} impostor comparisons < 3/FMR = {math.ceil(3 / a):,} (rule of three)",
+            f"{n:,} impostor comparisons < 3/FMR = {-(-3 * den // num):,} (rule of three)",
         )  # fmt: skip
     k = _rank(a, n)
     v = _kth_largest_impostor(ss, k)
@@ -681,7 +694,7 @@ def needed_bins(ss: ScoreSet, targets=FMR_TARGETS, thresholds=()) -> list[int]:
     if n and g:
         for a in targets:
             k = _rank(a, n)
-            if n >= 3.0 / a and k < n:
+            if not _below_rule_of_three(a, n) and k < n:
                 out.add(int(np.searchsorted(ss.imp_suffix_neg, -(k + 1), "right")) - 1)
         sg = ss.edge_signs()  # non-decreasing over the edges
         out.add(int(np.searchsorted(sg, 0, "right")) - 1)  # the last edge with sign <= 0

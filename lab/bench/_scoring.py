@@ -37,7 +37,15 @@ from facelab.bench._kernels import (
     key_to_float,
     sample_hist,
 )
-from facelab.bench._metrics import FMR_TARGETS, KINDS, Moments, ScoreSet, needed_bins
+from facelab.bench._metrics import (
+    FMR_TARGETS,
+    KINDS,
+    Moments,
+    ScoreSet,
+    _below_rule_of_three,
+    _rank,
+    needed_bins,
+)
 from facelab.errors import BadInputError
 from numba import get_num_threads
 from threadpoolctl import threadpool_limits
@@ -342,8 +350,8 @@ class _Pilot:
         neg = -suffix
         n = int(suffix[0])
         for a in self.targets:
-            k = math.floor(a * n)
-            if n >= 3.0 / a and k < n:
+            k = _rank(a, n)
+            if not _below_rule_of_three(a, n) and k < n:
                 b = int(np.searchsorted(neg, -(k + 1), "right")) - 1
                 wanted[b : min(b + 2, nb)] = True
         # the EER edge with the exact impostors and the genuine sample (scaled)
