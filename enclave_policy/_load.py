@@ -51,6 +51,12 @@ class ImportPolicy:
     max_compression_ratio: int = 200
     max_string_bytes: int = 65536
     allow_training_info: bool = False
+    # tensor values (issue 15 round 3): integer data that is not a shape or an index,
+    # float weights that are not numbers a trained model holds, string tensors
+    max_integer_data_bytes: int = 32
+    max_index_elements: int = 4096
+    max_abs_weight: float = 1e6
+    allow_string_tensors: bool = False
 
 
 SEVERITIES = ("low", "medium", "high")
@@ -484,14 +490,26 @@ def _import(raw: dict, path: Path) -> ImportPolicy:
         if v < lo:
             raise BadInputError(f"{path}: import.{key} must be at least {lo}")
         ints[key] = v
-    for key, lo in (("max_files", 1), ("max_compression_ratio", 1), ("max_string_bytes", 64)):
+    for key, lo in (
+        ("max_files", 1),
+        ("max_compression_ratio", 1),
+        ("max_string_bytes", 64),
+        ("max_integer_data_bytes", 0),
+        ("max_index_elements", 1),
+    ):
         if key in t:
             v = _get(t, key, int, "import.", path)
             if v < lo:
                 raise BadInputError(f"{path}: import.{key} must be at least {lo}")
             ints[key] = v
-    if "allow_training_info" in t:
-        ints["allow_training_info"] = _get(t, "allow_training_info", bool, "import.", path)
+    for key in ("allow_training_info", "allow_string_tensors"):
+        if key in t:
+            ints[key] = _get(t, key, bool, "import.", path)
+    if "max_abs_weight" in t:
+        v = t["max_abs_weight"]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < float("inf"):
+            raise BadInputError(f"{path}: import.max_abs_weight must be a positive finite number")
+        ints["max_abs_weight"] = float(v)
     for key in ("allowed_domains", "allowed_ops"):
         lst = _get(t, key, list, "import.", path)
         if not all(isinstance(x, str) for x in lst):

@@ -42,6 +42,7 @@ from pathlib import PurePosixPath
 
 from facelab.audit.events import escape_text
 from facelab.gates.importing._types import CheckResult, GateContext, result
+from facelab.gates.importing.checks import onnx_values
 from facelab.gates.importing.checks.files import unreferenced_binaries
 from facelab.gates.importing.filetype import decoded_payload, scan
 
@@ -86,6 +87,7 @@ class _Tally:
         self.total = 0
         self.nodes = 0
         self.strings_bytes = 0
+        self.graphs: list = []  # (where, GraphProto) of every graph, once checked
 
     def add(self, msg: str) -> None:
         if len(self.problems) < _MAX_PROBLEMS:
@@ -516,14 +518,15 @@ def check_model(t: _Tally, model) -> None:
     for i, ti in enumerate(model.training_info):
         graphs.append((f"training_info[{i}] initialization", ti.initialization))
         graphs.append((f"training_info[{i}] algorithm", ti.algorithm))
-    seen = 0
+    seen: list = []
     while graphs:
         where, g = graphs.pop()
-        seen += 1
-        if seen > 10_000:
+        seen.append((where, g))
+        if len(seen) > 10_000:
             t.add("more than 10,000 graphs")
             break
         _graph(t, where, g, graphs)
+    t.graphs = seen
     if t.total > pol.max_param_bytes:
         t.add(
             f"parameters total {t.total / 2**20:,.1f} MiB "
@@ -545,6 +548,9 @@ def run(ctx: GateContext) -> CheckResult:
     t = _Tally(ctx)
     check_model(t, model)
     problems = t.problems + unreferenced_binaries(ctx)
+    if not problems:  # external data located and bounded: the values can be read
+        found = onnx_values.check(model, t.pol, path.parent, t.graphs)
+        problems += [f"model.onnx: {p}" for p in found]
     if not problems:
         try:
             onnx.checker.check_model(str(path))
