@@ -377,8 +377,20 @@ def _json_escaped(b: bytes) -> bytes:
         lambda b: base64.a85encode(b, adobe=True),
         base64.b85encode,
         lambda b: base64.b64encode(zlib.compress(b)),
+        lambda b: b"\n".join(base64.b32encode(b)[i : i + 40] for i in range(0, 400, 40)),
+        base64.b32hexencode,
     ],
-    ids=["mime-base64", "json-escaped", "hex", "spaced-hex", "ascii85", "base85", "b64-zlib"],
+    ids=[
+        "mime-base64",
+        "json-escaped",
+        "hex",
+        "spaced-hex",
+        "ascii85",
+        "base85",
+        "b64-zlib",
+        "base32-wrapped",
+        "base32hex",
+    ],
 )
 def test_encoded_pickles_in_text_are_found(encode) -> None:
     text = b"# A model card\n\nCalibration data:\n\n" + encode(EVIL) + b"\n\nThanks.\n"

@@ -726,7 +726,7 @@ def scan_file(path: Path | str, **kw) -> list[Payload]:
 # bounded depth and size: zlib (RFC 1950) and legacy LZMA-alone streams at any offset of
 # any file (gzip, xz, bzip2 are found by their magics above); in text and strings also
 # base64 (RFC 4648, also wrapped over lines as MIME writes it, and after JSON ``\\uXXXX``
-# escapes are undone), hex, Ascii85 and base85.
+# escapes are undone), base32 and base32hex (wrapped or not), hex, Ascii85 and base85.
 _ZLIB = re.compile(rb"\x78[\x01\x5e\x9c\xda]")
 _LZMA_ALONE = re.compile(
     rb"\x5d\x00\x00[\x00\x01\x02\x04\x08\x10\x20\x40\x80\xc0][\x00\x01\x02\x04\x08\x10\x20\x40\x80]"
@@ -737,6 +737,7 @@ _B64_BLOCK = re.compile(rb"(?:[A-Za-z0-9+/_-][ \t\r\n>]*){40,}={0,2}")
 _HEX_RUN = re.compile(rb"(?:[0-9a-fA-F]{2}[ :\r\n\t]?){24,}")
 _A85_RUN = re.compile(rb"<~[!-uz\s]{20,}~>|[!-uz]{40,}")
 _B85_RUN = re.compile(rb"[0-9A-Za-z!#$%&()*+;<=>?@^_`{|}~-]{40,}")
+_B32_BLOCK = re.compile(rb"(?:[A-Z2-7][ \t\r\n>]*){40,}=*|(?:[0-9A-V][ \t\r\n>]*){40,}=*")
 _JSON_ESC = re.compile(rb"\\u00([0-9a-fA-F]{2})|\\x([0-9a-fA-F]{2})")
 _DECODED_MAX = 16 << 20
 _MAX_CANDIDATES = 20_000
@@ -793,11 +794,24 @@ def _text_decodings(data: bytes):
         run = re.sub(rb"[ :\r\n\t]", b"", m.group())
         for k in (0, 1):
             yield "hex", _try(binascii.unhexlify, run[k : len(run) - ((len(run) - k) % 2)])
+    for m in _B32_BLOCK.finditer(plain):  # RFC 4648 base32 and base32hex, wrapped too
+        run = re.sub(rb"[ \t\r\n>]", b"", m.group()).rstrip(b"=")
+        for k in range(min(8, max(1, len(run) - 39))):  # unaligned starts
+            body = run[k:]
+            body = body[: len(body) - len(body) % 8]
+            for hexalpha in (False, True):
+                yield "base32", _try(lambda r, h=hexalpha: _b32(r, h), body)
     for m in _A85_RUN.finditer(plain):
         run = m.group()
         yield "ascii85", _try(lambda r: base64.a85decode(r, adobe=r.startswith(b"<~")), run)
     for m in _B85_RUN.finditer(plain):
         yield "base85", _try(base64.b85decode, m.group())
+
+
+def _b32(run: bytes, hexalpha: bool) -> bytes:
+    import base64
+
+    return base64.b32hexdecode(run) if hexalpha else base64.b32decode(run)
 
 
 def _try(decode, run: bytes) -> bytes:
