@@ -726,3 +726,25 @@ def test_external_data_the_tenant_statement_does_not_name_is_refused_by_the_sign
     assert bad.problems == (
         "more.bin: external data of model.onnx not covered by the tenant signature",
     )
+
+
+# round 3: a template that mixes in the rest of its batch ---------------------------------
+def test_a_model_whose_template_depends_on_the_rest_of_the_batch_is_refused(
+    lab, keys, tmp_path
+) -> None:
+    """Each template plus the batch's mean template: one person's face leaks into
+    another's template. The smoke test compares every row of a mixed batch with the same
+    image run alone (the plain model, the control, is admitted by the tests above)."""
+    m = build_model()
+    g = m.graph
+    y = g.output[0].name
+    g.node.extend(
+        [
+            helper.make_node("ReduceMean", [y], ["bm"], axes=[0], keepdims=1),
+            helper.make_node("Add", [y, "bm"], ["Ymix"]),
+        ]
+    )
+    g.output[0].name = "Ymix"
+    f = failed(gate(lab, sign_and_approve(make_package(tmp_path / "p", m), keys)))
+    assert set(f) == {"smoke test"} and "depends on the other images" in f["smoke test"], f
+    assert list_models(models_dir(lab)) == []

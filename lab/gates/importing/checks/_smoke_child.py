@@ -13,7 +13,9 @@ several kinds of image, because a model can hide a blow-up behind one input valu
 * ``random``: uniform random pixels; ``checker``: 0 and 255 alternating.
 
 Each kind runs alone at batch 1; then every batch size of the check runs with a batch
-whose items cycle through the kinds. The peak resident memory is read after each run.
+whose items cycle through the kinds, and each row is compared with the same image's
+output alone (a template must not depend on the other images of its batch). The peak
+resident memory is read after each run.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def _images(spec: dict, n: int, kinds: tuple[str, ...], face_path: str = ""):
 
     h, w = spec["input"]["size"]
     mean = np.asarray(spec["input"]["mean"], np.float64).reshape(-1)
-    face = None
+    face = noise = None
     out = np.empty((n, h, w, 3), np.float32)
     rng = np.random.default_rng(0)
     for i in range(n):
@@ -47,8 +49,10 @@ def _images(spec: dict, n: int, kinds: tuple[str, ...], face_path: str = ""):
             out[i] = 255
         elif k == "mean":
             out[i] = mean[:3] if mean.size >= 3 else mean[0]
-        elif k == "random":
-            out[i] = rng.integers(0, 256, (h, w, 3))
+        elif k == "random":  # the same image each time: rows are compared with it alone
+            if noise is None:
+                noise = rng.integers(0, 256, (h, w, 3))
+            out[i] = noise
         else:
             yy, xx = np.indices((h, w))
             out[i] = (((yy + xx) % 2) * 255)[..., None]
@@ -87,6 +91,7 @@ def run(path: str, spec: dict, batches: list[int], face: str = "") -> dict:
     if len(inputs) != 1:
         return {"error": f"model has {len(inputs)} inputs, 1 expected"}
     out = []
+    alone: dict = {}  # kind -> its output at batch 1
     plan = [(1, (k,)) for k in KINDS] + [(n, KINDS) for n in batches]
     for n, kinds in plan:
         x = _prepare(spec, _images(spec, n, kinds, face))
@@ -101,6 +106,8 @@ def run(path: str, spec: dict, batches: list[int], face: str = "") -> dict:
                     f"input): onnxruntime could not allocate ({msg[-160:]})"
                 }
             return {"error": f"onnxruntime failed at batch {n} ({what} input): {msg}"[:300]}
+        if n == 1 and y.ndim == 2 and y.shape[0] == 1:
+            alone[kinds[0]] = y[0].astype(np.float64)
         out.append(
             {
                 "batch": n,
@@ -109,6 +116,27 @@ def run(path: str, spec: dict, batches: list[int], face: str = "") -> dict:
                 "dtype": str(y.dtype),
                 "finite": bool(np.isfinite(y).all()),
                 "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "deviation": _deviation(y, kinds, alone) if n > 1 else 0.0,
             }
         )
     return {"runs": out}
+
+
+def _deviation(y, kinds, alone: dict) -> float:
+    """The largest difference between a row of a mixed batch and the output of the same
+    image run alone, relative to that output's largest magnitude: 0 for a model whose
+    output for an image is a function of that image only (up to the kernels' float
+    rounding, about 1e-6), large for one that mixes the batch (a batch mean added to each
+    template leaks one person's face into another's template)."""
+    import numpy as np
+
+    if y.ndim != 2 or not np.isfinite(y).all():
+        return 0.0  # the shape and finiteness checks speak for these
+    worst = 0.0
+    for i in range(y.shape[0]):
+        ref = alone.get(kinds[i % len(kinds)])
+        if ref is None or ref.shape != y[i].shape:
+            continue
+        scale = float(np.abs(ref).max()) or 1.0
+        worst = max(worst, float(np.abs(y[i].astype(np.float64) - ref).max()) / scale)
+    return worst
