@@ -459,7 +459,10 @@ def test_an_inclusion_proof_verifies_offline_with_the_public_key_only(lab, tmp_p
     flipped = [doc["proof"][0][:-1] + ("0" if doc["proof"][0][-1] != "0" else "1")]
     bad_proof = {**doc, "proof": flipped + doc["proof"][1:]}
     bad_index = {**doc, "entry": 8}
-    for bad in (bad_entry, bad_proof, bad_index, {"nonsense": 1}):
+    other_root = {**doc, "root": "00" * 32}  # a false claim beside a valid proof
+    extra = {**doc, "issued_by": "the lab"}
+    verified = {**doc, "verified": "yes"}
+    for bad in (bad_entry, bad_proof, bad_index, {"nonsense": 1}, other_root, extra, verified):
         proof.write_text(json.dumps(bad))
         one_line_exit_4(cli("audit", "verify-proof", str(proof), "--key", str(pub)))
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

@@ -74,7 +74,9 @@ def verify_inclusion_document(doc: object, key) -> dict:
 
     The checkpoint note must verify under ``key`` (C2SP signed note), the entry's bytes
     must hash to the leaf hash (RFC 9162 leaf), and the proof must lead from that leaf
-    to the checkpoint's root at the checkpoint's size (RFC 9162 2.1.3.2). Returns
+    to the checkpoint's root at the checkpoint's size (RFC 9162 2.1.3.2). A field the
+    prover does not write, or a ``root`` other than the checkpoint's, is refused: a
+    document that verifies holds no false claim. Returns
     ``{"entry", "tree_size", "origin"}``; raises ``NoteError`` or ``ProofError`` (exit 4).
     """
     from facelab.audit import checkpoint as ckpt
@@ -82,6 +84,11 @@ def verify_inclusion_document(doc: object, key) -> dict:
 
     try:
         assert isinstance(doc, dict)
+        extra = set(doc) - _PROOF_FIELDS
+        if extra:
+            raise ValueError(f"fields no inclusion proof has: {sorted(extra)[:5]}")
+        if "verified" in doc and not isinstance(doc["verified"], bool):
+            raise TypeError("verified must be true or false")
         note = str(doc["checkpoint"]).encode()
         entry, size = doc["entry"], doc["tree_size"]
         line = str(doc["entry_json"]).encode("utf-8")
@@ -96,5 +103,22 @@ def verify_inclusion_document(doc: object, key) -> dict:
         raise MalformedProofError(f"proof is for size {size}, its checkpoint for {cp.size}")
     if rfc9162.leaf_hash(line) != leaf:
         raise MalformedProofError("entry_json does not hash to leaf_hash")
+    if "root" in doc and doc["root"] != cp.root.hex():
+        # every claim in the document must be true, not only the ones the check needs
+        raise MalformedProofError("the document's root is not its checkpoint's root")
     rfc9162.verify_inclusion(entry, size, leaf, path, cp.root)
     return {"entry": entry, "tree_size": size, "origin": cp.origin}
+
+
+# what ``facelab audit prove`` writes; "root" (the checkpoint's, hex) and "verified" (the
+# prover's own check) are redundant and must agree; nothing else may be in a proof
+_PROOF_FIELDS = {
+    "entry",
+    "tree_size",
+    "leaf_hash",
+    "proof",
+    "entry_json",
+    "checkpoint",
+    "root",
+    "verified",
+}
