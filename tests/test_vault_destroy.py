@@ -732,3 +732,50 @@ def test_records_whose_tenant_key_is_missing_are_reported_as_tampering(lab, data
     keystore.tenant_key_path(lab.paths.keys, "acme").unlink()  # removed outside destroy
     with pytest.raises(TamperedError, match="records in the vault but no key in the key store"):
         ops.check_vault_against_log(lab, root)
+
+
+def _verify(lab) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "facelab.cli", "audit", "verify", "--lab", str(lab.paths.root)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FACELAB_KNOWN_LABS": str(lab.paths.root.parent / "pins.json")},
+    )
+
+
+def test_a_log_rolled_back_past_a_destruction_is_caught_by_its_certificate(lab, dataset) -> None:
+    """Red team au07: back up the log and its signed head, destroy, restore both (no
+    passphrase needed). The log and head agree, but the lab-signed certificate of the
+    destruction is still in certificates/: verify says unrecorded-destruction (exit 4)."""
+    _ingest(lab, dataset, "acme")
+    r = lab.paths.root
+    shutil.copytree(r / "audit", r.parent / "audit.bak")
+    heads = {p.name: p.read_bytes() for p in (r / "keys").glob("audit_head.*")}
+    _destroy(lab, "acme")
+    assert _verify(lab).returncode == 0  # control: the honest log verifies
+    shutil.rmtree(r / "audit")
+    shutil.copytree(r.parent / "audit.bak", r / "audit")
+    for name, data in heads.items():
+        (r / "keys" / name).write_bytes(data)
+    got = _verify(lab)
+    assert got.returncode == 4, got.stdout
+    assert "unrecorded-destruction" in got.stderr + got.stdout
+
+
+def test_destroy_refuses_a_linked_certificates_directory_before_erasing(
+    lab, dataset, tmp_path
+) -> None:
+    """Red team de05: certificates/ replaced by a link to a directory elsewhere. Destroy
+    refuses (tampering) before anything is erased, and nothing is written there."""
+    _ingest(lab, dataset, "acme")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    certs = lab.paths.root / "certificates"
+    shutil.rmtree(certs, ignore_errors=True)
+    certs.symlink_to(elsewhere)
+    with pytest.raises(TamperedError, match="link where the certificates directory must be"):
+        _destroy(lab, "acme")
+    assert list(elsewhere.iterdir()) == []
+    assert keystore.load_tenant_key(lab.paths.keys, "acme") is not None  # nothing erased
+    with pytest.raises(TamperedError):
+        certificate.write({"x": 1}, certs / "c.json")  # the writer refuses on its own

@@ -60,6 +60,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from facelab.accountability import offline
 from facelab.errors import BadInputError, FacelabError
+from facelab.vault.certificate import recorded_digest
 
 FORMAT = "facelab-evidence/1"
 MANIFEST = "MANIFEST.json"
@@ -148,18 +149,6 @@ def import_decisions(entries: list[dict]) -> list[dict]:
                 }
             )
     return out
-
-
-def _as_recorded(path: Path) -> str:
-    """``sha256:`` of a certificate file as destroy wrote it (the performer's signature
-    only: a validator's counter-signature is added later, offline), as the log records."""
-    try:
-        doc = json.loads(path.read_bytes())
-        doc = {**doc, "signatures": doc["signatures"][:1]}
-        text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
-    except (ValueError, KeyError, TypeError, RecursionError):
-        return ""
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def _destroy_entries(entries: list[dict]) -> dict[str, dict]:
@@ -616,7 +605,7 @@ def _facts(pack: Path, key, origin: str, rep: PackReport, limits: dict) -> dict:
                 f"certificates/{name}: named by entry {e.get('seq')} (the destruction of "
                 f"{e.get('tenant')}) but not in the pack (deleted from the lab?)"
             )
-        elif _as_recorded(p) != e.get("object"):
+        elif recorded_digest(p) != e.get("object"):
             bad(f"certificates/{name}: not the certificate entry {e.get('seq')} recorded")
     rep.certificates = len(results)
     facts |= {"certificates": len(results), "cert_results": results}

@@ -10,6 +10,9 @@ kind and the first entry it concerns:
                            with (entry 0 records it), or checkpoints verify only under it
     lab-replaced           the directory held another lab (origin) when this machine last
                            saw it (``pins``; reported by ``facelab audit verify``)
+    unrecorded-destruction a lab-signed destruction certificate that no ``vault.destroy``
+                           entry records: the log rolled back past a destruction
+                           (reported by ``facelab audit verify``)
     forged-checkpoint      a checkpoint whose signature does not verify, or malformed
     truncated              the log is shorter than a signed checkpoint
     deleted-entry          a gap in the sequence numbers
@@ -542,6 +545,7 @@ def verify_log(
 _RANK = {
     "signing-key-replaced": 0,
     "lab-replaced": 0,
+    "unrecorded-destruction": 1,
     "forged-checkpoint": 1,
     "forged-cosignature": 1,
     "split-view": 1,

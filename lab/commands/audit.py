@@ -65,6 +65,14 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
                 f"{lab.origin} on {pin.pinned} ({pin.path}): re-signed under another key?",
             ),
         )
+    from facelab.audit.read import entries as log_entries
+    from facelab.vault import certificate
+
+    destroys = list(log_entries(lab.paths.audit, b'"vault.destroy'))
+    for why in certificate.unrecorded(
+        lab.paths.root / "certificates", destroys, [load_public_key(lab)]
+    ):  # a lab-signed certificate the log lacks: the log was rolled back past it
+        rep.damage.append(Damage("unrecorded-destruction", None, f"certificates/{why}"))
     if not args.no_pin:  # the directory held another lab before: replaced wholesale?
         place = pins.check_or_pin_place(lab.paths.root, lab.origin)
         if place.state == "differs":

@@ -27,6 +27,7 @@ validating (name, title, organization, date, signature).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -244,12 +245,102 @@ def verify_file(path: Path | str, keys: list[Ed25519PublicKey]) -> dict:
         raise TamperedError(f"{path}: {e}") from e
 
 
+def check_dir(directory: Path) -> None:
+    """The lab's certificates directory is a real directory (or absent): a link there
+    would send a certificate, and the lab's signature, anywhere.
+
+    Raises ``TamperedError`` for a link or a non-directory in its place."""
+    try:
+        st = os.lstat(directory)
+    except FileNotFoundError:
+        return
+    import stat
+
+    if stat.S_ISLNK(st.st_mode):
+        raise TamperedError(f"{directory}: a link where the certificates directory must be")
+    if not stat.S_ISDIR(st.st_mode):
+        raise TamperedError(f"{directory}: not a directory, where the certificates must be")
+
+
 def write(doc: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
+    """Write ``doc`` to ``path`` atomically, never through a link: the directory is
+    opened with ``O_NOFOLLOW`` and the file created in it (``dir_fd``) with ``O_EXCL``.
+
+    Raises ``TamperedError`` when the directory is a link (:func:`check_dir`)."""
+    check_dir(path.parent)
+    path.parent.mkdir(mode=0o755, exist_ok=True)
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    tmp = path.name + ".tmp"
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dfd)  # a copy a killed writer left
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
     return path
+
+
+def recorded_digest(path: Path) -> str:
+    """``sha256:`` of a certificate file as destroy wrote it (the performer's signature
+    only: a validator's counter-signature is added later, offline), as the log's
+    ``vault.destroy`` entry records it in ``object``; "" for a file that is not one."""
+    import hashlib
+
+    try:
+        doc = read(path)
+        doc = {**doc, "signatures": doc["signatures"][:1]}
+        text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    except (BadInputError, KeyError, TypeError, RecursionError):
+        return ""
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def unrecorded(directory: Path, entries: list[dict], keys: list[Ed25519PublicKey]) -> list[str]:
+    """Certificates in ``directory`` that verify under ``keys`` (the lab's own) but that
+    the log does not record: a ``vault.destroy`` outcome naming the file with its digest
+    (:func:`recorded_digest`). Such a certificate attests a destruction the log lacks:
+    the log was rolled back past it. A destroy whose intent has no outcome yet (a killed
+    run the next writer finishes) is not counted. Returns "NAME: why" lines."""
+    recorded = {
+        str((e.get("details") or {}).get("certificate")): e.get("object")
+        for e in entries
+        if e.get("action") == "vault.destroy" and e.get("decision") in ("destroyed", "failed")
+    }
+    finished = {
+        (e.get("details") or {}).get("intent")
+        for e in entries
+        if e.get("action") == "vault.destroy"
+    }
+    open_intents = {
+        e.get("tenant")
+        for e in entries
+        if e.get("action") == "vault.destroy.intent" and e.get("seq") not in finished
+    }
+    out = []
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return out
+    for name in names:
+        p = Path(directory) / name
+        if not name.endswith(".json") or not p.is_file() or p.is_symlink():
+            continue
+        try:
+            cert = verify_document(read(p), keys)["certificate"]
+        except (BadInputError, TamperedError):
+            continue  # not this lab's certificate: nothing it attests
+        if name in recorded:
+            if recorded[name] != recorded_digest(p):
+                out.append(f"{name}: not the certificate the log recorded for it")
+            continue
+        tenant = (cert.get("media_information") or {}).get("tenant")
+        if tenant in open_intents:
+            continue
+        out.append(f"{name}: a lab-signed certificate of a destruction the log does not record")
+    return out

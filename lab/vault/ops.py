@@ -690,6 +690,7 @@ def _destroy(
             f"tenant {tenant!r} has no data in this vault (tenants: "
             f"{', '.join(_vault_tenants(lab, root)) or 'none'})"
         )
+    certificate.check_dir(lab.paths.root / "certificates")  # before anything is erased
     # what the scan looks for afterwards: ciphertext and file samples (no secret), kept
     # apart from the log so that a destroy finished after a crash can scan too
     needles = [*inv.pop("ciphertext_samples")]
