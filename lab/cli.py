@@ -118,6 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from facelab.labdir import capture_secrets
 
     capture_secrets()  # no child of any kind inherits the operator secret
+    for stream in (sys.stdout, sys.stderr):
+        # a terminal or pipe that cannot show a character (PYTHONIOENCODING=ascii, a C
+        # locale) gets an escape for it, never a UnicodeEncodeError traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     _absolute_paths(args)
     try:

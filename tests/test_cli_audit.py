@@ -143,3 +143,17 @@ def test_an_unreadable_lab_file_is_one_line_not_a_traceback(lab: Path) -> None:
     (lab / "audit" / "entries.jsonl").mkdir()  # a directory where a file must be
     line = one_line_error(run("audit", "repair", "--lab", str(lab)))
     assert "entries.jsonl" in line
+
+
+def test_an_ascii_only_terminal_gets_escapes_not_a_traceback(tmp_path) -> None:
+    """Red team en02: PYTHONIOENCODING=ascii and a C locale, a lab path and an actor
+    with non-ASCII letters: every line prints (the letters escaped), exit 0."""
+    env = {**ENV, "PYTHONIOENCODING": "ascii", "LC_ALL": "C", "LANG": "C"}
+    env["FACELAB_ACTOR"] = "ren\u00e9e-\u65e5\u672c"
+    lab = tmp_path / "lab-\u00fc-\u20ac-\u65e5\u672c"
+    outs = []
+    for args in (("init", str(lab)), ("audit", "verify", "--lab", str(lab))):
+        p = run(*args, env=env)
+        assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+        outs.append(p.stdout)
+    assert "\\xfc" in outs[0] or "\\u20ac" in outs[0]  # init names the path, escaped
