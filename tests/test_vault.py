@@ -461,3 +461,47 @@ def test_a_manifest_saved_with_a_byte_order_mark(lab, tmp_path) -> None:
     text = (ds / "manifest.csv").read_text(encoding="utf-8")
     (ds / "manifest.csv").write_text("\ufeff" + text, encoding="utf-8")
     assert len(read_dataset(ds)) == 6
+
+
+@pytest.mark.parametrize("what", ["manifest", "image"])
+@pytest.mark.parametrize("special", ["fifo", "dev-zero"])
+def test_a_special_file_in_a_dataset_is_refused_not_read(dataset, tmp_path, what, special) -> None:
+    """Red team mi01: a FIFO (nobody writes: a read would hang) or a link to /dev/zero
+    (a read never ends) where the manifest or an image must be: one BadInputError naming
+    the file, at once."""
+    import shutil
+
+    ds = tmp_path / "ds"
+    shutil.copytree(dataset, ds)
+    target = ds / "manifest.csv" if what == "manifest" else sorted((ds / "images").iterdir())[0]
+    target.unlink()
+    if special == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to("/dev/zero")
+    signal.alarm(30)  # a hang fails the test, not the run
+    try:
+        with pytest.raises(BadInputError, match=r"not a regular file|links outside") as e:
+            read_dataset(ds)
+    finally:
+        signal.alarm(0)
+    assert target.name in str(e.value)
+    read_dataset(dataset)  # control: the same dataset with regular files reads
+
+
+def test_a_png_declaring_a_huge_size_is_refused_before_decoding(dataset, tmp_path) -> None:
+    import shutil
+    import struct
+    import zlib
+
+    ds = tmp_path / "ds"
+    shutil.copytree(dataset, ds)
+    img = sorted((ds / "images").iterdir())[0]
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    png = (
+        b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    )
+    img.write_bytes(png + b"\0" * 64)
+    with pytest.raises(BadInputError, match="100000x100000 outside"):
+        read_dataset(ds)

@@ -779,3 +779,38 @@ def test_destroy_refuses_a_linked_certificates_directory_before_erasing(
     assert keystore.load_tenant_key(lab.paths.keys, "acme") is not None  # nothing erased
     with pytest.raises(TamperedError):
         certificate.write({"x": 1}, certs / "c.json")  # the writer refuses on its own
+
+
+def test_every_unlocking_command_refuses_a_vault_restored_after_destroy(lab, dataset) -> None:
+    """Red team va02: vault.db and the tenant's key file restored from a backup after the
+    destruction. The log says destroyed: subject access, the destroy plan and an evidence
+    pack refuse (exit 4) like vault list, never report the restored records."""
+    import csv
+
+    _ingest(lab, dataset, "acme")
+    r = lab.paths.root
+    bak = r.parent / "bak"
+    bak.mkdir()
+    with sqlite3.connect(lab.paths.vault) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copy2(lab.paths.vault, bak / "vault.db")
+    key = keystore.tenant_key_path(lab.paths.keys, "acme")
+    shutil.copy2(key, bak / key.name)
+    _destroy(lab, "acme")
+    shutil.copy2(bak / "vault.db", lab.paths.vault)
+    shutil.copy2(bak / key.name, key)
+    with open(dataset / "manifest.csv") as f:
+        passport = next(csv.DictReader(f))["passport_no"]
+    env = {**os.environ, "FACELAB_PASSPHRASE": PASS.decode(), "FACELAB_ACTOR": "ops"}
+    for args in (
+        ["vault", "list", "--lab", str(r)],
+        ["subject", "--lab", str(r), "--passport-no", passport, "--out", str(r.parent / "sar")],
+        ["destroy", "--lab", str(r), "--tenant", "acme", "--dry-run"],
+        ["evidence", "--lab", str(r), "--out", str(r.parent / "pack")],
+    ):
+        p = subprocess.run(
+            [sys.executable, "-m", "facelab.cli", *args], capture_output=True, text=True, env=env
+        )
+        assert p.returncode == 4, (args, p.stdout, p.stderr)
+        assert "Traceback" not in p.stderr
+    assert not (r.parent / "sar").exists()

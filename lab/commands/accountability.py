@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from facelab.commands._common import unlocked
+
 
 def _key(path: Path):
     from facelab.accountability.offline import read_bytes
@@ -38,8 +40,11 @@ def _cmd_evidence(args: argparse.Namespace) -> int:
 
     if args.lab is None or args.out is None:
         raise BadInputError("evidence: --lab LAB and --out PACK are required")
+    from facelab.vault import ops
+
     lab = open_lab(args.lab)
     root = unlock(lab, read_passphrase())
+    ops.check_vault_against_log(lab, root)  # a pack of a vault the log disagrees with: 4
     out = evidence.write_pack(lab, root, args.out, actor_name(), lambda: audit_writer(lab, root))
     rep = evidence.verify_pack(out, load_public_key(lab))
     print(f"evidence pack written: {out} ({rep.files} files, {rep.entries} audit entries)")
@@ -98,7 +103,7 @@ def _cmd_verify_checkpoint(args: argparse.Namespace) -> int:
 def _cmd_subject(args: argparse.Namespace) -> int:
     from facelab.accountability.subject_access import Query, subject_access
     from facelab.errors import BadInputError
-    from facelab.labdir import actor_name, audit_writer, open_lab, read_passphrase, unlock
+    from facelab.labdir import actor_name, open_lab
 
     q = Query(passport_no=args.passport_no, name=args.name)
     lab = open_lab(args.lab)
@@ -110,8 +115,8 @@ def _cmd_subject(args: argparse.Namespace) -> int:
             f"subject --name: {actor!r} is not an operator in [roles] operators "
             "(a name is asked about by an operator only)"
         )
-    root = unlock(lab, read_passphrase())
-    with audit_writer(lab, root) as log:
+    _lab, root, log, _actor = unlocked(args.lab)  # reconciled; the vault checked
+    with log:
         doc, js, page = subject_access(lab, root, q, actor, log, args.out)
     n = sum(sum(r["records"].values()) for r in doc["holdings"])
     print(

@@ -70,7 +70,9 @@ def _cmd_destroy(args: argparse.Namespace) -> int:
 
         check_tenant(args.tenant)
         lab = open_lab(args.lab)
-        plan = ops.destroy_plan(lab, unlock(lab, read_passphrase()), args.tenant)
+        root = unlock(lab, read_passphrase())
+        ops.check_vault_against_log(lab, root)  # a plan of a vault the log disagrees with: 4
+        plan = ops.destroy_plan(lab, root, args.tenant)
         print(f"destroy --dry-run: tenant {args.tenant} in {lab.paths.root}; would empty:")
         for p in plan:
             now = f" [now: {p['now']}]" if p["now"] else ""

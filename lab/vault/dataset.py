@@ -9,6 +9,7 @@ landmarks, duplicate capture ids, an empty manifest.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -16,6 +17,7 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 from facelab.errors import BadInputError
+from facelab.jsonfile import read_regular
 
 REQUIRED = (
     "subject_id",
@@ -30,6 +32,8 @@ REQUIRED = (
     *(f"lm{i}_{a}" for i in range(5) for a in "xy"),
 )
 _PNG = b"\x89PNG\r\n\x1a\n"
+MAX_MANIFEST_BYTES = 256 << 20  # a manifest line is about 300 bytes: 10^6 images fit
+MAX_IMAGE_BYTES = 64 << 20  # a stored 1024 x 1024 RGBA PNG is 4 MiB
 
 
 @dataclass(frozen=True)
@@ -45,11 +49,11 @@ def read_dataset(root: Path | str, max_side: int = 1024) -> list[Item]:
     manifest = root / "manifest.csv"
     if not root.is_dir():
         raise BadInputError(f"{root}: not a directory")
-    try:
-        with open(manifest, encoding="utf-8-sig", newline="") as f:  # tolerate a BOM
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            rows = list(reader)
+    try:  # a regular file only: a FIFO or a device there is refused, never read
+        text = read_regular(manifest, max_bytes=MAX_MANIFEST_BYTES, what="a manifest")
+        reader = csv.DictReader(io.StringIO(text.decode("utf-8-sig"), newline=""))
+        header = reader.fieldnames or []
+        rows = list(reader)
     except FileNotFoundError as e:
         raise BadInputError(f"{manifest}: missing") from e
     except (OSError, UnicodeDecodeError, csv.Error) as e:
@@ -81,15 +85,17 @@ def read_dataset(root: Path | str, max_side: int = 1024) -> list[Item]:
         try:
             if not file.resolve().is_relative_to(real_root):
                 raise BadInputError(f"{file}: links outside the dataset")
-            png = file.read_bytes()
+            png = read_regular(file, max_bytes=MAX_IMAGE_BYTES, what="an image")
         except FileNotFoundError as e:
             raise BadInputError(f"{file}: missing (manifest line {n})") from e
-        except IsADirectoryError as e:
-            raise BadInputError(f"{file}: is a directory") from e
         except OSError as e:
             raise BadInputError(f"{file}: unreadable ({e.strerror})") from e
         if not png.startswith(_PNG):
             raise BadInputError(f"{file}: not a PNG file")
+        if len(png) >= 24 and png[12:16] == b"IHDR":  # the size, before any decoding
+            w0, h0 = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+            if not (16 <= h0 <= max_side and 16 <= w0 <= max_side):
+                raise BadInputError(f"{file}: size {w0}x{h0} outside [16, {max_side}]")
         img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None:
             raise BadInputError(f"{file}: PNG does not decode")
