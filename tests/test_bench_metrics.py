@@ -576,3 +576,40 @@ def test_estimability_reads_the_target_as_the_rank_does(alpha, n, estimable) -> 
         assert "rule of three" in op.reason
     else:  # exactly the count of the decimal's rank is admitted at most
         assert op.false_matches <= Fraction(repr(alpha)) * n
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda g, i: reduce_scores(g, i, targets=(float("nan"),)),
+        lambda g, i: reduce_scores(g, i, targets=(0.0,)),
+        lambda g, i: rates_at(reduce_scores(g, i), 10**400),
+        lambda g, i: rates_at(reduce_scores(g, i), "0.5"),
+        lambda g, i: fnmr_at_fmr(reduce_scores(g, i), "0.1"),
+        lambda g, i: fnmr_at_fmr(reduce_scores(g, i), True),
+    ],
+    ids=["nan-target", "zero-target", "huge-threshold", "str-threshold", "str-target", "bool"],
+)
+def test_a_bad_target_or_threshold_is_one_bad_input_error(call) -> None:
+    """Independent check (session 7): these raised ValueError or OverflowError, or were
+    read as numbers."""
+    g, i = np.float32([0.5, 0.6]), np.float32([0.1, 0.2, 0.3])
+    with pytest.raises(BadInputError):
+        call(g, i)
+
+
+@pytest.mark.parametrize(
+    "gen, imp, want",
+    [
+        ([1.7976931348623157e308] * 2, [1.7976931348623157e308] * 2, None),
+        ([1.0, 1.0000000000000002], [1.0], math.sqrt(2)),
+        ([1.7976931348623157e308] * 3, [1.7976931348623157e308, -1.7976931348623157e308] * 8,
+         math.sqrt(2)),
+    ],
+    ids=["all-max-float", "two-ulps", "extremes"],
+)  # fmt: skip
+def test_d_prime_at_the_ends_of_the_float_range(gen, imp, want) -> None:
+    """Independent check (session 7): NaN for scores near the largest float (the pivot
+    averaged two of them), 0.0 for means one ulp apart (the small mean rounded away)."""
+    got = d_prime(reduce_scores(np.array(gen), np.array(imp)))
+    assert got == want if want is None else got == pytest.approx(want, rel=1e-12)

@@ -438,3 +438,24 @@ def test_a_euclidean_model_also_gets_distance_thresholds(dataset) -> None:
     for p in est:  # unit templates: |a - b| = sqrt(2 - 2 cos)
         assert p["threshold_euclidean"] == pytest.approx((2 - 2 * p["threshold"]) ** 0.5)
     assert "euclidean" in rep["protocol"]["score"]
+
+
+@pytest.mark.parametrize(
+    "gen, imp",
+    [([1e50], [0.0, -1e50]), ([3.4e38, 3.4e38], [0.0, -3.4e38]), ([], [])],
+    ids=["1e50", "float32-max", "empty"],
+)
+def test_cli_scores_at_the_float_range_and_empty_make_a_report(tmp_path, gen, imp) -> None:
+    """Independent check (session 7): scores near the float range's end crashed the
+    histogram plot, two empty files a failure rate (division by zero), both exit 1."""
+    (tmp_path / "g.txt").write_text("".join(f"{x!r}\n" for x in gen))
+    (tmp_path / "i.txt").write_text("".join(f"{x!r}\n" for x in imp))
+    cmd = [sys.executable, "-m", "facelab.cli", "bench", "--scores", str(tmp_path / "g.txt"),
+           str(tmp_path / "i.txt"), "--out", str(tmp_path / "r")]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert p.returncode in (0, 2) and "Traceback" not in p.stderr, p.stderr
+    if p.returncode == 0:
+        assert (tmp_path / "r" / "report.html").exists()
+        text = (tmp_path / "r" / "report.json").read_text()
+        assert "NaN" not in text and "Infinity" not in text  # strict JSON (RFC 8259)
+        json.loads(text)

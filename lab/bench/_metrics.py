@@ -251,7 +251,12 @@ class ScoreSet:
     def internal(self, t: float) -> np.generic:
         """A user threshold as the smallest internal (similarity) threshold of the scores'
         dtype that admits the same scores."""
-        s = float(t)
+        if isinstance(t, str | bytes | bool):
+            raise BadInputError(f"a threshold must be a number, got {t!r:.40}")
+        try:
+            s = float(t)
+        except (OverflowError, TypeError, ValueError) as e:  # 10**400, None
+            raise BadInputError(f"a threshold must be a finite number, got {t!r:.40}") from e
         if math.isnan(s):
             raise BadInputError("a threshold must be a number, not NaN")
         s = s if self.kind == "similarity" else -s
@@ -380,7 +385,12 @@ def _below_rule_of_three(a: float, n: int) -> bool:
 
 
 def _check_target(alpha: float) -> float:
-    a = float(alpha)
+    if isinstance(alpha, str | bytes | bool):
+        raise BadInputError(f"an FMR target must be a number, got {alpha!r:.40}")
+    try:
+        a = float(alpha)
+    except (OverflowError, TypeError, ValueError) as e:
+        raise BadInputError(f"an FMR target must be a number in (0, 1), got {alpha!r:.40}") from e
     if not 0 < a < 1:
         raise BadInputError(f"an FMR target must lie in (0, 1), got {alpha!r}")
     return a
@@ -623,18 +633,24 @@ def auc(ss: ScoreSet, exact: bool | None = None) -> AUC:
 
 def d_prime(ss: ScoreSet) -> float | None:
     """Decidability d' = |mu_g - mu_i| / sqrt((var_g + var_i) / 2) (Daugman), population
-    variances from float64 sums (relative error about n * 1e-16). None (undefined) with
-    fewer than one score of a kind or when both variances are 0."""
+    variances from float64 sums about a middle score of each kind (relative error about
+    n * 1e-16). None (undefined) with fewer than one score of a kind or when both
+    variances are 0, and also when they underflow: the sums are scaled so that the
+    largest score's magnitude is about 1, so spreads below about 1e-154 of it square to
+    0 (scores of 1e300 beside scores of 1)."""
     if ss.n_genuine == 0 or ss.n_impostor == 0:
         return None
     gm, im = ss.moments()
     if gm.scale != im.scale:
         raise RuntimeError("d': the two kinds were summed on different scales")
-    mg, vg = gm.scaled_mean_var()  # d' does not depend on the scale
-    mi, vi = im.scaled_mean_var()
-    if vg + vi <= 0:
+    _, vg = gm.scaled_mean_var()  # d' does not depend on the scale
+    _, vi = im.scaled_mean_var()
+    if not vg + vi > 0:
         return None
-    return abs(mg - mi) / math.sqrt((vg + vi) / 2)
+    # the pivots' difference first (exact for close pivots, Sterbenz), then the small
+    # means about them: adding a small mean to its pivot first would round it away
+    diff = (gm.pivot - im.pivot) + (gm.s1 / gm.n - im.s1 / im.n)
+    return abs(diff) / math.sqrt((vg + vi) / 2)
 
 
 def det_curve(ss: ScoreSet) -> tuple[np.ndarray, np.ndarray]:

@@ -43,6 +43,7 @@ from facelab.bench._metrics import (
     Moments,
     ScoreSet,
     _below_rule_of_three,
+    _check_target,
     _rank,
     needed_bins,
 )
@@ -123,8 +124,10 @@ def _pivot(a: np.ndarray, scale: float) -> float:
     """A middle value of a sample, scaled: the sums are taken about it (less
     cancellation in the variance)."""
     sample = a[:: max(1, len(a) // 1024)]
-    sample = sample[np.isfinite(sample)]
-    return float(np.median(sample)) * scale if len(sample) else 0.0
+    sample = np.sort(sample[np.isfinite(sample)])
+    # a middle element, not np.median (which averages two: inf for two scores near the
+    # largest float)
+    return float(sample[len(sample) // 2]) * scale if len(sample) else 0.0
 
 
 def _moments(a: np.ndarray, binning: Binning, scale: float) -> Moments:
@@ -202,6 +205,7 @@ def reduce_scores(
         lo, hi = min(r[0][0], r[1][0]), max(r[0][1], r[1][1])
         full = Binning.for_keys(lo, hi) if lo <= hi else Binning(0, 0, 1)
         scale = _scale(lo, hi, dtype) if lo <= hi else 1.0
+    targets = tuple(_check_target(a) for a in targets)  # one line for NaN, 0, 2, "x"
     pilot = _Pilot(gen, imp, full, targets)
     m0, m1 = 0, full.nbins - 1
     if resolution == "tail" and dtype == np.float32 and pilot.low > 1:

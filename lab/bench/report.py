@@ -93,12 +93,20 @@ def _scores_plot(report: dict, path: Path) -> Path:
     plt = _plt()
     h = report["histogram"]
     fig, ax = plt.subplots(figsize=(5.5, 3.4), dpi=110)
-    if h["edges"]:
-        edges = np.asarray(h["edges"])
-        ax.stairs(np.asarray(h["impostor"]), edges, label="impostor", lw=1.2)
-        ax.stairs(np.asarray(h["genuine"]), edges, label="genuine", lw=1.2)
+
+    def arr(xs) -> np.ndarray:  # strict JSON holds None where a value overflowed
+        return np.array([np.nan if v is None else v for v in xs], float)
+
+    edges = arr(h["edges"])
+    if len(edges) and np.isfinite(edges).all() and np.all(np.diff(edges) > 0):
+        ax.stairs(np.nan_to_num(arr(h["impostor"])), edges, label="impostor", lw=1.2)
+        ax.stairs(np.nan_to_num(arr(h["genuine"])), edges, label="genuine", lw=1.2)
+    elif len(edges):  # scores near the float range's end: no finite bins to draw
+        ax.text(0.5, 0.5, "no finite histogram (scores near the float range's end)",
+                ha="center", va="center", transform=ax.transAxes, fontsize=8)  # fmt: skip
     for p in report["operating_points"]:
-        if p["estimable"] and p["fmr_target"] in (1e-2, 1e-3):
+        t = p.get("threshold")
+        if p["estimable"] and p["fmr_target"] in (1e-2, 1e-3) and t is not None and np.isfinite(t):
             ax.axvline(p["threshold"], color="k", ls="--", lw=0.8)
             ax.annotate(f"FMR {p['fmr_target']:.0e}", (p["threshold"], ax.get_ylim()[1] * 0.9),
                         fontsize=7, rotation=90, ha="right")  # fmt: skip
@@ -199,7 +207,7 @@ def _html(report: dict, images: dict[str, Path]) -> str:
         + (
             f"<td>{_v(x['fnmr'])}</td><td>{_ci(x.get('fnmr_ci95'))}</td>"
             f"<td>{_ci(x.get('fnmr_ci95_bootstrap'))}</td><td>{_v(x['fmr'], '.2e')}</td>"
-            f"<td>{_ci(x.get('fmr_ci95_bootstrap'))}</td><td>{_v(x['threshold'], '.6f')}</td>"
+            f"<td>{_ci(x.get('fmr_ci95_bootstrap'))}</td><td>{_v(x['threshold'], '.6g')}</td>"
             f"<td>{_ci(x.get('threshold_ci95_bootstrap'))}</td>"
             f"<td>{_v(x.get('generalized_fnmr'))}</td>"
             if x["estimable"]
@@ -257,7 +265,7 @@ def _html(report: dict, images: dict[str, Path]) -> str:
 <th>FMR reached</th><th>95% CI (subjects)</th><th>threshold</th><th>95% CI (subjects)</th>
 <th>generalized FNMR</th></tr>{ops}</table>
 <p>EER (FVC2000) {_v(eer["value"], ".4f")} {_ci(eer["ci95_bootstrap"])} between
-t1 = {_v(eer["t1"], ".6f", "n/a")} and t2 = {_v(eer["t2"], ".6f", "n/a")}; ROCCH-EER
+t1 = {_v(eer["t1"], ".6g", "n/a")} and t2 = {_v(eer["t2"], ".6g", "n/a")}; ROCCH-EER
 {_v(report["rocch_eer"], ".4f")}; AUC {_v(report["auc"], ".5f")} (error bound
 {_v(report["auc_error_bound"], ".1e")}); d' {_v(report["d_prime"], ".3f", "undefined")}.
 {m.get("template_bytes", "?")} bytes per template,
@@ -265,7 +273,7 @@ t1 = {_v(eer["t1"], ".6f", "n/a")} and t2 = {_v(eer["t2"], ".6f", "n/a")}; ROCCH
 {_v(report["speed"]["comparisons_per_second"], ",.0f", "n/a")} comparisons/s.</p>
 {imgs}
 <h2>Demographic differentials at the FMR {report["groups_at_fmr"]["fmr"]:.0e} threshold
-({_v(report["groups_at_fmr"]["threshold"], ".6f")})</h2>{groups or "<p><i>no groups</i></p>"}
+({_v(report["groups_at_fmr"]["threshold"], ".6g")})</h2>{groups or "<p><i>no groups</i></p>"}
 <h2>Every other field of report.json</h2>{_tree(rest)}
 <details><summary>report.json</summary><pre>{e(json.dumps(report, indent=1))}</pre></details>
 </body></html>

@@ -369,7 +369,9 @@ def score_report(genuine, impostor, *, kind: str = "similarity", name: str = "sc
                 "fta": None,
                 "failed_genuine_comparisons": ss.gen_failed,
                 "failed_impostor_comparisons": ss.imp_failed,
-                "failed_comparison_rate": (ss.gen_failed + ss.imp_failed) / (n_all + m_all),
+                "failed_comparison_rate": (
+                    (ss.gen_failed + ss.imp_failed) / (n_all + m_all) if n_all + m_all else None
+                ),
             },
             "model": {"name": name, "version": "scores"},
             "operating_points": points,
@@ -699,12 +701,12 @@ def summary_table(report: dict) -> str:
         lines.append(
             f"  {p['fmr_target']:>8.0e} {p['fnmr']:>13.5f} "
             f"{ci_text(p.get('fnmr_ci95_bootstrap') or p.get('fnmr_ci95')):>19} "
-            f"{p['threshold']:>13.6f}"
+            f"{p['threshold']:>13.6g}"
         )
     e = report["eer"]
     lines.append(
         f"  EER {num(e['value'], '.4f')} {ci_text(e['ci95_bootstrap'])} (FVC2000, "
-        f"t1 {num(e['t1'], '.6f', 'n/a')}); ROCCH-EER {num(report['rocch_eer'], '.4f')}; "
+        f"t1 {num(e['t1'], '.6g', 'n/a')}); ROCCH-EER {num(report['rocch_eer'], '.4f')}; "
         f"AUC {num(report['auc'], '.4f')}; d' {num(report['d_prime'], '.3f', 'undefined')}"
     )
     sp, m = report["speed"], report["model"]
