@@ -118,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from facelab.labdir import capture_secrets
 
     capture_secrets()  # no child of any kind inherits the operator secret
+    # nothing facelab creates is writable by group or others, whatever the caller's umask
+    # (with umask 000 the audit log and certificates were world-writable)
+    os.umask(os.umask(0o022) | 0o022)
     for stream in (sys.stdout, sys.stderr):
         # a terminal or pipe that cannot show a character (PYTHONIOENCODING=ascii, a C
         # locale) gets an escape for it, never a UnicodeEncodeError traceback

@@ -27,7 +27,6 @@ import re
 import secrets
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +40,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 from facelab.errors import BadInputError, PassphraseError, VaultError
+from facelab.scratch import sibling_dir
 from facelab.vault import keystore
 
 from enclave_policy import DEFAULT_POLICY, Policy, load_policy
@@ -220,7 +220,7 @@ def init_lab(
         raise BadInputError(f"{root}: parent directory {parent} does not exist")
     policy = load_policy(policy_source)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=parent))
+        tmp = sibling_dir(root)
     except OSError as e:
         raise BadInputError(f"{root}: cannot create a directory beside it ({e.strerror})") from e
     try:

@@ -7,6 +7,11 @@ A SIGKILL skips the ``finally``. So each directory is named after its owner,
 clock ticks since boot, field 22 of ``/proc/<pid>/stat``, which tells a reused pid
 apart), and every new scratch directory first removes the ones whose owner is gone.
 A directory whose owner still runs, or that another user owns, is left alone.
+
+The atomic writers (a dataset, a lab, an evidence pack, a subject access report) build
+their output in a sibling, ``.<name>.tmp-<pid>.<start>-<random>``, and rename it into
+place: :func:`sibling_dir` makes one after removing the siblings of that same output
+whose owner is gone (a SIGKILLed writer's half-written copy).
 """
 
 from __future__ import annotations
@@ -78,3 +83,46 @@ def scratch_dir(kind: str) -> Path:
     pid = os.getpid()
     start = _start_time(pid) or "0"
     return Path(tempfile.mkdtemp(prefix=f"facelab-{kind}-{pid}.{start}-"))
+
+
+_SIBLING_TAIL = re.compile(r"\.tmp-(\d{1,10})\.(\d{1,20})-[A-Za-z0-9_]+$")
+
+
+def sweep_siblings(out: Path) -> list[Path]:
+    """Remove ``.<out.name>.tmp-<pid>.<start>-*`` beside ``out`` whose owner is gone."""
+    out = Path(out)
+    parent = out.parent if str(out.parent) else Path(".")
+    head = f".{out.name}."
+    removed: list[Path] = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    uid = os.geteuid()
+    for name in names:
+        m = _SIBLING_TAIL.search(name)
+        if not name.startswith(head) or m is None or name[len(head) - 1 : m.start()] != "":
+            continue
+        if _start_time(int(m.group(1))) == m.group(2):
+            continue  # its owner still runs
+        p = parent / name
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        if p.is_symlink() or not p.is_dir() or st.st_uid != uid:
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
+def sibling_dir(out: Path) -> Path:
+    """A new directory beside ``out`` to build it in (then renamed into place), after
+    removing the ones a killed writer of ``out`` left. Raises ``OSError`` as mkdtemp."""
+    out = Path(out)
+    sweep_siblings(out)
+    pid = os.getpid()
+    start = _start_time(pid) or "0"
+    parent = out.parent if str(out.parent) else Path(".")
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{pid}.{start}-", dir=parent))

@@ -157,3 +157,25 @@ def test_an_ascii_only_terminal_gets_escapes_not_a_traceback(tmp_path) -> None:
         assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
         outs.append(p.stdout)
     assert "\\xfc" in outs[0] or "\\u20ac" in outs[0]  # init names the path, escaped
+
+
+def test_nothing_the_lab_creates_is_group_or_world_writable_under_umask_0(tmp_path) -> None:
+    """Red team (session 7): with umask 000 the audit log and certificates directory
+    were world-writable (any local user could append). The CLI masks 022 always."""
+    lab = tmp_path / "lab"
+    p = subprocess.run(
+        [sys.executable, "-m", "facelab.cli", "init", str(lab)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        preexec_fn=lambda: os.umask(0),
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    loose = [
+        str(q.relative_to(tmp_path))
+        for q in [lab, *lab.rglob("*")]
+        if not q.is_symlink() and q.stat().st_mode & 0o022
+    ]
+    assert loose == []
+    assert len(list(lab.rglob("*"))) > 5  # control: the walk saw the lab's files

@@ -92,3 +92,47 @@ def test_another_users_scratch_is_left_alone(tmpdir_env) -> None:
 def test_a_kind_is_lower_case_letters(kind) -> None:
     with pytest.raises(ValueError):
         scratch.scratch_dir(kind)
+
+
+SIBLING_CHILD = (
+    "import sys, time\n"
+    "from pathlib import Path\n"
+    "from facelab.scratch import sibling_dir\n"
+    "d = sibling_dir(Path(sys.argv[1]))\n"
+    "(d / 'half.png').write_bytes(b'half a dataset')\n"
+    "print(d, flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_a_killed_writers_sibling_is_removed_by_the_next_writer_of_that_output(
+    tmp_path,
+) -> None:
+    out = tmp_path / "ds"
+    p = subprocess.Popen(
+        [sys.executable, "-c", SIBLING_CHILD, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    left = Path(p.stdout.readline().strip())
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    p.stdout.close()
+    assert left.parent == tmp_path and (left / "half.png").exists()
+    other = tmp_path / ".ds.x.tmp-999999999.1-abc"  # the sibling of another output, ds.x
+    other.mkdir()
+    mine = scratch.sibling_dir(out)
+    assert not left.exists() and other.exists()
+    assert mine.name.startswith(f".ds.tmp-{os.getpid()}.")
+    again = scratch.sibling_dir(out)  # a live owner's sibling stays
+    assert mine.exists() and again.exists()
+
+
+def test_a_dataset_killed_mid_write_leaves_nothing_after_the_next_synth(tmp_path) -> None:
+    """Through the writer itself: a stale sibling of a killed synth is gone once synth
+    writes the same dataset again."""
+    from facelab.synth import SynthConfig, write_dataset
+
+    stale = tmp_path / ".ds.tmp-999999999.1-stale0"
+    stale.mkdir()
+    (stale / "images").mkdir()
+    write_dataset(SynthConfig(identities=2, captures=1, seed=1), tmp_path / "ds", workers=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]

@@ -50,7 +50,6 @@ import json
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -60,6 +59,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from facelab.accountability import offline
 from facelab.errors import BadInputError, FacelabError
+from facelab.scratch import sibling_dir
 from facelab.vault.certificate import recorded_digest
 
 FORMAT = "facelab-evidence/1"
@@ -316,7 +316,7 @@ def write_pack(
         )
     key = load_signing_key(lab, root)
     pub = load_public_key(lab)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = sibling_dir(out)
     try:
         src = lab.paths.audit
         a = tmp / "audit"

@@ -32,13 +32,13 @@ import hmac
 import html as h
 import json
 import os
-import tempfile
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from facelab.errors import BadInputError
+from facelab.scratch import sibling_dir
 
 FORMAT = "facelab-subject-access/1"
 PURPOSES = {
@@ -330,7 +330,7 @@ def write_report(doc: dict, out: Path) -> tuple[Path, Path]:
         raise BadInputError(f"{out}: already exists and is not an empty directory")
     if not out.parent.is_dir():
         raise BadInputError(f"{out}: parent directory {out.parent} does not exist")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = sibling_dir(out)
     (tmp / "report.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     (tmp / "report.html").write_text(render_html(doc))
     if out.exists():

@@ -34,6 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from facelab.errors import BadInputError
+from facelab.scratch import sibling_dir
 from facelab.synth._capture import capture_params, gate_scene, passport_scene
 from facelab.synth._identity import CAPTURE_YEAR, sample_identity
 from facelab.synth._render import render
@@ -309,7 +310,7 @@ def write_dataset(
     t0 = clock()
     n_workers = workers or len(os.sched_getaffinity(0))
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent or "."))
+        tmp = sibling_dir(out)
     except OSError as e:
         raise BadInputError(f"{out}: cannot create a directory beside it ({e.strerror})") from e
     try:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from facelab.errors import BadInputError
+from facelab.scratch import sibling_dir
 
 MODEL = "model.onnx"
 DATASET_MARKERS = ("manifest.csv", "synth.json")  # a facelab dataset, not a model
@@ -82,7 +82,7 @@ def make_package(
     parent = out.parent
     if not parent.is_dir():
         raise BadInputError(f"{out}: parent directory {parent} does not exist")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    tmp = sibling_dir(out)
     try:
         for name in copied:
             shutil.copyfile(src / name, tmp / name, follow_symlinks=False)
