@@ -7,10 +7,11 @@ several instances made by hand next to a control made by the ordinary tools.
   not use is empty (linkname of files and directories, devmajor/devminor, GNU times and
   sparse fields, ustar bytes 500-511, v7 bytes after the device numbers), string fields
   NUL after their terminator, numeric fields plain octal, user and group names plain,
-  pax records the gate reads past a number or a name, block padding and the end blocks
-  zero. Instances: each field written by hand with a correct checksum. Controls: Python's
-  ``tarfile`` (pax, GNU, ustar, gzip) and GNU ``tar`` (``czf``, ``--format=posix``,
-  ``ustar``, ``v7``) of a package.
+  pax records the gate reads past a number or a name, the name fields the gate reads
+  past (of a pax or long-name header; of a member named by one) the tools' rendering of
+  the member's name, block padding and the end blocks zero. Instances: each field
+  written by hand with a correct checksum. Controls: Python's ``tarfile`` (pax, GNU,
+  ustar, gzip) and GNU ``tar`` (``czf``, ``--format=posix``, ``v7``) of a package.
 * **external data coverage** (``checks/external_data.py``): an unread tail after the
   last tensor was admitted. Rule: the tensors that read a file cover it whole without
   overlap, only all-zero gaps under 4 KiB allowed. Instances: a tail, a gap in the
@@ -147,6 +148,7 @@ def _extract(tmp_path: Path, data: bytes):
 USTAR = _tarfile_bytes(tarfile.USTAR_FORMAT, (("p", None), ("p/a.bin", b"abc")))
 GNU = _tarfile_bytes(tarfile.GNU_FORMAT, (("p/" + "n" * 120, b"abc"),))
 PAX = _tarfile_bytes(tarfile.PAX_FORMAT, (("p/a.bin", b"abc"),))
+PAX_LONG = _tarfile_bytes(tarfile.PAX_FORMAT, (("p/" + "é" * 80, b"abc"),))
 
 
 def _v7() -> bytes:
@@ -208,6 +210,12 @@ CANONICAL_BREACHES = [
     (_with_pax(_pax_record("uname", "a b")), "uname value"),
     (_with_pax(_pax_record("linkpath", "target")), "link target"),
     (_with_pax(_pax_record("mtime", "1") + _pax_record("mtime", "2")), "appears twice"),
+    # the name field of a pax header, and a member's own name when pax names it
+    (_patch(_with_pax(_pax_record("mtime", "1")), 0, 0, base64.b64encode(EVIL)[:99]), "marker"),
+    (
+        _patch(PAX_LONG, _headers(PAX_LONG)[1], 0, b"p/\x80\x02(S'x'".ljust(100, b"\0")),
+        "own name field",
+    ),
 ]
 
 
@@ -239,6 +247,7 @@ def test_tarfile_archives_in_every_format_are_admitted(tmp_path) -> None:
         assert set(files) == want and problems == []
     assert _extract(tmp_path, USTAR)[0] == {"p/a.bin": 3}
     assert _extract(tmp_path, GNU)[0] == {"p/" + "n" * 120: 3}
+    assert _extract(tmp_path, PAX_LONG)[0] == {"p/" + "é" * 80: 3}
     assert _extract(tmp_path, _v7())[0] == {"p/a.bin": 3}
     assert _extract(tmp_path, _with_pax(_pax_record("mtime", "1700000000.25")))[0]
     gz = tmp_path / "p.tar.gz"

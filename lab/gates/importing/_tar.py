@@ -230,6 +230,46 @@ def _canonical_header(header: bytes, where: str, typ: bytes, magic: bytes) -> No
         raise bad("the header's unused bytes 500-511 are not zero")
 
 
+_EXT_MARKERS = (b"././@PaxHeader", b"././@LongLink", b"@PaxHeader", b"@LongLink")
+# GNU tar "%d/PaxHeaders/%f" (older "%d/PaxHeaders.%p/%f"), bsdtar "%d/PaxHeader/%f"
+_EXT_TEMPLATE = re.compile(rb"(?:(.*)/)?PaxHeaders?(?:\.[0-9]{1,10})?/(.*)", re.DOTALL)
+
+
+def _names_agree(header, magic, name, override, ext_names, where) -> None:
+    """The canonical-archive rule for name fields the gate reads past: the name field
+    of a pax or GNU long-name header is a fixed marker (``././@PaxHeader``,
+    ``././@LongLink``) or the tools' template naming the member that follows
+    (``DIR/PaxHeaders/BASE``, possibly truncated); the ustar name (and prefix) of a member
+    whose name comes from a pax ``path`` or a GNU long name is that name, possibly
+    truncated, with non-ASCII characters possibly written as ``?`` (``tarfile``).
+    Anything else would be bytes that no check and no signature covers."""
+    full = name.encode("utf-8")
+    full_n = full.removeprefix(b"./").rstrip(b"/")
+    renders = (full + b"/", name.encode("ascii", "replace") + b"/")
+    for off, field in ext_names:
+        if field in _EXT_MARKERS:
+            continue
+        m = _EXT_TEMPLATE.fullmatch(field)
+        cand = (m.group(1) + b"/" + m.group(2) if m.group(1) else m.group(2)) if m else None
+        cand = cand.removeprefix(b"./") if cand is not None else None
+        if cand is None or not cand or not (full_n + b"/").startswith(cand):
+            raise TarRefused(
+                f"{where}: the name field of the extended header at byte {off} "
+                f"({field[:60]!r}) is neither a marker nor the tools' name for this member "
+                f"({_CANON}: bytes outside the signed content)"
+            )
+    if override is None:
+        return
+    base = header[0:100].split(b"\0", 1)[0]
+    prefix = header[345:500].split(b"\0", 1)[0] if magic == b"ustar\x0000" else b""
+    field = prefix + b"/" + base if prefix else base
+    if field and not any(r.startswith(field) for r in renders):
+        raise TarRefused(
+            f"{where}: the header's own name field ({field[:60]!r}) is not the member's "
+            f"name from its extended header ({_CANON}: bytes outside the signed content)"
+        )
+
+
 def _zero_padding(pad: bytes, offset: int, what: str) -> None:
     """Block padding after a member's data must be zero bytes (canonical-archive rule)."""
     if pad.strip(b"\0"):
@@ -349,6 +389,7 @@ def _extract(stream, counting, dest, max_members, max_member, max_total, max_rat
     pax: dict[str, str] = {}
     longname: str | None = None
     longlink: str | None = None
+    ext_names: list[tuple[int, bytes]] = []  # (offset, name field) of x/L/K headers
     stream_cap = max_total + (max_members * 4 + 16) * BLOCK
 
     def take(n: int) -> bytes:
@@ -389,6 +430,7 @@ def _extract(stream, counting, dest, max_members, max_member, max_total, max_rat
         typ = header[156:157]
         if typ in (b"x", b"L", b"K"):
             _canonical_header(header, f"extended header at byte {offset}", typ, magic)
+            ext_names.append((offset, header[0:100].split(b"\0", 1)[0]))
             if size > 1 << 16:
                 raise TarRefused(f"header at byte {offset}: extended header of {size} bytes")
             block = take(-(-size // BLOCK) * BLOCK)
@@ -432,6 +474,7 @@ def _extract(stream, counting, dest, max_members, max_member, max_total, max_rat
         except UnicodeDecodeError:
             name = None
         has_linkpath = "linkpath" in pax or longlink is not None
+        override = pax.get("path", longname)
         pax, longname, longlink = {}, None, None
         padded = -(-size // BLOCK) * BLOCK
         kind = {b"0": "file", b"\0": "file", b"7": "file", b"5": "dir"}.get(typ)
@@ -441,6 +484,9 @@ def _extract(stream, counting, dest, max_members, max_member, max_total, max_rat
             raise TarRefused(f"header at byte {offset}: member type {typ!r} is not supported")
         where = f"{name[:200]!r} (header at byte {offset})" if name else f"header at byte {offset}"
         _canonical_header(header, where, typ, magic)
+        if name is not None:
+            _names_agree(header, magic, name, override, ext_names, where)
+        ext_names = []
         if kind is not None and has_linkpath:
             raise TarRefused(
                 f"{where}: a link target (pax linkpath or GNU long link) on a member that "
