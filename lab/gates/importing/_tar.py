@@ -38,10 +38,31 @@ from pathlib import Path, PurePosixPath
 
 BLOCK = 512
 _OCTAL = re.compile(rb"[0-7]+")
-_PAX_KEYS_IGNORED = re.compile(
-    r"(atime|ctime|mtime|uid|gid|uname|gname|comment|charset|hdrcharset|linkpath"
-    r"|SCHILY\.(?!.*sparse).*|LIBARCHIVE\.(?!.*sparse).*)\Z"
-)
+# pax records the gate reads past: each a number or a short name (what tar, bsdtar and
+# tarfile write); a record that can carry free bytes (comment, xattrs, ACLs, linkpath on
+# a file) is refused by the canonical-archive rule
+_PAX_NUMBER = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,9})?")
+_PAX_KEYS_IGNORED = {
+    "atime": _PAX_NUMBER,
+    "ctime": _PAX_NUMBER,
+    "mtime": _PAX_NUMBER,
+    "uid": _PAX_NUMBER,
+    "gid": _PAX_NUMBER,
+    "SCHILY.dev": _PAX_NUMBER,
+    "SCHILY.ino": _PAX_NUMBER,
+    "SCHILY.nlink": _PAX_NUMBER,
+    "LIBARCHIVE.creationtime": _PAX_NUMBER,
+    "uname": re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@$+-]{0,31}"),
+    "gname": re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@$+-]{0,31}"),
+}
+# --- the canonical-archive rule (bytes outside the signed content, issue 15 round 3):
+# a header field the gate does not use must be empty; a string field is NUL after its
+# terminator; a numeric field is octal digits and at most two terminator bytes (space or
+# NUL: "0000644\0" from tar and tarfile, "000644 \0" from bsdtar, "%06o\0 " checksums)
+_NUMERIC = re.compile(rb" {0,11}[0-7]{1,12}[ \0]{0,2}")
+_ZERO_NUMERIC = re.compile(rb"\0*| {0,7}0{1,8}[ \0]{0,2}")
+_USER_NAME = re.compile(rb"(?:[A-Za-z0-9_.][A-Za-z0-9_.@$+-]{0,31})?")
+_CANON = "the archive must be canonical"
 
 
 class TarRefused(Exception):
@@ -153,6 +174,113 @@ def _octal(field: bytes, what: str, offset: int) -> int:
     return int(v, 8)
 
 
+def _cstring(field: bytes) -> bytes | None:
+    """The string of a NUL-padded field, or None when a byte follows its terminator."""
+    head, _nul, rest = field.partition(b"\0")
+    return head if not rest.strip(b"\0") else None
+
+
+def _canonical_header(header: bytes, where: str, typ: bytes, magic: bytes) -> None:
+    """The canonical-archive rule for one 512-byte header (any type): every field the
+    gate does not use is empty, every string field NUL after its terminator, every
+    numeric field plain. Raises TarRefused naming the field and the rule."""
+
+    def bad(what: str) -> TarRefused:
+        return TarRefused(
+            f"{where}: {what} ({_CANON}: header fields the gate does not "
+            "use must be empty; bytes there are outside the signed content)"
+        )
+
+    for what, a, b in (
+        ("mode", 100, 108),
+        ("uid", 108, 116),
+        ("gid", 116, 124),
+        ("size", 124, 136),
+        ("mtime", 136, 148),
+        ("checksum", 148, 156),
+    ):
+        if not _NUMERIC.fullmatch(header[a:b]):
+            raise bad(f"{what} field is not plain octal digits with a NUL or space end")
+    if _cstring(header[0:100]) is None:
+        raise bad("bytes after the name's NUL terminator")
+    link = _cstring(header[157:257])
+    if link is None:
+        raise bad("bytes after the link name's NUL terminator")
+    if link and typ not in (b"1", b"2"):
+        raise bad(f"a link name ({len(link)} bytes) on a member that is not a link")
+    v7 = magic == b"\0" * 8
+    for what, a, b in (("user name", 265, 297), ("group name", 297, 329)):
+        v = _cstring(header[a:b])
+        if v is None or not _USER_NAME.fullmatch(v) or (v7 and v):
+            raise bad(f"{what} field is not a plain user or group name")
+    for what, a, b in (("devmajor", 329, 337), ("devminor", 337, 345)):
+        if typ not in (b"3", b"4") and not _ZERO_NUMERIC.fullmatch(header[a:b]):
+            raise bad(f"{what} field is not empty on a member that is not a device")
+    if v7:  # GNU tar writes zero device numbers in v7 headers too
+        if header[345:].strip(b"\0"):
+            raise bad("bytes after the device numbers of a v7 header")
+        return
+    if magic == b"ustar  \0":  # GNU: atime, ctime, offset, sparse map, realsize
+        if header[345:].strip(b"\0"):
+            raise bad("GNU fields after devminor (times, sparse map, padding) are not empty")
+        return
+    if _cstring(header[345:500]) is None:
+        raise bad("bytes after the name prefix's NUL terminator")
+    if header[500:].strip(b"\0"):
+        raise bad("the header's unused bytes 500-511 are not zero")
+
+
+_EXT_MARKERS = (b"././@PaxHeader", b"././@LongLink", b"@PaxHeader", b"@LongLink")
+# GNU tar "%d/PaxHeaders/%f" (older "%d/PaxHeaders.%p/%f"), bsdtar "%d/PaxHeader/%f"
+_EXT_TEMPLATE = re.compile(rb"(?:(.*)/)?PaxHeaders?(?:\.[0-9]{1,10})?/(.*)", re.DOTALL)
+
+
+def _names_agree(header, magic, name, override, ext_names, where) -> None:
+    """The canonical-archive rule for name fields the gate reads past: the name field
+    of a pax or GNU long-name header is a fixed marker (``././@PaxHeader``,
+    ``././@LongLink``) or the tools' template naming the member that follows
+    (``DIR/PaxHeaders/BASE``, possibly truncated); the ustar name (and prefix) of a member
+    whose name comes from a pax ``path`` or a GNU long name is that name, possibly
+    truncated, with non-ASCII characters possibly written as ``?`` (``tarfile``).
+    Anything else would be bytes that no check and no signature covers."""
+    full = name.encode("utf-8")
+    full_n = full.removeprefix(b"./").rstrip(b"/")
+    renders = (full + b"/", name.encode("ascii", "replace") + b"/")
+    for off, field in ext_names:
+        if field in _EXT_MARKERS:
+            continue
+        m = _EXT_TEMPLATE.fullmatch(field)
+        cand = (m.group(1) + b"/" + m.group(2) if m.group(1) else m.group(2)) if m else None
+        cand = cand.removeprefix(b"./") if cand is not None else None
+        if cand is None or not cand or not (full_n + b"/").startswith(cand):
+            raise TarRefused(
+                f"{where}: the name field of the extended header at byte {off} "
+                f"({field[:60]!r}) is neither a marker nor the tools' name for this member "
+                f"({_CANON}: bytes outside the signed content)"
+            )
+    if override is None:
+        return
+    base = header[0:100].split(b"\0", 1)[0]
+    prefix = header[345:500].split(b"\0", 1)[0] if magic == b"ustar\x0000" else b""
+    field = prefix + b"/" + base if prefix else base
+    if field and not any(r.startswith(field) for r in renders):
+        raise TarRefused(
+            f"{where}: the header's own name field ({field[:60]!r}) is not the member's "
+            f"name from its extended header ({_CANON}: bytes outside the signed content)"
+        )
+
+
+def _zero_padding(pad: bytes, offset: int, what: str) -> None:
+    """Block padding after a member's data must be zero bytes (canonical-archive rule)."""
+    if pad.strip(b"\0"):
+        k = len(pad) - len(pad.lstrip(b"\0"))
+        raise TarRefused(
+            f"{what}: the block padding after its data holds non-zero bytes "
+            f"(at byte {offset + k}; {_CANON}: padding must be zero, bytes there are "
+            "outside the signed content)"
+        )
+
+
 def _read_exact(f, n: int, offset: int) -> bytes:
     out = bytearray()
     while len(out) < n:
@@ -183,10 +311,24 @@ def _pax(data: bytes, offset: int) -> dict[str, str]:
             k, v = key.decode("utf-8"), value.decode("utf-8")
         except UnicodeDecodeError as e:
             raise TarRefused(f"pax header at byte {offset}: not UTF-8") from e
-        if k in ("path", "size"):
+        if k in out:
+            raise TarRefused(f"pax header at byte {offset}: key {k[:40]!r} appears twice")
+        if k in ("path", "size", "linkpath"):
             out[k] = v
-        elif not _PAX_KEYS_IGNORED.match(k):
-            raise TarRefused(f"pax header at byte {offset}: key {k!r} is not supported")
+        elif k in _PAX_KEYS_IGNORED:
+            if not _PAX_KEYS_IGNORED[k].fullmatch(v):
+                raise TarRefused(
+                    f"pax header at byte {offset}: {k} value {v[:40]!r} is not a plain "
+                    f"number or name ({_CANON}: a record the gate reads past holds no "
+                    "free bytes)"
+                )
+            out[k] = v
+        else:
+            raise TarRefused(
+                f"pax header at byte {offset}: key {k[:60]!r} is not supported ({_CANON}: "
+                "records that carry free bytes, such as comment or extended attributes, "
+                "are outside the signed content; with bsdtar use --no-xattrs)"
+            )
         pos += length
     if "size" in out and not (out["size"].isdigit() and len(out["size"]) <= 15):
         raise TarRefused(f"pax header at byte {offset}: size {out['size'][:20]!r} is not a number")
@@ -246,6 +388,8 @@ def _extract(stream, counting, dest, max_members, max_member, max_total, max_rat
     members = 0
     pax: dict[str, str] = {}
     longname: str | None = None
+    longlink: str | None = None
+    ext_names: list[tuple[int, bytes]] = []  # (offset, name field) of x/L/K headers
     stream_cap = max_total + (max_members * 4 + 16) * BLOCK
 
     def take(n: int) -> bytes:
@@ -277,7 +421,7 @@ def _extract(stream, counting, dest, max_members, max_member, max_total, max_rat
         if stored not in (unsigned, signed):
             raise TarRefused(f"header at byte {offset}: checksum mismatch")
         magic = header[257:265]
-        if magic not in (b"ustar\x0000", b"ustar  \x00") and magic[:6] != b"\0" * 6:
+        if magic not in (b"ustar\x0000", b"ustar  \x00", b"\0" * 8):
             raise TarRefused(f"header at byte {offset}: unknown magic {magic!r}")
         size = _octal(header[124:136], "size", offset)
         for name_, a, b in (("mode", 100, 108), ("uid", 108, 116), ("gid", 116, 124)):
@@ -285,16 +429,29 @@ def _extract(stream, counting, dest, max_members, max_member, max_total, max_rat
         _octal(header[136:148], "mtime", offset)
         typ = header[156:157]
         if typ in (b"x", b"L", b"K"):
+            _canonical_header(header, f"extended header at byte {offset}", typ, magic)
+            ext_names.append((offset, header[0:100].split(b"\0", 1)[0]))
             if size > 1 << 16:
                 raise TarRefused(f"header at byte {offset}: extended header of {size} bytes")
-            data = take(-(-size // BLOCK) * BLOCK)[:size]
+            block = take(-(-size // BLOCK) * BLOCK)
+            data = block[:size]
+            _zero_padding(block[size:], offset + BLOCK + size, f"extended header at byte {offset}")
             if typ == b"x":
                 pax = _pax(data, offset)
-            elif typ == b"L":
+            else:
+                got = _cstring(data)
+                if got is None:
+                    raise TarRefused(
+                        f"long name at byte {offset}: bytes after its NUL terminator ({_CANON})"
+                    )
                 try:
-                    longname = data.split(b"\0", 1)[0].decode("utf-8")
+                    text = got.decode("utf-8")
                 except UnicodeDecodeError as e:
                     raise TarRefused(f"long name at byte {offset}: not UTF-8") from e
+                if typ == b"L":
+                    longname = text
+                else:
+                    longlink = text
             continue
         if typ == b"g":
             raise TarRefused(f"header at byte {offset}: pax global header refused")
@@ -316,13 +473,30 @@ def _extract(stream, counting, dest, max_members, max_member, max_total, max_rat
                 name = f"{prefix}/{base}" if prefix and magic == b"ustar\x0000" else base
         except UnicodeDecodeError:
             name = None
-        pax, longname = {}, None
+        has_linkpath = "linkpath" in pax or longlink is not None
+        override = pax.get("path", longname)
+        pax, longname, longlink = {}, None, None
         padded = -(-size // BLOCK) * BLOCK
         kind = {b"0": "file", b"\0": "file", b"7": "file", b"5": "dir"}.get(typ)
         link = {b"1": "hard link", b"2": "symbolic link"}.get(typ)
         special = {b"3": "character device", b"4": "block device", b"6": "FIFO"}.get(typ)
         if kind is None and link is None and special is None:
             raise TarRefused(f"header at byte {offset}: member type {typ!r} is not supported")
+        where = f"{name[:200]!r} (header at byte {offset})" if name else f"header at byte {offset}"
+        _canonical_header(header, where, typ, magic)
+        if name is not None:
+            _names_agree(header, magic, name, override, ext_names, where)
+        ext_names = []
+        if kind is not None and has_linkpath:
+            raise TarRefused(
+                f"{where}: a link target (pax linkpath or GNU long link) on a member that "
+                f"is not a link ({_CANON}: bytes outside the signed content)"
+            )
+        if kind == "dir" and size:
+            raise TarRefused(
+                f"{where}: a directory member carries {size} bytes of data ({_CANON}: "
+                "bytes outside the signed content)"
+            )
         if name is None:
             problems.append(f"member at byte {offset}: name is not UTF-8")
             _skip(take, padded)
@@ -370,7 +544,9 @@ def _extract(stream, counting, dest, max_members, max_member, max_total, max_rat
         finally:
             os.close(fd)
         if padded > size:
-            take(padded - size)
+            _zero_padding(
+                take(padded - size), read - (padded - size), f"{rel} (header at byte {offset})"
+            )
         files[rel] = size
     problems += empty_dirs(dirs, files)
     return files, problems

@@ -22,6 +22,8 @@ class GateContext:
     model_json: dict[str, Any] | None = None
     onnx_model: Any = None  # onnx.ModelProto, parsed without external data
     external_files: set[str] = field(default_factory=set)
+    # external file -> [(offset, length, tensor)] of every tensor that reads it (bytes)
+    external_ranges: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
     statement_sha256: str | None = None
     approvers: list[str] = field(default_factory=list)
     # what the registry stores besides the signed files: both written again by the gate

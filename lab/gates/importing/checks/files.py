@@ -1,6 +1,7 @@
 """Only allowed files, each of the type its name promises (by magic bytes); no links,
 special files, nested archives or pickles anywhere in any file; ``signatures/`` holds
-signature files only.
+signature files only; every path in Unicode NFC and no two paths equal once
+case-folded (``facelab.gates.importing.names``).
 
 Runs inside ``facelab.confine``. Every file is read whole (``filetype.scan`` over an
 ``mmap``): a pickle or an archive at any offset refuses the package, whatever the
@@ -15,6 +16,7 @@ import re
 
 from facelab.gates.importing._types import CheckResult, GateContext, result
 from facelab.gates.importing.filetype import Payload, decoded_payload, scan_file, sniff
+from facelab.gates.importing.names import name_problems
 from facelab.gates.importing.signing import SIG_DIR, TENANT_SIG, is_signature_file
 
 NAME = "files"
@@ -78,6 +80,7 @@ def run(ctx: GateContext, payloads: dict[str, list[Payload]] | None = None) -> C
     """The files check; ``payloads`` is :func:`scan_all`'s result when it was computed
     elsewhere (the confined checks scan in a second process while ONNX is parsed)."""
     problems = list(ctx.package.problems)  # links, special files, escaping tar members
+    problems += name_problems(ctx.package.files)  # NFC, no two names equal folded
     allowed = ctx.policy.allowed_files
     if not ctx.kinds:
         sniff_all(ctx)

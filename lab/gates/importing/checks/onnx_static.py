@@ -22,7 +22,8 @@ given no base directory, resolves external data against the working directory):
   characters refused, each with its own reason), not ``signatures/``, not a
   policy-named file, not onnxruntime's ``*/_ORT_MEM_ADDR_/*``, in the package, only the
   keys ``location``, ``offset``, ``length`` (each once), a length equal to the declared
-  size, inside the file;
+  size, inside the file; the tensors reading a file cover it whole
+  (:mod:`~facelab.gates.importing.checks.external_data`);
 * **strings, an allow-list** (issue 15 round 2, :func:`_walk_strings`): every message is
   walked; a field the ONNX schema does not define is refused; every string field must
   be listed in ``_STRING_FIELDS`` with its kind (identifier, symbolic dimension, prose,
@@ -42,7 +43,7 @@ from pathlib import PurePosixPath
 
 from facelab.audit.events import escape_text
 from facelab.gates.importing._types import CheckResult, GateContext, result
-from facelab.gates.importing.checks import onnx_values
+from facelab.gates.importing.checks import external_data, onnx_values
 from facelab.gates.importing.checks.files import unreferenced_binaries
 from facelab.gates.importing.filetype import decoded_payload, scan
 
@@ -308,6 +309,7 @@ def _external(t: _Tally, where: str, x, nbytes: int) -> None:
         t.add(f"{where} reads past the end of {rel!r}")
         return
     ctx.external_files.add(rel)
+    ctx.external_ranges.setdefault(rel, []).append((offset, size, where))
 
 
 def _attribute(t: _Tally, where: str, a, graphs: list) -> None:
@@ -547,7 +549,7 @@ def run(ctx: GateContext) -> CheckResult:
         return result(NAME, [f"model.onnx: not a valid ONNX model ({e.__class__.__name__})"])
     t = _Tally(ctx)
     check_model(t, model)
-    problems = t.problems + unreferenced_binaries(ctx)
+    problems = t.problems + unreferenced_binaries(ctx) + external_data.coverage_problems(ctx)
     if not problems:  # external data located and bounded: the values can be read
         found = onnx_values.check(model, t.pol, path.parent, t.graphs)
         problems += [f"model.onnx: {p}" for p in found]
