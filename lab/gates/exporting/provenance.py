@@ -26,10 +26,13 @@ class Baseline:
     model: str  # name@version (or digest) of the imported model
     tensors: dict[str, np.ndarray]
     strings: set[tuple[str, str]]
+    #: static sizes of the imported graph's outputs (its embedding width): a head fitted
+    #: after those outputs has an axis of this length whatever the lab's data
+    widths: frozenset[int] = frozenset()
 
     @classmethod
     def from_artifact(cls, model: str, art: Artifact) -> Baseline:
-        return cls(model, dict(art.tensors), set(art.strings))
+        return cls(model, dict(art.tensors), set(art.strings), output_widths(art.onnx_model))
 
     def overlap(self, art: Artifact) -> float:
         """Share of the artifact's tensors found at the same place with the same shape."""
@@ -41,6 +44,19 @@ class Baseline:
             if loc in self.tensors and self.tensors[loc].shape == a.shape
         )
         return same / len(art.tensors)
+
+
+def output_widths(model) -> frozenset[int]:
+    """Static dimension sizes of an ONNX model's graph outputs (symbolic ones skipped);
+    empty for None."""
+    if model is None:
+        return frozenset()
+    return frozenset(
+        d.dim_value
+        for o in model.graph.output
+        for d in o.type.tensor_type.shape.dim
+        if d.HasField("dim_value") and d.dim_value > 0
+    )
 
 
 def _digest(a: np.ndarray) -> str:
