@@ -174,6 +174,9 @@ def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
         v = audit.get(name, 0)
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 10**9:
             raise BadInputError(f"{path}: audit.{name} must be an integer from 0 to 10^9")
+    wait = audit.get("lock_wait_seconds", 60)
+    if not isinstance(wait, int) or isinstance(wait, bool) or not 1 <= wait <= 86400:
+        raise BadInputError(f"{path}: audit.lock_wait_seconds must be an integer in [1, 86400]")
     if not isinstance(audit.get("require_witness", False), bool):
         raise BadInputError(f"{path}: audit.require_witness must be true or false")
     gov = _governance(raw, path)

@@ -68,7 +68,10 @@ EXITS = {
     "scan-export": "0 clean; 1 issues found; 2 usage or unreadable input",
     "evidence verify": "0 the pack verifies; 4 it does not (every problem listed); 2 bad input",
 }
-DEFAULT_EXITS = "0 done; 2 bad input or usage; 4 the lab's audit log is damaged"
+DEFAULT_EXITS = (
+    "0 done; 2 bad input or usage; 4 the lab's audit log is damaged; 75 the lab is busy "
+    "(another process held its audit log's lock past the wait; nothing changed)"
+)
 
 
 def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
@@ -85,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="facelab",
         description="A privacy-preserving face-data lab harness.",
         epilog=f"exit codes: 0 success, 2 bad input or usage (one line on stderr), 3 refused "
-        f"by a gate, 4 audit log tampered, 5 a job failed\n{ENVIRONMENT}",
+        f"by a gate, 4 audit log tampered, 5 a job failed, 75 the lab is busy (another process "
+        f"held its audit log's lock past audit.lock_wait_seconds; nothing changed)\n{ENVIRONMENT}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"facelab {__version__}")

@@ -19,6 +19,13 @@ class BadInputError(FacelabError):
     exit_code = 2
 
 
+class BusyError(FacelabError):
+    """Another process has held a lab lock past the wait allowed; nothing was changed
+    (exit 75, EX_TEMPFAIL of BSD sysexits: try again later)."""
+
+    exit_code = 75
+
+
 class PassphraseError(FacelabError):
     """No operator passphrase available, or it does not open the lab's keys (exit 2)."""
 

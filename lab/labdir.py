@@ -355,6 +355,7 @@ def audit_writer(
         repair_actor=repair_actor,
         head_dir=lab.paths.keys,
         max_unsigned_tail=audit_limits(lab)["max_unsigned_tail"],
+        lock_wait=float(audit_limits(lab)["lock_wait_seconds"]),
     )
     try:  # a policy edited by hand since the last entry goes on the record first
         from facelab.policy import record_drift
@@ -384,10 +385,11 @@ def keep_policy_version(lab: Lab) -> Path:
 
 def audit_limits(lab: Lab) -> dict[str, int]:
     """``[audit] max_unsigned_tail`` (default 256), ``max_unwitnessed`` (default 1024) and
-    ``require_witness`` (default false) from the policy: the unsigned entries a writer
-    cuts on its own after a crash, the entries a registered witness may not yet have
-    cosigned before ``audit verify`` fails, and whether a log with no registered witness
-    fails ``audit verify``."""
+    ``require_witness`` (default false), ``lock_wait_seconds`` (default 60) from the
+    policy: the unsigned entries a writer cuts on its own after a crash, the entries a
+    registered witness may not yet have cosigned before ``audit verify`` fails, whether a
+    log with no registered witness fails ``audit verify``, and how long a command waits
+    for another process's hold on the log's lock before it stops (exit 75)."""
     raw = lab.policy.raw.get("audit", {}) if isinstance(lab.policy.raw, dict) else {}
     return _audit_limits(raw, lab.paths.policy)
 
@@ -400,6 +402,10 @@ def _audit_limits(raw: object, where: Path) -> dict[str, int]:
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 10**9:
             raise BadInputError(f"{where}: audit.{name} must be an integer >= 0")
         out[name] = v
+    wait = raw.get("lock_wait_seconds", 60)
+    if not isinstance(wait, int) or isinstance(wait, bool) or not 1 <= wait <= 86400:
+        raise BadInputError(f"{where}: audit.lock_wait_seconds must be an integer in [1, 86400]")
+    out["lock_wait_seconds"] = wait
     req = raw.get("require_witness", False)
     if not isinstance(req, bool):
         raise BadInputError(f"{where}: audit.require_witness must be true or false")

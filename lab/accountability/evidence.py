@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
 import html as h
 import json
@@ -261,11 +260,11 @@ def _files(pack: Path) -> dict[str, Path]:
 @contextlib.contextmanager
 def _log_lock(audit_dir: Path):
     """The audit writers' own lock (``flock`` on ``audit/lock``), held while copying."""
-    from facelab.audit.log import LOCK
+    from facelab.audit.log import LOCK, LOCK_WAIT_S, flock_within
 
-    fd = os.open(audit_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(audit_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        flock_within(fd, LOCK_WAIT_S, audit_dir / LOCK)
         yield
     finally:
         os.close(fd)

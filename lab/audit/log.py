@@ -54,7 +54,13 @@ from facelab.audit._store import (
     stored_count,
 )
 from facelab.audit.events import Event, entry_authentic, entry_bytes, parse_entry
-from facelab.errors import BadInputError, NoteError, TamperedError
+from facelab.errors import BadInputError, BusyError, NoteError, TamperedError
+
+#: How long a command waits for another process's hold on ``audit/lock`` (seconds).
+#: Holds are short (one append, or the verification on opening, which grows with the
+#: log); a holder stopped or hung must not hang every other command (red team 14c,
+#: co04: a SIGSTOPped ingest made ``vault list`` wait for ever).
+LOCK_WAIT_S = 60.0
 
 ENTRIES = "entries.jsonl"
 INDEX = "index.bin"
@@ -83,6 +89,27 @@ class Recovery:
     kind: str  # "adopted-tail", "torn-tail", "unsigned-tail" or "garbage-tail"
     entries_cut: int = 0
     entries_adopted: int = 0
+
+
+def flock_within(fd: int, seconds: float, path: Path) -> None:
+    """Take an exclusive ``flock(2)`` on ``fd`` within ``seconds`` (polled, backing off
+    from 1 ms to 100 ms), else raise ``BusyError`` naming ``path``; nothing was done."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise BusyError(
+                    f"{path}: another facelab process has held the audit log's lock for "
+                    f"{seconds:g} s (stopped or hung?); nothing was changed, try again"
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
 
 def mac_key(signer: Ed25519PrivateKey) -> bytes:
@@ -157,6 +184,7 @@ class AuditLog:
         repair_actor: str | None = None,
         head_dir: Path | str | None = None,
         max_unsigned_tail: int = 256,
+        lock_wait: float = LOCK_WAIT_S,
     ):
         self.dir = Path(audit_dir)
         self.head_dir = Path(head_dir) if head_dir is not None else self.dir.parent / "keys"
@@ -168,6 +196,7 @@ class AuditLog:
         self.policy_digest = policy_digest
         self.clock = clock
         self.max_unsigned_tail = max_unsigned_tail
+        self.lock_wait = lock_wait
         self.recoveries: list[Recovery] = []
         (self.dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
         self.head_dir.mkdir(parents=True, exist_ok=True)
@@ -308,7 +337,7 @@ class AuditLog:
 
     @contextmanager
     def _flock(self) -> Iterator[None]:
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        flock_within(self._lock_fd, self.lock_wait, self.dir / LOCK)
         try:
             yield
         finally:
