@@ -75,8 +75,22 @@ def assert_exact(ss, gen, imp) -> None:
         assert (r.false_matches, r.false_non_matches) == ref.counts(np.float32(t))
 
 
-@pytest.mark.parametrize("quantise", [False, True])
-@pytest.mark.parametrize("pilot", [0.0, 0.03, 1.0])
+# the default run: no pilot, and a pilot that decides (both template kinds); the rest
+# (95 s of the 6 together on a loaded machine) with `make test-slow`
+_SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    ("quantise", "pilot"),
+    [
+        (False, 0.0),
+        (True, 0.03),
+        pytest.param(True, 0.0, marks=_SLOW),
+        pytest.param(False, 0.03, marks=_SLOW),
+        pytest.param(False, 1.0, marks=_SLOW),
+        pytest.param(True, 1.0, marks=_SLOW),
+    ],
+)
 def test_all_pairs_scoring_is_exact(quantise: bool, pilot: float) -> None:
     rng = np.random.default_rng(7 + quantise)
     e, p, gr = templates(rng, 120, 300, 16, quantise)
