@@ -159,8 +159,9 @@ def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise BadInputError(f"{path}: cannot read policy ({e.strerror})") from e
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise BadInputError(f"{path}: not valid TOML ({e})") from e
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
+        # RecursionError: 100,000 nested arrays (red team 14d, c22)
+        raise BadInputError(f"{path}: not valid TOML ({e.__class__.__name__})") from e
     if _get(raw, "schema", int, "", path) != 1:
         raise BadInputError(f"{path}: schema {raw['schema']} is not supported (expected 1)")
     audit = raw.get("audit")
