@@ -345,6 +345,7 @@ def audit_writer(
             f"{lab.paths.public_key}: is not the public half of the lab's signing key "
             "(replaced?); refusing to sign"
         )
+    limits = audit_limits(lab)
     log = AuditLog(
         lab.paths.audit,
         lab.origin,
@@ -354,8 +355,8 @@ def audit_writer(
         clock=clock,
         repair_actor=repair_actor,
         head_dir=lab.paths.keys,
-        max_unsigned_tail=audit_limits(lab)["max_unsigned_tail"],
-        lock_wait=float(audit_limits(lab)["lock_wait_seconds"]),
+        max_unsigned_tail=limits["max_unsigned_tail"],
+        lock_wait=float(limits["lock_wait_seconds"]),
     )
     try:  # a policy edited by hand since the last entry goes on the record first
         from facelab.policy import record_drift

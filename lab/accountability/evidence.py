@@ -258,13 +258,14 @@ def _files(pack: Path) -> dict[str, Path]:
 
 
 @contextlib.contextmanager
-def _log_lock(audit_dir: Path):
-    """The audit writers' own lock (``flock`` on ``audit/lock``), held while copying."""
-    from facelab.audit.log import LOCK, LOCK_WAIT_S, flock_within
+def _log_lock(audit_dir: Path, wait: float):
+    """The audit writers' own lock (``flock`` on ``audit/lock``), held while copying;
+    waited for at most ``wait`` seconds (the policy's ``audit.lock_wait_seconds``)."""
+    from facelab.audit.log import LOCK, flock_within
 
     fd = os.open(audit_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        flock_within(fd, LOCK_WAIT_S, audit_dir / LOCK)
+        flock_within(fd, wait, audit_dir / LOCK)
         yield
     finally:
         os.close(fd)
@@ -296,7 +297,7 @@ def write_pack(
     from facelab.audit.proofs import prove_inclusion
     from facelab.gates.importing import list_models
     from facelab.gates.importing.ops import models_dir
-    from facelab.labdir import load_public_key, load_signing_key, public_key_b64
+    from facelab.labdir import audit_limits, load_public_key, load_signing_key, public_key_b64
     from facelab.vault import retention
 
     out = Path(out)
@@ -319,7 +320,8 @@ def write_pack(
     try:
         src = lab.paths.audit
         a = tmp / "audit"
-        with _log_lock(src):  # no writer appends while the log and its head are copied
+        wait = float(audit_limits(lab)["lock_wait_seconds"])
+        with _log_lock(src, wait):  # no writer appends while the log and its head are copied
             for name in ("entries.jsonl", "index.bin", "hashes.bin"):
                 _copy(src / name, a / name)
             for p in checkpoint_files(src):
