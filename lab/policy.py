@@ -99,7 +99,8 @@ def record_drift(lab, log, actor: str) -> PolicyChange | None:
     """Record a hand edit of the policy since the log's last entry (called on open)."""
     from facelab.audit import intents
 
-    with intents.held(lab.paths.audit, ""):  # never between a change's replace and record
+    # never between a change's replace and record
+    with intents.held(lab.paths.audit, "", log.lock_wait):
         old = in_force(lab.paths.audit)
         new = file_digest(lab.paths.policy)
         if old is None or old == new:
@@ -131,7 +132,7 @@ def change(lab, log, actor: str, what: str, edit: Callable[[Any], None]) -> Poli
     """
     from facelab.audit import intents
 
-    with intents.held(lab.paths.audit, ""):
+    with intents.held(lab.paths.audit, "", log.lock_wait):
         return _change_locked(lab, log, actor, what, edit)
 
 

@@ -67,3 +67,44 @@ def test_the_wait_is_a_bounded_integer_in_the_policy(tmp_path: Path) -> None:
     pol.write_text(pol.read_text().replace("lock_wait_seconds = 60", "lock_wait_seconds = 0"))
     line = one_line_error(run("vault", "list", "--lab", str(lab)))
     assert "lock_wait_seconds" in line
+
+
+def test_a_stopped_holder_of_a_tenants_state_lock_makes_destroy_stop_not_hang(
+    tmp_path: Path,
+) -> None:
+    """Red team 14d, c15: the tenant's state lock (``audit/locks/<tenant>.lock``, held by
+    every change of that tenant from its intent to its outcome) is bounded like the
+    log's lock: a stopped holder makes ``destroy`` stop with exit 75 and change nothing."""
+    from facelab.synth import SynthConfig, write_dataset
+
+    lab = _lab_with_a_short_wait(tmp_path)
+    write_dataset(SynthConfig(identities=3, captures=1, seed=5), tmp_path / "ds", workers=1)
+    p = run("ingest", "--lab", str(lab), "--tenant", "acme", str(tmp_path / "ds"), "--new-tenant")
+    assert p.returncode == 0, p.stderr
+    vault, entries = (lab / "vault.db").read_bytes(), (lab / "audit" / "entries.jsonl").read_bytes()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lab / "audit" / "locks" / "acme.lock")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        os.kill(holder.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        p = run("destroy", "--lab", str(lab), "--tenant", "acme", "--yes")
+        waited = time.monotonic() - t0
+        line = one_line_error(p, 75)
+        assert "acme.lock" in line and "nothing was changed" in line
+        assert 2 <= waited < 60, waited
+        assert (lab / "vault.db").read_bytes() == vault  # the records are all there
+        assert (
+            not (lab / "audit" / "entries.jsonl")
+            .read_bytes()[len(entries) :]
+            .count(b"vault.destroy")
+        )  # no intent recorded while another process holds the tenant
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    d = run("destroy", "--lab", str(lab), "--tenant", "acme", "--yes")  # positive control
+    assert d.returncode == 0, d.stderr
+    assert run("audit", "verify", "--lab", str(lab), env=ENV).returncode == 0

@@ -34,7 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from facelab.audit.events import Event
-from facelab.audit.log import AuditLog
+from facelab.audit.log import LOCK_WAIT_S, AuditLog, flock_within
 
 INTENT = ".intent"
 LOCKS = "locks"
@@ -57,11 +57,16 @@ def _open_lock(path: Path) -> int:
 
 
 @contextmanager
-def held(audit_dir: Path | str, tenant: str) -> Iterator[None]:
-    """Hold ``tenant``'s state lock (waiting for it); reentrant within a process.
+def held(audit_dir: Path | str, tenant: str, wait: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Hold ``tenant``'s state lock, waiting at most ``wait`` seconds for it (callers pass
+    the policy's ``audit.lock_wait_seconds``, ``AuditLog.lock_wait``); reentrant within
+    a process.
 
     Wrap everything from before ``begin`` to after ``finish``. Order: a state lock is
     taken before the audit log's own lock, never while holding it.
+
+    Raises ``BusyError`` (exit 75) when another process holds it past ``wait``: a
+    stopped or hung command never hangs every later command of that tenant.
     """
     key = str(_lock_path(audit_dir, tenant))
     with _held_mutex:
@@ -74,7 +79,8 @@ def held(audit_dir: Path | str, tenant: str) -> Iterator[None]:
     if mine:
         fd = _open_lock(Path(key))
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            who = f"the state lock of {'tenant ' + repr(tenant) if tenant else 'the lab'}"
+            flock_within(fd, wait, Path(key), who)
         except BaseException:
             os.close(fd)
             raise

@@ -91,9 +91,10 @@ class Recovery:
     entries_adopted: int = 0
 
 
-def flock_within(fd: int, seconds: float, path: Path) -> None:
+def flock_within(fd: int, seconds: float, path: Path, what: str = "the audit log's lock") -> None:
     """Take an exclusive ``flock(2)`` on ``fd`` within ``seconds`` (polled, backing off
-    from 1 ms to 100 ms), else raise ``BusyError`` naming ``path``; nothing was done."""
+    from 1 ms to 100 ms), else raise ``BusyError`` naming ``path`` and ``what`` it
+    guards; nothing was done."""
     import time
 
     deadline = time.monotonic() + seconds
@@ -105,7 +106,7 @@ def flock_within(fd: int, seconds: float, path: Path) -> None:
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 raise BusyError(
-                    f"{path}: another facelab process has held the audit log's lock for "
+                    f"{path}: another facelab process has held {what} for "
                     f"{seconds:g} s (stopped or hung?); nothing was changed, try again"
                 ) from None
             time.sleep(pause)

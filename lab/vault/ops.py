@@ -120,7 +120,8 @@ def ingest(
     digest = dataset_digest(dataset)
     subjects = len({it.row["subject_id"] for it in items})
     details = {"images": len(items), "subjects": subjects, "source": str(dataset)[:256]}
-    with intents.held(lab.paths.audit, tenant), open_vault(lab, root, **vault_kw) as v:
+    state_lock = intents.held(lab.paths.audit, tenant, log.lock_wait)
+    with state_lock, open_vault(lab, root, **vault_kw) as v:
         if v.has_dataset(tenant, digest):
             res = v.ingest(tenant, items, digest)  # already present: changes nothing
             log.record(
@@ -661,7 +662,7 @@ def destroy(
     The tenant's state lock is held throughout (``intents.held``).
     """
     check_tenant(tenant)
-    with intents.held(lab.paths.audit, tenant):
+    with intents.held(lab.paths.audit, tenant, log.lock_wait):
         return _destroy(lab, root, tenant, actor, log, clock, hook)
 
 

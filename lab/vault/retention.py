@@ -74,7 +74,8 @@ def run(
             s["certificate"] = None
         log.record(Event("retention.run", actor, decision="dry-run", details=details))
         return due
-    with intents.held(lab.paths.audit, ""):  # the lab's state lock, intent to outcome
+    # the lab's state lock, intent to outcome
+    with intents.held(lab.paths.audit, "", log.lock_wait):
         seq = intents.begin(log, Event("retention.run", actor, details=details))
         for s in due:  # each destroy has its own intent, outcome and tenant lock
             if progress:

@@ -324,7 +324,7 @@ def export(
             when = clock().astimezone(UTC)
             rid = release_id(when, report)
             rel = f"released/{tenant}/{rid}"
-            with intents.held(lab.paths.audit, tenant):  # the tenant's state lock
+            with intents.held(lab.paths.audit, tenant, log.lock_wait):  # the tenant's state lock
                 seq = intents.begin(log, event({"release": rel}))
                 hook("after-intent")
                 try:

@@ -59,7 +59,7 @@ def _import_model(lab, tenant, package, actor, log, hook, progress, state) -> Im
         report, ctx = inspect(package, tenant, lab.policy.importing, progress=progress)
         report = check_name(report, ctx, models_dir(lab))
         if report.accepted:
-            state.enter_context(intents.held(lab.paths.audit, tenant))
+            state.enter_context(intents.held(lab.paths.audit, tenant, log.lock_wait))
             seq = intents.begin(
                 log,
                 Event(
