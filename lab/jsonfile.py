@@ -21,6 +21,30 @@ from facelab.errors import BadInputError
 MAX_BYTES = 16 << 20  # 16 MiB: larger than any JSON facelab writes for a person to read
 
 
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k[:40]!r} (a second value no parser agrees on)")
+        out[k] = v
+    return out
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number (RFC 8259 section 6)")
+
+
+def strict_loads(text: str | bytes) -> Any:
+    """``json.loads`` of RFC 8259 JSON only: a duplicate key in any object (RFC 8259
+    section 4: "names SHOULD be unique"; parsers disagree on which value wins, so a
+    signed document with two values of one key means one thing to the verifier and
+    another to its reader) and Python's extensions ``NaN``, ``Infinity``,
+    ``-Infinity`` raise ValueError. ``bytes`` must be UTF-8 (UnicodeDecodeError)."""
+    if isinstance(text, bytes | bytearray):
+        text = bytes(text).decode("utf-8")
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+
+
 def read_regular(path: Path | str, *, max_bytes: int = MAX_BYTES, what: str = "a file") -> bytes:
     """The bytes of ``path`` if it is a regular file of at most ``max_bytes`` bytes.
 
@@ -70,7 +94,7 @@ def read_json(
     path = Path(path)
     data = read_regular(path, max_bytes=max_bytes, what=what)
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc = strict_loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise BadInputError(f"{path}: not {what} (not UTF-8)") from e
     except RecursionError as e:

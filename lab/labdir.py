@@ -346,6 +346,16 @@ def audit_writer(
             "(replaced?); refusing to sign"
         )
     limits = audit_limits(lab)
+    from facelab.audit import pins
+
+    pinned, _ = pins.pinned_head(lab.origin)  # BadInputError: a malformed pin file
+
+    def on_head(note: bytes, size: int) -> None:
+        if why := pins.advance_head(lab.origin, note, size):
+            import sys
+
+            print(f"facelab: warning: the signed head was not pinned ({why})", file=sys.stderr)
+
     log = AuditLog(
         lab.paths.audit,
         lab.origin,
@@ -357,6 +367,8 @@ def audit_writer(
         head_dir=lab.paths.keys,
         max_unsigned_tail=limits["max_unsigned_tail"],
         lock_wait=float(limits["lock_wait_seconds"]),
+        pinned_head=pinned,
+        on_head=on_head,
     )
     try:  # a policy edited by hand since the last entry goes on the record first
         from facelab.policy import record_drift
@@ -457,6 +469,7 @@ def init_and_record(
     from facelab import __version__
     from facelab.audit import Event, pins
 
+    pins.check_readable()  # before anything is created: a malformed pin file is exit 2
     lab = init_lab(root, passphrase, policy_source=policy_source)
     with audit_writer(lab, passphrase) as log:
         log.record(

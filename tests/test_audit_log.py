@@ -428,8 +428,9 @@ def test_replaced_signing_key(signed_lab) -> None:
     assert rep.first().kind == "signing-key-replaced" and rep.first().entry == 0
 
 
-def test_trusted_key_from_outside_catches_a_full_rewrite(signed_lab) -> None:
-    """Rewrite entry 0 too: only a key or checkpoint kept outside the lab can tell."""
+def test_trusted_key_from_outside_catches_a_full_rewrite(signed_lab, tmp_path, monkeypatch) -> None:
+    """Rewrite entry 0 too: only a key or checkpoint kept outside the lab can tell: the
+    head this machine pinned, or on another machine a trusted key."""
     original = load_public_key(signed_lab)
     evil = Ed25519PrivateKey.generate()
     ls = lines(signed_lab)
@@ -450,9 +451,14 @@ def test_trusted_key_from_outside_catches_a_full_rewrite(signed_lab) -> None:
     forged = checkpoint.sign(checkpoint.Checkpoint(signed_lab.origin, len(ls), root), evil)
     (signed_lab.paths.keys / "audit_head.a.note").write_bytes(_head.encode(forged.encode()))
     (signed_lab.paths.audit / "checkpoints" / f"{len(ls):012d}.note").write_text(forged)
+    ls_before = lines(signed_lab)
+    with pytest.raises(TamperedError, match=r"forged-checkpoint.*pinned"):
+        audit_writer(signed_lab, PASS)  # this machine pinned a head under the real key
+    assert lines(signed_lab) == ls_before  # nothing signed over the forgery
+    monkeypatch.setenv("FACELAB_KNOWN_LABS", str(tmp_path / "another-machine.json"))
     with audit_writer(signed_lab, PASS):
-        pass  # re-signs a checkpoint over the forged history
-    assert verify(signed_lab).intact  # self-consistent: locally undetectable
+        pass  # a machine that never saw the lab re-signs a checkpoint over the forgery
+    assert verify(signed_lab).intact  # self-consistent: undetectable from the lab alone
     rep = verify(signed_lab, trusted_key=original)
     assert rep.first().kind in {"forged-checkpoint", "signing-key-replaced"}
 

@@ -286,6 +286,95 @@ def test_6_rollback_to_an_older_prefix_is_detected_without_a_witness(lab, tmp_pa
     assert_writer_refuses(lab)  # no second checkpoint at a signed size with another root
 
 
+def _pinned_elsewhere(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FACELAB_KNOWN_LABS", str(tmp_path / "another-machine.json"))
+
+
+@pytest.mark.parametrize("how", ["snapshot-restored", "newest-slot-zeroed"])
+def test_14d_a_log_and_head_rolled_back_together_are_caught_by_this_machines_pin(
+    lab, tmp_path, monkeypatch, how
+) -> None:
+    """Red team 14d, c01, and its class: the log, its checkpoints and the head slots in
+    ``LAB/keys`` rolled back together to an older consistent state (a snapshot of both
+    put back; or the newer head slot zeroed, the log cut to the older slot's size and the
+    newer checkpoints deleted). Everything in the lab agrees with itself; the signed head
+    this machine saw last (the pin file, outside the lab) does not."""
+    saved = tmp_path / "saved"
+    for d in ("audit", "keys"):
+        shutil.copytree(lab.paths.root / d, saved / d)
+    with audit_writer(lab, PASS) as log:
+        for i in range(3):
+            log.record(Event("test.later", "tester", details={"i": i}))
+    signed = len(lines(lab))
+    if how == "snapshot-restored":
+        for d in ("audit", "keys"):
+            shutil.rmtree(lab.paths.root / d)
+            shutil.copytree(saved / d, lab.paths.root / d)
+    else:
+        newest = _newest_slot(lab)
+        other = lab.paths.keys / next(s for s in _head.SLOTS if s != newest.name)
+        older = _slot_size(other.read_bytes())
+        newest.write_bytes(b"\0" * _head.SLOT_BYTES)
+        keep = b"".join(x + b"\n" for x in lines(lab)[:older])
+        (lab.paths.audit / "entries.jsonl").write_bytes(keep)
+        for f in ("hashes.bin", "index.bin"):
+            (lab.paths.audit / f).unlink()
+        for p in checkpoint_files(lab.paths.audit):
+            if int(p.stem) > older:
+                p.unlink()
+    assert len(lines(lab)) < signed
+    rep = verify(lab, pinned_head=_pinned(lab))
+    assert rep.first().kind == "rolled-back", rep.damage
+    line = one_line_exit_4(cli("audit", "verify", "--lab", str(lab.paths.root)))
+    assert "rolled-back" in line
+    assert_writer_refuses(lab)  # never a second root at a size this machine saw signed
+    # the control: a machine that never saw the lab cannot tell (no anchor, no witness)
+    _pinned_elsewhere(monkeypatch, tmp_path)
+    if how == "snapshot-restored":
+        assert cli("audit", "verify", "--lab", str(lab.paths.root)).returncode == 0
+
+
+def _pinned(lab) -> bytes:
+    from facelab.audit import pins
+
+    note, _ = pins.pinned_head(lab.origin)
+    assert note is not None
+    return note
+
+
+def test_14d_the_pin_follows_every_writer_and_verify(lab) -> None:
+    """The head pinned on this machine is the one the last command signed, and an intact
+    log verifies against it (no false alarm after ordinary growth)."""
+    with audit_writer(lab, PASS) as log:
+        log.record(Event("test.later", "tester"))
+    hs = _head.read(lab.paths.keys, load_public_key(lab), lab.origin)
+    assert hs.head is not None and _pinned(lab) == hs.head.note
+    assert verify(lab, pinned_head=_pinned(lab)).intact
+    assert cli("audit", "verify", "--lab", str(lab.paths.root)).returncode == 0
+
+
+@pytest.mark.parametrize("garbage", [b"{not json", b"[]", b'{"x": 1, "x": 2}', b'{"o": 3}'])
+def test_14d_a_corrupt_pin_file_stops_verify_and_writers_never_trust_on_first_use(
+    lab, tmp_path, monkeypatch, garbage
+) -> None:
+    """Red team 14d, c26: corrupting this machine's pin file must not turn the checks it
+    anchors (key pin, pinned head) into trust on first use. ``audit verify`` and every
+    writer stop with exit 2 naming the file, and the file is left as it was."""
+    pinfile = tmp_path / "pins.json"
+    pinfile.write_bytes(garbage)
+    monkeypatch.setenv("FACELAB_KNOWN_LABS", str(pinfile))
+    entries = (lab.paths.audit / "entries.jsonl").read_bytes()
+    p = cli("audit", "verify", "--lab", str(lab.paths.root))
+    assert p.returncode == 2 and str(pinfile) in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    p = cli("vault", "list", "--lab", str(lab.paths.root))  # a writer: records on open
+    assert p.returncode == 2 and str(pinfile) in p.stderr
+    assert (lab.paths.audit / "entries.jsonl").read_bytes() == entries
+    assert pinfile.read_bytes() == garbage  # never rewritten
+    # an explicit choice still verifies without it
+    assert cli("audit", "verify", "--lab", str(lab.paths.root), "--no-pin").returncode == 0
+
+
 @pytest.mark.parametrize("attack", ["swap", "flip-hashes", "flip-index", "replace-public-key"])
 def test_7_the_writer_never_signs_a_log_that_verify_calls_damaged(lab, attack) -> None:
     a = lab.paths.audit

@@ -280,12 +280,16 @@ def test_inner_checks_hold_even_when_the_listing_is_signed_again(built, pack) ->
     assert evidence.verify_pack(pack, key).ok
 
 
-def test_a_lab_whose_released_file_changed_gets_a_pack_that_says_so(built, tmp_path) -> None:
+def test_a_lab_whose_released_file_changed_gets_a_pack_that_says_so(
+    built, tmp_path, monkeypatch
+) -> None:
     """The pack shows the lab as it is: a released file changed after its release is a
     problem of the pack (exit 4 at the CLI), not a pack that is silently fine."""
     from facelab.labdir import open_lab
 
     shutil.copytree(built[0].paths.root, tmp_path / "lab", symlinks=True)
+    # a copy of a lab that then changes is a fork: it is checked on "another machine"
+    monkeypatch.setenv("FACELAB_KNOWN_LABS", str(tmp_path / "pins.json"))
     lab = open_lab(tmp_path / "lab")
     [f] = list((lab.paths.root / "released").glob("acme/*/part-1/text.txt"))
     f.chmod(0o644)
@@ -296,7 +300,9 @@ def test_a_lab_whose_released_file_changed_gets_a_pack_that_says_so(built, tmp_p
     assert len(probs) == 1 and "the released files in the lab differ" in probs[0]
 
 
-def test_a_lab_whose_certificate_was_deleted_gets_a_pack_that_says_so(built, tmp_path) -> None:
+def test_a_lab_whose_certificate_was_deleted_gets_a_pack_that_says_so(
+    built, tmp_path, monkeypatch
+) -> None:
     """Red team 2, a09: deleting a destruction certificate from the lab made the tenant
     vanish from the pack, which still verified. Every certificate the log names must be
     in the pack, as the log recorded it (a validator's counter-signature allowed)."""
@@ -304,6 +310,8 @@ def test_a_lab_whose_certificate_was_deleted_gets_a_pack_that_says_so(built, tmp
     from facelab.vault import certificate
 
     shutil.copytree(built[0].paths.root, tmp_path / "lab", symlinks=True)
+    # a copy of a lab that then changes is a fork: it is checked on "another machine"
+    monkeypatch.setenv("FACELAB_KNOWN_LABS", str(tmp_path / "pins.json"))
     lab = open_lab(tmp_path / "lab")
     root = unlock(lab, PASS)
     [cert] = list((lab.paths.root / "certificates").glob("destroy-borealis-*.json"))

@@ -329,9 +329,12 @@ def test_attacks_on_the_gate_are_refused_as_unscannable_never_executed(el, tmp_p
     assert "keystore" not in p.stdout
 
 
-def test_a_lab_policy_without_an_export_section_stops_with_exit_2(el, tmp_path: Path) -> None:
+def test_a_lab_policy_without_an_export_section_stops_with_exit_2(
+    el, tmp_path: Path, monkeypatch
+) -> None:
     lab = tmp_path / "oldlab"
     shutil.copytree(el.lab.paths.root, lab)
+    monkeypatch.setenv("FACELAB_KNOWN_LABS", str(tmp_path / "pins.json"))  # a fork
     text = (lab / "policy.toml").read_text()
     (lab / "policy.toml").write_text(text[: text.index("\n[export]\n")])
     assert "no [export] section" in one_line_error(

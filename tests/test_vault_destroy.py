@@ -393,6 +393,32 @@ def test_certificate_verify_and_validate_offline_with_public_keys(lab, dataset, 
     assert p.returncode == 4 and "Traceback" not in p.stderr
 
 
+def test_a_certificate_with_a_key_twice_does_not_verify(lab, dataset, tmp_path) -> None:
+    """Red team 14d, c07: a second top-level ``certificate`` before the signed one is read
+    by first-wins parsers (the forged records count) while Python's last-wins parser
+    checked the signed one. A signed document with a duplicate key, at any depth, is
+    not a certificate."""
+    _ingest(lab, dataset, "acme")
+    cert = _destroy(lab, "acme")
+    pub = tmp_path / "lab.pub"
+    pub.write_text(public_key_b64(load_public_key(lab)) + "\n")
+    assert _cli("certificate", "verify", str(cert), "--key", str(pub)).returncode == 0  # control
+    text = cert.read_text()
+    doc = json.loads(text)
+    forged = json.dumps({**doc["certificate"], "media_information": {"records": 0}})
+    for bad in (
+        text.replace("{", '{"certificate": ' + forged + ", ", 1),  # top level, first wins
+        text.replace('"media_information": {', '"media_information": {"records": 0, ', 1),
+    ):
+        assert bad != text
+        cert.write_text(bad)
+        p = _cli("certificate", "verify", str(cert), "--key", str(pub))
+        assert p.returncode not in (0, 1) and "Traceback" not in p.stderr, p.stdout
+        assert "duplicate key" in p.stderr
+    cert.write_text(text)
+    assert _cli("certificate", "verify", str(cert), "--key", str(pub)).returncode == 0
+
+
 def test_the_validator_cannot_be_the_performer(lab, dataset) -> None:
     from facelab.errors import BadInputError
     from facelab.labdir import load_signing_key

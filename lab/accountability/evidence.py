@@ -58,6 +58,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from facelab.accountability import offline
 from facelab.errors import BadInputError, FacelabError
+from facelab.jsonfile import strict_loads
 from facelab.scratch import sibling_dir
 from facelab.vault.certificate import recorded_digest
 
@@ -467,7 +468,7 @@ def verify_pack(pack: Path | str, key: Ed25519PublicKey, *, fail_fast: bool = Fa
         if base64.b64encode(sig) + b"\n" != sig_text:
             raise ValueError("not one line of canonical base64")
         key.verify(sig, mbytes)
-        manifest = json.loads(mbytes)
+        manifest = strict_loads(mbytes)
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} manifest")
     except (FacelabError, ValueError, InvalidSignature) as e:

@@ -19,7 +19,6 @@ that cannot be read at all is a ``BadInputError`` (exit 2).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from facelab.errors import BadInputError, NoteError, ProofError, TamperedError
+from facelab.jsonfile import strict_loads
 
 MAX_DOC_BYTES = 16 << 20
 
@@ -64,7 +64,7 @@ def read_bytes(path: Path, limit: int = MAX_DOC_BYTES) -> bytes:
 
 def read_json(path: Path) -> object:
     try:
-        return json.loads(read_bytes(path))
+        return strict_loads(read_bytes(path))
     except (ValueError, UnicodeDecodeError) as e:
         raise TamperedError(f"{path}: not JSON") from e
 

@@ -166,6 +166,15 @@ class AuditLog:
         Where the signed head lives (default ``audit_dir/../keys``).
     max_unsigned_tail : int
         Unsigned entries after the head the writer cuts on its own (crash window).
+    lock_wait : float
+        Seconds to wait for another process's hold on ``audit/lock`` (``BusyError``).
+    pinned_head : bytes, optional
+        The largest signed head this machine has seen (``pins.pinned_head``): a log
+        below it or rewritten under it is refused on open (``TamperedError``).
+    on_head : callable, optional
+        ``on_head(note, size)`` is called on close with the signed head the log ends at
+        (``pins.advance_head``), so the next command and ``audit verify`` can check
+        against it.
 
     Raises
     ------
@@ -186,8 +195,12 @@ class AuditLog:
         head_dir: Path | str | None = None,
         max_unsigned_tail: int = 256,
         lock_wait: float = LOCK_WAIT_S,
+        pinned_head: bytes | None = None,
+        on_head: Callable[[bytes, int], None] | None = None,
     ):
         self.dir = Path(audit_dir)
+        self.pinned_head = pinned_head
+        self.on_head = on_head
         self.head_dir = Path(head_dir) if head_dir is not None else self.dir.parent / "keys"
         self.origin = origin
         self.signer = signer
@@ -324,6 +337,9 @@ class AuditLog:
                 if found:
                     self._append_locked([self._recovery_event(r) for r in found])
                 self._checkpoint_locked()
+                hs = _head.read(self.head_dir, self.public_key, self.origin)
+            if self.on_head is not None and hs.head is not None:
+                self.on_head(hs.head.note, hs.head.checkpoint.size)
         finally:
             for fd in (self._entries_fd, self._index_fd, self._hashes_fd, self._lock_fd):
                 os.close(fd)
@@ -393,7 +409,12 @@ class AuditLog:
         if repair_actor is not None:
             self._quarantine_bad_checkpoints(repair_actor)
         rep = verify_log(
-            self.dir, self.origin, self.public_key, head_dir=self.head_dir, check_witnesses=False
+            self.dir,
+            self.origin,
+            self.public_key,
+            head_dir=self.head_dir,
+            check_witnesses=False,
+            pinned_head=self.pinned_head,
         )
         scan = rep.scan
         assert scan is not None

@@ -13,9 +13,21 @@ else ``~/.config/facelab/known_labs.json``: a JSON object ``{origin: {"public_ke
 base64, "pinned": ISO 8601 UTC}}``, and for each lab directory seen, under its resolved
 absolute path, ``{"origin": ..., "pinned": ...}``: a whole lab replaced at the same path
 under a new identity (new origin, new key) is ``lab-replaced``, exit 4. It lives outside
-every lab directory. An unreadable or malformed pin file is ignored with a warning (a
-pin is an extra check, never a reason a verification cannot run); it is never rewritten
-when malformed.
+every lab directory.
+
+Each origin's entry also keeps ``"head"``: the largest signed head (a checkpoint note,
+signed by the lab key) that a command on this machine wrote or verified. Every writer
+and ``audit verify`` check the log against it (``verify_log(pinned_head=...)``): a log
+cut or rolled back below what this machine has seen, or rewritten under it, is damage
+even when someone with the lab's files also rolled back the head kept in ``LAB/keys``
+(red team 14d, c01). Like a witness, but on this machine and without a second key.
+
+A pin file that exists but is unreadable or malformed stops ``audit verify`` and every
+writer with one line and exit 2 (``BadInputError``): corrupting the anchor must not
+turn the checks it anchors off (red team 14d, c26). It is never rewritten when
+malformed; repair or remove it (a removed file is trust on first use again, on the
+record of the operator who removed it), or verify with ``--no-pin``. Only a pin file
+that cannot be created (a read-only home) is a warning.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from facelab.errors import BadInputError
+from facelab.errors import BadInputError, NoteError
 from facelab.jsonfile import read_json
 
 ENV = "FACELAB_KNOWN_LABS"
@@ -60,17 +72,36 @@ class Pin:
 
 
 def _read(path: Path) -> dict:
+    """The pin file's object ({} when there is none). Raises ``BadInputError`` naming the
+    file for one that is unreadable, malformed or not of the expected shape."""
     try:
         doc = read_json(path, what="pin file", max_bytes=MAX_BYTES)
     except FileNotFoundError:
         return {}
+    except BadInputError as e:
+        raise BadInputError(
+            f"{e} (this machine's pins of lab keys and heads: repair or "
+            "remove it, or pass --no-pin to `audit verify`)"
+        ) from e
+    if not all(isinstance(v, dict) for v in doc.values()):
+        raise BadInputError(
+            f"{path}: not a pin file (an entry is not a JSON object; "
+            "repair or remove it, or pass --no-pin to `audit verify`)"
+        )
     return doc
+
+
+def check_readable() -> None:
+    """Raise ``BadInputError`` when the pin file exists but cannot be used (before a
+    command changes anything: ``facelab init``)."""
+    _read(pins_path())
 
 
 def _locked(mutate):
     """Run ``mutate(pins, path) -> (result, changed)`` under the pin file's lock and
     write the file back atomically when ``changed``; an OSError or a malformed file
-    gives ``Pin("unavailable", ...)`` through ``mutate``'s caller."""
+    gives ``Pin("unavailable", ...)`` through ``mutate``'s caller; a malformed or
+    unreadable file raises ``BadInputError``."""
     path = pins_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,10 +110,7 @@ def _locked(mutate):
         return None, str(path), e.strerror or str(e)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            pins = _read(path)
-        except BadInputError as e:
-            return None, str(path), str(e)
+        pins = _read(path)  # BadInputError: fail closed, never ignored
         result, changed = mutate(pins)
         if changed:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -113,7 +141,8 @@ def check_or_pin(origin: str, public_key_b64: str, *, pin: bool = True) -> Pin:
         if not pin:
             return Pin("unavailable", public_key_b64, problem="not pinned"), False
         when = datetime.now(UTC).isoformat(timespec="seconds")
-        pins[origin] = {"public_key": public_key_b64, "pinned": when}
+        entry = pins.setdefault(origin, {})
+        entry.update({"public_key": public_key_b64, "pinned": when})
         return Pin("pinned-now", public_key_b64, when), True
 
     got, path, problem = _locked(mutate)
@@ -167,3 +196,41 @@ def check_or_pin_place(
     if got is None:
         return PlacePin("unavailable", origin, path=path, problem=problem)
     return PlacePin(got.state, got.origin, got.pinned, path, got.problem)
+
+
+def pinned_head(origin: str) -> tuple[bytes | None, str]:
+    """The largest signed head this machine has seen for ``origin`` (a checkpoint note's
+    bytes, None when none) and the pin file's path. The note is checked by the caller
+    (``verify_log``) against the lab key. Raises ``BadInputError`` for a pin file that
+    exists but is unreadable or malformed."""
+    path = pins_path()
+    known = _read(path).get(origin)
+    note = known.get("head") if isinstance(known, dict) else None
+    if note is None:
+        return None, str(path)
+    if not isinstance(note, str):
+        raise BadInputError(f"{path}: the head pinned for {origin} is not a checkpoint note")
+    return note.encode("utf-8"), str(path)
+
+
+def advance_head(origin: str, note: bytes, size: int) -> str:
+    """Keep ``note`` (a signed head at ``size``, already verified by the caller) as the
+    head pinned for ``origin`` when it is larger than the one pinned. Returns "" or, when
+    the pin file cannot be written, why (the caller warns; nothing else depends on it).
+    Raises ``BadInputError`` for a malformed pin file."""
+    from facelab.audit import checkpoint as ckpt
+
+    def mutate(pins: dict) -> tuple[Pin, bool]:
+        entry = pins.setdefault(origin, {})
+        old = entry.get("head")
+        if isinstance(old, str):
+            try:
+                if ckpt.parse(old.encode())[0].size >= size:
+                    return Pin("matches", ""), False
+            except (ValueError, NoteError):  # a pinned note we cannot read is replaced
+                pass
+        entry["head"] = note.decode("utf-8")
+        return Pin("pinned-now", ""), True
+
+    got, _path, problem = _locked(mutate)
+    return "" if got is not None else problem

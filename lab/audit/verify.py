@@ -15,6 +15,8 @@ kind and the first entry it concerns:
                            (reported by ``facelab audit verify``)
     forged-checkpoint      a checkpoint whose signature does not verify, or malformed
     truncated              the log is shorter than a signed checkpoint
+    rolled-back            the log has fewer entries than the signed head this machine
+                           saw last (``pins``; red team 14d, c01)
     deleted-entry          a gap in the sequence numbers
     reordered-entries      a sequence number lower than its position
     edited-entry           an entry whose hash differs from the stored hash or from what
@@ -152,6 +154,8 @@ def verify_log(
     max_unwitnessed: int | None = None,
     check_witnesses: bool = True,
     require_witness: bool = False,
+    pinned_head: bytes | None = None,
+    pinned_from: str = "",
 ) -> VerifyReport:
     """Verify everything under ``audit_dir``; see the module docstring for the checks.
 
@@ -160,6 +164,12 @@ def verify_log(
     one, a cosigned checkpoint in ``audit_dir/witness/`` must cover all but
     ``max_unwitnessed`` entries (default 1024). ``check_witnesses=False`` skips that
     requirement (the writer: appending never waits for a witness).
+
+    ``pinned_head`` is the largest signed head this machine has seen (``pins``, from the
+    file ``pinned_from``): a log with fewer entries is ``rolled-back``, one whose tree at
+    its size has another root is ``edited-entry``, and a note that does not verify under
+    the lab key is ``forged-checkpoint``. (A damaged head slot over entries that are
+    all there is the writer's to recover: the entries carry the lab's MAC.)
     """
     from facelab.audit import _head
     from facelab.labdir import public_key_b64, public_key_from_b64
@@ -448,6 +458,33 @@ def verify_log(
                         None,
                         "the log is not consistent with "
                         f"the witness's checkpoint at size {wcp.size}",
+                    )
+                )
+
+    # 5b. the largest signed head this machine has seen (pins): an anchor outside the lab
+    if pinned_head is not None:
+        where = pinned_from or "this machine's pin file"
+        try:
+            pcp = ckpt.verify(pinned_head, key, origin)
+        except NoteError as e:
+            damage.append(Damage("forged-checkpoint", None, f"the head pinned in {where}: {e}"))
+        else:
+            if pcp.size > n:
+                damage.append(
+                    Damage(
+                        "rolled-back",
+                        n,
+                        f"this machine saw a signed head at size {pcp.size} ({where}); the "
+                        f"log has {n} entries: cut or rolled back (a backup restored?)",
+                    )
+                )
+            elif tree.root(pcp.size) != pcp.root:
+                damage.append(
+                    Damage(
+                        "edited-entry",
+                        None,
+                        f"the entries below size {pcp.size} differ from the signed head "
+                        f"this machine saw ({where}): rewritten",
                     )
                 )
 

@@ -32,6 +32,7 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         pin = pins.check_or_pin(lab.origin, public_key_b64(load_public_key(lab)))
         if pin.state in ("matches", "differs"):
             trusted = public_key_from_b64(pin.public_key, pin.path)
+    pinned, pinned_from = (None, "") if args.no_pin else pins.pinned_head(lab.origin)
     rep = verify_log(
         lab.paths.audit,
         lab.origin,
@@ -41,6 +42,8 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         head_dir=lab.paths.keys,
         max_unwitnessed=limits["max_unwitnessed"],
         require_witness=bool(limits["require_witness"]),
+        pinned_head=pinned,
+        pinned_from=pinned_from,
     )
     from facelab.audit.verify import Damage
     from facelab.jsonfile import read_json
@@ -95,6 +98,10 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         if pin is not None:
             doc["pin"] = {"state": pin.state, "path": pin.path, "pinned": pin.pinned}
         print(json.dumps(doc, indent=2))
+    if rep.intact and not args.no_pin and rep.scan is not None and rep.scan.head is not None:
+        head = rep.scan.head  # verified: this machine now knows the log reached it
+        if why := pins.advance_head(lab.origin, head.note, head.checkpoint.size):
+            rep.warnings.append(f"the signed head was not pinned ({why})")
     if rep.intact:
         if not args.json:
             print(

@@ -36,6 +36,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from facelab.audit.events import canonical
 from facelab.errors import BadInputError, TamperedError
+from facelab.jsonfile import strict_loads
 
 TITLE = "Certificate of Sanitization (NIST SP 800-88 Rev. 1, Appendix G)"
 MAX_BYTES = 1 << 20
@@ -230,9 +231,9 @@ def read(path: Path | str) -> dict:
     if len(data) > MAX_BYTES:
         raise BadInputError(f"{path}: over {MAX_BYTES} bytes, not a certificate")
     try:
-        doc = json.loads(data)
+        doc = strict_loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise BadInputError(f"{path}: not JSON") from e
+        raise BadInputError(f"{path}: not a certificate (not RFC 8259 JSON: {str(e)[:80]})") from e
     if not isinstance(doc, dict):
         raise BadInputError(f"{path}: not a certificate document")
     return doc

@@ -31,6 +31,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from facelab.audit.events import canonical
 from facelab.errors import BadInputError
+from facelab.jsonfile import strict_loads
 
 SIG_DIR = "signatures"
 TENANT_SIG = f"{SIG_DIR}/tenant.sig"
@@ -69,26 +70,6 @@ def read_json(path: Path, max_bytes: int = MAX_SIGNATURE_BYTES):
         raise ValueError(f"{path.name}: not UTF-8 JSON") from e
     except ValueError as e:
         raise ValueError(f"{path.name}: {e}") from e
-
-
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
-    out: dict = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k[:40]!r} (a second value no parser agrees on)")
-        out[k] = v
-    return out
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number (RFC 8259 section 6)")
-
-
-def strict_loads(text: str):
-    """``json.loads`` of RFC 8259 JSON only: a duplicate key in any object (RFC 8259
-    section 4: "names SHOULD be unique"; parsers disagree on which value wins) and
-    Python's extensions ``NaN``, ``Infinity``, ``-Infinity`` raise ValueError."""
-    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
 
 
 def _hashing_config():
