@@ -454,6 +454,25 @@ def test_an_emptied_vault_db_or_a_missing_tenant_is_damage(lab, dataset) -> None
     assert _cli("vault", "list", "--lab", str(lab.paths.root)).returncode == 4
 
 
+@pytest.mark.parametrize("rows", [1, "all"])
+def test_records_deleted_under_a_dataset_that_remains_are_damage(lab, dataset, rows) -> None:
+    """Red team 14d, c08: rows deleted from ``records`` with sqlite3, the dataset's own
+    row kept. The vault no longer holds what the log says was ingested: exit 4, and no
+    command writes over it."""
+    _ingest(lab, dataset, "acme")
+    assert _cli("vault", "list", "--lab", str(lab.paths.root)).returncode == 0  # control
+    with sqlite3.connect(lab.paths.vault) as db:
+        if rows == "all":
+            db.execute("DELETE FROM records WHERE tenant='acme'")
+        else:
+            db.execute("DELETE FROM records WHERE rowid = (SELECT MIN(rowid) FROM records)")
+    entries_before = (lab.paths.audit / "entries.jsonl").read_bytes()
+    p = _cli("vault", "list", "--lab", str(lab.paths.root))
+    assert p.returncode == 4 and "disagrees with the audit log" in p.stderr
+    assert "the log recorded" in p.stderr and "Traceback" not in p.stderr
+    assert (lab.paths.audit / "entries.jsonl").read_bytes() == entries_before
+
+
 # ---------------------------------------------------------------- crashes, deterministic
 _CRASH = r"""
 import os, signal, sys

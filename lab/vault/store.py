@@ -288,6 +288,19 @@ class Vault:
             )
         return out
 
+    def dataset_record_counts(self, tenant: str) -> dict[str, int]:
+        """Dataset digest -> records of ``tenant`` in the vault under it (every dataset
+        the ``datasets`` table lists, 0 when its records are gone)."""
+        counts = dict(
+            self.db.execute(
+                "SELECT dataset, COUNT(*) FROM records WHERE tenant=? GROUP BY dataset", (tenant,)
+            )
+        )
+        return {
+            d: int(counts.pop(d, 0))
+            for (d,) in self.db.execute("SELECT digest FROM datasets WHERE tenant=?", (tenant,))
+        } | {d: int(n) for d, n in counts.items()}
+
     def records(
         self,
         tenant: str,
