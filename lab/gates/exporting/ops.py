@@ -615,9 +615,11 @@ def _facts_text(it: contract.Item) -> str:
             f"{f['tensors'] - f['n_rebuilt']} of {f['tensors']} tensors unchanged since "
             f"import, {f['n_rebuilt']} re-quantised to {f['mantissa_bits']} mantissa bits "
             f"with dither",
-            f"{f['values_changed']} values changed, able to carry at most "
+            f"{f['values_changed']} values changed; the file can carry at most "
             f"{f['capacity_bits']:.0f} bits ({f['capacity_bits'] / 8192:.1f} KiB; an upper "
-            "bound on the weights' values, not on the graph's structure)",
+            "bound on the changed values, exponents included"
+            + (f", and on {f['new_nodes']} new or changed node(s)" if f.get("new_nodes") else "")
+            + ")",
         ]
         dropped = {k: v for k, v in f.get("dropped", {}).items() if v}
         if dropped:
