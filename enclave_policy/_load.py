@@ -374,6 +374,8 @@ _EXPORT_SCHEMA["contract"] = {
     "mantissa_bits": (int, 1, 23),
     "mantissa_bits_half": (int, 1, 10),
     "max_new_int_elements": (int, 0, 10**6),
+    "max_new_nodes": (int, 0, 10**4),
+    "tenant_capacity_bits": (int, 0, 10**15),
     "fnmr_at_fmr": (float, 0, 1),
     "max_fnmr_increase": (float, 0, 1),
     "report_digits": (int, 2, 17),

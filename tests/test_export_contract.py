@@ -35,8 +35,7 @@ MARK = "ZZ-SECRET-MARKER-42"
 
 
 def _bases() -> dict:
-    m = onnx.load(CNN)
-    return {"cnn@1.0.0": {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}}
+    return rb.load_baselines({"cnn@1.0.0": str(CNN)})
 
 
 def _rebuild(kind: str, src: Path, out: Path) -> dict:
@@ -198,7 +197,7 @@ def test_a_new_large_integer_tensor_is_refused(tmp_path: Path) -> None:
     del m.graph.output[:]
     m.graph.output.append(helper.make_tensor_value_info("g", TensorProto.FLOAT, ["N", 400]))
     onnx.save(m, tmp_path / "m.onnx")
-    with pytest.raises(rb.Refused, match="only float"):
+    with pytest.raises(rb.Refused, match=r"only float|may only give a shape"):
         _rebuild("onnx_model", tmp_path / "m.onnx", tmp_path / "o.onnx")
 
 

@@ -42,15 +42,7 @@ def run(files: list[dict], policy: dict, baselines: dict | None = None, seed: in
     imported. Weights unchanged since the model a file descends from are kept bit for
     bit; changed ones are re-quantised."""
     rng = np.random.default_rng(seed)
-    bases = {}
-    if baselines:
-        import onnx
-        from onnx import numpy_helper
-
-        for name, path in baselines.items():
-            bm = onnx.load(path)
-            bases[name] = {t.name: numpy_helper.to_array(t) for t in bm.graph.initializer}
-            _BASE_OPS[name] = Counter(n.op_type for n in bm.graph.node)
+    bases = load_baselines(baselines or {})
     out = []
     for f in files:
         try:
@@ -70,8 +62,48 @@ def run(files: list[dict], policy: dict, baselines: dict | None = None, seed: in
     return {"files": out}
 
 
-# operator types of each imported model's graph, by name@version (set by ``run``)
-_BASE_OPS: dict[str, Counter] = {}
+def load_baselines(baselines: dict[str, str]) -> dict[str, dict[str, np.ndarray]]:
+    """Read each imported model (name -> its ONNX; its model.json beside it, as
+    ``<stem>.json``): returns name -> its initializers, and keeps its nodes' signatures
+    and its model.json for the rebuild (``_BASE_NODES``, ``_BASE_SPECS``)."""
+    bases = {}
+    if not baselines:
+        return bases
+    import onnx
+    from onnx import numpy_helper
+
+    for name, path in baselines.items():
+        bm = onnx.load(path)
+        bases[name] = {t.name: numpy_helper.to_array(t) for t in bm.graph.initializer}
+        _BASE_NODES[name] = Counter(_signature(n) for n in bm.graph.node)
+        spec = Path(path).with_suffix(".json")
+        if spec.is_file():
+            doc = json.loads(spec.read_text(encoding="utf-8"))
+            if isinstance(doc, dict):
+                _BASE_SPECS[name] = doc
+    return bases
+
+
+# the model.json of each imported model, by name@version (set by ``load_baselines``)
+_BASE_SPECS: dict[str, dict] = {}
+
+# the nodes of each imported model's graph (operator and attributes), by name@version
+# (set by ``run``)
+_BASE_NODES: dict[str, Counter] = {}
+
+# (operator, input position) where an integer tensor is a shape, axes, pads or bounds
+SHAPE_SLOTS = frozenset(
+    [("Reshape", 1), ("Expand", 1), ("Tile", 1), ("Unsqueeze", 1), ("Squeeze", 1)]
+    + [("Slice", j) for j in (1, 2, 3, 4)]
+    + [(op, 1) for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2")]
+    + [("Pad", 1), ("Pad", 3), ("ConstantOfShape", 0), ("Resize", 3), ("Split", 1)]
+)
+
+
+def _signature(n) -> tuple:
+    """A node's operator and attributes (names, inputs and outputs left out): the same
+    signature as an imported node means nothing in it was chosen for the export."""
+    return (n.domain or "", n.op_type, tuple(sorted(a.SerializeToString() for a in n.attribute)))
 
 
 def _descent(tensors: dict[str, np.ndarray], bases: dict) -> tuple[str | None, dict | None]:
@@ -98,8 +130,11 @@ def _rebuild_tensors(
     tensors: dict[str, np.ndarray], policy: dict, rng, base: dict | None
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Keep tensors bit-identical to the imported model; re-quantise changed and new float
-    tensors; refuse new integer tensors beyond shape-like sizes and other dtypes."""
-    from facelab.gates.exporting._quantise import capacity_bits, requantise
+    tensors (in a changed tensor, the values that differ from the imported ones); refuse
+    new integer tensors beyond shape-like sizes and other dtypes. ``capacity_bits`` in the
+    facts bounds what every changed value can carry, exponents included
+    (``_quantise.released_bits``)."""
+    from facelab.gates.exporting._quantise import released_bits, requantise
 
     m, m16 = int(policy["mantissa_bits"]), int(policy["mantissa_bits_half"])
     out, changed, bits, values = {}, [], 0.0, 0
@@ -107,25 +142,23 @@ def _rebuild_tensors(
         if a.size > int(policy["max_tensor_elements"]):
             raise Refused(f"{name}: {a.size} elements exceeds export.max_tensor_elements")
         old = base.get(name) if base else None
-        if (
-            old is not None
-            and old.shape == a.shape
-            and old.dtype == a.dtype
-            and old.tobytes() == a.tobytes()
-        ):
+        same_place = old is not None and old.shape == a.shape and old.dtype == a.dtype
+        if same_place and old.tobytes() == a.tobytes():
             out[name] = a
             continue
         if a.dtype in (np.float32, np.float16, np.float64):
             _check_floats(name, a)
             r = requantise(np.ascontiguousarray(a), m, rng, half_bits=m16)
-            n_changed = (
-                int((old.reshape(-1) != r.reshape(-1)).sum())
-                if old is not None and old.shape == a.shape and old.dtype == a.dtype
-                else a.size
-            )
             kept = m16 if a.dtype == np.float16 else m
-            bits += capacity_bits(n_changed, a.size, a.dtype, kept)
-            values += n_changed
+            diff = None
+            if same_place:  # values equal to the imported ones stay as imported
+                width = {2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize]
+                a_bits = np.ascontiguousarray(a).view(width)
+                same = a_bits == np.ascontiguousarray(old).view(width)
+                r = np.where(same, old, r).astype(a.dtype)
+                diff = np.ascontiguousarray(r).view(width) != np.ascontiguousarray(old).view(width)
+            bits += released_bits(r, diff, kept)
+            values += a.size if diff is None else int(diff.sum())
             changed.append(name)
             out[name] = r
         elif a.dtype.kind in "iub" and a.size <= int(policy["max_new_int_elements"]):
@@ -363,16 +396,40 @@ def rebuild_onnx(src: Path, out: Path, policy: dict, rng, bases) -> dict:
     if bad:
         raise Refused(f"operator {sorted(set(bad))[0]} is outside the allow-list")
     # the graph's structure is a channel too (72 no-op nodes whose operator types spell a
-    # name): beyond the imported model's own nodes, only a small head may be added
-    if parent is not None and parent in _BASE_OPS:
-        extra = Counter(n.op_type for n in keep_nodes) - _BASE_OPS[parent]
-        added = sum(extra.values())
-        limit = int(policy.get("max_new_nodes", 16))
-        if added > limit:
-            raise Refused(
-                f"{added} nodes beyond {parent}'s graph (at most {limit}, "
-                "export.contract.max_new_nodes): a graph's structure is a channel"
-            )
+    # name; 13 new nodes whose every operator choice is a few bits): a node is "as
+    # imported" when the imported graph has a node of the same operator and attributes
+    # (each imported node matched once); every other node is new. At most
+    # ``max_new_nodes`` may be new, and each is charged in the capacity bound: its
+    # operator (one of the allow-list), where each input comes from (one of the values
+    # before it), and its attributes (floats rounded to ``mantissa_bits``).
+    from facelab.gates.exporting._quantise import round_scalar, scalar_bits
+
+    m_bits = int(policy["mantissa_bits"])
+    if parent is not None and parent not in _BASE_NODES:
+        raise Refused(f"the graph of {parent} was not read (load_baselines); not rebuilt")
+    pool = Counter(_BASE_NODES.get(parent, Counter())) if parent is not None else Counter()
+    is_new: list[bool] = []
+    for n in keep_nodes:
+        sig = _signature(n)
+        if pool[sig] > 0:
+            pool[sig] -= 1
+            is_new.append(False)
+        else:
+            is_new.append(True)
+    added = sum(is_new)
+    limit = int(policy.get("max_new_nodes", 8))
+    if parent is not None and added > limit:
+        raise Refused(
+            f"{added} nodes beyond {parent or 'the imported'}'s graph (at most {limit}, "
+            "export.contract.max_new_nodes): a graph's structure is a channel"
+        )
+    struct_bits = 0.0
+    n_values = len(inputs) + len(used_consts)
+    for n, new_node in zip(keep_nodes, is_new, strict=True):
+        if new_node:
+            struct_bits += math.log2(max(2, len(allowed_ops)))
+            struct_bits += len(n.input) * math.log2(max(2, n_values))
+        n_values += len(n.output)
     # names: kept when the imported model has them, else renamed
     keep_names = set(base or {}) | {i.name for i in inputs} | set(wanted)
     rename: dict[str, str] = {}
@@ -384,8 +441,26 @@ def rebuild_onnx(src: Path, out: Path, policy: dict, rng, bases) -> dict:
             return v
         return rename.setdefault(v, f"v{len(rename)}")
 
+    def num(x: float, new_node: bool) -> float:
+        """A float attribute: as imported, or rounded to ``mantissa_bits`` and charged."""
+        nonlocal struct_bits
+        if not new_node:
+            return float(x)
+        try:
+            y = round_scalar(float(x), m_bits)
+        except ValueError as e:
+            raise Refused(f"a float attribute: {e}") from e
+        struct_bits += scalar_bits(m_bits)
+        return y
+
+    def integer(x: int, new_node: bool) -> int:
+        nonlocal struct_bits
+        if new_node:
+            struct_bits += 1 + abs(int(x)).bit_length()
+        return int(x)
+
     new_nodes, dropped_attrs = [], 0
-    for i, n in enumerate(keep_nodes):
+    for i, (n, new_node) in enumerate(zip(keep_nodes, is_new, strict=True)):
         attrs = []
         for a in n.attribute:
             if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
@@ -402,21 +477,23 @@ def rebuild_onnx(src: Path, out: Path, policy: dict, rng, bases) -> dict:
                 sv = a.s.decode("utf-8", "replace")
                 if not SAFE_ATTR_STRING.match(sv):
                     raise Refused(f"node {i} ({n.op_type}) attribute {a.name}: not a keyword")
+                if new_node:
+                    struct_bits += 8 * len(sv)
                 attrs.append(helper.make_attribute(a.name, sv))
             elif a.type == onnx.AttributeProto.STRINGS:
                 raise Refused(f"node {i} ({n.op_type}) attribute {a.name}: a list of strings")
             elif a.type == onnx.AttributeProto.INT:
-                attrs.append(helper.make_attribute(a.name, int(a.i)))
+                attrs.append(helper.make_attribute(a.name, integer(a.i, new_node)))
             elif a.type == onnx.AttributeProto.FLOAT:
-                attrs.append(helper.make_attribute(a.name, float(a.f)))
+                attrs.append(helper.make_attribute(a.name, num(a.f, new_node)))
             elif a.type == onnx.AttributeProto.INTS:
                 if len(a.ints) > int(policy["max_new_int_elements"]):
                     raise Refused(f"node {i} ({n.op_type}) attribute {a.name}: a long list")
-                attrs.append(helper.make_attribute(a.name, [int(x) for x in a.ints]))
+                attrs.append(helper.make_attribute(a.name, [integer(x, new_node) for x in a.ints]))
             elif a.type == onnx.AttributeProto.FLOATS:
                 if len(a.floats) > int(policy["max_new_int_elements"]):
                     raise Refused(f"node {i} ({n.op_type}) attribute {a.name}: a long list")
-                attrs.append(helper.make_attribute(a.name, [float(x) for x in a.floats]))
+                attrs.append(helper.make_attribute(a.name, [num(x, new_node) for x in a.floats]))
             else:
                 dropped_attrs += 1
         if n.op_type == "Constant":
@@ -426,8 +503,38 @@ def rebuild_onnx(src: Path, out: Path, policy: dict, rng, bases) -> dict:
         )
         nn.attribute.extend(attrs)
         new_nodes.append(nn)
+    # an integer tensor that is new or changed may only give a shape, axes or pads: as
+    # Gather indices (or any data) its values are free choices that re-quantisation never
+    # touches (the red team's payload in a Gather's indices)
+    for c in sorted(used_consts):
+        t = consts[c]
+        if t.dtype.kind not in "iub":
+            continue
+        old = (base or {}).get(c)
+        if (
+            old is not None
+            and old.dtype == t.dtype
+            and old.shape == t.shape
+            and old.tobytes() == t.tobytes()
+        ):
+            continue
+        uses = [(k.op_type, j) for k in keep_nodes for j, x in enumerate(k.input) if x == c]
+        bad_use = [u for u in uses if u not in SHAPE_SLOTS]
+        if c in wanted:
+            bad_use.append(("a graph output", 0))
+        if bad_use or not uses:
+            op, j = bad_use[0] if bad_use else ("nothing", 0)
+            raise Refused(
+                f"integer tensor {c[:40]!r} feeds {op} input {j}: a new or changed integer "
+                "tensor may only give a shape, axes, pads or slice bounds (its values are "
+                "not re-quantised)"
+            )
     tensors = {c: consts[c] for c in sorted(used_consts)}
     rebuilt, facts = _rebuild_tensors(tensors, policy, rng, base)
+    facts["weights_capacity_bits"] = facts["capacity_bits"]
+    facts["structure_capacity_bits"] = round(struct_bits, 1)
+    facts["capacity_bits"] = round(facts["capacity_bits"] + struct_bits, 1)
+    facts["new_nodes"] = added
     inits = [numpy_helper.from_array(a, nm(k)) for k, a in rebuilt.items()]
 
     def vi(v) -> onnx.ValueInfoProto:
@@ -531,20 +638,53 @@ def rebuild_model_json(src: Path, out: Path, policy: dict, rng, base) -> dict:
         name = f"{parent}-derived"
     version = imported.get(parent, "0.0.0")
 
-    def nums(v):
-        return [float(x) for x in v] if isinstance(v, list) else float(v)
+    # every number that is not the imported model.json's own is rounded to
+    # ``mantissa_bits`` (a float64 mean holds 52 free bits; L12 of the red team) and
+    # charged in the capacity bound, as are changed sizes, width and keywords
+    from facelab.gates.exporting._quantise import round_scalar, scalar_bits
 
+    m_bits = int(policy["mantissa_bits"])
+    ref = _BASE_SPECS.get(f"{parent}@{version}", {})
+    ref_in = ref.get("input", {}) if isinstance(ref.get("input"), dict) else {}
+    bits = 0.0
+
+    def nums(key: str):
+        nonlocal bits
+        v, old = inp[key], ref_in.get(key)
+        if v == old and type(v) is type(old):
+            return v
+        try:
+            if isinstance(v, list):
+                bits += scalar_bits(m_bits) * len(v) + 8
+                return [round_scalar(float(x), m_bits) for x in v]
+            bits += scalar_bits(m_bits)
+            return round_scalar(float(v), m_bits)
+        except ValueError as e:
+            raise Refused(f"model.json input.{key}: {e}") from e
+
+    def same(value, old, width: float) -> None:
+        nonlocal bits
+        if value != old:
+            bits += width
+
+    size = [int(inp["size"][0]), int(inp["size"][1])]
+    same(size, ref_in.get("size"), 2 * 16)
+    same(str(inp["layout"]), ref_in.get("layout"), 8)
+    same(str(inp["channels"]), ref_in.get("channels"), 8)
+    same(str(doc["similarity"]), ref.get("similarity"), 8)
+    ref_dim = ref.get("output", {}).get("dim") if isinstance(ref.get("output"), dict) else None
+    same(dim, ref_dim, 1 + abs(dim).bit_length())
     clean = {
         "name": name,
         "version": version,
         "input": {
-            "size": [int(inp["size"][0]), int(inp["size"][1])],
+            "size": size,
             "layout": str(inp["layout"]),
             "channels": str(inp["channels"]),
-            "mean": nums(inp["mean"]),
-            "std": nums(inp["std"]),
+            "mean": nums("mean"),
+            "std": nums("std"),
         },
-        "output": {"dim": int(doc["output"]["dim"])},
+        "output": {"dim": dim},
         "similarity": str(doc["similarity"]),
     }
     extra = sorted(set(doc) - set(clean))
@@ -553,6 +693,7 @@ def rebuild_model_json(src: Path, out: Path, policy: dict, rng, base) -> dict:
         "dropped_keys": extra[:20],
         "spec": clean,
         "renamed": renamed or version != str(doc["version"]),
+        "capacity_bits": round(bits, 1),
     }
 
 
@@ -727,7 +868,13 @@ def rebuild_table(src: Path, out: Path, policy: dict, rng, base) -> dict:
     w.writerows(clean)
     name = out.with_suffix(".csv")
     name.write_text(buf.getvalue())
-    return {"rows": len(clean), "columns": header, "written_as": name.name}
+    # free numbers and labels: every byte of the rebuilt table is charged
+    return {
+        "rows": len(clean),
+        "columns": header,
+        "written_as": name.name,
+        "capacity_bits": 8 * len(buf.getvalue().encode()),
+    }
 
 
 def rebuild_text(src: Path, out: Path, policy: dict, rng, base) -> dict:
@@ -747,8 +894,9 @@ def rebuild_text(src: Path, out: Path, policy: dict, rng, base) -> dict:
     non_ascii = sum(1 for c in text if ord(c) > 0x7E)
     if non_ascii > int(policy["max_text_non_ascii"]):
         raise Refused(f"{non_ascii} characters outside ASCII in a free-text file")
-    out.write_text(text.replace("\r\n", "\n"))
-    return {"bytes": len(text)}
+    clean = text.replace("\r\n", "\n")
+    out.write_text(clean)
+    return {"bytes": len(text), "capacity_bits": 8 * len(clean.encode())}
 
 
 REBUILD = {

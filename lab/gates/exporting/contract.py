@@ -11,9 +11,13 @@ kind            may contain, and is rebuilt as
 ==============  ==================================================================
 onnx_model      ``*.onnx``: nodes with allow-listed operators reachable from the
                 outputs, and their initializers; changed weights re-quantised with
-                dither (``_quantise.py``); no metadata, doc strings, functions,
-                training_info, sparse or unknown fields; new names renamed
-model_json      ``model.json``: the import schema's keys only, re-serialised
+                dither (``_quantise.py``); at most ``max_new_nodes`` nodes new or
+                changed (their float attributes rounded to ``mantissa_bits``); new
+                or changed integer tensors only as shapes, axes, pads or bounds; no
+                metadata, doc strings, functions, training_info, sparse or unknown
+                fields; new names renamed
+model_json      ``model.json``: the import schema's keys only, re-serialised; numbers
+                not the imported model.json's rounded to ``mantissa_bits``
 bench_report    ``report.json`` under the benchmark's schema (numbers rounded);
                 ``report.html``, ``det.png``, ``scores.png`` drawn again by
                 facelab's report code from it (the tenant's are discarded)
@@ -27,6 +31,14 @@ weights         ``*.npy``, ``*.npz``, ``*.safetensors``, ``*.h5``, ``*.keras``,
 ==============  ==================================================================
 
 The manifest signs the rebuilt bytes; the detectors (the last layer) scan them.
+
+Every rebuilt file's facts hold ``capacity_bits``: an upper bound on what the values the
+tenant chose (everything not byte-identical to the imported model: changed weights with
+their exponents, new nodes, attributes, model.json numbers, text and table bytes) can
+carry. ``ops.export`` charges their sum to the tenant's budget across all its releases
+(``export.contract.tenant_capacity_bits``, recorded in each release's audit entry) and
+refuses an export that goes over it. The bound is an upper bound, not a detector: a
+payload that fits in what is left of the budget leaves.
 """
 
 from __future__ import annotations

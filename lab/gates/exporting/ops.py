@@ -122,7 +122,14 @@ def reconcile_intent(lab: Lab, log: AuditLog, actor: str, intent: dict) -> str:
             tenant=tenant,
             object=intent.get("object", ""),
             decision=outcome,
-            details={"release": rel, "reconciled": True},
+            details={
+                "release": rel,
+                "reconciled": True,
+                # what the release was charged (tenant_bits sums it)
+                "capacity_bits": intent.get("details", {}).get("capacity_bits", 0)
+                if outcome != "aborted"
+                else 0,
+            },
         ),
     )
     return outcome
@@ -277,55 +284,68 @@ def export(
                 bench_reports=bench_job_reports(lab.paths.audit, tenant),
             )
         step("decision")
-        digests = [a["source_sha256"] for a in report.artifacts]
-        policy_sha = hashlib.sha256(lab.paths.policy.read_bytes()).hexdigest()
-        summary = {
-            "artifacts": [f"{a['path']} sha256:{a['sha256']}" for a in report.artifacts],
-            "findings": {
-                s: sum(f.severity == s for f in report.findings) for s in ("high", "medium", "low")
-            },
-            "blocking": sorted({f"{f.detector}: {f.artifact}" for f in report.blocking()}),
-            "subjects matched": len({s for f in report.blocking() for s in f.subjects}),
-            "policy_sha256": policy_sha,
-        }
-        decision = "refused" if report.refused else "released"
-        if report.refused and override is not None:
-            release.check_override(
-                policy.reviewers,
-                override.reviewer,
-                override.signature,
-                tenant,
-                digests,
-                override.reason,
-            )
-            unbuilt = [it.rel for it in items if it.out is None and not it.discarded]
-            if unbuilt:
-                raise BadInputError(
-                    f"override: {unbuilt[0]} has no rebuilt form (the contract refused it: "
-                    "nothing but a rebuilt file leaves, even with an override)"
+        # the tenant's state lock, from the budget's reading to the release's outcome: two
+        # exports of one tenant cannot both spend what is left of its budget
+        with intents.held(lab.paths.audit, tenant, log.lock_wait):
+            bits = export_bits(items)
+            spent = tenant_bits(lab.paths.audit, tenant)
+            over = budget_finding(spent, bits, int(policy.contract["tenant_capacity_bits"]))
+            if over is not None:
+                report = replace(report, findings=(*report.findings, over))
+            digests = [a["source_sha256"] for a in report.artifacts]
+            policy_sha = hashlib.sha256(lab.paths.policy.read_bytes()).hexdigest()
+            summary = {
+                "artifacts": [f"{a['path']} sha256:{a['sha256']}" for a in report.artifacts],
+                "findings": {
+                    s: sum(f.severity == s for f in report.findings)
+                    for s in ("high", "medium", "low")
+                },
+                "blocking": sorted({f"{f.detector}: {f.artifact}" for f in report.blocking()}),
+                "subjects matched": len({s for f in report.blocking() for s in f.subjects}),
+                "policy_sha256": policy_sha,
+                "capacity_bits": round(bits, 1),
+                "tenant_capacity_bits_before": round(spent, 1),
+            }
+            decision = "refused" if report.refused else "released"
+            if report.refused and override is not None:
+                release.check_override(
+                    policy.reviewers,
+                    override.reviewer,
+                    override.signature,
+                    tenant,
+                    digests,
+                    override.reason,
                 )
-            decision = "overridden"
-            summary["override"] = {"reviewer": override.reviewer, "reason": override.reason}
-        action = {"released": "release", "refused": "refuse", "overridden": "override"}[decision]
+                unbuilt = [it.rel for it in items if it.out is None and not it.discarded]
+                if unbuilt:
+                    raise BadInputError(
+                        f"override: {unbuilt[0]} has no rebuilt form (the contract refused it: "
+                        "nothing but a rebuilt file leaves, even with an override)"
+                    )
+                decision = "overridden"
+                summary["override"] = {"reviewer": override.reviewer, "reason": override.reason}
+            action = {"released": "release", "refused": "refuse", "overridden": "override"}[
+                decision
+            ]
 
-        def event(details: dict) -> Event:
-            return Event(
-                f"export.{action}",
-                actor,
-                role="export reviewer" if override else "tenant",
-                tenant=tenant,
-                object="sha256:" + hashlib.sha256("".join(sorted(digests)).encode()).hexdigest(),
-                decision=decision,
-                details=details,
-            )
+            def event(details: dict) -> Event:
+                return Event(
+                    f"export.{action}",
+                    actor,
+                    role="export reviewer" if override else "tenant",
+                    tenant=tenant,
+                    object="sha256:"
+                    + hashlib.sha256("".join(sorted(digests)).encode()).hexdigest(),
+                    decision=decision,
+                    details=details,
+                )
 
-        out = None
-        if decision != "refused":
-            when = clock().astimezone(UTC)
-            rid = release_id(when, report)
-            rel = f"released/{tenant}/{rid}"
-            with intents.held(lab.paths.audit, tenant, log.lock_wait):  # the tenant's state lock
-                seq = intents.begin(log, event({"release": rel}))
+            out = None
+            if decision != "refused":
+                when = clock().astimezone(UTC)
+                rid = release_id(when, report)
+                rel = f"released/{tenant}/{rid}"
+                seq = intents.begin(log, event({"release": rel, "capacity_bits": round(bits, 1)}))
                 hook("after-intent")
                 try:
                     out = _release(
@@ -374,6 +394,8 @@ def check(
     for k, (name, p) in enumerate(sorted(baselines.items())):
         q = bdir / f"{k}.onnx"
         shutil.copyfile(p, q)
+        if (p.parent / "model.json").is_file():  # its numbers are kept as they are
+            shutil.copyfile(p.parent / "model.json", q.with_suffix(".json"))
         local[name] = q
     contract.rebuild(
         items,
@@ -495,6 +517,10 @@ def check(
         for f in report.findings
     )
     rebuilt_notes = [f"{it.release_rel}: {_facts_text(it)}" for it in built if _facts_text(it)]
+    rebuilt_notes.append(
+        f"capacity: the rebuilt files can carry at most {export_bits(items):.0f} bits beyond "
+        "what the tenant imported (charged to its export.contract.tenant_capacity_bits)"
+    )
     return (
         ExportReport(
             report.tenant,
@@ -505,6 +531,58 @@ def check(
             seconds,
         ),
         items,
+    )
+
+
+def export_bits(items: list[contract.Item]) -> float:
+    """The capacity bound of one export: the sum of its rebuilt files' bounds (the rebuild's
+    ``capacity_bits``; a benchmark report a benchmark job wrote, and a file that is not
+    released, count 0)."""
+    total = 0.0
+    for it in items:
+        if it.out is None or it.discarded or it.kind == "bench_report":
+            continue
+        v = it.facts.get("capacity_bits", 0.0)
+        total += float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
+    return total
+
+
+def tenant_bits(audit_dir: Path, tenant: str) -> float:
+    """Bits the tenant's earlier releases were charged: the ``capacity_bits`` of every
+    ``export.release`` and ``export.override`` outcome of ``tenant`` that released
+    (reconciled ones carry their intent's). Releases recorded before the budget existed
+    carry none and count 0."""
+    from facelab.audit.read import entries
+
+    total = 0.0
+    for e in entries(audit_dir, b'"export.'):
+        if (
+            e.get("tenant") != tenant
+            or e.get("action") not in ("export.release", "export.override")
+            or e.get("decision") not in ("released", "overridden")
+            or not isinstance(e.get("details"), dict)
+        ):
+            continue
+        v = e["details"].get("capacity_bits", 0)
+        if isinstance(v, int | float) and not isinstance(v, bool) and v > 0:
+            total += float(v)
+    return total
+
+
+def budget_finding(spent: float, bits: float, budget: int) -> Finding | None:
+    """The refusal when a tenant's earlier releases (``spent`` bits) and this export
+    (``bits``) together exceed ``budget``; None when they fit."""
+    if spent + bits <= budget:
+        return None
+    return Finding(
+        "capacity",
+        "high",
+        "whole export",
+        "all files",
+        f"this export can carry up to {bits:.0f} bits beyond the imported models; with the "
+        f"{spent:.0f} bits of the tenant's earlier releases that is over its budget of "
+        f"{budget} bits (export.contract.tenant_capacity_bits): what a tenant can take out "
+        "through values it chose is bounded across all its exports",
     )
 
 
@@ -537,9 +615,11 @@ def _facts_text(it: contract.Item) -> str:
             f"{f['tensors'] - f['n_rebuilt']} of {f['tensors']} tensors unchanged since "
             f"import, {f['n_rebuilt']} re-quantised to {f['mantissa_bits']} mantissa bits "
             f"with dither",
-            f"{f['values_changed']} values changed, able to carry at most "
+            f"{f['values_changed']} values changed; the file can carry at most "
             f"{f['capacity_bits']:.0f} bits ({f['capacity_bits'] / 8192:.1f} KiB; an upper "
-            "bound on the weights' values, not on the graph's structure)",
+            "bound on the changed values, exponents included"
+            + (f", and on {f['new_nodes']} new or changed node(s)" if f.get("new_nodes") else "")
+            + ")",
         ]
         dropped = {k: v for k, v in f.get("dropped", {}).items() if v}
         if dropped:
