@@ -51,14 +51,19 @@ def test_the_same_checkpoint_is_cosigned_again(witnessed) -> None:
     assert grown.new_size > grown.old_size == again.new_size
 
 
-def test_a_fork_of_the_log_is_refused_and_nothing_is_cosigned(witnessed, tmp_path) -> None:
-    """The lab copied (same keys, same origin) and both copies grown apart: the witness
-    that cosigned one refuses the other, whatever its size."""
+def test_a_fork_of_the_log_is_refused_and_nothing_is_cosigned(
+    witnessed, tmp_path, monkeypatch
+) -> None:
+    """The lab copied (same keys, same origin) and both copies grown apart, the copy on
+    another machine (its own key pins): the witness that cosigned one refuses the
+    other, whatever its size."""
     lab, wdir = witnessed
     fork_root = tmp_path / "fork"
     shutil.copytree(lab.paths.root, fork_root)
     _grow(lab, 2, "main")
-    _grow(open_lab(fork_root), 3, "fork")
+    with monkeypatch.context() as m:
+        m.setenv("FACELAB_KNOWN_LABS", str(tmp_path / "other-machine-pins.json"))
+        _grow(open_lab(fork_root), 3, "fork")
     fork = open_lab(fork_root)
     assert fork.origin == lab.origin
     witness.cosign(wdir, lab)  # the witness follows the main line
