@@ -1,0 +1,96 @@
+"""The witness's cosign decision (``facelab.audit.witness.cosign``), through its Python
+API: it cosigns honest growth (and the same checkpoint again), and refuses a fork, a
+changed log key and a damaged state, leaving its state and the lab's witness note as
+they were. The oracle is the bytes of those two files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from facelab.audit import Event, witness
+from facelab.errors import BadInputError, TamperedError
+from facelab.labdir import audit_writer, open_lab, public_key_b64
+
+from tests.audit_helpers import PASS, make_lab
+
+
+def _grow(lab, n: int, tag: str) -> None:
+    with audit_writer(lab, PASS) as log:
+        for i in range(n):
+            log.record(Event("test.grow", "tester", details={"tag": tag, "i": i}))
+
+
+def _files(wdir: Path, lab) -> dict[str, bytes]:
+    """The witness's state and the lab's copy of its note, byte for byte."""
+    out = {str(p.relative_to(wdir)): p.read_bytes() for p in (wdir / "logs").glob("*.json")}
+    for p in (lab.paths.audit / "witness").glob("*.note"):
+        out[p.name] = p.read_bytes()
+    return out
+
+
+@pytest.fixture
+def witnessed(tmp_path: Path):
+    lab = make_lab(tmp_path / "lab", entries=3)
+    wdir = tmp_path / "witness"
+    witness.init(wdir, "w1.example")
+    first = witness.cosign(wdir, lab)
+    assert first.new_size > 0
+    return lab, wdir
+
+
+def test_the_same_checkpoint_is_cosigned_again(witnessed) -> None:
+    lab, wdir = witnessed
+    again = witness.cosign(wdir, lab)  # no growth: not a rollback
+    assert again.old_size == again.new_size
+    _grow(lab, 2, "honest")
+    grown = witness.cosign(wdir, lab)
+    assert grown.new_size > grown.old_size == again.new_size
+
+
+def test_a_fork_of_the_log_is_refused_and_nothing_is_cosigned(
+    witnessed, tmp_path, monkeypatch
+) -> None:
+    """The lab copied (same keys, same origin) and both copies grown apart, the copy on
+    another machine (its own key pins): the witness that cosigned one refuses the
+    other, whatever its size."""
+    lab, wdir = witnessed
+    fork_root = tmp_path / "fork"
+    shutil.copytree(lab.paths.root, fork_root)
+    _grow(lab, 2, "main")
+    with monkeypatch.context() as m:
+        m.setenv("FACELAB_KNOWN_LABS", str(tmp_path / "other-machine-pins.json"))
+        _grow(open_lab(fork_root), 3, "fork")
+    fork = open_lab(fork_root)
+    assert fork.origin == lab.origin
+    witness.cosign(wdir, lab)  # the witness follows the main line
+    before = _files(wdir, fork)
+    with pytest.raises(TamperedError):
+        witness.cosign(wdir, fork)
+    assert _files(wdir, fork) == before
+
+
+def test_a_replaced_log_key_is_refused(witnessed) -> None:
+    lab, wdir = witnessed
+    before = _files(wdir, lab)
+    other = Ed25519PrivateKey.generate().public_key()
+    lab.paths.public_key.write_text(public_key_b64(other) + "\n")
+    with pytest.raises(TamperedError):
+        witness.cosign(wdir, lab)
+    assert _files(wdir, lab) == before
+
+
+@pytest.mark.parametrize("field", ["log_key", "note"])
+def test_a_damaged_witness_state_is_refused(witnessed, field) -> None:
+    lab, wdir = witnessed
+    (state,) = (wdir / "logs").glob("*.json")
+    doc = json.loads(state.read_text())
+    doc[field] = 7
+    state.write_text(json.dumps(doc))
+    before = _files(wdir, lab)
+    with pytest.raises(BadInputError):
+        witness.cosign(wdir, lab)
+    assert _files(wdir, lab) == before
