@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -137,6 +138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FacelabError as e:
         print(f"facelab: error: {e}", file=sys.stderr)
         return e.exit_code
+    except sqlite3.DatabaseError as e:
+        if type(e) is not sqlite3.DatabaseError:  # OperationalError: locked, disk full
+            print(f"facelab: error: the vault database: {e}", file=sys.stderr)
+            return 2
+        # "database disk image is malformed", "file is not a database": damage, exit 4
+        print(f"facelab: error: the vault database is damaged ({e})", file=sys.stderr)
+        return 4
     except OSError as e:  # a read-only directory, a full disk, a missing file
         where = e.filename or "facelab"
         print(f"facelab: error: {where}: {e.strerror or e}", file=sys.stderr)

@@ -440,7 +440,9 @@ def recorded_audit_limits(lab: Lab) -> dict[str, int]:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - (1 << 16)))
             lines = f.read().split(b"\n")
-        last = json.loads(next(x for x in reversed(lines[:-1] or lines) if x.strip()))
+        from facelab.audit.read import entry_of
+
+        last = entry_of(next(x for x in reversed(lines[:-1] or lines) if x.strip())) or {}
         sha = str(last.get("policy", "")).removeprefix("sha256:")
         if not re.fullmatch(r"[0-9a-f]{64}", sha):
             return current

@@ -16,7 +16,6 @@ carries the digest of the policy its writer opened with).
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import tempfile
@@ -71,7 +70,9 @@ def _last_entry(audit_dir: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     lines = [x for x in tail.split(b"\n") if x]
-    return json.loads(lines[-1]) if lines else None
+    from facelab.audit.read import entry_of
+
+    return entry_of(lines[-1]) if lines else None
 
 
 def in_force(audit_dir: Path) -> str | None:

@@ -10,7 +10,6 @@ certificate's validation comes from the certificate file when it is still there.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
@@ -65,11 +64,21 @@ def accountability(entries: list[dict], certificates: Path) -> dict[str, dict]:
         elif a == "vault.destroy" and e.get("decision") in ("destroyed", "failed"):
             name = str(d.get("certificate", ""))
             validated = None
-            try:
-                sigs = json.loads((certificates / name).read_text())["signatures"]
-                validated = next((s["name"] for s in sigs if s.get("role") == "validator"), None)
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
+            try:  # bounded and strict: a hostile file is "not validated", never a traceback
+                from facelab.errors import FacelabError
+                from facelab.vault import certificate
+
+                sigs = certificate.read(certificates / name).get("signatures")
+                validated = next(
+                    (
+                        s["name"]
+                        for s in sigs
+                        if isinstance(s, dict) and s.get("role") == "validator"
+                    ),
+                    None,
+                )
+            except (FacelabError, OSError, ValueError, KeyError, TypeError):
+                validated = None
             row(t)["destruction"] = {
                 "status": e.get("decision"),
                 "time": e.get("time"),

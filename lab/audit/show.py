@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 from facelab.audit.log import ENTRIES
+from facelab.audit.read import entry_of
 from facelab.errors import BadInputError
 
 
@@ -37,9 +37,8 @@ def filter_entries(
         for raw in f:
             if not raw.endswith(b"\n"):
                 break  # a torn tail is not an entry; `audit verify` reports it
-            try:
-                e = json.loads(raw)
-            except ValueError:
+            e = entry_of(raw)
+            if e is None:  # not an entry: `audit verify` reports it
                 continue
             if tenant is not None and e.get("tenant") != tenant:
                 continue

@@ -43,6 +43,7 @@ close that gap.
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +53,6 @@ from facelab.audit import rfc9162
 from facelab.audit._store import (
     leaves_for_stored,
     new_hashes,
-    read_offsets,
     stored_count,
     stored_index,
 )
@@ -133,13 +133,41 @@ class _Tree:
         return self.subtree(0, size)
 
 
+def _read_prefix(path: Path, limit: int) -> tuple[bytes, int]:
+    """At most ``limit`` bytes from the start of the regular file ``path``, and its size
+    (b"", 0 when it does not exist). A link, directory or device is ``BadInputError``."""
+    import os
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return b"", 0
+    except OSError as e:
+        raise BadInputError(f"{path}: unreadable ({e.strerror or e})") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise BadInputError(f"{path}: not a regular file")
+        parts, got = [], 0
+        while got < min(limit, st.st_size):
+            b = os.pread(fd, min(1 << 24, limit - got), got)
+            if not b:
+                break
+            parts.append(b)
+            got += len(b)
+        return b"".join(parts), st.st_size
+    finally:
+        os.close(fd)
+
+
 def _genesis_key(first_line: bytes | None) -> str | None:
     if first_line is None:
         return None
     try:
         obj = json.loads(first_line)
         return obj["details"]["public_key"] if obj.get("action") == "lab.init" else None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
 
 
@@ -180,6 +208,8 @@ def verify_log(
     damage = rep.damage
     try:
         data = (d / ENTRIES).read_bytes()
+    except MemoryError as e:
+        raise BadInputError(f"{d / ENTRIES}: too large to verify in this machine's memory") from e
     except FileNotFoundError as e:
         raise BadInputError(f"{d / ENTRIES}: no audit log here") from e
     registered: dict[str, str] = {}
@@ -240,7 +270,17 @@ def verify_log(
 
     # 2. derived files: the stored leaf hashes localise an edited entry
     tree = _Tree(leaves)
-    stored = (d / HASHES).read_bytes() if (d / HASHES).exists() else b""
+    need = stored_count(n) * 32  # never more is read: a 1 TiB sparse file is not loaded
+    stored, stored_size = _read_prefix(d / HASHES, need)
+    if stored_size > need:
+        damage.append(
+            Damage(
+                "hash-store-mismatch",
+                None,
+                f"{HASHES} is {stored_size} bytes, longer than the {need} its {n} entries "
+                "need (facelab audit repair rebuilds it)",
+            )
+        )
     covered = min(leaves_for_stored(len(stored) // 32), n)  # a crash leaves it short
     first_edit = None
     for i in range(covered):
@@ -262,7 +302,12 @@ def verify_log(
         rep.warnings.append(
             f"{HASHES} covers {covered} of {n} entries (crash?); the writer rebuilds it on open"
         )
-    offsets = read_offsets(d / INDEX)
+    raw_index, index_size = _read_prefix(d / INDEX, n * 8)
+    offsets = list(struct.unpack(f">{len(raw_index) // 8}Q", raw_index[: len(raw_index) // 8 * 8]))
+    if index_size > n * 8:
+        damage.append(
+            Damage("hash-store-mismatch", None, f"{INDEX} is longer than its {n} entries need")
+        )
     ends, pos = [], 0
     for line in parts:
         pos += len(line) + 1

@@ -8,10 +8,13 @@ File ``LAB/certificates/destroy-<tenant>-<UTC time>.json``::
         {"role": "validator", "name", "date", "public_key": b64, "signature": b64}]}
 
 The performer (the operator, through the lab's key, at destroy time) signs the
-canonical JSON of ``certificate``. The validator is a person with a key of their own,
-never the lab's: ``facelab certificate validate`` signs the canonical JSON of
-``{"certificate": ..., "performer_signature": ...}`` after checking the performer's
-signature. ``verify_document`` needs only public keys (``facelab certificate verify
+canonical JSON of ``{"certificate": ..., "signer": its own block without the
+signature}``. The validator is a person with a key of their own, never the lab's:
+``facelab certificate validate`` signs the canonical JSON of ``{"certificate": ...,
+"performer_signature": ..., "signer": its own block without the signature}`` after
+checking the performer's signature. Every field of the document is under a signature:
+a signer's name, title or date edited does not verify (red team 14e, c14).
+``verify_document`` needs only public keys (``facelab certificate verify
 CERT --key PUB``, offline).
 
 Fields (Appendix G, for logical data in a lab): person performing the sanitization
@@ -144,25 +147,39 @@ def _pub_b64(key: Ed25519PublicKey) -> str:
     return public_key_b64(key)
 
 
+def _signer(block: dict) -> dict:
+    """A signature block without its signature: what the signature covers of it."""
+    return {k: v for k, v in block.items() if k != "signature"}
+
+
+def _performer_message(cert: dict, block: dict) -> bytes:
+    return canonical({"certificate": cert, "signer": _signer(block)})
+
+
 def sign_performer(cert: dict, key: Ed25519PrivateKey, name: str, when: str) -> dict:
-    """The document with the performer's signature over the certificate."""
-    return {
-        "certificate": cert,
-        "signatures": [
-            {
-                "role": "performer",
-                "name": name,
-                "date": when,
-                "public_key": _pub_b64(key.public_key()),
-                "signature": _b64(key.sign(canonical(cert))),
-            }
-        ],
-    }
+    """The document with the performer's signature over the certificate and over its
+    own block (role, name, date, key): no field of the document is outside a signature
+    (red team 14e, c14: the signers' names and dates could be edited)."""
+    block = {"role": "performer", "name": name, "date": when}
+    block["public_key"] = _pub_b64(key.public_key())
+    block["signature"] = _b64(key.sign(_performer_message(cert, block)))
+    return {"certificate": cert, "signatures": [block]}
 
 
-def _validator_message(doc: dict) -> bytes:
+def _validator_message(doc: dict, block: dict | None = None) -> bytes:
+    """What the validator signs: the certificate, the performer's signature it vouches
+    for, and the validator's own block (name, title, date, key)."""
     perf = doc["signatures"][0]
-    return canonical({"certificate": doc["certificate"], "performer_signature": perf["signature"]})
+    if block is None:
+        sigs = doc["signatures"]
+        block = sigs[1] if len(sigs) > 1 else {}
+    return canonical(
+        {
+            "certificate": doc["certificate"],
+            "performer_signature": perf["signature"],
+            "signer": _signer(block),
+        }
+    )
 
 
 def add_validation(
@@ -178,8 +195,8 @@ def add_validation(
         "title": title,
         "date": when,
         "public_key": _pub_b64(key.public_key()),
-        "signature": _b64(key.sign(_validator_message(doc))),
     }
+    sig["signature"] = _b64(key.sign(_validator_message(doc, sig)))
     return {**doc, "signatures": [perf, sig]}
 
 
@@ -201,7 +218,13 @@ def verify_document(doc: dict, keys: list[Ed25519PublicKey]) -> dict:
         key = trusted.get(perf["public_key"])
         if key is None:
             raise TamperedError("the performer's key is not one of the keys given")
-        key.verify(base64.b64decode(perf["signature"], validate=True), canonical(cert))
+        if not isinstance(perf, dict) or set(doc) != {"certificate", "signatures"}:
+            raise TypeError("fields outside the certificate and its signatures")
+        if not 1 <= len(sigs) <= 2:
+            raise TypeError("one performer's and at most one validator's signature")
+        key.verify(
+            base64.b64decode(perf["signature"], validate=True), _performer_message(cert, perf)
+        )
         if len(sigs) > 1:
             val = sigs[1]
             if val["role"] != "validator" or val["public_key"] == perf["public_key"]:
@@ -209,7 +232,9 @@ def verify_document(doc: dict, keys: list[Ed25519PublicKey]) -> dict:
             vkey = trusted.get(val["public_key"])
             if vkey is None:
                 raise TamperedError("the validator's key is not one of the keys given")
-            vkey.verify(base64.b64decode(val["signature"], validate=True), _validator_message(doc))
+            vkey.verify(
+                base64.b64decode(val["signature"], validate=True), _validator_message(doc, val)
+            )
             out["validator"] = val["name"]
     except InvalidSignature as e:
         raise TamperedError("destruction certificate: a signature does not verify") from e

@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,8 +162,15 @@ def load_tenant_key(keys_dir: Path, tenant: str) -> bytes | None:
     except OSError as e:
         path = tenant_key_path(keys_dir, tenant)
         raise BadInputError(f"{path}: unreadable ({e.strerror})") from e
+    path = tenant_key_path(keys_dir, tenant)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadInputError(
+                f"{path}: not a regular file (a directory or device where a tenant key must be)"
+            )
         return os.read(fd, 4096)
+    except OSError as e:
+        raise BadInputError(f"{path}: unreadable ({e.strerror or e})") from e
     finally:
         os.close(fd)
 

@@ -16,9 +16,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from facelab.audit import AuditLog, Event, intents
-from facelab.errors import BadInputError
+from facelab.errors import BadInputError, FacelabError
 from facelab.labdir import Lab
-from facelab.vault import ops
+from facelab.vault import certificate, ops
 from facelab.vault.keystore import RootKey
 
 
@@ -94,9 +94,9 @@ def register(lab: Lab, root: RootKey) -> list[dict]:
     missing_cert: set[str] = set()
     for cert in sorted((lab.paths.root / "certificates").glob("destroy-*.json")):
         try:
-            c = json.loads(cert.read_text())["certificate"]
+            c = certificate.read(cert)["certificate"]  # bounded, strict, never recursing
             destroyed[c["media_information"]["tenant"]] = c["performer"]["date"][:10]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (FacelabError, OSError, ValueError, KeyError, TypeError):
             continue
     # the signed log, not the certificates directory, says who was destroyed: a deleted
     # certificate must not make a processor vanish from the register (red team 2, a09)
@@ -111,7 +111,6 @@ def register(lab: Lab, root: RootKey) -> list[dict]:
             if cert and not (lab.paths.root / "certificates" / cert).is_file():
                 missing_cert.add(t)
     names = sorted(set(active) | set(destroyed) | set(gov.tenants))
-    from facelab.vault import certificate
 
     held: dict[str, list[str]] = {}  # what the vault holds, whatever was declared
     with ops.open_vault(lab, root) as v:

@@ -172,8 +172,10 @@ class Vault:
     def __enter__(self) -> Vault:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         self.close()
+        if type(exc) is sqlite3.DatabaseError:  # "malformed", "not a database": damage
+            raise TamperedError(f"{self.path}: the vault database is damaged ({exc})") from exc
 
     # ------------------------------------------------------------------ keys
 

@@ -312,7 +312,7 @@ def _register_locked(report: ImportReport, ctx: GateContext, models_dir: Path) -
                 os.chmod(Path(dirpath) / d, 0o555)
         os.chmod(target, 0o555)
     index = models_dir / "registry.json"
-    entries = json.loads(index.read_text()) if index.exists() else []
+    entries = list_models(models_dir)
     clash = name_clash(entries, report, ctx, models_dir)
     if clash:
         raise ValueError(clash)
@@ -466,6 +466,24 @@ def rebuild(ctx: GateContext, dest: Path) -> None:
         write(f"{APPROVALS}/{officer}.json", ctx.approval_bytes[officer])
 
 
+_REGISTRY_FIELDS = ("model", "tenant", "digest", "path")
+
+
 def list_models(models_dir: Path) -> list[dict]:
+    """The entries of ``models_dir/registry.json`` ([] when there is none).
+
+    Raises ``BadInputError`` naming the file when it is not a JSON list of objects with
+    string ``model``, ``tenant``, ``digest`` and ``path`` (red team 14e, held: a
+    registry of ``[1, 2]`` was a TypeError traceback in ``model list``)."""
+    from facelab.errors import BadInputError
+    from facelab.jsonfile import read_json
+
     index = models_dir / "registry.json"
-    return json.loads(index.read_text()) if index.exists() else []
+    try:
+        entries = read_json(index, what="a model registry", expect=list)
+    except FileNotFoundError:
+        return []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not all(isinstance(e.get(k), str) for k in _REGISTRY_FIELDS):
+            raise BadInputError(f"{index}: entry {i} is not a registered model")
+    return entries
