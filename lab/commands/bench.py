@@ -34,19 +34,49 @@ def _scorer(scheduler: str | None, client_out: list | None = None):
     return partial(score_pairs_on_cluster, client)
 
 
+MAX_SCORE_FILE = 4 << 30  # 4 GiB: 500M float64 scores
+
+
 def _read_scores(path: Path):
-    """A 1-D array of scores from .npy or text (one number a line; 'nan' = failure)."""
+    """A 1-D array of scores from .npy or text (one number a line; 'nan' = failure).
+
+    Every problem is one ``BadInputError`` naming the file: not a regular file (a FIFO
+    or ``/dev/zero`` is refused without reading it), no scores, an infinity (``1e400``
+    overflows to one), a dtype other than float32, float64 or integers below 2^53
+    (bool, float16, complex, strings, records). Big-endian arrays are read as numbers."""
+    import io
+    import warnings
+
     import numpy as np
+    from facelab.jsonfile import read_regular
 
     try:
-        if path.suffix == ".npy":
-            a = np.load(path, allow_pickle=False)
-        else:
-            a = np.loadtxt(path, dtype=np.float64, ndmin=1)
-    except (OSError, ValueError) as e:
-        raise BadInputError(f"{path}: not a score file ({e})") from e
+        data = read_regular(path, max_bytes=MAX_SCORE_FILE, what="a score file")
+    except FileNotFoundError as e:
+        raise BadInputError(f"{path}: no such file") from e
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # loadtxt's "input contained no data"
+            if path.suffix == ".npy":
+                a = np.load(io.BytesIO(data), allow_pickle=False)
+            else:
+                a = np.loadtxt(io.StringIO(data.decode("utf-8")), dtype=np.float64, ndmin=1)
+    except (OSError, ValueError, EOFError, UnicodeDecodeError) as e:
+        raise BadInputError(f"{path}: not a score file ({str(e)[:120]})") from e
     if a.ndim != 1:
         raise BadInputError(f"{path}: scores must be one number a line (a 1-D array)")
+    kind, size = a.dtype.kind, a.dtype.itemsize
+    if not ((kind == "f" and size in (4, 8)) or kind in "iu"):
+        raise BadInputError(
+            f"{path}: scores must be float32, float64 or integers, not {a.dtype.name}"
+        )
+    a = a.astype(a.dtype.newbyteorder("="), copy=False)  # big-endian: the same numbers
+    if len(a) == 0:
+        raise BadInputError(f"{path}: no scores in it")
+    if kind in "iu" and len(a) and int(np.abs(a.astype(np.float64)).max()) > 2**53:
+        raise BadInputError(f"{path}: integer scores above 2^53 lose their value as floats")
+    if kind == "f" and (n := int(np.isinf(a).sum())):
+        raise BadInputError(f"{path}: {n} infinite score(s) (a number beyond the float range)")
     return a
 
 
