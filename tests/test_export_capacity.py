@@ -336,3 +336,42 @@ def test_the_budget_refuses_only_what_goes_over_it(spent, bits, budget, refused)
     assert (f is not None) is refused
     if refused:
         assert f.severity == "high" and "tenant_capacity_bits" in f.evidence
+
+
+# ---------------------------------------------------------------- declared shapes (20e)
+def test_declared_shapes_of_inputs_and_outputs_carry_no_payload(tmp_path: Path) -> None:
+    """Red team 20e, case 15: a first name as the output's declared batch size (a 60-bit
+    integer), released and charged nothing. The batch axis leaves as "N", a static axis
+    above MAX_DECLARED_DIM leaves symbolic, and each static axis is charged."""
+    payload = 339624532330853971
+    m = _cnn()
+    out = m.graph.output[0]
+    out.type.tensor_type.shape.dim[0].dim_value = payload
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = payload % 1000 + 7
+    r = _rebuild(tmp_path, "onnx_model", "m.onnx", m.SerializeToString())
+    assert r["status"] == "ok", r
+    rel = onnx.load(tmp_path / "out" / "m.onnx")
+    declared = [
+        d.dim_value
+        for v in (*rel.graph.input, *rel.graph.output)
+        for d in v.type.tensor_type.shape.dim
+        if d.HasField("dim_value")
+    ]
+    assert payload not in declared and payload % 1000 + 7 not in declared
+    assert all(0 < x <= rb.MAX_DECLARED_DIM for x in declared)
+    for v in (*rel.graph.input, *rel.graph.output):
+        assert v.type.tensor_type.shape.dim[0].dim_param == "N"
+    # a wide static axis is written symbolic, never as its number
+    m2 = _cnn()
+    m2.graph.output[0].type.tensor_type.shape.dim[1].dim_value = payload
+    r2 = _rebuild(tmp_path, "onnx_model", "w.onnx", m2.SerializeToString())
+    assert r2["status"] == "ok", r2
+    rel2 = onnx.load(tmp_path / "out" / "w.onnx")
+    assert rel2.graph.output[0].type.tensor_type.shape.dim[1].dim_param == "d1"
+    # a static axis the imported model does not declare is charged its log2; its own
+    # (3, 64, 64, 128) are free, so the unchanged model still costs 0
+    m3 = _cnn()
+    m3.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 4242
+    r3 = _rebuild(tmp_path, "onnx_model", "c.onnx", m3.SerializeToString())
+    assert r3["facts"]["structure_capacity_bits"] >= math.log2(rb.MAX_DECLARED_DIM)
+    assert r["facts"]["structure_capacity_bits"] == 0
