@@ -66,3 +66,16 @@ def test_big_endian_scores_are_the_same_numbers(tmp_path, impostors) -> None:
 
     a, b = (json.loads(o) for o in outs)
     assert a["eer"] == b["eer"]
+
+
+def test_the_api_refuses_a_score_matrix_and_booleans_and_reads_big_endian() -> None:
+    from facelab.bench import eer, reduce_scores
+    from facelab.errors import BadInputError
+
+    rng = np.random.default_rng(3)
+    g, i = rng.normal(1, 0.3, 200), rng.normal(0, 0.3, 3000)
+    with pytest.raises(BadInputError, match="1-D"):
+        reduce_scores(g.reshape(20, 10), i)
+    with pytest.raises(BadInputError, match="booleans"):
+        reduce_scores(g > 1, i)
+    assert eer(reduce_scores(g.astype(">f8"), i)).value == eer(reduce_scores(g, i)).value

@@ -68,8 +68,17 @@ def _check(enrol: np.ndarray, probes: np.ndarray, gen_row: np.ndarray) -> None:
 
 # -- given scores -------------------------------------------------------------------
 def _as_scores(a, name: str) -> np.ndarray:
+    """Scores as a contiguous 1-D float32 or float64 array in native byte order.
+    Raises ``BadInputError`` for more than one axis (a score matrix is not a list of
+    comparisons), booleans, and anything that is not numbers."""
     a = np.asarray(a)
-    if a.dtype.kind in "iub":
+    if a.ndim > 1:
+        raise BadInputError(f"{name} scores must be a 1-D array, not of shape {a.shape}")
+    if a.dtype.kind == "b":
+        raise BadInputError(f"{name} scores must be numbers, not booleans")
+    if a.dtype.kind in "iuf" and not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))  # big-endian: the same numbers
+    if a.dtype.kind in "iu":
         if a.size and np.abs(a.astype(np.float64)).max() >= 2.0**53:
             raise BadInputError(f"{name} scores: integers beyond 2^53 are not exact in float64")
         a = a.astype(np.float64)

@@ -604,9 +604,13 @@ def _histograms(ss, bins: int | None = None) -> dict:
         return {"edges": [], "genuine": [], "impostor": []}
     if bins is None:  # fewer bins for few genuine scores: a smooth density
         bins = int(np.clip(2 * math.sqrt(ss.n_genuine), 20, 120))
-    edges = np.linspace(lo, hi, bins + 1).astype(np.float32)
-    edges[-1] = np.nextafter(np.float32(hi), np.float32(np.inf))
-    edges = np.unique(edges)  # float32 may merge edges of a very narrow range
+    dt = ss.dtype.type  # the scores' own precision: float64 scores beyond float32's range
+    with np.errstate(over="ignore", invalid="ignore"):
+        edges = np.linspace(lo, hi, bins + 1).astype(dt)
+    if not np.isfinite(edges).all():  # a range wider than the largest float
+        return {"edges": [], "genuine": [], "impostor": []}
+    edges[-1] = np.nextafter(dt(hi), dt(np.inf))
+    edges = np.unique(edges)  # the precision may merge edges of a very narrow range
     if ss.cheap:
         imp_ge, gen_lt = ss.counts_at(edges)
     else:  # reading bins costs a scoring pass: place whole bins by their lowest score
