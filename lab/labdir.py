@@ -311,9 +311,24 @@ def load_public_key(lab: Lab) -> Ed25519PublicKey:
 
 
 def actor_name(env: Mapping[str, str] = os.environ) -> str:
-    """Who is acting: FACELAB_ACTOR when set, else the operating-system user."""
+    """Who is acting: FACELAB_ACTOR when set, else the operating-system user.
+
+    Raises ``BadInputError`` for a FACELAB_ACTOR that is not one printable line of at
+    most 128 characters of valid Unicode (bytes that are not UTF-8 arrive as lone
+    surrogates; control and format characters, bidi overrides included, would make the
+    record read differently from what it holds; red team 14f, case 05)."""
+    import unicodedata
+
     name = env.get("FACELAB_ACTOR")
     if name:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise BadInputError("FACELAB_ACTOR: not valid UTF-8") from e
+        if len(name) > 128 or any(unicodedata.category(c).startswith("C") for c in name):
+            raise BadInputError(
+                "FACELAB_ACTOR: must be one printable line of at most 128 characters"
+            )
         return name
     try:
         return getpass.getuser()

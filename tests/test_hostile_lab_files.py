@@ -138,3 +138,41 @@ def test_no_field_of_a_validated_certificate_is_outside_a_signature(lab, tmp_pat
     cert.write_text(json.dumps(good))
     assert os.path.getsize(cert) > 0
     assert run("certificate", "verify", str(cert), *keys, env=env).returncode == 0
+
+
+@pytest.mark.parametrize("actor", ["a\nb", "x\u202eevil", "y" * 129, "\x1b[31mred"])
+def test_an_actor_that_is_not_one_printable_line_is_refused_before_anything(lab, actor) -> None:
+    """Red team 14f, case 05 (an actor of bytes that are not UTF-8 was a traceback; a
+    newline or a bidi override was recorded as given)."""
+    root, env = lab
+    before = (root / "audit" / "entries.jsonl").read_bytes()
+    line = one_line_error(
+        run("vault", "list", "--lab", str(root), env={**env, "FACELAB_ACTOR": actor})
+    )
+    assert "FACELAB_ACTOR" in line
+    assert (root / "audit" / "entries.jsonl").read_bytes() == before
+
+
+def test_an_actor_of_bytes_that_are_not_utf8_is_one_line(lab) -> None:
+    import subprocess
+    import sys
+
+    root, env = lab
+    envb = {k.encode(): v.encode() for k, v in env.items()}
+    envb[b"FACELAB_ACTOR"] = b"\xff\xfe"
+    p = subprocess.run(
+        [sys.executable, "-m", "facelab.cli", "vault", "list", "--lab", str(root)],
+        env=envb, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "FACELAB_ACTOR" in p.stderr
+
+
+def test_rows_under_a_tenant_the_vault_does_not_list_are_damage(lab) -> None:
+    """Red team 14f, case 16: a record row copied under another tenant name and id."""
+    root, env = lab
+    with sqlite3.connect(root / "vault.db") as c:
+        row = list(c.execute("SELECT * FROM records LIMIT 1").fetchone())
+        row[0], row[1] = row[0] + "x", row[1] + "x"
+        c.execute(f"INSERT INTO records VALUES ({','.join('?' * len(row))})", row)
+    line = one_line_error(run("vault", "list", "--lab", str(root), env=env), 4)
+    assert "does not list" in line

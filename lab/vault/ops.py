@@ -1081,6 +1081,12 @@ def check_vault_against_log(lab: Lab, root: RootKey) -> None:
         want = recorded_state(lab.paths.audit)
         with open_vault(lab, root) as v:
             have = {t["tenant"]: v.dataset_record_counts(t["tenant"]) for t in v.tenants()}
+            orphans = v.orphan_tenants()
+        if orphans:  # rows of no tenant: added or retagged by hand (red team 14f, 16)
+            raise TamperedError(
+                f"{lab.paths.vault}: the vault disagrees with the audit log: rows under "
+                f"{len(orphans)} tenant name(s) the vault does not list (added by hand?)"
+            )
         _compare_vault_and_log(lab, want, have, quiet)
         for t in sorted(set(have) & quiet):
             wrapped = keystore.load_tenant_key(lab.paths.keys, t)

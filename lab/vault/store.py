@@ -290,6 +290,15 @@ class Vault:
             )
         return out
 
+    def orphan_tenants(self) -> list[str]:
+        """Tenant names that records, datasets or key rows carry but the ``tenants``
+        table does not list (rows added or retagged with sqlite3)."""
+        rows = self.db.execute(
+            "SELECT tenant FROM records UNION SELECT tenant FROM datasets "
+            "UNION SELECT tenant FROM dataset_columns EXCEPT SELECT name FROM tenants"
+        )
+        return sorted(str(t) for (t,) in rows)
+
     def dataset_record_counts(self, tenant: str) -> dict[str, int]:
         """Dataset digest -> records of ``tenant`` in the vault under it (every dataset
         the ``datasets`` table lists, 0 when its records are gone)."""
