@@ -364,6 +364,7 @@ def audit_writer(
     from facelab.audit import pins
 
     pinned, _ = pins.pinned_head(lab.origin)  # BadInputError: a malformed pin file
+    seen_witnesses = pins.pinned_witnesses(lab.origin)
 
     def on_head(note: bytes, size: int) -> None:
         if why := pins.advance_head(lab.origin, note, size):
@@ -384,6 +385,7 @@ def audit_writer(
         lock_wait=float(limits["lock_wait_seconds"]),
         pinned_head=pinned,
         on_head=on_head,
+        pinned_witnesses=seen_witnesses,
     )
     try:  # a policy edited by hand since the last entry goes on the record first
         from facelab.policy import record_drift

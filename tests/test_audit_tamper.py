@@ -739,3 +739,34 @@ def test_a_whole_lab_replaced_at_its_path_under_a_new_identity_is_detected(
     assert ok.returncode == 0, ok.stderr
     pins = json.loads((tmp_path / "pins.json").read_text())
     assert pins[str(place.resolve())]["origin"] == fresh.origin
+
+
+@pytest.mark.parametrize("how", ["deleted", "rolled-back"])
+def test_14f_a_witness_cosignature_deleted_or_rolled_back_is_caught_by_the_pin(
+    tmp_path: Path, how
+) -> None:
+    """Red team 14f, cases 03 and 04: within ``max_unwitnessed`` a missing or older
+    cosignature looked like a witness that lags. This machine pinned the size it saw
+    the witness cosign: less than that is witness-rolled-back (exit 4), and the next
+    writer refuses."""
+    lab = make_lab(tmp_path / "lab", entries=3, checkpoint_every=1000)
+    root, wdir = str(lab.paths.root), str(tmp_path / "w")
+    p = cli("witness", "init", "--dir", wdir, "--name", "w1.example")
+    assert p.returncode == 0, p.stderr
+    assert (
+        cli("audit", "witness-add", "--lab", root, p.stdout.strip().splitlines()[-1]).returncode
+        == 0
+    )
+    assert cli("audit", "witness", "--lab", root, "--witness-dir", wdir).returncode == 0
+    note = lab.paths.audit / "witness" / "w1.example.note"
+    older = note.read_bytes()
+    with audit_writer(lab, PASS) as log:
+        log.record(Event("test.grow", "tester"))
+    assert cli("audit", "witness", "--lab", root, "--witness-dir", wdir).returncode == 0
+    assert cli("audit", "verify", "--lab", root).returncode == 0  # control
+    if how == "deleted":
+        note.unlink()
+    else:
+        note.write_bytes(older)
+    assert "witness-rolled-back" in one_line_exit_4(cli("audit", "verify", "--lab", root))
+    assert_writer_refuses(lab)

@@ -171,6 +171,9 @@ class AuditLog:
     pinned_head : bytes, optional
         The largest signed head this machine has seen (``pins.pinned_head``): a log
         below it or rewritten under it is refused on open (``TamperedError``).
+    pinned_witnesses : dict, optional
+        Witness name -> the largest size this machine saw it cosign: a cosignature
+        deleted or rolled back below it is refused on open.
     on_head : callable, optional
         ``on_head(note, size)`` is called on close with the signed head the log ends at
         (``pins.advance_head``), so the next command and ``audit verify`` can check
@@ -197,10 +200,12 @@ class AuditLog:
         lock_wait: float = LOCK_WAIT_S,
         pinned_head: bytes | None = None,
         on_head: Callable[[bytes, int], None] | None = None,
+        pinned_witnesses: dict[str, int] | None = None,
     ):
         self.dir = Path(audit_dir)
         self.pinned_head = pinned_head
         self.on_head = on_head
+        self.pinned_witnesses = pinned_witnesses
         self.head_dir = Path(head_dir) if head_dir is not None else self.dir.parent / "keys"
         self.origin = origin
         self.signer = signer
@@ -415,6 +420,7 @@ class AuditLog:
             head_dir=self.head_dir,
             check_witnesses=False,
             pinned_head=self.pinned_head,
+            pinned_witnesses=self.pinned_witnesses,
         )
         scan = rep.scan
         assert scan is not None

@@ -234,3 +234,35 @@ def advance_head(origin: str, note: bytes, size: int) -> str:
 
     got, _path, problem = _locked(mutate)
     return "" if got is not None else problem
+
+
+def pinned_witnesses(origin: str) -> dict[str, int]:
+    """Witness name -> the largest size this machine saw it cosign for ``origin``.
+    Raises ``BadInputError`` for a pin file that is unreadable or malformed."""
+    known = _read(pins_path()).get(origin)
+    w = known.get("witnesses") if isinstance(known, dict) else None
+    if w is None:
+        return {}
+    if not isinstance(w, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in w.values()
+    ):
+        raise BadInputError(f"{pins_path()}: the witnesses pinned for {origin} are malformed")
+    return dict(w)
+
+
+def advance_witnesses(origin: str, sizes: dict[str, int]) -> str:
+    """Keep, per witness, the larger of the pinned size and ``sizes`` (verified by the
+    caller). Returns "" or why the pin file could not be written."""
+
+    def mutate(pins: dict) -> tuple[Pin, bool]:
+        entry = pins.setdefault(origin, {})
+        w = entry.setdefault("witnesses", {})
+        changed = False
+        for name, size in sizes.items():
+            if not isinstance(w.get(name), int) or w[name] < size:
+                w[name] = size
+                changed = True
+        return Pin("matches", ""), changed
+
+    got, _path, problem = _locked(mutate)
+    return "" if got is not None else problem

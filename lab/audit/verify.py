@@ -17,6 +17,8 @@ kind and the first entry it concerns:
     truncated              the log is shorter than a signed checkpoint
     rolled-back            the log has fewer entries than the signed head this machine
                            saw last (``pins``; red team 14d, c01)
+    witness-rolled-back    a witness's cosignature below the size this machine saw it
+                           cosign, or deleted (``pins``; red team 14f, 03 and 04)
     deleted-entry          a gap in the sequence numbers
     reordered-entries      a sequence number lower than its position
     edited-entry           an entry whose hash differs from the stored hash or from what
@@ -184,6 +186,7 @@ def verify_log(
     require_witness: bool = False,
     pinned_head: bytes | None = None,
     pinned_from: str = "",
+    pinned_witnesses: dict[str, int] | None = None,
 ) -> VerifyReport:
     """Verify everything under ``audit_dir``; see the module docstring for the checks.
 
@@ -198,6 +201,8 @@ def verify_log(
     its size has another root is ``edited-entry``, and a note that does not verify under
     the lab key is ``forged-checkpoint``. (A damaged head slot over entries that are
     all there is the writer's to recover: the entries carry the lab's MAC.)
+    ``pinned_witnesses`` (witness name -> the largest size this machine saw it cosign):
+    a cosignature deleted or rolled back below it is ``witness-rolled-back``.
     """
     from facelab.audit import _head
     from facelab.labdir import public_key_b64, public_key_from_b64
@@ -577,6 +582,19 @@ def verify_log(
         else:
             state["valid"] = True
             best = max(best, wcp.size)
+    for state in rep.witnesses:  # a cosignature this machine saw cannot un-happen
+        seen = (pinned_witnesses or {}).get(state["name"])
+        have = state["cosigned_size"]
+        if isinstance(seen, int) and (have is None or have < seen):
+            damage.append(
+                Damage(
+                    "witness-rolled-back",
+                    None,
+                    f"witness {state['name']} cosigned size {seen} as this machine saw it "
+                    f"({pinned_from or 'its pin file'}); its cosignature in the lab is "
+                    f"{'gone' if have is None else f'at size {have}'}: deleted or rolled back",
+                )
+            )
     if registered and check_witnesses and n - best > allowed:
         damage.append(
             Damage(

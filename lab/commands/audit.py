@@ -33,6 +33,7 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         if pin.state in ("matches", "differs"):
             trusted = public_key_from_b64(pin.public_key, pin.path)
     pinned, pinned_from = (None, "") if args.no_pin else pins.pinned_head(lab.origin)
+    seen_witnesses = {} if args.no_pin else pins.pinned_witnesses(lab.origin)
     rep = verify_log(
         lab.paths.audit,
         lab.origin,
@@ -44,6 +45,7 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         require_witness=bool(limits["require_witness"]),
         pinned_head=pinned,
         pinned_from=pinned_from,
+        pinned_witnesses=seen_witnesses,
     )
     from facelab.audit.verify import Damage
     from facelab.jsonfile import read_json
@@ -102,6 +104,9 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         head = rep.scan.head  # verified: this machine now knows the log reached it
         if why := pins.advance_head(lab.origin, head.note, head.checkpoint.size):
             rep.warnings.append(f"the signed head was not pinned ({why})")
+        cosigned = {w["name"]: w["cosigned_size"] for w in rep.witnesses if w["valid"]}
+        if cosigned and (why := pins.advance_witnesses(lab.origin, cosigned)):
+            rep.warnings.append(f"the witnesses' sizes were not pinned ({why})")
     if rep.intact:
         if not args.json:
             print(
@@ -318,6 +323,12 @@ def _cmd_audit_witness(args: argparse.Namespace) -> int:
 
     lab = open_lab_dir(args.lab)
     c = witness.cosign(args.witness_dir, lab)
+    from facelab.audit import pins
+
+    # this machine saw the witness cosign this size: a later deletion or rollback of the
+    # cosignature in the lab is witness-rolled-back
+    if why := pins.advance_witnesses(lab.origin, {c.name: c.new_size}):
+        print(f"facelab: warning: the cosigned size was not pinned ({why})", file=sys.stderr)
     print(
         f"witness {c.name}: checked consistency from size {c.old_size} to {c.new_size} "
         f"and cosigned; {c.path}"
