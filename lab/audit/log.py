@@ -342,8 +342,12 @@ class AuditLog:
                 if found:
                     self._append_locked([self._recovery_event(r) for r in found])
                 self._checkpoint_locked()
-                hs = _head.read(self.head_dir, self.public_key, self.origin)
-            if self.on_head is not None and hs.head is not None:
+                hs = (
+                    _head.read(self.head_dir, self.public_key, self.origin)
+                    if self.on_head
+                    else None
+                )
+            if hs is not None and hs.head is not None:
                 self.on_head(hs.head.note, hs.head.checkpoint.size)
         finally:
             for fd in (self._entries_fd, self._index_fd, self._hashes_fd, self._lock_fd):

@@ -45,6 +45,8 @@ close that gap.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,9 +140,6 @@ class _Tree:
 def _read_prefix(path: Path, limit: int) -> tuple[bytes, int]:
     """At most ``limit`` bytes from the start of the regular file ``path``, and its size
     (b"", 0 when it does not exist). A link, directory or device is ``BadInputError``."""
-    import os
-    import stat
-
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -492,51 +491,38 @@ def verify_log(
             )
     rep.latest_size = max(rep.latest_size, rep.head_size)
 
-    # 5. an outside witness's checkpoint
-    if witness is not None:
+    # 5. an outside witness's checkpoint; 5b. the largest signed head this machine has
+    # seen (pins): anchors outside the lab, checked alike
+    def _anchor(note: bytes, what: str, short_kind: str, short: str, edited: str) -> None:
         try:
-            wcp = ckpt.verify(witness, key, origin)
+            acp = ckpt.verify(note, key, origin)
         except NoteError as e:
-            damage.append(Damage("forged-checkpoint", None, f"witness checkpoint: {e}"))
-        else:
-            if wcp.size > n:
-                damage.append(Damage("truncated", n, f"a witness holds size {wcp.size}"))
-            elif tree.root(wcp.size) != wcp.root:
-                damage.append(
-                    Damage(
-                        "edited-entry",
-                        None,
-                        "the log is not consistent with "
-                        f"the witness's checkpoint at size {wcp.size}",
-                    )
-                )
+            damage.append(Damage("forged-checkpoint", None, f"{what}: {e}"))
+            return
+        if acp.size > n:
+            damage.append(Damage(short_kind, n, short.format(size=acp.size)))
+        elif tree.root(acp.size) != acp.root:
+            damage.append(Damage("edited-entry", None, edited.format(size=acp.size)))
 
-    # 5b. the largest signed head this machine has seen (pins): an anchor outside the lab
+    if witness is not None:
+        _anchor(
+            witness,
+            "witness checkpoint",
+            "truncated",
+            "a witness holds size {size}",
+            "the log is not consistent with the witness's checkpoint at size {size}",
+        )
     if pinned_head is not None:
         where = pinned_from or "this machine's pin file"
-        try:
-            pcp = ckpt.verify(pinned_head, key, origin)
-        except NoteError as e:
-            damage.append(Damage("forged-checkpoint", None, f"the head pinned in {where}: {e}"))
-        else:
-            if pcp.size > n:
-                damage.append(
-                    Damage(
-                        "rolled-back",
-                        n,
-                        f"this machine saw a signed head at size {pcp.size} ({where}); the "
-                        f"log has {n} entries: cut or rolled back (a backup restored?)",
-                    )
-                )
-            elif tree.root(pcp.size) != pcp.root:
-                damage.append(
-                    Damage(
-                        "edited-entry",
-                        None,
-                        f"the entries below size {pcp.size} differ from the signed head "
-                        f"this machine saw ({where}): rewritten",
-                    )
-                )
+        _anchor(
+            pinned_head,
+            f"the head pinned in {where}",
+            "rolled-back",
+            f"this machine saw a signed head at size {{size}} ({where}); the log has {n} "
+            "entries: cut or rolled back (a backup restored?)",
+            f"the entries below size {{size}} differ from the signed head this machine saw "
+            f"({where}): rewritten",
+        )
 
     # 6. witnesses the log registered, and their cosigned checkpoints
     allowed = 1024 if max_unwitnessed is None else max_unwitnessed
