@@ -48,6 +48,27 @@ class Ref:
         return s >= t if self.kind == "similarity" else s <= t
 
     def counts(self, t):
+        """(false matches, false non-matches) at ``t``: by rank in the sorted scores, the
+        same numbers as ``brute_counts`` (a NaN score never matches)."""
+        fm, fnm = self.all_counts(np.array([t], self.dt))
+        return int(fm[0]), int(fnm[0])
+
+    def all_counts(self, ts):
+        """``counts`` at each threshold of the array ``ts``: two int64 arrays."""
+        if not hasattr(self, "_sorted"):
+            self._sorted = [np.sort(a[~np.isnan(a)]) for a in (self.imp, self.gen)]
+        si, sg = self._sorted
+        nan_g = self.G - len(sg)
+        if self.kind == "similarity":  # match iff s >= t
+            fm = len(si) - np.searchsorted(si, ts, "left")
+            fnm = np.searchsorted(sg, ts, "left") + nan_g
+        else:  # match iff d <= t
+            fm = np.searchsorted(si, ts, "right")
+            fnm = len(sg) - np.searchsorted(sg, ts, "right") + nan_g
+        return fm.astype(np.int64), fnm.astype(np.int64)
+
+    def brute_counts(self, t):
+        """The definition, one comparison per score."""
         fm = int(np.sum(self.match(self.imp, t)))
         fnm = int(np.sum(~self.match(self.gen, t)))
         return fm, fnm
@@ -63,15 +84,18 @@ class Ref:
         """The most lenient threshold (similarity: smallest) with FMR <= a."""
         up = np.inf if self.kind == "similarity" else -np.inf
         cands = [self.dt(-up)] + [np.nextafter(v, self.dt(up)) for v in np.unique(self.imp)]
-        ok = [t for t in cands if Fraction(self.counts(t)[0], self.N) <= Fraction(repr(float(a)))]
+        fms = self.all_counts(np.array(cands, self.dt))[0]
+        bound = Fraction(repr(float(a)))
+        ok = [t for t, fm in zip(cands, fms.tolist(), strict=True) if Fraction(fm, self.N) <= bound]
         t = min(ok) if self.kind == "similarity" else max(ok)
         fm, fnm = self.counts(t)
         return float(t), fnm / self.G, fm
 
     def eer(self):
         pts = []
-        for t in self.thresholds():
-            fm, fnm = self.counts(t)
+        ts = self.thresholds()
+        fms, fnms = self.all_counts(np.array(ts, self.dt))
+        for t, fm, fnm in zip(ts, fms.tolist(), fnms.tolist(), strict=True):
             pts.append((t, Fraction(fm, self.N), Fraction(fnm, self.G)))
         t1 = [p for p in pts if p[2] <= p[1]][-1]
         t2 = next(p for p in pts if p[2] >= p[1])
@@ -83,8 +107,8 @@ class Ref:
 
     def rocch_eer(self):
         pts = {(Fraction(1), Fraction(0)), (Fraction(0), Fraction(1))}
-        for t in self.thresholds():
-            fm, fnm = self.counts(t)
+        fms, fnms = self.all_counts(np.array(self.thresholds(), self.dt))
+        for fm, fnm in zip(fms.tolist(), fnms.tolist(), strict=True):
             pts.add((Fraction(fm, self.N), Fraction(fnm, self.G)))
         hull: list = []
         for p in sorted(pts):
@@ -174,6 +198,19 @@ def score_pairs_(draw):
     gen = scores(draw, dtype, 40) + draw(st.sampled_from([0.0, 1.0]))
     imp = scores(draw, dtype, 300)
     return gen.astype(dtype), imp.astype(dtype), draw(st.sampled_from(["similarity", "distance"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from([-1.0, -0.5, 0.0, 0.25, 0.5, 1.0, np.nan, 3e38]), max_size=30),
+    st.lists(st.sampled_from([-1.0, -0.5, 0.0, 0.25, 0.5, 1.0, np.nan, -3e38]), max_size=30),
+    st.sampled_from(["similarity", "distance"]),
+    st.sampled_from([np.float32, np.float64]),
+)
+def test_the_references_counts_by_rank_are_its_counts_by_definition(gen, imp, kind, dt):
+    ref = Ref(np.array(gen, dt), np.array(imp, dt), kind)
+    for t in [-np.inf, np.inf, -1.0, -0.75, 0.0, 0.25, 0.3, 1.0, 3e38, -3e38]:
+        assert ref.counts(dt(t)) == ref.brute_counts(dt(t)), t
 
 
 @settings(max_examples=150, deadline=None)
