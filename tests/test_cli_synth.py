@@ -71,7 +71,7 @@ def test_read_only_parent_exits_2(tmp_path: Path) -> None:
 
 
 def test_demo_builds_a_lab_with_a_contact_sheet_and_a_verified_log(tmp_path: Path) -> None:
-    p = _run("demo", "--lab", str(tmp_path / "lab"))
+    p = _run("demo", "--lab", str(tmp_path / "lab"), "--identities", "80")
     assert p.returncode == 0, p.stderr
     assert "identities per nationality" in p.stdout
     assert "intact" in p.stdout and "crypto-shredded" in p.stdout
@@ -158,3 +158,13 @@ def _demo_ends_answerable(lab: Path, out: dict[str, str]) -> None:
     log = (lab / "audit" / "entries.jsonl").read_bytes()
     assert sar["person"]["passport_no"].encode() not in log
     assert sar["person"]["name"].encode() not in log
+
+
+@pytest.mark.parametrize("n", ["79", "2001", "eighty", "-5"])
+def test_demo_refuses_a_size_outside_its_range_before_creating_anything(
+    tmp_path: Path, n: str
+) -> None:
+    p = _run("demo", "--lab", str(tmp_path / "lab"), "--identities", n)
+    assert p.returncode == 2
+    assert "--identities" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "lab").exists()
