@@ -577,10 +577,10 @@ def _attest(
                     it.rel,
                     "whole file",
                     f"{it.rel}: not the output of a training job of tenant {tenant} recorded "
-                    "in the audit log (no job.finish of a registered trainer lists its "
-                    "SHA-256): a model leaves only as lab code wrote it "
-                    "(export.contract.models_require_attestation); a reviewer may release "
-                    "the gate's rebuild with a signed override, charged in full",
+                    "in the audit log (by the SHA-256 of its bytes): a model leaves only as "
+                    "a registered trainer wrote it (export.contract.models_require_attestation)"
+                    "; a reviewer may release the gate's rebuild with a signed override, "
+                    "charged in full",
                 )
             )
     return out
