@@ -44,7 +44,11 @@ def build_export_lab(
     tenant: str = "acme",
     workers: int = 1,
     reviewed_kinds: tuple[str, ...] = (),
+    attestation: bool = True,
 ) -> ExportLab:
+    """``attestation=False`` sets ``models_require_attestation = false``: for tests of the
+    rebuild, the capacity bound and the detectors on hand-built models (under the default a
+    model no training job wrote is refused before they matter; tests/test_export_attested.py)."""
     work.mkdir(parents=True, exist_ok=True)
     dataset = work / "dataset"
     write_dataset(
@@ -63,6 +67,9 @@ def build_export_lab(
     reviewed = 'reviewed_kinds = ["metrics_table", "text", "weights"]'
     assert reviewed in text
     text = text.replace(reviewed, f"reviewed_kinds = {json.dumps(list(reviewed_kinds))}")
+    attest = "models_require_attestation = true"
+    assert attest in text
+    text = text.replace(attest, f"models_require_attestation = {str(attestation).lower()}")
     lab.paths.policy.write_text(text)
     lab = open_lab(lab.paths.root)
     root = unlock(lab, PASSPHRASE)
