@@ -526,9 +526,14 @@ def check(
         for f in report.findings
     )
     rebuilt_notes = [f"{it.release_rel}: {_facts_text(it)}" for it in built if _facts_text(it)]
+    attested = any(it.attested is not None for it in built)
     rebuilt_notes.append(
         f"capacity: the rebuilt files can carry at most {export_bits(items):.0f} bits beyond "
         "what the tenant imported (charged to its export.contract.tenant_capacity_bits)"
+        if not attested
+        else f"capacity: {export_bits(items):.0f} bits charged to the tenant's "
+        "export.contract.tenant_capacity_bits (the bounds of files the tenant made, and "
+        "for each attested model what the tenant chose in its training job)"
     )
     return (
         ExportReport(
