@@ -266,7 +266,11 @@ def _trained_case(el):
     root = unlock(el.lab, PASSPHRASE)
     with audit_writer(el.lab, root) as log:
         job = run_job(el.lab, root, el.tenant, spec, "engineer", log)
-    return Case("pca_head_from_a_training_job", [job.outbox], False)
+    return Case(
+        "pca_head_from_a_training_job",
+        [job.outbox / "model.onnx", job.outbox / "model.json"],
+        False,
+    )
 
 
 def main() -> None:
