@@ -7,6 +7,12 @@ clean artifact sets), scans each, and prints one line per case and the rates. Ba
 the same run: a naive gate that refuses a file holding a vault image's PNG bytes, a
 name or a passport number verbatim (what a byte-level DLP rule would do).
 Targets (issue 7): every leaky artifact refused, no clean one refused.
+
+The scan checks attestation as ``facelab export`` does under the default policy (issue
+20): a model no training job of the tenant wrote is refused (``attestation``), so the
+corpus's hand-made models, clean ones included, are refused by design; a clean case made
+by a real training job (``pca_head``) is added. The row "detectors alone" is the same
+scans without the attestation findings (``models_require_attestation = false``).
 """
 
 from __future__ import annotations
@@ -240,6 +246,33 @@ def heldout(work: Path, identities: int) -> None:
     print(f"held-out: {r}/{n} leaky refused ({r / n:.2f}); {fr}/{fn} clean refused")
 
 
+def _trained_case(el):
+    """A clean case made the way the lab makes models: a ``pca_head`` training job's
+    outbox (its model.onnx and model.json, attested by the audit log)."""
+    from facelab.jobs.runner import run_job
+    from facelab.labdir import audit_writer, unlock
+
+    from tests.export_corpus import Case
+    from tests.export_helpers import PASSPHRASE
+
+    spec = {
+        "kind": "train",
+        "purpose": "train",
+        "model": "cnn@1.0.0",
+        "trainer": "pca_head",
+        "split": "train",
+        "params": {"dim": 32},
+    }
+    root = unlock(el.lab, PASSPHRASE)
+    with audit_writer(el.lab, root) as log:
+        job = run_job(el.lab, root, el.tenant, spec, "engineer", log)
+    return Case(
+        "pca_head_from_a_training_job",
+        [job.outbox / "model.onnx", job.outbox / "model.json"],
+        False,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--identities", type=int, default=150)
@@ -257,15 +290,16 @@ def main() -> None:
     try:
         el = build_export_lab(work, identities=args.identities)
         cases = build_corpus(el.dataset, subject_splits(el), work / "corpus", bench_outbox(el))
+        cases.append(_trained_case(el))
         with open(el.dataset / "manifest.csv", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
         needles = [(el.dataset / r["path"]).read_bytes() for r in rows]
         needles += [r["name"].encode() for r in rows] + [r["passport_no"].encode() for r in rows]
         t = time.perf_counter()
-        scanner = Scanner(el)
+        scanner = Scanner(el, attest=True)
         index_s = time.perf_counter() - t
         print(f"{'case':<38} {'truth':<6} {'gate':<9} {'naive':<9} {'s':>5}  detectors")
-        tally = {("gate", True): 0, ("gate", False): 0, ("naive", True): 0, ("naive", False): 0}
+        tally = {(g, leaky): 0 for g in ("gate", "detectors", "naive") for leaky in (True, False)}
         for c in cases:
             t = time.perf_counter()
             rep = scanner.scan(c.paths)
@@ -274,6 +308,7 @@ def main() -> None:
             tally[("gate", c.leaky)] += rep.refused
             tally[("naive", c.leaky)] += naive
             fired = sorted({f.detector for f in rep.blocking()})
+            tally[("detectors", c.leaky)] += bool(set(fired) - {"attestation"})
             print(
                 f"{c.name:<38} {'leaky' if c.leaky else 'clean':<6} "
                 f"{'refused' if rep.refused else 'released':<9} "
@@ -284,8 +319,12 @@ def main() -> None:
         n_clean = len(cases) - n_leaky
         print(f"\nindex of {len(rows)} vault images built in {index_s:.2f} s")
         print(f"{'gate':<22} {'detection rate':>15} {'false refusals':>15}")
-        for g in ("gate", "naive"):
-            name = "facelab export gate" if g == "gate" else "naive byte match"
+        names = {
+            "gate": "facelab export gate",
+            "detectors": "detectors alone",
+            "naive": "naive byte match",
+        }
+        for g, name in names.items():
             print(
                 f"{name:<22} {tally[(g, True)]:>5}/{n_leaky} = {tally[(g, True)] / n_leaky:.3f}"
                 f" {tally[(g, False)]:>5}/{n_clean} = {tally[(g, False)] / n_clean:.3f}"

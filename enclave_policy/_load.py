@@ -409,6 +409,9 @@ def _export_contract(subs: dict, path: Path) -> None:
         raise BadInputError(f"{path}: export.contract.reviewed_kinds may hold only {EXPORT_KINDS}")
     if not isinstance(_get(c, "onnx_requires_import", bool, w, path), bool):
         raise BadInputError(f"{path}: export.contract.onnx_requires_import must be a boolean")
+    # default deny where a lab's policy predates the key (issue 20)
+    if not isinstance(c.setdefault("models_require_attestation", True), bool):
+        raise BadInputError(f"{path}: export.contract.models_require_attestation must be a boolean")
     for key in ("table_columns", "table_group_columns", "table_count_columns"):
         v = _get(c, key, list, w, path)
         if not all(isinstance(x, str) for x in v):

@@ -44,7 +44,11 @@ def build_export_lab(
     tenant: str = "acme",
     workers: int = 1,
     reviewed_kinds: tuple[str, ...] = (),
+    attestation: bool = True,
 ) -> ExportLab:
+    """``attestation=False`` sets ``models_require_attestation = false``: for tests of the
+    rebuild, the capacity bound and the detectors on hand-built models (under the default a
+    model no training job wrote is refused before they matter; tests/test_export_attested.py)."""
     work.mkdir(parents=True, exist_ok=True)
     dataset = work / "dataset"
     write_dataset(
@@ -63,6 +67,9 @@ def build_export_lab(
     reviewed = 'reviewed_kinds = ["metrics_table", "text", "weights"]'
     assert reviewed in text
     text = text.replace(reviewed, f"reviewed_kinds = {json.dumps(list(reviewed_kinds))}")
+    attest = "models_require_attestation = true"
+    assert attest in text
+    text = text.replace(attest, f"models_require_attestation = {str(attestation).lower()}")
     lab.paths.policy.write_text(text)
     lab = open_lab(lab.paths.root)
     root = unlock(lab, PASSPHRASE)
@@ -96,12 +103,16 @@ class Scanner:
     """Scan many artifact sets against one index of the lab's vault (as ``export`` does
     for one set), so that a corpus does not rebuild the index per case."""
 
-    def __init__(self, el: ExportLab):
+    def __init__(self, el: ExportLab, attest: bool = False):
+        """``attest``: check models against the tenant's training jobs' outputs as
+        ``export`` does (a model no job wrote gets an ``attestation`` finding when the
+        lab's policy requires it); off, the scan is the rebuild and detectors alone."""
         from facelab.gates.exporting import vault_index
         from facelab.gates.exporting.ops import _reference_matchers
         from facelab.vault.ops import open_vault
 
         self.el = el
+        self.attest = attest
         self.root = unlock(el.lab, PASSPHRASE)
         self.vault = open_vault(el.lab, self.root)
         pol = el.lab.policy.exporting
@@ -122,7 +133,7 @@ class Scanner:
 
         from facelab.gates.exporting import contract
         from facelab.gates.exporting._types import ScanContext
-        from facelab.gates.exporting.ops import _registered_onnx, check, layout
+        from facelab.gates.exporting.ops import _registered_onnx, check, lab_job_outputs, layout
 
         lab = self.el.lab
         ctx = ScanContext(
@@ -134,6 +145,7 @@ class Scanner:
             list(self.notes),
         )
         scratch = contract.scratch_dir()
+        jobs = lab_job_outputs(lab, self.el.tenant) if self.attest else None
         try:
             report, _ = check(
                 layout([Path(p) for p in paths]),
@@ -142,6 +154,8 @@ class Scanner:
                 _registered_onnx(lab, self.el.tenant, None),
                 scratch,
                 seed=0,
+                bench_reports=jobs.bench_reports if jobs else None,
+                jobs=jobs,
             )
             # the bytes a release would hold (the gate's rebuild), for oracles
             self.last_rebuilt = {

@@ -209,7 +209,8 @@ def run_job(
         )
     if not isinstance(spec, dict):
         raise BadInputError("job spec: must be a JSON object")
-    spec_digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    canonical = json.dumps(spec, sort_keys=True).encode()
+    spec_digest = hashlib.sha256(canonical).hexdigest()
     decision = check_job(gov, tenant, spec)
     if not decision.allowed:
         log.record(
@@ -294,6 +295,9 @@ def run_job(
             object=job_id,
             details={
                 "spec_sha256": spec_digest,
+                # all the tenant chose in the job (the export gate charges it for an
+                # attested output: facelab.gates.exporting.attestation)
+                "spec_bytes": len(canonical),
                 "kind": kind,
                 "split": split,
                 "model": entry["model"],

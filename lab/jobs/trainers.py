@@ -13,6 +13,15 @@ subject. Measured on the synthetic vault (60 and 200 identities, 73% of subjects
 training split, 200 random splits each): an axis of the top 32 matched one training
 subject better than any impostor pair of the vault in 29 and 18 splits, a column of the
 rotated basis in 0 and 0; the export gate's template detector refuses such a head.
+
+The rotation comes from an unseeded ``np.random.default_rng()`` on purpose, and it is not
+a channel out: the export gate releases the head as an attested output
+(``facelab.gates.exporting.attestation``), charging only what the tenant chose (the job's
+spec, and which of its training jobs it exports, log2 of their number), and the tenant
+neither writes this code nor chooses or sees the seed: the operating system's entropy
+picks it inside the confined job. A seed in ``params`` would be the tenant's to choose,
+and so would be charged (a seed searched for a rotation whose values spell a payload is
+a channel of about as many bits as the search tried).
 """
 
 from __future__ import annotations

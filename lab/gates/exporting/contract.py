@@ -38,7 +38,9 @@ their exponents, new nodes, attributes, model.json numbers, text and table bytes
 carry. ``ops.export`` charges their sum to the tenant's budget across all its releases
 (``export.contract.tenant_capacity_bits``, recorded in each release's audit entry) and
 refuses an export that goes over it. The bound is an upper bound, not a detector: a
-payload that fits in what is left of the budget leaves.
+payload that fits in what is left of the budget leaves. That is why a model (ONNX and its
+model.json) leaves only as a training job of the tenant wrote it
+(``models_require_attestation``, ``attestation.py``): then only the job's spec is charged.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ class Item:
     facts: dict = field(default_factory=dict)
     discarded: bool = False  # a report file replaced by the gate's own drawing
     canon: str = ""  # the path the gate gives it in the release (see ``canonical_names``)
+    # the training job that wrote it, by the audit log (set by the gate, never by the
+    # confined reader: ``ops.check``); None when it is not attested
+    attested: dict | None = None
 
     @property
     def release_rel(self) -> str:

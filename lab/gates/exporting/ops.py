@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from facelab.audit import AuditLog, Event, intents
 from facelab.errors import BadInputError
-from facelab.gates.exporting import contract, release, vault_index
+from facelab.gates.exporting import attestation, contract, release, vault_index
 from facelab.gates.exporting._types import Finding, ScanContext
 from facelab.gates.exporting.gate import ExportReport, expand, scan
 from facelab.labdir import Lab, load_signing_key
@@ -53,25 +53,16 @@ def bench_job_reports(audit_dir: Path, tenant: str) -> set[str]:
     ``bench``) of ``tenant`` left in its outbox, from the ``outputs`` lines of its
     ``job.finish`` entry (decision ``done``). A benchmark job runs facelab's own protocol
     and report code (the tenant's model only answers with templates)."""
-    from facelab.audit.read import entries
+    return attestation.job_outputs(audit_dir, tenant, ()).bench_reports
 
-    bench_jobs: set[str] = set()
-    out: set[str] = set()
-    for e in entries(audit_dir, b'"job.'):
-        if e.get("tenant") != tenant or not isinstance(e.get("details"), dict):
-            continue
-        if e.get("action") == "job.start" and e["details"].get("kind") == "bench":
-            bench_jobs.add(e.get("object"))
-        elif (
-            e.get("action") == "job.finish"
-            and e.get("decision") == "done"
-            and e.get("object") in bench_jobs
-        ):
-            for line in e["details"].get("outputs", []):
-                digest, _, name = str(line).partition("  ")
-                if name == "report.json" or name.endswith("/report.json"):
-                    out.add(digest)
-    return out
+
+def lab_job_outputs(lab: Lab, tenant: str) -> attestation.JobOutputs:
+    """The outputs of ``tenant``'s finished jobs (:func:`attestation.job_outputs`), with
+    the trainers the lab's policy registers now."""
+    gov = lab.policy.governance
+    return attestation.job_outputs(
+        lab.paths.audit, tenant, gov.trainers.values() if gov is not None else ()
+    )
 
 
 def release_id(when: datetime, report: ExportReport) -> str:
@@ -274,6 +265,7 @@ def export(
                 None,
                 notes,
             )
+            jobs = lab_job_outputs(lab, tenant)
             report, items = check(
                 files,
                 ctx,
@@ -281,7 +273,8 @@ def export(
                 _registered_onnx(lab, tenant, from_model),
                 scratch,
                 progress=step,
-                bench_reports=bench_job_reports(lab.paths.audit, tenant),
+                bench_reports=jobs.bench_reports,
+                jobs=jobs,
             )
         step("decision")
         # the tenant's state lock, from the budget's reading to the release's outcome: two
@@ -305,6 +298,12 @@ def export(
                 "policy_sha256": policy_sha,
                 "capacity_bits": round(bits, 1),
                 "tenant_capacity_bits_before": round(spent, 1),
+                # the models that a training job of the tenant wrote, and which job
+                "attested": {
+                    it.release_rel: it.attested["job"]
+                    for it in items
+                    if it.attested is not None and it.out is not None
+                },
             }
             decision = "refused" if report.refused else "released"
             if report.refused and override is not None:
@@ -374,13 +373,21 @@ def check(
     seed: int | None = None,
     progress: Callable[[str], None] | None = None,
     bench_reports: set[str] | None = None,
+    jobs: attestation.JobOutputs | None = None,
 ) -> tuple[ExportReport, list[contract.Item]]:
     """The gate's whole check of one export: contract, confined rebuild, behavioural
     tests, then the detectors on the rebuilt files. ``files`` are (file, release path).
 
     ``bench_reports``: SHA-256 of every report.json a benchmark job of the tenant wrote
     (:func:`bench_job_reports`); a report.json that is not one of them is refused. None
-    (a scan without a lab) skips that check."""
+    (a scan without a lab) skips that check.
+
+    ``jobs``: the outputs of the tenant's jobs (:func:`lab_job_outputs`). A model (ONNX,
+    model.json) that a training job wrote is attested (``Item.attested``: charged its
+    job's spec, not its values); one that no training job wrote is refused when the
+    policy's ``models_require_attestation`` holds. None (a scan without a lab) attests
+    nothing and refuses nothing for it; the rebuild, behavioural tests and detectors run
+    on every model either way."""
     import time
 
     step = progress or (lambda _: None)
@@ -407,6 +414,8 @@ def check(
     )
     t_rebuild = time.perf_counter() - t0
     findings: list[Finding] = []
+    if jobs is not None:
+        findings.extend(_attest(items, jobs, ctx.tenant, policy))
     reviewed = set(policy.contract.get("reviewed_kinds", ()))
     for it in items:
         if it.reason:
@@ -517,9 +526,14 @@ def check(
         for f in report.findings
     )
     rebuilt_notes = [f"{it.release_rel}: {_facts_text(it)}" for it in built if _facts_text(it)]
+    attested = any(it.attested is not None for it in built)
     rebuilt_notes.append(
         f"capacity: the rebuilt files can carry at most {export_bits(items):.0f} bits beyond "
         "what the tenant imported (charged to its export.contract.tenant_capacity_bits)"
+        if not attested
+        else f"capacity: {export_bits(items):.0f} bits charged to the tenant's "
+        "export.contract.tenant_capacity_bits (the bounds of files the tenant made, and "
+        "for each attested model what the tenant chose in its training job)"
     )
     return (
         ExportReport(
@@ -534,17 +548,65 @@ def check(
     )
 
 
+MODEL_KINDS = ("onnx_model", "model_json")
+
+
+def _attest(
+    items: list[contract.Item], jobs: attestation.JobOutputs, tenant: str, policy
+) -> list[Finding]:
+    """Mark each model item a training job of ``tenant`` wrote (by its source bytes'
+    SHA-256) as attested, with what it is charged; the refusal of every other model when
+    the policy requires attestation. Run after the rebuild: the confined reader's facts
+    never say what is attested."""
+    required = bool(policy.contract.get("models_require_attestation", True))
+    out = []
+    for it in items:
+        it.facts.pop("attested", None)
+        if it.kind not in MODEL_KINDS or it.discarded:
+            continue
+        att = jobs.models.get(_sha(it.src))
+        if att is not None:
+            it.attested = {
+                "job": att.job,
+                "trainer": att.trainer,
+                "spec_bytes": att.spec_bytes,
+                "train_jobs": jobs.train_jobs,
+                "charged_bits": round(attestation.charge_bits(att, jobs.train_jobs), 1),
+            }
+            it.facts["attested"] = dict(it.attested)
+        elif required:
+            out.append(
+                Finding(
+                    "attestation",
+                    "high",
+                    it.rel,
+                    "whole file",
+                    f"{it.rel}: not the output of a training job of tenant {tenant} recorded "
+                    "in the audit log (by the SHA-256 of its bytes): a model leaves only as "
+                    "a registered trainer wrote it (export.contract.models_require_attestation)"
+                    "; a reviewer may release the gate's rebuild with a signed override, "
+                    "charged in full",
+                )
+            )
+    return out
+
+
 def export_bits(items: list[contract.Item]) -> float:
     """The capacity bound of one export: the sum of its rebuilt files' bounds (the rebuild's
     ``capacity_bits``; a benchmark report a benchmark job wrote, and a file that is not
-    released, count 0)."""
+    released, count 0), where an attested model counts its training job's charge instead
+    (once per job, for its ONNX and model.json together)."""
     total = 0.0
+    jobs: dict[str, float] = {}
     for it in items:
         if it.out is None or it.discarded or it.kind == "bench_report":
             continue
+        if it.attested is not None:
+            jobs[it.attested["job"]] = float(it.attested["charged_bits"])
+            continue
         v = it.facts.get("capacity_bits", 0.0)
         total += float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
-    return total
+    return total + sum(jobs.values())
 
 
 def tenant_bits(audit_dir: Path, tenant: str) -> float:
@@ -606,6 +668,19 @@ def _baselines_for(built: list[contract.Item], baselines: dict[str, Path], polic
 
 
 def _facts_text(it: contract.Item) -> str:
+    text = _rebuild_text(it)
+    if it.attested is not None:
+        a = it.attested
+        text = (text + "; " if text else "") + (
+            f"attested: written by training job {a['job']} ({a['trainer']}); charged "
+            f"{a['charged_bits']:.0f} bits for what the tenant chose (the job's spec, "
+            f"{a['spec_bytes']} bytes, and which of its {a['train_jobs']} training jobs), "
+            "not the values' bound"
+        )
+    return text
+
+
+def _rebuild_text(it: contract.Item) -> str:
     f = it.facts
     if it.kind in ("onnx_model", "weights") and "tensors" in f:
         parts = [

@@ -1,0 +1,110 @@
+"""Attested outputs: which files the lab's own jobs wrote, by the audit log.
+
+A tenant runs no code of its own in the lab: a job runs facelab's benchmark, or a trainer
+the lab's policy registers (``[jobs] trainers``), over the tenant's imported model, and
+the job runner records each finished job's outbox as ``sha256  name`` lines in its
+``job.finish`` entry (``facelab.jobs.runner._outputs_record``). A file whose bytes have
+one of those digests is what lab code wrote; any other file (made by hand, edited after
+the job, another tenant's, a failed job's) is not.
+
+Why the export gate asks for this (issue 20, default deny): the capacity budget bounds
+what a tenant can take out through values it chose, but any nonzero budget lets a payload
+smaller than it through (out-of-range Slice bounds, which weights were nudged, sign
+flips, ranks of all-zero tensors: hundreds to thousands of bits each). Enumerating such
+channels never ends; asking where the bytes came from closes them all at once. What is
+left that the tenant chose in an attested model is the job's spec (model, trainer, split,
+params) and which of its training jobs it exports: :func:`charge_bits` bounds those.
+
+This module reads the log without verifying it; callers decide from it where the log has
+been verified (an ``AuditLog`` writer verifies it when it opens), as for every lookup of
+``facelab.audit.read``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+__all__ = ["Attestation", "JobOutputs", "charge_bits", "job_outputs"]
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """The training job that wrote a file: its id, its registered trainer
+    (``module:function``) and the size of its spec (canonical JSON, bytes)."""
+
+    job: str
+    trainer: str
+    spec_bytes: int
+
+
+@dataclass(frozen=True)
+class JobOutputs:
+    """What the tenant's finished jobs wrote, by SHA-256 (hex).
+
+    ``models``: every output of a train job of a registered trainer, to its job (a file
+    written by two such jobs maps to the first). ``bench_reports``: every ``report.json``
+    of a benchmark job. ``train_jobs``: how many train jobs of registered trainers
+    finished ``done`` (a tenant may run several and export the one it likes best).
+    """
+
+    models: dict[str, Attestation] = field(default_factory=dict)
+    bench_reports: set[str] = field(default_factory=set)
+    train_jobs: int = 0
+
+
+def job_outputs(audit_dir: Path, tenant: str, trainers: Iterable[str]) -> JobOutputs:
+    """The outputs of ``tenant``'s jobs that finished ``done``, from its ``job.start``
+    (kind, trainer, spec size) and ``job.finish`` (decision, ``outputs`` lines) entries.
+
+    ``trainers``: the ``module:function`` targets the lab's policy registers now; a
+    train job of any other trainer (one the policy no longer lists) attests nothing. A
+    train job recorded without its spec's size (before facelab recorded it) attests
+    nothing either: what the tenant chose in it cannot be bounded. A job whose outbox
+    held more than 64 files has only a digest of its listing in the log and attests
+    nothing.
+    """
+    from facelab.audit.read import entries
+
+    registered = set(trainers)
+    started: dict[str, dict] = {}
+    models: dict[str, Attestation] = {}
+    reports: set[str] = set()
+    n_train = 0
+    for e in entries(audit_dir, b'"job.'):
+        d = e.get("details")
+        if e.get("tenant") != tenant or not isinstance(d, dict):
+            continue
+        job = e.get("object")
+        if e.get("action") == "job.start":
+            started[job] = d
+            continue
+        if e.get("action") != "job.finish" or e.get("decision") != "done" or job not in started:
+            continue
+        start = started.pop(job)  # one finish per start
+        lines = d.get("outputs", [])
+        if not isinstance(lines, list):
+            continue
+        outputs = [str(x).partition("  ") for x in lines]
+        if start.get("kind") == "bench":
+            reports.update(h for h, _, name in outputs if PurePosixPath(name).name == "report.json")
+        elif start.get("kind") == "train" and start.get("trainer") in registered:
+            size = start.get("spec_bytes")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                continue
+            n_train += 1
+            att = Attestation(str(job), str(start["trainer"]), size)
+            for h, _, _name in outputs:
+                models.setdefault(h, att)
+    return JobOutputs(models, reports, n_train)
+
+
+def charge_bits(att: Attestation, train_jobs: int) -> float:
+    """What an attested model can carry of the tenant's choosing, in bits: its job's spec
+    (every byte of its canonical JSON: model, trainer, split and params, 8 bits each), and
+    which of the tenant's ``train_jobs`` finished training jobs it exports (log2 of their
+    number). The trainer's code, the vault's records and its randomness are the lab's.
+    An upper bound, as the rebuild's ``capacity_bits`` is for a file the tenant made."""
+    return 8.0 * att.spec_bytes + math.log2(max(1, train_jobs))

@@ -1,0 +1,237 @@
+"""Attested outputs (issue 20): under the default policy a model (ONNX and model.json)
+leaves the lab only as a training job of the tenant wrote it, by the SHA-256 of its bytes
+in the outputs of a ``job.finish`` (decision ``done``) of a registered trainer in the
+audit log; it is charged what the tenant chose (the job's spec, and which of its training
+jobs), not its values' bound. Anything else is refused: a hand-made file with a covert
+channel the capacity budget lets through (the red team's signs flipped), the job's output
+with one byte changed, another tenant's output, a failed job's output. A reviewer's
+override still releases a non-attested model, charged in full.
+
+The oracles are the audit log's lines, the released directory and the job's spec,
+read in the test; the expected charge is computed here from the spec's JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from facelab.gates.exporting import export
+from facelab.gates.exporting.attestation import job_outputs
+from facelab.gates.exporting.ops import Override
+from facelab.gates.exporting.release import sign_override
+from facelab.gates.importing.keys import load_officer_key
+from facelab.gates.importing.ops import import_model
+from facelab.jobs.runner import run_job
+from facelab.labdir import audit_writer, open_lab, unlock
+from facelab.vault import ops as vault_ops
+from onnx import numpy_helper
+
+from tests.export_helpers import PASSPHRASE, build_export_lab
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = {
+    "kind": "train",
+    "purpose": "train",
+    "model": "cnn@1.0.0",
+    "trainer": "pca_head",
+    "split": "train",
+    "params": {"dim": 16},
+}
+TRAINERS = '{ pca_head = "facelab.jobs.trainers:pca_head" }'
+FAILING = (
+    '{ pca_head = "facelab.jobs.trainers:pca_head", '
+    'write_then_fail = "tests.attest_trainers:write_then_fail" }'
+)
+
+
+@dataclasses.dataclass
+class World:
+    el: object
+    train: Path  # acme's training job's outbox (done)
+    beta_train: Path  # beta's training job's outbox (done)
+    failed: Path  # acme's failed job's outbox (it wrote a model, then failed)
+
+
+def _policy(el, old: str, new: str):
+    p = el.lab.paths.policy
+    text = p.read_text()
+    assert old in text
+    p.write_text(text.replace(old, new))
+    return dataclasses.replace(el, lab=open_lab(el.lab.paths.root))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    work = tmp_path_factory.mktemp("attested")
+    el = build_export_lab(work, identities=40, captures=2)  # the default: attestation on
+    # a second tenant with the same model, and a trainer that fails after writing
+    pub = json.dumps(el.keys.tenant_pub)
+    el = _policy(
+        el, f"tenant_keys = {{ acme = {pub} }}", f"tenant_keys = {{ acme = {pub}, beta = {pub} }}"
+    )
+    el = _policy(el, f"trainers = {TRAINERS}", f"trainers = {FAILING}")
+    root = unlock(el.lab, PASSPHRASE)
+    with audit_writer(el.lab, root) as log:
+        vault_ops.ingest(el.lab, root, "beta", el.dataset, "operator", log)
+        assert import_model(el.lab, "beta", work / "cnn-package", "operator", log).accepted
+        train = run_job(el.lab, root, "acme", SPEC, "eng", log)
+        beta = run_job(el.lab, root, "beta", SPEC, "eng", log)
+        failing = {**SPEC, "trainer": "write_then_fail", "params": {}}
+        failed = run_job(el.lab, root, "acme", failing, "eng", log)
+    assert (train.status, beta.status, failed.status) == ("done", "done", "failed")
+    assert (failed.outbox / "model.onnx").is_file()
+    return World(el, train.outbox, beta.outbox, failed.outbox)
+
+
+def _export(el, paths, tenant: str = "acme", override: Override | None = None):
+    root = unlock(el.lab, PASSPHRASE)
+    with audit_writer(el.lab, root) as log:
+        return export(el.lab, root, tenant, paths, "eng", log, override=override)
+
+
+def _entries(el) -> list[dict]:
+    lines = (el.lab.paths.root / "audit" / "entries.jsonl").read_text().splitlines()
+    return [json.loads(x) for x in lines]
+
+
+def _releases(el) -> list[Path]:
+    d = el.lab.paths.root / "released" / "acme"
+    return sorted(d.iterdir()) if d.exists() else []
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True)
+    for name in ("model.onnx", "model.json"):
+        shutil.copyfile(src / name, dst / name)
+    return dst
+
+
+def _refused_for_attestation(el, out, names: set[str]) -> None:
+    assert out.decision == "refused" and out.release_dir is None
+    hits = {f.artifact.split("/")[-1] for f in out.report.blocking() if f.detector == "attestation"}
+    assert hits == names, out.report.text()
+    last = _entries(el)[-1]
+    assert last["action"] == "export.refuse" and not set(last["details"]["attested"]) & names
+
+
+def test_a_training_jobs_output_is_released_attested_and_charged_its_spec(world) -> None:
+    el = world.el
+    out = _export(el, [world.train])
+    assert out.decision == "released", out.report.text()
+    last = _entries(el)[-1]
+    assert last["action"] == "export.release"
+    # the audit entry names the job that wrote both files
+    assert last["details"]["attested"] == {
+        "model.onnx": world.train.name,
+        "model.json": world.train.name,
+    }
+    # charged the spec's bytes and the choice among acme's one done training job (log2 1)
+    spec_bits = 8 * len(json.dumps(SPEC, sort_keys=True).encode())
+    assert last["details"]["capacity_bits"] == pytest.approx(spec_bits + math.log2(1), abs=0.1)
+    # still the gate's rebuild: the head's new weights are re-quantised (13 low bits empty)
+    m = onnx.load(out.release_dir / "model.onnx")
+    imported = {t.name for t in onnx.load(REPO / "models" / "cnn" / "model.onnx").graph.initializer}
+    [head] = [numpy_helper.to_array(t) for t in m.graph.initializer if t.name not in imported]
+    assert (head.view(np.uint32) & 0x1FFF).max() == 0
+    src = hashlib.sha256((world.train / "model.onnx").read_bytes()).hexdigest()
+    man = json.loads((out.release_dir / "manifest.json").read_text())["manifest"]
+    onx = next(a for a in man["artifacts"] if a["path"] == "model.onnx")
+    assert onx["source_sha256"] == src and onx["sha256"] != src
+
+
+def test_the_jobs_output_with_one_byte_changed_is_refused(world, tmp_path: Path) -> None:
+    el = world.el
+    d = _copy(world.train, el.lab.paths.root / "outbox" / "acme" / "edited")
+    data = bytearray((d / "model.onnx").read_bytes())
+    w = numpy_helper.to_array(onnx.load(d / "model.onnx").graph.initializer[-1])
+    at = bytes(data).find(w.tobytes())
+    assert at > 0
+    data[at] ^= 1  # the lowest bit of one weight of the head: still a valid model
+    (d / "model.onnx").write_bytes(bytes(data))
+    before = _releases(el)
+    _refused_for_attestation(el, _export(el, [d]), {"model.onnx"})
+    assert _releases(el) == before
+
+
+def test_another_tenants_training_output_is_refused(world, tmp_path: Path) -> None:
+    el = world.el
+    # positive control: the files are a done training job's outputs, of tenant beta
+    digest = hashlib.sha256((world.beta_train / "model.onnx").read_bytes()).hexdigest()
+    assert (
+        digest in job_outputs(el.lab.paths.audit, "beta", ["facelab.jobs.trainers:pca_head"]).models
+    )
+    d = _copy(world.beta_train, tmp_path / "from-beta")  # a path outside the lab
+    before = _releases(el)
+    # (its model.json is byte for byte the one acme's own job wrote: that one is acme's too)
+    _refused_for_attestation(el, _export(el, [d]), {"model.onnx"})
+    assert _releases(el) == before
+
+
+def test_a_failed_jobs_output_is_refused(world) -> None:
+    el = world.el
+    finish = [
+        e for e in _entries(el) if e["action"] == "job.finish" and e["object"] == world.failed.name
+    ]
+    assert finish[0]["decision"] == "failed" and any(
+        line.endswith("  model.onnx") for line in finish[0]["details"]["outputs"]
+    )
+    before = _releases(el)
+    _refused_for_attestation(el, _export(el, [world.failed]), {"model.onnx", "model.json"})
+    assert _releases(el) == before
+
+
+def _signs_flipped(d: Path) -> Path:
+    """The imported CNN with the signs of some of its 1,024 smallest weights flipped: a
+    payload of 1,024 bits, far under the capacity budget (the red team's sign flips)."""
+    m = onnx.load(REPO / "models" / "cnn" / "model.onnx")
+    t = max(m.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    a = numpy_helper.to_array(t).copy()
+    flat = a.reshape(-1)
+    smallest = np.argsort(np.abs(flat))[:1024]  # the model still works
+    bits = np.random.default_rng(20).integers(0, 2, 1024).astype(bool)
+    flat[smallest[bits]] *= -1
+    t.CopyFrom(numpy_helper.from_array(a, t.name))
+    d.mkdir(parents=True)
+    onnx.save(m, d / "model.onnx")
+    shutil.copyfile(REPO / "models" / "cnn" / "model.json", d / "model.json")
+    return d
+
+
+def test_a_hand_made_covert_model_is_refused_and_an_override_is_charged_in_full(
+    world, tmp_path: Path
+) -> None:
+    el = world.el
+    d = _signs_flipped(tmp_path / "hand-made")
+    before = _releases(el)
+    _refused_for_attestation(el, _export(el, [d]), {"model.onnx", "model.json"})
+    assert _releases(el) == before
+    # without attestation the channel leaves: the budget does not stop 1,024 bits
+    loose = _policy(el, "models_require_attestation = true", "models_require_attestation = false")
+    try:
+        out = _export(loose, [d])
+        assert out.decision == "released", out.report.text()
+        full = _entries(el)[-1]["details"]["capacity_bits"]
+        assert 1024 < full < 2**21
+    finally:
+        el = _policy(
+            loose, "models_require_attestation = false", "models_require_attestation = true"
+        )
+    # a reviewer's signed override releases the gate's rebuild, charged in full, unattested
+    digests = [
+        hashlib.sha256((d / n).read_bytes()).hexdigest() for n in ("model.json", "model.onnx")
+    ]
+    reason = "synthetic test model, checked by hand"
+    key = load_officer_key(el.reviewer_key)
+    ov = Override("rev", reason, sign_override(key, "acme", digests, reason))
+    out = _export(el, [d], override=ov)
+    assert out.decision == "overridden" and out.release_dir is not None
+    last = _entries(el)[-1]
+    assert last["action"] == "export.override" and last["details"]["attested"] == {}
+    assert last["details"]["capacity_bits"] == pytest.approx(full, abs=0.1)
