@@ -80,9 +80,15 @@ def _vault_tenants(lab: Lab, root: RootKey) -> list[str]:
 def check_known_tenant(lab: Lab, root: RootKey, tenant: str, **vault_kw) -> None:
     """BadInputError unless ``tenant`` is in the vault or declared in the policy."""
     with open_vault(lab, root, **vault_kw) as v:
-        if v.has_tenant(tenant):
-            return
-        present = [r["tenant"] for r in v.tenants()]
+        _check_known(lab, v, tenant)
+
+
+def _check_known(lab: Lab, v, tenant: str) -> None:
+    """``check_known_tenant`` on an open vault (under the tenant's state lock, so that a
+    destroy finishing meanwhile cannot be undone by an ingest that checked before it)."""
+    if v.has_tenant(tenant):
+        return
+    present = [r["tenant"] for r in v.tenants()]
     if tenant in declared_tenants(lab):
         return
     known = ", ".join(sorted(set(present) | set(declared_tenants(lab)))) or "none yet"
@@ -122,6 +128,8 @@ def ingest(
     details = {"images": len(items), "subjects": subjects, "source": str(dataset)[:256]}
     state_lock = intents.held(lab.paths.audit, tenant, log.lock_wait)
     with state_lock, open_vault(lab, root, **vault_kw) as v:
+        if not new_tenant:  # again under the lock: the first check was a fast refusal
+            _check_known(lab, v, tenant)
         if v.has_dataset(tenant, digest):
             res = v.ingest(tenant, items, digest)  # already present: changes nothing
             log.record(
