@@ -179,3 +179,23 @@ def test_nothing_the_lab_creates_is_group_or_world_writable_under_umask_0(tmp_pa
     ]
     assert loose == []
     assert len(list(lab.rglob("*"))) > 5  # control: the walk saw the lab's files
+
+
+def test_prove_of_an_entry_edited_in_place_is_tampered_not_verified(lab: Path) -> None:
+    """Red team 14g, case 04: the leaf is hashed from the entry's bytes, not taken from
+    the hash store the edit left alone."""
+    first = run("audit", "prove", "--lab", str(lab), "--entry", "0")
+    assert first.returncode == 0 and json.loads(first.stdout)["verified"] is True
+    entries = lab / "audit" / "entries.jsonl"
+    raw = entries.read_bytes()
+    assert raw.count(b'"actor":"ops"') >= 1
+    entries.write_bytes(raw.replace(b'"actor":"ops"', b'"actor":"opz"', 1))
+    p = run("audit", "prove", "--lab", str(lab), "--entry", "0")
+    assert p.returncode == 4 and "TAMPERED" in p.stderr and "Traceback" not in p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["verified"] is False and '"actor":"opz"' in doc["entry_json"]
+    proof = lab.parent / "proof.json"
+    proof.write_text(p.stdout)
+    # the offline check refuses the same document
+    v = run("audit", "verify-proof", str(proof), "--key", str(lab / "keys" / "lab_signing.pub"))
+    assert v.returncode == 4

@@ -172,13 +172,32 @@ def _cmd_audit_prove(args: argparse.Namespace) -> int:
     if size != cp.size:
         raise BadInputError(f"--size {size}: only the latest checkpoint ({cp.size}) is served")
     proof = prove_inclusion(lab.paths.audit, args.entry, size)
+    # the leaf is the entry's own bytes hashed, never the hash store's copy: an entry
+    # edited in place (store untouched) must not come back "verified"
+    leaf = rfc9162.leaf_hash(proof.entry_line)
     try:
-        rfc9162.verify_inclusion(proof.entry, size, proof.leaf_hash, proof.proof, cp.root)
+        rfc9162.verify_inclusion(proof.entry, size, leaf, proof.proof, cp.root)
         ok = True
     except ProofError:
         ok = False
-    out = {**proof.to_json(), "root": cp.root.hex(), "checkpoint": note, "verified": ok}
+    out = {
+        **proof.to_json(),
+        "leaf_hash": leaf.hex(),
+        "root": cp.root.hex(),
+        "checkpoint": note,
+        "verified": ok,
+    }
     print(json.dumps(out, indent=2))
+    if not ok:
+        why = (
+            "its bytes do not hash to the leaf the log stores (edited)"
+            if leaf != proof.leaf_hash
+            else "its proof does not lead to the signed checkpoint's root"
+        )
+        print(
+            f"facelab: audit log TAMPERED: entry {proof.entry}: {why}; run facelab audit verify",
+            file=sys.stderr,
+        )
     return 0 if ok else 4
 
 
