@@ -240,6 +240,10 @@ class AuditLog:
         self._queue: list[_Ticket] = []
         self._leading = False
         self._closed = False
+        # the first failure to write (a full disk, an I/O error): this writer's view of
+        # the files is no longer theirs, so it writes and signs nothing more and reports
+        # that failure, never the mismatch it left (the next writer recovers on open)
+        self._broken: OSError | None = None
         self._size = 0  # entries known to this process (all covered by the head)
         self._end = 0  # byte end of the last entry
         self._frontier: list[tuple[int, bytes]] = []
@@ -276,6 +280,8 @@ class AuditLog:
         with self._cond:
             if self._closed:
                 raise ValueError("audit log is closed")
+            if self._broken is not None:
+                raise self._failed_before()
             self._queue.extend(tickets)
             while any(t.receipt is None and t.error is None for t in tickets):
                 if self._leading:
@@ -294,6 +300,8 @@ class AuditLog:
                             receipts = receipts[len(pre) :]
                     except BaseException as e:  # every waiter learns of the failure
                         error = e
+                        if isinstance(e, OSError) and self._broken is None:
+                            self._broken = e
                 finally:
                     self._mutex.acquire()
                     self._leading = False
@@ -310,6 +318,8 @@ class AuditLog:
 
     def checkpoint(self) -> str:
         """File a checkpoint at the current size (if newer than the last) and return it."""
+        if self._broken is not None:
+            raise self._failed_before()
         with self._flock():
             found = self._sync()
             if found:
@@ -337,6 +347,8 @@ class AuditLog:
                 return
             self._closed = True
         try:
+            if self._broken is not None:
+                return  # nothing more is signed; the failure was raised where it happened
             with self._flock():
                 found = self._sync()
                 if found:
@@ -352,6 +364,16 @@ class AuditLog:
         finally:
             for fd in (self._entries_fd, self._index_fd, self._hashes_fd, self._lock_fd):
                 os.close(fd)
+
+    def _failed_before(self) -> OSError:
+        e = self._broken
+        assert e is not None
+        return OSError(
+            e.errno,
+            f"{e.strerror or e} (an earlier write of this command failed; nothing more "
+            "is written; the next command recovers the log)",
+            e.filename,
+        )
 
     def __enter__(self) -> AuditLog:
         return self
