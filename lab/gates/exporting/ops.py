@@ -280,6 +280,13 @@ def export(
         # the tenant's state lock, from the budget's reading to the release's outcome: two
         # exports of one tenant cannot both spend what is left of its budget
         with intents.held(lab.paths.audit, tenant, log.lock_wait):
+            # again under the lock: a destroy that finished while the gate ran must not
+            # be followed by a release of what the tenant's data made
+            with open_vault(lab, root) as v:
+                if not v.has_tenant(tenant):
+                    raise BadInputError(
+                        f"tenant {tenant!r} was destroyed while the gate ran; nothing is released"
+                    )
             bits = export_bits(items)
             spent = tenant_bits(lab.paths.audit, tenant)
             over = budget_finding(spent, bits, int(policy.contract["tenant_capacity_bits"]))
