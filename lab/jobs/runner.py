@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from facelab import confine
-from facelab.audit import AuditLog, Event
+from facelab.audit import AuditLog, Event, intents
 from facelab.audit.events import escape_text
 from facelab.confine.safefs import UnsafeEntry, disown, walk_regular
 from facelab.errors import BadInputError, JobRefused
@@ -379,38 +379,53 @@ def run_job(
     # exception) is data: its class name and digest in the log, its text in the outbox
     facts = [*feed_error, *run.events]
     job_error = run.error if run.status == "failed" else ""
-    outputs, unsafe, outbox_problem = _collect_outbox(outbox, limits, job_error)
-    if outbox_problem:
-        facts.append(outbox_problem)
-    error = "; ".join(facts) or _error_class(job_error)
-    with contextlib.suppress(OSError):
-        shutil.rmtree(workspace)  # scratch: never kept, never followed
-    step("checking the summary and the outputs")
-    summary, summary_problem = clean_summary(run.result if run.status == "ok" else None)
-    log.record(
-        Event(
-            "job.finish",
-            actor,
-            role="tenant",
-            tenant=tenant,
-            object=job_id,
-            decision=status,
-            details={
-                "error": _text(error, 300),
-                "job_error": _error_record(job_error),
-                "kernel_events": [_text(e, 200) for e in run.events][:20],
-                "confinement": list(run.layers),
-                # the values stay out of the signed log (it outlives the tenant): digest only
-                "summary_sha256": _digest(summary) if summary else None,
-                "summary_keys": len(summary),
-                "summary_refused": summary_problem,
-                **_outputs_record(outputs),
-                "removed_from_outbox": [_text(f"{u.path}: {u.reason}", 200) for u in unsafe][:50],
-                "outbox": str(outbox.relative_to(lab.paths.root)),
-                "workspace": "removed",
-            },
+    # the outputs are judged and recorded under the tenant's state lock: a tenant destroyed
+    # while its job ran keeps no output (the destruction certificate listed the outbox
+    # as emptied; what the job wrote after it is the tenant's data all the same)
+    with intents.held(lab.paths.audit, tenant, log.lock_wait):
+        with open_vault(lab, root) as v:
+            destroyed = not v.has_tenant(tenant)
+        if destroyed:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(outbox)  # removes links, never follows them
+            status = "failed"
+            facts.append("the tenant was destroyed while the job ran: its outputs are removed")
+            outputs, unsafe, outbox_problem = {}, [], ""
+        else:
+            outputs, unsafe, outbox_problem = _collect_outbox(outbox, limits, job_error)
+        if outbox_problem:
+            facts.append(outbox_problem)
+        error = "; ".join(facts) or _error_class(job_error)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(workspace)  # scratch: never kept, never followed
+        step("checking the summary and the outputs")
+        summary, summary_problem = clean_summary(run.result if run.status == "ok" else None)
+        log.record(
+            Event(
+                "job.finish",
+                actor,
+                role="tenant",
+                tenant=tenant,
+                object=job_id,
+                decision=status,
+                details={
+                    "error": _text(error, 300),
+                    "job_error": _error_record(job_error),
+                    "kernel_events": [_text(e, 200) for e in run.events][:20],
+                    "confinement": list(run.layers),
+                    # the values stay out of the signed log (it outlives the tenant): digest only
+                    "summary_sha256": _digest(summary) if summary else None,
+                    "summary_keys": len(summary),
+                    "summary_refused": summary_problem,
+                    **_outputs_record(outputs),
+                    "removed_from_outbox": [_text(f"{u.path}: {u.reason}", 200) for u in unsafe][
+                        :50
+                    ],
+                    "outbox": str(outbox.relative_to(lab.paths.root)),
+                    "workspace": "removed",
+                },
+            )
         )
-    )
     return JobResult(
         job_id, status, outbox, summary, error, tuple(run.layers), outputs, tuple(run.events)
     )
