@@ -56,6 +56,8 @@ def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path) -> None:
             "models/eigenface",
             "--scheduler",
             "tcp://127.0.0.1:9",
+            "--connect-timeout",
+            "1",
         ],
         capture_output=True,
         text=True,

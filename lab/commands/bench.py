@@ -10,7 +10,7 @@ from facelab.commands._common import Steps, check_out, progress_bar, unlocked
 from facelab.errors import BadInputError
 
 
-def _scorer(scheduler: str | None, client_out: list | None = None):
+def _scorer(scheduler: str | None, client_out: list | None = None, timeout: float = 10.0):
     from facelab.bench import score_pairs
 
     if scheduler is None:
@@ -26,12 +26,22 @@ def _scorer(scheduler: str | None, client_out: list | None = None):
     from facelab.bench._cluster import score_pairs_on_cluster
 
     try:
-        client = distributed.Client(scheduler, timeout=10)
+        client = distributed.Client(scheduler, timeout=timeout)
     except OSError as e:
         raise BadInputError(f"--scheduler {scheduler}: cannot connect ({e})") from e
     if client_out is not None:
         client_out.append(client)
     return partial(score_pairs_on_cluster, client)
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < v <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} is outside (0, 3600] seconds")
+    return v
 
 
 MAX_SCORE_FILE = 4 << 30  # 4 GiB: 500M float64 scores
@@ -124,7 +134,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise BadInputError("facelab bench: give --lab LAB --tenant T, or --dataset DIR")
     check_out(out, args.force)
     clients: list = []
-    scorer = _scorer(args.scheduler, clients)  # an unreachable cluster fails first
+    # an unreachable cluster fails first
+    scorer = _scorer(args.scheduler, clients, args.connect_timeout)
     samples = samples_from_dataset(args.dataset)
     reports = []
     steps = Steps("bench", total=len(models), bar=False)  # extraction draws its own bar
@@ -228,6 +239,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--scheduler",
         default=None,
         help="tcp://HOST:PORT of a Dask scheduler: score the blocks on the cluster",
+    )
+    b.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for the --scheduler to answer (default 10)",
     )
     b.add_argument("--out", type=Path, default=None, help="report directory (bench-report)")
     b.add_argument("--force", action="store_true", help="replace an existing --out")
