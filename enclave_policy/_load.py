@@ -144,6 +144,9 @@ class Policy:
     governance: GovernancePolicy | None = None
 
 
+MAX_POLICY_BYTES = 1 << 20
+
+
 def _get(table: dict, key: str, typ: type, where: str, path: Path):
     if key not in table:
         raise BadInputError(f"{path}: missing key {where}{key}")
@@ -153,10 +156,16 @@ def _get(table: dict, key: str, typ: type, where: str, path: Path):
     return v
 
 
-def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
+def load_policy(path: Path | str = DEFAULT_POLICY, *, follow: bool = True) -> Policy:
+    """The policy of ``path`` (at most 1 MiB of UTF-8 TOML, a regular file: a FIFO or a
+    link to ``/dev/zero`` is one ``BadInputError``, never a hang or an endless read).
+    ``follow=False`` for a lab's own ``policy.toml``: a link there is refused."""
+    from facelab import labfs
+
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = labfs.read_text(path, MAX_POLICY_BYTES, follow=follow, what="a policy")
+        raw = tomllib.loads(text)
     except OSError as e:
         raise BadInputError(f"{path}: cannot read policy ({e.strerror})") from e
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:

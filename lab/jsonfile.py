@@ -11,14 +11,13 @@ traceback.
 from __future__ import annotations
 
 import json
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
+from facelab import labfs
 from facelab.errors import BadInputError
 
-MAX_BYTES = 16 << 20  # 16 MiB: larger than any JSON facelab writes for a person to read
+MAX_BYTES = labfs.MAX_BYTES  # 16 MiB: larger than any JSON facelab writes for a person to read
 
 
 def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
@@ -45,37 +44,16 @@ def strict_loads(text: str | bytes) -> Any:
     return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
 
 
-def read_regular(path: Path | str, *, max_bytes: int = MAX_BYTES, what: str = "a file") -> bytes:
-    """The bytes of ``path`` if it is a regular file of at most ``max_bytes`` bytes.
-
-    Opened without blocking: a FIFO, socket, device (``/dev/zero``) or directory given
-    where a file is expected is one :class:`BadInputError`, never a hang or an endless
-    read. A link given by the user is followed (it names the file they meant).
+def read_regular(
+    path: Path | str, *, max_bytes: int = MAX_BYTES, what: str = "a file", follow: bool = True
+) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``max_bytes`` bytes
+    (:func:`facelab.labfs.read_bytes`: a FIFO, socket, device or directory is one
+    :class:`BadInputError`, never a hang or an endless read). ``follow``: a link given by
+    the user is followed (it names the file they meant); a file of a lab passes False.
     :class:`FileNotFoundError` is raised as is.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        raise BadInputError(f"{path}: unreadable ({e.strerror or e})") from e
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise BadInputError(f"{path}: not a regular file (a FIFO, device or directory)")
-        parts, n = [], 0
-        while n <= max_bytes:
-            b = os.read(fd, min(1 << 20, max_bytes + 1 - n))
-            if not b:
-                break
-            parts.append(b)
-            n += len(b)
-    except OSError as e:
-        raise BadInputError(f"{path}: unreadable ({e.strerror or e})") from e
-    finally:
-        os.close(fd)
-    if n > max_bytes:
-        raise BadInputError(f"{path}: over {max_bytes} bytes, not {what}")
-    return b"".join(parts)
+    return labfs.read_bytes(path, max_bytes, follow=follow, what=what)
 
 
 def read_json(
@@ -84,15 +62,17 @@ def read_json(
     what: str = "JSON",
     expect: type | tuple[type, ...] | None = dict,
     max_bytes: int = MAX_BYTES,
+    follow: bool = True,
 ) -> Any:
     """The parsed document of ``path`` (at most ``max_bytes`` bytes, UTF-8).
 
     ``expect`` is the type the top level must have (None: any). Raises
     :class:`FileNotFoundError` when the file does not exist (callers say what that
-    means) and :class:`BadInputError` for every other problem.
+    means) and :class:`BadInputError` for every other problem. ``follow``: as in
+    :func:`read_regular`.
     """
     path = Path(path)
-    data = read_regular(path, max_bytes=max_bytes, what=what)
+    data = read_regular(path, max_bytes=max_bytes, what=what, follow=follow)
     try:
         doc = strict_loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:

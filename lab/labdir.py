@@ -262,7 +262,7 @@ def open_lab(root: Path | str) -> Lab:
     from facelab.jsonfile import read_json
 
     try:
-        meta = read_json(paths.meta, what="lab metadata")
+        meta = read_json(paths.meta, what="lab metadata", follow=False)
     except FileNotFoundError as e:
         raise BadInputError(f"{root}: not a facelab lab (no lab.json; run facelab init)") from e
     if meta.get("format") != LAB_FORMAT:
@@ -270,7 +270,7 @@ def open_lab(root: Path | str) -> Lab:
     lab_id = meta.get("lab_id")
     if not isinstance(lab_id, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", lab_id):
         raise BadInputError(f"{paths.meta}: no valid lab_id")
-    policy = load_policy(paths.policy)
+    policy = load_policy(paths.policy, follow=False)
     return Lab(paths, meta["lab_id"], policy.audit.origin_prefix + meta["lab_id"], policy)
 
 
@@ -299,7 +299,7 @@ def _small_lab_file(path: Path) -> bytes:
     a hang of every command)."""
     from facelab.jsonfile import read_regular
 
-    return read_regular(path, max_bytes=64 << 10, what="a key file")
+    return read_regular(path, max_bytes=64 << 10, what="a key file", follow=False)
 
 
 def load_public_key(lab: Lab) -> Ed25519PublicKey:
@@ -401,7 +401,9 @@ def keep_policy_version(lab: Lab) -> Path:
     """Keep the text of the policy in force as ``LAB/policy-history/<sha256>.toml`` (once
     per version), so that every policy digest the audit log holds can be shown with its
     text (the evidence pack's policy history; issue 18)."""
-    data = lab.paths.policy.read_bytes()
+    from facelab import labfs
+
+    data = labfs.read_bytes(lab.paths.policy, what="a policy")
     import hashlib
 
     path = lab.paths.root / "policy-history" / f"{hashlib.sha256(data).hexdigest()}.toml"
@@ -451,9 +453,11 @@ def recorded_audit_limits(lab: Lab) -> dict[str, int]:
     import hashlib
     import tomllib
 
+    from facelab import labfs
+
     current = audit_limits(lab)
     try:
-        with open(lab.paths.audit / "entries.jsonl", "rb") as f:
+        with labfs.open_file(lab.paths.audit / "entries.jsonl") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - (1 << 16)))
             lines = f.read().split(b"\n")
@@ -463,7 +467,7 @@ def recorded_audit_limits(lab: Lab) -> dict[str, int]:
         sha = str(last.get("policy", "")).removeprefix("sha256:")
         if not re.fullmatch(r"[0-9a-f]{64}", sha):
             return current
-        data = (lab.paths.root / "policy-history" / f"{sha}.toml").read_bytes()
+        data = labfs.read_bytes(lab.paths.root / "policy-history" / f"{sha}.toml")
         if hashlib.sha256(data).hexdigest() != sha:
             return current
         recorded = _audit_limits(tomllib.loads(data.decode()).get("audit", {}), lab.paths.policy)

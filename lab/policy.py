@@ -29,6 +29,7 @@ import tomlkit
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from facelab import labfs
 from facelab.errors import BadInputError
 from tomlkit.exceptions import TOMLKitError
 
@@ -63,7 +64,7 @@ def _last_entry(audit_dir: Path) -> dict[str, Any] | None:
     """The last entry of the log (the writer has verified the whole log on open)."""
     path = Path(audit_dir) / _ENTRIES
     try:
-        with open(path, "rb") as f:
+        with labfs.open_file(path) as f:
             end = f.seek(0, os.SEEK_END)
             f.seek(max(0, end - 65536))
             tail = f.read()
@@ -144,7 +145,7 @@ def _change_locked(lab, log, actor: str, what: str, edit: Callable[[Any], None])
     recorded, current = in_force(lab.paths.audit), file_digest(path)
     if recorded is not None and recorded != current:  # a hand edit goes on the record first
         _record_drift(log, actor, recorded, current)
-    text = path.read_text(encoding="utf-8")
+    text = labfs.read_text(path, what="a policy")
     try:
         doc = tomlkit.parse(text)
     except TOMLKitError as e:

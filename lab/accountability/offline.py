@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from facelab import labfs
 from facelab.errors import BadInputError, NoteError, ProofError, TamperedError
 from facelab.jsonfile import strict_loads
 
@@ -43,23 +44,9 @@ class ReleaseCheck:
 
 
 def read_bytes(path: Path, limit: int = MAX_DOC_BYTES) -> bytes:
-    """A regular file's bytes, never through a link, at most ``limit`` bytes."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as e:
-        raise BadInputError(f"{path}: unreadable ({e.strerror})") from e
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise BadInputError(f"{path}: not a regular file")
-        chunks, n = [], 0
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-            n += len(chunk)
-            if n > limit:
-                raise BadInputError(f"{path}: over {limit} bytes")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    """A regular file's bytes, never through a link, at most ``limit`` bytes
+    (:func:`facelab.labfs.read_bytes`; ``BadInputError`` otherwise)."""
+    return labfs.read_bytes(path, limit, what="a file of this document")
 
 
 def read_json(path: Path) -> object:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from facelab import labfs
 from facelab.errors import BadInputError
 from facelab.scratch import sibling_dir
 
@@ -368,7 +369,7 @@ def subject_access(
             details={
                 "asked_by": q.kind,
                 "processors": len(doc["holdings"]),
-                "report_sha256": hashlib.sha256(js.read_bytes()).hexdigest(),
+                "report_sha256": hashlib.sha256(labfs.read_bytes(js)).hexdigest(),
             },
         )
     )

@@ -14,13 +14,15 @@ damage in its own right.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from facelab import labfs
 from facelab.audit import checkpoint as ckpt
-from facelab.errors import NoteError
+from facelab.errors import BadInputError, NoteError
 
 SLOTS = ("audit_head.a.note", "audit_head.b.note")
 SLOT_BYTES = 4096
@@ -61,19 +63,13 @@ def read(head_dir: Path, key: Ed25519PublicKey, origin: str) -> HeadState:
     present, problems = 0, []
     for i, name in enumerate(SLOTS):
         p = head_dir / name
-        try:
-            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            problems.append(f"{p}: unreadable ({e.strerror})")
+        try:  # never through a link, never blocking on a FIFO (red team 14g, c06)
+            raw, _ = labfs.read_prefix(p, ckpt.MAX_NOTE_BYTES + 8)
+        except BadInputError as e:
+            problems.append(str(e))
             present += 1
             continue
-        present += 1
-        try:
-            raw = os.read(fd, ckpt.MAX_NOTE_BYTES + 8)
-        finally:
-            os.close(fd)
+        present += 1  # a missing slot reads as empty: not counted below
         data = decode(raw)
         if not raw.strip(b"\0"):  # created, never written: no head here
             present -= 1
@@ -92,8 +88,15 @@ def read(head_dir: Path, key: Ed25519PublicKey, origin: str) -> HeadState:
 
 def write(head_dir: Path, note: bytes, slot: int) -> None:
     """Overwrite slot ``slot`` durably with ``note`` (same size: fdatasync suffices)."""
-    fd = os.open(head_dir / SLOTS[slot], os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    path = head_dir / SLOTS[slot]
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:  # a FIFO in the slot's place: never block on it, never write into it
+        fd = os.open(path, flags, 0o600)
+    except OSError as e:
+        why = "a FIFO or socket" if e.errno == errno.ENXIO else e.strerror or e
+        raise BadInputError(f"{path}: not writable as a head slot ({why})") from e
     try:
+        labfs.check_fd(fd, path)
         data = encode(note)
         grew = os.fstat(fd).st_size != len(data)
         os.pwrite(fd, data, 0)

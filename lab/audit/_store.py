@@ -26,6 +26,7 @@ import os
 import struct
 from pathlib import Path
 
+from facelab import labfs
 from facelab.audit.rfc9162 import EMPTY_ROOT, HASH_SIZE, node_hash, split_point
 
 
@@ -91,7 +92,7 @@ class HashFile:
 
     def __init__(self, path: Path):
         self.path = path
-        self._fd = os.open(path, os.O_RDONLY)
+        self._fd = labfs.open_regular(path)
 
     def close(self) -> None:
         os.close(self._fd)
@@ -113,7 +114,10 @@ class HashFile:
 
 
 def read_offsets(path: Path) -> list[int]:
-    data = path.read_bytes() if path.exists() else b""
+    try:
+        data = labfs.read_bytes(path, labfs.LOG_MAX_BYTES, what="an index of the log")
+    except FileNotFoundError:
+        data = b""
     usable = len(data) - len(data) % 8
     return list(struct.unpack(f">{usable // 8}Q", data[:usable]))
 

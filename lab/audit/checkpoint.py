@@ -103,21 +103,12 @@ def canonical_b64(value: bytes | str, what: str) -> bytes:
 
 
 def read_note_file(path) -> bytes:
-    """A note file's bytes, bounded and without following a link (NoteError if too big)."""
-    import os
+    """A note file's bytes, bounded and without following a link
+    (:func:`facelab.labfs.read_bytes`): a link, FIFO, device or directory, or a file
+    over the limit, is ``NoteError``; a missing file ``FileNotFoundError``."""
+    from facelab import labfs
 
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    try:
-        import stat
-
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NoteError(f"{path}: not a regular file")
-        data = os.read(fd, MAX_NOTE_BYTES + 1)
-    finally:
-        os.close(fd)
-    if len(data) > MAX_NOTE_BYTES:
-        raise NoteError(f"{path}: over the {MAX_NOTE_BYTES}-byte limit of a note")
-    return data
+    return labfs.read_bytes(path, MAX_NOTE_BYTES, what="a note", error=NoteError)
 
 
 def _valid_name(name: str) -> bool:

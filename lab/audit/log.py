@@ -44,6 +44,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes as _hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from facelab import labfs
 from facelab.audit import _head, rfc9162
 from facelab.audit import checkpoint as ckpt
 from facelab.audit._store import (
@@ -234,6 +235,13 @@ class AuditLog:
                     f"{self.dir / name}: a link where a file of the log must be; not followed"
                 ) from e
             raise BadInputError(f"{self.dir / name}: unreadable ({e.strerror or e})") from e
+        try:  # a FIFO opened read-write does not block, but reading it would
+            for name, fd in zip((LOCK, ENTRIES, INDEX, HASHES), opened, strict=True):
+                labfs.check_fd(fd, self.dir / name, error=TamperedError)
+        except TamperedError:
+            for fd in opened:
+                os.close(fd)
+            raise
         self._lock_fd, self._entries_fd, self._index_fd, self._hashes_fd = opened
         self._mutex = threading.Lock()
         self._cond = threading.Condition(self._mutex)
@@ -517,12 +525,9 @@ class AuditLog:
             (self.dir / CUT).mkdir(exist_ok=True)
             digest = ""
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-                try:
-                    digest = hashlib.sha256(os.read(fd, ckpt.MAX_NOTE_BYTES + 1)).hexdigest()
-                finally:
-                    os.close(fd)
-            except OSError:
+                note = labfs.read_bytes(path, ckpt.MAX_NOTE_BYTES, what="a note")
+                digest = hashlib.sha256(note).hexdigest()
+            except (OSError, BadInputError):
                 pass
             os.rename(path, self.dir / CUT / (path.name + ".quarantined"))
             self._pending.append(
@@ -693,8 +698,8 @@ class AuditLog:
         files = checkpoint_files(self.dir)
         if not files:
             return None
-        note = files[-1].read_bytes()
         try:
+            note = ckpt.read_note_file(files[-1])
             return files[-1], ckpt.verify(note, self.public_key, self.origin)
         except NoteError as e:
             raise TamperedError(f"{files[-1]}: {e}") from e
@@ -712,7 +717,7 @@ class AuditLog:
         target = self.dir / CHECKPOINTS / f"{cp.size:012d}.note"
         if target.exists():
             try:
-                old = ckpt.verify(target.read_bytes(), self.public_key, self.origin)
+                old = ckpt.verify(ckpt.read_note_file(target), self.public_key, self.origin)
             except NoteError as e:
                 raise TamperedError(f"{target}: {e}") from e
             if old.root != cp.root:
@@ -737,6 +742,6 @@ class AuditLog:
 
 def policy_digest(path: Path) -> str:
     try:
-        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+        return "sha256:" + hashlib.sha256(labfs.read_bytes(path, what="a policy")).hexdigest()
     except OSError as e:
         raise BadInputError(f"{path}: unreadable ({e.strerror})") from e

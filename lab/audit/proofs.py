@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from facelab import labfs
 from facelab.audit import rfc9162
 from facelab.audit._store import HashFile, leaves_for_stored
 from facelab.audit.log import ENTRIES, HASHES, INDEX
@@ -47,12 +48,12 @@ def prove_inclusion(audit_dir: Path | str, entry: int, tree_size: int) -> Inclus
         leaf = hf.subtree(entry, entry + 1)
     finally:
         hf.close()
-    with open(d / INDEX, "rb") as f:
+    with labfs.open_file(d / INDEX) as f:
         f.seek(max(0, entry - 1) * 8)
         raw = f.read(16 if entry else 8)
     ends = [int.from_bytes(raw[i : i + 8], "big") for i in range(0, len(raw), 8)]
     start, stop = (0, ends[0]) if entry == 0 else (ends[0], ends[1])
-    with open(d / ENTRIES, "rb") as f:
+    with labfs.open_file(d / ENTRIES) as f:
         f.seek(start)
         line = f.read(stop - start).rstrip(b"\n")
     return InclusionProof(entry, tree_size, leaf, proof, line)

@@ -16,6 +16,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from facelab import labfs
 from facelab.audit.log import ENTRIES
 
 _STR_FIELDS = ("action", "actor", "decision", "object", "policy", "role", "tenant", "time")
@@ -45,7 +46,7 @@ def entries(audit_dir: Path | str, needle: bytes = b"") -> Iterator[dict]:
     """The parsed entries (in log order) whose line contains ``needle``; nothing when
     the log does not exist."""
     try:
-        f = open(Path(audit_dir) / ENTRIES, "rb")  # noqa: SIM115
+        f = labfs.open_file(Path(audit_dir) / ENTRIES)
     except FileNotFoundError:
         return
     with f:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from facelab import labfs
 from facelab.audit.log import ENTRIES
 from facelab.audit.read import entry_of
 from facelab.errors import BadInputError
@@ -33,7 +34,7 @@ def filter_entries(
 ) -> list[dict]:
     lo, hi = _time(since, "since"), _time(until, "until")
     out = []
-    with open(Path(audit_dir) / ENTRIES, "rb") as f:
+    with labfs.open_file(Path(audit_dir) / ENTRIES) as f:
         for raw in f:
             if not raw.endswith(b"\n"):
                 break  # a torn tail is not an entry; `audit verify` reports it

@@ -45,13 +45,12 @@ close that gap.
 from __future__ import annotations
 
 import json
-import os
-import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from facelab import labfs
 from facelab.audit import checkpoint as ckpt
 from facelab.audit import rfc9162
 from facelab.audit._store import (
@@ -137,31 +136,6 @@ class _Tree:
         return self.subtree(0, size)
 
 
-def _read_prefix(path: Path, limit: int) -> tuple[bytes, int]:
-    """At most ``limit`` bytes from the start of the regular file ``path``, and its size
-    (b"", 0 when it does not exist). A link, directory or device is ``BadInputError``."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return b"", 0
-    except OSError as e:
-        raise BadInputError(f"{path}: unreadable ({e.strerror or e})") from e
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise BadInputError(f"{path}: not a regular file")
-        parts, got = [], 0
-        while got < min(limit, st.st_size):
-            b = os.pread(fd, min(1 << 24, limit - got), got)
-            if not b:
-                break
-            parts.append(b)
-            got += len(b)
-        return b"".join(parts), st.st_size
-    finally:
-        os.close(fd)
-
-
 def _genesis_key(first_line: bytes | None) -> str | None:
     if first_line is None:
         return None
@@ -211,9 +185,7 @@ def verify_log(
     rep = VerifyReport()
     damage = rep.damage
     try:
-        data = (d / ENTRIES).read_bytes()
-    except MemoryError as e:
-        raise BadInputError(f"{d / ENTRIES}: too large to verify in this machine's memory") from e
+        data = labfs.read_bytes(d / ENTRIES, labfs.LOG_MAX_BYTES, what="an audit log to verify")
     except FileNotFoundError as e:
         raise BadInputError(f"{d / ENTRIES}: no audit log here") from e
     registered: dict[str, str] = {}
@@ -275,7 +247,7 @@ def verify_log(
     # 2. derived files: the stored leaf hashes localise an edited entry
     tree = _Tree(leaves)
     need = stored_count(n) * 32  # never more is read: a 1 TiB sparse file is not loaded
-    stored, stored_size = _read_prefix(d / HASHES, need)
+    stored, stored_size = labfs.read_prefix(d / HASHES, need)
     if stored_size > need:
         damage.append(
             Damage(
@@ -306,7 +278,7 @@ def verify_log(
         rep.warnings.append(
             f"{HASHES} covers {covered} of {n} entries (crash?); the writer rebuilds it on open"
         )
-    raw_index, index_size = _read_prefix(d / INDEX, n * 8)
+    raw_index, index_size = labfs.read_prefix(d / INDEX, n * 8)
     offsets = list(struct.unpack(f">{len(raw_index) // 8}Q", raw_index[: len(raw_index) // 8 * 8]))
     if index_size > n * 8:
         damage.append(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from facelab import labfs
 from facelab.bench._align import align
 from facelab.errors import BadInputError
 from facelab.gates.importing.checks.model_json import validate
@@ -50,8 +51,12 @@ class Matcher:
         self.onnx_file = onnx_file
         try:
             self.spec = (
-                spec if spec is not None else json.loads((self.dir / "model.json").read_text())
+                spec
+                if spec is not None
+                else json.loads(labfs.read_text(self.dir / "model.json", what="a model spec"))
             )
+        except BadInputError:
+            raise
         except (OSError, ValueError) as e:
             raise BadInputError(f"{self.dir / 'model.json'}: unreadable ({e})") from e
         problems = validate(self.spec)

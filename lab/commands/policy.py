@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from facelab import labfs
 from facelab.commands._common import open_lab_dir, unlocked
 
 EXITS = "exit codes: 0 done; 2 bad input (nothing written); 4 audit log tampered"
@@ -91,7 +92,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         "isolation": raw.get("jobs", {}).get("isolation"),
     }
     if args.all:
-        print(lab.paths.policy.read_text(encoding="utf-8"), end="")
+        print(labfs.read_text(lab.paths.policy, what="a policy"), end="")
         return 0
     if args.json:
         print(json.dumps(doc, indent=2, default=str))

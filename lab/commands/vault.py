@@ -83,7 +83,9 @@ def _cmd_destroy(args: argparse.Namespace) -> int:
     lab, root, log, actor = unlocked(args.lab, args.tenant)
     with log:
         path = ops.destroy(lab, root, args.tenant, actor, log)
-    cert = json.loads(path.read_text())["certificate"]
+    from facelab.vault import certificate
+
+    cert = certificate.read(path)["certificate"]
     m = cert["media_information"]
     print(
         f"destroyed tenant {args.tenant}: {m['records']} records of {m['subjects']} "

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from facelab import labfs
 from facelab.audit.events import canonical
 from facelab.errors import BadInputError, TamperedError
 from facelab.jsonfile import strict_loads
@@ -246,15 +247,9 @@ def verify_document(doc: dict, keys: list[Ed25519PublicKey]) -> dict:
 def read(path: Path | str) -> dict:
     path = Path(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        try:
-            data = os.read(fd, MAX_BYTES + 1)
-        finally:
-            os.close(fd)
-    except OSError as e:
+        data = labfs.read_bytes(path, MAX_BYTES, what="a certificate")
+    except FileNotFoundError as e:
         raise BadInputError(f"{path}: unreadable ({e.strerror})") from e
-    if len(data) > MAX_BYTES:
-        raise BadInputError(f"{path}: over {MAX_BYTES} bytes, not a certificate")
     try:
         doc = strict_loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +96,7 @@ def unlock(keys_dir: Path, secret: bytes) -> RootKey:
 
     try:
         try:
-            doc = read_json(path, what="a key store")
+            doc = read_json(path, what="a key store", follow=False)
         except BadInputError as e:  # the reason, without the path read_json puts first
             raise ValueError(str(e).removeprefix(f"{path}: ")) from e
         if doc.get("format") != FORMAT or doc.get("kdf") != "scrypt":
@@ -154,25 +153,16 @@ def store_tenant_key(keys_dir: Path, tenant: str, wrapped: bytes) -> Path:
 
 
 def load_tenant_key(keys_dir: Path, tenant: str) -> bytes | None:
-    """The wrapped KEK of ``tenant``, or None when the key store holds none."""
+    """The wrapped KEK of ``tenant``, or None when the key store holds none.
+
+    Through :func:`facelab.labfs.read_bytes`: a link, FIFO, device or directory in its
+    place is a ``BadInputError`` naming the file, never a hang."""
+    from facelab import labfs
+
     try:
-        fd = os.open(tenant_key_path(keys_dir, tenant), os.O_RDONLY | os.O_NOFOLLOW)
+        return labfs.read_bytes(tenant_key_path(keys_dir, tenant), 4096, what="a tenant key")
     except FileNotFoundError:
         return None
-    except OSError as e:
-        path = tenant_key_path(keys_dir, tenant)
-        raise BadInputError(f"{path}: unreadable ({e.strerror})") from e
-    path = tenant_key_path(keys_dir, tenant)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise BadInputError(
-                f"{path}: not a regular file (a directory or device where a tenant key must be)"
-            )
-        return os.read(fd, 4096)
-    except OSError as e:
-        raise BadInputError(f"{path}: unreadable ({e.strerror or e})") from e
-    finally:
-        os.close(fd)
 
 
 def destroy_tenant_key(keys_dir: Path, tenant: str) -> str | None:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from facelab import __version__
+from facelab import __version__, labfs
 from facelab.audit import AuditLog, Event, intents
 from facelab.errors import BadInputError, TamperedError
 from facelab.labdir import Lab, load_signing_key
@@ -511,7 +511,9 @@ def registered_model_dirs(lab: Lab) -> list[Path]:
 
     models = lab.paths.root / "models"
     try:
-        entries = read_json(models / "registry.json", what="model registry", expect=list)
+        entries = read_json(
+            models / "registry.json", what="model registry", expect=list, follow=False
+        )
     except (FileNotFoundError, BadInputError):
         return []
     out = []
@@ -708,6 +710,7 @@ def _destroy(
         needles += _tree_samples(p, shared=registered)
     side = _needles_path(lab, tenant)
     side.parent.mkdir(mode=0o700, exist_ok=True)
+    labfs.require_regular(side)  # a FIFO there would block the write (red team 14g, c09)
     side.write_text(json.dumps({"needles": [n.hex() for n in needles], "inventory": inv}))
     seq = intents.begin(
         log,
@@ -755,10 +758,10 @@ def _finish_destroy(
                 raise BadInputError(f"{lab.paths.root}: destroy could not be verified; see {path}")
             return path
     try:
-        saved = json.loads(side.read_text())
+        saved = json.loads(labfs.read_text(side, what="scan needles"))
         needles = [bytes.fromhex(h) for h in saved["needles"]]
         inv = saved["inventory"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, BadInputError):
         needles, inv = [], {"records": 0, "subjects": 0, "datasets": [], "columns": []}
     needles += extra_needles
     places: list[dict] = []
@@ -919,7 +922,8 @@ def _record_destroy(
             "vault.destroy",
             actor,
             tenant=tenant,
-            object="sha256:" + hashlib.sha256(path.read_bytes()).hexdigest(),
+            object="sha256:"
+            + hashlib.sha256(labfs.read_bytes(path, what="a certificate")).hexdigest(),
             decision="destroyed" if ok else "failed",
             details=details,
         ),

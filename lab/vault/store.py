@@ -34,6 +34,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from facelab import labfs
 from facelab.errors import BadInputError, TamperedError, VaultError
 from facelab.vault import _primitives as pr
 from facelab.vault import keystore
@@ -148,7 +149,11 @@ class Vault:
         self.clock = clock
         self.keys_dir = Path(keys_dir) if keys_dir is not None else self.path.parent / "keys"
         self._before_commit: Callable[[], None] | None = None  # test seam (crash point)
-        if not self.path.is_file():  # never recreated silently: init creates it, once
+        # SQLite opens these by name and would block reading a FIFO: regular files only
+        # (a link, FIFO, device or directory is one line naming it; red team 14g)
+        for side in ("-wal", "-shm", "-journal"):
+            labfs.require_regular(f"{self.path}{side}", error=TamperedError)
+        if not labfs.require_regular(self.path, error=TamperedError):  # never recreated
             raise TamperedError(
                 f"{self.path}: the vault database is missing; the lab's records are gone "
                 "(damage; it is not recreated)"

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facelab import labfs
+from facelab.errors import FacelabError
 from facelab.gates.exporting import keyed, provenance
 from facelab.gates.exporting._types import Finding, ScanContext
 from facelab.gates.exporting.artifact import Unscannable, load
@@ -204,10 +206,8 @@ def scan(
 
 def _sha(p: Path) -> str:
     try:
-        return (
-            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() and not p.is_symlink() else ""
-        )
-    except OSError:
+        return hashlib.sha256(labfs.read_bytes(p, labfs.LOG_MAX_BYTES)).hexdigest()
+    except (OSError, FacelabError):
         return ""
 
 

@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from facelab import labfs
 from facelab.audit import AuditLog, Event, intents
-from facelab.errors import BadInputError
+from facelab.errors import BadInputError, FacelabError
 from facelab.gates.exporting import attestation, contract, release, vault_index
 from facelab.gates.exporting._types import Finding, ScanContext
 from facelab.gates.exporting.gate import ExportReport, expand, scan
@@ -92,7 +93,7 @@ def reconcile_intent(lab: Lab, log: AuditLog, actor: str, intent: dict) -> str:
     if rel.startswith(f"released/{tenant}/") and (target / "manifest.json").is_file():
         try:
             release.verify_manifest(
-                json.loads((target / "manifest.json").read_text()), load_public_key(lab)
+                json.loads(labfs.read_text(target / "manifest.json")), load_public_key(lab)
             )
             overridden = intent["action"].startswith("export.override")
             outcome = "overridden" if overridden else "released"
@@ -141,7 +142,8 @@ def _reference_matchers(lab: Lab, tenant: str, refs: Sequence[str], notes: list[
         d = SHIPPED / name
         try:
             out[f"{name} (shipped reference)"] = Matcher(d)
-            seen.add(hashlib.sha256((d / "model.onnx").read_bytes()).hexdigest())
+            onnx = labfs.read_bytes(d / "model.onnx", labfs.LOG_MAX_BYTES, what="a model")
+            seen.add(hashlib.sha256(onnx).hexdigest())
         except (BadInputError, OSError) as e:
             raise BadInputError(
                 f"{d}: the shipped reference matcher cannot load ({e}); the export gate "
@@ -150,7 +152,8 @@ def _reference_matchers(lab: Lab, tenant: str, refs: Sequence[str], notes: list[
     for ref in refs:
         try:
             entry, path = registered_model(lab, tenant, ref)
-            if hashlib.sha256((path / "model.onnx").read_bytes()).hexdigest() in seen:
+            onnx = labfs.read_bytes(path / "model.onnx", labfs.LOG_MAX_BYTES, what="a model")
+            if hashlib.sha256(onnx).hexdigest() in seen:
                 continue
             out[f"{entry['model']} (registered reference)"] = Matcher(path)
         except BadInputError:
@@ -293,7 +296,7 @@ def export(
             if over is not None:
                 report = replace(report, findings=(*report.findings, over))
             digests = [a["source_sha256"] for a in report.artifacts]
-            policy_sha = hashlib.sha256(lab.paths.policy.read_bytes()).hexdigest()
+            policy_sha = hashlib.sha256(labfs.read_bytes(lab.paths.policy)).hexdigest()
             summary = {
                 "artifacts": [f"{a['path']} sha256:{a['sha256']}" for a in report.artifacts],
                 "findings": {
@@ -738,10 +741,8 @@ def _listing(f: Path, rel: str, it: contract.Item, src: Path | None) -> dict:
 
 def _sha(p: Path) -> str:
     try:
-        return (
-            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() and not p.is_symlink() else ""
-        )
-    except OSError:
+        return hashlib.sha256(labfs.read_bytes(p, labfs.LOG_MAX_BYTES)).hexdigest()
+    except (OSError, FacelabError):
         return ""
 
 
