@@ -511,3 +511,42 @@ def test_by_default_1024_entries_may_wait_for_a_witness(lab, tmp_path) -> None:
     with audit_writer(lab, PASS) as log:
         log.record(Event("test.bulk", "tester", details={"i": -1}))
     assert kinds(verify(lab)) == [("unwitnessed", 0)]
+
+
+def test_derived_files_missing_are_rebuilt_not_damage(lab) -> None:
+    for name in ("hashes.bin", "index.bin"):
+        (lab.paths.audit / name).unlink()
+    rep = verify(lab)
+    assert kinds(rep) == [] and any("hashes.bin covers 0" in w for w in rep.warnings)
+
+
+@pytest.mark.parametrize("name", ["hashes.bin", "index.bin"])
+def test_a_derived_file_that_is_a_link_a_directory_or_a_fifo_is_refused(lab, name) -> None:
+    import os
+
+    path = lab.paths.audit / name
+    path.unlink()
+    path.symlink_to(lab.paths.audit / "entries.jsonl")  # not followed
+    with pytest.raises(BadInputError):
+        verify(lab)
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(BadInputError):
+        verify(lab)
+    path.rmdir()
+    os.mkfifo(path)  # opened without blocking, then refused
+    with pytest.raises(BadInputError):
+        verify(lab)
+
+
+def test_signatures_are_reported_before_the_entries_they_implicate(lab) -> None:
+    ls = lines(lab)
+    ls[17] = ls[17].replace(b'"i":16', b'"i":61')
+    write_lines(lab, ls)
+    cps = lab.paths.audit / "checkpoints"
+    (cps / f"{10:012d}.note").rename(cps / f"{11:012d}.note")
+    assert kinds(verify(lab)) == [
+        ("forged-checkpoint", None),
+        ("edited-entry", 17),
+        ("edited-entry", 17),
+    ]
