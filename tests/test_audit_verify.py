@@ -550,3 +550,15 @@ def test_signatures_are_reported_before_the_entries_they_implicate(lab) -> None:
         ("edited-entry", 17),
         ("edited-entry", 17),
     ]
+
+
+def test_an_anchor_at_size_zero_is_the_empty_tree(lab) -> None:
+    """RFC 9162: the root of the empty tree is SHA-256 of the empty string; every log is
+    consistent with it, and with no other root at size 0."""
+    from facelab.labdir import load_signing_key
+
+    key = load_signing_key(lab, PASS)
+    empty = checkpoint.sign(checkpoint.Checkpoint(lab.origin, 0, hashlib.sha256(b"").digest()), key)
+    assert kinds(verify(lab, witness=empty)) == []
+    other = checkpoint.sign(checkpoint.Checkpoint(lab.origin, 0, b"\x01" * 32), key)
+    assert kinds(verify(lab, witness=other)) == [("edited-entry", None)]
