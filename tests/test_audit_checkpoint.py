@@ -183,3 +183,138 @@ def test_cosignature_v1_round_trip_and_what_it_binds() -> None:
     assert ck.parse_vkey(ck.vkey("w1.example", witness.public_key()))[0] == "w1.example"
     with pytest.raises(NoteError):
         ck.parse_vkey("w1.example+00000000+" + base64.b64encode(b"\x04" + raw).decode())
+
+
+# ---------------------------------------------------------------- signatures and witnesses
+# (issue 22: each refusal of verify, cosign, verify_cosignature and parse_vkey must be
+# observable; the oracle is the raw key and the C2SP byte layout, rebuilt here)
+
+WITNESS = Ed25519PrivateKey.from_private_bytes(bytes(range(2, 34)))
+W = "w1.example"
+
+
+def _raw(key) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def _sig_line(name: str, blob: bytes) -> bytes:
+    return "\u2014 ".encode() + name.encode() + b" " + base64.b64encode(blob) + b"\n"
+
+
+def _cosig_blob(note: bytes, ts: int) -> bytes:
+    """A cosignature/v1 blob built from the spec, not by ``ck.cosign``."""
+    text = note.split(b"\n\n")[0] + b"\n"
+    kid = hashlib.sha256(W.encode() + b"\n\x04" + _raw(WITNESS)).digest()[:4]
+    msg = b"cosignature/v1\ntime " + str(ts).encode() + b"\n" + text
+    return kid + ts.to_bytes(8, "big") + WITNESS.sign(msg)
+
+
+def test_a_lab_signature_with_extra_or_missing_bytes_is_refused_for_its_length() -> None:
+    note = _note()
+    text = note.split(b"\n\n")[0] + b"\n"
+    good = ck.key_id(ORIGIN, KEY.public_key()) + KEY.sign(text)
+    assert ck.verify(text + b"\n" + _sig_line(ORIGIN, good), KEY.public_key()).size == 42
+    for blob in (good + b"\0", good[:-1]):
+        with pytest.raises(NoteError) as e:
+            ck.verify(text + b"\n" + _sig_line(ORIGIN, blob), KEY.public_key())
+        assert str(e.value) == "Ed25519 signature is not 64 bytes"
+
+
+def test_a_cosignature_verifies_only_over_its_own_checkpoint_time_and_bytes() -> None:
+    note = _note()
+    blob = _cosig_blob(note, 1_700_000_000)
+    assert (
+        ck.verify_cosignature(note + _sig_line(W, blob), W, WITNESS.public_key()) == 1_700_000_000
+    )
+    forged = [
+        blob[:-1] + bytes([blob[-1] ^ 1]),  # one bit of the signature
+        blob[:4] + (1_700_000_001).to_bytes(8, "big") + blob[12:],  # another time
+    ]
+    for b in forged:
+        with pytest.raises(NoteError):
+            ck.verify_cosignature(note + _sig_line(W, b), W, WITNESS.public_key())
+    # the same line pasted onto another checkpoint (same origin and key, size 43)
+    with pytest.raises(NoteError):
+        ck.verify_cosignature(_note(43) + _sig_line(W, blob), W, WITNESS.public_key())
+
+
+def test_a_cosignature_is_matched_by_its_name_and_key_id_together() -> None:
+    note = _note()
+    blob = _cosig_blob(note, 5)
+    # filed under another name, the witness's cosignature is not the witness's
+    with pytest.raises(NoteError):
+        ck.verify_cosignature(note + _sig_line("other.example", blob), W, WITNESS.public_key())
+    # a line of the same name under another key id is skipped, not taken for it
+    junk = b"\xff\xff\xff\xff" + b"\0" * 20
+    both = note + _sig_line(W, junk) + _sig_line(W, blob)
+    assert ck.verify_cosignature(both, W, WITNESS.public_key()) == 5
+
+
+def test_a_cosignature_with_extra_bytes_is_refused_for_its_length() -> None:
+    note = _note()
+    blob = _cosig_blob(note, 5)
+    for b in (blob + b"\0", blob[:-1]):
+        with pytest.raises(NoteError) as e:
+            ck.verify_cosignature(note + _sig_line(W, b), W, WITNESS.public_key())
+        assert str(e.value) == "cosignature is not 76 bytes"
+
+
+@pytest.mark.parametrize("name", ["", "w 1", "w+1", "w\t1"])
+def test_cosign_refuses_a_witness_name_the_note_could_not_carry(name) -> None:
+    with pytest.raises(NoteError):
+        ck.cosign(_note(), name, WITNESS, 5)
+
+
+def test_cosign_takes_exactly_the_uint64_timestamps() -> None:
+    for ts in (0, 2**63, 2**64 - 1):
+        cosigned = ck.cosign(_note(), W, WITNESS, ts)
+        line = cosigned.split(b"\n\n")[1].splitlines()[-1]
+        assert base64.b64decode(line.split(b" ")[2])[4:12] == ts.to_bytes(8, "big")
+        assert ck.verify_cosignature(cosigned, W, WITNESS.public_key()) == ts
+    for ts in (-1, 2**64, 2**65):
+        with pytest.raises(NoteError):
+            ck.cosign(_note(), W, WITNESS, ts)
+
+
+def _vkey(name: str, alg: int, raw: bytes, kid_name: str | None = None) -> str:
+    """A vkey built from C2SP's definition (the key id over name, alg and key)."""
+    kid = hashlib.sha256((kid_name or name).encode() + b"\n" + bytes([alg]) + raw).digest()[:4]
+    return f"{name}+{kid.hex()}+{base64.b64encode(bytes([alg]) + raw).decode()}"
+
+
+def test_parse_vkey_takes_the_two_ed25519_kinds() -> None:
+    raw = _raw(WITNESS)
+    for alg in (0x01, 0x04):
+        name, got_alg, pub = ck.parse_vkey(_vkey(W, alg, raw))
+        assert (name, got_alg) == (W, alg) and _raw_pub(pub) == raw
+
+
+def _raw_pub(pub) -> bytes:
+    return pub.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _vkey("w 1", 0x04, bytes(range(2, 34))),  # a space in the name (key id right)
+        _vkey("", 0x04, bytes(range(2, 34))),  # no name
+        "w1.example+" + base64.b64encode(b"\x04" + bytes(32)).decode(),  # two parts
+        _vkey(W, 0x04, bytes(range(2, 34))).replace("+", "+0", 1),  # a 9-digit key id
+        _vkey(W, 0x02, bytes(range(2, 34))),  # another algorithm (key id right)
+        _vkey(W, 0x04, bytes(range(2, 35))),  # a 33-byte key
+        _vkey(W, 0x04, bytes(range(2, 33))),  # a 31-byte key
+        _vkey(W, 0x04, bytes(range(2, 34)), kid_name="w2.example"),  # key id of another
+        _vkey(W, 0x04, bytes(range(2, 34)))[:-1],  # base64 cut short
+    ],
+)
+def test_parse_vkey_refuses_each_malformed_key_with_a_note_error(text) -> None:
+    with pytest.raises(NoteError):
+        ck.parse_vkey(text)
+
+
+def test_parse_returns_the_checkpoint_and_every_signature_line() -> None:
+    note = ck.cosign(_note(), W, WITNESS, 5)
+    cp, sigs = ck.parse(note)
+    assert cp == ck.Checkpoint(ORIGIN, 42, ROOT)
+    assert [name for name, _ in sigs] == [ORIGIN, W]
+    assert sigs[1][1] == _cosig_blob(_note(), 5)

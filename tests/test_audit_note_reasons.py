@@ -11,8 +11,10 @@ import pytest
 from facelab.audit.checkpoint import (
     MAX_NOTE_BYTES,
     MAX_SIGNATURES,
+    canonical_b64,
     open_note,
     parse_body,
+    read_note_file,
 )
 from facelab.errors import NoteError
 
@@ -98,3 +100,39 @@ def test_checkpoints_at_each_bound_parse() -> None:
     cp = parse_body(f"o\n{2**64 - 1}\n{ROOT}\n".encode())
     assert (cp.origin, cp.size, cp.root) == ("o", 2**64 - 1, bytes(range(32)))
     assert parse_body(f"o\n0\n{ROOT}\n".encode()).size == 0
+
+
+@pytest.mark.parametrize("value", ["AAAAA", "AAA", "A", "AA=A", "AAAA===", "AAAA===="])
+def test_base64_of_a_length_that_cannot_be_padded_is_refused(value) -> None:
+    """Not standard base64, and so named: a length the decoder refuses, or more than two
+    '=' (which Python's decoder takes, then only the canonical check would refuse)."""
+    with pytest.raises(NoteError) as e:
+        canonical_b64(value, "x")
+    assert str(e.value) == "x is not standard base64"
+
+
+# ---------------------------------------------------------------- note files
+
+
+def test_a_note_file_is_read_whole_up_to_the_bound_and_refused_beyond(tmp_path) -> None:
+    p = tmp_path / "n.note"
+    p.write_bytes(b"x" * MAX_NOTE_BYTES)
+    assert read_note_file(p) == b"x" * MAX_NOTE_BYTES
+    p.write_bytes(b"x" * (MAX_NOTE_BYTES + 1))
+    with pytest.raises(NoteError):
+        read_note_file(p)
+
+
+def test_a_note_path_that_is_not_a_regular_file_is_refused(tmp_path) -> None:
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "dir").mkdir()
+    for p in (fifo, tmp_path / "dir"):
+        with pytest.raises(NoteError):
+            read_note_file(p)
+    (tmp_path / "real").write_bytes(b"note")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(OSError):  # a link is not followed (ELOOP)
+        read_note_file(tmp_path / "link")

@@ -94,3 +94,13 @@ def test_a_damaged_witness_state_is_refused(witnessed, field) -> None:
     with pytest.raises(BadInputError):
         witness.cosign(wdir, lab)
     assert _files(wdir, lab) == before
+
+
+def test_a_lab_without_a_signed_head_is_refused_and_nothing_is_cosigned(witnessed) -> None:
+    lab, wdir = witnessed
+    before = _files(wdir, lab)
+    for slot in lab.paths.keys.glob("audit_head.*"):
+        slot.unlink()
+    with pytest.raises(TamperedError):
+        witness.cosign(wdir, lab)
+    assert _files(wdir, lab) == before

@@ -111,6 +111,9 @@ def test_a_good_package_is_registered_read_only_and_audited(lab, keys, tmp_path)
     stored = models_dir(lab) / models[0]["path"]
     mode = (stored / "model.onnx").stat().st_mode
     assert not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    # the stored copy's directories: readable and traversable by all, writable by none
+    dirs = [stored, *(p for p in stored.rglob("*") if p.is_dir())]
+    assert {stat.S_IMODE(d.stat().st_mode) for d in dirs} == {0o555}
     entries = (lab.paths.audit / "entries.jsonl").read_text()
     assert '"model.import"' in entries and '"registered"' in entries
     again = gate(lab, pkg)  # content-addressed: the same package registers once

@@ -330,6 +330,104 @@ def test_jobs_refuse_to_run_when_the_lab_is_readable_to_them(el, tmp_path: Path)
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+def _no_job_started(el, attempt) -> None:
+    """``attempt`` refuses before anything runs: no ``job.start`` entry, no new outbox
+    or workspace directory (the oracle: the log's lines and the directory listings)."""
+    log_path = el.lab.paths.root / "audit" / "entries.jsonl"
+    starts = log_path.read_text().count('"job.start"')
+    dirs = {
+        d: sorted(p.name for p in (el.lab.paths.root / d / "acme").glob("*"))
+        for d in ("outbox", "jobs")
+    }
+    with pytest.raises(BadInputError):
+        attempt()
+    assert log_path.read_text().count('"job.start"') == starts
+    assert dirs == {
+        d: sorted(p.name for p in (el.lab.paths.root / d / "acme").glob("*"))
+        for d in ("outbox", "jobs")
+    }
+
+
+def _with_policy(el, old: str, new: str):
+    text = el.lab.paths.policy.read_text()
+    assert old in text
+    el.lab.paths.policy.write_text(text.replace(old, new))
+    return text
+
+
+def test_a_split_with_no_records_of_the_tenant_runs_no_job(el) -> None:
+    """A split the policy names (added after the ingest) holds none of the tenant's
+    records: no job, rather than a job over nothing."""
+    splits = "splits = { train = 0.70, verification = 0.15, test = 0.15 }"
+    text = _with_policy(el, splits, splits.replace("test = 0.15", "test = 0.15, spare = 0.0"))
+    try:
+        lab = open_lab(el.lab.paths.root)
+        root, log = el.unlocked()
+
+        def attempt() -> None:
+            with log:
+                run_job(
+                    lab,
+                    root,
+                    "acme",
+                    {
+                        "kind": "bench",
+                        "purpose": "verify_1to1",
+                        "model": "cnn@1.0.0",
+                        "split": "spare",
+                    },
+                    "alice",
+                    log,
+                )
+
+        _no_job_started(el, attempt)
+    finally:
+        el.lab.paths.policy.write_text(text)
+
+
+def test_a_trainer_inside_the_lab_runs_no_job(el) -> None:
+    """A registered trainer whose package lies inside the lab directory: the job would
+    read inside the lab (every file bound with the package), so none starts."""
+    pkgs = el.lab.paths.root / "pkgs"
+    (pkgs / "insidepkg").mkdir(parents=True)
+    (pkgs / "insidepkg" / "__init__.py").write_text("def run(ctx):\n    return {}\n")
+    old = 'trainers = { pca_head = "facelab.jobs.trainers:pca_head"'
+    text = _with_policy(
+        el,
+        old,
+        'trainers = { inside = "insidepkg:run", pca_head = "facelab.jobs.trainers:pca_head"',
+    )
+    import sys as _sys
+
+    _sys.path.insert(0, str(pkgs))
+    try:
+        lab = open_lab(el.lab.paths.root)
+        root, log = el.unlocked()
+
+        def attempt() -> None:
+            with log:
+                run_job(
+                    lab,
+                    root,
+                    "acme",
+                    {
+                        "kind": "train",
+                        "purpose": "train",
+                        "model": "cnn@1.0.0",
+                        "trainer": "inside",
+                    },
+                    "alice",
+                    log,
+                )
+
+        _no_job_started(el, attempt)
+    finally:
+        _sys.path.remove(str(pkgs))
+        _sys.modules.pop("insidepkg", None)
+        el.lab.paths.policy.write_text(text)
+        shutil.rmtree(pkgs)
+
+
 # ---------------------------------------------------------------- 1:N by any spelling
 
 DISGUISED = [

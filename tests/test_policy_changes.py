@@ -94,3 +94,18 @@ def test_reopening_without_an_edit_records_no_change(lab) -> None:
     with audit_writer(lab, PASS) as log:
         assert policy.record_drift(lab, log, "ops") is None
     assert _changes(lab) == []
+
+
+def test_only_a_policy_change_entry_changes_the_policy_in_force(lab) -> None:
+    """Another action whose details mention ``policy.change`` (and carry a ``new``
+    digest) is not a change: the entries are filtered by their bytes first, then by
+    their action."""
+    first = _sha(lab.paths.policy)
+    with audit_writer(lab, PASS) as log:
+        log.record(
+            Event(
+                "test.note", "ops", details={"about": "policy.change", "new": "sha256:" + "0" * 64}
+            )
+        )
+    assert b'"policy.change"' in (lab.paths.audit / "entries.jsonl").read_bytes()
+    assert policy.in_force(lab.paths.audit) == first

@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from enclave_policy import DEFAULT_POLICY, load_policy
-from enclave_policy.rules import _inflected, _strings, check_job, normalise, one_to_n_marker
+from enclave_policy.rules import (
+    _bad_param,
+    _inflected,
+    _strings,
+    check_job,
+    normalise,
+    one_to_n_marker,
+)
 
 B = {"kind": "bench", "purpose": "verify_1to1", "model": "m"}
 T = {"kind": "train", "purpose": "train", "model": "m", "trainer": "pca_head"}
@@ -171,3 +178,59 @@ def test_destroy_by_is_bounded_to_years_a_lab_can_exist_in(tmp_path, by, ok) -> 
     else:
         with pytest.raises(BadInputError, match=f"destroy_by {by} is outside"):
             load_policy(p)
+
+
+# ------------------------------------------------------------ a trainer's declared parameters
+
+DECLARED = {"n": "number", "f": "flag", "t": "text"}
+
+
+@pytest.mark.parametrize(
+    ("params", "why"),
+    [
+        ({}, ""),
+        ({"n": 3, "f": True, "t": "x"}, ""),
+        ({"n": -2.5, "f": False, "t": ["a", "b"]}, ""),
+        ({"t": []}, ""),  # an empty list of texts
+        ([("n", 1)], "params must be an object"),
+        ("n=1", "params must be an object"),
+        ({"lr": 0.1}, "takes no parameter 'lr'"),
+        ({"n": True}, "parameter 'n' must be a finite number"),  # a bool is not a number
+        ({"n": "3"}, "parameter 'n' must be a finite number"),
+        ({"f": 1}, "parameter 'f' must be true or false"),
+        ({"f": "true"}, "parameter 'f' must be true or false"),
+        ({"t": 3}, "parameter 't' must be text"),
+        ({"t": ["a", 3]}, "parameter 't' must be text"),
+        ({"t": {"a": "b"}}, "parameter 't' must be text"),
+    ],
+)
+def test_a_trainers_parameters_must_match_its_declaration(params, why) -> None:
+    assert _bad_param(params, DECLARED) == why
+
+
+def test_an_undeclared_parameter_refuses_the_training_job(gov) -> None:
+    d = check_job(gov, "acme", {**T, "params": {"dim": 8, "lr": 0.1}, "split": "train"})
+    assert d.allowed is False and d.reason == "trainer 'pca_head': takes no parameter 'lr'"
+
+
+# ------------------------------------------------------------ where a marker is found
+
+
+@pytest.mark.parametrize(
+    ("text", "marker", "hit"),
+    [
+        ("search", "search", True),
+        ("the galleries of the lab", "gallery", True),  # inflected, words after it
+        ("a ranked list", "rank", True),  # inflected, four-letter stem
+        ("top k", "top_k", True),  # two words
+        ("one to many", "one_to_many", True),  # three words
+        ("gal le ry", "gallery", True),  # three pieces joined
+        ("onetomany", "one_to_many", True),  # the words of the marker joined
+        ("top", "top", True),
+        ("tops", "top", False),  # a stem under four letters is matched whole only
+        ("knns", "knn", False),
+        ("research", "search", False),
+    ],
+)
+def test_a_marker_is_a_word_a_run_of_words_or_an_inflection(text, marker, hit) -> None:
+    assert (one_to_n_marker({"mode": text}, (marker,)) is not None) is hit

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-from facelab.errors import TamperedError, VaultError
+from facelab.errors import BadInputError, TamperedError, VaultError
 from facelab.labdir import audit_writer, load_public_key, public_key_b64, unlock
 from facelab.synth import SynthConfig, dataset_digest, write_dataset
 from facelab.vault import certificate, keystore, ops
@@ -634,6 +634,34 @@ def test_destroy_killed_at_each_point_is_finished_or_aborted_on_the_record(
         with ops.open_vault(lab, root) as v:
             assert len(list(v.records("acme"))) == 8  # untouched, and still consistent
     assert _reopen(lab) == []  # nothing left open
+
+
+def test_a_failed_destruction_killed_after_its_certificate_still_fails_on_reopening(
+    lab, dataset
+) -> None:
+    """A copy outside every known place makes the certificate say FAILED; the destroy is
+    killed right after writing it. The reconciler adopts that certificate (no second
+    one) and, like the destroy it finishes, refuses: a FAILED destruction never passes
+    as done. Control: the same kill without the copy reopens as destroyed (above)."""
+    _ingest(lab, dataset, "acme")
+    face = _pngs(dataset)[1]
+    (lab.paths.root / "outbox/acme/j").mkdir(parents=True)
+    (lab.paths.root / "outbox/acme/j/a.png").write_bytes(face)  # the tenant's: a needle
+    (lab.paths.root / "stray").mkdir()
+    (lab.paths.root / "stray/copy.png").write_bytes(face)  # outside every known place
+    _crash(lab, "destroy", "after-certificate", "acme")
+    with pytest.raises(BadInputError):
+        _reopen(lab)
+    certs = list((lab.paths.root / "certificates").glob("destroy-acme-*.json"))
+    assert len(certs) == 1
+    sd = json.loads(certs[0].read_text())["certificate"]["sanitization_details"]
+    assert sd["verification_result"] == "FAILED"
+    outcome = [e for e in entries(lab) if e["action"] == "vault.destroy"]
+    assert [e["decision"] for e in outcome] == ["failed"]
+    assert outcome[0]["details"]["certificate_adopted"] is True
+    # the destroy's working list of the tenant's bytes (under keys/) is gone too
+    assert [p for p in lab.paths.keys.rglob("acme.json")] == []
+    assert _reopen(lab) == []  # on the record once: nothing left open
 
 
 def test_a_resurrected_tenant_is_damage_not_an_active_processor(

@@ -310,3 +310,21 @@ def test_retention_dry_run_destroys_nothing_and_says_what_is_due(lab, dataset) -
     # positive control: the same run without --dry-run destroys
     _retention(lab, today + timedelta(days=1))
     assert not key_file.exists() and _rows(lab) == []
+
+
+def test_retention_without_the_governance_sections_refuses_and_destroys_nothing(
+    lab, dataset
+) -> None:
+    """No [roles] to [jobs] (a lab made before them): no due date can be computed, so
+    nothing is due and nothing is destroyed; the refusal says so."""
+    _ingest(lab, dataset, "acme")
+    key_file = lab.paths.keys / "tenants" / "acme.kek"
+    key_bytes, rows = key_file.read_bytes(), _rows(lab)
+    text = lab.paths.policy.read_text()
+    cut = text[: text.index("\n[roles]\n")] + text[text.index("\n[audit]\n") :]
+    lab.paths.policy.write_text(cut)
+    lab = open_lab(lab.paths.root)
+    assert lab.policy.governance is None
+    with pytest.raises(BadInputError):
+        _retention(lab, datetime.now(UTC).date() + timedelta(days=36500))
+    assert key_file.read_bytes() == key_bytes and _rows(lab) == rows
