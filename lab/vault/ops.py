@@ -9,13 +9,16 @@ of ``tenant_places``, scans every file of the lab for what it destroyed (without
 following links or opening special files), writes a certificate signed by the
 performer, and records the outcome. ``reconcile`` (every command that unlocks the lab
 runs it) finishes what a crash interrupted: an ingest that committed gets its outcome,
-a destroy whose key is gone is finished; and it stops (``TamperedError``) when the vault
+a destroy past its point of no return is finished; and it stops (``TamperedError``) when the vault
 and the log disagree (a missing database, a tenant or dataset the log does not know, or
 one the log recorded that is gone).
 
 Crash points are driven by the ``hook`` argument (called with a point name), never by
 timing: ``after-intent``, ``before-commit``, ``after-commit`` (ingest); ``after-intent``,
-``after-key``, ``after-shred``, ``after-places``, ``after-certificate`` (destroy).
+``after-point-of-no-return``, ``after-key-overwrite``, ``after-key``,
+``after-records-deleted``, ``after-shred``, ``after-place-N``, ``after-places``,
+``after-certificate`` (destroy). Past the point of no return (see
+``past_point_of_no_return``) a destroy is always finished, never aborted.
 """
 
 from __future__ import annotations
