@@ -347,3 +347,28 @@ def test_two_destroys_never_overlap_their_rewrite_and_scan(lab, datasets, tmp_pa
     _destroy(lab, "beta")
     assert _result(lab, "acme")["verification_result"] == "passed"
     assert _result(lab, "beta")["verification_result"] == "passed"
+
+
+def test_the_one_pass_matcher_agrees_with_in_for_every_needle() -> None:
+    """The scan's trie matcher against ``in`` (the definition): needles that are
+    prefixes of each other, regex metacharacters, NUL and newline bytes, every needle
+    planted at the start, the end and across the middle, each with one byte changed."""
+    import random
+
+    rng = random.Random(14)
+    needles = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 70))) for _ in range(300)]
+    needles += [b"585645682", b"5856456", b"58564568299", b".*+?[](){}|\\^$", b"\n\0\n"]
+    needles += [n[: len(n) // 2] for n in needles[:20] if len(n) > 1]
+    hit = ops._matcher(needles)
+    filler = bytes(rng.randrange(256) for _ in range(4096))
+    for n in needles:
+        for buf in (n + filler, filler + n, filler[:2000] + n + filler[2000:]):
+            assert hit(buf)
+        broken = bytearray(n)
+        broken[len(n) // 2] ^= 0x01
+        buf = filler[:100] + bytes(broken) + filler[100:]
+        assert hit(buf) == any(m in buf for m in needles)
+    for _ in range(200):
+        buf = bytes(rng.randrange(256) for _ in range(512))
+        assert hit(buf) == any(m in buf for m in needles)
+    assert ops._matcher([])(filler) is False and ops._matcher([b""])(filler) is False

@@ -331,6 +331,34 @@ def _read_chunks(
         os.close(fd)
 
 
+def _matcher(needles: list[bytes]) -> Callable[[bytes], bool]:
+    """Whether a buffer holds any of ``needles``, in one pass: a regular expression
+    built from the needles' trie. Testing each needle with ``in`` costs one pass per
+    needle: with the subjects' identifiers (thousands) that was 1.8 s per MiB, the trie
+    about 10 ms."""
+    import re
+
+    trie: dict = {}
+    for n in needles:
+        if n:
+            d = trie
+            for c in n:
+                d = d.setdefault(c, {})
+            d[-1] = {}
+    if not trie:
+        return lambda _b: False
+
+    def build(d: dict) -> bytes:
+        alts = [re.escape(bytes([k])) + build(v) for k, v in sorted(d.items()) if k >= 0]
+        if not alts:
+            return b""
+        r = alts[0] if len(alts) == 1 else b"(?:" + b"|".join(alts) + b")"
+        return b"(?:" + r + b")?" if -1 in d else r
+
+    rx = re.compile(build(trie), re.DOTALL)
+    return lambda b: rx.search(b) is not None
+
+
 def scan_lab(
     root_dir: Path, needles: list[bytes], skip: set[Path] | None = None, stats: dict | None = None
 ) -> list[str]:
@@ -347,6 +375,7 @@ def scan_lab(
     st.setdefault("files", 0)
     st.setdefault("bytes", 0)
     st.setdefault("skipped_links_or_special", 0)
+    hit = _matcher(needles)
     unreadable = st.setdefault("unreadable_directories", [])
     for p, code in _regular_files(root_dir, skip, unreadable):
         if code >= 0:  # not a regular file: a link, FIFO, socket or device
@@ -358,7 +387,7 @@ def scan_lab(
             for b in _read_chunks(p, sparse=True):
                 st["bytes"] += len(b)
                 window = carry + b
-                if any(n in window for n in needles):
+                if hit(window):
                     found.append(_shown(p))
                     break
                 carry = window[-overlap:] if overlap else b""
@@ -386,6 +415,7 @@ def _scan_metadata(
     for n in needles:
         if len(n) >= 16:
             forms += [n.replace(b"/", b"").replace(b"\0", b""), n.hex().encode()]
+    in_name, in_value = _matcher(forms), _matcher([*needles, *forms])
     found = []
     st.setdefault("names_and_xattrs", 0)
     for dirpath, dirs, files in _walk(root_dir):
@@ -395,7 +425,7 @@ def _scan_metadata(
                 continue
             st["names_and_xattrs"] += 1
             rel = os.fsencode(os.path.relpath(p, root_dir)).replace(b"/", b"")
-            if any(f in rel for f in forms):
+            if in_name(rel):
                 found.append(f"{_shown(p)} (its path)")
                 continue
             try:
@@ -407,7 +437,7 @@ def _scan_metadata(
                     v = os.getxattr(p, a, follow_symlinks=False)
                 except OSError:
                     continue
-                if any(n in v for n in needles) or any(f in v for f in forms):
+                if in_value(v):
                     found.append(f"{_shown(p)} (extended attribute {_shown(a)})")
                     break
     return found
