@@ -710,10 +710,25 @@ def _needles_path(lab: Lab, tenant: str) -> Path:
 
 
 def _write_side(side: Path, doc: dict) -> None:
-    """The destroy's side file, durably (temporary file, fsync, rename, fsync dir)."""
+    """The destroy's side file, durably (temporary file, fsync, rename, fsync dir). Any
+    thing but a regular file at its path (a FIFO, a link) is refused, never opened or
+    silently replaced (red team 14g, 09); the first write comes before the intent, so
+    nothing has changed then."""
     side.parent.mkdir(mode=0o700, exist_ok=True)
+    try:
+        st = os.lstat(side)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISREG(st.st_mode):
+            raise BadInputError(
+                f"{side}: not a regular file (a FIFO, device, link or directory where "
+                "destroy keeps its scan needles); nothing changed"
+            )
     tmp = side.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, json.dumps(doc).encode())
         os.fsync(fd)
