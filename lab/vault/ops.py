@@ -715,16 +715,7 @@ def _write_side(side: Path, doc: dict) -> None:
     silently replaced (red team 14g, 09); the first write comes before the intent, so
     nothing has changed then."""
     side.parent.mkdir(mode=0o700, exist_ok=True)
-    try:
-        st = os.lstat(side)
-    except FileNotFoundError:
-        pass
-    else:
-        if not stat.S_ISREG(st.st_mode):
-            raise BadInputError(
-                f"{side}: not a regular file (a FIFO, device, link or directory where "
-                "destroy keeps its scan needles); nothing changed"
-            )
+    labfs.require_regular(side)
     tmp = side.with_suffix(".tmp")
     if os.path.lexists(tmp):
         os.unlink(tmp)
