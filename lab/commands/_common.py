@@ -20,9 +20,10 @@ def progress_bar(total: int, desc: str) -> tuple[Callable[[int], None] | None, C
     return bar.update, bar.close
 
 
-def unlocked(lab_path: Path, tenant: str | None = None):
+def unlocked(lab_path: Path, tenant: str | None = None, reconciled: list | None = None):
     """Check the tenant name (if any) before anything else, open the lab, unlock its
-    root key once, and open its audit log for recording."""
+    root key once, and open its audit log for recording. What reconciliation closed is
+    appended to ``reconciled`` when given."""
     from facelab.labdir import actor_name, audit_writer, open_lab, read_passphrase, unlock
     from facelab.vault.store import check_tenant
 
@@ -35,6 +36,8 @@ def unlocked(lab_path: Path, tenant: str | None = None):
     log, actor = audit_writer(lab, root), actor_name()
     try:  # finish what a crash interrupted; stop if the vault disagrees with the log
         for r in ops.reconcile(lab, root, log, actor):
+            if reconciled is not None:
+                reconciled.append(r)
             print(
                 f"facelab: reconciled an interrupted {r['action']} of {r['tenant'] or '-'} "
                 f"(entry {r['intent']}): {r['outcome']}",

@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,8 +166,13 @@ def load_tenant_key(keys_dir: Path, tenant: str) -> bytes | None:
         return None
 
 
-def destroy_tenant_key(keys_dir: Path, tenant: str) -> str | None:
-    """Overwrite and unlink the tenant's wrapped KEK; return its SHA-256, None if absent.
+def destroy_tenant_key(
+    keys_dir: Path, tenant: str, after_overwrite: Callable[[], None] | None = None
+) -> str | None:
+    """Overwrite and unlink the tenant's wrapped KEK; return the SHA-256 of what the file
+    held, None if absent. Idempotent: a file already overwritten (a destroy killed
+    between the overwrite and the unlink) is overwritten again and unlinked.
+    ``after_overwrite`` is a test seam (crash point) between the two.
 
     The overwrite is best effort on flash storage (SP 800-88 Rev. 1 2.5: cryptographic
     erase relies on the key being unrecoverable; the KEK itself was never stored in
@@ -184,6 +190,8 @@ def destroy_tenant_key(keys_dir: Path, tenant: str) -> str | None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    if after_overwrite is not None:
+        after_overwrite()
     path.unlink()
     _fsync_dir(path.parent)
     return hashlib.sha256(wrapped).hexdigest()

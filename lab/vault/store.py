@@ -149,6 +149,7 @@ class Vault:
         self.clock = clock
         self.keys_dir = Path(keys_dir) if keys_dir is not None else self.path.parent / "keys"
         self._before_commit: Callable[[], None] | None = None  # test seam (crash point)
+        self._after_delete: Callable[[], None] | None = None  # test seam: shred, pre-VACUUM
         # SQLite opens these by name and would block reading a FIFO: regular files only
         # (a link, FIFO, device or directory is one line naming it; red team 14g)
         for side in ("-wal", "-shm", "-journal"):
@@ -443,6 +444,38 @@ class Vault:
             "ciphertext_samples": samples,
         }
 
+    def identifiers(self, tenant: str) -> dict[str, set[str]]:
+        """The personal identifiers ``tenant``'s records hold, decrypted in memory
+        (wrapped data key and metadata only, not the images): ``{"passport_no": ...,
+        "name": ...}``. For destroy's verification scan; never written anywhere. A record
+        that does not open is skipped (it holds nothing readable)."""
+        check_tenant(tenant)
+        kek = self._kek(tenant)
+        out: dict[str, set[str]] = {"passport_no": set(), "name": set()}
+        q = "SELECT record_id, wrapped_dek, meta FROM records WHERE tenant=?"
+        for rid, wdek, meta in self.db.execute(q, (tenant,)):
+            try:
+                dek = pr.open_(kek, wdek, _aad(tenant, rid, "dek"))
+                m = json.loads(pr.open_(dek, meta, _aad(tenant, rid, "meta")))
+            except (VaultError, ValueError):
+                continue
+            for field, vals in out.items():
+                if isinstance(m.get(field), str) and m[field]:
+                    vals.add(m[field])
+        return out
+
+    def _checkpoint(self, attempts: int = 50) -> None:
+        """``wal_checkpoint(TRUNCATE)`` until it completes: a reader's snapshot (another
+        process's transaction) makes it return busy and leave old pages in the database
+        and the WAL, which destroy's scan would then find; retried for up to ~5 s."""
+        import time
+
+        for _ in range(attempts):
+            busy, _log, _done = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return
+            time.sleep(0.1)
+
     def shred(self, tenant: str) -> dict:
         """Delete ``tenant``'s records, datasets and tenant row, then compact.
 
@@ -463,9 +496,11 @@ class Vault:
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if self._after_delete is not None:
+                self._after_delete()
+            self._checkpoint()
             self.db.execute("VACUUM")
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._checkpoint()
         except sqlite3.Error as e:
             raise BadInputError(f"{self.path}: destroy failed ({e})") from e
         left = self.db.execute("SELECT COUNT(*) FROM records WHERE tenant=?", (tenant,)).fetchone()[
