@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
-from facelab.errors import BadInputError, PassphraseError, VaultError
+from facelab.errors import BadInputError, PassphraseError, TamperedError, VaultError
 from facelab.scratch import sibling_dir
 from facelab.vault import keystore
 
@@ -467,12 +467,28 @@ def recorded_audit_limits(lab: Lab) -> dict[str, int]:
         sha = str(last.get("policy", "")).removeprefix("sha256:")
         if not re.fullmatch(r"[0-9a-f]{64}", sha):
             return current
-        data = labfs.read_bytes(lab.paths.root / "policy-history" / f"{sha}.toml")
-        if hashlib.sha256(data).hexdigest() != sha:
-            return current
-        recorded = _audit_limits(tomllib.loads(data.decode()).get("audit", {}), lab.paths.policy)
     except (OSError, ValueError, StopIteration, RecursionError, BadInputError):
-        return current
+        return current  # the log's own damage is verify's to report
+    now = hashlib.sha256(labfs.read_bytes(lab.paths.policy, what="a policy")).hexdigest()
+    if sha == now:
+        return current  # no hand edit since the last entry
+    # the policy was edited by hand since the last entry: the limits recorded are the
+    # ones whose text every writer keeps; a text missing, unreadable, of another kind
+    # or not hashing to its name is damage (a relaxed hand edit must not pass with it)
+    kept = lab.paths.root / "policy-history" / f"{sha}.toml"
+    try:
+        data = labfs.read_bytes(kept, what="a policy text", error=TamperedError)
+    except FileNotFoundError:
+        raise TamperedError(
+            f"{kept}: missing: the log was last written under this policy text, and "
+            "policy.toml has been edited by hand since; its limits cannot be checked"
+        ) from None
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise TamperedError(f"{kept}: its text does not hash to its name")
+    try:
+        recorded = _audit_limits(tomllib.loads(data.decode()).get("audit", {}), lab.paths.policy)
+    except (ValueError, RecursionError, BadInputError) as e:
+        raise TamperedError(f"{kept}: not a policy the log was written under ({e})") from e
     return {
         "max_unsigned_tail": min(current["max_unsigned_tail"], recorded["max_unsigned_tail"]),
         "max_unwitnessed": min(current["max_unwitnessed"], recorded["max_unwitnessed"]),

@@ -579,6 +579,52 @@ def test_a_hand_edit_does_not_relax_verify_before_it_is_recorded(tmp_path: Path)
     assert "requires a witness" in one_line_exit_4(cli("audit", "verify", "--lab", root))
 
 
+@pytest.mark.parametrize("spoil", ["deleted", "fifo", "dev-zero", "edited", "directory"])
+def test_a_hand_edit_with_its_recorded_text_spoiled_is_tampering(tmp_path: Path, spoil) -> None:
+    """Red team 14g (held-out): the text the log was last written under, kept in
+    policy-history, spoiled (deleted, a FIFO, a link to /dev/zero, edited, a directory)
+    while policy.toml is relaxed by hand: verify reports the kept text, exit 4, and never
+    falls back on the relaxed file."""
+    import hashlib
+
+    lab = make_lab(tmp_path / "lab", entries=2)
+    root = str(lab.paths.root)
+    strict = lab.paths.policy.read_text().replace(
+        "require_witness = false", "require_witness = true"
+    )
+    lab.paths.policy.write_text(strict)
+    with audit_writer(open_lab(lab.paths.root), PASS):  # a writer records the change
+        pass
+    kept = lab.paths.root / "policy-history" / f"{hashlib.sha256(strict.encode()).hexdigest()}.toml"
+    assert kept.read_text() == strict
+    lab.paths.policy.write_text(strict.replace("require_witness = true", "require_witness = false"))
+    kept.unlink()
+    if spoil == "fifo":
+        os.mkfifo(kept)
+    elif spoil == "dev-zero":
+        kept.symlink_to("/dev/zero")
+    elif spoil == "edited":
+        kept.write_text(strict.replace("require_witness = true", "require_witness = false"))
+    elif spoil == "directory":
+        kept.mkdir()
+    line = one_line_exit_4(cli("audit", "verify", "--lab", root))
+    assert "policy-history" in line
+
+
+def test_a_hand_edit_with_its_recorded_text_intact_verifies_under_the_recorded_limits(
+    tmp_path: Path,
+) -> None:
+    """The positive control of the test above: nothing spoiled, a stricter hand edit is
+    checked under the (looser) recorded limits and the lab verifies."""
+    lab = make_lab(tmp_path / "lab", entries=2)
+    text = lab.paths.policy.read_text()
+    lab.paths.policy.write_text(text.replace("require_witness = false", "require_witness = true"))
+    p = cli("audit", "verify", "--lab", str(lab.paths.root))
+    assert p.returncode == 4  # the stricter of the two applies: no witness, refused
+    lab.paths.policy.write_text(text + "\n# a comment added by hand\n")
+    assert cli("audit", "verify", "--lab", str(lab.paths.root)).returncode == 0
+
+
 def test_a_log_re_signed_under_another_key_fails_plain_verify_once_pinned(
     tmp_path: Path, monkeypatch
 ) -> None:
