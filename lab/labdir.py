@@ -445,6 +445,36 @@ def _audit_limits(raw: object, where: Path) -> dict[str, int]:
     return out
 
 
+def policy_history_problems(lab: Lab) -> list[str]:
+    """What is wrong with ``LAB/policy-history``: each ``<sha256>.toml`` there must be a
+    regular file (no link, FIFO, device or directory), within the policy size limit,
+    whose SHA-256 is its name. One line per problem; [] when sound or absent."""
+    import hashlib
+
+    from facelab import labfs
+
+    d = lab.paths.root / "policy-history"
+    try:
+        names = sorted(os.listdir(d))
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        return [f"{d}: unreadable ({e.strerror or e})"]
+    out = []
+    for name in names:
+        if not name.endswith(".toml"):
+            continue  # a temporary file of keep_policy_version's, say
+        path = d / name
+        try:
+            data = labfs.read_bytes(path, 1 << 20, what="a policy text", error=TamperedError)
+        except TamperedError as e:
+            out.append(str(e))
+            continue
+        if hashlib.sha256(data).hexdigest() != name.removesuffix(".toml"):
+            out.append(f"{path}: its text does not hash to its name")
+    return out
+
+
 def recorded_audit_limits(lab: Lab) -> dict[str, int]:
     """The stricter of the policy file's ``[audit]`` limits and those of the policy the
     log's last entry was written under (its text kept in ``LAB/policy-history`` under its

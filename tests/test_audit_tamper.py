@@ -611,6 +611,30 @@ def test_a_hand_edit_with_its_recorded_text_spoiled_is_tampering(tmp_path: Path,
     assert "policy-history" in line
 
 
+@pytest.mark.parametrize("spoil", ["fifo", "dev-zero", "edited", "directory"])
+def test_a_kept_policy_text_spoiled_is_tampering_without_any_hand_edit(
+    tmp_path: Path, spoil
+) -> None:
+    """Red team 14g (held-out case 03): the kept texts are what evidence packs show for
+    each policy digest of the log; verify checks every one is a regular file hashing to
+    its name."""
+    lab = make_lab(tmp_path / "lab", entries=2)
+    [kept] = sorted((lab.paths.root / "policy-history").glob("*.toml"))
+    text = kept.read_text()
+    assert cli("audit", "verify", "--lab", str(lab.paths.root)).returncode == 0
+    kept.unlink()
+    if spoil == "fifo":
+        os.mkfifo(kept)
+    elif spoil == "dev-zero":
+        kept.symlink_to("/dev/zero")
+    elif spoil == "edited":
+        kept.write_text(text + "\n")
+    else:
+        kept.mkdir()
+    line = one_line_exit_4(cli("audit", "verify", "--lab", str(lab.paths.root)))
+    assert "policy-text-damaged" in line or "policy-history" in line
+
+
 def test_a_hand_edit_with_its_recorded_text_intact_verifies_under_the_recorded_limits(
     tmp_path: Path,
 ) -> None:

@@ -70,6 +70,10 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
                 f"{lab.origin} on {pin.pinned} ({pin.path}): re-signed under another key?",
             ),
         )
+    from facelab.labdir import policy_history_problems
+
+    for why in policy_history_problems(lab):  # the texts evidence packs show
+        rep.damage.append(Damage("policy-text-damaged", None, why))
     from facelab.audit.read import entries as log_entries
     from facelab.vault import certificate
 
