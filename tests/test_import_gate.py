@@ -264,6 +264,13 @@ def test_output_shape_contradicting_model_json(lab, keys, tmp_path) -> None:
 
 
 def test_a_model_that_runs_past_the_time_limit(lab, keys, tmp_path) -> None:
+    import re
+
+    text = lab.paths.policy.read_text()  # a short limit: the slow model never ends anyway
+    lab.paths.policy.write_text(
+        re.sub(r"^smoke_timeout_s = .*$", "smoke_timeout_s = 3", text, flags=re.M)
+    )
+    lab = open_lab(lab.paths.root)
     pkg = make_package(tmp_path / "p", build_model(slow=True))
     f = failed(gate(lab, sign_and_approve(pkg, keys)))
     assert set(f) == {"smoke test"} and "time limit" in f["smoke test"]
