@@ -16,6 +16,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from facelab.labfs import kind
+
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -33,19 +35,6 @@ class RegularFile:
     path: str  # relative, '/'-separated
     size: int
     sha256: str
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISLNK, "symbolic link"),
-        (stat.S_ISFIFO, "FIFO"),
-        (stat.S_ISSOCK, "socket"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-    ):
-        if test(mode):
-            return name
-    return "special file"
 
 
 def hash_fd(fd: int, limit: int) -> tuple[int, str]:
@@ -105,7 +94,7 @@ def walk_regular(
                             bad.append(UnsafeEntry(path, f"directory not opened ({e.strerror})"))
                         continue
                     if not stat.S_ISREG(st.st_mode):
-                        bad.append(UnsafeEntry(path, _kind(st.st_mode)))
+                        bad.append(UnsafeEntry(path, kind(st.st_mode)))
                         continue
                     if st.st_nlink > 1:
                         bad.append(UnsafeEntry(path, f"hard link ({st.st_nlink} names)"))
