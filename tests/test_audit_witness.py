@@ -104,3 +104,34 @@ def test_a_lab_without_a_signed_head_is_refused_and_nothing_is_cosigned(witnesse
     with pytest.raises(TamperedError):
         witness.cosign(wdir, lab)
     assert _files(wdir, lab) == before
+
+
+@pytest.mark.parametrize(
+    "name", ["x/../../escaped", "../up", ".hidden", "a/b", "sp ace", "plus+", "", "x" * 65]
+)
+def test_a_witness_name_that_is_not_one_file_name_is_refused_everywhere(
+    tmp_path: Path, name: str
+) -> None:
+    """Red team 14h, case 01: the name becomes LAB/audit/witness/<name>.note; a name with
+    a path in it wrote the cosignature outside the lab. init refuses it, and so does
+    cosign when witness.json is edited to hold it; nothing is written outside."""
+    with pytest.raises(BadInputError, match="witness name"):
+        witness.init(tmp_path / "w", name)
+    assert not (tmp_path / "w").exists()
+    lab = make_lab(tmp_path / "lab", entries=2)
+    wdir = tmp_path / "w2"
+    witness.init(wdir, "w1.example")
+    meta = json.loads((wdir / "witness.json").read_text())
+    (wdir / "witness.json").write_text(json.dumps({**meta, "name": name}))
+    before = sorted(p for p in tmp_path.rglob("*") if p.suffix == ".note")
+    with pytest.raises(BadInputError, match="name"):
+        witness.cosign(wdir, lab)
+    assert sorted(p for p in tmp_path.rglob("*") if p.suffix == ".note") == before
+
+
+def test_a_witness_name_of_the_accepted_kind_cosigns(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path / "lab", entries=2)
+    witness.init(tmp_path / "w", "Witness_2.example-org")
+    c = witness.cosign(tmp_path / "w", lab)
+    assert c.path == lab.paths.audit / "witness" / "Witness_2.example-org.note"
+    assert c.path.is_file()

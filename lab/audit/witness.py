@@ -23,6 +23,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,6 +57,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.rename(tmp, path)
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_name(name: object, where: str = "witness name") -> str:
+    """``name`` if it is a witness name facelab accepts, else ``BadInputError``: a C2SP
+    key name (no space, no '+') that is also one safe file-name component, since the
+    lab keeps a witness's cosignature as ``LAB/audit/witness/<name>.note``: 1-64 of
+    A-Z a-z 0-9 . _ -, not starting with a dot (no '/', no '..'; red team 14h: a name
+    of ``x/../../escaped`` wrote the cosignature outside the lab)."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise BadInputError(
+            f"{where} {name!r}: 1-64 characters of A-Z a-z 0-9 . _ -, not starting with '.'"
+        )
+    return name
+
+
 def init(wdir: Path | str, name: str) -> str:
     """Create a witness in ``wdir`` (new or empty) and return its vkey."""
     wdir = Path(wdir)
@@ -64,8 +81,7 @@ def init(wdir: Path | str, name: str) -> str:
             raise BadInputError(f"{wdir}: inside the lab {d}; a witness lives outside any lab")
     if wdir.exists() and any(wdir.iterdir()):
         raise BadInputError(f"{wdir}: already exists and is not empty")
-    if not name or "+" in name or any(c.isspace() for c in name) or len(name) > 64:
-        raise BadInputError(f"witness name {name!r}: 1-64 characters, no space or '+'")
+    check_name(name)
     wdir.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = Ed25519PrivateKey.generate()
     raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
@@ -106,6 +122,7 @@ def cosign(
 
     wdir = Path(wdir)
     name, key = load(wdir)
+    check_name(name, f"{wdir / 'witness.json'}: name")
     state_path = wdir / "logs" / (hashlib.sha256(lab.origin.encode()).hexdigest()[:24] + ".json")
     state = None
     if state_path.exists():

@@ -320,6 +320,9 @@ def _cmd_audit_witness_add(args: argparse.Namespace) -> int:
         raise BadInputError(f"{args.vkey}: {e}") from e
     if alg != ckpt.COSIGNATURE_V1:
         raise BadInputError(f"{args.vkey}: not a cosignature/v1 (witness) key")
+    from facelab.audit.witness import check_name
+
+    check_name(name, f"{args.vkey}: witness name")
     lab, _root, log, actor = unlocked(args.lab)
     if public_key_b64(wkey) == public_key_b64(load_public_key(lab)):
         log.close()
