@@ -887,3 +887,24 @@ def test_every_unlocking_command_refuses_a_vault_restored_after_destroy(lab, dat
         assert p.returncode == 4, (args, p.stdout, p.stderr)
         assert "Traceback" not in p.stderr
     assert not (r.parent / "sar").exists()
+
+
+def test_a_tenant_file_hard_linked_from_outside_the_lab_is_cleared(lab, dataset, tmp_path) -> None:
+    """Red team 14h, case 41: unlinking the lab's name left the same file whole under a
+    hard link outside the lab. The file is overwritten in place before the unlink, so no
+    name keeps its bytes; the certificate says so and still verifies."""
+    _ingest(lab, dataset, "acme")
+    box = lab.paths.root / "outbox" / "acme" / "job-1"
+    box.mkdir(parents=True)
+    secret = b"Jane Q Public, passport X1234567, born 1970-01-01\n" * 40
+    (box / "ids.csv").write_bytes(secret)
+    outside = tmp_path / "kept-outside.csv"
+    os.link(box / "ids.csv", outside)
+    (box / "plain.txt").write_bytes(b"no other link\n" * 10)  # the control: unlinked only
+    _destroy(lab, "acme")
+    assert outside.read_bytes() == b"\0" * len(secret)  # same inode, its bytes cleared
+    assert not box.exists()
+    doc = json.loads(next((lab.paths.root / "certificates").glob("*.json")).read_text())
+    assert '"hard_linked_cleared": 1' in json.dumps(doc)
+    assert doc["certificate"]["sanitization_details"]["verification_result"] == "passed"
+    certificate.verify_document(doc, [load_public_key(lab)])  # raises if it does not
