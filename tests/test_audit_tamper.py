@@ -811,6 +811,29 @@ def test_a_whole_lab_replaced_at_its_path_under_a_new_identity_is_detected(
     assert pins[str(place.resolve())]["origin"] == fresh.origin
 
 
+def test_a_lab_directory_replaced_by_a_link_to_another_known_lab_is_detected(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Red team 14h, case 05: lab A's directory replaced by a symbolic link to lab B (a
+    lab this machine pinned at its own path). The link resolves to B's path, whose pin
+    matches B; the name given, pinned to A, does not. A link to a lab under its own name
+    (the control) is the same lab and verifies."""
+    monkeypatch.setenv("FACELAB_KNOWN_LABS", str(tmp_path / "pins.json"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    real = make_lab(a, entries=2)
+    other = make_lab(b, entries=2)
+    assert cli("audit", "verify", "--lab", str(a)).returncode == 0
+    assert cli("audit", "verify", "--lab", str(b)).returncode == 0
+    shutil.rmtree(a)
+    a.symlink_to(b)
+    err = one_line_exit_4(cli("audit", "verify", "--lab", str(a)))
+    assert "lab-replaced" in err and real.origin in err and other.origin in err
+    link = tmp_path / "b-by-another-name"  # control: a new name for the same lab
+    link.symlink_to(b)
+    assert cli("audit", "verify", "--lab", str(link)).returncode == 0
+    assert cli("audit", "verify", "--lab", str(link)).returncode == 0  # pinned under it now
+
+
 @pytest.mark.parametrize("how", ["deleted", "rolled-back"])
 def test_14f_a_witness_cosignature_deleted_or_rolled_back_is_caught_by_the_pin(
     tmp_path: Path, how

@@ -173,24 +173,43 @@ def place_key(root: Path) -> str:
     return str(Path(root).resolve())
 
 
+def place_keys(root: Path) -> list[str]:
+    """Every key a lab directory is pinned under: its resolved path and, when the path
+    given goes through a link, that path too (red team 14h, case 05: a lab directory
+    replaced by a link to another lab this machine knows resolved to that lab's own
+    pin, which matched)."""
+    keys = [place_key(root)]
+    given = os.path.abspath(root)
+    return keys if given in keys else [given, *keys]
+
+
 def check_or_pin_place(
     root: Path, origin: str, *, pin: bool = True, repin: bool = False
 ) -> PlacePin:
     """Compare the lab ``origin`` found at directory ``root`` with this machine's pin for
     that directory; pin it when there is none (and ``pin``), or always when ``repin``
     (``facelab init`` made a new lab there)."""
-    key = place_key(root)
+    keys = place_keys(root)
 
     def mutate(pins: dict) -> tuple[PlacePin, bool]:
-        known = pins.get(key)
-        if not repin and isinstance(known, dict) and isinstance(known.get("origin"), str):
-            state = "matches" if known["origin"] == origin else "differs"
-            return PlacePin(state, known["origin"], str(known.get("pinned", ""))), False
-        if not pin and not repin:
+        known = [k for k in (pins.get(x) for x in keys) if isinstance(k, dict)]
+        known = [k for k in known if isinstance(k.get("origin"), str)]
+        if not repin:
+            for k in known:  # any name of the directory pinned to another lab: replaced
+                if k["origin"] != origin:
+                    return PlacePin("differs", k["origin"], str(k.get("pinned", ""))), False
+        missing = [x for x in keys if not isinstance(pins.get(x), dict)]
+        if not repin and known and not (pin and missing):
+            return PlacePin("matches", origin, str(known[0].get("pinned", ""))), False
+        if not known and not pin and not repin:
             return PlacePin("unavailable", origin, problem="not pinned"), False
         when = datetime.now(UTC).isoformat(timespec="seconds")
-        pins[key] = {"origin": origin, "pinned": when}
-        return PlacePin("pinned-now", origin, when), True
+        for x in keys if repin else missing:
+            pins[x] = {"origin": origin, "pinned": when}
+        state = "matches" if known and not repin else "pinned-now"
+        return PlacePin(
+            state, origin, when if state == "pinned-now" else str(known[0].get("pinned", ""))
+        ), True
 
     got, path, problem = _locked(mutate)
     if got is None:
