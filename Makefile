@@ -23,7 +23,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The suites marked slow (minutes each): the export gate's red-team corpus, the crash
-# loop of ingest and destroy (FACELAB_CRASH_ROUNDS rounds, default 24).
+# loop of ingest and destroy (FACELAB_CRASH_ROUNDS rounds, default 24), the special-file
+# sweeps of `vault list` and `register` (the default run sweeps `audit verify`).
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 

@@ -245,7 +245,15 @@ def test_the_module_lab_is_whole(made, tmp_path) -> None:
     )
 
 
-@pytest.mark.parametrize("command", sorted(LAB_COMMANDS))
+# `audit verify` reads every file of the lab in the default run; the two writers' sweeps
+# (about 18 s each on a loaded machine) with `make test-slow`
+@pytest.mark.parametrize(
+    "command",
+    [
+        c if c == "audit verify" else pytest.param(c, marks=pytest.mark.slow)
+        for c in sorted(LAB_COMMANDS)
+    ],
+)
 def test_every_lab_file_made_special(made, tmp_path, command) -> None:
     problems = _lab_cases(made, tmp_path, command, _regular_files(made[0]))
     assert not problems, "\n".join(problems)
