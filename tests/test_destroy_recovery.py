@@ -270,6 +270,27 @@ def test_a_small_copy_of_a_removed_file_makes_the_certificate_say_failed(lab, da
     }
 
 
+def test_a_plain_copy_of_the_faces_anywhere_in_the_lab_makes_the_certificate_say_failed(
+    lab, datasets
+) -> None:
+    """Red team 14h, case 02: the tenant's face PNGs (no manifest, no identifier) copied
+    to a folder that is no place of the tenant's. Runs of each image's compressed pixels,
+    read from the vault before the key erase, are needles; beta's faces are not."""
+    stash = lab.paths.root / "stash"
+    stash.mkdir()
+    mine = sorted((datasets["acme"] / "images").rglob("*.png"))[:3]
+    for i, p in enumerate(mine):
+        (stash / f"{i}.png").write_bytes(p.read_bytes())
+    theirs = sorted((datasets["beta"] / "images").rglob("*.png"))[0]
+    (stash / "beta.png").write_bytes(theirs.read_bytes())
+    with pytest.raises(BadInputError):
+        _destroy(lab, "acme")
+    sd = _result(lab, "acme")
+    assert sd["verification_result"] == "FAILED"
+    found = sorted(Path(p).name for p in sd["verification_details"]["files_with_copies"])
+    assert found == ["0.png", "1.png", "2.png"]
+
+
 def test_another_tenants_look_alike_data_is_not_a_false_failed(lab, datasets) -> None:
     """Negative control: beta's subject report, beta's small files of the same shape,
     and a short file both tenants' outboxes hold byte for byte stay, and acme's

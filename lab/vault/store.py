@@ -464,6 +464,28 @@ class Vault:
                     vals.add(m[field])
         return out
 
+    def image_samples(self, tenant: str, length: int = 32) -> set[bytes]:
+        """Two runs of ``length`` bytes from inside each of ``tenant``'s images (at a
+        third and two thirds of the PNG, past its header: compressed pixels, unique to
+        the image), decrypted in memory. Scan needles for a plain copy of an image left
+        anywhere in the lab (red team 14h, case 02); never written anywhere. A record
+        that does not open is skipped."""
+        check_tenant(tenant)
+        kek = self._kek(tenant)
+        out: set[bytes] = set()
+        q = "SELECT record_id, wrapped_dek, image FROM records WHERE tenant=?"
+        for rid, wdek, image in self.db.execute(q, (tenant,)):
+            try:
+                dek = pr.open_(kek, wdek, _aad(tenant, rid, "dek"))
+                png = pr.open_(dek, image, _aad(tenant, rid, "image"))
+            except VaultError:
+                continue
+            if len(png) < 6 * length:
+                continue  # too small to sample past its header
+            for at in (len(png) // 3, 2 * len(png) // 3):
+                out.add(png[at : at + length])
+        return out
+
     def _checkpoint(self, attempts: int = 50) -> None:
         """``wal_checkpoint(TRUNCATE)`` until it completes: a reader's snapshot (another
         process's transaction) makes it return busy and leave old pages in the database
