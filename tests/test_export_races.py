@@ -26,6 +26,41 @@ def _table(tmp: Path) -> Path:
     return out
 
 
+def test_a_refused_artifact_moved_elsewhere_in_the_lab_makes_destroy_fail(el, tmp_path) -> None:
+    """Red team 14h, case 40: an artifact the gate refused, moved out of the outbox to a
+    folder that is no place of the tenant's, holds no identifier and no vault bytes; its
+    digest, recorded in the refusal's entry, finds it. (Runs first: the test below
+    destroys the tenant.)"""
+    import json
+
+    import numpy as np
+
+    box = el.lab.paths.root / "outbox" / el.tenant / "job-x"
+    box.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    np.save(box / "w.npy", rng.standard_normal((40, 40)).astype(np.float32))
+    np.save(box / "w2.npy", rng.standard_normal((40, 40)).astype(np.float32))
+    root, log = el.unlocked()
+    with log:
+        out = export(el.lab, root, el.tenant, [box], "engineer", log)
+    keep = el.lab.paths.root / "keep"
+    keep.mkdir()
+    (box / "w.npy").rename(keep / "w.npy")
+    entry = json.loads((el.lab.paths.audit / "entries.jsonl").read_text().splitlines()[-1])
+    assert entry["action"].startswith("export.") and entry["details"]["source_sha256"]
+    root, log = el.unlocked()
+    with log, pytest.raises(BadInputError, match="could not be verified"):
+        vault_ops.destroy(el.lab, root, el.tenant, "officer", log)
+    cert = json.loads(next((el.lab.paths.root / "certificates").glob("*.json")).read_text())
+    found = cert["certificate"]["sanitization_details"]["verification_details"]
+    assert [Path(p).name for p in found["files_with_copies"]] == ["w.npy"], out.decision
+    (keep / "w.npy").unlink()  # the tenant comes back for the test below
+    keep.rmdir()
+    root, log = el.unlocked()
+    with log:
+        vault_ops.ingest(el.lab, root, el.tenant, el.dataset, "operator", log)
+
+
 def test_a_release_after_a_destroy_in_the_middle_of_the_scan_is_refused(el, tmp_path) -> None:
     root, log = el.unlocked()
     destroyed = []

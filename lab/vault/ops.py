@@ -28,6 +28,7 @@ import hashlib
 import importlib
 import json
 import os
+import re
 import stat
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from facelab import __version__, labfs
 from facelab.audit import AuditLog, Event, intents
-from facelab.errors import BadInputError, TamperedError, VaultError
+from facelab.errors import BadInputError, FacelabError, TamperedError, VaultError
 from facelab.labdir import Lab, load_signing_key
 from facelab.synth import dataset_digest
 from facelab.vault import certificate, keystore
@@ -406,10 +407,55 @@ def _short_matcher(needles: list[bytes]) -> Callable[[bytes], bool]:
     return lambda b: rx.search(b) is not None
 
 
+# files up to this size are also hashed whole against the digests the log recorded
+MAX_HASHED = 256 << 20
+
+
+def _file_sha256(p: Path) -> str:
+    """SHA-256 of regular file ``p`` read plainly (holes as zeros), "" when unreadable."""
+    from facelab import labfs
+
+    try:
+        return hashlib.sha256(labfs.read_bytes(p, MAX_HASHED, what="a lab file")).hexdigest()
+    except (OSError, FacelabError):
+        return ""
+
+
+def recorded_digests(lab: Lab, tenant: str) -> set[str]:
+    """SHA-256 (hex) of every file the log says ``tenant``'s jobs wrote (``job.finish``
+    outputs) or its exports were given (``source_sha256``, refused ones too): a copy of
+    one of them left anywhere in the lab is the tenant's data, whether or not its bytes
+    hold an identifier (red team 14h, case 40: a refused artifact moved out of the
+    outbox before destroy). A digest another tenant's jobs or exports also have (the
+    same error text, say) is left out: that tenant's copy is its own."""
+    from facelab.audit.read import entries
+
+    per: dict[str, set[str]] = {}
+    for e in entries(lab.paths.audit, b'"job.finish"'):
+        d = e.get("details")
+        if isinstance(d, dict) and isinstance(d.get("outputs"), list):
+            got = per.setdefault(str(e.get("tenant")), set())
+            got.update(str(x).partition("  ")[0] for x in d["outputs"] if isinstance(x, str))
+    for e in entries(lab.paths.audit, b'"export.'):
+        d = e.get("details")
+        if isinstance(d, dict) and isinstance(d.get("source_sha256"), list):
+            got = per.setdefault(str(e.get("tenant")), set())
+            got.update(x for x in d["source_sha256"] if isinstance(x, str))
+    mine = per.pop(tenant, set())
+    for theirs in per.values():
+        mine -= theirs
+    return {x for x in mine if re.fullmatch(r"[0-9a-f]{64}", x)}
+
+
 def scan_lab(
-    root_dir: Path, needles: list[bytes], skip: set[Path] | None = None, stats: dict | None = None
+    root_dir: Path,
+    needles: list[bytes],
+    skip: set[Path] | None = None,
+    stats: dict | None = None,
+    digests: set[str] | frozenset[str] = frozenset(),
 ) -> list[str]:
-    """Every regular file under ``root_dir`` (WAL and journals included) holding a needle.
+    """Every regular file under ``root_dir`` (WAL and journals included) holding a needle,
+    or (up to ``MAX_HASHED`` bytes) whose SHA-256 is one of ``digests``.
 
     Reads each file in 1 MiB chunks with an overlap of the longest needle, never whole;
     links are not followed and special files are not opened (``stats`` counts files
@@ -438,6 +484,9 @@ def scan_lab(
                     found.append(_shown(p))
                     break
                 carry = window[-overlap:] if overlap else b""
+            else:
+                if digests and -code - 1 <= MAX_HASHED and _file_sha256(p) in digests:
+                    found.append(_shown(p))
         except OSError:
             continue
     found += _scan_metadata(root_dir, needles, skip, st)
@@ -1069,7 +1118,9 @@ def _finish_destroy(
         _hook(hook, f"after-place-{len(places) - 2}")
     _hook(hook, "after-places")
     stats: dict = {}
-    copies = scan_lab(lab.paths.root, needles, skip={side}, stats=stats)
+    copies = scan_lab(
+        lab.paths.root, needles, skip={side}, stats=stats, digests=recorded_digests(lab, tenant)
+    )
     left_trees = [str(p) for _, p in tenant_places(lab, tenant) if os.path.lexists(p)]
     left_trees += [p for p in linked if p not in left_trees]
     # a directory the scan could not list is a place it could not check

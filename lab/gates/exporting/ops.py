@@ -306,6 +306,9 @@ def export(
                 "blocking": sorted({f"{f.detector}: {f.artifact}" for f in report.blocking()}),
                 "subjects matched": len({s for f in report.blocking() for s in f.subjects}),
                 "policy_sha256": policy_sha,
+                # what the tenant handed in, refused or not: destroy finds a copy of any
+                # of these left in the lab (vault.ops.recorded_digests)
+                "source_sha256": sorted({d for d in digests if d})[:64],
                 "capacity_bits": round(bits, 1),
                 "tenant_capacity_bits_before": round(spent, 1),
                 # the models that a training job of the tenant wrote, and which job
