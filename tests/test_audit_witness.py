@@ -106,15 +106,10 @@ def test_a_lab_without_a_signed_head_is_refused_and_nothing_is_cosigned(witnesse
     assert _files(wdir, lab) == before
 
 
-@pytest.mark.parametrize(
-    "name", ["x/../../escaped", "../up", ".hidden", "a/b", "sp ace", "plus+", "", "x" * 65]
-)
-def test_a_witness_name_that_is_not_one_file_name_is_refused_everywhere(
+@pytest.mark.parametrize("name", ["sp ace", "plus+", "", "x" * 65, "tab\tname", "bell\x07"])
+def test_a_witness_name_outside_the_c2sp_rules_is_refused_at_init_and_cosign(
     tmp_path: Path, name: str
 ) -> None:
-    """Red team 14h, case 01: the name becomes LAB/audit/witness/<name>.note; a name with
-    a path in it wrote the cosignature outside the lab. init refuses it, and so does
-    cosign when witness.json is edited to hold it; nothing is written outside."""
     with pytest.raises(BadInputError, match="witness name"):
         witness.init(tmp_path / "w", name)
     assert not (tmp_path / "w").exists()
@@ -123,10 +118,27 @@ def test_a_witness_name_that_is_not_one_file_name_is_refused_everywhere(
     witness.init(wdir, "w1.example")
     meta = json.loads((wdir / "witness.json").read_text())
     (wdir / "witness.json").write_text(json.dumps({**meta, "name": name}))
-    before = sorted(p for p in tmp_path.rglob("*") if p.suffix == ".note")
     with pytest.raises(BadInputError, match="name"):
         witness.cosign(wdir, lab)
-    assert sorted(p for p in tmp_path.rglob("*") if p.suffix == ".note") == before
+
+
+@pytest.mark.parametrize(
+    "name", ["x/../../escaped", "../up", ".hidden", "example.com/w1", "50%", "wit.example/w1"]
+)
+def test_any_accepted_witness_name_cosigns_into_one_file_inside_the_lab(
+    tmp_path: Path, name: str
+) -> None:
+    """Red team 14h, case 01: the name ``x/../../escaped`` wrote the cosignature outside
+    the lab. The file is named by ``note_file_name`` (percent-encoded), so every name
+    lands inside LAB/audit/witness/, one file a name, and verify finds it there."""
+    lab = make_lab(tmp_path / "lab", entries=2)
+    witness.init(tmp_path / "w", name)
+    c = witness.cosign(tmp_path / "w", lab)
+    assert c.path.parent == lab.paths.audit / "witness" and c.path.is_file()
+    assert c.path.name == witness.note_file_name(name)
+    notes = sorted(p for p in tmp_path.rglob("*.note") if "witness" in p.parts)
+    assert notes == [c.path]
+    assert len({witness.note_file_name(n) for n in ["a/b", "a%2Fb", "a_b", ".a", "%2Ea"]}) == 5
 
 
 def test_a_witness_name_of_the_accepted_kind_cosigns(tmp_path: Path) -> None:

@@ -889,22 +889,34 @@ def test_every_unlocking_command_refuses_a_vault_restored_after_destroy(lab, dat
     assert not (r.parent / "sar").exists()
 
 
-def test_a_tenant_file_hard_linked_from_outside_the_lab_is_cleared(lab, dataset, tmp_path) -> None:
-    """Red team 14h, case 41: unlinking the lab's name left the same file whole under a
-    hard link outside the lab. The file is overwritten in place before the unlink, so no
-    name keeps its bytes; the certificate says so and still verifies."""
+@pytest.mark.parametrize("target", ["outside", "lab key"])
+def test_a_hard_linked_tenant_file_is_never_written_through_and_fails_the_destruction(
+    lab, dataset, tmp_path, target
+) -> None:
+    """Red team 14h, cases 41 and 28: a tenant file with another hard link keeps its
+    bytes under that name when destroy unlinks it, and which name is the tenant's cannot
+    be told: a link *to* the lab's sealed signing key planted in the outbox must not be
+    written through. Destroy unlinks and never overwrites it; the certificate says
+    FAILED and names it; the other name's bytes are untouched."""
     _ingest(lab, dataset, "acme")
     box = lab.paths.root / "outbox" / "acme" / "job-1"
     box.mkdir(parents=True)
-    secret = b"Jane Q Public, passport X1234567, born 1970-01-01\n" * 40
-    (box / "ids.csv").write_bytes(secret)
-    outside = tmp_path / "kept-outside.csv"
-    os.link(box / "ids.csv", outside)
-    (box / "plain.txt").write_bytes(b"no other link\n" * 10)  # the control: unlinked only
-    _destroy(lab, "acme")
-    assert outside.read_bytes() == b"\0" * len(secret)  # same inode, its bytes cleared
+    if target == "outside":
+        other = tmp_path / "kept-outside.csv"
+        other.write_bytes(b"Jane Q Public, passport X1234567\n" * 40)
+    else:
+        other = lab.paths.keys / "lab_signing.sealed"
+    before = other.read_bytes()
+    os.link(other, box / "linked.bin")
+    (box / "plain.txt").write_bytes(b"no other link\n" * 10)
+    with pytest.raises(BadInputError, match="could not be verified"):
+        _destroy(lab, "acme")
+    assert other.read_bytes() == before  # never written through the link
     assert not box.exists()
     doc = json.loads(next((lab.paths.root / "certificates").glob("*.json")).read_text())
-    assert '"hard_linked_cleared": 1' in json.dumps(doc)
-    assert doc["certificate"]["sanitization_details"]["verification_result"] == "passed"
+    sd = doc["certificate"]["sanitization_details"]
+    assert sd["verification_result"] == "FAILED"
+    named = sd["verification_details"]["files_with_copies"]
+    assert any("linked.bin" in f and "hard link" in f for f in named), named
+    assert not any("plain.txt" in f for f in named)
     certificate.verify_document(doc, [load_public_key(lab)])  # raises if it does not

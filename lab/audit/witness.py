@@ -23,7 +23,6 @@ import base64
 import hashlib
 import json
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,20 +56,36 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.rename(tmp, path)
 
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
 def check_name(name: object, where: str = "witness name") -> str:
     """``name`` if it is a witness name facelab accepts, else ``BadInputError``: a C2SP
-    key name (no space, no '+') that is also one safe file-name component, since the
-    lab keeps a witness's cosignature as ``LAB/audit/witness/<name>.note``: 1-64 of
-    A-Z a-z 0-9 . _ -, not starting with a dot (no '/', no '..'; red team 14h: a name
-    of ``x/../../escaped`` wrote the cosignature outside the lab)."""
-    if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise BadInputError(
-            f"{where} {name!r}: 1-64 characters of A-Z a-z 0-9 . _ -, not starting with '.'"
-        )
+    key name (1-64 printable characters, no space, no '+'). Names may hold '/' (as
+    ``example.com/w1`` does): the file that keeps the cosignature is named by
+    :func:`note_file_name`, never by the name itself."""
+    if (
+        not isinstance(name, str)
+        or not 1 <= len(name) <= 64
+        or "+" in name
+        or any(c.isspace() or not c.isprintable() for c in name)
+    ):
+        raise BadInputError(f"{where} {name!r}: 1-64 printable characters, no space or '+'")
     return name
+
+
+def note_file_name(name: str) -> str:
+    """The file in ``LAB/audit/witness/`` that keeps witness ``name``'s cosignature: the
+    name with every character outside A-Z a-z 0-9 . _ - percent-encoded (UTF-8), and a
+    leading dot too, so one name is one file inside that folder whatever it holds (red
+    team 14h, case 01: ``x/../../escaped`` wrote the cosignature outside the lab).
+    Injective: '%' is encoded."""
+    out = "".join(
+        c
+        if c.isascii() and (c.isalnum() or c in "._-")
+        else "".join(f"%{b:02X}" for b in c.encode())
+        for c in name
+    )
+    if out.startswith("."):
+        out = "%2E" + out[1:]
+    return out + ".note"
 
 
 def init(wdir: Path | str, name: str) -> str:
@@ -168,6 +183,6 @@ def cosign(
             {"origin": lab.origin, "log_key": public_key_b64(log_key), "note": note.decode()}
         ).encode(),
     )
-    out = lab.paths.audit / "witness" / f"{name}.note"
+    out = lab.paths.audit / "witness" / note_file_name(name)
     _atomic_write(out, cosigned)
     return Cosigned(name, old.size, new.size, cosigned, out)

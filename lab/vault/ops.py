@@ -611,53 +611,38 @@ def linked_ancestor(root: Path, path: Path) -> Path | None:
     return None
 
 
-def _clear_if_linked(p: str | Path, st: os.stat_result) -> bool:
-    """A regular file with another hard link (``st_nlink`` > 1) keeps its bytes under
-    that other name when this one is unlinked (red team 14h, case 41: a tenant file
-    linked from outside the lab survived destroy whole): overwrite it with zeros in
-    place first (SP 800-88 clear; the same inode, opened without following a link or
-    blocking). True when it was overwritten."""
-    if not stat.S_ISREG(st.st_mode) or st.st_nlink < 2:
-        return False
-    fd = os.open(p, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        now = os.fstat(fd)
-        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(now.st_mode):
-            raise OSError(f"{p}: replaced while it was being cleared")
-        left, block = now.st_size, b"\0" * (1 << 20)
-        while left > 0:
-            left -= os.write(fd, block[: min(left, len(block))])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return True
-
-
 def _remove_tree(path: Path) -> dict:
     """Remove ``path`` (a directory tree, a file or a link) without following links or
-    opening special files; say what was there. A regular file with another hard link is
-    overwritten with zeros before it is unlinked (``_clear_if_linked``)."""
+    opening special files; say what was there. A regular file with another hard link
+    (``st_nlink`` > 1) is unlinked like any other but listed under ``hard_linked``:
+    another name keeps its bytes (red team 14h, case 41: a tenant file linked from
+    outside the lab), and which name is the tenant's cannot be told (case 28: a link
+    *to* the lab's sealed key, planted in the outbox, must not be written through), so
+    destroy never overwrites through it and the verification says FAILED instead."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return {"action": "nothing there", "files": 0, "bytes": 0}
     if not stat.S_ISDIR(st.st_mode):
-        linked = _clear_if_linked(path, st)
         path.unlink()
         kind = "a link, removed (not followed)" if stat.S_ISLNK(st.st_mode) else "removed"
         out = {"action": kind, "files": 1, "bytes": st.st_size}
-        return {**out, "hard_linked_cleared": 1} if linked else out
-    files = total = linked = 0
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            out["hard_linked"] = [_shown(path)]
+        return out
+    files = total = 0
+    linked: list[str] = []
     tops: list[str] = []
     try:
         for top, _dirs, others in _walk(path):
             tops.append(top)
             for name in others:  # files, links and special files: unlinked, never opened
-                p = os.path.join(top, name)  # (a hard-linked file is cleared first)
+                p = os.path.join(top, name)
                 st_p = os.lstat(p)
                 files += 1
                 total += st_p.st_size if stat.S_ISREG(st_p.st_mode) else 0
-                linked += _clear_if_linked(p, st_p)
+                if stat.S_ISREG(st_p.st_mode) and st_p.st_nlink > 1 and len(linked) < 64:
+                    linked.append(_shown(p))
                 os.unlink(p)
         for top in reversed(tops):  # deepest first
             os.rmdir(top)
@@ -668,7 +653,7 @@ def _remove_tree(path: Path) -> dict:
             "bytes": total,
         }
     out = {"action": "removed (every file unlinked)", "files": files, "bytes": total}
-    return {**out, "hard_linked_cleared": linked} if linked else out
+    return {**out, "hard_linked": linked} if linked else out
 
 
 def registered_model_dirs(lab: Lab) -> list[Path]:
@@ -1123,6 +1108,15 @@ def _finish_destroy(
     )
     left_trees = [str(p) for _, p in tenant_places(lab, tenant) if os.path.lexists(p)]
     left_trees += [p for p in linked if p not in left_trees]
+    # a removed file that had another hard link: that name keeps its bytes
+    copies = [
+        *copies,
+        *(
+            f"{h} (another hard link keeps its bytes)"
+            for x in places
+            for h in x.get("hard_linked", [])
+        ),
+    ]
     # a directory the scan could not list is a place it could not check
     ok = (
         not copies
