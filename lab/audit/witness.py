@@ -68,6 +68,10 @@ def check_name(name: object, where: str = "witness name") -> str:
         or any(c.isspace() or not c.isprintable() for c in name)
     ):
         raise BadInputError(f"{where} {name!r}: 1-64 printable characters, no space or '+'")
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        # a name shaped like a path that climbs (x/../y, /abs, a//b): no witness needs
+        # one, and the file name would not be its only defence
+        raise BadInputError(f"{where} {name!r}: no empty, '.' or '..' part between slashes")
     return name
 
 
