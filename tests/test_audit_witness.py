@@ -162,3 +162,29 @@ def test_a_witness_name_of_the_accepted_kind_cosigns(tmp_path: Path) -> None:
     c = witness.cosign(tmp_path / "w", lab)
     assert c.path == lab.paths.audit / "witness" / "Witness_2.example-org.note"
     assert c.path.is_file()
+
+
+def test_a_cosign_waits_for_another_on_the_same_witness_then_gives_up_changing_nothing(
+    witnessed,
+) -> None:
+    """Red team 14h, case 23: two cosigns of one witness at once raced on its state file.
+    A cosign holds the witness's lock throughout; another waits, then exits 75 (busy)
+    with nothing written, and succeeds once the first is done."""
+    import fcntl
+    import os
+
+    from facelab.errors import BusyError
+
+    lab, wdir = witnessed
+    _grow(lab, 3, "more")
+    before = _files(wdir, lab)
+    fd = os.open(wdir / "lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another cosign is running
+        with pytest.raises(BusyError):
+            witness.cosign(wdir, lab, wait=0.3)
+        assert _files(wdir, lab) == before
+    finally:
+        os.close(fd)
+    c = witness.cosign(wdir, lab)
+    assert c.new_size > c.old_size and _files(wdir, lab) != before

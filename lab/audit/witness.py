@@ -46,7 +46,7 @@ class Cosigned:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one writer's own
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, data)
@@ -134,8 +134,28 @@ def cosign(
     lab,
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    wait: float = 60.0,
 ) -> Cosigned:
-    """Check the lab's latest checkpoint against this witness's last one and cosign it."""
+    """Check the lab's latest checkpoint against this witness's last one and cosign it,
+    holding the witness's lock (``WDIR/lock``, ``flock(2)``) throughout: two cosigns at
+    once would both start from the same state and the slower could write back a smaller
+    size or lose the other's temporary file (red team 14h, case 23). Waits at most
+    ``wait`` seconds for another cosign, then ``BusyError`` (exit 75), nothing changed."""
+    from facelab.audit.log import flock_within
+
+    wdir = Path(wdir)
+    if not (wdir / "witness.json").exists():
+        load(wdir)  # the usual error for a directory that holds no witness
+    lock = wdir / "lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        flock_within(fd, wait, lock, "the witness's lock")
+        return _cosign_locked(wdir, lab, clock)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _cosign_locked(wdir: Path, lab, clock: Callable[[], datetime]) -> Cosigned:
     from facelab.audit.proofs import prove_consistency
     from facelab.labdir import load_public_key, public_key_b64, public_key_from_b64
 
