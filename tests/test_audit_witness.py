@@ -188,3 +188,25 @@ def test_a_cosign_waits_for_another_on_the_same_witness_then_gives_up_changing_n
         os.close(fd)
     c = witness.cosign(wdir, lab)
     assert c.new_size > c.old_size and _files(wdir, lab) != before
+
+
+@pytest.mark.parametrize("how", ["inside", "link to inside", "through a linked parent"])
+def test_a_witness_is_never_created_inside_a_lab_even_through_a_link(tmp_path: Path, how) -> None:
+    """A witness's key must live outside every lab (the operator who holds the lab must
+    not hold the witness too); a WDIR that is a link into the lab, or whose parent is,
+    is inside it all the same (red team 14h)."""
+    lab = make_lab(tmp_path / "lab", entries=1)
+    if how == "inside":
+        wdir = lab.paths.root / "w"
+    elif how == "link to inside":
+        (lab.paths.root / "w").mkdir()
+        wdir = tmp_path / "w-link"
+        wdir.symlink_to(lab.paths.root / "w")
+    else:
+        (tmp_path / "parent").symlink_to(lab.paths.root)
+        wdir = tmp_path / "parent" / "w"
+    with pytest.raises(BadInputError, match="inside the lab"):
+        witness.init(wdir, "w1.example")
+    assert not list(lab.paths.root.rglob("witness.key"))
+    witness.init(tmp_path / "outside", "w1.example")  # the control
+    assert (tmp_path / "outside" / "witness.key").is_file()

@@ -95,9 +95,12 @@ def note_file_name(name: str) -> str:
 def init(wdir: Path | str, name: str) -> str:
     """Create a witness in ``wdir`` (new or empty) and return its vkey."""
     wdir = Path(wdir)
-    for d in (wdir.absolute(), *wdir.absolute().parents):
-        if (d / "lab.json").exists():
-            raise BadInputError(f"{wdir}: inside the lab {d}; a witness lives outside any lab")
+    # the path as given and as resolved: a WDIR that is (or goes through) a link into a
+    # lab is inside that lab all the same (red team 14h)
+    for top in {wdir.absolute(), wdir.resolve()}:
+        for d in (top, *top.parents):
+            if (d / "lab.json").exists():
+                raise BadInputError(f"{wdir}: inside the lab {d}; a witness lives outside any lab")
     if wdir.exists() and any(wdir.iterdir()):
         raise BadInputError(f"{wdir}: already exists and is not empty")
     check_name(name)
