@@ -38,6 +38,7 @@ __all__ = [
     "read_prefix",
     "read_text",
     "require_regular",
+    "sha256",
 ]
 
 MAX_BYTES = 16 << 20  # a document (JSON, TOML, a note, a key): larger is not one
@@ -148,6 +149,32 @@ def read_bytes(
         return _read_fd(fd, path, max_bytes, what, error)
     finally:
         os.close(fd)
+
+
+def sha256(
+    path: Path | str,
+    max_bytes: int = LOG_MAX_BYTES,
+    *,
+    what: str = "a file facelab hashes",
+    error: type[FacelabError] = BadInputError,
+) -> str:
+    """SHA-256 (hex) of the regular file ``path``, read in 1 MiB blocks (never whole in
+    memory; a model may be gigabytes), refused as :func:`read_bytes` refuses."""
+    import hashlib
+
+    fd = open_regular(path, error=error)
+    h, n = hashlib.sha256(), 0
+    try:
+        while b := os.read(fd, 1 << 20):
+            n += len(b)
+            if n > max_bytes:
+                raise error(f"{path}: over {max_bytes} bytes, not {what}")
+            h.update(b)
+    except OSError as e:
+        raise error(f"{path}: unreadable ({e.strerror or e})") from e
+    finally:
+        os.close(fd)
+    return h.hexdigest()
 
 
 def read_text(

@@ -297,3 +297,21 @@ def test_removing_a_needed_file_is_seen_by_the_oracle(made, tmp_path) -> None:
         (root / rel).unlink()
         rc, _ = _cli(["audit", "verify", "--lab", str(root)], e, root.with_suffix(".o"))
         assert (rc != 0) == want_fail, (rel, rc)
+
+
+def test_the_streamed_digest_is_the_files_and_refuses_what_read_bytes_refuses(tmp_path) -> None:
+    import hashlib
+
+    from facelab import labfs
+    from facelab.errors import BadInputError
+
+    f = tmp_path / "model.onnx"
+    f.write_bytes(os.urandom(3 << 20) + b"tail")  # more than one 1 MiB block
+    assert labfs.sha256(f) == hashlib.sha256(f.read_bytes()).hexdigest()
+    with pytest.raises(BadInputError, match="over"):
+        labfs.sha256(f, 1 << 20)
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link").symlink_to(f)
+    for p in (tmp_path / "fifo", tmp_path / "link", tmp_path):
+        with pytest.raises(BadInputError):
+            labfs.sha256(p)

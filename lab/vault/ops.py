@@ -356,7 +356,9 @@ def _long_matcher(needles: list[bytes]) -> Callable[[bytes], bool]:
         words = np.frombuffer(b, dtype="<u8", count=len(b) // 8)
         if not len(words) or not len(keys):
             return False
-        at = np.flatnonzero(np.isin(words, keys, assume_unique=False))
+        # keys are sorted once: a binary search per word, no sort of the keys per buffer
+        pos = np.minimum(np.searchsorted(keys, words), len(keys) - 1)
+        at = np.flatnonzero(keys[pos] == words)
         for w in at.tolist():
             start = 8 * w
             for n in by_key[int(words[w])]:
@@ -384,7 +386,6 @@ def _matcher(needles: list[bytes]) -> Callable[[bytes], bool]:
 
 def _short_matcher(needles: list[bytes]) -> Callable[[bytes], bool]:
     """The trie's regular expression (see ``_matcher``)."""
-    import re
 
     trie: dict = {}
     for n in needles:
@@ -416,7 +417,7 @@ def _file_sha256(p: Path) -> str:
     from facelab import labfs
 
     try:
-        return hashlib.sha256(labfs.read_bytes(p, MAX_HASHED, what="a lab file")).hexdigest()
+        return labfs.sha256(p, MAX_HASHED, what="a lab file")
     except (OSError, FacelabError):
         return ""
 

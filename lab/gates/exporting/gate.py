@@ -158,7 +158,7 @@ def scan(
         except Unscannable as e:
             findings.append(Finding("unscannable", "high", shown, "whole file", str(e)))
             listed.append(
-                {"name": shown, "kind": "unscannable", "bytes": data_len, "sha256": _sha(f)}
+                {"name": shown, "kind": "unscannable", "bytes": data_len, "sha256": file_sha256(f)}
             )
             continue
         listed.append(
@@ -204,9 +204,10 @@ def scan(
     )
 
 
-def _sha(p: Path) -> str:
+def file_sha256(p: Path) -> str:
+    """SHA-256 of an artifact's file, "" when it cannot be read (a finding elsewhere)."""
     try:
-        return hashlib.sha256(labfs.read_bytes(p, labfs.LOG_MAX_BYTES)).hexdigest()
+        return labfs.sha256(p)
     except (OSError, FacelabError):
         return ""
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from facelab import labfs
 from facelab.audit import AuditLog, Event, intents
-from facelab.errors import BadInputError, FacelabError
+from facelab.errors import BadInputError
 from facelab.gates.exporting import attestation, contract, release, vault_index
 from facelab.gates.exporting._types import Finding, ScanContext
-from facelab.gates.exporting.gate import ExportReport, expand, scan
+from facelab.gates.exporting.gate import ExportReport, expand, file_sha256, scan
 from facelab.labdir import Lab, load_signing_key
 from facelab.vault.keystore import RootKey
 from facelab.vault.ops import open_vault
@@ -142,8 +142,7 @@ def _reference_matchers(lab: Lab, tenant: str, refs: Sequence[str], notes: list[
         d = SHIPPED / name
         try:
             out[f"{name} (shipped reference)"] = Matcher(d)
-            onnx = labfs.read_bytes(d / "model.onnx", labfs.LOG_MAX_BYTES, what="a model")
-            seen.add(hashlib.sha256(onnx).hexdigest())
+            seen.add(labfs.sha256(d / "model.onnx", what="a model"))
         except (BadInputError, OSError) as e:
             raise BadInputError(
                 f"{d}: the shipped reference matcher cannot load ({e}); the export gate "
@@ -152,8 +151,7 @@ def _reference_matchers(lab: Lab, tenant: str, refs: Sequence[str], notes: list[
     for ref in refs:
         try:
             entry, path = registered_model(lab, tenant, ref)
-            onnx = labfs.read_bytes(path / "model.onnx", labfs.LOG_MAX_BYTES, what="a model")
-            if hashlib.sha256(onnx).hexdigest() in seen:
+            if labfs.sha256(path / "model.onnx", what="a model") in seen:
                 continue
             out[f"{entry['model']} (registered reference)"] = Matcher(path)
         except BadInputError:
@@ -437,7 +435,7 @@ def check(
             it.kind == "bench_report"
             and not it.discarded
             and bench_reports is not None
-            and _sha(it.src) not in bench_reports
+            and file_sha256(it.src) not in bench_reports
         ):
             findings.append(
                 Finding(
@@ -513,7 +511,7 @@ def check(
                     "kind": it.kind or "none",
                     "bytes": 0,
                     "sha256": "",
-                    "source_sha256": _sha(it.src),
+                    "source_sha256": file_sha256(it.src),
                     "file": "",
                 }
             )
@@ -526,7 +524,7 @@ def check(
                     "kind": "replaced",
                     "bytes": 0,
                     "sha256": "",
-                    "source_sha256": _sha(it.src),
+                    "source_sha256": file_sha256(it.src),
                     "file": "",
                 }
             )
@@ -577,7 +575,7 @@ def _attest(
         it.facts.pop("attested", None)
         if it.kind not in MODEL_KINDS or it.discarded:
             continue
-        att = jobs.models.get(_sha(it.src))
+        att = jobs.models.get(file_sha256(it.src))
         if att is not None:
             it.attested = {
                 "job": att.job,
@@ -737,16 +735,9 @@ def _listing(f: Path, rel: str, it: contract.Item, src: Path | None) -> dict:
         "kind": it.kind,
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
-        "source_sha256": _sha(src) if src is not None else "",
+        "source_sha256": file_sha256(src) if src is not None else "",
         "file": str(f),
     }
-
-
-def _sha(p: Path) -> str:
-    try:
-        return hashlib.sha256(labfs.read_bytes(p, labfs.LOG_MAX_BYTES)).hexdigest()
-    except (OSError, FacelabError):
-        return ""
 
 
 def behaviour_findings(
