@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from facelab.errors import BadInputError
 
@@ -125,6 +127,9 @@ class GovernancePolicy:
     # trainer name -> parameter name -> "number" | "flag" | "text"; a trainer takes no
     # parameter it does not declare (default deny)
     trainer_params: dict[str, dict[str, str]] = field(default_factory=dict)
+    # trainer name -> {"unit": "subject", "epsilon": e, "delta": d}: the differential
+    # privacy a trainer's output gives each subject (facelab.jobs.privacy)
+    trainer_privacy: dict[str, dict] = field(default_factory=dict)
 
     def tenant(self, name: str) -> TenantPolicy:
         t = self.tenants.get(name)
@@ -329,6 +334,7 @@ def _governance(raw: dict, path: Path) -> GovernancePolicy | None:
             "= true (development only: free text is a channel the 1:N word check only filters)"
         )
     ints["trainer_params"] = {k: dict(v) for k, v in tparams.items()}
+    ints["trainer_privacy"] = _trainer_privacy(jobs.get("trainer_privacy", {}), trainers, path)
     return GovernancePolicy(
         roles,
         allowed,
@@ -340,6 +346,31 @@ def _governance(raw: dict, path: Path) -> GovernancePolicy | None:
         trainers=dict(trainers),
         **ints,
     )
+
+
+def _trainer_privacy(raw: Any, trainers: dict, path: Path) -> dict[str, dict]:
+    """[jobs] trainer_privacy: name = { epsilon = e, delta = d } for registered trainers,
+    0 < epsilon <= 64, 0 < delta <= 1e-3 (delta above one in a thousand subjects is no
+    guarantee for a vault of thousands)."""
+    if not isinstance(raw, dict):
+        raise BadInputError(f"{path}: jobs.trainer_privacy must be a table")
+    out = {}
+    for name, decl in raw.items():
+        where = f"{path}: jobs.trainer_privacy.{name}"
+        if name not in trainers:
+            raise BadInputError(f"{where}: no such trainer")
+        if not isinstance(decl, dict) or set(decl) != {"epsilon", "delta"}:
+            raise BadInputError(f"{where}: give exactly epsilon and delta")
+        eps, delta = decl["epsilon"], decl["delta"]
+        for key, v in (("epsilon", eps), ("delta", delta)):
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise BadInputError(f"{where}.{key} must be a number")
+        if not 0 < eps <= 64:
+            raise BadInputError(f"{where}.epsilon must lie in (0, 64]")
+        if not 0 < delta <= 1e-3:
+            raise BadInputError(f"{where}.delta must lie in (0, 0.001]")
+        out[name] = {"unit": "subject", "epsilon": float(eps), "delta": float(delta)}
+    return out
 
 
 # key -> (type, low, high) for the numeric keys of each [export.*] sub-table
@@ -385,6 +416,7 @@ _EXPORT_SCHEMA["contract"] = {
     "max_new_int_elements": (int, 0, 10**6),
     "max_new_nodes": (int, 0, 10**4),
     "tenant_capacity_bits": (int, 0, 10**15),
+    "tenant_epsilon": (float, 0, 10**6),
     "fnmr_at_fmr": (float, 0, 1),
     "max_fnmr_increase": (float, 0, 1),
     "report_digits": (int, 2, 17),

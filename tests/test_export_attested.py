@@ -235,3 +235,80 @@ def test_a_hand_made_covert_model_is_refused_and_an_override_is_charged_in_full(
     last = _entries(el)[-1]
     assert last["action"] == "export.override" and last["details"]["attested"] == {}
     assert last["details"]["capacity_bits"] == pytest.approx(full, abs=0.1)
+
+
+def _job_entries(job: str, privacy, digest: str) -> list[dict]:
+    start = {
+        "kind": "train",
+        "trainer": "facelab.jobs.trainers:pca_head",
+        "spec_bytes": 120,
+        "privacy": privacy,
+    }
+    return [
+        {"seq": 0, "action": "job.start", "tenant": "acme", "object": job, "details": start},
+        {
+            "seq": 1,
+            "action": "job.finish",
+            "tenant": "acme",
+            "object": job,
+            "decision": "done",
+            "details": {"outputs": [f"{digest}  model.onnx"]},
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("privacy", "attested"),
+    [
+        ({"unit": "subject", "epsilon": 8.0, "delta": 1e-6}, True),
+        (None, False),  # a job of a trainer the policy gave no privacy
+        ({"unit": "subject", "epsilon": 0, "delta": 1e-6}, False),
+        ({"unit": "subject", "epsilon": 8.0, "delta": 0}, False),
+        ({"unit": "subject", "epsilon": "8", "delta": 1e-6}, False),
+        ({"unit": "subject", "epsilon": float("inf"), "delta": 1e-6}, False),
+    ],
+)
+def test_only_a_job_that_ran_under_differential_privacy_attests_its_outputs(
+    tmp_path: Path, privacy, attested
+) -> None:
+    # the tenant chose the model the trainer ran: without a per-subject bound, a model
+    # can steer the trainer into writing a subject's face into the head (issue 20)
+    digest = "ab" * 32
+    lines = [json.dumps(e) for e in _job_entries("j1", privacy, digest)]
+    (tmp_path / "entries.jsonl").write_text("\n".join(lines) + "\n")
+    found = job_outputs(tmp_path, "acme", ["facelab.jobs.trainers:pca_head"])
+    assert (digest in found.models) is attested
+    if attested:
+        assert (found.models[digest].epsilon, found.models[digest].delta) == (8.0, 1e-6)
+
+
+def test_the_privacy_budget_bounds_how_many_training_jobs_leave(world) -> None:
+    from facelab.gates.exporting.ops import tenant_epsilon
+
+    el = world.el
+    spent, _ = tenant_epsilon(el.lab.paths.audit, "acme")
+    eps = el.lab.policy.governance.trainer_privacy["pca_head"]["epsilon"]
+    room = spent + eps + eps / 2  # one more job fits, two do not
+    old = "tenant_epsilon = 32.0"
+    tight = _policy(el, old, f"tenant_epsilon = {room!r}")
+    try:
+        root = unlock(tight.lab, PASSPHRASE)
+        with audit_writer(tight.lab, root) as log:
+            first = run_job(tight.lab, root, "acme", SPEC, "eng", log)
+            second = run_job(tight.lab, root, "acme", SPEC, "eng", log)
+        assert (first.status, second.status) == ("done", "done")
+        out = _export(tight, [first.outbox])
+        assert out.decision == "released", out.report.text()
+        d = _entries(el)[-1]["details"]
+        assert d["privacy_epsilon"] == eps and d["tenant_epsilon_before"] == pytest.approx(spent)
+        before = _releases(el)
+        out = _export(tight, [second.outbox])
+        assert out.decision == "refused" and out.release_dir is None
+        assert {f.detector for f in out.report.blocking()} == {"privacy"}, out.report.text()
+        assert _releases(el) == before
+        # the same job's output again tells nothing new: charged 0, released
+        out = _export(tight, [first.outbox])
+        assert out.decision == "released", out.report.text()
+        assert _entries(el)[-1]["details"]["privacy_epsilon"] == 0
+    finally:
+        _policy(el, f"tenant_epsilon = {room!r}", old)

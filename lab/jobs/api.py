@@ -98,6 +98,9 @@ class JobContext:
     outbox: Path
     model_dir: Path
     _stream: BinaryIO | None = None
+    # the lab's privacy parameters for this trainer ({"epsilon", "delta"} from the
+    # policy's [jobs] trainer_privacy), or None: the lab's choice, never the tenant's
+    privacy: dict | None = None
     _cache: list[JobRecord] | None = field(default=None, repr=False)
 
     @property

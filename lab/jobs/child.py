@@ -63,12 +63,15 @@ def run(
     fd: int,
     trainer: str | None = None,
     trainer_origin: str | None = None,
+    privacy: dict | None = None,
 ):
     """Run one job; return its summary (any JSON value: the runner checks it)."""
     from facelab.jobs.api import JobContext
 
     stream = os.fdopen(fd, "rb", buffering=1 << 20)
-    ctx = JobContext(job_id, tenant, spec, Path(workspace), Path(outbox), Path(model_dir), stream)
+    ctx = JobContext(
+        job_id, tenant, spec, Path(workspace), Path(outbox), Path(model_dir), stream, privacy
+    )
     if spec["kind"] == "bench":
         return _bench(ctx)
     return _trainer(trainer, trainer_origin)(ctx)

@@ -231,10 +231,11 @@ def run_job(
         raise BadInputError(
             f"job spec: split {split!r} is not one of {sorted(lab.policy.vault.splits)}"
         )
-    trainer, origin, extra = None, None, []
+    trainer, origin, extra, privacy = None, None, [], None
     if kind == "train":  # check_job refused trainers the policy does not register
         name = spec["trainer"]
         trainer = gov.trainers[name]
+        privacy = gov.trainer_privacy.get(name)
         try:
             found = importlib.util.find_spec(trainer.split(":")[0])
         except (ImportError, ValueError):
@@ -303,6 +304,9 @@ def run_job(
                 "model": entry["model"],
                 "model_digest": entry["digest"],
                 "trainer": trainer,
+                # the trainer's differential privacy (per subject), as the policy set it:
+                # the export gate attests only outputs of jobs that ran under one
+                "privacy": privacy,
                 "isolation": gov.isolation,
                 "limits": {
                     "cpu_seconds": limits.cpu_seconds,
@@ -325,6 +329,7 @@ def run_job(
         "fd": rfd,
         "trainer": trainer,
         "trainer_origin": origin,
+        "privacy": privacy,
     }
     log.record(
         Event(

@@ -33,11 +33,15 @@ __all__ = ["Attestation", "JobOutputs", "charge_bits", "job_outputs"]
 @dataclass(frozen=True)
 class Attestation:
     """The training job that wrote a file: its id, its registered trainer
-    (``module:function``) and the size of its spec (canonical JSON, bytes)."""
+    (``module:function``), the size of its spec (canonical JSON, bytes) and the
+    differential privacy it ran under (per subject: ``epsilon`` and ``delta``, from the
+    policy's ``[jobs] trainer_privacy`` as ``job.start`` recorded it)."""
 
     job: str
     trainer: str
     spec_bytes: int
+    epsilon: float = 0.0
+    delta: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -94,11 +98,26 @@ def job_outputs(audit_dir: Path, tenant: str, trainers: Iterable[str]) -> JobOut
             size = start.get("spec_bytes")
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 continue
+            privacy = _privacy(start.get("privacy"))
+            if privacy is None:
+                continue
             n_train += 1
-            att = Attestation(str(job), str(start["trainer"]), size)
+            att = Attestation(str(job), str(start["trainer"]), size, *privacy)
             for h, _, _name in outputs:
                 models.setdefault(h, att)
     return JobOutputs(models, reports, n_train)
+
+
+def _privacy(record) -> tuple[float, float] | None:
+    """(epsilon, delta) of a ``job.start`` ``privacy`` record, or None unless both are
+    finite, epsilon > 0 and 0 < delta < 1."""
+    if not isinstance(record, dict):
+        return None
+    eps, delta = record.get("epsilon"), record.get("delta")
+    for v in (eps, delta):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            return None
+    return (float(eps), float(delta)) if eps > 0 and 0 < delta < 1 else None
 
 
 def charge_bits(att: Attestation, train_jobs: int) -> float:

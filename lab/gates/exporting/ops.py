@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -293,6 +294,11 @@ def export(
             over = budget_finding(spent, bits, int(policy.contract["tenant_capacity_bits"]))
             if over is not None:
                 report = replace(report, findings=(*report.findings, over))
+            eps_spent, released_jobs = tenant_epsilon(lab.paths.audit, tenant)
+            eps = export_epsilon(items, released_jobs)
+            over = epsilon_finding(eps_spent, eps, float(policy.contract["tenant_epsilon"]))
+            if over is not None:
+                report = replace(report, findings=(*report.findings, over))
             digests = [a["source_sha256"] for a in report.artifacts]
             policy_sha = hashlib.sha256(labfs.read_bytes(lab.paths.policy)).hexdigest()
             summary = {
@@ -309,6 +315,10 @@ def export(
                 "source_sha256": sorted({d for d in digests if d})[:64],
                 "capacity_bits": round(bits, 1),
                 "tenant_capacity_bits_before": round(spent, 1),
+                # differential privacy spent by this release (the epsilons of training
+                # jobs none of the tenant's earlier releases took out) and before it
+                "privacy_epsilon": eps,
+                "tenant_epsilon_before": eps_spent,
                 # the models that a training job of the tenant wrote, and which job
                 "attested": {
                     it.release_rel: it.attested["job"]
@@ -583,6 +593,8 @@ def _attest(
                 "spec_bytes": att.spec_bytes,
                 "train_jobs": jobs.train_jobs,
                 "charged_bits": round(attestation.charge_bits(att, jobs.train_jobs), 1),
+                "epsilon": att.epsilon,
+                "delta": att.delta,
             }
             it.facts["attested"] = dict(it.attested)
         elif required:
@@ -640,6 +652,63 @@ def tenant_bits(audit_dir: Path, tenant: str) -> float:
         if isinstance(v, int | float) and not isinstance(v, bool) and v > 0:
             total += float(v)
     return total
+
+
+def export_epsilon(items: list[contract.Item], released_jobs: set[str]) -> float:
+    """The privacy loss one export adds (per subject, basic composition): the epsilon of
+    each training job whose attested output it releases, once per job, and 0 for a job
+    an earlier release of the tenant already took out (the same output again tells
+    nothing new)."""
+    jobs: dict[str, float] = {}
+    for it in items:
+        if it.out is None or it.discarded or it.attested is None:
+            continue
+        if it.attested["job"] not in released_jobs:
+            jobs[it.attested["job"]] = float(it.attested.get("epsilon", 0.0))
+    return sum(jobs.values())
+
+
+def tenant_epsilon(audit_dir: Path, tenant: str) -> tuple[float, set[str]]:
+    """The privacy loss the tenant's earlier releases spent (the sum of their recorded
+    ``privacy_epsilon``) and the training jobs whose outputs they took out (their
+    ``attested`` maps), from every releasing ``export.release``/``export.override``."""
+    from facelab.audit.read import entries
+
+    total, jobs = 0.0, set()
+    for e in entries(audit_dir, b'"export.'):
+        d = e.get("details")
+        if (
+            e.get("tenant") != tenant
+            or e.get("action") not in ("export.release", "export.override")
+            or e.get("decision") not in ("released", "overridden")
+            or not isinstance(d, dict)
+        ):
+            continue
+        v = d.get("privacy_epsilon", 0)
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0:
+            total += float(v)
+        att = d.get("attested")
+        if isinstance(att, dict):
+            jobs.update(str(j) for j in att.values())
+    return total, jobs
+
+
+def epsilon_finding(spent: float, eps: float, budget: float) -> Finding | None:
+    """The refusal when the tenant's earlier releases (``spent``) and this export
+    (``eps``) together spend more differential privacy than ``budget``; None when they
+    fit (or when this export spends none)."""
+    if eps <= 0 or spent + eps <= budget:
+        return None
+    return Finding(
+        "privacy",
+        "high",
+        "whole export",
+        "all files",
+        f"the training jobs this export takes out ran at epsilon {eps:g} in all; with the "
+        f"{spent:g} of the tenant's earlier releases that is over its privacy budget of "
+        f"{budget:g} (export.contract.tenant_epsilon): every released training output "
+        "tells a little about each subject, and those amounts add up",
+    )
 
 
 def budget_finding(spent: float, bits: float, budget: int) -> Finding | None:
