@@ -241,9 +241,9 @@ def run_demo(
             f"{_rate(bench.summary.get('fnmr_at_fmr_1e-3'))}",
         ),
         (
-            "training job: a PCA head fitted on the train split",
-            f"{train.status}: {train.summary.get('records', 0)} records, "
-            f"{train.summary.get('variance_explained', 0):.1%} variance kept",
+            "training job: a PCA head fitted on the train split, private per subject",
+            f"{train.status}: {train.summary.get('records', 0)} records, epsilon "
+            f"{train.summary.get('privacy', {}).get('epsilon', '?')}",
         ),
         (
             "export gate: trained head and benchmark report released, signed manifest",
