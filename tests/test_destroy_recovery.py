@@ -393,3 +393,41 @@ def test_the_one_pass_matcher_agrees_with_in_for_every_needle() -> None:
         buf = bytes(rng.randrange(256) for _ in range(512))
         assert hit(buf) == any(m in buf for m in needles)
     assert ops._matcher([])(filler) is False and ops._matcher([b""])(filler) is False
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every regular file's bytes but SQLite's (closing the vault checkpoints its
+    write-ahead log into vault.db: same rows, other bytes), and the vault's rows."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            p = Path(dirpath) / f
+            if not f.startswith("vault.db") and not p.is_symlink() and p.is_file():
+                out[str(p.relative_to(root))] = p.read_bytes()
+    with sqlite3.connect(root / "vault.db") as db:
+        rows = db.execute("SELECT * FROM records ORDER BY rowid").fetchall()
+    out["vault rows"] = repr(rows).encode()
+    return out
+
+
+@pytest.mark.parametrize("tenant", ["acme", "beta"])
+def test_a_dry_run_after_a_crash_past_the_point_of_no_return_says_so_and_changes_nothing(
+    lab, tenant
+) -> None:
+    p = subprocess.run(
+        [sys.executable, "-c", _CRASH, str(lab.paths.root), "after-records-deleted"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    before = _tree_bytes(lab.paths.root)
+    r = _cli("destroy", "--lab", str(lab.paths.root), "--tenant", tenant, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "tenant acme has a change interrupted by a crash" in r.stdout
+    assert "nothing was changed" in r.stdout
+    assert _tree_bytes(lab.paths.root) == before  # not finished by a read-only command
+    # the next writing command finishes it
+    r = _cli("destroy", "--lab", str(lab.paths.root), "--tenant", "acme", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert [e["decision"] for e in entries(lab) if e["action"] == "vault.destroy"] == ["destroyed"]
