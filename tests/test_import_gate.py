@@ -324,6 +324,78 @@ def test_a_signature_that_leaves_the_model_unsigned(lab, keys, tmp_path) -> None
     assert "model.onnx: not covered" in f["signature"]
 
 
+def _upstream_signed(pkg: Path, keys) -> None:
+    """Signed with model-signing's own defaults (it leaves out .git, .github, .gitignore
+    and .gitattributes besides the signature), then approved (red team 15, case 30)."""
+    import model_signing
+    from facelab.gates.importing import approve
+
+    (pkg / "signatures").mkdir(exist_ok=True)
+    hashing = model_signing.hashing.Config().set_ignored_paths(paths=["signatures"])
+    (
+        model_signing.signing.Config()
+        .set_hashing_config(hashing)
+        .use_elliptic_key_signer(private_key=keys.tenant_key)
+        .sign(pkg, pkg / "signatures" / "tenant.sig")
+    )
+    for name, key in keys.officers.items():
+        approve(pkg, name, key)
+
+
+def test_a_package_signed_with_model_signings_defaults_is_admitted(lab, keys, tmp_path) -> None:
+    pkg = make_package(tmp_path / "p")
+    _upstream_signed(pkg, keys)
+    report = gate(lab, pkg)
+    assert report.accepted, failed(report)
+
+
+def test_a_file_the_signature_leaves_out_is_refused(lab, keys, tmp_path) -> None:
+    # the same defaults, but the package holds one of the paths they leave out
+    pkg = make_package(tmp_path / "p")
+    (pkg / ".gitattributes").write_text("*.onnx binary\n")
+    _upstream_signed(pkg, keys)
+    f = failed(gate(lab, pkg))
+    assert "leaves out ['.gitattributes'], which the package holds" in f["signature"]
+
+
+def test_a_statement_listing_a_file_twice_is_refused(tmp_path) -> None:
+    # verifiers keeping the first entry and those keeping the last would disagree
+    from facelab.gates.importing.signing import unsigned_files
+
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "predicate": {
+            "serialization": {"method": "files", "ignore_paths": ["signatures"]},
+            "resources": [
+                {"name": "model.onnx", "digest": "00" * 32, "algorithm": "sha256"},
+                {"name": "model.json", "digest": "11" * 32, "algorithm": "sha256"},
+                {"name": "model.onnx", "digest": "22" * 32, "algorithm": "sha256"},
+            ],
+        },
+    }
+    payload = base64.b64encode(json.dumps(statement).encode()).decode()
+    (tmp_path / "signatures").mkdir()
+    (tmp_path / "signatures" / "tenant.sig").write_text(
+        json.dumps({"dsseEnvelope": {"payload": payload}})
+    )
+    problems = unsigned_files(tmp_path, ["model.onnx", "model.json"])
+    assert problems == ["the signed statement lists model.onnx more than once"]
+
+
+def test_a_package_holding_packages_is_refused_by_name(lab, keys, tmp_path) -> None:
+    # which of pkgA/ and pkgB/ is "the" package would be the reader's guess (red team
+    # 15, case 15); signed and approved, so only that can refuse it
+    inner = (tmp_path / "p" / "model.onnx", tmp_path / "p" / "model.json")
+    pkg = make_package(tmp_path / "p")
+    extra = {f"{d}/{f.name}": f.read_bytes() for d in ("pkgA", "pkgB") for f in inner}
+    for rel, data in extra.items():
+        (pkg / rel).parent.mkdir(exist_ok=True)
+        (pkg / rel).write_bytes(data)
+    sign_and_approve(pkg, keys)
+    f = failed(gate(lab, pkg))
+    assert "holds 2 model package(s) in subdirectories (pkgA, pkgB)" in f["files"]
+
+
 # ---------------------------------------------------------------- issue 15 regressions
 
 

@@ -48,6 +48,7 @@ import json
 import mmap
 import pickletools
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,11 +64,66 @@ ARCHIVES = {
 }
 
 
-def sniff(data: bytes) -> str:
+# Characters that ordinary text needs and ``str.isprintable`` rejects: every space
+# separator (Unicode category Zs: no-break, narrow no-break, ideographic, en/em spaces),
+# the soft hyphen, and the joiners and marks of scripts and emoji (ZWSP, ZWNJ for
+# Persian, ZWJ for emoji sequences and Indic scripts, LRM/RLM and the Arabic letter
+# mark, the word joiner; Unicode TR9, UAX 31).
+_TEXT_FORMAT = frozenset({0x00AD, 0x061C, 0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2060, 0xFEFF})
+# Invisible characters that carry or reorder text a reader does not see: Unicode tag
+# characters (U+E0000-E007F, "ASCII smuggling": hidden instructions for whoever or
+# whatever reads the card) and the bidirectional embeddings, overrides and isolates
+# (U+202A-202E, U+2066-2069; "Trojan Source", CVE-2021-42574). Text that holds them is
+# still text (sniffed so), and :func:`hidden_text` names them for a refusal.
+_HIDDEN = {
+    "Unicode tag characters (invisible ASCII: text no reader sees)": range(0xE0000, 0xE0080),
+    "bidirectional overrides (text shown in another order than stored; CVE-2021-42574)": (
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    ),
+}
+_HIDDEN_CODES = frozenset(c for codes in _HIDDEN.values() for c in codes)
+
+
+def text_char(c: str) -> bool:
+    """Whether ``c`` may appear in text: printable, a line break or tab, a space
+    separator, a format character scripts need (``_TEXT_FORMAT``), or a hidden one
+    (``_HIDDEN``: allowed here, refused by :func:`hidden_text`)."""
+    if c.isprintable() or c in "\n\r\t":
+        return True
+    o = ord(c)
+    return o in _TEXT_FORMAT or o in _HIDDEN_CODES or unicodedata.category(c) == "Zs"
+
+
+def hidden_text(text: str) -> str:
+    """Why ``text`` hides text from its reader ("" when it does not): the kind of
+    invisible character, how many, and the first one's position."""
+    for what, codes in _HIDDEN.items():
+        codes = set(codes)
+        at = [i for i, c in enumerate(text) if ord(c) in codes]
+        if at:
+            return f"{len(at)} {what}, the first at character {at[0]}"
+    return ""
+
+
+def _decode_prefix(data: bytes, partial: bool) -> str | None:
+    """UTF-8 text of ``data`` (a leading byte order mark dropped), or None; a prefix of
+    a longer file (``partial``) may end inside a character, whose bytes are dropped."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if not (partial and e.reason == "unexpected end of data" and e.start >= len(data) - 3):
+            return None
+        text = data[: e.start].decode("utf-8")
+    return text.removeprefix("\ufeff")
+
+
+def sniff(data: bytes, partial: bool = False) -> str:
     """One of: pickle, zip, gzip, bzip2, xz, zstd, 7z, lz4, rar, tar, npy, png, jpeg,
     json, text, or binary (a protobuf has no magic: the ONNX check parses it), from the
-    head of a file (``data``: its first bytes, up to 64 KiB are enough). Payloads deeper
-    in the file are :func:`scan`'s job."""
+    head of a file (``data``: its first bytes, up to 64 KiB are enough; ``partial``: the
+    file goes on after them, so a character cut at the end is not a reason for binary).
+    Payloads deeper in the file are :func:`scan`'s job."""
     head = data[:16]
     if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
         return "pickle"
@@ -82,9 +138,8 @@ def sniff(data: bytes) -> str:
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
-    try:
-        text = data.decode("utf-8").removeprefix("\ufeff")  # a UTF-8 byte order mark
-    except UnicodeDecodeError:
+    text = _decode_prefix(data, partial)
+    if text is None:
         return "binary"
     stripped = text.strip()
     if stripped[:1] in ("{", "[") and json_depth_ok(data, 64):
@@ -93,7 +148,7 @@ def sniff(data: bytes) -> str:
             return "json"
         except (ValueError, RecursionError):
             pass
-    if all(c.isprintable() or c in "\n\r\t" for c in text):
+    if all(map(text_char, text)):
         return "text"
     return "binary"
 

@@ -148,13 +148,31 @@ def unsigned_files(package: Path, files: list[str]) -> list[str]:
     pred = st.get("predicate", {})
     problems = []
     ser = pred.get("serialization", {})
-    if ser.get("ignore_paths", []) != [SIG_DIR]:
-        problems.append(
-            f"the signature ignores {ser.get('ignore_paths')!r}; only {SIG_DIR!r} may be left out"
-        )
+    ignored = ser.get("ignore_paths", [])
+    if not isinstance(ignored, list) or SIG_DIR not in ignored:
+        problems.append(f"the signature ignores {ignored!r}; it must leave out {SIG_DIR!r}")
+    else:
+        # a path the package does not hold covers nothing (model-signing's own defaults
+        # leave out .git, .github, .gitignore and .gitattributes); one it holds is a file
+        # nobody signed
+        held = [
+            str(p)
+            for p in ignored
+            if p != SIG_DIR and any(f == p or f.startswith(f"{str(p).rstrip('/')}/") for f in files)
+        ]
+        if held:
+            problems.append(
+                f"the signature leaves out {held!r}, which the package holds; only "
+                f"{SIG_DIR!r} may be left out"
+            )
     if ser.get("allow_symlinks", False):
         problems.append("the signature allows symbolic links")
-    names = {r.get("name") for r in pred.get("resources", [])}
+    listed = [r.get("name") for r in pred.get("resources", [])]
+    twice = sorted({str(n) for n in listed if listed.count(n) > 1})
+    if twice:
+        # verifiers that keep the first entry and those that keep the last disagree
+        problems.append(f"the signed statement lists {', '.join(twice[:5])} more than once")
+    names = set(listed)
     for f in files:
         if not f.startswith(SIG_DIR + "/") and f not in names:
             problems.append(f"{f}: not covered by the tenant's signature")
@@ -196,7 +214,10 @@ def verify_tenant(
         raise ValueError(
             f"Signature uses {ser.get('method')}/{ser.get('hash_type')}, not files/sha256"
         )
-    want = {rd.identifier: rd.digest for rd in expected.resource_descriptors()}
+    descriptors = list(expected.resource_descriptors())
+    want = {rd.identifier: rd.digest for rd in descriptors}
+    if len(want) != len(descriptors):
+        raise ValueError("Signature lists a file more than once")
     have = {r: d for r, d in digests.items() if r.split("/", 1)[0] != SIG_DIR}
     odd = sorted(set(want) ^ set(have))
     if odd:

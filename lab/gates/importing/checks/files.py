@@ -26,13 +26,17 @@ _TEXT_B64 = re.compile(rb"[A-Za-z0-9+/]{40,}={0,2}")
 
 
 def _text_payload(path) -> str:
-    """A base64 run in a text file that decodes to a pickle or an archive."""
+    """Invisible characters that hide text from its reader (``filetype.hidden_text``),
+    or a base64 run in a text file that decodes to a pickle or an archive."""
     import base64
     import binascii
 
-    from facelab.gates.importing.filetype import scan
+    from facelab.gates.importing.filetype import hidden_text, scan
 
     data = path.read_bytes()
+    hidden = hidden_text(data.decode("utf-8", errors="replace"))
+    if hidden:
+        return hidden
     for m in _TEXT_B64.finditer(data):
         try:
             raw = base64.b64decode(m.group() + b"=" * (-len(m.group()) % 4))
@@ -50,7 +54,7 @@ def sniff_all(ctx: GateContext) -> None:
     for rel, size in sorted(ctx.package.files.items()):
         with open(ctx.package.path(rel), "rb") as f:
             head = f.read(_HEAD)
-        kind = sniff(head) if size <= _HEAD else sniff(head[:4096])
+        kind = sniff(head) if size <= _HEAD else sniff(head[:4096], partial=True)
         if kind == "binary" and allowed.get(rel) == "onnx":
             kind = "onnx"  # protobuf has no magic; the ONNX check parses it
         ctx.kinds[rel] = kind
@@ -82,6 +86,23 @@ def run(ctx: GateContext, payloads: dict[str, list[Payload]] | None = None) -> C
     problems = list(ctx.package.problems)  # links, special files, escaping tar members
     problems += name_problems(ctx.package.files)  # NFC, no two names equal folded
     allowed = ctx.policy.allowed_files
+    # packages inside the package (an archive of pkgA/ and pkgB/, red team 15, case 15):
+    # which one a reader takes as "the" package is the reader's guess
+    nested = sorted(
+        {
+            rel.rsplit("/", 1)[0]
+            for rel in ctx.package.files
+            if "/" in rel
+            and rel.rsplit("/", 1)[1] in ("model.onnx", "model.json")
+            and rel.split("/", 1)[0] != SIG_DIR
+        }
+    )
+    if nested:
+        problems.append(
+            f"the package holds {len(nested)} model package(s) in subdirectories "
+            f"({', '.join(nested[:5])}): a package's files lie at its root, one package "
+            "per directory or archive"
+        )
     if not ctx.kinds:
         sniff_all(ctx)
     if payloads is None:

@@ -38,14 +38,16 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import os
 import re
+import unicodedata
 from pathlib import PurePosixPath
 
 from facelab.audit.events import escape_text
 from facelab.gates.importing._types import CheckResult, GateContext, result
 from facelab.gates.importing.checks import external_data, onnx_values
 from facelab.gates.importing.checks.files import unreferenced_binaries
-from facelab.gates.importing.filetype import decoded_payload, scan
+from facelab.gates.importing.filetype import decoded_payload, hidden_text, scan, text_char
 
 NAME = "onnx"
 _DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -71,9 +73,28 @@ _DIM_DENOTATIONS = {
     "FILTER_SPATIAL",
 }
 # prose: doc strings, metadata values, string attributes and string tensor elements:
-# printable text whose words (runs without a space) are at most 48 characters (an
-# encoded payload is one long run: base64, hex, base85)
+# text (``filetype.text_char``, nothing hidden) whose ASCII runs without a space are at
+# most 48 characters (an encoded payload is one long run: base64, hex, base85) and whose
+# runs without a space or punctuation in any script at most 120 (Chinese and Japanese
+# prose has no spaces but commas and full stops; base65536 has neither)
 _PROSE_WORD = 48
+_PROSE_CLAUSE = 120
+_ASCII_RUN = re.compile(r"[!-~]+")
+
+
+def _longest_clause(text: str) -> int:
+    """Characters in the longest run without a space or a punctuation mark of any script
+    (Unicode categories Z and P, and line breaks and tabs)."""
+    best = run = 0
+    for c in text:
+        if c in "\n\t" or unicodedata.category(c)[0] in "ZP":
+            run = 0
+        else:
+            run += 1
+            best = max(best, run)
+    return best
+
+
 _PROSE_BYTES = 4096
 _URL = re.compile(r"(?i)\b(?:[a-z][a-z0-9+.-]{1,15}://|www\.[a-z0-9-]+\.|data:[a-z]+/)")
 _B64 = re.compile(rb"[A-Za-z0-9+/_-]{24,}={0,2}")
@@ -180,13 +201,24 @@ def _grammar(where: str, data: bytes, kind: str, bounded: bool = True) -> str:
     else:
         if bounded and len(data) > _PROSE_BYTES:
             return f"{where} is {len(data):,} bytes of text (limit {_PROSE_BYTES:,})"
-        if any(not (c.isprintable() or c in "\n\t") for c in text):
+        if any(not text_char(c) or c == "\r" for c in text):
             return f"{where} holds control or non-printable characters"
-        long = max(text.split(), key=len, default="")
-        if len(long) > _PROSE_WORD:
+        if hidden := hidden_text(text):
+            return f"{where} holds {hidden}"
+        # an encoded payload is one long run of ASCII (base64, hex, base85), or of other
+        # characters without punctuation (base65536); prose in any script has spaces or
+        # punctuation (Chinese and Japanese sentences have no spaces but have commas)
+        ascii_run = max(_ASCII_RUN.findall(text), key=len, default="")
+        if len(ascii_run) > _PROSE_WORD:
             return (
-                f"{where} holds a {len(long)}-character run without a space "
+                f"{where} holds a {len(ascii_run)}-character ASCII run without a space "
                 f"(prose words are at most {_PROSE_WORD}; an encoded payload is one run)"
+            )
+        clause = _longest_clause(text)
+        if clause > _PROSE_CLAUSE:
+            return (
+                f"{where} holds {clause} characters without a space or punctuation "
+                f"(prose clauses are at most {_PROSE_CLAUSE}; an encoded payload is one run)"
             )
     return ""
 
@@ -536,6 +568,23 @@ def check_model(t: _Tally, model) -> None:
         )
 
 
+# subgraphs inside subgraphs: real exporters nest a few (a Loop body holding an If);
+# protobuf's parsers stop at 100 message levels, four of them a subgraph level
+MAX_SUBGRAPH_DEPTH = 16
+
+
+def _subgraph_depth(path) -> int | None:
+    import mmap
+
+    from facelab.gates.importing.checks._onnx_wire import subgraph_depth
+
+    with open(path, "rb") as f:
+        if not os.fstat(f.fileno()).st_size:
+            return 0
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return subgraph_depth(mm, stop=MAX_SUBGRAPH_DEPTH)
+
+
 def run(ctx: GateContext) -> CheckResult:
     """Parse ``model.onnx`` of the private copy and check it (inside the confinement)."""
     import onnx
@@ -543,6 +592,16 @@ def run(ctx: GateContext) -> CheckResult:
     if "model.onnx" not in ctx.package.files:
         return result(NAME, ["model.onnx: missing"])
     path = ctx.package.path("model.onnx")
+    depth = _subgraph_depth(path)
+    if depth is not None and depth > MAX_SUBGRAPH_DEPTH:
+        return result(
+            NAME,
+            [
+                f"model.onnx: subgraphs nested more than {MAX_SUBGRAPH_DEPTH} deep (If, Loop "
+                "or Scan bodies inside each other; parsers and ONNX's own checks recurse "
+                "through them and stop or overflow)"
+            ],
+        )
     try:
         model = onnx.load_model(str(path), load_external_data=False)
     except Exception as e:  # protobuf DecodeError, RecursionError and friends
