@@ -92,7 +92,9 @@ def test_demo_builds_a_lab_with_a_contact_sheet_and_a_verified_log(tmp_path: Pat
     )
     out = {k.strip(): v.strip() for k, v in controls.items()}
     assert out["1:1 benchmark job (test split), report to the outbox"].startswith("done")
-    assert out["training job: a PCA head fitted on the train split"].startswith("done")
+    assert out[
+        "training job: a PCA head fitted on the train split, private per subject"
+    ].startswith("done")
     assert out[
         "export gate: trained head and benchmark report released, signed manifest"
     ].startswith("released")
