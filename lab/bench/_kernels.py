@@ -603,35 +603,31 @@ def _tail_part(vals, a, z, lval, out):
 def _group_rows(out, bits, fill, base, shift, top):
     """The finite scores of out[t, :fill[t]] (every row t) grouped bin by bin (a
     counting sort), the offsets (bin b: grouped[off[b]:off[b+1]]) and the number of
-    NaN or infinite scores left out."""
+    NaN or infinite scores left out. The bins by the vectorised ``_bins32`` (uint32
+    ``base``, ``shift``, ``top``), then a scalar count and a scalar placement."""
     nb = np.int64(top) + 1
     total = 0
     for t in range(fill.shape[0]):
         total += fill[t]
-    kb = np.empty(total, np.int32)
-    off = np.zeros(nb + 1, np.int64)
-    bad = 0
+    kb = np.empty(total, np.uint16)
     i = 0
     for t in range(fill.shape[0]):
-        for j in range(fill[t]):
-            u = bits[t, j]
-            if (u & _U32(0x7FFFFFFF)) >= _U32(0x7F800000):
-                kb[i] = -1
-                bad += 1
-            else:
-                k = _bin(_key32(u), base, shift, top)
-                kb[i] = k
-                off[k + 1] += 1
-            i += 1
+        _bins32(bits[t, : fill[t]], base, shift, top, kb[i : i + fill[t]])
+        i += fill[t]
+    cnt = np.zeros(NONFINITE + 1, np.int64)
+    for i in range(total):
+        cnt[kb[i]] += 1
+    bad = cnt[NONFINITE]
+    off = np.zeros(nb + 1, np.int64)
     for b in range(nb):
-        off[b + 1] += off[b]
+        off[b + 1] = off[b] + cnt[b]
     pos = off[:-1].copy()
     grouped = np.empty(total - bad, np.float32)
     i = 0
     for t in range(fill.shape[0]):
         for j in range(fill[t]):
             k = kb[i]
-            if k >= 0:
+            if k != NONFINITE:
                 grouped[pos[k]] = out[t, j]
                 pos[k] += 1
             i += 1
@@ -659,7 +655,7 @@ def tail_1d(values: np.ndarray, binning: Binning, capacity: int):
     _run_pieces(n, nt, part)
     if (fill > capacity).any():
         return None
-    grouped, off, bad = _group_rows(out, out.view(np.uint32), fill, *binning.args())
+    grouped, off, bad = _group_rows(out, out.view(np.uint32), fill, *_args32(binning))
     hist = np.diff(off)
     hist[0] = n - int(fill.sum())  # the bulk, by difference (none of it was copied)
     return hist, grouped, off, int(bad)
