@@ -600,20 +600,22 @@ def _tail_part(vals, a, z, lval, out):
 
 
 @njit(cache=True, nogil=True)
-def _group_rows(out, bits, fill, base, shift, top):
-    """The finite scores of out[t, :fill[t]] (every row t) grouped bin by bin (a
-    counting sort), the offsets (bin b: grouped[off[b]:off[b+1]]) and the number of
-    NaN or infinite scores left out. The bins by the vectorised ``_bins32`` (uint32
-    ``base``, ``shift``, ``top``), then a scalar count and a scalar placement."""
+def _group_rows(out, bits, seg_t, seg_o, seg_n, base, shift, top):
+    """The finite scores of the segments out[seg_t[i], seg_o[i]:seg_o[i] + seg_n[i]]
+    grouped bin by bin (a counting sort), the offsets (bin b: grouped[off[b]:off[b+1]])
+    and the number of NaN or infinite scores left out. The bins by the vectorised
+    ``_bins32`` (uint32 ``base``, ``shift``, ``top``), then a scalar count and a scalar
+    placement."""
     nb = np.int64(top) + 1
     total = 0
-    for t in range(fill.shape[0]):
-        total += fill[t]
+    for i in range(seg_n.shape[0]):
+        total += seg_n[i]
     kb = np.empty(total, np.uint16)
-    i = 0
-    for t in range(fill.shape[0]):
-        _bins32(bits[t, : fill[t]], base, shift, top, kb[i : i + fill[t]])
-        i += fill[t]
+    p = 0
+    for i in range(seg_n.shape[0]):
+        t, o, c = seg_t[i], seg_o[i], seg_n[i]
+        _bins32(bits[t, o : o + c], base, shift, top, kb[p : p + c])
+        p += c
     cnt = np.zeros(NONFINITE + 1, np.int64)
     for i in range(total):
         cnt[kb[i]] += 1
@@ -623,14 +625,15 @@ def _group_rows(out, bits, fill, base, shift, top):
         off[b + 1] = off[b] + cnt[b]
     pos = off[:-1].copy()
     grouped = np.empty(total - bad, np.float32)
-    i = 0
-    for t in range(fill.shape[0]):
-        for j in range(fill[t]):
-            k = kb[i]
+    p = 0
+    for i in range(seg_n.shape[0]):
+        t, o, c = seg_t[i], seg_o[i], seg_n[i]
+        for j in range(o, o + c):
+            k = kb[p]
             if k != NONFINITE:
                 grouped[pos[k]] = out[t, j]
                 pos[k] += 1
-            i += 1
+            p += 1
     return grouped, off, bad
 
 
@@ -640,24 +643,59 @@ def tail_1d(values: np.ndarray, binning: Binning, capacity: int):
 
     Returns (histogram int64 (nbins,) of the finite scores, those above bin 0 grouped
     bin by bin, their offsets (nbins + 1,), the number of NaN or infinite scores), or
-    None when more than ``capacity`` scores lie above bin 0 or are not finite."""
+    None when more than ``capacity`` scores lie above bin 0 or are not finite.
+
+    Threads take pieces of PIECE scores in turn, each copying into its own row; a
+    piece's copy is kept by whoever finishes it first. The calling thread works too,
+    and once no piece is left it does again every piece a pool thread took and has
+    not finished: under load a thread may wait milliseconds for a core in the middle
+    of a piece, and the call then never waits for it (a pool thread that finishes
+    later finds its piece kept already, and its copy is never read)."""
     n = len(values)
     nt = max(1, min(get_num_threads(), n // MIN_PART))
-    # threads take pieces in turn, so any one may meet every tail score
-    out = np.empty((nt, capacity), np.float32)
-    fill = np.zeros(nt, np.int64)
     k1 = max(binning.base + (1 << binning.shift), 0x00800000)
     lval = np.float32(key_to_float(k1, np.float32) if k1 <= 0xFF7FFFFF else np.inf)
+    piece = PIECE if nt > 1 else max(n, 1)
+    pieces = (n + piece - 1) // piece
+    # any row may meet every tail score (each piece is copied at most once a row)
+    out = np.empty((nt, capacity), np.float32)
+    fill = [0] * nt  # row t is written by one thread only
+    kept: list[tuple[int, int, int] | None] = [None] * pieces  # (row, offset, count)
+    lock = threading.Lock()
+    nxt = itertools.count()  # next() is atomic: each piece goes to one thread first
 
-    def part(t: int, a: int, z: int) -> None:
-        fill[t] += _tail_part(values, a, z, lval, out[t, min(int(fill[t]), capacity) :])
+    def run(t: int, k: int) -> None:
+        o = fill[t]
+        a = k * piece
+        c = int(_tail_part(values, a, min(n, a + piece), lval, out[t, min(o, capacity) :]))
+        fill[t] = o + c
+        with lock:
+            if kept[k] is None:
+                kept[k] = (t, o, c)
 
-    _run_pieces(n, nt, part)
-    if (fill > capacity).any():
+    def work(t: int) -> None:
+        try:
+            while (k := next(nxt)) < pieces:
+                run(t, k)
+        except BaseException:  # the caller does the piece again (and fails there if
+            return  # the failure was not this thread's own)
+
+    for t in range(1, nt):
+        _pool().submit(work, t)
+    while (k := next(nxt)) < pieces:
+        run(0, k)
+    for k in range(pieces):  # taken by a pool thread that has not finished it
+        if kept[k] is None:
+            run(0, k)
+    seg = np.array(kept, np.int64).reshape(pieces, 3)
+    if (seg[:, 1] + seg[:, 2] > capacity).any():
         return None
-    grouped, off, bad = _group_rows(out, out.view(np.uint32), fill, *_args32(binning))
+    grouped, off, bad = _group_rows(
+        out, out.view(np.uint32), seg[:, 0].copy(), seg[:, 1].copy(), seg[:, 2].copy(),
+        *_args32(binning),
+    )  # fmt: skip
     hist = np.diff(off)
-    hist[0] = n - int(fill.sum())  # the bulk, by difference (none of it was copied)
+    hist[0] = n - int(seg[:, 2].sum())  # the bulk, by difference (none of it was copied)
     return hist, grouped, off, int(bad)
 
 
