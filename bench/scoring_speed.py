@@ -148,9 +148,9 @@ def sort_based(gen, imp):
     n, m = len(i), len(g)
     out = {}
     for a in FMR_TARGETS:
-        # at most floor(a n) false matches, read exactly as facelab does (the double
-        # 1e-6 lies below 10^-6: with n = 10^7 that admits 9, where the float product
-        # 1e-6 * n rounds to 10.0)
+        # at most floor(a n) false matches, with a read as the decimal written, as
+        # facelab does (1e-6 is 1/10^6: 10 of 10^7; not the float product, which can
+        # round up past an integer, nor the double's binary value, just below 10^-6)
         k = math.floor(Fraction(repr(float(a))) * n)
         t = np.nextafter(i[n - 1 - k], np.float32(np.inf))
         out[a] = int(np.searchsorted(g, t, "left"))
