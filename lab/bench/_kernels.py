@@ -27,14 +27,16 @@ kernels split the work. A vectorised loop maps a chunk's float32 bits to uint16 
 loads, adds and stores. Wanted bins start at a large negative count, so the test for
 "copy this score" is the sign of the count just stored, not a second lookup. For 1-D
 scores whose bulk lies below every deciding threshold (``reduce_scores``' "tail"), bin
-0 merges that bulk: a vectorised loop of float compares packs one bit per score into
-64-bit masks, and the scalar loop visits only the set bits, so a bulk score costs a
-compare and a shift. Loops run over slices from index 0 (numba then drops its
-negative-index handling, which otherwise blocks vectorisation).
+0 merges that bulk: a vectorised loop of float compares writes one byte flag per score,
+and the scalar loop reads them 8 at a time as 64-bit words and visits only the marked
+scores, so a bulk score costs a compare and a byte (``tail_1d`` copies the marked
+scores and groups them by bin afterwards). Loops run over slices from index 0 (numba
+then drops its negative-index handling, which otherwise blocks vectorisation).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from dataclasses import dataclass
@@ -103,6 +105,18 @@ class Binning:
     def of_keys(self, keys: np.ndarray) -> np.ndarray:
         k = np.maximum(np.asarray(keys, np.uint64), _U64(self.base)) - _U64(self.base)
         return np.minimum(k >> _U64(self.shift), _U64(self.nbins - 1)).astype(np.int64)
+
+    def of_one(self, x) -> int:
+        """The bin of one finite float32 or float64 value (Python integers: a few
+        microseconds, where ``of`` costs tens in numpy calls)."""
+        x = np.asarray(x)
+        if x.dtype == np.float32:
+            u = int((x + np.float32(0)).view(np.uint32))  # -0.0 + 0.0 = +0.0
+            key = ~u & 0xFFFFFFFF if u >> 31 else u | 1 << 31
+        else:
+            u = int((np.float64(x) + 0.0).view(np.uint64))
+            key = ~u & 0xFFFFFFFFFFFFFFFF if u >> 63 else u | 1 << 63
+        return min((max(key, self.base) - self.base) >> self.shift, self.nbins - 1)
 
     def of(self, x: np.ndarray) -> np.ndarray:
         """The bins of float values (int64 array)."""
@@ -333,19 +347,17 @@ def _args32(binning: Binning) -> tuple[np.uint32, np.uint32, np.uint32]:
 
 
 @njit(cache=True, nogil=True)
-def _tail_masks(vals, lval, masks):
-    """masks[w] has bit j set when vals[64 w + j] >= lval (a score above bin 0) or is
-    NaN or infinite: float compares and shifts, no branch and no scatter, vectorised
-    (no fastmath: NaN and infinity must keep their meaning). The sums stay a loop of
-    their own: fused here they measured slower (2.2 ms against 0.9 + 0.55 ms for 5M)."""
+def _tail_flags(vals, lval, flags):
+    """flags[j] = 1 when vals[j] >= lval (a score above bin 0) or is NaN or infinite,
+    else 0: float compares packed to bytes, no branch and no scatter, vectorised 8
+    lanes wide (no fastmath: NaN and infinity must keep their meaning). Read as
+    64-bit words, a chunk's flags show the marked scores 8 at a time. (Packing one
+    bit per score into 64-bit masks measured about twice as slow: LLVM widened every
+    lane to 64 bits.)"""
     inf = np.float32(np.inf)
-    for w in range(masks.shape[0]):
-        m = np.uint64(0)
-        for j in range(64):
-            x = vals[64 * w + j]
-            t = (x >= lval) | (not (abs(x) < inf))
-            m |= np.uint64(t) << np.uint64(j)
-        masks[w] = m
+    for j in range(vals.shape[0]):
+        x = vals[j]
+        flags[j] = np.uint8(x >= lval) | np.uint8(not (abs(x) < inf))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -390,12 +402,14 @@ def _hist32_part(vals, bits, a, z, base, shift, top, lval, tail, h, pivot, scale
 
     Chunk by chunk, in one of two ways. ``tail``: a vectorised loop marks the scores
     above bin 0 (value >= ``lval``, the smallest float32 of bin 1) and the non-finite
-    ones in 64-bit masks; a scalar loop visits only the marked scores (lowest set bit
-    first), so a score in bin 0 (the bulk below the deciding thresholds) costs no
-    scalar work at all and bin 0's count is left to the caller (the rest). Otherwise:
+    ones with byte flags; a scalar loop reads the flags 8 at a time and visits only the
+    marked scores (lowest first), so a score in bin 0 (the bulk below the deciding
+    thresholds) costs no scalar work at all and bin 0's count is left to the caller
+    (the rest). Otherwise:
     a vectorised loop writes every bin to a buffer and a scalar loop counts them all.
     Then a vectorised loop sums."""
-    masks = np.empty(CHUNK // 64, np.uint64)
+    flags = np.zeros(CHUNK, np.uint8)
+    words = flags.view(np.uint64)  # 8 flags a word
     buf = np.empty(CHUNK, np.uint16)
     f = 0
     bad = 0
@@ -405,20 +419,18 @@ def _hist32_part(vals, bits, a, z, base, shift, top, lval, tail, h, pivot, scale
         c1 = min(z, c0 + CHUNK)
         before = h[NONFINITE]
         if tail:
-            nw = (c1 - c0) // 64
+            n = c1 - c0
             v = vals[c0:c1]
             u = bits[c0:c1]
-            _tail_masks(v, lval, masks[:nw])
-            for w in range(nw):
-                m = masks[w]
-                while m:
-                    j = 64 * w + trailing_zeros(m)
+            _tail_flags(v, lval, flags[:n])
+            if n < CHUNK:
+                flags[n:] = 0
+            for w in range((n + 7) // 8):
+                m = words[w]
+                while m:  # the marked scores of these 8, lowest first
+                    j = 8 * w + (trailing_zeros(m) >> 3)
                     m &= m - np.uint64(1)
                     f = _count_one(u[j], v[j], base, shift, top, h, out, f, 1)
-            for j in range(64 * nw, c1 - c0):  # the last chunk's remainder (< 64)
-                x = v[j]
-                if x >= lval or not (abs(x) < np.float32(np.inf)):
-                    f = _count_one(u[j], x, base, shift, top, h, out, f, 1)
         else:
             n = c1 - c0
             _bins32(bits[c0:c1], base, shift, top, buf[:n])
@@ -452,7 +464,7 @@ def _pool():
     if not _POOL:
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOL.append(ThreadPoolExecutor(max_workers=max(1, get_num_threads())))
+        _POOL.append(ThreadPoolExecutor(max_workers=max(1, get_num_threads() - 1)))
     return _POOL[0]
 
 
@@ -467,6 +479,35 @@ def sample_hist(values: np.ndarray, binning: Binning) -> np.ndarray:
     return np.bincount(buf, minlength=NONFINITE + 1)[: binning.nbins].astype(np.int64)
 
 
+@njit(cache=True, nogil=True)
+def _slices_hist(vals, starts, length, base, shift, top, h):
+    """Add to ``h`` (int64, at least top + 1 slots) the bins of the finite values of
+    vals[s:s + length] for each start s (the runs of a pilot sample, read in place);
+    returns the lowest and highest bin met (top + 1 and -1 when none)."""
+    buf = np.empty(length, np.uint16)
+    bits = vals.view(np.uint32)
+    lo = np.int64(top) + 1
+    hi = np.int64(-1)
+    for s in starts:
+        z = min(s + length, vals.shape[0])
+        _bins32(bits[s:z], base, shift, top, buf[: z - s])
+        for j in range(z - s):
+            k = np.int64(buf[j])
+            if k != NONFINITE:
+                h[k] += 1
+                lo = min(lo, k)
+                hi = max(hi, k)
+    return lo, hi
+
+
+def slices_hist(values: np.ndarray, starts: np.ndarray, length: int, binning: Binning):
+    """(the histogram (int64, nbins) of the finite values of the runs values[s:s +
+    length] of a float32 array, read in place; the lowest and the highest bin met)."""
+    h = np.zeros(binning.nbins, np.int64)  # calloc: only the pages touched are mapped
+    lo, hi = _slices_hist(values, starts, length, *_args32(binning), h)
+    return h, int(lo), int(hi)
+
+
 def _scratch(nt: int) -> np.ndarray:
     """This thread's reused (nt, 65536) int64 histograms: a fresh 1 MiB array costs
     page faults on every call."""
@@ -476,38 +517,186 @@ def _scratch(nt: int) -> np.ndarray:
     return a[:nt]
 
 
+def _run_pieces(n: int, nt: int, part) -> None:
+    """Call ``part(t, a, z)`` for pieces [a, z) of PIECE scores that cover 0..n, taken
+    in turn by ``nt`` threads (t: the thread's row in per-thread buffers; one piece
+    of all when nt is 1). The calling thread works too, and waits only for pieces a
+    pool thread has taken: under load a pool thread may wake late, find every piece
+    taken and touch nothing (waiting for it to wake cost milliseconds a pass)."""
+    piece = PIECE if nt > 1 else max(n, 1)
+    pieces = (n + piece - 1) // piece
+    if nt == 1 or pieces <= 1:
+        if n:
+            part(0, 0, n)
+        return
+    nxt = itertools.count()  # next() is atomic: each piece goes to one thread
+    finished = itertools.count(1)
+    last = threading.Event()  # set by whoever finishes the last piece
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            while (k := next(nxt)) < pieces:
+                part(t, k * piece, min(n, (k + 1) * piece))
+                if next(finished) == pieces:
+                    last.set()
+        except BaseException as e:  # handed to the caller
+            errors.append(e)
+            last.set()
+
+    for t in range(1, nt):
+        _pool().submit(work, t)
+    work(0)
+    last.wait()
+    if errors:
+        raise errors[0]
+
+
 def _hist32(
     vals, bits, base, shift, top, lval, tail, local, sums, pivot, scale, out, fill, bad, do_sums
 ):
     """``local.shape[0]`` threads take pieces of PIECE scores in turn, each into its own
     histogram (bin 0 left out when ``tail``), sums, wanted values and NaN/inf count."""
-    n = bits.shape[0]
-    nt = local.shape[0]
+
+    def part(t: int, a: int, z: int) -> None:
+        f, nb, s1, s2 = _hist32_part(
+            vals, bits, a, z, base, shift, top, lval, tail, local[t], pivot, scale,
+            out[t, fill[t] :], do_sums,
+        )  # fmt: skip
+        sums[t, 0] += s1
+        sums[t, 1] += s2
+        fill[t] += f
+        bad[t] += nb
+
+    _run_pieces(bits.shape[0], local.shape[0], part)
+
+
+@njit(cache=True, nogil=True)
+def _tail_part(vals, a, z, lval, out):
+    """Copy to ``out`` every score of vals[a:z] that is >= ``lval`` or not finite (at
+    most out.shape[0] of them); returns how many there are. A vectorised loop writes
+    byte flags, a scalar loop reads them 8 at a time and copies the marked scores:
+    no bin, no count, no branch per bulk score."""
+    flags = np.zeros(CHUNK, np.uint8)
+    words = flags.view(np.uint64)  # 8 flags a word
+    cap = out.shape[0]
+    f = 0
+    for c0 in range(a, z, CHUNK):
+        c1 = min(z, c0 + CHUNK)
+        n = c1 - c0
+        v = vals[c0:c1]
+        _tail_flags(v, lval, flags[:n])
+        if n < CHUNK:
+            flags[n:] = 0
+        for w in range((n + 7) // 8):
+            m = words[w]
+            while m:  # the marked scores of these 8, lowest first
+                j = 8 * w + (trailing_zeros(m) >> 3)
+                m &= m - np.uint64(1)
+                if f < cap:
+                    out[f] = v[j]
+                f += 1
+    return f
+
+
+@njit(cache=True, nogil=True)
+def _group_rows(out, bits, seg_t, seg_o, seg_n, base, shift, top):
+    """The finite scores of the segments out[seg_t[i], seg_o[i]:seg_o[i] + seg_n[i]]
+    grouped bin by bin (a counting sort), the offsets (bin b: grouped[off[b]:off[b+1]])
+    and the number of NaN or infinite scores left out. The bins by the vectorised
+    ``_bins32`` (uint32 ``base``, ``shift``, ``top``), then a scalar count and a scalar
+    placement."""
+    nb = np.int64(top) + 1
+    total = 0
+    for i in range(seg_n.shape[0]):
+        total += seg_n[i]
+    kb = np.empty(total, np.uint16)
+    p = 0
+    for i in range(seg_n.shape[0]):
+        t, o, c = seg_t[i], seg_o[i], seg_n[i]
+        _bins32(bits[t, o : o + c], base, shift, top, kb[p : p + c])
+        p += c
+    cnt = np.zeros(NONFINITE + 1, np.int64)
+    for i in range(total):
+        cnt[kb[i]] += 1
+    bad = cnt[NONFINITE]
+    off = np.zeros(nb + 1, np.int64)
+    for b in range(nb):
+        off[b + 1] = off[b] + cnt[b]
+    pos = off[:-1].copy()
+    grouped = np.empty(total - bad, np.float32)
+    p = 0
+    for i in range(seg_n.shape[0]):
+        t, o, c = seg_t[i], seg_o[i], seg_n[i]
+        for j in range(o, o + c):
+            k = kb[p]
+            if k != NONFINITE:
+                grouped[pos[k]] = out[t, j]
+                pos[k] += 1
+            p += 1
+    return grouped, off, bad
+
+
+def tail_1d(values: np.ndarray, binning: Binning, capacity: int):
+    """One parallel pass over float32 scores whose bin 0 holds the bulk: every score
+    above bin 0 is copied (at most ``capacity``), none is counted one by one.
+
+    Returns (histogram int64 (nbins,) of the finite scores, those above bin 0 grouped
+    bin by bin, their offsets (nbins + 1,), the number of NaN or infinite scores), or
+    None when more than ``capacity`` scores lie above bin 0 or are not finite.
+
+    Threads take pieces of PIECE scores in turn, each copying into its own row; a
+    piece's copy is kept by whoever finishes it first. The calling thread works too,
+    and once no piece is left it does again every piece a pool thread took and has
+    not finished: under load a thread may wait milliseconds for a core in the middle
+    of a piece, and the call then never waits for it (a pool thread that finishes
+    later finds its piece kept already, and its copy is never read)."""
+    n = len(values)
+    nt = max(1, min(get_num_threads(), n // MIN_PART))
+    k1 = max(binning.base + (1 << binning.shift), 0x00800000)
+    lval = np.float32(key_to_float(k1, np.float32) if k1 <= 0xFF7FFFFF else np.inf)
     piece = PIECE if nt > 1 else max(n, 1)
     pieces = (n + piece - 1) // piece
+    # any row may meet every tail score (each piece is copied at most once a row)
+    out = np.empty((nt, capacity), np.float32)
+    fill = [0] * nt  # row t is written by one thread only
+    kept: list[tuple[int, int, int] | None] = [None] * pieces  # (row, offset, count)
     lock = threading.Lock()
-    nxt = [0]
+    nxt = itertools.count()  # next() is atomic: each piece goes to one thread first
+
+    def run(t: int, k: int) -> None:
+        o = fill[t]
+        a = k * piece
+        c = int(_tail_part(values, a, min(n, a + piece), lval, out[t, min(o, capacity) :]))
+        fill[t] = o + c
+        with lock:
+            if kept[k] is None:
+                kept[k] = (t, o, c)
 
     def work(t: int) -> None:
-        while True:
-            with lock:
-                k = nxt[0]
-                nxt[0] += 1
-            if k >= pieces:
-                return
-            f, nb, s1, s2 = _hist32_part(
-                vals, bits, k * piece, min(n, (k + 1) * piece), base, shift, top, lval, tail,
-                local[t], pivot, scale, out[t, fill[t] :], do_sums,
-            )  # fmt: skip
-            sums[t, 0] += s1
-            sums[t, 1] += s2
-            fill[t] += f
-            bad[t] += nb
+        try:
+            while (k := next(nxt)) < pieces:
+                run(t, k)
+        except BaseException:  # the caller does the piece again (and fails there if
+            return  # the failure was not this thread's own)
 
-    if nt == 1:
-        work(0)
-    else:
-        list(_pool().map(work, range(nt)))
+    for t in range(1, nt):
+        _pool().submit(work, t)
+    while (k := next(nxt)) < pieces:
+        run(0, k)
+    for k in range(pieces):  # taken by a pool thread that has not finished it
+        if kept[k] is None:
+            run(0, k)
+    seg = np.array(kept, np.int64).reshape(pieces, 3)
+    if (seg[:, 1] + seg[:, 2] > capacity).any():
+        return None
+    grouped, off, bad = _group_rows(
+        out, out.view(np.uint32), seg[:, 0].copy(), seg[:, 1].copy(), seg[:, 2].copy(),
+        *_args32(binning),
+    )  # fmt: skip
+    hist = np.diff(off)
+    hist[0] = n - int(seg[:, 2].sum())  # the bulk, by difference (none of it was copied)
+    return hist, grouped, off, int(bad)
 
 
 def hist_1d(
@@ -542,12 +731,17 @@ def hist_1d(
     fill = np.zeros(nt, np.int64)
     bits = values.view(np.uint64 if wide else np.uint32)
     if not wide:
-        init = np.zeros(NONFINITE + 1, np.int64)  # every uint16 bin value has a slot
-        init[: binning.nbins][wanted] = want_offset(np.int64)
+        # the kernels touch bins 0..nbins-1 and the slot NONFINITE only: the slots
+        # between are neither reset nor read (resetting all 65536 of each thread's
+        # took about half a millisecond a pass)
+        nb = binning.nbins
+        init = np.zeros(nb, np.int64)
+        init[wanted] = want_offset(np.int64)
         if tail:
             init[0] = 0  # bin 0 is counted by difference, never copied
         local = _scratch(nt)
-        local[:] = init
+        local[:, :nb] = init
+        local[:, NONFINITE] = 0
         bad = np.zeros(nt, np.int64)
         # the smallest finite float32 of bin 1 (keys below 0x00800000 are NaN's)
         k1 = max(binning.base + (1 << binning.shift), 0x00800000)
@@ -556,7 +750,7 @@ def hist_1d(
             values, bits, *_args32(binning), lval, bool(tail), local, sums, float(pivot),
             float(scale), out, fill, bad, do_sums,
         )  # fmt: skip
-        hist = (local.sum(axis=0) - nt * init)[: binning.nbins]
+        hist = local[:, :nb].sum(axis=0) - nt * init
         nbad = int(bad.sum())
         if tail:
             hist[0] = len(values) - nbad - int(hist[1:].sum())
@@ -571,6 +765,40 @@ def hist_1d(
     cap = out.shape[1]
     vals = np.concatenate([out[t, : min(int(fill[t]), cap)] for t in range(nt)])
     return hist, float(sums[:, 0].sum()), float(sums[:, 1].sum()), vals, nbad
+
+
+@njit(cache=True, nogil=True)
+def _group_by_bin(vals, bits, wide, base, shift, top):
+    """``vals`` (finite) reordered bin by bin (a counting sort: two passes, no
+    comparison sort), and the offsets: bin b's values are grouped[off[b]:off[b+1]],
+    in no particular order."""
+    n = vals.shape[0]
+    nb = np.int64(top) + 1
+    kb = np.empty(n, np.int32)
+    off = np.zeros(nb + 1, np.int64)
+    for i in range(n):
+        k = _bin(_key(bits[i], wide), base, shift, top)
+        kb[i] = k
+        off[k + 1] += 1
+    for b in range(nb):
+        off[b + 1] += off[b]
+    pos = off[:-1].copy()
+    grouped = np.empty_like(vals)
+    for i in range(n):
+        k = kb[i]
+        grouped[pos[k]] = vals[i]
+        pos[k] += 1
+    return grouped, off
+
+
+def group_by_bin(values: np.ndarray, binning: Binning) -> tuple[np.ndarray, np.ndarray]:
+    """(values grouped bin by bin, offsets (nbins + 1,)) of finite float32 or float64
+    values: bin b's values are grouped[off[b]:off[b + 1]], unsorted."""
+    values = np.ascontiguousarray(values)
+    wide = values.dtype == np.float64
+    return _group_by_bin(
+        values, values.view(np.uint64 if wide else np.uint32), wide, *binning.args()
+    )
 
 
 @njit(cache=True, nogil=True, parallel=True)

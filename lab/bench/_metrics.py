@@ -42,12 +42,14 @@ the source (the arrays, or a second scoring pass) the first time it is needed.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from facelab.bench._kernels import Binning
+from facelab.bench._kernels import Binning, group_by_bin
 from facelab.errors import BadInputError
 from numba import njit
 
@@ -73,6 +75,79 @@ class Moments:
 
 def _empty(dtype) -> np.ndarray:
     return np.empty(0, dtype)
+
+
+class ExactBins(MutableMapping):
+    """bin -> its exact values, sorted. Values adopted in bulk stay grouped by bin
+    (one counting sort) and a bin's values are sorted the first time it is read: a
+    reduction copies some 10^5 tail scores of which a metric reads a few bins."""
+
+    def __init__(self) -> None:
+        self._d: dict[int, np.ndarray] = {}
+        # (values grouped by bin, offsets, bins complete there)
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._spare: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add_grouped(
+        self, grouped: np.ndarray, off: np.ndarray, complete: np.ndarray, spare: bool = False
+    ) -> None:
+        """Hold the bins marked in ``complete`` (grouped[off[b]:off[b+1]] is bin b)
+        that are not held yet; ``spare``: keep them aside, held only once ``take``
+        asks for one (so that what is held does not depend on the pass)."""
+        if complete.any():
+            (self._spare if spare else self._pending).append((grouped, off, complete))
+
+    def take(self, b: int) -> bool:
+        """Hold bin b from the spare values, if they have it."""
+        v = self._find(int(b), self._spare)
+        if v is None:
+            return False
+        self._d[int(b)] = v
+        return True
+
+    def _find(self, b: int, where=None):
+        for grouped, off, complete in self._pending if where is None else where:
+            if 0 <= b < len(complete) and complete[b]:
+                return np.sort(grouped[off[b] : off[b + 1]])
+        return None
+
+    def __contains__(self, b) -> bool:
+        if b in self._d:
+            return True
+        b = int(b)
+        return any(0 <= b < len(c) and c[b] for _, _, c in self._pending)
+
+    def __getitem__(self, b) -> np.ndarray:
+        v = self._d.get(b)
+        if v is None:
+            v = self._find(int(b))
+            if v is None:
+                raise KeyError(b)
+            self._d[int(b)] = v
+        return v
+
+    def __setitem__(self, b, v) -> None:
+        self._d[int(b)] = v
+
+    def __delitem__(self, b) -> None:
+        if b not in self:
+            raise KeyError(b)
+        for _, _, c in self._pending:
+            if 0 <= int(b) < len(c):
+                c[int(b)] = False
+        self._d.pop(int(b), None)
+
+    def _keys(self) -> set[int]:
+        keys = set(self._d)
+        for _, _, c in self._pending:
+            keys.update(np.flatnonzero(c).tolist())
+        return keys
+
+    def __iter__(self):
+        return iter(sorted(self._keys()))
+
+    def __len__(self) -> int:
+        return len(self._keys())
 
 
 class ScoreSet:
@@ -112,8 +187,8 @@ class ScoreSet:
         self.gen_moments, self.imp_moments = gen_moments, imp_moments
         self.gen_failed, self.imp_failed = int(gen_failed), int(imp_failed)
         self.cheap = cheap  # reading a bin costs a pass over arrays, not a scoring pass
-        self.gen_exact: dict[int, np.ndarray] = {}
-        self.imp_exact: dict[int, np.ndarray] = {}
+        self.gen_exact = ExactBins()
+        self.imp_exact = ExactBins()
         self._totals()
 
     def moments(self) -> tuple[Moments, Moments]:
@@ -130,6 +205,7 @@ class ScoreSet:
         self.gen_prefix = np.concatenate([[0], np.cumsum(self.gen_counts)])
         self.imp_suffix_neg = -self.imp_suffix  # non-decreasing, for np.searchsorted
         self._signs = None
+        self._cand: dict[int, tuple] = {}  # _candidates of a bin held (same binning)
 
     def edge_signs(self) -> np.ndarray:
         """sign(FNMR - FMR) at every bin edge (0..nbins), exactly: N_imp * gen_prefix -
@@ -170,7 +246,7 @@ class ScoreSet:
         self.gen_counts = np.asarray(gen_counts, np.int64)
         self.imp_counts = np.asarray(imp_counts, np.int64)
         self._totals()
-        self.gen_exact, self.imp_exact = {}, {}
+        self.gen_exact, self.imp_exact = ExactBins(), ExactBins()
         for which, store in old.items():
             for b, v in store.items():
                 if b in (0, top):  # a merged bin's values land in several full bins
@@ -207,23 +283,23 @@ class ScoreSet:
         )
         if values is None or len(values) == 0:
             return
-        v = np.sort(np.asarray(values, self.dtype))
-        kb = self.binning.of(v)  # non-decreasing, as v is sorted
-        start = np.flatnonzero(np.concatenate([[True], kb[1:] != kb[:-1]]))
-        stop = np.append(start[1:], len(v))
-        ub = kb[start]
-        ok = stop - start == counts[ub]
+        grouped, off = group_by_bin(np.asarray(values, self.dtype), self.binning)
+        complete = (np.diff(off) == counts) & (counts > 0)
         if bins is not None:
             allow = np.zeros(self.nbins, np.bool_)
             allow[np.asarray(bins, np.int64)] = True
-            ok &= allow[ub]
-        for b, a, z in zip(ub[ok].tolist(), start[ok].tolist(), stop[ok].tolist(), strict=True):
-            if b not in store:  # a loop over the bins adopted, not over scores
-                store[b] = v[a:z]
+            complete &= allow
+        store.add_grouped(grouped, off, complete)  # sorted bin by bin when read
 
     def ensure(self, bins) -> None:
         """Read the exact values of these bins from the source where not held yet."""
         missing = sorted({int(b) for b in bins if 0 <= b < self.nbins and not self.held(int(b))})
+        for b in missing:  # values a pass copied aside
+            if self.gen_counts[b] and b not in self.gen_exact:
+                self.gen_exact.take(b)
+            if self.imp_counts[b] and b not in self.imp_exact:
+                self.imp_exact.take(b)
+        missing = [b for b in missing if not self.held(b)]
         if not missing:
             return
         kinds = (
@@ -269,6 +345,16 @@ class ScoreSet:
     def counts_at(self, ts) -> tuple[np.ndarray, np.ndarray]:
         """(#impostor >= t, #genuine < t) for internal thresholds ``ts`` (int64 arrays)."""
         ts = np.atleast_1d(np.asarray(ts, self.dtype))
+        if len(ts) == 1 and np.isfinite(ts[0]):  # one threshold (FNMR at a target)
+            t = ts[0]
+            k = self.binning.of_one(t)
+            if self.resolve([k]):
+                k = self.binning.of_one(t)
+            self.ensure([k])
+            iv, gv = self.imp_values(k), self.gen_values(k)
+            ig = self.imp_suffix[k + 1] + len(iv) - int(np.searchsorted(iv, t, "left"))
+            gl = self.gen_prefix[k] + int(np.searchsorted(gv, t, "left"))
+            return np.array([ig], np.int64), np.array([gl], np.int64)
         fin = np.isfinite(ts)
         b = np.zeros(len(ts), np.int64)
         b[fin] = self.binning.of(ts[fin])
@@ -372,6 +458,7 @@ def _rank(a: float, n: int) -> int:
     return num * n // den
 
 
+@functools.lru_cache(maxsize=256)
 def _decimal(a: float) -> tuple[int, int]:
     """``a`` as the decimal the user wrote (its shortest repr), as num / den."""
     return Fraction(repr(float(a))).as_integer_ratio()
@@ -456,11 +543,14 @@ def _bisect(lo: int, hi: int, pred) -> int:
 
 def _candidates(ss: ScoreSet, b: int):
     """The distinct scores of bin b with (imp_ge, gen_lt) at each (internal thresholds)."""
+    if b in ss._cand:  # the EER's t1 and t2 often read the same bin
+        return ss._cand[b]
     ss.ensure([b])
     c = np.unique(np.concatenate([ss.gen_values(b), ss.imp_values(b)]))
     iv, gv = ss.imp_values(b), ss.gen_values(b)
     imp_ge = ss.imp_suffix[b + 1] + len(iv) - np.searchsorted(iv, c, "left")
     gen_lt = ss.gen_prefix[b] + np.searchsorted(gv, c, "left")
+    ss._cand[b] = c, imp_ge, gen_lt
     return c, imp_ge, gen_lt
 
 
