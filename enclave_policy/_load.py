@@ -65,7 +65,7 @@ class ImportPolicy:
     max_scale_factor: int = 64
     max_pad: int = 4096
     max_loop_iterations: int = 10000
-    min_template_distance: float = 0.05
+    min_template_distance: float = 0.001
 
 
 SEVERITIES = ("low", "medium", "high")
