@@ -18,9 +18,9 @@ Each view is checked for (1) a pickle stream or an archive at any offset
 (``filetype.scan``), raw or behind zlib/LZMA (``filetype.decoded_payload``), and
 (2) **text**: a run of at least ``TEXT_RUN`` printable ASCII bytes holding at least
 ``TEXT_DISTINCT`` distinct characters, a quarter or more of them letters (base64 is
-about 80%, hex 37%, a script 70%; a positive float8 vector of scales near 1 is digits
-and punctuation), that is not an arithmetic progression (``arange`` indices spell the
-printable range in order). A text run is then decoded (base64, hex,
+about 80%, a script 70%; a positive float8 vector of scales near 1 is digits and
+punctuation) or hex digits with some letters, that is not an arithmetic progression
+(``arange`` indices spell the printable range in order). A text run is then decoded (base64, hex,
 base32, base85: ``decoded_payload(text=True)``) and searched for URLs and script
 markers so the report names what it is; a text run is refused either way: weights are
 not text.
@@ -58,12 +58,19 @@ def _is_progression(run: bytes) -> bool:
     return bool(d.size) and bool((d == d[0]).all())
 
 
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
 def _text_like(run: bytes) -> bool:
+    """Letters make a quarter of the run, or it is hex digits with letters among them
+    (the hex of a pickle is mostly digits; positive float8 scales near 1 are bytes
+    0x30-0x39, digits only)."""
     letters = sum(1 for c in run if 0x61 <= (c | 0x20) <= 0x7A)
+    hexrun = letters > 0 and all(c in _HEX for c in run)
     return (
         len(run) >= TEXT_RUN
         and len(set(run)) >= TEXT_DISTINCT
-        and 4 * letters >= len(run)
+        and (4 * letters >= len(run) or hexrun)
         and not _is_progression(run)
     )
 
