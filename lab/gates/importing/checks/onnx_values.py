@@ -17,7 +17,13 @@ a Cast):
   infinite or above 1e6 in magnitude for about 42% of their words (the exponent byte),
   so any payload longer than a few words breaks the rule; a trained network's weights
   sit far inside it;
-* **string tensors** are refused unless ``import.allow_string_tensors``.
+* **string tensors** are refused unless ``import.allow_string_tensors``;
+* **bytes** (issue 15 round 4): every integer and float tensor that passed the rules
+  above is searched as bytes, its values narrowed to bytes too for integers, for
+  pickles, encodings and text (:mod:`~facelab.gates.importing.checks.tensor_bytes`):
+  float16 and float8 hold ASCII as finite, small numbers, and in-range indices can
+  spell a pickle one byte each. The narrow float types (float8, float6, float4) are
+  floats here; a tensor type no rule reads is refused.
 
 What is not caught, by design: bits hidden in the low mantissa bits of plausible
 weights. No component of the lab decodes tensor bytes (jobs run the graph in
