@@ -59,6 +59,13 @@ class ImportPolicy:
     max_index_elements: int = 4096
     max_abs_weight: float = 1e6
     allow_string_tensors: bool = False
+    # static resource bounds over every graph (issue 15 round 4: dormant bombs in
+    # branches the smoke test never takes) and the templates' discrimination
+    max_computed_elements: int = 67108864
+    max_scale_factor: int = 64
+    max_pad: int = 4096
+    max_loop_iterations: int = 10000
+    min_template_distance: float = 0.001
 
 
 SEVERITIES = ("low", "medium", "high")
@@ -546,6 +553,10 @@ def _import(raw: dict, path: Path) -> ImportPolicy:
         ("max_string_bytes", 64),
         ("max_integer_data_bytes", 0),
         ("max_index_elements", 1),
+        ("max_computed_elements", 1),
+        ("max_scale_factor", 1),
+        ("max_pad", 0),
+        ("max_loop_iterations", 1),
     ):
         if key in t:
             v = _get(t, key, int, "import.", path)
@@ -560,6 +571,11 @@ def _import(raw: dict, path: Path) -> ImportPolicy:
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < float("inf"):
             raise BadInputError(f"{path}: import.max_abs_weight must be a positive finite number")
         ints["max_abs_weight"] = float(v)
+    if "min_template_distance" in t:
+        v = t["min_template_distance"]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 2:
+            raise BadInputError(f"{path}: import.min_template_distance must be in [0, 2]")
+        ints["min_template_distance"] = float(v)
     for key in ("allowed_domains", "allowed_ops"):
         lst = _get(t, key, list, "import.", path)
         if not all(isinstance(x, str) for x in lst):

@@ -77,9 +77,10 @@ def _prepare(spec: dict, rgb):
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if inp["layout"] == "NCHW" else x)
 
 
-def run(path: str, spec: dict, batches: list[int], face: str = "") -> dict:
+def run(path: str, spec: dict, batches: list[int], face: str = "", faces: str = "") -> dict:
     """Output shape, dtype and finiteness for each input kind (batch 1) and for each
-    batch size (mixed kinds), and the peak resident memory (KiB) after each."""
+    batch size (mixed kinds), and the peak resident memory (KiB) after each; with
+    ``faces`` (a ``.npy`` of distinct synthetic identities), their templates."""
     import numpy as np
     import onnxruntime as ort
 
@@ -119,7 +120,13 @@ def run(path: str, spec: dict, batches: list[int], face: str = "") -> dict:
                 "deviation": _deviation(y, kinds, alone) if n > 1 else 0.0,
             }
         )
-    return {"runs": out}
+    result: dict = {"runs": out}
+    if faces:  # distinct identities, one batch: their templates (the gate compares them)
+        rgb = np.load(faces, allow_pickle=False).astype(np.float32)
+        y = s.run(None, {inputs[0].name: _prepare(spec, rgb)})[0]
+        if y.ndim == 2 and y.shape[0] == len(rgb) and np.isfinite(y).all():
+            result["identities"] = y.astype(np.float64).tolist()
+    return result
 
 
 def _deviation(y, kinds, alone: dict) -> float:

@@ -45,7 +45,7 @@ from pathlib import PurePosixPath
 
 from facelab.audit.events import escape_text
 from facelab.gates.importing._types import CheckResult, GateContext, result
-from facelab.gates.importing.checks import external_data, onnx_values
+from facelab.gates.importing.checks import external_data, onnx_graph, onnx_values
 from facelab.gates.importing.checks.files import unreferenced_binaries
 from facelab.gates.importing.filetype import decoded_payload, hidden_text, scan, text_char
 
@@ -530,6 +530,19 @@ def check_model(t: _Tally, model) -> None:
     pol = t.pol
     _walk_strings(t, model)
     allowed_domains = set(pol.allowed_domains)
+    # each domain at most once (ONNX IR spec): a second version of the same domain
+    # leaves the operators' semantics to whichever reader looks last or first
+    imported: dict[str, int] = {}
+    for imp in model.opset_import:
+        key = "" if imp.domain in _DEFAULT_DOMAINS else imp.domain
+        if key in imported:
+            t.add(
+                f"imports operator set {imp.domain or 'ai.onnx'!r} twice (versions "
+                f"{imported[key]} and {imp.version}): a duplicate opset import is ambiguous"
+            )
+        imported.setdefault(key, imp.version)
+    if "" not in imported:
+        t.add("imports no default operator set (ai.onnx): the operators' versions are unknown")
     for imp in model.opset_import:
         if imp.domain not in allowed_domains and imp.domain not in _DEFAULT_DOMAINS:
             t.add(
@@ -611,6 +624,7 @@ def run(ctx: GateContext) -> CheckResult:
     problems = t.problems + unreferenced_binaries(ctx) + external_data.coverage_problems(ctx)
     if not problems:  # external data located and bounded: the values can be read
         found = onnx_values.check(model, t.pol, path.parent, t.graphs)
+        found += onnx_graph.check(model, t.pol, path.parent)
         problems += [f"model.onnx: {p}" for p in found]
     if not problems:
         try:

@@ -17,7 +17,13 @@ a Cast):
   infinite or above 1e6 in magnitude for about 42% of their words (the exponent byte),
   so any payload longer than a few words breaks the rule; a trained network's weights
   sit far inside it;
-* **string tensors** are refused unless ``import.allow_string_tensors``.
+* **string tensors** are refused unless ``import.allow_string_tensors``;
+* **bytes** (issue 15 round 4): every integer and float tensor that passed the rules
+  above is searched as bytes, its values narrowed to bytes too for integers, for
+  pickles, encodings and text (:mod:`~facelab.gates.importing.checks.tensor_bytes`):
+  float16 and float8 hold ASCII as finite, small numbers, and in-range indices can
+  spell a pickle one byte each. The narrow float types (float8, float6, float4) are
+  floats here; a tensor type no rule reads is refused.
 
 What is not caught, by design: bits hidden in the low mantissa bits of plausible
 weights. No component of the lab decodes tensor bytes (jobs run the graph in
@@ -32,6 +38,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from facelab.gates.importing.checks import tensor_bytes
 
 # (operator, input index) pairs that take a shape, axes, an index or a condition: the
 # only places where an integer tensor larger than a scalar is a structure, not data.
@@ -94,7 +101,24 @@ def _kinds():
         T.BOOL,
     }
     ints |= {getattr(T, n) for n in ("INT4", "UINT4") if hasattr(T, n)}
+    ints |= {getattr(T, n) for n in ("INT2", "UINT2") if hasattr(T, n)}
     floats = {T.FLOAT, T.FLOAT16, T.BFLOAT16, T.DOUBLE, T.COMPLEX64, T.COMPLEX128}
+    # the narrow float types (onnx 1.14+): every ASCII byte is a finite float8, so the
+    # value rule alone says nothing about them; the byte rule (tensor_bytes) does
+    floats |= {
+        getattr(T, n)
+        for n in (
+            "FLOAT8E4M3FN",
+            "FLOAT8E4M3FNUZ",
+            "FLOAT8E5M2",
+            "FLOAT8E5M2FNUZ",
+            "FLOAT8E8M0",
+            "FLOAT4E2M1",
+            "FLOAT6E2M3",
+            "FLOAT6E3M2",
+        )
+        if hasattr(T, n)
+    }
     return ints, floats, T.STRING
 
 
@@ -188,6 +212,8 @@ def check(model, pol, base: Path, graphs) -> list[str]:
                     f"shape or an index (limit {max_int:,} bytes, "
                     f"import.max_integer_data_bytes): {_CHANNEL}"
                 )
+            else:  # in-range indices can still spell a payload, one byte per index
+                _bytes_rule(problems, where, x, base, ints=True)
             continue
         if x.data_type in floats:
             try:
@@ -211,7 +237,29 @@ def check(model, pol, base: Path, graphs) -> list[str]:
                     f"{where}: {big:,} of {w.size:,} values beyond +-{max_abs:g} "
                     f"(import.max_abs_weight): bytes read as floats are huge; {_CHANNEL}"
                 )
+            else:  # float16 and float8 hold ASCII as finite, small numbers
+                _bytes_rule(problems, where, x, base, ints=False, values=v)
+            continue
+        # default deny: a type none of the rules above reads is not a weight
+        problems.append(f"{where} has data type {x.data_type}, which the value rules do not cover")
     return problems
+
+
+def _bytes_rule(problems, where, x, base: Path, *, ints: bool, values=None) -> None:
+    """The byte rule (:mod:`tensor_bytes`) on one tensor: its stored bytes and, for an
+    integer tensor, its values narrowed to bytes and words."""
+    if values is None:
+        try:
+            values = _values(x, base)
+        except Exception as e:
+            problems.append(f"{where}: values unreadable ({type(e).__name__})")
+            return
+    data = bytes(x.raw_data) if x.raw_data else np.ascontiguousarray(values).tobytes()
+    item = max(1, values.dtype.itemsize) if values.size else 1
+    why = tensor_bytes.payload(data, item, values if ints else None)
+    if why:
+        kind = "integer" if ints else f"float ({values.dtype})"
+        problems.append(f"{where}: this {kind} tensor holds {why}; {_CHANNEL}")
 
 
 def _size(data_type: int) -> int:

@@ -4,8 +4,11 @@ batch 1, then mixed batches of several sizes up to the largest a lab job uses, i
 zero client's confinement (``facelab.confine``: dedicated uid, namespaces, seccomp,
 Landlock, limits; no passphrase in its environment), then check each output's shape,
 dtype and finiteness against model.json, and that memory does not grow faster than the
-batch. Runs only after every static check passed: a model that failed them is never
-loaded."""
+batch; and that templates discriminate: the templates of ``IDENTITIES`` distinct
+synthetic faces must not be near-identical (:func:`discrimination`, at least
+``import.min_template_distance`` apart on average; issue 15 round 4: a constant template
+plus 1e-7 of the real one verified anyone as anyone). Runs only after every static
+check passed: a model that failed them is never loaded."""
 
 from __future__ import annotations
 
@@ -42,16 +45,39 @@ def _readable(top: Path) -> None:
             p.chmod(0o755 if p.is_dir() else 0o644)
 
 
+# distinct synthetic identities whose templates must differ (the discrimination rule)
+IDENTITIES = 6
+
+
 @functools.lru_cache(maxsize=4)
-def synthetic_face(h: int, w: int):
-    """A synthetic passport face (``facelab.synth``, seed 7, identity 0) aligned to
-    (h, w) the way a benchmark job aligns it (``facelab.bench._align``): RGB uint8."""
+def synthetic_face(h: int, w: int, identity: int = 0):
+    """A synthetic passport face (``facelab.synth``, seed 7, identity ``identity``)
+    aligned to (h, w) the way a benchmark job aligns it (``facelab.bench._align``): RGB
+    uint8."""
     from facelab.bench._align import align
     from facelab.synth import SynthConfig, render_identity
 
-    row, img = render_identity(SynthConfig(identities=1, captures=0, seed=7), 0)[0]
+    cfg = SynthConfig(identities=identity + 1, captures=0, seed=7)
+    row, img = render_identity(cfg, identity)[0]
     lms = np.array([[float(row[f"lm{j}_x"]), float(row[f"lm{j}_y"])] for j in range(5)])
     return align(img, lms, (h, w))
+
+
+def discrimination(templates) -> tuple[float, float]:
+    """(mean, min) cosine distance (1 - cosine similarity) over the pairs of rows of
+    ``templates`` (ndarray of shape (k, d), one row per distinct identity, k >= 2).
+
+    A face matcher's templates of different people differ: the shipped models give a
+    mean near 1.0, a random-projection model 0.05. A template that is a constant plus
+    a vanishing function of the face gives 0 (every pair verifies: a false-match rate
+    of 100%). A zero row counts as distance 1 from every other row (it matches nothing). Pure."""
+    t = np.asarray(templates, np.float64)
+    norms = np.linalg.norm(t, axis=1)
+    unit = np.divide(t, norms[:, None], out=np.zeros_like(t), where=norms[:, None] > 0)
+    sim = unit @ unit.T
+    i, j = np.triu_indices(len(t), 1)
+    d = 1.0 - sim[i, j]
+    return float(d.mean()), float(d.min())
 
 
 def run(ctx: GateContext) -> CheckResult:
@@ -68,7 +94,10 @@ def run(ctx: GateContext) -> CheckResult:
         shutil.copytree(model.parent, src, symlinks=True)
         inputs = scratch / "inputs"
         inputs.mkdir()
-        np.save(inputs / "face.npy", synthetic_face(*spec["input"]["size"]))
+        h, w = spec["input"]["size"]
+        np.save(inputs / "face.npy", synthetic_face(h, w))
+        faces = np.stack([synthetic_face(h, w, k) for k in range(IDENTITIES)])
+        np.save(inputs / "faces.npy", faces)
         _readable(scratch)
         run = confine.run_python(
             "facelab.gates.importing.checks._smoke_child:run",
@@ -77,6 +106,7 @@ def run(ctx: GateContext) -> CheckResult:
                 "spec": spec,
                 "batches": sizes,
                 "face": str(inputs / "face.npy"),
+                "faces": str(inputs / "faces.npy"),
             },
             read=[src, inputs],
             write=[scratch / "work"],
@@ -133,6 +163,19 @@ def run(ctx: GateContext) -> CheckResult:
                 f"{float(r['deviation']):.2g} of its magnitude): a template must be a "
                 "function of its own image, or one person's face leaks into another's"
             )
+    templates = out.get("identities")
+    floor = float(getattr(pol, "min_template_distance", 0.001))
+    if templates is not None:
+        mean_d, min_d = discrimination(templates)
+        if not mean_d >= floor:  # NaN included
+            problems.append(
+                f"templates do not discriminate: {IDENTITIES} different synthetic faces give "
+                f"near-identical templates (mean pairwise cosine distance {mean_d:.2g}, min "
+                f"{min_d:.2g}; limit {floor:g}, import.min_template_distance): a matcher "
+                "whose template barely depends on the input verifies anyone as anyone"
+            )
+    else:
+        problems.append("the smoke test returned no templates of distinct identities")
     ones = [r for r in runs if r["batch"] == 1]
     if ones and runs[-1]["batch"] == big and big > 1:
         base = max(r["peak_kib"] for r in ones)
