@@ -4,7 +4,13 @@ An identity is drawn from a per-identity random stream (``SeedSequence([seed, 0,
 so identity ``i`` is the same whatever the number of identities or worker processes.
 
 The face is described by ``len(PARAM_NAMES)`` continuous parameters in renderer units.
-Their distributions depend on the demographic group: nationality shifts skin, hair, eye
+Each is drawn as mean + (group shift + t) * sd, with t a Student-t (5 dof) variate times
+the parameter's calibrated spread, then clipped to its calibrated bounds. Spreads and
+bounds are data (``identity_calibration.json``), fitted at build time by
+``models/synth_identity/build.py`` against dlib's ResNet recogniser so that identities
+are as distinct as that recogniser can be made to see them while the Haar detector still
+finds the faces; the generator never needs dlib. Their distributions depend on the
+demographic group: nationality shifts skin, hair, eye
 and feature means; sex shifts jaw, brows, beard and hair length; age (from the birth
 year) greys the hair, roughens the skin and widens the face. Group differences are
 therefore real and measurable by the benchmark later.
@@ -26,7 +32,9 @@ import numpy as np
 #: The year the gate captures are taken in; birth and passport years are relative to it.
 CAPTURE_YEAR = 2026
 
-#: (name, mean, sd, lo, hi) of every face parameter, in renderer units.
+#: (name, mean, sd, lo, hi) of every face parameter, in renderer units. sd is the unit of
+#: group shifts, ageing drift and the calibrated spread; lo and hi are the hand-set
+#: plausibility bounds the calibration starts from (and may widen, up to physical limits).
 #: Lengths are in units of the face half-width A unless said otherwise.
 _PARAM_SPEC: tuple[tuple[str, float, float, float, float], ...] = (
     ("face_width", 1.00, 0.07, 0.80, 1.20),  # scale of the head
