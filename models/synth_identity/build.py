@@ -1,23 +1,25 @@
 """Calibrate the synthetic identity distribution against a real recogniser (build time).
 
-Usage: python models/synth_identity/build.py [--identities 100] [--rounds 2] [--initial]
+Usage: python models/synth_identity/build.py [--identities 100] [--rounds 1] [--initial]
 
 Writes ``lab/synth/identity_calibration.json``: for every face parameter, the spread of
 its between-identity draw (in units of the parameter's sd) and the bounds it is clipped
 to. The generator reads that file; it never imports dlib. This script needs the
 ``reference`` extra (dlib and the weights of its ResNet recogniser).
 
-What it measures, on ``--identities`` identities of seed 9100 (disjoint from the seeds
-of the tests, the benchmark and the eigenface build), one passport and one gate capture
-each at the default difficulty: dlib's ResNet FMR and FNMR at its own threshold
-(distance 0.6), passport against gate, and the share of passport and gate images where
-OpenCV's Haar cascade finds exactly one face (``facelab.synth._realism``).
+What it measures, on identities of seed 9100 (disjoint from the seeds of the tests, the
+benchmark and the eigenface build), one passport and one gate capture each at the
+default difficulty: dlib's ResNet FMR and FNMR at its own threshold (distance 0.6),
+passport against gate, on ``--identities`` identities, and the share of passport and
+gate images where OpenCV's Haar cascade finds exactly one face
+(``facelab.synth._realism``) on four times as many.
 
 The fit is a greedy coordinate search over groups of parameters (eyes, brows, nose,
 mouth, outline, skin, hair, relief, deformation): each round tries widening each group's spread and
 bounds by ``STEP``; a widening is kept when it lowers the FMR by more than ``MIN_GAIN``
-while the Haar rates and the FNMR stay inside ``LIMITS`` (margins above the issue's
-acceptance levels, since this sample is smaller than the acceptance run). Bounds widen
+while the Haar rates and the FNMR stay inside ``LIMITS`` (a little above the issue's
+acceptance levels: passport 0.90, gate 0.60, FNMR 0.10; the passport rate is the binding
+one, and its margin is one standard error of the 400-image estimate). Bounds widen
 about the mean and are clipped to ``HARD`` (physical limits: a colour in [0, 1], a
 size above zero). ``--initial`` writes the uncalibrated distribution (spread 1.5, the
 hand-set bounds) without measuring anything.
@@ -40,9 +42,10 @@ OUT = I.CALIBRATION_FILE
 SEED = 9100
 STEP = 1.4
 MIN_GAIN = 0.01
+HAAR_FACTOR = 4
 INITIAL_SPREAD = 1.5  # the spread before calibration (Student-t draw x 1.5)
 #: acceptance levels with margins: Haar passport >= 0.90 and gate >= 0.60, FNMR <= 0.10
-LIMITS = {"haar_passport": 0.92, "haar_gate": 0.66, "fnmr": 0.06}
+LIMITS = {"haar_passport": 0.905, "haar_gate": 0.66, "fnmr": 0.06}
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "eyes": ("eye_size", "eye_spacing", "eye_tilt", "eye_height", "eye_openness", "iris_darkness"),
@@ -131,17 +134,23 @@ def widen(state, group: tuple[str, ...], k: float):
 
 
 def measure(state, identities: int, seed: int = SEED) -> dict[str, float]:
-    """Render with ``state`` in place of the committed calibration and measure it."""
+    """Render with ``state`` in place of the committed calibration and measure it.
+
+    dlib on ``identities`` identities; the Haar rates (cheap, and the binding limit) on
+    ``HAAR_FACTOR`` times as many, so that their sampling error (about 0.013 at 0.92 on
+    400 images) is below the steps the search takes.
+    """
     for dst, src in zip((I.SPREAD, I.LO, I.HI), state, strict=True):
         dst[:] = src  # the generator reads these arrays by reference
-    cfg = SynthConfig(identities=identities, captures=1, seed=seed, difficulty=1.0)
+    cfg = SynthConfig(identities=identities * HAAR_FACTOR, captures=1, seed=seed, difficulty=1.0)
     rows, imgs = [], []
-    for i in range(identities):
+    for i in range(identities * HAAR_FACTOR):
         for row, rgb in render_identity(cfg, i):
             rows.append(row)
             imgs.append(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    s = R.dlib_resnet_scores(rows, imgs)
     kinds = [r["kind"] for r in rows]
+    n = 2 * identities  # the first identities' passport and gate images, for dlib
+    s = R.dlib_resnet_scores(rows[:n], imgs[:n])
     return {
         "fmr": float(np.mean(s.impostor >= -0.6)),
         "fnmr": float(np.mean(s.genuine < -0.6)),
@@ -185,7 +194,7 @@ def write(state, meta: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--identities", type=int, default=100)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--initial", action="store_true", help="write the uncalibrated distribution")
     args = ap.parse_args()
     state = initial()
