@@ -82,6 +82,7 @@ def test_the_generator_reads_the_committed_calibration() -> None:
     assert cal["fitted"] is True and cal["threshold"] == 0.6
     assert cal["result"]["haar_passport"] >= cal["limits"]["haar_passport"]
     assert cal["result"]["haar_gate"] >= cal["limits"]["haar_gate"]
+    assert cal["result"]["hog_passport"] >= cal["limits"]["hog_passport"]
     assert cal["result"]["fnmr"] <= cal["limits"]["fnmr"]
 
 

@@ -1,6 +1,7 @@
 """Calibrate the synthetic identity distribution against a real recogniser (build time).
 
-Usage: python models/synth_identity/build.py [--identities 100] [--rounds 1] [--initial]
+Usage: python models/synth_identity/build.py [--identities 100] [--rounds 1] [--groups hair,nose]
+       [--initial]
 
 Writes ``lab/synth/identity_calibration.json``: for every face parameter, the spread of
 its between-identity draw (in units of the parameter's sd) and the bounds it is clipped
@@ -18,8 +19,10 @@ The fit is a greedy coordinate search over groups of parameters (eyes, brows, no
 mouth, outline, skin, hair, relief, deformation): each round tries widening each group's spread and
 bounds by ``STEP``; a widening is kept when it lowers the FMR by more than ``MIN_GAIN``
 while the Haar rates and the FNMR stay inside ``LIMITS`` (a little above the issue's
-acceptance levels: passport 0.90, gate 0.60, FNMR 0.10; the passport rate is the binding
-one, and its margin is one standard error of the 400-image estimate). Bounds widen
+acceptance levels: Haar passport 0.90 and gate 0.60, dlib's HOG detector on passports
+0.90 (issue 2's test), FNMR 0.10; the passport rates bind. Haar's margin is one
+standard error of the 400-image estimate; HOG's is two, because a widening of the hair
+that measured 0.9225 here measured 0.893 on the acceptance set (seed 101, 300 faces)). Bounds widen
 about the mean and are clipped to ``HARD`` (physical limits: a colour in [0, 1], a
 size above zero). ``--initial`` writes the uncalibrated distribution (spread 1.5, the
 hand-set bounds) without measuring anything.
@@ -45,7 +48,7 @@ MIN_GAIN = 0.01
 HAAR_FACTOR = 4
 INITIAL_SPREAD = 1.5  # the spread before calibration (Student-t draw x 1.5)
 #: acceptance levels with margins: Haar passport >= 0.90 and gate >= 0.60, FNMR <= 0.10
-LIMITS = {"haar_passport": 0.905, "haar_gate": 0.66, "fnmr": 0.06}
+LIMITS = {"haar_passport": 0.905, "haar_gate": 0.66, "hog_passport": 0.93, "fnmr": 0.06}
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "eyes": ("eye_size", "eye_spacing", "eye_tilt", "eye_height", "eye_openness", "iris_darkness"),
@@ -163,6 +166,9 @@ def measure(state, identities: int, seed: int = SEED) -> dict[str, float]:
         "haar_gate": R.haar_one_face_rate(
             [m for m, k in zip(imgs, kinds, strict=True) if k == "gate"]
         ),
+        "hog_passport": R.hog_one_face_rate(
+            [m for m, k in zip(imgs, kinds, strict=True) if k == "passport"]
+        ),
     }
 
 
@@ -170,6 +176,7 @@ def admissible(m: dict[str, float]) -> bool:
     return (
         m["haar_passport"] >= LIMITS["haar_passport"]
         and m["haar_gate"] >= LIMITS["haar_gate"]
+        and m["hog_passport"] >= LIMITS["hog_passport"]
         and m["fnmr"] <= LIMITS["fnmr"]
     )
 
@@ -196,6 +203,9 @@ def main() -> None:
     ap.add_argument("--identities", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--initial", action="store_true", help="write the uncalibrated distribution")
+    ap.add_argument(
+        "--groups", default=",".join(GROUPS), help="comma-separated groups to try (default: all)"
+    )
     args = ap.parse_args()
     state = initial()
     if args.initial:
@@ -206,7 +216,8 @@ def main() -> None:
     history = [{"step": "initial", **best}]
     print("initial", best, flush=True)
     for rnd in range(args.rounds):
-        for name, group in GROUPS.items():
+        for name in args.groups.split(","):
+            group = GROUPS[name]
             trial = widen(state, group, STEP)
             m = measure(trial, args.identities)
             keep = admissible(m) and m["fmr"] < best["fmr"] - MIN_GAIN
@@ -226,6 +237,7 @@ def main() -> None:
             "step": STEP,
             "limits": LIMITS,
             "result": best,
+            "groups": args.groups,
             "history": history,
             "seconds": round(time.perf_counter() - t0, 1),
         },
