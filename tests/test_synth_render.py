@@ -81,3 +81,28 @@ def test_head_outside_the_image_has_no_texture_patch_and_still_renders() -> None
     assert R._texture(c, ident.texture_seed, 112) is None
     img, _ = R.render(ident.params, ident.texture_seed, scene, 112)
     assert img.shape == (112, 112, 3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10**6), st.integers(0, 2**31 - 1))
+def test_deformed_landmarks_are_where_the_deformation_puts_the_undeformed_ones(index, seed):
+    """A landmark q of the deformed image shows the undeformed image's landmark p:
+    q + d(q) = p, with d sampled by OpenCV's remap (not the renderer's own sampler)."""
+    ident = sample_identity(seed, index)
+    scene = gate_scene(np.random.default_rng(seed), 1.0)
+    params = ident.params.copy()
+    _, moved = R.render(params, ident.texture_seed, scene, 112)
+    params[P["deformation"]] = 0.0
+    _, still = R.render(params, ident.texture_seed, scene, 112)
+    d = R._deformation(_canvas.Canvas(112, ident.params, scene), ident.texture_seed, 112)
+    assert d is not None
+    dx, dy, x0, y0 = d
+    mx = (moved[:, 0] - x0).reshape(1, -1).astype(np.float32)
+    my = (moved[:, 1] - y0).reshape(1, -1).astype(np.float32)
+    sx = cv2.remap(dx, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    sy = cv2.remap(dy, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    back = moved + np.stack([sx[0], sy[0]], 1)
+    # remap samples on a 1/32 px grid: up to |grad d| / 32 of error; a wrong inverse
+    # (q = p - d(p), or the sign flipped) misses by about |d|, pixels
+    assert np.abs(back - still).max() < 0.05
+    assert np.abs(moved - still).max() > 0.05  # the deformation does move features

@@ -105,6 +105,7 @@ class SynthSummary:
     seconds: float
     by_nationality: dict[str, int] = field(default_factory=dict)
     by_sex: dict[str, int] = field(default_factory=dict)
+    audit: dict | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -288,6 +289,7 @@ def write_dataset(
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    certify: Callable[[Path], dict] | None = None,
 ) -> SynthSummary:
     """Generate a dataset into ``out`` (atomically) and return a summary.
 
@@ -303,6 +305,10 @@ def write_dataset(
         Called with the number of identities finished since the last call.
     clock : callable
         Injected for the timing in the summary.
+    certify : callable, optional
+        Called with the written (not yet published) dataset directory; what it returns
+        goes into ``synth.json`` under ``"audit"`` (``facelab synth --audit`` passes
+        ``facelab.synth._realism.certificate``). The generator itself never needs it.
     """
     cfg.validate()
     out = Path(out)
@@ -332,6 +338,11 @@ def write_dataset(
             "size": cfg.size,
             "images": len(rows),
         }
+        audit_seconds = 0.0  # the summary's speed is the generator's, without the audit
+        if certify is not None:
+            t_audit = clock()
+            meta["audit"] = certify(tmp)
+            audit_seconds = clock() - t_audit
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         _fsync_tree(tmp)
         _replace_dir(tmp, out)
@@ -341,7 +352,7 @@ def write_dataset(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    seconds = clock() - t0
+    seconds = clock() - t0 - audit_seconds
     passports = [r for r in rows if r["kind"] == "passport"]
     return SynthSummary(
         out=out,
@@ -350,6 +361,7 @@ def write_dataset(
         seconds=seconds,
         by_nationality=dict(sorted(Counter(r["nationality"] for r in passports).items())),
         by_sex=dict(sorted(Counter(r["sex"] for r in passports).items())),
+        audit=meta.get("audit"),
     )
 
 

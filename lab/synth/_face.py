@@ -226,18 +226,22 @@ def _draw_eyes(
     lid_t = max(1, round(c.a_px / 28))
     gaze = 0.25 * w * math.sin(c.yaw)
     gap, arch = p[P["brow_gap"]], p[P["brow_arch"]]
+    sock, under = p[P["socket_depth"]], p[P["under_eye"]]
+    ridge = p[P["brow_ridge"]]
     centres = []
     for side in (-1.0, 1.0):
         ex = side * (p[P["eye_spacing"]] + side * p[P["asymmetry"]] * 0.3)
         tilt = -side * p[P["eye_tilt"]]
         # socket shadow: the dark band Haar-like detectors key on
-        c.feature(c.occ, ex, ey - 0.03, (w * 1.75, w * 1.15), NEUTRAL - 70, tilt)
-        c.feature(c.occ, ex * 1.05, ey + 0.13, (w * 1.2, w * 0.35), NEUTRAL - 25, tilt)
+        c.feature(c.occ, ex, ey - 0.03, (w * 1.75, w * 1.15), NEUTRAL - 70 * sock, tilt)
+        c.feature(c.occ, ex * 1.05, ey + 0.13, (w * 1.2, w * 0.35), NEUTRAL - 25 * under, tilt)
         c.feature(c.albedo, ex, ey, (w, h), (222, 214, 208), tilt)
         c.feature(c.albedo, ex + gaze, ey + 0.05 * h, (h * 0.92, h * 0.92), iris, 0, 0.01)
         c.feature(c.albedo, ex + gaze, ey + 0.05 * h, (h * 0.42, h * 0.42), (12, 10, 10), 0, 0.012)
         c.feature(c.albedo, ex, ey, (w * 1.05, h * 1.15), lid, tilt, 0.01, lid_t, (180, 360))
         centres.append(c.on_face(ex, ey))
+        if ridge > 0.05:  # the brow ridge catches the light above the brow
+            c.feature(c.occ, ex, ey - gap - 0.1, (w * 1.6, 0.07), NEUTRAL + 25 * ridge, tilt)
         # brow: a thick arched stroke above the eye
         t = _BROW_T
         bx = ex + (side * w * 1.35) * t
@@ -268,13 +272,14 @@ def _draw_nose(c: Canvas, skin: list[float], scene: Scene) -> tuple[float, float
     ridge[1] = ey + 0.05 + _RIDGE_T * (ty - ey - 0.08)
     ridge[2] = c.C * np.sqrt(np.maximum(1.0 - ridge[1] * ridge[1] * c.by2, 0.04))
     ridge[2] += pro * (0.2 + 0.7 * _RIDGE_T)
-    c.line(c.occ, c.fixed(ridge.T), NEUTRAL + 40, max(1, round(c.a_px * 0.09)))
+    bridge = p[P["nose_bridge"]]
+    c.line(c.occ, c.fixed(ridge.T), NEUTRAL + 40 * bridge, max(1, round(c.a_px * 0.09)))
     ridge[2] -= 0.08
     spread = 0.09 + (nw * 0.9 - 0.09) * _RIDGE_T
     side_t = max(1, round(c.a_px * 0.07))
     nostril = times(skin, 0.35)
     for side in (-1.0, 1.0):
-        dark = 35 + 35 * max(0.0, -side * lx)
+        dark = (35 + 35 * max(0.0, -side * lx)) * bridge
         ridge[0] = side * spread
         c.line(c.occ, c.fixed(ridge.T), NEUTRAL - dark, side_t)
         c.feature(
@@ -314,11 +319,21 @@ def _draw_relief(c: Canvas) -> None:
     """Cheekbones, chin, forehead highlights; cheek hollows; wrinkles with age."""
     p = c.p
     full = p[P["cheek_fullness"]]
+    cb, cby = p[P["cheekbone"]], p[P["eye_height"]] + p[P["cheekbone_height"]]
     for side in (-1.0, 1.0):
-        c.feature(c.occ, side * 0.55, 0.32, (0.22, 0.14), NEUTRAL + 25)
+        c.feature(c.occ, side * 0.55, cby, (0.22, 0.14), NEUTRAL + 25 * cb)
         c.feature(c.occ, side * 0.62, 0.72, (0.16, 0.25), NEUTRAL - 45 * (1 - full), side * 15)
     c.feature(c.occ, 0.0, 1.08 * c.B * p[P["chin_length"]] - 0.25, (0.18, 0.1), NEUTRAL + 25)
     c.feature(c.occ, 0.0, -0.55, (0.45, 0.18), NEUTRAL + 20)
+    nl = p[P["nasolabial"]]
+    if nl > 0.05:  # nasolabial folds: a soft dark line from the nose wing to the mouth
+        my, nw = p[P["mouth_height"]], p[P["nose_width"]]
+        ty = p[P["eye_height"]] + p[P["nose_length"]]
+        xs = np.array([nw * 0.9 + 0.06, nw * 0.9 + 0.13, p[P["mouth_width"]] + 0.08])
+        ys = np.array([ty + 0.02, (ty + my) / 2, my + 0.06])
+        th = max(1, round(c.a_px / 18))
+        for side in (-1.0, 1.0):
+            c.line(c.occ, c.on_surface(side * xs, ys), NEUTRAL - 40 * nl, th)
     wr = p[P["wrinkles"]]
     if wr > 0.15:
         v = int(NEUTRAL - 45 * wr)

@@ -4,7 +4,13 @@ An identity is drawn from a per-identity random stream (``SeedSequence([seed, 0,
 so identity ``i`` is the same whatever the number of identities or worker processes.
 
 The face is described by ``len(PARAM_NAMES)`` continuous parameters in renderer units.
-Their distributions depend on the demographic group: nationality shifts skin, hair, eye
+Each is drawn as mean + (group shift + t) * sd, with t a Student-t (5 dof) variate times
+the parameter's calibrated spread, then clipped to its calibrated bounds. Spreads and
+bounds are data (``identity_calibration.json``), fitted at build time by
+``models/synth_identity/build.py`` against dlib's ResNet recogniser so that identities
+are as distinct as that recogniser can be made to see them while the Haar detector still
+finds the faces; the generator never needs dlib. Their distributions depend on the
+demographic group: nationality shifts skin, hair, eye
 and feature means; sex shifts jaw, brows, beard and hair length; age (from the birth
 year) greys the hair, roughens the skin and widens the face. Group differences are
 therefore real and measurable by the benchmark later.
@@ -16,15 +22,19 @@ from a list of real people.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 
 #: The year the gate captures are taken in; birth and passport years are relative to it.
 CAPTURE_YEAR = 2026
 
-#: (name, mean, sd, lo, hi) of every face parameter, in renderer units.
+#: (name, mean, sd, lo, hi) of every face parameter, in renderer units. sd is the unit of
+#: group shifts, ageing drift and the calibrated spread; lo and hi are the hand-set
+#: plausibility bounds the calibration starts from (and may widen, up to physical limits).
 #: Lengths are in units of the face half-width A unless said otherwise.
 _PARAM_SPEC: tuple[tuple[str, float, float, float, float], ...] = (
     ("face_width", 1.00, 0.07, 0.80, 1.20),  # scale of the head
@@ -65,14 +75,66 @@ _PARAM_SPEC: tuple[tuple[str, float, float, float, float], ...] = (
     ("asymmetry", 0.00, 0.03, -0.08, 0.08),
     ("cheek_fullness", 0.50, 0.15, 0.10, 0.90),
     ("wrinkles", 0.00, 0.05, 0.00, 1.00),
+    # relief: per-identity 3-D shape shown as shading (multipliers of the mean relief)
+    ("socket_depth", 1.00, 0.20, 0.50, 1.70),  # eye-socket shadow
+    ("under_eye", 1.00, 0.40, 0.00, 2.40),  # shadow under the eyes
+    ("cheekbone", 1.00, 0.40, 0.00, 2.40),  # cheekbone highlight
+    ("cheekbone_height", 0.32, 0.05, 0.18, 0.46),  # below the eye line
+    ("brow_ridge", 0.50, 0.40, 0.00, 1.80),  # highlight above the brows
+    ("nasolabial", 0.40, 0.35, 0.00, 1.60),  # fold from the nose wing to the mouth corner
+    ("nose_bridge", 1.00, 0.30, 0.30, 1.90),  # ridge highlight and side shadows
+    # amplitude of the identity's smooth deformation of the face (see _render._deformation)
+    ("deformation", 0.075, 0.015, 0.03, 0.12),
 )
 
 PARAM_NAMES: tuple[str, ...] = tuple(s[0] for s in _PARAM_SPEC)
 P = {name: i for i, name in enumerate(PARAM_NAMES)}
 _MEAN = np.array([s[1] for s in _PARAM_SPEC])
 _SD = np.array([s[2] for s in _PARAM_SPEC])
-LO = np.array([s[3] for s in _PARAM_SPEC])
-HI = np.array([s[4] for s in _PARAM_SPEC])
+#: The hand-set plausibility bounds, before calibration (the calibration widens them).
+BASE_LO = np.array([s[3] for s in _PARAM_SPEC])
+BASE_HI = np.array([s[4] for s in _PARAM_SPEC])
+
+#: The calibrated identity distribution, fitted with dlib's recogniser at build time by
+#: ``models/synth_identity/build.py`` and read here (the generator never needs dlib).
+CALIBRATION_FILE = Path(__file__).with_name("identity_calibration.json")
+
+
+def load_calibration(path: Path = CALIBRATION_FILE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The between-identity spread and the bounds of every parameter, from ``path``.
+
+    Returns
+    -------
+    spread : ndarray of shape (len(PARAM_NAMES),)
+        Scale of the Student-t (5 dof) draw of each parameter, in units of its sd.
+    lo, hi : ndarray of shape (len(PARAM_NAMES),)
+        Bounds every parameter is clipped to, in renderer units.
+
+    Raises ``ValueError`` when the file does not name exactly ``PARAM_NAMES`` or a
+    value is not finite or the bounds are not ordered around the mean.
+    """
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    params = doc["params"]
+    if sorted(params) != sorted(PARAM_NAMES):
+        missing = sorted(set(PARAM_NAMES) - set(params))
+        extra = sorted(set(params) - set(PARAM_NAMES))
+        raise ValueError(f"{path}: parameters missing {missing}, unknown {extra}")
+    spread = np.array([float(params[n]["spread"]) for n in PARAM_NAMES])
+    lo = np.array([float(params[n]["lo"]) for n in PARAM_NAMES])
+    hi = np.array([float(params[n]["hi"]) for n in PARAM_NAMES])
+    if not (
+        np.all(np.isfinite(spread))
+        and np.all(spread >= 0)
+        and np.all(lo <= _MEAN)
+        and np.all(hi >= _MEAN)
+    ):
+        raise ValueError(f"{path}: spreads must be finite and >= 0, bounds around the mean")
+    return spread, lo, hi
+
+
+#: Between-identity spread of each parameter, in units of its sd; drift and group
+#: shifts stay in plain sd units. LO and HI: the bounds every parameter is clipped to.
+SPREAD, LO, HI = load_calibration()
 
 
 @dataclass(frozen=True)
@@ -318,7 +380,7 @@ def sample_identity(seed: int, index: int) -> Identity:
     for name, v in _SEX_SHIFTS[sex].items():
         shift[P[name]] += v
     # Heavy-ish tails (Student t, 5 dof) spread identities apart as real faces are.
-    z = rng.standard_t(5, size=len(PARAM_NAMES)) * 1.5
+    z = rng.standard_t(5, size=len(PARAM_NAMES)) * SPREAD
     params = _MEAN + (shift + z) * _SD
     if sex == "M":
         params[P["beard"]] = max(0.0, rng.normal(0.15, 0.35))

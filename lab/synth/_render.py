@@ -84,6 +84,106 @@ def _texture(c: Canvas, seed: int, out: int) -> tuple[np.ndarray, int, int] | No
     return patch, x0, y0
 
 
+_DEFORM_GRID = 5  # control points per side of the deformation field
+
+
+@functools.lru_cache(maxsize=256)
+def _deformation_field(seed: int) -> np.ndarray:
+    """The identity's smooth 2-D deformation of the face, shape (24, 24, 2), float32.
+
+    Unit-sd normal displacements on a 5x5 control grid over the texture square, cubic
+    interpolation, tapered to zero at the square's border (a Hann window) so the face
+    outline, hair and background stay in place. Displacements are in face half-widths
+    per unit of the identity's ``deformation`` amplitude; the same field in every
+    capture, so it is the identity's shape, not noise.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
+    n = 24
+    low = rng.standard_normal((_DEFORM_GRID, _DEFORM_GRID, 2)).astype(np.float32)
+    field = cv2.resize(low, (n, n), interpolation=cv2.INTER_CUBIC)
+    hann = np.hanning(n + 2)[1:-1].astype(np.float32)
+    field *= np.outer(hann, hann)[:, :, None]
+    field.setflags(write=False)
+    return field
+
+
+def _deformation(c: Canvas, seed: int, out: int) -> tuple[np.ndarray, np.ndarray, int, int] | None:
+    """The identity's deformation in output pixels: (dx, dy, x0, y0) over the bounding
+    box of the texture square, outside which it is zero; None when it is (nearly) nil.
+
+    An output pixel ``q`` of the box shows the undeformed image at ``q + d(q)``.
+    """
+    amp = c.p[P["deformation"]]
+    if amp <= 1e-3:
+        return None
+    n = 24
+    field = _deformation_field(seed) * np.float32(amp)
+    k = out / c.size
+    sx, sy = 2.2 / n * k, 2.2 * c.B / n * k
+    r00, r01, r02, r10, r11, r12 = c.r
+    zc = 0.7 * c.C
+    t = 0.5 * k - 0.5
+    m00, m01, m10, m11 = r00 * sx, r01 * sy, r10 * sx, r11 * sy
+    m02 = (c.cx - 1.1 * r00 - 1.1 * c.B * r01 + zc * r02) * k + t
+    m12 = (c.cy - 1.1 * r10 - 1.1 * c.B * r11 + zc * r12) * k + t
+    xs = [m00 * i + m01 * j + m02 for i in (0.0, n - 1.0) for j in (0.0, n - 1.0)]
+    ys = [m10 * i + m11 * j + m12 for i in (0.0, n - 1.0) for j in (0.0, n - 1.0)]
+    x0, y0 = max(0, math.floor(min(xs))), max(0, math.floor(min(ys)))
+    x1, y1 = min(out, math.ceil(max(xs)) + 1), min(out, math.ceil(max(ys)) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    m = np.array([[m00, m01, m02 - x0], [m10, m11, m12 - y0]])
+    uv = cv2.warpAffine(field, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR)
+    # head-frame displacement (face half-widths) -> image pixels, through the pose
+    du, dv = uv[:, :, 0], uv[:, :, 1]
+    dx = du * np.float32(r00 * k) + dv * np.float32(r01 * k)
+    dy = du * np.float32(r10 * k) + dv * np.float32(r11 * k)
+    return dx, dy, x0, y0
+
+
+def _deform_image(img: np.ndarray, d: tuple[np.ndarray, np.ndarray, int, int]) -> None:
+    """Apply a deformation from ``_deformation`` to ``img`` in place."""
+    dx, dy, x0, y0 = d
+    h, w = dx.shape
+    gx = np.arange(x0, x0 + w, dtype=np.float32)
+    gy = np.arange(y0, y0 + h, dtype=np.float32)
+    mx = dx + gx[None, :]
+    my = dy + gy[:, None]
+    img[y0 : y0 + h, x0 : x0 + w] = cv2.remap(
+        img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+def _bilinear(a: np.ndarray, x: float, y: float) -> float:
+    """``a`` sampled at (x, y) (pixel centres at integers), zero outside."""
+    h, w = a.shape
+    if not (0.0 <= x <= w - 1 and 0.0 <= y <= h - 1):
+        return 0.0
+    i, j = min(int(y), h - 2) if h > 1 else 0, min(int(x), w - 2) if w > 1 else 0
+    fy, fx = y - i, x - j
+    top = a[i, j] * (1 - fx) + a[i, j + 1] * fx if w > 1 else a[i, j]
+    if h == 1:
+        return float(top)
+    bot = a[i + 1, j] * (1 - fx) + a[i + 1, j + 1] * fx if w > 1 else a[i + 1, j]
+    return float(top * (1 - fy) + bot * fy)
+
+
+def _deform_points(
+    pts: list[tuple[float, float]], d: tuple[np.ndarray, np.ndarray, int, int]
+) -> list[tuple[float, float]]:
+    """Where the points of the undeformed image move: q with q + d(q) = p, by fixed-point
+    iteration (the field is smooth and small: it contracts; 12 steps reach 1e-4 px)."""
+    dx, dy, x0, y0 = d
+    out = []
+    for px, py in pts:
+        qx, qy = px, py
+        for _ in range(12):
+            qx = px - _bilinear(dx, qx - x0, qy - y0)
+            qy = py - _bilinear(dy, qx - x0, qy - y0)
+        out.append((qx, qy))
+    return out
+
+
 def fill_background(dst: np.ndarray, scene: Scene) -> None:
     """Paint ``dst`` with a plain studio backdrop, or a defocused cluttered scene drawn
     small and upscaled."""
@@ -208,6 +308,12 @@ def render(
     background = np.float32(scene.gain if scene.background2 else 1.0)
     light[occ8 == 0] = background
     img = cv2.multiply(albedo, cv2.cvtColor(light, cv2.COLOR_GRAY2RGB), dtype=cv2.CV_8U)
+    lms = np.array(landmarks, np.float32)
+    lms = (lms + 0.5) / supersample - 0.5
+    deform = _deformation(c, texture_seed, size)
+    if deform is not None:  # the identity's own face shape, before the camera's effects
+        _deform_image(img, deform)
+        lms = np.array(_deform_points(lms.tolist(), deform), np.float32)
 
     if scene.blur_sigma > 0.05:
         img = cv2.GaussianBlur(img, (0, 0), scene.blur_sigma)
@@ -230,6 +336,4 @@ def render(
         _, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, scene.jpeg_quality])
         img = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)
 
-    lms = np.array(landmarks, np.float32)
-    lms = (lms + 0.5) / supersample - 0.5
     return img, lms
