@@ -80,6 +80,20 @@ def scan_all(ctx: GateContext) -> dict[str, list[Payload]]:
     return out
 
 
+def nested_packages(files) -> list[str]:
+    """The directories below a package's root that hold a ``model.onnx`` or a
+    ``model.json`` (outside ``signatures/``), sorted: packages inside the package."""
+    return sorted(
+        {
+            rel.rsplit("/", 1)[0]
+            for rel in files
+            if "/" in rel
+            and rel.rsplit("/", 1)[1] in ("model.onnx", "model.json")
+            and rel.split("/", 1)[0] != SIG_DIR
+        }
+    )
+
+
 def run(ctx: GateContext, payloads: dict[str, list[Payload]] | None = None) -> CheckResult:
     """The files check; ``payloads`` is :func:`scan_all`'s result when it was computed
     elsewhere (the confined checks scan in a second process while ONNX is parsed)."""
@@ -88,15 +102,7 @@ def run(ctx: GateContext, payloads: dict[str, list[Payload]] | None = None) -> C
     allowed = ctx.policy.allowed_files
     # packages inside the package (an archive of pkgA/ and pkgB/, red team 15, case 15):
     # which one a reader takes as "the" package is the reader's guess
-    nested = sorted(
-        {
-            rel.rsplit("/", 1)[0]
-            for rel in ctx.package.files
-            if "/" in rel
-            and rel.rsplit("/", 1)[1] in ("model.onnx", "model.json")
-            and rel.split("/", 1)[0] != SIG_DIR
-        }
-    )
+    nested = nested_packages(ctx.package.files)
     if nested:
         problems.append(
             f"the package holds {len(nested)} model package(s) in subdirectories "
