@@ -17,6 +17,8 @@ from facelab.gates.importing.filetype import hidden_text, sniff, text_char
 from facelab.jobs.api import JobContext
 from facelab.jobs.trainers import pca_head
 
+from tests.test_onnx_wire import _field
+
 PCA = "facelab.jobs.trainers:pca_head"
 PRIVATE = {"unit": "subject", "epsilon": 8.0, "delta": 1e-6}
 
@@ -88,18 +90,6 @@ def test_either_model_file_in_a_subdirectory_is_a_nested_package(files) -> None:
     """Mutant F1: only model.json marking a nested package."""
     assert nested_packages(files) == [files[-1].rsplit("/", 1)[0]]
     assert nested_packages(["model.onnx", "signatures/model.json", "README.md"]) == []
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    def varint(v: int) -> bytes:
-        out = bytearray()
-        while True:
-            out.append((v & 0x7F) | (0x80 if v > 0x7F else 0))
-            v >>= 7
-            if not v:
-                return bytes(out)
-
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def test_subgraphs_reached_through_a_graphs_list_count() -> None:
