@@ -65,6 +65,7 @@ class ImportPolicy:
     max_scale_factor: int = 64
     max_pad: int = 4096
     max_loop_iterations: int = 10000
+    max_gflops: float = 50.0
     min_template_distance: float = 0.001
 
 
@@ -571,6 +572,11 @@ def _import(raw: dict, path: Path) -> ImportPolicy:
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < float("inf"):
             raise BadInputError(f"{path}: import.max_abs_weight must be a positive finite number")
         ints["max_abs_weight"] = float(v)
+    if "max_gflops" in t:
+        v = t["max_gflops"]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1e6:
+            raise BadInputError(f"{path}: import.max_gflops must be in (0, 1e6]")
+        ints["max_gflops"] = float(v)
     if "min_template_distance" in t:
         v = t["min_template_distance"]
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 2:

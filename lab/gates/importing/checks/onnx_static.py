@@ -45,7 +45,7 @@ from pathlib import PurePosixPath
 
 from facelab.audit.events import escape_text
 from facelab.gates.importing._types import CheckResult, GateContext, result
-from facelab.gates.importing.checks import external_data, onnx_graph, onnx_values
+from facelab.gates.importing.checks import external_data, onnx_compute, onnx_graph, onnx_values
 from facelab.gates.importing.checks.files import unreferenced_binaries
 from facelab.gates.importing.filetype import decoded_payload, hidden_text, scan, text_char
 
@@ -625,6 +625,8 @@ def run(ctx: GateContext) -> CheckResult:
     if not problems:  # external data located and bounded: the values can be read
         found = onnx_values.check(model, t.pol, path.parent, t.graphs)
         found += onnx_graph.check(model, t.pol, path.parent)
+        if not found:  # sizes bounded, control flow not from pixels: the work is countable
+            found += onnx_compute.check(model, t.pol, ctx.model_json)
         problems += [f"model.onnx: {p}" for p in found]
     if not problems:
         try:
