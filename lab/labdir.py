@@ -386,6 +386,8 @@ def audit_writer(
         pinned_head=pinned,
         on_head=on_head,
         pinned_witnesses=seen_witnesses,
+        register_session=lambda s: pins.register_session(lab.origin, s),
+        known_sessions=lambda: pins.writer_sessions(lab.origin),
     )
     try:  # a policy edited by hand since the last entry goes on the record first
         from facelab.policy import record_drift

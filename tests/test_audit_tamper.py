@@ -751,7 +751,7 @@ def test_14_an_authentic_entry_at_another_position_is_not_adopted() -> None:
     from facelab.audit.log import AuditLog
 
     key, origin = b"k" * 32, "lab/1"
-    log = SimpleNamespace(_mac_key=key, origin=origin)
+    log = SimpleNamespace(_mac_key=key, origin=origin, _known_sessions=None)
 
     def e(seq: int) -> bytes:
         ev = Event("test.x", "alice", details={"seq": seq})
@@ -863,3 +863,53 @@ def test_14f_a_witness_cosignature_deleted_or_rolled_back_is_caught_by_the_pin(
         note.write_bytes(older)
     assert "witness-rolled-back" in one_line_exit_4(cli("audit", "verify", "--lab", root))
     assert_writer_refuses(lab)
+
+
+def test_14i_entries_a_copy_of_the_lab_wrote_elsewhere_are_never_adopted(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Red team 14i, case 12: a copy of the lab (a backup) used by a passphrase holder on
+    another machine (its own pin file) records genuine, lab-MACed entries; appended to
+    the original's ``entries.jsonl`` they looked like this machine's crash tail and the
+    next writer adopted them. Each writer's entries are now MACed under its own session,
+    registered in this machine's pin file before it writes: the grafted entries are a
+    forged append (exit 4) until ``audit repair`` cuts them on the record. Positive
+    control: a tail this machine's own writer left (a crash before its signature) is
+    still adopted."""
+    monkeypatch.setenv("FACELAB_KNOWN_LABS", str(tmp_path / "here.json"))
+    lab = make_lab(tmp_path / "lab", entries=3)
+    fork = tmp_path / "fork"
+    shutil.copytree(lab.paths.root, fork, symlinks=True)
+    n = len(lines(lab))
+    env_elsewhere = {**os.environ, "FACELAB_KNOWN_LABS": str(tmp_path / "elsewhere.json")}
+    p = subprocess.run(
+        [sys.executable, "-m", "facelab.cli", "policy", "set", "--lab", str(fork),
+         "export.refuse_at", "high"],
+        capture_output=True, text=True,
+        env={**env_elsewhere, "PYTHONPATH": str(REPO), "FACELAB_PASSPHRASE": PASS.decode()},
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    grafted = (fork / "audit" / "entries.jsonl").read_bytes().splitlines(keepends=True)[n:]
+    assert grafted and b"policy.change" in b"".join(grafted)
+    with open(lab.paths.audit / "entries.jsonl", "ab") as f:
+        f.write(b"".join(grafted))
+    assert "forged append" in one_line_exit_4(cli("vault", "list", "--lab", str(lab.paths.root)))
+    assert cli("audit", "verify", "--lab", str(lab.paths.root)).returncode == 4
+    # repair cuts them, on the record; the policy change never enters this lab's history
+    p = cli("audit", "repair", "--lab", str(lab.paths.root))
+    assert p.returncode == 0, p.stderr
+    after = [json.loads(x) for x in lines(lab)]
+    assert not any(e["action"] == "policy.change" for e in after)
+    assert any(e["action"] == "audit.recovered" for e in after)
+    assert cli("audit", "verify", "--lab", str(lab.paths.root)).returncode == 0
+    # positive control: this machine's writer, its head rolled back to before its last
+    # batch (what a crash between fsync and signature leaves), is adopted quietly
+    before = _head.read(lab.paths.keys, load_public_key(lab), lab.origin).head
+    with audit_writer(lab, PASS) as log:
+        log.record(Event("test.mine", "tester"))
+    for slot in (0, 1):
+        _head.write(lab.paths.keys, before.note, slot)
+    assert cli("vault", "list", "--lab", str(lab.paths.root)).returncode == 0
+    got = [json.loads(x) for x in lines(lab)]
+    rec = [e for e in got if e["action"] == "audit.recovered"][-1]
+    assert rec["decision"] == "adopted-tail"

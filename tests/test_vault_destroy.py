@@ -280,6 +280,60 @@ def test_destroy_never_reaches_through_a_linked_parent_of_a_place(lab, dataset, 
     assert place["action"].startswith("NOT removed") and "link" in place["action"]
 
 
+def _can_bind_mount(tmp: Path) -> str:
+    """Why a bind mount in a private mount namespace cannot be made here, or ""."""
+    a, b = tmp / "mnt-a", tmp / "mnt-b"
+    a.mkdir()
+    b.mkdir()
+    if not shutil.which("unshare"):
+        return "no unshare(1)"
+    p = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f"mount --bind {a} {b}"], capture_output=True, text=True
+    )
+    return "" if p.returncode == 0 else f"no mount namespace here ({p.stderr.strip()[:80]})"
+
+
+def test_destroy_never_crosses_a_mount_point_inside_a_place(lab, dataset, tmp_path) -> None:
+    """Red team 14i, case 24: a directory outside the lab bind-mounted at
+    `LAB/jobs/acme/dbg` (same file system, so `st_dev` does not change). Destroy, run in
+    a private mount namespace where that mount exists, must leave the outside file, keep
+    the mount, remove the rest of the place, and certify FAILED. Positive control: the
+    same tree without the mount is removed whole."""
+    why = _can_bind_mount(tmp_path)
+    if why:
+        pytest.skip(why)
+    _ingest(lab, dataset, "acme")
+    outside = tmp_path / "victim"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("not the lab's to delete\n")
+    place = lab.paths.root / "jobs" / "acme"
+    (place / "dbg").mkdir(parents=True)
+    (place / "left-by-a-job.txt").write_text("the tenant's\n")
+    script = (
+        f"mount --bind {outside} {place / 'dbg'} && "
+        f"{sys.executable} -m facelab.cli destroy --lab {lab.paths.root} --tenant acme --yes"
+        f"; echo rc=$?; ls {place / 'dbg'}"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FACELAB_PASSPHRASE": PASS.decode()}
+    p = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env
+    )
+    assert "rc=2" in p.stdout and "Traceback" not in p.stderr, (p.stdout, p.stderr)
+    assert "precious.txt" in p.stdout  # still there, seen through the mount
+    assert (outside / "precious.txt").read_text() == "not the lab's to delete\n"
+    assert not (place / "left-by-a-job.txt").exists()  # the rest of the place is gone
+    cert = json.loads(next((lab.paths.root / "certificates").glob("*.json")).read_text())
+    cert = cert["certificate"]
+    assert cert["sanitization_details"]["verification_result"] == "FAILED"
+    row = next(p for p in cert["places"] if p["place"] == "job workspaces")
+    assert row["action"].startswith("NOT fully removed") and "mount" in row["action"]
+    # positive control: without the mount the same shape of tree goes whole
+    (place / "dbg").mkdir(exist_ok=True)
+    (place / "dbg" / "x.txt").write_text("tenant\n")
+    r = ops._remove_tree(place)
+    assert r["action"].startswith("removed") and not place.exists()
+
+
 @pytest.mark.parametrize("where", ["xattr", "path"])
 def test_key_material_in_names_or_xattrs_makes_the_certificate_say_failed(
     lab, dataset, where

@@ -34,6 +34,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -114,11 +115,13 @@ def flock_within(fd: int, seconds: float, path: Path, what: str = "the audit log
             pause = min(pause * 2, 0.1)
 
 
-def mac_key(signer: Ed25519PrivateKey) -> bytes:
-    """The entries' MAC key: HKDF-SHA256 (RFC 5869) of the lab signing key's raw bytes."""
-    return HKDF(_hashes.SHA256(), 32, salt=None, info=b"facelab audit entry MAC v1").derive(
-        signer.private_bytes_raw()
-    )
+def mac_key(signer: Ed25519PrivateKey, session: str = "") -> bytes:
+    """The entries' MAC key of writer session ``session`` (32 hex digits, random per
+    writer): HKDF-SHA256 (RFC 5869) of the lab signing key's raw bytes, the session in
+    its info. Entries that a copy of the lab wrote elsewhere carry another session's
+    MAC, so they are not taken for this machine's crash tail (red team 14i, case 12)."""
+    info = b"facelab audit entry MAC v2 " + session.encode("ascii")
+    return HKDF(_hashes.SHA256(), 32, salt=None, info=info).derive(signer.private_bytes_raw())
 
 
 def _utc(dt: datetime) -> str:
@@ -175,6 +178,13 @@ class AuditLog:
     pinned_witnesses : dict, optional
         Witness name -> the largest size this machine saw it cosign: a cosignature
         deleted or rolled back below it is refused on open.
+    register_session, known_sessions : callable, optional
+        ``register_session(session)`` keeps this writer's random session id outside the
+        lab before anything is appended (``pins.register_session``; returns "" or why
+        not); ``known_sessions()`` lists the ids kept there. Entries are MACed under a
+        key of their session (``mac_key``); an unsigned tail is adopted only when every
+        entry verifies under a known session: a crash of a writer on this machine, not
+        entries a copy of the lab wrote elsewhere and someone appended here.
     on_head : callable, optional
         ``on_head(note, size)`` is called on close with the signed head the log ends at
         (``pins.advance_head``), so the next command and ``audit verify`` can check
@@ -202,6 +212,8 @@ class AuditLog:
         pinned_head: bytes | None = None,
         on_head: Callable[[bytes, int], None] | None = None,
         pinned_witnesses: dict[str, int] | None = None,
+        register_session: Callable[[str], str] | None = None,
+        known_sessions: Callable[[], Sequence[str]] | None = None,
     ):
         self.dir = Path(audit_dir)
         self.pinned_head = pinned_head
@@ -211,7 +223,14 @@ class AuditLog:
         self.origin = origin
         self.signer = signer
         self.public_key: Ed25519PublicKey = signer.public_key()
-        self._mac_key = mac_key(signer)
+        # this writer's session: registered outside the lab (the pin file) before any
+        # entry is written; a tail after the head is adopted only under a registered one
+        self.session = secrets.token_hex(16)
+        self._mac_key = mac_key(signer, self.session)
+        self._known_sessions = known_sessions
+        self.session_registered = False
+        if register_session is not None:
+            self.session_registered = not register_session(self.session)
         self.checkpoint_every = checkpoint_every
         self.policy_digest = policy_digest
         self.clock = clock
@@ -416,10 +435,18 @@ class AuditLog:
 
     def _authentic(self, lines: Sequence[bytes], first_seq: int) -> int:
         """How many of ``lines`` (entries from ``first_seq`` on), from the first, carry
-        the lab's MAC at their own position."""
+        the lab's MAC of a writer session registered on this machine (or this writer's),
+        at their own position."""
+        keys = [self._mac_key]
+        if self._known_sessions is not None and lines:
+            try:
+                sessions = list(self._known_sessions())
+            except (BadInputError, OSError):
+                sessions = []
+            keys += [mac_key(self.signer, s) for s in reversed(sessions) if s != self.session]
         n = 0
         for line in lines:
-            if not entry_authentic(line, self._mac_key, self.origin):
+            if not any(entry_authentic(line, k, self.origin) for k in keys):
                 break
             if parse_entry(line)["seq"] != first_seq + n:
                 break
@@ -431,7 +458,8 @@ class AuditLog:
         if adopt < unsigned:
             return (
                 f"entry {signed + adopt}, after the signed head, carries no valid MAC of "
-                "the lab (a forged append)"
+                "a writer of this lab on this machine (a forged append, or entries a copy "
+                "of the lab wrote elsewhere)"
             )
         if adopt > self.max_unsigned_tail:
             return (

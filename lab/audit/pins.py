@@ -255,6 +255,39 @@ def advance_head(origin: str, note: bytes, size: int) -> str:
     return "" if got is not None else problem
 
 
+#: How many writer sessions each origin keeps (the newest; a crash tail is adopted only
+#: from one of them).
+MAX_SESSIONS = 64
+
+
+def register_session(origin: str, session: str) -> str:
+    """Remember writer session ``session`` (32 hex digits) of ``origin`` on this machine,
+    before the writer appends anything. Returns "" or, when the pin file cannot be
+    written, why (the writer goes on; a tail it leaves after a crash then waits for
+    ``audit repair``). Raises ``BadInputError`` for a malformed pin file."""
+
+    def mutate(pins: dict) -> tuple[Pin, bool]:
+        entry = pins.setdefault(origin, {})
+        old = entry.get("sessions")
+        kept = [x for x in old if isinstance(x, str)] if isinstance(old, list) else []
+        entry["sessions"] = [*kept, session][-MAX_SESSIONS:]
+        return Pin("pinned-now", ""), True
+
+    got, _path, problem = _locked(mutate)
+    return "" if got is not None else problem
+
+
+def writer_sessions(origin: str) -> list[str]:
+    """The writer sessions of ``origin`` registered on this machine (newest last).
+    Raises ``BadInputError`` for a malformed pin file."""
+    path = pins_path()
+    known = _read(path).get(origin)
+    got = known.get("sessions", []) if isinstance(known, dict) else []
+    if not isinstance(got, list) or not all(isinstance(x, str) and len(x) == 32 for x in got):
+        raise BadInputError(f"{path}: the writer sessions pinned for {origin} are malformed")
+    return got
+
+
 def pinned_witnesses(origin: str) -> dict[str, int]:
     """Witness name -> the largest size this machine saw it cosign for ``origin``.
     Raises ``BadInputError`` for a pin file that is unreadable or malformed."""

@@ -249,12 +249,20 @@ def read(
 # ---------------------------------------------------------------- files, safely
 
 
-def _walk(root_dir: Path | str, unreadable: list[str] | None = None):
+def _walk(
+    root_dir: Path | str,
+    unreadable: list[str] | None = None,
+    *,
+    skip_dirs: set[str] | None = None,
+    dev: int | None = None,
+):
     """``(dirpath, dirs, others)`` for every directory under ``root_dir``, top down, with
     an explicit stack (``os.walk`` recurses: a tree 2,000 deep was a RecursionError and a
     traceback in destroy; red team 2, r02). ``dirs`` are real directories; ``others``
     everything else, links to directories included (never followed). Directories that
-    cannot be listed are appended to ``unreadable``."""
+    cannot be listed are appended to ``unreadable``. Directories in ``skip_dirs`` (mount
+    points) and, with ``dev``, on another device are listed in ``dirs`` but not
+    entered."""
     stack = [os.fspath(root_dir)]
     while stack:
         top = stack.pop()
@@ -271,8 +279,25 @@ def _walk(root_dir: Path | str, unreadable: list[str] | None = None):
             if unreadable is not None:
                 unreadable.append(_shown(top))
             continue
+        enter = [d for d in dirs if not _crossing(os.path.join(top, d), skip_dirs, dev)]
         yield top, dirs, others
-        stack.extend(os.path.join(top, d) for d in reversed(dirs))
+        stack.extend(os.path.join(top, d) for d in reversed(enter))
+
+
+def _crossing(path: str, skip_dirs: set[str] | None, dev: int | None) -> bool:
+    """Whether directory ``path`` is a mount point (in ``skip_dirs``) or on another
+    device than ``dev``; a crossing found by device is added to ``skip_dirs``."""
+    if skip_dirs is not None and path in skip_dirs:
+        return True
+    if dev is None:
+        return False
+    try:
+        other = os.lstat(path).st_dev != dev
+    except OSError:
+        return False
+    if other and skip_dirs is not None:
+        skip_dirs.add(path)
+    return other
 
 
 def _regular_files(
@@ -612,9 +637,35 @@ def linked_ancestor(root: Path, path: Path) -> Path | None:
     return None
 
 
+def mount_points_under(path: Path) -> list[str]:
+    """Mount points at or below ``path`` (``/proc/self/mountinfo``, field 5, octal
+    escapes decoded; bind mounts of the same file system included, which ``st_dev``
+    does not show). Empty when the table cannot be read."""
+    try:
+        real = os.path.realpath(path)
+        with open("/proc/self/mountinfo", "rb") as f:
+            table = f.read(1 << 22)
+    except OSError:
+        return []
+    out = []
+    for line in table.splitlines():
+        fields = line.split(b" ")
+        if len(fields) < 5:
+            continue
+        mp = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), fields[4])
+        mp_s = os.fsdecode(mp)
+        if mp_s == real or mp_s.startswith(real.rstrip("/") + "/"):
+            out.append(mp_s)
+    return sorted(set(out))
+
+
 def _remove_tree(path: Path) -> dict:
-    """Remove ``path`` (a directory tree, a file or a link) without following links or
-    opening special files; say what was there. A regular file with another hard link
+    """Remove ``path`` (a directory tree, a file or a link) without following links,
+    opening special files or crossing into another mount: say what was there. A mount
+    point inside (a bind mount of a directory outside the lab, red team 14i case 24) is
+    found before anything is removed, neither entered nor removed, and listed under
+    ``mounts``: the place is then NOT fully removed (the certificate says FAILED) and
+    nothing behind the mount is touched. A regular file with another hard link
     (``st_nlink`` > 1) is unlinked like any other but listed under ``hard_linked``:
     another name keeps its bytes (red team 14h, case 41: a tenant file linked from
     outside the lab), and which name is the tenant's cannot be told (case 28: a link
@@ -624,6 +675,14 @@ def _remove_tree(path: Path) -> dict:
         st = os.lstat(path)
     except FileNotFoundError:
         return {"action": "nothing there", "files": 0, "bytes": 0}
+    mounts = mount_points_under(path)
+    if mounts and os.path.realpath(path) in mounts:
+        return {
+            "action": "NOT removed (a mount point: not crossed)",
+            "files": 0,
+            "bytes": 0,
+            "mounts": [_shown(Path(m)) for m in mounts[:16]],
+        }
     if not stat.S_ISDIR(st.st_mode):
         path.unlink()
         kind = "a link, removed (not followed)" if stat.S_ISLNK(st.st_mode) else "removed"
@@ -631,12 +690,16 @@ def _remove_tree(path: Path) -> dict:
         if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
             out["hard_linked"] = [_shown(path)]
         return out
+    skip = set(mounts)
     files = total = 0
     linked: list[str] = []
     tops: list[str] = []
+    kept: list[str] = []
     try:
-        for top, _dirs, others in _walk(path):
+        # walked at its real path (no link above it: ``linked_ancestor``), as mountinfo
+        for top, dirs, others in _walk(os.path.realpath(path), skip_dirs=skip, dev=st.st_dev):
             tops.append(top)
+            kept.extend(os.path.join(top, d) for d in dirs if os.path.join(top, d) in skip)
             for name in others:  # files, links and special files: unlinked, never opened
                 p = os.path.join(top, name)
                 st_p = os.lstat(p)
@@ -645,13 +708,21 @@ def _remove_tree(path: Path) -> dict:
                 if stat.S_ISREG(st_p.st_mode) and st_p.st_nlink > 1 and len(linked) < 64:
                     linked.append(_shown(p))
                 os.unlink(p)
-        for top in reversed(tops):  # deepest first
-            os.rmdir(top)
+        for top in reversed(tops):  # deepest first; a directory above a mount stays
+            if not any(k == top or k.startswith(top.rstrip("/") + "/") for k in kept):
+                os.rmdir(top)
     except OSError as e:
         return {
             "action": f"NOT fully removed ({e.strerror or e})",
             "files": files,
             "bytes": total,
+        }
+    if kept:
+        return {
+            "action": "NOT fully removed (a mount point inside: not crossed)",
+            "files": files,
+            "bytes": total,
+            "mounts": [_shown(Path(k)) for k in kept[:16]],
         }
     out = {"action": "removed (every file unlinked)", "files": files, "bytes": total}
     return {**out, "hard_linked": linked} if linked else out
