@@ -646,7 +646,13 @@ def test_onnxruntime_memory_address_tag_is_refused(lab, keys, tmp_path) -> None:
 
 # f7 -------------------------------------------------------------------------------------
 def test_memory_that_explodes_with_the_batch_is_refused(lab, keys, tmp_path) -> None:
+    """N**10 floats: refused statically, its work per image at a job's batch is over
+    ``import.max_gflops`` (session 12). N**6 floats (256 GiB at batch 64, 2 GFLOP per
+    image): within the work bound, stopped by the smoke test's memory limit."""
     pkg = sign_and_approve(make_package(tmp_path / "p", blowup_model()), keys)
+    f = failed(gate(lab, pkg))
+    assert set(f) == {"onnx", "smoke test"} and "at batch 64" in f["onnx"], f
+    pkg = sign_and_approve(make_package(tmp_path / "q", blowup_model(power=6)), keys)
     f = failed(gate(lab, pkg))
     assert set(f) == {"smoke test"} and "memory" in f["smoke test"], f
 
