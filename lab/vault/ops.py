@@ -445,6 +445,15 @@ def recorded_digests(lab: Lab, tenant: str) -> tuple[set[str], list[str]]:
 
     per: dict[str, set[str]] = {}
     unverified: list[str] = []
+    # a tenant destroyed before (and back since) had its manifests removed then: what its
+    # entries from before that destruction name was looked for by that destroy
+    gone: dict[str, int] = {}
+    for e in entries(lab.paths.audit, b'"vault.destroy"'):
+        if e.get("action") == "vault.destroy" and e.get("decision") in ("destroyed", "failed"):
+            gone[str(e.get("tenant"))] = int(e.get("seq", 0))
+
+    def current(e: dict) -> bool:
+        return int(e.get("seq", 0)) > gone.get(str(e.get("tenant")), -1)
 
     def manifest(t: str, name: str, sha: object, files: object) -> None:
         try:
@@ -458,7 +467,7 @@ def recorded_digests(lab: Lab, tenant: str) -> tuple[set[str], list[str]]:
 
     for e in entries(lab.paths.audit, b'"job.finish"'):
         d, t = e.get("details"), str(e.get("tenant"))
-        if not isinstance(d, dict):
+        if not isinstance(d, dict) or not current(e):
             continue
         if isinstance(d.get("outputs"), list):  # before the manifests
             got = per.setdefault(t, set())
@@ -472,7 +481,7 @@ def recorded_digests(lab: Lab, tenant: str) -> tuple[set[str], list[str]]:
             )
     for e in entries(lab.paths.audit, b'"export.'):
         d, t = e.get("details"), str(e.get("tenant"))
-        if not isinstance(d, dict):
+        if not isinstance(d, dict) or not current(e):
             continue
         if isinstance(d.get("source_sha256"), list):  # before the manifests
             got = per.setdefault(t, set())
