@@ -52,6 +52,9 @@ _IGNORABLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180
 class RuleDecision:
     allowed: bool
     reason: str
+    # a short code from a fixed list (the audit log records it; ``reason`` may quote
+    # what the tenant wrote in its spec, so it goes to the tenant only)
+    code: str = ""
 
 
 def _strings(obj: Any, where: str = "") -> Iterator[tuple[str, str]]:
@@ -146,17 +149,29 @@ def check_job(gov: GovernancePolicy, tenant: str, spec: Mapping[str, Any]) -> Ru
     purpose = spec.get("purpose")
     kind = spec.get("kind")
     if not isinstance(purpose, str) or not isinstance(kind, str):
-        return RuleDecision(False, "the job spec must name its kind and purpose")
+        return RuleDecision(
+            False, "the job spec must name its kind and purpose", "no-kind-or-purpose"
+        )
     if purpose in gov.forbidden_purposes:
         return RuleDecision(
-            False, f"purpose {purpose!r} is forbidden by the policy ([purposes] forbidden)"
+            False,
+            f"purpose {purpose!r} is forbidden by the policy ([purposes] forbidden)",
+            "purpose-forbidden",
         )
     if purpose not in gov.allowed_purposes:
-        return RuleDecision(False, f"purpose {purpose!r} is not an allowed purpose")
+        return RuleDecision(
+            False, f"purpose {purpose!r} is not an allowed purpose", "purpose-not-allowed"
+        )
     if purpose not in gov.tenant(tenant).purposes:
-        return RuleDecision(False, f"tenant {tenant!r} is not granted purpose {purpose!r}")
+        return RuleDecision(
+            False,
+            f"tenant {tenant!r} is not granted purpose {purpose!r}",
+            "purpose-not-granted",
+        )
     if KIND_PURPOSE.get(kind) != purpose:
-        return RuleDecision(False, f"a {kind!r} job does not serve purpose {purpose!r}")
+        return RuleDecision(
+            False, f"a {kind!r} job does not serve purpose {purpose!r}", "kind-purpose-mismatch"
+        )
 
     hit = one_to_n_marker(spec, gov.forbidden_markers)
     if hit is not None:
@@ -164,19 +179,23 @@ def check_job(gov: GovernancePolicy, tenant: str, spec: Mapping[str, Any]) -> Ru
             False,
             f"the job asks for 1:N search ({hit[0]!r} in {hit[1]}), "
             "which the policy forbids whatever purpose is declared",
+            "one-to-n",
         )
     extra = sorted(str(k) for k in spec if k not in KIND_KEYS[kind])
     if extra:
         return RuleDecision(
             False,
             f"a {kind!r} job takes no {extra[0]!r} (it takes {', '.join(sorted(KIND_KEYS[kind]))})",
+            "unknown-key",
         )
     if kind == "train" and spec.get("trainer") not in gov.trainers:
         return RuleDecision(
-            False, f"trainer {spec.get('trainer')!r} is not registered in [jobs] trainers"
+            False,
+            f"trainer {spec.get('trainer')!r} is not registered in [jobs] trainers",
+            "trainer-not-registered",
         )
     if kind == "train":
         bad = _bad_param(spec.get("params", {}), gov.trainer_params.get(spec["trainer"], {}))
         if bad:
-            return RuleDecision(False, f"trainer {spec['trainer']!r}: {bad}")
+            return RuleDecision(False, f"trainer {spec['trainer']!r}: {bad}", "bad-params")
     return RuleDecision(True, f"{kind} for {purpose}, granted to {tenant}")

@@ -10,21 +10,97 @@ from facelab.audit import AuditSchemaError, Event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+JOB_ID = "20261123T163000Z-0a1b2c3d"
 
-def test_a_job_summary_of_a_handful_of_metrics_is_legal() -> None:
+
+def test_a_job_finish_of_counts_sizes_and_a_manifest_digest_is_legal() -> None:
     e = Event(
         "job.finish",
         "alice",
         role="tenant",
         tenant="acme",
-        object="job-1234",
+        object=JOB_ID,
+        decision="done",
         details={
-            "summary": {"eer": 0.031, "fnmr_at_fmr_1e-3": 0.12, "pairs": 4000, "ok": True},
-            "outputs": ["report.json sha256:" + "ab" * 32],
-            "limits": {"cpu_seconds": 60, "memory_mb": 512},
+            "output_files": 3,
+            "output_bytes": 4096,
+            "manifest_sha256": "ab" * 32,
+            "summary_keys": 4,
+            "summary_refused": "",
+            "removed_from_outbox": {"name": 2, "link": 1},
+            "kernel_events": ["forbidden system call: 1 process(es) killed by seccomp"],
+            "error": "ValueError",
+            "job_error": {"class": "ValueError", "chars": 40},
+            "outbox": f"outbox/acme/{JOB_ID}",
         },
     )
-    assert e.details["summary"]["pairs"] == 4000
+    assert e.details["output_files"] == 3
+
+
+def test_a_legal_export_entry_holds_counts_and_released_digests() -> None:
+    e = Event(
+        "export.refuse",
+        "alice",
+        role="tenant",
+        tenant="acme",
+        object="sha256:" + "cd" * 32,
+        decision="refused",
+        details={
+            "manifest": "export-20261123T163000Z-0a1b2c3d",
+            "manifest_sha256": "ef" * 32,
+            "artifacts": 2,
+            "released_sha256": [],
+            "blocking": {"faces": 1, "contract": 1},
+            "findings": {"high": 2, "medium": 0, "low": 0},
+            "attested": [JOB_ID],
+            "capacity_bits": 12.5,
+        },
+    )
+    assert e.details["artifacts"] == 2
+
+
+NEEDLE = bytes(range(30)).hex()  # 30 bytes of a face, hex: what case 30 put in file names
+
+
+@pytest.mark.parametrize(
+    ("action", "obj", "details"),
+    [
+        # the shapes that leaked before: outbox names, removed names, refused paths, plain
+        # digests of what the tenant handed in, the job's error text
+        ("job.finish", JOB_ID, {"outputs": ["ab" * 32 + "  " + NEEDLE]}),
+        ("job.finish", JOB_ID, {"removed_from_outbox": [NEEDLE + ": name outside"]}),
+        ("job.finish", JOB_ID, {"removed_from_outbox": {NEEDLE: 1}}),
+        ("job.finish", JOB_ID, {"error": "ValueError: " + NEEDLE}),
+        ("job.finish", JOB_ID, {"error": NEEDLE[:60]}),
+        ("job.finish", JOB_ID, {"job_error": {"class": "x" + NEEDLE[:60], "chars": 3}}),
+        ("job.finish", JOB_ID, {"summary_sha256": "ab" * 32}),
+        ("job.finish", JOB_ID, {"kernel_events": [NEEDLE]}),
+        ("job.finish", JOB_ID, {"output_files": -1}),
+        ("job.finish", JOB_ID, {"manifest_sha256": "AB" * 32}),
+        ("job.finish", JOB_ID, {"manifest_sha256": "ab" * 31}),
+        ("job.finish", NEEDLE, {}),
+        ("job.refuse", "", {"reason": f"takes no parameter {NEEDLE[:40]!r}"}),
+        ("job.start", JOB_ID, {"spec_sha256": "ab" * 32}),
+        ("export.refuse", "sha256:" + "ab" * 32, {"artifacts": [f"{NEEDLE} sha256:"]}),
+        ("export.refuse", "sha256:" + "ab" * 32, {"source_sha256": ["ab" * 32]}),
+        ("export.refuse", "sha256:" + "ab" * 32, {"blocking": [f"faces: {NEEDLE}"]}),
+        ("export.refuse", "sha256:" + "ab" * 32, {"blocking": {NEEDLE[:60]: 1}}),
+        ("export.release", "sha256:" + "ab" * 32, {"attested": {NEEDLE[:60]: JOB_ID}}),
+        ("export.release.intent", "sha256:" + "ab" * 32, {"note": "x"}),
+        ("export.refuse", NEEDLE, {}),
+        ("release.publish", "", {"name": "model.onnx"}),
+    ],
+)
+def test_entries_about_a_tenants_files_refuse_undeclared_or_mistyped_details(
+    action, obj, details
+) -> None:
+    with pytest.raises(AuditSchemaError):
+        Event(action, "alice", tenant="acme", object=obj, details=details)
+
+
+def test_other_actions_keep_the_general_schema() -> None:
+    e = Event("vault.read", "alice", tenant="acme", details={"purpose": "any short text"})
+    assert e.details["purpose"] == "any short text"
 
 
 @pytest.mark.parametrize(

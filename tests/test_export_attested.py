@@ -101,6 +101,15 @@ def _entries(el) -> list[dict]:
     return [json.loads(x) for x in lines]
 
 
+def _manifest(el, e: dict) -> dict:
+    """The manifest an entry records (export or job), checked against its digest: the
+    names the log may not hold."""
+    name = e["details"].get("manifest") or f"job-{e['object']}"
+    raw = (el.lab.paths.root / "manifests" / e["tenant"] / f"{name}.json").read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == e["details"]["manifest_sha256"]
+    return json.loads(raw)
+
+
 def _releases(el) -> list[Path]:
     d = el.lab.paths.root / "released" / "acme"
     return sorted(d.iterdir()) if d.exists() else []
@@ -118,7 +127,7 @@ def _refused_for_attestation(el, out, names: set[str]) -> None:
     hits = {f.artifact.split("/")[-1] for f in out.report.blocking() if f.detector == "attestation"}
     assert hits == names, out.report.text()
     last = _entries(el)[-1]
-    assert last["action"] == "export.refuse" and not set(last["details"]["attested"]) & names
+    assert last["action"] == "export.refuse" and not set(_manifest(el, last)["attested"]) & names
 
 
 def test_a_training_jobs_output_is_released_attested_and_charged_its_spec(world) -> None:
@@ -127,11 +136,13 @@ def test_a_training_jobs_output_is_released_attested_and_charged_its_spec(world)
     assert out.decision == "released", out.report.text()
     last = _entries(el)[-1]
     assert last["action"] == "export.release"
-    # the audit entry names the job that wrote both files
-    assert last["details"]["attested"] == {
+    # the audit entry names the job that wrote both files, the export's manifest which
+    assert last["details"]["attested"] == [world.train.name]
+    assert _manifest(el, last)["attested"] == {
         "model.onnx": world.train.name,
         "model.json": world.train.name,
     }
+    assert "model.onnx" not in json.dumps(last)  # the tenant's names stay off the log
     # charged the spec's bytes and the choice among acme's one done training job (log2 1)
     spec_bits = 8 * len(json.dumps(SPEC, sort_keys=True).encode())
     assert last["details"]["capacity_bits"] == pytest.approx(spec_bits + math.log2(1), abs=0.1)
@@ -179,9 +190,8 @@ def test_a_failed_jobs_output_is_refused(world) -> None:
     finish = [
         e for e in _entries(el) if e["action"] == "job.finish" and e["object"] == world.failed.name
     ]
-    assert finish[0]["decision"] == "failed" and any(
-        line.endswith("  model.onnx") for line in finish[0]["details"]["outputs"]
-    )
+    assert finish[0]["decision"] == "failed"
+    assert "model.onnx" in _manifest(el, finish[0])["outputs"]
     before = _releases(el)
     _refused_for_attestation(el, _export(el, [world.failed]), {"model.onnx", "model.json"})
     assert _releases(el) == before
@@ -233,28 +243,64 @@ def test_a_hand_made_covert_model_is_refused_and_an_override_is_charged_in_full(
     out = _export(el, [d], override=ov)
     assert out.decision == "overridden" and out.release_dir is not None
     last = _entries(el)[-1]
-    assert last["action"] == "export.override" and last["details"]["attested"] == {}
+    assert last["action"] == "export.override" and last["details"]["attested"] == []
     assert last["details"]["capacity_bits"] == pytest.approx(full, abs=0.1)
 
 
-def _job_entries(job: str, privacy, digest: str) -> list[dict]:
+JOB = "20261123T163000Z-0a1b2c3d"
+
+
+def _job_lab(tmp_path: Path, privacy, digest: str) -> Path:
+    """A lab's audit directory with one finished training job whose manifest lists
+    ``digest`` as its model.onnx; returns the audit directory."""
+    from facelab import manifests
+
+    root = tmp_path / "lab"
+    root.mkdir(exist_ok=True)
+    sha = manifests.write(
+        root, "acme", manifests.job_name(JOB), "job", {"outputs": {"model.onnx": digest}}
+    )
     start = {
         "kind": "train",
         "trainer": "facelab.jobs.trainers:pca_head",
         "spec_bytes": 120,
         "privacy": privacy,
     }
-    return [
-        {"seq": 0, "action": "job.start", "tenant": "acme", "object": job, "details": start},
+    lines = [
+        {"seq": 0, "action": "job.start", "tenant": "acme", "object": JOB, "details": start},
         {
             "seq": 1,
             "action": "job.finish",
             "tenant": "acme",
-            "object": job,
+            "object": JOB,
             "decision": "done",
-            "details": {"outputs": [f"{digest}  model.onnx"]},
+            "details": {"output_files": 1, "manifest_sha256": sha},
         },
     ]
+    (root / "audit").mkdir(exist_ok=True)
+    (root / "audit" / "entries.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    return root / "audit"
+
+
+PRIVATE = {"unit": "subject", "epsilon": 8.0, "delta": 1e-6}
+
+
+def test_a_manifest_that_is_missing_or_does_not_match_its_entry_attests_nothing(tmp_path):
+    """The log holds only the manifest's (salted) digest: the manifest is what names the
+    outputs, and one edited (a digest added) or removed attests nothing. Positive
+    control: the intact manifest attests its output."""
+    digest = "ab" * 32
+    audit = _job_lab(tmp_path, PRIVATE, digest)
+    trainers = ["facelab.jobs.trainers:pca_head"]
+    assert digest in job_outputs(audit, "acme", trainers).models
+    m = audit.parent / "manifests" / "acme" / f"job-{JOB}.json"
+    doc = json.loads(m.read_bytes())
+    doc["outputs"]["covert.onnx"] = "cd" * 32  # a hand-made model slipped in
+    m.write_bytes(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+    found = job_outputs(audit, "acme", trainers)
+    assert found.models == {} and found.train_jobs == 0
+    m.unlink()
+    assert job_outputs(audit, "acme", trainers).models == {}
 
 
 @pytest.mark.parametrize(
@@ -274,9 +320,9 @@ def test_only_a_job_that_ran_under_differential_privacy_attests_its_outputs(
     # the tenant chose the model the trainer ran: without a per-subject bound, a model
     # can steer the trainer into writing a subject's face into the head (issue 20)
     digest = "ab" * 32
-    lines = [json.dumps(e) for e in _job_entries("j1", privacy, digest)]
-    (tmp_path / "entries.jsonl").write_text("\n".join(lines) + "\n")
-    found = job_outputs(tmp_path, "acme", ["facelab.jobs.trainers:pca_head"])
+    found = job_outputs(
+        _job_lab(tmp_path, privacy, digest), "acme", ["facelab.jobs.trainers:pca_head"]
+    )
     assert (digest in found.models) is attested
     if attested:
         assert (found.models[digest].epsilon, found.models[digest].delta) == (8.0, 1e-6)

@@ -99,9 +99,7 @@ def test_a_tenants_exports_together_stay_within_its_budget(el) -> None:
     assert "tenant_capacity_bits" in hit.evidence and f"{BUDGET}" in hit.evidence
     assert _releases(el) == before
     entry = _last_entry(el)
-    assert entry["action"] == "export.refuse" and entry["details"]["blocking"] == [
-        "capacity: whole export"
-    ]
+    assert entry["action"] == "export.refuse" and entry["details"]["blocking"] == {"capacity": 1}
     assert tenant_bits(el.lab.paths.audit, "acme") == pytest.approx(charged)
     # positive control: the model as imported carries nothing the tenant chose and
     # still leaves with the budget nearly spent

@@ -29,8 +29,8 @@ def _table(tmp: Path) -> Path:
 def test_a_refused_artifact_moved_elsewhere_in_the_lab_makes_destroy_fail(el, tmp_path) -> None:
     """Red team 14h, case 40: an artifact the gate refused, moved out of the outbox to a
     folder that is no place of the tenant's, holds no identifier and no vault bytes; its
-    digest, recorded in the refusal's entry, finds it. (Runs first: the test below
-    destroys the tenant.)"""
+    digest, listed in the refusal's manifest (the entry holds the manifest's salted
+    digest), finds it. (Runs first: the test below destroys the tenant.)"""
     import json
 
     import numpy as np
@@ -47,7 +47,8 @@ def test_a_refused_artifact_moved_elsewhere_in_the_lab_makes_destroy_fail(el, tm
     keep.mkdir()
     (box / "w.npy").rename(keep / "w.npy")
     entry = json.loads((el.lab.paths.audit / "entries.jsonl").read_text().splitlines()[-1])
-    assert entry["action"].startswith("export.") and entry["details"]["source_sha256"]
+    assert entry["action"].startswith("export.") and entry["details"]["manifest_sha256"]
+    assert "source_sha256" not in entry["details"] and "w.npy" not in json.dumps(entry)
     root, log = el.unlocked()
     with log, pytest.raises(BadInputError, match="could not be verified"):
         vault_ops.destroy(el.lab, root, el.tenant, "officer", log)

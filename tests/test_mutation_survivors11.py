@@ -23,21 +23,34 @@ PCA = "facelab.jobs.trainers:pca_head"
 PRIVATE = {"unit": "subject", "epsilon": 8.0, "delta": 1e-6}
 
 
+JOB = "20261123T163000Z-0a1b2c3d"
+
+
 def _log(tmp_path: Path, trainer: str, decision: str) -> Path:
+    """A lab's audit directory with one job of ``trainer`` that finished ``decision``,
+    its output listed in the job's manifest (whose digest the entry records)."""
+    from facelab import manifests
+
+    root = tmp_path / "lab"
+    root.mkdir(exist_ok=True)
+    sha = manifests.write(
+        root, "acme", manifests.job_name(JOB), "job", {"outputs": {"model.onnx": "ab" * 32}}
+    )
     start = {"kind": "train", "trainer": trainer, "spec_bytes": 100, "privacy": PRIVATE}
     lines = [
-        {"seq": 0, "action": "job.start", "tenant": "acme", "object": "j", "details": start},
+        {"seq": 0, "action": "job.start", "tenant": "acme", "object": JOB, "details": start},
         {
             "seq": 1,
             "action": "job.finish",
             "tenant": "acme",
-            "object": "j",
+            "object": JOB,
             "decision": decision,
-            "details": {"outputs": ["ab" * 32 + "  model.onnx"]},
+            "details": {"output_files": 1, "manifest_sha256": sha},
         },
     ]
-    (tmp_path / "entries.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
-    return tmp_path
+    (root / "audit").mkdir(exist_ok=True)
+    (root / "audit" / "entries.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    return root / "audit"
 
 
 @pytest.mark.parametrize("decision", ["failed", "timeout", "refused"])

@@ -57,6 +57,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from facelab.accountability import offline
+from facelab.accountability.register import released_files
 from facelab.errors import BadInputError, FacelabError
 from facelab.jsonfile import strict_loads
 from facelab.scratch import sibling_dir
@@ -633,8 +634,8 @@ def _facts(pack: Path, key, origin: str, rep: PackReport, limits: dict) -> dict:
             if e is None or e.get("tenant") != m["tenant"]:
                 bad(f"releases/{rid}: no export decision on the record names it")
             else:
-                logged = set((e.get("details") or {}).get("artifacts", []))
-                if not {f"{p} sha256:{s}" for p, s in want.items()} <= logged:
+                logged = {f["sha256"] for f in released_files(e.get("details") or {})}
+                if not set(want.values()) <= logged:
                     bad(f"releases/{rid}: the record's digests differ from the manifest's")
             n += 1
         except (FacelabError, KeyError, TypeError, AttributeError) as e:

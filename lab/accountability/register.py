@@ -13,12 +13,19 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def _artifacts(listing: object) -> list[dict]:
+def released_files(details: dict) -> list[dict]:
+    """The released files of an export entry, by SHA-256: ``released_sha256`` (the log
+    holds no names of a tenant's files; they are in the release's own manifest), or the
+    digests of the ``path sha256:...`` lines of entries written before it."""
+    got = details.get("released_sha256")
+    if isinstance(got, list):
+        return [{"sha256": str(x)} for x in got]
     out = []
+    listing = details.get("artifacts")
     for a in listing if isinstance(listing, list) else []:
         path, _, digest = str(a).rpartition(" sha256:")
         if path and digest:
-            out.append({"path": path, "sha256": digest})
+            out.append({"sha256": digest})
     return out
 
 
@@ -56,7 +63,7 @@ def accountability(entries: list[dict], certificates: Path) -> dict[str, dict]:
                     "release": d.get("release"),
                     "time": e.get("time"),
                     "decision": e.get("decision"),
-                    "files": _artifacts(d.get("artifacts")),
+                    "files": released_files(d),
                 }
             )
         elif a == "export.refuse":
@@ -93,8 +100,7 @@ def markdown_cells(r: dict) -> tuple[str, str, str]:
     """Models, released artifacts and destruction of one register row, as table cells."""
     models = ", ".join(f"{m['model']} ({str(m['digest'])[:19]})" for m in r["models_imported"])
     rel = "; ".join(
-        ", ".join(f"{f['path']} sha256:{f['sha256'][:12]}" for f in x["files"])
-        for x in r["artifacts_released"]
+        ", ".join(f"sha256:{f['sha256'][:12]}" for f in x["files"]) for x in r["artifacts_released"]
     )
     d = r["destruction"]
     dest = d["status"]

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from facelab.audit import _files_schema
 from facelab.errors import AuditSchemaError
 
 FIELDS = (
@@ -123,7 +124,11 @@ class Event:
     Raises ``AuditSchemaError`` (a ``ValueError``) for a field of the wrong type or
     length, a tenant that is not a tenant id, or details that are not small: strings of
     at most 512 printable characters, lists of at most 256 items, mappings of at most 64
-    keys, nesting at most 4 deep, finite numbers, 16 KiB of canonical JSON in all.
+    keys, nesting at most 4 deep, finite numbers, 16 KiB of canonical JSON in all. Entries
+    about a tenant's files (``job.*``, ``export.*``, ``release.*``) also obey the
+    declared schema of ``facelab.audit._files_schema``: each detail key declared, each
+    value of its declared type (counts, numbers, fixed-length digests, lab-made ids,
+    short enumerations), and ``object`` a lab-made id or digest.
     """
 
     action: str
@@ -164,6 +169,10 @@ class Event:
             raise AuditSchemaError(f"audit details are not canonical JSON ({e})") from e
         if size > MAX_DETAILS:
             raise AuditSchemaError(f"audit details are {size} bytes, over {MAX_DETAILS}")
+        # entries about a tenant's files: every key declared, every value typed and sized
+        why = _files_schema.problem(self.action, self.object, self.details)
+        if why:
+            raise AuditSchemaError(f"audit schema: {why}")
 
 
 def canonical(obj: Mapping[str, Any]) -> bytes:

@@ -13,6 +13,14 @@ workspace, and records the outcome from its own observations: the layers it buil
 limits and forbidden system calls the kernel enforced, the outputs' digests, and the
 job's summary only if it is a few named numbers (``facelab.jobs.summary``). Results leave
 only through the export gate.
+
+What the log says about the outbox (issue 14: the log outlives ``destroy``, so it holds
+nothing the tenant's code chose): the number of files, their total size, what was removed
+by kind, and the SHA-256 of the job's manifest (``facelab.manifests``,
+``LAB/manifests/<tenant>/job-<id>.json``: the files' names and digests, the spec, the
+summary, with 32 random bytes of salt), which ``destroy`` removes with the tenant's
+other places. Names, digests of tenant-chosen bytes, the job's error text and its
+summary's values are never in an entry.
 """
 
 from __future__ import annotations
@@ -32,8 +40,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from facelab import confine
+from facelab import confine, manifests
 from facelab.audit import AuditLog, Event, intents
+from facelab.audit._files_schema import exception_class, lab_fact
 from facelab.audit.events import escape_text
 from facelab.confine.safefs import UnsafeEntry, disown, walk_regular
 from facelab.errors import BadInputError, JobRefused
@@ -75,30 +84,62 @@ _CLASS = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
 
 
 def _error_class(message: str) -> str:
-    """The exception class of a job's error message ("ValueError: ..." -> "ValueError"),
-    if it looks like one; never any of the message's own text."""
+    """The exception class of a job's error message ("ValueError: ..." -> "ValueError")
+    when it is one of Python's or facelab's ("other" for a class the job's code defined:
+    its name is the code's choice); never any of the message's own text."""
     head = message.split(":", 1)[0].strip()
-    return head if _CLASS.fullmatch(head) else ("error" if message else "")
+    if not message:
+        return ""
+    return exception_class(head) if _CLASS.fullmatch(head) else "error"
 
 
 def _error_record(message: str) -> dict | None:
+    """The job's own error in the log: its class (see ``_error_class``) and length. Its
+    text is in the outbox (``job-error.txt``) and its digest in the manifest: a digest
+    of a short text the job chose would be inverted by guessing."""
     if not message:
         return None
-    return {
-        "class": _error_class(message),
-        "sha256": hashlib.sha256(message.encode("utf-8", "surrogateescape")).hexdigest(),
-        "chars": len(message),
-    }
+    return {"class": _error_class(message), "chars": len(message)}
+
+
+_SYSCALL_NO = re.compile(r"syscall \d+")
+
+
+def _logged_fact(text: str) -> str:
+    """A fact of the runner or the kernel as the log may hold it: a system call the
+    resolver does not know is not named by its number (a number the job chose), and a
+    sentence the schema does not list is replaced (``facelab.audit._files_schema``)."""
+    return lab_fact(escape_text(_SYSCALL_NO.sub("syscall ?", text), 200))
+
+
+def _removal_kind(reason: str) -> str:
+    """What kind of entry the runner removed from the outbox (an enumeration: the entry's
+    name and its reason's details stay out of the log)."""
+    for start, k in (
+        ("name outside", "name"),
+        ("directory name", "directory-name"),
+        ("symbolic link", "link"),
+        ("hard link", "hard-link"),
+        ("more than", "count"),
+        ("FIFO", "special-file"),
+        ("socket", "special-file"),
+        ("character device", "special-file"),
+        ("block device", "special-file"),
+        ("special file", "special-file"),
+    ):
+        if reason.startswith(start):
+            return k
+    return "size" if reason.endswith("over the cap") else "unreadable"
 
 
 def _collect_outbox(
     outbox: Path, limits: confine.Limits, job_error: str
-) -> tuple[dict[str, str], list, str]:
+) -> tuple[dict[str, tuple[str, int]], list, str]:
     """Read back the outbox without trusting it: give it back to the lab's owner
     (no extended attributes, no chosen timestamps), keep regular files only, remove
     the rest; the job's own error text goes in ``job-error.txt``. An outbox that cannot
     be read safely (names past PATH_MAX, a tree too deep) is removed whole: default
-    deny. Returns (outputs, refused entries, problem or "")."""
+    deny. Returns (outputs: name -> (sha256, bytes), refused entries, problem or "")."""
     try:
         disown(outbox)
         if job_error:
@@ -124,7 +165,7 @@ def _collect_outbox(
                     shutil.rmtree(d, dir_fd=dfd)
                     dirs.remove(d)
                     unsafe.append(UnsafeEntry(_text(d, 120), "directory name refused"))
-        return {f.path: f.sha256 for f in named}, unsafe, ""
+        return {f.path: (f.sha256, f.size) for f in named}, unsafe, ""
     except (OSError, ValueError, UnicodeError) as e:
         shutil.rmtree(outbox, ignore_errors=True)
         outbox.mkdir(mode=0o700, exist_ok=True)
@@ -156,19 +197,37 @@ def _text(s: str, n: int) -> str:
     return escape_text(s, n)
 
 
-def _outputs_record(outputs: dict[str, str]) -> dict:
-    """The outbox in the audit entry: up to 64 files as "sha256  name" lines, beyond
-    that their count and the digest of the sorted listing (names are the job's)."""
-    lines = [f"{d}  {_text(name, 200)}" for name, d in sorted(outputs.items())]
-    if len(lines) <= 64:
-        return {"outputs": lines}
-    listing = "\n".join(f"{d}  {name}" for name, d in sorted(outputs.items()))
-    return {
-        "output_files": len(lines),
-        "outputs_listing_sha256": hashlib.sha256(
-            listing.encode("utf-8", "surrogateescape")
-        ).hexdigest(),
-    }
+def _joined(facts: list[str], limit: int = 300) -> str:
+    """Whole facts joined with "; " up to ``limit`` characters (never a cut one)."""
+    out: list[str] = []
+    for f in facts:
+        if len("; ".join([*out, f])) > limit:
+            break
+        out.append(f)
+    return "; ".join(out)
+
+
+def _summary_code(problem: str) -> str:
+    """Why a summary was refused, as a code (its reason may quote a key the job chose)."""
+    if not problem:
+        return ""
+    for start, code in (
+        ("summary is a", "not-an-object"),
+        ("summary has", "too-many-keys"),
+        ("a summary key", "bad-key"),
+    ):
+        if problem.startswith(start):
+            return code
+    return "bad-value"
+
+
+def _removed_record(unsafe: list) -> dict[str, int]:
+    """What the runner removed from the outbox, counted by kind."""
+    out: dict[str, int] = {}
+    for u in unsafe:
+        k = _removal_kind(u.reason)
+        out[k] = out.get(k, 0) + 1
+    return out
 
 
 def _limits(gov) -> confine.Limits:
@@ -219,9 +278,9 @@ def run_job(
                 actor,
                 role="tenant",
                 tenant=tenant,
-                object=f"sha256:{spec_digest}",
                 decision="refused",
-                details={"reason": decision.reason[:300]},
+                # a code, not the reason's text: that may quote the tenant's spec
+                details={"reason": decision.code or "other", "spec_bytes": len(canonical)},
             )
         )
         raise JobRefused(f"job refused: {decision.reason}")
@@ -275,9 +334,8 @@ def run_job(
                 actor,
                 role="tenant",
                 tenant=tenant,
-                object=f"sha256:{spec_digest}",
                 decision="refused",
-                details={"reason": "isolation layers missing", "missing": missing},
+                details={"reason": "isolation-missing", "missing": len(missing)},
             )
         )
         raise JobRefused(
@@ -295,9 +353,9 @@ def run_job(
             tenant=tenant,
             object=job_id,
             details={
-                "spec_sha256": spec_digest,
-                # all the tenant chose in the job (the export gate charges it for an
-                # attested output: facelab.gates.exporting.attestation)
+                # the size of all the tenant chose in the job (the export gate charges it
+                # for an attested output: facelab.gates.exporting.attestation); the spec
+                # itself and its digest are in the job's manifest
                 "spec_bytes": len(canonical),
                 "kind": kind,
                 "split": split,
@@ -351,7 +409,7 @@ def run_job(
         except (BrokenPipeError, ConnectionError):
             pass  # the job stopped reading (it ended, failed or was killed)
         except Exception as e:  # the vault failed: the job sees a cut stream
-            feed_error.append(f"record stream: {type(e).__name__}: {e}"[:300])
+            feed_error.append(f"record stream: {type(e).__name__}")
 
     feeder = threading.Thread(target=feed, daemon=True)
 
@@ -395,16 +453,56 @@ def run_job(
                 shutil.rmtree(outbox)  # removes links, never follows them
             status = "failed"
             facts.append("the tenant was destroyed while the job ran: its outputs are removed")
-            outputs, unsafe, outbox_problem = {}, [], ""
+            found, unsafe, outbox_problem = {}, [], ""
         else:
-            outputs, unsafe, outbox_problem = _collect_outbox(outbox, limits, job_error)
+            found, unsafe, outbox_problem = _collect_outbox(outbox, limits, job_error)
         if outbox_problem:
             facts.append(outbox_problem)
-        error = "; ".join(facts) or _error_class(job_error)
-        with contextlib.suppress(OSError):
-            shutil.rmtree(workspace)  # scratch: never kept, never followed
         step("checking the summary and the outputs")
         summary, summary_problem = clean_summary(run.result if run.status == "ok" else None)
+        # what the tenant chose (names, their digests, the spec, the summary's values,
+        # the error's digest) goes in the job's manifest, in a place destroy empties; the
+        # entry holds its salted digest, counts and sizes (facelab.manifests)
+        manifest_sha: str | None = None
+        try:
+            # none for a tenant destroyed while the job ran: nothing of it is kept
+            manifest_sha = (
+                None
+                if destroyed
+                else manifests.write(
+                    lab.paths.root,
+                    tenant,
+                    manifests.job_name(job_id),
+                    "job",
+                    {
+                        "job": job_id,
+                        "outputs": {n: d for n, (d, _) in sorted(found.items())},
+                        "output_bytes": {n: b for n, (_, b) in sorted(found.items())},
+                        "spec": spec,
+                        "spec_sha256": spec_digest,
+                        "summary": summary,
+                        "summary_sha256": _digest(summary) if summary else None,
+                        "summary_refused": summary_problem,
+                        "error_sha256": hashlib.sha256(
+                            job_error.encode("utf-8", "surrogateescape")
+                        ).hexdigest()
+                        if job_error
+                        else None,
+                        "removed": [f"{u.path}: {u.reason}" for u in unsafe][:1000],
+                    },
+                )
+            )
+        except (OSError, BadInputError, TypeError, ValueError) as e:
+            # outputs nobody can account for after the fact are not kept: default deny
+            with contextlib.suppress(OSError):
+                shutil.rmtree(outbox)
+            found, manifest_sha, status = {}, None, "failed"
+            facts.append(f"outbox removed whole: its manifest was not written ({type(e).__name__})")
+        outputs = {n: d for n, (d, _) in found.items()}
+        error = "; ".join(facts) or _error_class(job_error)
+        logged_error = _joined([_logged_fact(f) for f in facts])
+        with contextlib.suppress(OSError):
+            shutil.rmtree(workspace)  # scratch: never kept, never followed
         log.record(
             Event(
                 "job.finish",
@@ -414,18 +512,16 @@ def run_job(
                 object=job_id,
                 decision=status,
                 details={
-                    "error": _text(error, 300),
+                    "error": logged_error or _error_class(job_error),
                     "job_error": _error_record(job_error),
-                    "kernel_events": [_text(e, 200) for e in run.events][:20],
-                    "confinement": list(run.layers),
-                    # the values stay out of the signed log (it outlives the tenant): digest only
-                    "summary_sha256": _digest(summary) if summary else None,
+                    "kernel_events": [_logged_fact(e) for e in run.events][:20],
+                    "confinement": [_logged_fact(x) for x in run.layers][:20],
                     "summary_keys": len(summary),
-                    "summary_refused": summary_problem,
-                    **_outputs_record(outputs),
-                    "removed_from_outbox": [_text(f"{u.path}: {u.reason}", 200) for u in unsafe][
-                        :50
-                    ],
+                    "summary_refused": _summary_code(summary_problem),
+                    "output_files": len(found),
+                    "output_bytes": sum(b for _, b in found.values()),
+                    "removed_from_outbox": _removed_record(unsafe),
+                    **({"manifest_sha256": manifest_sha} if manifest_sha else {}),
                     "outbox": str(outbox.relative_to(lab.paths.root)),
                     "workspace": "removed",
                 },

@@ -55,6 +55,9 @@ TENANT_TREES: tuple[tuple[str, str], ...] = (
     ("outbox, including artifacts the export gate refused", "outbox/{tenant}"),
     ("released artifacts", "released/{tenant}"),
     ("caches", "cache/{tenant}"),
+    # what the audit log may not hold: the names and digests of the tenant's files, in
+    # salted manifests whose digests the entries record (facelab.manifests)
+    ("job and export manifests (names and digests of the tenant's files)", "manifests/{tenant}"),
 )
 MAX_MODEL_BYTES = 16 << 30  # a registry directory larger than this is not hashed
 DESTROYING = "destroying"  # LAB/keys/destroying/<tenant>.json: scan needles, no secrets
@@ -447,30 +450,73 @@ def _file_sha256(p: Path) -> str:
         return ""
 
 
-def recorded_digests(lab: Lab, tenant: str) -> set[str]:
-    """SHA-256 (hex) of every file the log says ``tenant``'s jobs wrote (``job.finish``
-    outputs) or its exports were given (``source_sha256``, refused ones too): a copy of
-    one of them left anywhere in the lab is the tenant's data, whether or not its bytes
-    hold an identifier (red team 14h, case 40: a refused artifact moved out of the
-    outbox before destroy). A digest another tenant's jobs or exports also have (the
-    same error text, say) is left out: that tenant's copy is its own."""
+def recorded_digests(lab: Lab, tenant: str) -> tuple[set[str], list[str]]:
+    """SHA-256 (hex) of every file ``tenant``'s jobs wrote or its exports were given
+    (refused ones too), and the manifests that could not be read.
+
+    A copy of one of those files left anywhere in the lab is the tenant's data, whether
+    or not its bytes hold an identifier (red team 14h, case 40: a refused artifact moved
+    out of the outbox before destroy). The log holds only the salted digest of each
+    job's and export's manifest (``facelab.manifests``), so the digests come from the
+    manifests, each checked against its entry; they must be read before destroy removes
+    them. A manifest that is missing or does not match its entry, for a job or export
+    that had files, is named in the second list: destroy cannot say that no copy of
+    those files is left, so it does not certify "passed" (fail closed). A digest another
+    tenant's jobs or exports also have (the same error text, say) is left out: that
+    tenant's copy is its own. Entries written before the manifests (``outputs`` lines,
+    ``source_sha256`` lists) are read as they are."""
+    from facelab import manifests
     from facelab.audit.read import entries
 
     per: dict[str, set[str]] = {}
+    unverified: list[str] = []
+    # a tenant destroyed before (and back since) had its manifests removed then: what its
+    # entries from before that destruction name was looked for by that destroy
+    gone: dict[str, int] = {}
+    for e in entries(lab.paths.audit, b'"vault.destroy"'):
+        if e.get("action") == "vault.destroy" and e.get("decision") in ("destroyed", "failed"):
+            gone[str(e.get("tenant"))] = int(e.get("seq", 0))
+
+    def current(e: dict) -> bool:
+        return int(e.get("seq", 0)) > gone.get(str(e.get("tenant")), -1)
+
+    def manifest(t: str, name: str, sha: object, files: object) -> None:
+        try:
+            doc = manifests.read(lab.paths.root, t, name, sha)
+        except FacelabError:
+            doc = None
+        if doc is not None:
+            per.setdefault(t, set()).update(manifests.digests(doc))
+        elif t == tenant and (not isinstance(files, int) or files > 0) and name not in unverified:
+            unverified.append(name)
+
     for e in entries(lab.paths.audit, b'"job.finish"'):
-        d = e.get("details")
-        if isinstance(d, dict) and isinstance(d.get("outputs"), list):
-            got = per.setdefault(str(e.get("tenant")), set())
+        d, t = e.get("details"), str(e.get("tenant"))
+        if not isinstance(d, dict) or not current(e):
+            continue
+        if isinstance(d.get("outputs"), list):  # before the manifests
+            got = per.setdefault(t, set())
             got.update(str(x).partition("  ")[0] for x in d["outputs"] if isinstance(x, str))
+        if "manifest_sha256" in d or d.get("output_files", 0) != 0:
+            manifest(
+                t,
+                manifests.job_name(str(e.get("object"))),
+                d.get("manifest_sha256"),
+                d.get("output_files"),
+            )
     for e in entries(lab.paths.audit, b'"export.'):
-        d = e.get("details")
-        if isinstance(d, dict) and isinstance(d.get("source_sha256"), list):
-            got = per.setdefault(str(e.get("tenant")), set())
+        d, t = e.get("details"), str(e.get("tenant"))
+        if not isinstance(d, dict) or not current(e):
+            continue
+        if isinstance(d.get("source_sha256"), list):  # before the manifests
+            got = per.setdefault(t, set())
             got.update(x for x in d["source_sha256"] if isinstance(x, str))
+        if "manifest" in d:
+            manifest(t, str(d["manifest"]), d.get("manifest_sha256"), d.get("artifacts"))
     mine = per.pop(tenant, set())
     for theirs in per.values():
         mine -= theirs
-    return {x for x in mine if re.fullmatch(r"[0-9a-f]{64}", x)}
+    return {x for x in mine if re.fullmatch(r"[0-9a-f]{64}", x)}, unverified
 
 
 def scan_lab(
@@ -1063,8 +1109,16 @@ def _destroy(
     for p in trees:
         needles += _tree_samples(p, shared=registered, others=others)
     ids = identifier_needles(lab, root, tenant)
+    # the digests of the tenant's files, from its manifests, before they are removed
+    digests, unverified = recorded_digests(lab, tenant)
     side = _needles_path(lab, tenant)
-    doc = {"needles": [n.hex() for n in needles], "inventory": inv, "committed": False}
+    doc = {
+        "needles": [n.hex() for n in needles],
+        "inventory": inv,
+        "committed": False,
+        "digests": sorted(digests),
+        "manifests_unverified": unverified,
+    }
     _write_side(side, doc)
     seq = intents.begin(
         log,
@@ -1122,6 +1176,14 @@ def _finish_destroy(
     except (KeyError, TypeError, ValueError):
         needles, inv = [], {"records": 0, "subjects": 0, "datasets": [], "columns": []}
     needles += extra_needles
+    digests = saved.get("digests")
+    unverified = saved.get("manifests_unverified")
+    if not isinstance(digests, list) or not isinstance(unverified, list):
+        # no side file (or one from before the manifests): what the manifests left say
+        found, unverified = recorded_digests(lab, tenant)
+        digests = sorted(found)
+    digests = {str(x) for x in digests if re.fullmatch(r"[0-9a-f]{64}", str(x))}
+    unverified = [str(x) for x in unverified][:64]
     if identifiers is None:  # finishing after a crash: readable only if the key still is
         identifiers = []
         wrapped = keystore.load_tenant_key(lab.paths.keys, tenant)
@@ -1175,9 +1237,7 @@ def _finish_destroy(
         _hook(hook, f"after-place-{len(places) - 2}")
     _hook(hook, "after-places")
     stats: dict = {}
-    copies = scan_lab(
-        lab.paths.root, needles, skip={side}, stats=stats, digests=recorded_digests(lab, tenant)
-    )
+    copies = scan_lab(lab.paths.root, needles, skip={side}, stats=stats, digests=digests)
     left_trees = [str(p) for _, p in tenant_places(lab, tenant) if os.path.lexists(p)]
     left_trees += [p for p in linked if p not in left_trees]
     # a removed file that had another hard link: that name keeps its bytes
@@ -1195,12 +1255,17 @@ def _finish_destroy(
         and shredded["records_left"] == 0
         and not left_trees
         and not stats.get("unreadable_directories")
+        # a job or export whose manifest is missing or edited: its files' digests are
+        # unknown, so a copy of them could be left unseen (never "passed" for that)
+        and not unverified
     )
     places.append(
         {
             "place": "audit log",
             "path": "audit/",
-            "action": "kept: entries hold digests, counts and pseudonymous ids only "
+            "action": "kept: entries hold digests, counts and pseudonymous ids only; "
+            "entries about the tenant's files hold counts, sizes and the digests of salted "
+            "manifests removed above, never names or plain digests of the tenant's bytes "
             "(schema enforced when each entry is built); scanned like every file",
         }
     )
@@ -1236,6 +1301,10 @@ def _finish_destroy(
                 "directories_not_listed": stats.get("unreadable_directories", [])[:64],
                 "finished_after_interruption": reconciled,
                 "identifier_needles": len(identifiers),
+                "file_digests": len(digests),
+                # manifests missing or not matching their entries (their files' digests
+                # could not be looked for): the result is FAILED while any is listed
+                "manifests_unverified": unverified,
             },
         },
     )
@@ -1252,7 +1321,9 @@ def _finish_destroy(
     if not ok:
         raise BadInputError(
             f"{lab.paths.root}: destroy could not be verified: copies in {copies}, "
-            f"places left {left_trees}; see {path}"
+            f"places left {left_trees}"
+            + (f", manifests missing or edited {unverified}" if unverified else "")
+            + f"; see {path}"
         )
     return path
 

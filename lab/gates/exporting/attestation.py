@@ -2,10 +2,12 @@
 
 A tenant runs no code of its own in the lab: a job runs facelab's benchmark, or a trainer
 the lab's policy registers (``[jobs] trainers``), over the tenant's imported model, and
-the job runner records each finished job's outbox as ``sha256  name`` lines in its
-``job.finish`` entry (``facelab.jobs.runner._outputs_record``). A file whose bytes have
-one of those digests is what lab code wrote; any other file (made by hand, edited after
-the job, another tenant's, a failed job's) is not.
+the job runner lists each finished job's outbox (names and SHA-256 digests) in the job's
+manifest (``facelab.manifests``, ``LAB/manifests/<tenant>/job-<id>.json``) and records
+the manifest's SHA-256 in its ``job.finish`` entry. A file whose bytes have one of the
+digests of a manifest that matches its entry is what lab code wrote; any other file
+(made by hand, edited after the job, another tenant's, a failed job's, one listed in a
+manifest that is missing or does not match the log) is not.
 
 Why the export gate asks for this (issue 20, default deny): the capacity budget bounds
 what a tenant can take out through values it chose, but any nonzero budget lets a payload
@@ -26,6 +28,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+
+from facelab.errors import FacelabError
 
 __all__ = ["Attestation", "JobOutputs", "charge_bits", "job_outputs"]
 
@@ -59,18 +63,24 @@ class JobOutputs:
     train_jobs: int = 0
 
 
-def job_outputs(audit_dir: Path, tenant: str, trainers: Iterable[str]) -> JobOutputs:
+def job_outputs(
+    audit_dir: Path, tenant: str, trainers: Iterable[str], *, lab_root: Path | None = None
+) -> JobOutputs:
     """The outputs of ``tenant``'s jobs that finished ``done``, from its ``job.start``
-    (kind, trainer, spec size) and ``job.finish`` (decision, ``outputs`` lines) entries.
+    (kind, trainer, spec size) and ``job.finish`` (decision, ``manifest_sha256``) entries
+    and each job's manifest under ``lab_root`` (default: the parent of ``audit_dir``).
 
     ``trainers``: the ``module:function`` targets the lab's policy registers now; a
     train job of any other trainer (one the policy no longer lists) attests nothing. A
     train job recorded without its spec's size (before facelab recorded it) attests
-    nothing either: what the tenant chose in it cannot be bounded. A job whose outbox
-    held more than 64 files has only a digest of its listing in the log and attests
-    nothing.
+    nothing either: what the tenant chose in it cannot be bounded. A job whose manifest
+    is missing, or whose bytes do not hash to the digest its entry recorded, attests
+    nothing (default deny).
     """
+    from facelab import manifests
     from facelab.audit.read import entries
+
+    root = Path(audit_dir).parent if lab_root is None else Path(lab_root)
 
     registered = set(trainers)
     started: dict[str, dict] = {}
@@ -88,12 +98,18 @@ def job_outputs(audit_dir: Path, tenant: str, trainers: Iterable[str]) -> JobOut
         if e.get("action") != "job.finish" or e.get("decision") != "done" or job not in started:
             continue
         start = started.pop(job)  # one finish per start
-        lines = d.get("outputs", [])
-        if not isinstance(lines, list):
+        try:
+            doc = manifests.read(
+                root, tenant, manifests.job_name(str(job)), d.get("manifest_sha256")
+            )
+        except FacelabError:
+            doc = None
+        listed = doc.get("outputs") if doc is not None else None
+        if not isinstance(listed, dict):
             continue
-        outputs = [str(x).partition("  ") for x in lines]
+        outputs = [(str(h), str(name)) for name, h in listed.items()]
         if start.get("kind") == "bench":
-            reports.update(h for h, _, name in outputs if PurePosixPath(name).name == "report.json")
+            reports.update(h for h, name in outputs if PurePosixPath(name).name == "report.json")
         elif start.get("kind") == "train" and start.get("trainer") in registered:
             size = start.get("spec_bytes")
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -103,7 +119,7 @@ def job_outputs(audit_dir: Path, tenant: str, trainers: Iterable[str]) -> JobOut
                 continue
             n_train += 1
             att = Attestation(str(job), str(start["trainer"]), size, *privacy)
-            for h, _, _name in outputs:
+            for h, _name in outputs:
                 models.setdefault(h, att)
     return JobOutputs(models, reports, n_train)
 

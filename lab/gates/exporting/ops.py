@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from facelab import labfs
+from facelab import labfs, manifests
 from facelab.audit import AuditLog, Event, intents
+from facelab.audit._files_schema import DETECTORS, exception_class
 from facelab.errors import BadInputError
 from facelab.gates.exporting import attestation, contract, release, vault_index
 from facelab.gates.exporting._types import Finding, ScanContext
@@ -301,30 +302,55 @@ def export(
                 report = replace(report, findings=(*report.findings, over))
             digests = [a["source_sha256"] for a in report.artifacts]
             policy_sha = hashlib.sha256(labfs.read_bytes(lab.paths.policy)).hexdigest()
+            attested = {
+                it.release_rel: it.attested["job"]
+                for it in items
+                if it.attested is not None and it.out is not None
+            }
+            # the names of what the tenant handed in, the digests of its bytes (refused
+            # ones too: destroy looks for a copy of any of them, vault.ops.recorded_digests)
+            # and which detector blocked which file go in the export's manifest, in a
+            # place destroy empties; the entry holds its salted digest (facelab.manifests)
+            mname = "export-" + clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+            mname += "-" + os.urandom(4).hex()
+            msha = manifests.write(
+                lab.paths.root,
+                tenant,
+                mname,
+                "export",
+                {
+                    "artifacts": [dict(a) for a in report.artifacts],
+                    "blocking": sorted({f"{f.detector}: {f.artifact}" for f in report.blocking()}),
+                    "attested": attested,
+                },
+            )
+            blocking: dict[str, int] = {}
+            for f in report.blocking():
+                k = f.detector if f.detector in DETECTORS else "other"
+                blocking[k] = blocking.get(k, 0) + 1
             summary = {
-                "artifacts": [f"{a['path']} sha256:{a['sha256']}" for a in report.artifacts],
+                "manifest": mname,
+                "manifest_sha256": msha,
+                "artifacts": len(report.artifacts),
+                # what the gate released is published: its digests may stay on the record
+                "released_sha256": sorted({a["sha256"] for a in report.artifacts if a["sha256"]})[
+                    :256
+                ],
                 "findings": {
                     s: sum(f.severity == s for f in report.findings)
                     for s in ("high", "medium", "low")
                 },
-                "blocking": sorted({f"{f.detector}: {f.artifact}" for f in report.blocking()}),
+                "blocking": blocking,
                 "subjects matched": len({s for f in report.blocking() for s in f.subjects}),
                 "policy_sha256": policy_sha,
-                # what the tenant handed in, refused or not: destroy finds a copy of any
-                # of these left in the lab (vault.ops.recorded_digests)
-                "source_sha256": sorted({d for d in digests if d})[:64],
                 "capacity_bits": round(bits, 1),
                 "tenant_capacity_bits_before": round(spent, 1),
                 # differential privacy spent by this release (the epsilons of training
                 # jobs none of the tenant's earlier releases took out) and before it
                 "privacy_epsilon": eps,
                 "tenant_epsilon_before": eps_spent,
-                # the models that a training job of the tenant wrote, and which job
-                "attested": {
-                    it.release_rel: it.attested["job"]
-                    for it in items
-                    if it.attested is not None and it.out is not None
-                },
+                # the training jobs whose models this export takes out
+                "attested": sorted(set(attested.values())),
             }
             decision = "refused" if report.refused else "released"
             if report.refused and override is not None:
@@ -354,8 +380,9 @@ def export(
                     actor,
                     role="export reviewer" if override else "tenant",
                     tenant=tenant,
-                    object="sha256:"
-                    + hashlib.sha256("".join(sorted(digests)).encode()).hexdigest(),
+                    # the salted manifest's digest: a digest of the files' digests would
+                    # be inverted by guessing a small file's bytes
+                    object=f"sha256:{msha}",
                     decision=decision,
                     details=details,
                 )
@@ -365,14 +392,24 @@ def export(
                 when = clock().astimezone(UTC)
                 rid = release_id(when, report)
                 rel = f"released/{tenant}/{rid}"
-                seq = intents.begin(log, event({"release": rel, "capacity_bits": round(bits, 1)}))
+                seq = intents.begin(
+                    log,
+                    event(
+                        {
+                            "release": rel,
+                            "capacity_bits": round(bits, 1),
+                            "manifest": mname,
+                            "manifest_sha256": msha,
+                        }
+                    ),
+                )
                 hook("after-intent")
                 try:
                     out = _release(
                         lab, root, tenant, report, actor, decision, override, policy_sha, when
                     )
                 except Exception as e:  # nothing was committed (_release removes its copy)
-                    failed = event({"release": rel, "error": type(e).__name__})
+                    failed = event({"release": rel, "error": exception_class(type(e).__name__)})
                     intents.finish(log, seq, replace(failed, decision="aborted"))
                     raise
                 hook("after-commit")
@@ -688,7 +725,9 @@ def tenant_epsilon(audit_dir: Path, tenant: str) -> tuple[float, set[str]]:
         if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0:
             total += float(v)
         att = d.get("attested")
-        if isinstance(att, dict):
+        if isinstance(att, list):
+            jobs.update(str(j) for j in att)
+        elif isinstance(att, dict):  # entries written before the manifests
             jobs.update(str(j) for j in att.values())
     return total, jobs
 
