@@ -24,7 +24,10 @@ test: $(STAMP)
 
 # The suites marked slow (minutes each): the export gate's red-team corpus, the crash
 # loop of ingest and destroy (FACELAB_CRASH_ROUNDS rounds, default 24), the special-file
-# sweeps of `vault list` and `register` (the default run sweeps `audit verify`).
+# sweeps of `vault list` and `register` (the default run sweeps `audit verify`); since
+# session 12 also 15 end-to-end tests of 20-60 s each (the demo, whole import and
+# export flows, six export-behaviour detectors, fuzzing the import gate), each with a
+# lighter test of the same control left in the default run. Run both before a release.
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 

@@ -242,6 +242,7 @@ def test_cli_writes_the_report(dataset, tmp_path) -> None:
         assert word in page, word
 
 
+@pytest.mark.slow  # minutes-class end to end: `make test-slow`
 def test_cli_two_models_on_one_det_and_compare(dataset, tmp_path) -> None:
     cnn = REPO / "models" / "cnn"
     cmd = [sys.executable, "-m", "facelab.cli", "bench", "--dataset", str(dataset)]
@@ -267,6 +268,7 @@ def test_cli_two_models_on_one_det_and_compare(dataset, tmp_path) -> None:
     assert "Traceback" not in p.stderr
 
 
+@pytest.mark.slow  # minutes-class end to end: `make test-slow`
 def test_cli_scores_from_files_with_a_distance_flag(tmp_path) -> None:
     rng = np.random.default_rng(0)
     np.save(tmp_path / "g.npy", rng.uniform(0, 0.8, 300))

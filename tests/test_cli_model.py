@@ -6,6 +6,8 @@ import json
 import shlex
 from pathlib import Path
 
+import pytest
+
 from tests.import_helpers import build_model, make_package, model_json
 from tests.test_cli_audit import one_line_error, run
 
@@ -18,6 +20,7 @@ def _register_as_printed(keygen_stdout: str) -> None:
     assert p.returncode == 0, p.stderr
 
 
+@pytest.mark.slow  # minutes-class end to end: `make test-slow`
 def test_the_whole_import_flow(tmp_path: Path) -> None:
     lab = tmp_path / "lab"
     assert run("init", str(lab)).returncode == 0

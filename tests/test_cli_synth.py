@@ -70,6 +70,7 @@ def test_read_only_parent_exits_2(tmp_path: Path) -> None:
     assert "not writable" in line
 
 
+@pytest.mark.slow  # minutes-class end to end: `make test-slow`
 def test_demo_builds_a_lab_with_a_contact_sheet_and_a_verified_log(tmp_path: Path) -> None:
     p = _run("demo", "--lab", str(tmp_path / "lab"), "--identities", "80")
     assert p.returncode == 0, p.stderr

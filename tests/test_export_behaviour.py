@@ -91,6 +91,7 @@ def _rotation(seed: int) -> np.ndarray:
     return np.linalg.qr(np.random.default_rng(seed).normal(size=(128, 128)))[0].astype(np.float32)
 
 
+@pytest.mark.slow  # minutes-class end to end: `make test-slow`
 def test_the_demos_head_and_report_leave_as_the_gates_rebuild(lab) -> None:
     el, train, bench, _, _ = lab
     html = (bench / "report.html").read_text()
@@ -125,6 +126,7 @@ def test_the_demos_head_and_report_leave_as_the_gates_rebuild(lab) -> None:
     assert any("identification test" in n for n in out.report.notes)
 
 
+@pytest.mark.slow  # minutes-class end to end: `make test-slow`
 def test_a_per_identity_head_hidden_by_a_rotation_is_refused(lab) -> None:
     el, _, _, protos, pseudonyms = lab
     rot = _rotation(5)
@@ -144,6 +146,7 @@ def test_a_per_identity_head_hidden_by_a_rotation_is_refused(lab) -> None:
     assert not [p for p in pseudonyms if p in text]  # labels of one scan only
 
 
+@pytest.mark.slow  # minutes-class end to end: `make test-slow`
 def test_a_gallery_in_the_models_own_space_is_refused(lab) -> None:
     el, _, _, protos, _ = lab
     rot = _rotation(7)
@@ -178,6 +181,7 @@ def test_a_model_the_gate_cannot_run_is_refused(lab) -> None:
     assert "cannot run" in f.evidence
 
 
+@pytest.mark.slow  # minutes-class end to end: `make test-slow`
 def test_templates_are_checked_with_the_shipped_matchers_when_none_is_registered(lab) -> None:
     el, _, _, protos, _ = lab
     d = _outbox_dir(el, "templates")
@@ -190,6 +194,7 @@ def test_templates_are_checked_with_the_shipped_matchers_when_none_is_registered
     assert _export(el, [d], reference_models=[]).decision == "released"
 
 
+@pytest.mark.slow  # minutes-class end to end: `make test-slow`
 def test_a_face_split_into_shares_or_factors_is_recombined_and_refused(lab) -> None:
     import cv2
 
@@ -264,6 +269,7 @@ def test_a_report_no_benchmark_job_wrote_is_refused(lab) -> None:
     assert "benchmark job" in f.evidence
 
 
+@pytest.mark.slow  # minutes-class end to end: `make test-slow`
 def test_a_face_added_to_imported_weights_is_found_in_the_delta(lab) -> None:
     """A fine-tuning delta as a channel: a face added (at 1% amplitude) to the imported
     CNN's 128x128 embedding matrix is invisible in the sum, found in the changed weight

@@ -81,6 +81,7 @@ def _last_entry(el) -> dict:
     return json.loads(lines[-1])
 
 
+@pytest.mark.slow  # minutes-class end to end: `make test-slow`
 def test_a_tenants_exports_together_stay_within_its_budget(el) -> None:
     # the first fine-tune leaves, and its entry records what it was charged
     first = _export(el, [_bias_changed(el, "ft-1", 1)])

@@ -161,6 +161,7 @@ def test_a_reviewer_override_releases_and_is_logged_with_its_reason(
     assert m["decision"] == "overridden" and m["reviewer"]["name"] == "rev"
 
 
+@pytest.mark.slow  # minutes-class end to end: `make test-slow`
 def test_forged_or_misused_overrides_are_rejected_and_nothing_is_released(
     el, leaky: Path, tmp_path: Path
 ) -> None:

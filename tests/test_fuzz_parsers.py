@@ -110,6 +110,7 @@ def test_dataset_reader_raises_only_bad_input(
 
 @settings(max_examples=12, deadline=None)
 @given(st.binary(max_size=300), json_values)
+@pytest.mark.slow  # minutes-class end to end: `make test-slow`
 def test_import_gate_reports_on_any_package(tmp_path_factory, onnx_bytes, spec) -> None:
     from facelab.gates.importing import inspect
 

@@ -111,6 +111,7 @@ def _row(ds: Path) -> dict:
         return next(csv.DictReader(f))
 
 
+@pytest.mark.slow  # minutes-class end to end: `make test-slow`
 def test_scan_export_finds_a_face_and_a_name_and_passes_their_clean_twins(
     dataset: Path, tmp_path: Path
 ) -> None:

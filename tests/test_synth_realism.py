@@ -44,6 +44,7 @@ def test_dlib_hog_finds_one_face(realism_sets) -> None:
     assert realism.hog_one_face_rate(gate[:300]) >= 0.60
 
 
+@pytest.mark.slow  # minutes-class end to end: `make test-slow`
 def test_pca_baseline_separates_identities_and_difficulty_hurts(realism_sets) -> None:
     train_rows, train_imgs = realism.load(realism_sets[-1])
     eers = {}
