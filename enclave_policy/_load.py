@@ -66,6 +66,7 @@ class ImportPolicy:
     max_pad: int = 4096
     max_loop_iterations: int = 10000
     max_gflops: float = 50.0
+    max_tensor_mb: int = 2048
     min_template_distance: float = 0.001
 
 
@@ -558,6 +559,7 @@ def _import(raw: dict, path: Path) -> ImportPolicy:
         ("max_scale_factor", 1),
         ("max_pad", 0),
         ("max_loop_iterations", 1),
+        ("max_tensor_mb", 1),
     ):
         if key in t:
             v = _get(t, key, int, "import.", path)

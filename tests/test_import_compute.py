@@ -256,3 +256,27 @@ def test_work_that_grows_faster_than_the_batch_is_held_to_the_same_bound() -> No
     assert onnx_compute.gflops(m, SPEC, POL, batch=1) < 1e-3
     problems = onnx_compute.check(m, POL, SPEC)
     assert len(problems) == 1 and "at batch 64" in problems[0], problems
+
+
+def test_a_value_that_explodes_with_the_batch_is_a_memory_bomb_even_within_the_work_bound():
+    """ConstantOfShape of N**6 floats summed: 2 GFLOP per image at batch 64 (within the
+    work bound) but one 256 GiB tensor; batch 1 makes one float."""
+    nodes = [
+        N("Shape", ["X"], ["xs"]),
+        N("Gather", ["xs", "i0"], ["n"], axis=0),
+        N("Mul", ["n", "n"], ["n2"]),
+        N("Mul", ["n2", "n2"], ["n4"]),
+        N("Mul", ["n4", "n2"], ["n6"]),
+        N("ConstantOfShape", ["n6"], ["blob"]),
+        N("ReduceSum", ["blob"], ["t"], keepdims=0),
+        N("ReduceMean", ["X"], ["m"], keepdims=0),
+        N("Add", ["m", "t"], ["Y"]),
+    ]
+    m = model(nodes, [C(np.array([0], np.int64), "i0")])
+    total, peak, where = onnx_compute.work(m, SPEC, POL, batch=64)
+    assert total / 64 < POL.max_gflops and peak == 4 * 64**6 and "'blob'" in where
+    assert onnx_compute.work(m, SPEC, POL, batch=1)[1] <= 4 * 192  # no blob at batch 1
+    problems = onnx_compute.check(m, POL, SPEC)
+    assert len(problems) == 1 and "import.max_tensor_mb" in problems[0], problems
+    # positive control: the bound lifted, nothing else stops it statically
+    assert onnx_compute.check(m, replace(POL, max_tensor_mb=1 << 30), SPEC) == []

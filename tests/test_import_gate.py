@@ -647,13 +647,22 @@ def test_onnxruntime_memory_address_tag_is_refused(lab, keys, tmp_path) -> None:
 # f7 -------------------------------------------------------------------------------------
 def test_memory_that_explodes_with_the_batch_is_refused(lab, keys, tmp_path) -> None:
     """N**10 floats: refused statically, its work per image at a job's batch is over
-    ``import.max_gflops`` (session 12). N**6 floats (256 GiB at batch 64, 2 GFLOP per
-    image): within the work bound, stopped by the smoke test's memory limit."""
+    ``import.max_gflops``. N**6 floats (256 GiB at batch 64, 2 GFLOP per image): within
+    the work bound, refused statically by ``import.max_tensor_mb``; with that bound
+    lifted in the policy, the smoke test's memory limit stops it when it runs."""
+    import re
+
     pkg = sign_and_approve(make_package(tmp_path / "p", blowup_model()), keys)
     f = failed(gate(lab, pkg))
-    assert set(f) == {"onnx", "smoke test"} and "at batch 64" in f["onnx"], f
+    assert set(f) == {"onnx", "smoke test"} and "GFLOP per image at batch 64" in f["onnx"], f
     pkg = sign_and_approve(make_package(tmp_path / "q", blowup_model(power=6)), keys)
     f = failed(gate(lab, pkg))
+    assert set(f) == {"onnx", "smoke test"} and "memory bomb" in f["onnx"], f
+    text = lab.paths.policy.read_text()
+    lab.paths.policy.write_text(
+        re.sub(r"^max_tensor_mb = .*$", "max_tensor_mb = 1000000000", text, flags=re.M)
+    )
+    f = failed(gate(open_lab(lab.paths.root), pkg))
     assert set(f) == {"smoke test"} and "memory" in f["smoke test"], f
 
 

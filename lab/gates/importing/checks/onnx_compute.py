@@ -224,12 +224,24 @@ def _einsum_size(equation, ins) -> int:
 
 
 def _graph_cost(
-    g, bind: dict, outer: dict, where: str, pol, opsets, consts: dict | None = None
+    g,
+    bind: dict,
+    outer: dict,
+    where: str,
+    pol,
+    opsets,
+    consts: dict | None = None,
+    peak: list | None = None,
 ) -> tuple[int, dict]:
     """FLOPs of graph ``g`` and its value table. ``outer`` holds the enclosing scopes'
     values, ``bind`` the types and shapes of ``g``'s own inputs, ``consts`` the
     enclosing scopes' small constants."""
     own = _infer(g, bind, outer, opsets, consts)
+    if peak is not None:  # the largest value this graph makes: (bytes, name)
+        for name, (et, shape) in own.items():
+            size = _n(shape) * _itemsize(et)
+            if size > peak[0]:
+                peak[:] = [size, f"{where}: {name!r}"]
     consts = _small_constants(g, consts or {})
     table = {**outer, **own}
     shapes = {k: v[1] for k, v in table.items()}
@@ -242,12 +254,13 @@ def _graph_cost(
             total += _node_cost(node, shapes, where)
         elif node.op_type == "If":
             total += max(
-                _graph_cost(sg, {}, table, f"{label} {n}", pol, opsets, consts)[0] for n, sg in subs
+                _graph_cost(sg, {}, table, f"{label} {n}", pol, opsets, consts, peak)[0]
+                for n, sg in subs
             )
         elif node.op_type in ("Loop", "Scan") and len(subs) == 1:
             sub = subs[0][1]
             where_sub = f"{label} {subs[0][0]}"
-            total += _body_cost(node, sub, table, where_sub, g, pol, opsets, consts)
+            total += _body_cost(node, sub, table, where_sub, g, pol, opsets, consts, peak)
             shapes.update({k: v[1] for k, v in table.items()})
         else:
             raise _Unbounded(f"{label} ({node.op_type}): a subgraph of an unknown kind")
@@ -260,7 +273,9 @@ def _get(table: dict, name: str, label: str):
     return table[name]
 
 
-def _body_cost(node, body, table: dict, label: str, g, pol, opsets, consts: dict) -> int:
+def _body_cost(
+    node, body, table: dict, label: str, g, pol, opsets, consts: dict, peak: list | None
+) -> int:
     """A Loop or Scan body's FLOPs times its iterations. Loop-carried values take their
     initial shapes and must keep them: a value that grows each iteration (a Concat onto
     itself) has no static bound. The node's outputs get their shapes in ``table``."""
@@ -294,7 +309,7 @@ def _body_cost(node, body, table: dict, label: str, g, pol, opsets, consts: dict
     for k, name in enumerate(carried):
         if first + k < len(ins):
             bind[ins[first + k]] = _get(table, name, label)
-    cost, inner = _graph_cost(body, bind, table, label, pol, opsets, consts)
+    cost, inner = _graph_cost(body, bind, table, label, pol, opsets, consts, peak)
     for k in range(len(carried)):
         o = outs[out_first + k] if out_first + k < len(outs) else None
         i = ins[first + k] if first + k < len(ins) else None
@@ -338,35 +353,54 @@ def _trips(node, g, pol) -> int:
     return limit
 
 
-def gflops(model, model_json: dict | None, pol=None, batch: int = 1) -> float:
-    """An upper bound of ``model``'s work for a batch of ``batch`` images (default one),
-    in GFLOP (10^9 floating-point operations, a multiply-add counting 2), every branch
-    and loop included (see the module docstring). Raises ``ValueError`` naming the node
-    whose shape cannot be inferred statically."""
+def _itemsize(elem_type: int) -> int:
+    from onnx import helper
+
+    try:
+        return max(1, np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).itemsize)
+    except Exception:  # strings and unknown types: counted as 8 bytes an element
+        return 8
+
+
+def work(model, model_json: dict | None, pol=None, batch: int = 1) -> tuple[float, int, str]:
+    """(GFLOP, bytes of the largest value, its name) of ``model`` for a batch of
+    ``batch`` images: an upper bound of the work (10^9 floating-point operations, a
+    multiply-add counting 2; every branch and loop included, see the module docstring)
+    and the largest tensor any node makes. Raises ``ValueError`` naming the node whose
+    shape cannot be inferred statically."""
     g = model.graph
     inits = {x.name for x in g.initializer}
     bind = {}
+    peak: list = [0, ""]
     try:
         for vi in g.input:
             if vi.name not in inits and vi.type.HasField("tensor_type"):
                 bind[vi.name] = (vi.type.tensor_type.elem_type, _input_shape(vi, model_json, batch))
-        cost, _ = _graph_cost(g, bind, {}, "graph", pol, model.opset_import)
+        cost, _ = _graph_cost(g, bind, {}, "graph", pol, model.opset_import, None, peak)
     except _Unbounded as e:
         raise ValueError(str(e)) from None
-    return cost / 1e9
+    return cost / 1e9, int(peak[0]), str(peak[1])
+
+
+def gflops(model, model_json: dict | None, pol=None, batch: int = 1) -> float:
+    """The GFLOP of :func:`work`."""
+    return work(model, model_json, pol, batch)[0]
 
 
 def check(model, pol, model_json: dict | None) -> list[str]:
-    """Problems of ``model``'s work per image against ``import.max_gflops``, one line
-    each (none when it is within the bound). Counted at batch 1 and at the largest batch
-    a lab job feeds (``smoke.JOB_BATCH``): work that grows faster than the batch (a size
-    computed from the batch dimension) is held to the same bound per image."""
+    """Problems of ``model``'s work per image against ``import.max_gflops``, and of its
+    largest value against ``import.max_tensor_mb``, one line each (none when within
+    both). Counted at batch 1 and at the largest batch a lab job feeds
+    (``smoke.JOB_BATCH``): work that grows faster than the batch (a size computed from
+    the batch dimension) is held to the same bound per image, and a value that explodes
+    with the batch is seen at the batch a job uses."""
     from facelab.gates.importing.checks.smoke import JOB_BATCH
 
     limit = float(getattr(pol, "max_gflops", 50.0))
+    mem = int(getattr(pol, "max_tensor_mb", 2048)) << 20
     for batch in (1, JOB_BATCH):
         try:
-            work = gflops(model, model_json, pol, batch) / batch
+            total, peak, where = work(model, model_json, pol, batch)
         except ValueError as e:
             return [f"{e}: the work the model asks for has no static bound (default deny)"]
         except Exception as e:  # shape inference refusing the graph
@@ -374,10 +408,15 @@ def check(model, pol, model_json: dict | None) -> list[str]:
                 f"graph: ONNX shape inference refuses it ({e.__class__.__name__}): the work "
                 "the model asks for has no static bound"
             ]
-        if work > limit:
+        if total / batch > limit:
             return [
-                f"graph: asks for {work:,.1f} GFLOP per image at batch {batch}, every node, "
-                f"branch and loop counted, constant subgraphs included (limit {limit:g}, "
-                "import.max_gflops): a compute bomb, at load or on every image"
+                f"graph: asks for {total / batch:,.1f} GFLOP per image at batch {batch}, "
+                "every node, branch and loop counted, constant subgraphs included (limit "
+                f"{limit:g}, import.max_gflops): a compute bomb, at load or on every image"
+            ]
+        if peak > mem:
+            return [
+                f"{where} is {peak / 2**20:,.0f} MiB at batch {batch} (limit "
+                f"{mem >> 20:,}, import.max_tensor_mb): a memory bomb"
             ]
     return []
