@@ -102,6 +102,7 @@ def test_names_tiny_files_and_error_classes_of_a_face_leave_nothing_after_destro
     assert idat(faces[1])[:30].hex() not in text  # the exception class's name
 
 
+@pytest.mark.slow  # minutes-class end to end: `make test-slow`
 def test_a_destroy_whose_manifest_is_gone_does_not_say_passed(el) -> None:
     """The log holds only each manifest's digest: a manifest deleted before the destroy
     hides the digests of the job's files, so the destroy cannot rule out a copy left
