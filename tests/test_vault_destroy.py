@@ -334,6 +334,37 @@ def test_destroy_never_crosses_a_mount_point_inside_a_place(lab, dataset, tmp_pa
     assert r["action"].startswith("removed") and not place.exists()
 
 
+def test_destroy_never_removes_a_place_reached_through_a_mount_point_above_it(
+    lab, dataset, tmp_path
+) -> None:
+    """Red team 14j, case 26: a directory outside the lab bind-mounted on `LAB/outbox`
+    (so `outbox/acme` is outside); destroy deleted the outside files and certified
+    passed. Now the place is not removed and the certificate says FAILED."""
+    why = _can_bind_mount(tmp_path)
+    if why:
+        pytest.skip(why)
+    _ingest(lab, dataset, "acme")
+    outside = tmp_path / "elsewhere"
+    (outside / "acme").mkdir(parents=True)
+    (outside / "acme" / "precious.txt").write_text("not the lab's to delete\n")
+    target = lab.paths.root / "outbox"
+    target.mkdir(exist_ok=True)
+    script = (
+        f"mount --bind {outside} {target} && "
+        f"{sys.executable} -m facelab.cli destroy --lab {lab.paths.root} --tenant acme --yes"
+        "; echo rc=$?"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FACELAB_PASSPHRASE": PASS.decode()}
+    p = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env
+    )
+    assert "rc=2" in p.stdout and "Traceback" not in p.stderr, (p.stdout, p.stderr)
+    assert (outside / "acme" / "precious.txt").read_text() == "not the lab's to delete\n"
+    cert = json.loads(next((lab.paths.root / "certificates").glob("*.json")).read_text())
+    assert cert["certificate"]["sanitization_details"]["verification_result"] == "FAILED"
+    assert any("mount point" in x.get("action", "") for x in cert["certificate"]["places"])
+
+
 @pytest.mark.parametrize("where", ["xattr", "path"])
 def test_key_material_in_names_or_xattrs_makes_the_certificate_say_failed(
     lab, dataset, where

@@ -33,17 +33,19 @@ that cannot be created (a read-only home) is a warning.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from facelab.errors import BadInputError, NoteError
+from facelab.errors import BadInputError, BusyError, NoteError
 from facelab.jsonfile import read_json
 
 ENV = "FACELAB_KNOWN_LABS"
+#: Seconds a command waits for another process's hold on the pin file's lock (each
+#: holder reads and rewrites one small file: milliseconds); then exit 75.
+LOCK_WAIT_S = 10.0
 MAX_BYTES = 4 << 20
 
 
@@ -109,7 +111,11 @@ def _locked(mutate):
     except OSError as e:
         return None, str(path), e.strerror or str(e)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        # bounded: a facelab process stopped while it held the pin file's lock hung
+        # every command on the machine (red team 14j, H04); BusyError, exit 75
+        from facelab.audit.log import flock_within
+
+        flock_within(fd, LOCK_WAIT_S, path.with_name(path.name + ".lock"), "the pin file's lock")
         pins = _read(path)  # BadInputError: fail closed, never ignored
         result, changed = mutate(pins)
         if changed:
@@ -251,7 +257,10 @@ def advance_head(origin: str, note: bytes, size: int) -> str:
         entry["head"] = note.decode("utf-8")
         return Pin("pinned-now", ""), True
 
-    got, _path, problem = _locked(mutate)
+    try:
+        got, _path, problem = _locked(mutate)
+    except BusyError as e:  # the command's work is done and signed: warn, not fail
+        return str(e)
     return "" if got is not None else problem
 
 
@@ -273,7 +282,10 @@ def register_session(origin: str, session: str) -> str:
         entry["sessions"] = [*kept, session][-MAX_SESSIONS:]
         return Pin("pinned-now", ""), True
 
-    got, _path, problem = _locked(mutate)
+    try:
+        got, _path, problem = _locked(mutate)
+    except BusyError as e:  # the writer goes on; a crash tail of it waits for repair
+        return str(e)
     return "" if got is not None else problem
 
 

@@ -705,6 +705,20 @@ def mount_points_under(path: Path) -> list[str]:
     return sorted(set(out))
 
 
+def mounted_ancestor(root: Path, path: Path) -> str | None:
+    """The first mount point strictly between ``root`` and ``path`` (a bind mount on
+    ``LAB/outbox`` puts every tenant's outbox outside the lab: red team 14j, case 26),
+    or None. Destroy does not remove a place reached through one."""
+    real_root = os.path.realpath(root).rstrip("/")
+    real = os.path.realpath(path)
+    above = [
+        m
+        for m in mount_points_under(Path(real_root))
+        if m != real_root and m != real and real.startswith(m.rstrip("/") + "/")
+    ]
+    return min(above, key=len) if above else None
+
+
 def _remove_tree(path: Path) -> dict:
     """Remove ``path`` (a directory tree, a file or a link) without following links,
     opening special files or crossing into another mount: say what was there. A mount
@@ -1228,9 +1242,13 @@ def _finish_destroy(
     linked: list[str] = []
     for name, path in tenant_places(lab, tenant):
         via = linked_ancestor(lab.paths.root, path)
+        mount = mounted_ancestor(lab.paths.root, path) if via is None else None
         if via is not None:  # never through a link: what is behind it is not touched
             linked.append(str(path))
             r = {"action": f"NOT removed: {_shown(via)} is a link (not followed)"}
+        elif mount is not None:  # nor through a mount point above the place
+            linked.append(str(path))
+            r = {"action": f"NOT removed: {_shown(Path(mount))} is a mount point (not crossed)"}
         else:
             r = _remove_tree(path)
         places.append({"place": name, "path": str(path.relative_to(lab.paths.root)), **r})
