@@ -684,7 +684,15 @@ def test_a_live_change_in_another_process_is_never_reconciled(
 
 
 @pytest.mark.parametrize(
-    "point", ["after-intent", "after-key", "after-shred", "after-places", "after-certificate"]
+    "point",
+    [
+        "after-intent",
+        "after-key",
+        "after-shred",
+        "after-places",
+        "after-certificate",
+        "after-side-file",
+    ],
 )
 def test_destroy_killed_at_each_point_is_finished_or_aborted_on_the_record(
     lab, dataset, point
@@ -706,8 +714,11 @@ def test_destroy_killed_at_each_point_is_finished_or_aborted_on_the_record(
         assert len(certs) == 1
         assert outcome[0]["details"]["certificate"] == certs[0].name
         assert outcome[0]["details"].get("certificate_adopted", False) == (
-            point == "after-certificate"
+            point in ("after-certificate", "after-side-file")
         )
+        # the side file (plain digests of the tenant's files) is gone whatever the kill
+        # point (red team 14j, cases 08-10: left for good after a kill past the outcome)
+        assert list((lab.paths.keys / "destroying").glob("*")) == []
         assert not keystore.tenant_key_path(lab.paths.keys, "acme").exists()
         assert not (lab.paths.root / "outbox/acme").exists()
         assert raw_scan(lab.paths.root, _needles(dataset)) == []

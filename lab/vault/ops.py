@@ -1178,8 +1178,8 @@ def _finish_destroy(
         done = _certificate_of(lab, tenant, cert_id)
         if done is not None:  # killed after its certificate: that one is the record
             path, ok = done
+            side.unlink(missing_ok=True)  # before the outcome: see below
             _record_destroy(lab, log, actor, tenant, seq, path, reconciled, adopted=True)
-            side.unlink(missing_ok=True)
             if not ok:
                 raise BadInputError(f"{lab.paths.root}: destroy could not be verified; see {path}")
             return path
@@ -1334,8 +1334,14 @@ def _finish_destroy(
         / f"destroy-{tenant}-{when.strftime('%Y%m%dT%H%M%SZ')}.json",
     )
     _hook(hook, "after-certificate")
-    _record_destroy(lab, log, actor, tenant, seq, path, reconciled)
+    # the side file (plain digests of the tenant's files, some of tiny ones: invertible)
+    # goes before the outcome is recorded: a destroy killed between the two is finished
+    # from its certificate, which needs no side file; the other order left the side file
+    # for good once the outcome was on the record (red team 14j, cases 08-10)
     side.unlink(missing_ok=True)
+    keystore._fsync_dir(side.parent)
+    _hook(hook, "after-side-file")
+    _record_destroy(lab, log, actor, tenant, seq, path, reconciled)
     if not ok:
         raise BadInputError(
             f"{lab.paths.root}: destroy could not be verified: copies in {copies}, "
