@@ -1016,3 +1016,28 @@ def test_a_hard_linked_tenant_file_is_never_written_through_and_fails_the_destru
     assert any("linked.bin" in f and "hard link" in f for f in named), named
     assert not any("plain.txt" in f for f in named)
     certificate.verify_document(doc, [load_public_key(lab)])  # raises if it does not
+
+
+def test_destroy_removes_the_scratch_copy_a_killed_export_left_in_tmpdir(lab, dataset) -> None:
+    """Red team 14j, case 01: an export killed with SIGKILL left its copy of the tenant's
+    artifacts (a face) in `$TMPDIR/facelab-export-*/`; destroy certified passed with the
+    face still there. Destroy now removes scratch directories whose owner is gone and
+    lists the place; one whose owner still runs (this process) is left alone."""
+    import tempfile
+
+    _ingest(lab, dataset, "acme")
+    face = _pngs(dataset)[0]
+    dead = Path(tempfile.gettempdir()) / "facelab-export-4194303.1-test14j"
+    (dead / "in").mkdir(parents=True, exist_ok=True)
+    (dead / "in" / "face.png").write_bytes(face)
+    live = Path(tempfile.mkdtemp(prefix=f"facelab-export-{os.getpid()}.", dir=None))
+    try:
+        _destroy(lab, "acme")
+        assert not dead.exists()
+        assert live.exists()  # not this destroy's to remove
+        cert = json.loads(next((lab.paths.root / "certificates").glob("*.json")).read_text())
+        row = next(p for p in cert["certificate"]["places"] if "scratch" in p["place"])
+        assert row["action"].startswith("removed") and "0 " not in row["action"][:10]
+    finally:
+        shutil.rmtree(dead, ignore_errors=True)
+        shutil.rmtree(live, ignore_errors=True)

@@ -30,6 +30,7 @@ import json
 import os
 import re
 import stat
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1253,6 +1254,18 @@ def _finish_destroy(
             r = _remove_tree(path)
         places.append({"place": name, "path": str(path.relative_to(lab.paths.root)), **r})
         _hook(hook, f"after-place-{len(places) - 2}")
+    # copies a gate killed mid-way left in $TMPDIR (an export's copy of the artifacts:
+    # red team 14j, case 01); the ones whose owner still runs are another command's
+    from facelab import scratch
+
+    swept = scratch.sweep()
+    places.append(
+        {
+            "place": "scratch copies of interrupted gates ($TMPDIR)",
+            "path": tempfile.gettempdir(),
+            "action": f"removed {len(swept)} whose owning process is gone",
+        }
+    )
     _hook(hook, "after-places")
     stats: dict = {}
     copies = scan_lab(lab.paths.root, needles, skip={side}, stats=stats, digests=digests)
