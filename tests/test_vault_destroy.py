@@ -1041,3 +1041,15 @@ def test_destroy_removes_the_scratch_copy_a_killed_export_left_in_tmpdir(lab, da
     finally:
         shutil.rmtree(dead, ignore_errors=True)
         shutil.rmtree(live, ignore_errors=True)
+
+
+def test_the_log_never_holds_the_ingested_folders_name(lab, dataset, tmp_path) -> None:
+    """Red team 14j, case 04: a dataset folder named after a subject (a passport number)
+    went into `vault.ingest` as `source`, for good: the log names the dataset by its
+    digest only."""
+    named = tmp_path / "delivery-X7Q4K9Z2M-Jane-Roe"
+    shutil.copytree(dataset, named)
+    _ingest(lab, named, "acme")
+    log = (lab.paths.audit / "entries.jsonl").read_bytes()
+    assert b"X7Q4K9Z2M" not in log and b"delivery-" not in log
+    assert b'"vault.ingest"' in log  # control: the ingest is on the record

@@ -133,7 +133,9 @@ def ingest(
     items = read_dataset(dataset, lab.policy.vault.max_image_side)
     digest = dataset_digest(dataset)
     subjects = len({it.row["subject_id"] for it in items})
-    details = {"images": len(items), "subjects": subjects, "source": str(dataset)[:256]}
+    # not the folder's path: an operator's name for it may hold a subject's (red team 14j,
+    # case 04: the passport number stayed in the log for good); the digest names it
+    details = {"images": len(items), "subjects": subjects}
     state_lock = intents.held(lab.paths.audit, tenant, log.lock_wait)
     with state_lock, open_vault(lab, root, **vault_kw) as v:
         if not new_tenant:  # again under the lock: the first check was a fast refusal
@@ -197,7 +199,7 @@ def ingest(
                     actor,
                     tenant=tenant,
                     object=digest,
-                    details={"images": len(items), "source": str(dataset)[:256]},
+                    details={"images": len(items)},
                 )
             )
     return res
