@@ -53,3 +53,24 @@ def test_removing_a_place_never_enters_a_linked_directory_inside_it(tmp_path: Pa
     assert r["action"].startswith("removed"), r
     assert not place.exists()
     assert (outside / "precious.txt").read_text() == "not the lab's\n"
+
+
+def test_every_part_of_a_joined_error_must_be_a_lab_fact() -> None:
+    """Mutation s03: the job.finish ``error`` is lab facts joined with "; ": one part of
+    tenant text after a lab fact is refused, not only a wholly foreign one."""
+    from facelab.audit import Event
+    from facelab.errors import AuditSchemaError
+
+    def finish(error: str) -> Event:
+        return Event(
+            "job.finish",
+            "runner",
+            tenant="acme",
+            object="20260101T000000Z-0000000a",
+            decision="failed",
+            details={"error": error},
+        )
+
+    finish("exit status 1; wall clock: 30 s").validate()  # control: lab facts only
+    with pytest.raises(AuditSchemaError):
+        finish("exit status 1; Alice Smith 1985-02-03").validate()
