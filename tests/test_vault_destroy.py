@@ -334,6 +334,34 @@ def test_destroy_never_crosses_a_mount_point_inside_a_place(lab, dataset, tmp_pa
     assert r["action"].startswith("removed") and not place.exists()
 
 
+def test_destroy_never_empties_a_place_that_is_itself_a_mount_point(lab, dataset, tmp_path) -> None:
+    """Mutations v01/v05 (session 12 review): a directory outside the lab, with a space
+    in its name (mountinfo writes it as \\040), bind-mounted as `LAB/outbox/acme`
+    itself: its files stay, the certificate says FAILED."""
+    why = _can_bind_mount(tmp_path)
+    if why:
+        pytest.skip(why)
+    _ingest(lab, dataset, "acme")
+    outside = tmp_path / "out side"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("not the lab's to delete\n")
+    place = lab.paths.root / "outbox" / "acme"
+    place.mkdir(parents=True, exist_ok=True)
+    script = (
+        f"mount --bind '{outside}' '{place}' && "
+        f"{sys.executable} -m facelab.cli destroy --lab {lab.paths.root} --tenant acme --yes"
+        "; echo rc=$?"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FACELAB_PASSPHRASE": PASS.decode()}
+    p = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env
+    )
+    assert "rc=2" in p.stdout and "Traceback" not in p.stderr, (p.stdout, p.stderr)
+    assert (outside / "precious.txt").read_text() == "not the lab's to delete\n"
+    cert = json.loads(next((lab.paths.root / "certificates").glob("*.json")).read_text())
+    assert cert["certificate"]["sanitization_details"]["verification_result"] == "FAILED"
+
+
 def test_destroy_never_removes_a_place_reached_through_a_mount_point_above_it(
     lab, dataset, tmp_path
 ) -> None:
