@@ -335,9 +335,9 @@ def test_destroy_never_crosses_a_mount_point_inside_a_place(lab, dataset, tmp_pa
 
 
 def test_destroy_never_empties_a_place_that_is_itself_a_mount_point(lab, dataset, tmp_path) -> None:
-    """Mutations v01/v05 (session 12 review): a directory outside the lab, with a space
-    in its name (mountinfo writes it as \\040), bind-mounted as `LAB/outbox/acme`
-    itself: its files stay, the certificate says FAILED."""
+    """Mutations v01/v05 (session 12 review): a directory outside the lab bind-mounted as
+    `LAB/outbox/acme` itself: its files stay, the certificate says FAILED. (A mount
+    point whose own path has a space, octal in mountinfo, mutation v03, is not tested.)"""
     why = _can_bind_mount(tmp_path)
     if why:
         pytest.skip(why)
