@@ -59,6 +59,9 @@ class JobOutputs:
     """
 
     models: dict[str, Attestation] = field(default_factory=dict)
+    # every job that wrote a file of these bytes (a deterministic model.json is the same
+    # in every job of one spec): the export picks among them (``ops._attest``)
+    candidates: dict[str, list[Attestation]] = field(default_factory=dict)
     bench_reports: set[str] = field(default_factory=set)
     train_jobs: int = 0
 
@@ -85,6 +88,7 @@ def job_outputs(
     registered = set(trainers)
     started: dict[str, dict] = {}
     models: dict[str, Attestation] = {}
+    candidates: dict[str, list[Attestation]] = {}
     reports: set[str] = set()
     n_train = 0
     for e in entries(audit_dir, b'"job.'):
@@ -121,7 +125,8 @@ def job_outputs(
             att = Attestation(str(job), str(start["trainer"]), size, *privacy)
             for h, _name in outputs:
                 models.setdefault(h, att)
-    return JobOutputs(models, reports, n_train)
+                candidates.setdefault(h, []).append(att)
+    return JobOutputs(models, candidates=candidates, bench_reports=reports, train_jobs=n_train)
 
 
 def _privacy(record) -> tuple[float, float] | None:

@@ -618,11 +618,21 @@ def _attest(
     never say what is attested."""
     required = bool(policy.contract.get("models_require_attestation", True))
     out = []
+    models = [it for it in items if it.kind in MODEL_KINDS and not it.discarded]
+    digests = {id(it): file_sha256(it.src) for it in models}
+    # a file several jobs wrote (the same model.json for one spec) goes to a job this
+    # export takes anyway: each job is charged its epsilon, and a deterministic file must
+    # not bring in a second job (session 12: it charged 16 instead of 8)
+    needed = {
+        jobs.candidates[h][0].job for h in digests.values() if len(jobs.candidates.get(h, [])) == 1
+    }
     for it in items:
         it.facts.pop("attested", None)
         if it.kind not in MODEL_KINDS or it.discarded:
             continue
-        att = jobs.models.get(file_sha256(it.src))
+        h = digests[id(it)]
+        choice = [a for a in jobs.candidates.get(h, []) if a.job in needed]
+        att = choice[0] if choice else jobs.models.get(h)
         if att is not None:
             it.attested = {
                 "job": att.job,
